@@ -1,0 +1,30 @@
+# Two commands: `make run` (set up, run the main job) and `make test` (set up, run the tests).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test setup bench clean
+
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch from the wheels on local disk (CUDA build, same on CPU); never a multi-GB download
+	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# The main job on its embedded default: a TPE study on the moons data.
+run: $(STAMP)
+	$(BIN)/diffsearch hparams --dataset moons --searcher tpe --trials 20 --epochs 30 --out runs/moons-tpe
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/hparams_toy2d.py
+
+clean:
+	rm -rf runs .pytest_cache
