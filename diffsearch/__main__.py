@@ -1,0 +1,3 @@
+from diffsearch.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Backends: models and training loops. Scoring lives in objectives/."""
