@@ -1,0 +1,1 @@
+"""Command line: parsing and printing only; every job is a library call."""

@@ -1,0 +1,129 @@
+"""``diffsearch hparams``: arguments and printing for the training-hyperparameter search."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from diffsearch.datasets import TOY_DATASETS
+from diffsearch.jobs.hparams import HparamsOptions, run_hparams
+from diffsearch.objectives.prdc import PRDC_SCALAR_FORMULA
+from diffsearch.searchers import PRUNERS, SEARCHERS
+
+DESCRIPTION = f"""\
+Tune the training of a diffusion model (seed 000's study). Each trial trains the MLP denoiser on the
+data with one configuration from the space (lr, lr scheduler, warm-up ratio, batch size, optimizer,
+weight decay, training timesteps), samples as many points as are held out, and scores them by PRDC
+(k = 5) against the held-out points. The score to minimise is the PRDC loss:
+  {PRDC_SCALAR_FORMULA}
+Every trial is an Optuna trial in one storage (default: a SQLite file in --out), so rerunning the same
+command resumes the study, and `optuna-dashboard <storage URL>` shows it.
+
+examples:
+  diffsearch hparams --dataset moons --searcher tpe --trials 50
+  diffsearch hparams --dataset spirals --searcher random --trials 50 --prune sh --repeats 10
+  diffsearch hparams --dataset moons --baseline --repeats 10
+  diffsearch hparams --dataset my_points.npy --searcher gp --trials 30 --epochs 50
+"""
+
+
+def add_parser(subparsers, parser_class, formatter) -> None:
+    p = subparsers.add_parser("hparams", help="tune training hyperparameters (seed 000)",
+                              description=DESCRIPTION, formatter_class=formatter)
+    p.add_argument("--dataset", default="moons",
+                   help=f"{', '.join(TOY_DATASETS)}, or a .npy / .csv file of N x D floats")
+    p.add_argument("--searcher", default="tpe", help=f"one of: {', '.join(SEARCHERS)}")
+    p.add_argument("--trials", type=int, default=50, help="finished trials the study should hold")
+    p.add_argument("--epochs", type=int, default=100, help="training epochs per trial")
+    p.add_argument("--prune", default="none", help=f"early stopping by epochs: {', '.join(PRUNERS)}")
+    p.add_argument("--min-epochs", type=int, default=8, help="pruning: first checkpoint (seed: 8)")
+    p.add_argument("--reduction-factor", type=int, default=2, help="pruning: reduction factor (seed: 2)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampler and the trainings")
+    p.add_argument("--study", help="study name (default: hparams-<dataset>-<searcher>[-<prune>])")
+    p.add_argument("--storage", help="Optuna storage URL (sqlite:///x.db, postgresql://...) or a "
+                   "journal file ending in .log (default: sqlite file in --out)")
+    p.add_argument("--out", help="run directory for results.json, plots and samples "
+                   "(default: runs/<study>)")
+    p.add_argument("--baseline", action="store_true",
+                   help="do not search: train the space's baseline config --repeats times")
+    p.add_argument("--repeats", type=int, default=0,
+                   help="re-train the best config (or with --baseline, the baseline) N times: mean +- std")
+    p.add_argument("--baseline-runs", type=int, default=1,
+                   help="baseline trainings to compare a search against (0 to skip)")
+    p.add_argument("--jobs", type=int, default=1, help="parallel worker processes on this machine")
+    p.add_argument("--points", type=int, default=100_000, dest="n_points",
+                   help="points generated for a built-in data set")
+    p.add_argument("--held-out", type=int, default=20_000, help="of those, points kept for scoring")
+    p.add_argument("--json", action="store_true", help="print results.json to stdout instead of tables")
+    p.set_defaults(handler=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    options = HparamsOptions(
+        dataset=args.dataset, searcher=args.searcher, trials=args.trials, epochs=args.epochs,
+        prune=args.prune, min_epochs=args.min_epochs, reduction_factor=args.reduction_factor,
+        seed=args.seed, study=args.study, storage=args.storage, out=args.out, baseline=args.baseline,
+        repeats=args.repeats, baseline_runs=args.baseline_runs, jobs=args.jobs,
+        n_points=args.n_points, held_out=args.held_out)
+    console = Console(stderr=True)
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("best {task.fields[best]}"), TimeElapsedColumn(), console=console,
+                  transient=False) as bar:
+        task = bar.add_task("trials", total=None if args.baseline else args.trials, best="-")
+
+        def progress(done: int, total: int, best: float | None) -> None:
+            bar.update(task, completed=done, total=total, best="-" if best is None else f"{best:.4f}")
+
+        results = run_hparams(options, progress=progress, log=bar.console.print)
+    if args.json:
+        sys.stdout.write(json.dumps(json.load(open(results["results_file"])), indent=2) + "\n")
+    else:
+        print_summary(results, Console())
+    return 0
+
+
+def _fmt(summary) -> str:
+    if not summary or summary.get("mean") is None:
+        return "-"
+    return f"{summary['mean']:.4f} ± {summary['std']:.4f} ({summary['runs']} runs)"
+
+
+def print_summary(results: dict, console: Console) -> None:
+    best = results.get("best")
+    if best:
+        params = Table(title=f"best of study {results['study']} (trial {best['number']})")
+        params.add_column("hyperparameter")
+        params.add_column("value", justify="right")
+        for key, value in best["params"].items():
+            params.add_row(key, f"{value:.3g}" if isinstance(value, float) else str(value))
+        console.print(params)
+    table = Table(title="PRDC loss (lower is better)")
+    for column in ("config", "score", "precision", "recall", "density", "coverage"):
+        table.add_column(column, justify="right" if column != "config" else "left")
+    rows = [("best trial", best)] if best else []
+    first_baseline = (results.get("baseline") or {}).get("trials", [])
+    rows += [("baseline", first_baseline[0])] if first_baseline else []
+    for label, record in rows:
+        parts = record.get("parts", {})
+        table.add_row(label, "-" if record["score"] is None else f"{record['score']:.4f}",
+                      *[f"{parts[p]:.3f}" if p in parts else "-"
+                        for p in ("precision", "recall", "density", "coverage")])
+    console.print(table)
+    if "best_repeats" in results:
+        console.print(f"best config re-trained: {_fmt(results['best_repeats'])}")
+    if results.get("baseline"):
+        console.print(f"baseline: {_fmt(results['baseline'])}")
+    if "trials" in results:
+        states = {}
+        for t in results["trials"]:
+            states[t["state"]] = states.get(t["state"], 0) + 1
+        console.print("trials: " + ", ".join(f"{n} {s.lower()}" for s, n in sorted(states.items()))
+                      + f"; study time {results['study_minutes']:.1f} min")
+    console.print(f"elapsed {results['elapsed_seconds'] / 60:.1f} min; results: {results['results_file']}"
+                  + (f"; plot: {results['plot']}" if results.get("plot") else ""))
+    console.print(f"ledger: {results['storage']} (study {results['study']})")

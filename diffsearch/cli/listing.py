@@ -1,0 +1,39 @@
+"""``diffsearch list``: what can be run."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.console import Console
+from rich.table import Table
+
+from diffsearch.datasets import TOY_DATASETS
+from diffsearch.jobs import JOBS
+from diffsearch.objectives import OBJECTIVES
+from diffsearch.searchers import PRUNERS, SEARCHERS
+from diffsearch.spaces import SPACES
+
+
+def add_parser(subparsers, parser_class, formatter) -> None:
+    p = subparsers.add_parser("list", help="list jobs, spaces, searchers, pruners, objectives, datasets")
+    p.set_defaults(handler=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    table = Table(title="diffsearch")
+    table.add_column("kind")
+    table.add_column("name")
+    table.add_column("what it is")
+    for kind, entries in (
+        ("job", JOBS),
+        ("space", {name: space.description for name, space in SPACES.items()}),
+        ("searcher", {name: text for name, (_, text) in SEARCHERS.items()}),
+        ("pruner", PRUNERS),
+        ("objective", OBJECTIVES),
+        ("dataset", {name: "2-D toy set, 100,000 points, 20,000 held out" for name in TOY_DATASETS}
+         | {"FILE.npy / FILE.csv": "your own N x D float matrix, 80/20 split"}),
+    ):
+        for name, text in entries.items():
+            table.add_row(kind, name, text)
+    Console().print(table)
+    return 0

@@ -1,0 +1,249 @@
+"""``diffsearch hparams``: search training hyperparameters of a diffusion model on vector data.
+
+Python use::
+
+    from diffsearch.jobs.hparams import HparamsOptions, run_hparams
+    results = run_hparams(HparamsOptions(dataset="moons", searcher="tpe", trials=50))
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import optuna
+import torch
+from optuna.trial import FrozenTrial, TrialState
+
+from diffsearch.datasets import load_vector_data
+from diffsearch.errors import UsageError
+from diffsearch.ledger import (best_trial, create_or_load_study, default_storage_url, done_trials,
+                               open_storage)
+from diffsearch.objectives.prdc import PRDC_PARTS
+from diffsearch.run import run_repeats, run_search
+from diffsearch.searchers import make_pruner, make_sampler, report_epochs
+from diffsearch.spaces.training import TrainingSpace, get_space
+from diffsearch.tasks.vector_diffusion import VectorDiffusionTask
+
+
+@dataclass
+class HparamsOptions:
+    dataset: str = "moons"
+    searcher: str = "tpe"
+    trials: int = 50
+    epochs: int = 100
+    prune: str = "none"
+    min_epochs: int = 8
+    reduction_factor: int = 2
+    seed: int = 0
+    study: str | None = None          # default: hparams-<dataset>-<searcher>[-<prune>]
+    storage: str | None = None        # default: sqlite:///<out>/study.db
+    out: str | None = None            # default: runs/<study>
+    baseline: bool = False            # only train the baseline (``--repeats`` times)
+    repeats: int = 0                  # re-train the best config (or the baseline) this many times
+    baseline_runs: int = 1            # baseline trainings to compare a search against
+    jobs: int = 1                     # parallel worker processes on this machine
+    n_points: int = 100_000
+    held_out: int = 20_000
+    space: str = "toy2d"
+
+    def resolved(self) -> "HparamsOptions":
+        """Fill defaults and check values; raise UsageError with one line for anything wrong."""
+        o = HparamsOptions(**asdict(self))
+        if o.trials < 1 and not o.baseline:
+            raise UsageError(f"--trials must be at least 1 (got {o.trials})")
+        if o.epochs < 1:
+            raise UsageError(f"--epochs must be at least 1 (got {o.epochs})")
+        if o.repeats < 0 or o.baseline_runs < 0:
+            raise UsageError("--repeats and --baseline-runs cannot be negative")
+        if o.baseline and o.repeats < 1:
+            o.repeats = 1
+        if o.jobs < 1:
+            raise UsageError(f"--jobs must be at least 1 (got {o.jobs})")
+        make_sampler(o.searcher, 0)  # validates the name
+        make_pruner(o.prune, o.min_epochs, o.epochs, o.reduction_factor)
+        get_space(o.space)
+        if o.study is None:
+            base = Path(o.dataset).stem if Path(o.dataset).suffix else o.dataset
+            o.study = "-".join(["hparams", base, "baseline" if o.baseline else o.searcher]
+                               + ([o.prune] if o.prune != "none" and not o.baseline else []))
+        if o.out is None:
+            o.out = str(Path("runs") / o.study)
+        if o.storage is None:
+            Path(o.out).mkdir(parents=True, exist_ok=True)
+            o.storage = default_storage_url(Path(o.out))
+        return o
+
+
+def study_attrs(o: HparamsOptions) -> dict[str, Any]:
+    return {"job": "hparams", "space": o.space, "dataset": o.dataset, "epochs": o.epochs,
+            "searcher": o.searcher, "prune": o.prune, "min_epochs": o.min_epochs, "trials": o.trials,
+            "seed": o.seed, "n_points": o.n_points, "held_out": o.held_out}
+
+
+@dataclass
+class _Setup:
+    space: TrainingSpace
+    task: VectorDiffusionTask
+    storage: optuna.storages.BaseStorage
+
+
+def _setup(o: HparamsOptions) -> _Setup:
+    data = load_vector_data(o.dataset, o.n_points, o.held_out, seed=0)
+    return _Setup(get_space(o.space), VectorDiffusionTask(data, epochs=o.epochs), open_storage(o.storage))
+
+
+def _search_study(o: HparamsOptions, setup: _Setup, worker: int = 0) -> optuna.Study:
+    # sampler seeded by worker and history, so a resumed random search does not redraw old points
+    probe = create_or_load_study(setup.storage, o.study, study_attrs(o))
+    sampler_seed = o.seed + 7919 * worker + len(probe.get_trials(deepcopy=False))
+    return create_or_load_study(setup.storage, o.study, study_attrs(o),
+                                make_sampler(o.searcher, sampler_seed),
+                                make_pruner(o.prune, o.min_epochs, o.epochs, o.reduction_factor))
+
+
+def _worker(o: HparamsOptions, worker: int, threads: int) -> None:
+    """One of ``--jobs`` processes: joins the study and runs trials until the budget is met."""
+    torch.set_num_threads(threads)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    setup = _setup(o)
+    run_search(_search_study(o, setup, worker), setup.space, setup.task, o.trials, o.seed,
+               report_epochs(o.prune, o.min_epochs, o.epochs, o.reduction_factor), Path(o.out) / "samples")
+
+
+ProgressFn = Callable[[int, int, float | None], None]  # (done, total, best score so far)
+
+
+def _run_parallel(o: HparamsOptions, study: optuna.Study, progress: ProgressFn | None) -> None:
+    context = multiprocessing.get_context("spawn")
+    threads = max(1, torch.get_num_threads() // o.jobs)
+    workers = [context.Process(target=_worker, args=(o, i, threads), daemon=True) for i in range(o.jobs)]
+    for process in workers:
+        process.start()
+    try:
+        while any(p.is_alive() for p in workers):
+            time.sleep(1.0)
+            if progress is not None:
+                best = best_trial(study)
+                progress(len(done_trials(study)), o.trials, best.value if best else None)
+    finally:
+        for process in workers:
+            if process.is_alive():
+                process.terminate()
+            process.join()
+
+
+def run_hparams(options: HparamsOptions, progress: ProgressFn | None = None,
+                log: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+    """Run the search (or the baseline), the repeats, and write results.json and the plots to ``out``."""
+    o = options.resolved()
+    start = time.perf_counter()
+    out = Path(o.out)
+    out.mkdir(parents=True, exist_ok=True)
+    setup = _setup(o)
+    samples_dir = out / "samples"
+    repeats_study = create_or_load_study(setup.storage, f"{o.study}.repeats", study_attrs(o))
+
+    def on_repeat(trial: FrozenTrial) -> None:
+        log(f"  {trial.user_attrs['role']} repeat {trial.user_attrs['repeat'] + 1}: "
+            + (f"score {trial.value:.4f}" if trial.value is not None else trial.user_attrs.get("fail_reason", "failed")))
+
+    baseline_params = setup.space.baseline()
+    results: dict[str, Any] = {"job": "hparams", "options": asdict(o), "scalar": "prdc_loss"}
+    search_study = None
+    if not o.baseline:
+        search_study = _search_study(o, setup)
+        if o.jobs > 1:
+            _run_parallel(o, search_study, progress)
+        else:
+            def on_trial_end(study: optuna.Study, _trial: FrozenTrial) -> None:
+                if progress is not None:
+                    best = best_trial(study)
+                    progress(len(done_trials(study)), o.trials, best.value if best else None)
+            run_search(search_study, setup.space, setup.task, o.trials, o.seed,
+                       report_epochs(o.prune, o.min_epochs, o.epochs, o.reduction_factor), samples_dir,
+                       on_trial_end)
+        best = best_trial(search_study)
+        results["trials"] = [_trial_record(t) for t in search_study.get_trials(deepcopy=False)]
+        results["study_minutes"] = _study_minutes(search_study)
+        results["best"] = _trial_record(best) if best else None
+        if best is not None and o.repeats:
+            log(f"re-training the best config {o.repeats} times")
+            results["best_repeats"] = _summary(run_repeats(
+                repeats_study, setup.space, setup.task, "best", best.params, o.repeats, o.seed,
+                samples_dir, on_repeat))
+    baseline_runs = o.repeats if o.baseline else o.baseline_runs
+    if baseline_runs:
+        log(f"training the baseline {baseline_runs} time(s)")
+        results["baseline"] = _summary(run_repeats(
+            repeats_study, setup.space, setup.task, "baseline", baseline_params, baseline_runs, o.seed,
+            samples_dir, on_repeat))
+        results["baseline"]["params"] = baseline_params
+    results["elapsed_seconds"] = time.perf_counter() - start
+    results["storage"], results["study"] = o.storage, o.study
+    results["plot"] = _plot(results, setup, out)
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=_json_default))
+    results["results_file"] = str(out / "results.json")
+    return results
+
+
+def _trial_record(trial: FrozenTrial) -> dict[str, Any]:
+    attrs = trial.user_attrs
+    return {
+        "number": trial.number, "state": trial.state.name, "score": trial.value,
+        "params": trial.params, "parts": {p: attrs[p] for p in PRDC_PARTS if p in attrs},
+        "seconds": attrs.get("seconds"), "pruned_at_epoch": attrs.get("pruned_at_epoch"),
+        "fail_reason": attrs.get("fail_reason"), "samples_file": attrs.get("samples_file"),
+    }
+
+
+def _summary(trials: list[FrozenTrial]) -> dict[str, Any]:
+    scores = [t.value for t in trials if t.state == TrialState.COMPLETE]
+    return {
+        "runs": len(trials), "failed": len(trials) - len(scores),
+        "mean": statistics.fmean(scores) if scores else None,
+        "std": statistics.stdev(scores) if len(scores) > 1 else 0.0 if scores else None,
+        "scores": scores, "trials": [_trial_record(t) for t in trials],
+    }
+
+
+def _study_minutes(study: optuna.Study) -> float:
+    """Wall-clock span of the study's finished trials (sums across resumed runs, not idle gaps)."""
+    spans = [(t.datetime_complete - t.datetime_start).total_seconds()
+             for t in study.get_trials(deepcopy=False) if t.datetime_complete and t.datetime_start]
+    return sum(spans) / 60.0
+
+
+def _plot(results: dict[str, Any], setup: _Setup, out: Path) -> str | None:
+    """Generated vs real points for the baseline and the best config (first two dimensions)."""
+    from diffsearch.plots import scatter_panels
+
+    panels = [("held-out data", setup.task.data.held_out, None)]
+    for label, record in (("baseline", _first_samples(results.get("baseline"))),
+                          ("best config", results.get("best"))):
+        if record and record.get("samples_file") and Path(record["samples_file"]).is_file():
+            panels.append((label, np.load(record["samples_file"]), record.get("score")))
+    if len(panels) == 1:
+        return None
+    path = out / "samples.png"
+    scatter_panels(panels, path, title=f"{setup.task.data.name}: generated vs real")
+    return str(path)
+
+
+def _first_samples(summary: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not summary:
+        return None
+    done = [t for t in summary["trials"] if t["state"] == "COMPLETE"]
+    return done[0] if done else None
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    return str(value)
