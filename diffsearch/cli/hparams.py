@@ -71,15 +71,20 @@ def main(args: argparse.Namespace) -> int:
         repeats=args.repeats, baseline_runs=args.baseline_runs, jobs=args.jobs,
         n_points=args.n_points, held_out=args.held_out)
     console = Console(stderr=True)
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("best {task.fields[best]}"), TimeElapsedColumn(), console=console,
-                  transient=False) as bar:
-        task = bar.add_task("trials", total=None if args.baseline else args.trials, best="-")
+    # the bar starts with the first finished trial, so input errors print one line and nothing else
+    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("best {task.fields[best]}"), TimeElapsedColumn(), console=console)
+    task = bar.add_task("trials", total=args.trials, best="-")
 
-        def progress(done: int, total: int, best: float | None) -> None:
-            bar.update(task, completed=done, total=total, best="-" if best is None else f"{best:.4f}")
+    def progress(done: int, total: int, best: float | None) -> None:
+        if not bar.live.is_started:
+            bar.start()
+        bar.update(task, completed=done, total=total, best="-" if best is None else f"{best:.4f}")
 
-        results = run_hparams(options, progress=progress, log=bar.console.print)
+    try:
+        results = run_hparams(options, progress=progress, log=console.print)
+    finally:
+        bar.stop()
     if args.json:
         sys.stdout.write(json.dumps(json.load(open(results["results_file"])), indent=2) + "\n")
     else:

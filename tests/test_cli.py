@@ -1,0 +1,168 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import optuna
+import pytest
+
+from diffsearch.cli.main import main
+
+pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+
+
+def run_cli(*args):
+    return main([str(a) for a in args])
+
+
+def load(out, name):
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{out}/study.db")
+
+
+def test_search_end_to_end_writes_results_plot_and_ledger(tmp_path, tiny_args, capsys):
+    out = tmp_path / "run"
+    assert run_cli("hparams", "--dataset", "moons", "--searcher", "tpe", "--trials", 3, *tiny_args,
+                   "--repeats", 2, "--out", out, "--json") == 0
+    printed = json.loads(capsys.readouterr().out)
+    saved = json.loads((out / "results.json").read_text())
+    assert printed["best"] == saved["best"]
+    assert len(saved["trials"]) == 3 and saved["best"]["score"] == min(t["score"] for t in saved["trials"])
+    assert saved["best_repeats"]["runs"] == 2 and saved["baseline"]["runs"] == 1
+    assert saved["elapsed_seconds"] > 0 and (out / "samples.png").stat().st_size > 10_000
+    study = load(out, "hparams-moons-tpe")
+    trial = study.best_trial
+    for key in ("precision", "recall", "density", "coverage", "seconds", "config"):
+        assert key in trial.user_attrs
+    assert study.user_attrs["job"] == "hparams" and study.user_attrs["dataset"] == "moons"
+
+
+def test_rerun_resumes_without_repeating(tmp_path, tiny_args):
+    out = tmp_path / "run"
+    common = ["hparams", "--searcher", "random", *tiny_args, "--out", out, "--baseline-runs", 0]
+    assert run_cli(*common, "--trials", 2) == 0
+    assert run_cli(*common, "--trials", 2) == 0  # already done: nothing new
+    assert len(load(out, "hparams-moons-random").trials) == 2
+    assert run_cli(*common, "--trials", 3) == 0
+    trials = load(out, "hparams-moons-random").trials
+    assert len(trials) == 3
+    assert len({json.dumps(t.params, sort_keys=True) for t in trials}) == 3
+
+
+@pytest.mark.parametrize("searcher", ["random", "gp"])
+def test_other_searchers_and_journal_storage(tmp_path, tiny_args, searcher):
+    journal = tmp_path / "ledger.log"
+    assert run_cli("hparams", "--searcher", searcher, "--trials", 2, *tiny_args, "--out", tmp_path,
+                   "--storage", journal, "--baseline-runs", 0) == 0
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
+    study = optuna.load_study(study_name=f"hparams-moons-{searcher}", storage=storage)
+    assert len(study.trials) == 2
+
+
+def test_successive_halving_prunes(tmp_path):
+    assert run_cli("hparams", "--searcher", "random", "--trials", 6, "--epochs", 8, "--prune", "sh",
+                   "--min-epochs", 2, "--points", 3000, "--held-out", 1000, "--out", tmp_path,
+                   "--baseline-runs", 0) == 0
+    study = load(tmp_path, "hparams-moons-random-sh")
+    states = [t.state for t in study.trials]
+    assert states.count(optuna.trial.TrialState.PRUNED) >= 1
+    pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
+    assert all(set(t.intermediate_values) <= {2, 4} for t in pruned)
+
+
+def test_baseline_repeats(tmp_path, tiny_args, capsys):
+    assert run_cli("hparams", "--baseline", "--repeats", 2, *tiny_args, "--out", tmp_path, "--json") == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["baseline"]["runs"] == 2 and result["baseline"]["std"] >= 0
+    assert result["baseline"]["params"]["lr"] == 1e-3 and "trials" not in result
+
+
+def test_user_file_dataset(tmp_path, capsys):
+    np.save(tmp_path / "points.npy", np.random.default_rng(0).normal(size=(1500, 3)).astype(np.float32))
+    assert run_cli("hparams", "--dataset", tmp_path / "points.npy", "--trials", 1, "--epochs", 1,
+                   "--out", tmp_path / "run", "--baseline-runs", 0, "--json") == 0
+    assert json.loads(capsys.readouterr().out)["best"]["score"] is not None
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--dataset", "mooons"], "unknown dataset"),
+    (["--searcher", "cmaes"], "unknown searcher"),
+    (["--trials", "0"], "--trials must be at least 1"),
+    (["--prune", "asha"], "unknown pruner"),
+    (["--storage", "notaurl"], "neither a database URL"),
+    (["--storage", "sqlite:////nonexistent/dir/x.db"], "cannot open storage"),
+    (["--storage", "postgresql://nobody@127.0.0.1:1/none"], "cannot open storage"),
+    (["--trials", "many"], "invalid int value"),
+])
+def test_bad_input_one_line_exit_2(tmp_path, capsys, args, message):
+    with pytest.raises(SystemExit) as exited:
+        code = run_cli("hparams", "--out", tmp_path, *args)
+        raise SystemExit(code)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_malformed_data_file_one_line(tmp_path, capsys):
+    (tmp_path / "bad.csv").write_text("1,2\n3,oops\n")
+    assert run_cli("hparams", "--dataset", tmp_path / "bad.csv", "--out", tmp_path) == 2
+    assert "cannot read bad.csv" in capsys.readouterr().err
+
+
+def test_study_made_by_other_dataset_is_refused(tmp_path, tiny_args, capsys):
+    assert run_cli("hparams", "--trials", 1, *tiny_args, "--out", tmp_path, "--study", "s",
+                   "--baseline-runs", 0) == 0
+    assert run_cli("hparams", "--dataset", "spirals", "--trials", 1, *tiny_args, "--out", tmp_path,
+                   "--study", "s") == 2
+    assert "made with dataset='moons'" in capsys.readouterr().err
+
+
+def test_list_names_everything(capsys):
+    assert run_cli("list") == 0
+    text = capsys.readouterr().out
+    for name in ("hparams", "toy2d", "images", "tpe", "gp", "random", "sh", "hyperband", "prdc", "moons"):
+        assert name in text
+
+
+def test_ctrl_c_keeps_finished_trials_and_resume_finishes(tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "diffsearch", "hparams", "--searcher", "random", "--trials", "4",
+           "--points", "3000", "--held-out", "1000", "--epochs", "3", "--out", str(out), "--baseline-runs", "0"]
+    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        time.sleep(0.5)
+        try:
+            done = [t for t in load(out, "hparams-moons-random").trials if t.state.is_finished()]
+        except Exception:
+            continue
+        if len(done) >= 2:
+            break
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert b"Traceback" not in err
+    kept = {t.number: t.params for t in load(out, "hparams-moons-random").trials
+            if t.state == optuna.trial.TrialState.COMPLETE}
+    assert len(kept) >= 2
+    subprocess.run(cmd, check=True, capture_output=True)
+    trials = load(out, "hparams-moons-random").trials
+    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 4
+    assert all(trials[n].params == p for n, p in kept.items())  # finished trials untouched
+    assert len({json.dumps(t.params, sort_keys=True) for t in complete}) == 4
+
+
+def test_dashboard_reads_the_study(tmp_path, tiny_args):
+    optuna_dashboard = pytest.importorskip("optuna_dashboard")
+    assert run_cli("hparams", "--trials", 1, *tiny_args, "--out", tmp_path, "--baseline-runs", 0) == 0
+    from wsgiref.util import setup_testing_defaults
+
+    app = optuna_dashboard.wsgi(f"sqlite:///{tmp_path}/study.db")
+    environ = {"PATH_INFO": "/api/studies"}
+    setup_testing_defaults(environ)
+    status = []
+    body = b"".join(app(environ, lambda s, h, *exc: status.append(s)))
+    assert status[0].startswith("200") and b"hparams-moons-tpe" in body
