@@ -58,7 +58,9 @@ def run_search(study: optuna.Study, space: TrainingSpace, task: VectorDiffusionT
     def stop_when_budget_met(study: optuna.Study, trial: FrozenTrial) -> None:
         if on_trial_end is not None:
             on_trial_end(study, trial)
-        if len(done_trials(study)) >= n_trials:
+        # trials other workers are running count too, so parallel workers do not overshoot the budget
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if len(done_trials(study)) + len(running) >= n_trials:
             study.stop()
 
     if len(done_trials(study)) >= n_trials:

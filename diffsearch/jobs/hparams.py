@@ -214,10 +214,21 @@ def _summary(trials: list[FrozenTrial]) -> dict[str, Any]:
 
 
 def _study_minutes(study: optuna.Study) -> float:
-    """Wall-clock span of the study's finished trials (sums across resumed runs, not idle gaps)."""
-    spans = [(t.datetime_complete - t.datetime_start).total_seconds()
-             for t in study.get_trials(deepcopy=False) if t.datetime_complete and t.datetime_start]
-    return sum(spans) / 60.0
+    """Wall-clock minutes the study's trials ran: the union of their intervals, so parallel workers are
+    not double-counted and the idle gap between a stop and a resume is not counted."""
+    spans = sorted((t.datetime_start, t.datetime_complete) for t in study.get_trials(deepcopy=False)
+                   if t.datetime_complete and t.datetime_start)
+    total, current_start, current_end = 0.0, None, None
+    for start, end in spans:
+        if current_end is None or start > current_end:
+            if current_end is not None:
+                total += (current_end - current_start).total_seconds()
+            current_start, current_end = start, end
+        else:
+            current_end = max(current_end, end)
+    if current_end is not None:
+        total += (current_end - current_start).total_seconds()
+    return total / 60.0
 
 
 def _plot(results: dict[str, Any], setup: _Setup, out: Path) -> str | None:
