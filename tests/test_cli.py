@@ -166,3 +166,10 @@ def test_dashboard_reads_the_study(tmp_path, tiny_args):
     status = []
     body = b"".join(app(environ, lambda s, h, *exc: status.append(s)))
     assert status[0].startswith("200") and b"hparams-moons-tpe" in body
+
+
+def test_generative_searcher_in_hparams(tmp_path, tiny_args, capsys):
+    assert run_cli("hparams", "--searcher", "generative", "--trials", 7, *tiny_args, "--out", tmp_path,
+                   "--baseline-runs", 0, "--json") == 0
+    result = json.loads(capsys.readouterr().out)
+    assert len(result["trials"]) == 7 and all(t["state"] == "COMPLETE" for t in result["trials"])

@@ -6,11 +6,14 @@ import optuna
 
 from diffsearch.errors import UsageError
 from diffsearch.searchers import gp, random, tpe
+from diffsearch.searchers.generative_sampler import GenerativeSampler
 
 SEARCHERS = {
     "random": (random.make, "random search (Optuna RandomSampler)"),
     "tpe": (tpe.make, "tree-structured Parzen estimator (Optuna TPESampler, multivariate)"),
     "gp": (gp.make, "Gaussian-process BO (Optuna GPSampler)"),
+    "generative": (lambda seed: GenerativeSampler(seed=seed),
+                   "generative HPO: a diffusion model proposes the next configuration (seed 001)"),
 }
 
 

@@ -1,0 +1,222 @@
+"""Generative HPO (seed 001): a diffusion model that proposes the next configuration.
+
+A DDPM is trained on triples (x, I, C) drawn from the history H = {(x_i, y_i)}: x is one observed
+configuration, C a random subset of H (the context), and I = 1 iff no (x', y') in C has y' > y.
+The network sees the noisy x, the timestep, I and an embedding of C from a permutation-invariant
+Transformer encoder. To suggest, it denoises Gaussian noise with I = 1 and C = all of H: "a configuration
+that beats everything seen so far".
+
+The seed asks for these parts by name: ``Sampler``, ``NoiseAdder``, ``Network``, ``Loss``,
+``Denoiser`` and the inference loop (``GenerativeHPO.generate``). Configurations live in [0, 1]^d
+(HPO-B's convention); the model works on z = 2x - 1 in [-1, 1], the DDPM convention.
+``GenerativeHPO.observe_and_suggest`` has HPO-B's interface; ``GenerativeSampler`` (generative_sampler.py)
+makes it an Optuna sampler for every flat space.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from diffusers import DDPMScheduler
+from torch import nn
+
+
+@dataclass
+class GenerativeConfig:
+    timesteps: int = 1000            # DDPM steps, for training and for the inference loop
+    width: int = 128                 # hidden units of the denoising MLP
+    context_width: int = 32          # Transformer model width
+    context_layers: int = 2
+    context_heads: int = 4
+    max_context: int = 32            # the largest context subset drawn for training
+    batch_size: int = 64
+    lr: float = 1e-3
+    first_fit_steps: int = 300       # gradient steps the first time the model sees a history
+    refit_steps: int = 60            # fine-tuning steps each later call (the history grew by one)
+    candidates: int = 1              # configurations generated per call; >1 returns the first
+    losses: list[float] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------------------- Sampler
+class Sampler:
+    """Draws training triples (x, I, C) from the history, the seed's p_H."""
+
+    def __init__(self, X: np.ndarray, y: np.ndarray, max_context: int, rng: np.random.Generator):
+        self.X, self.y, self.max_context, self.rng = X, y, max_context, rng
+
+    def __call__(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Return x (B, d), I (B,), context (B, m, d + 1) holding [x', y'] rows, and its padding mask."""
+        n, d = self.X.shape
+        y_scaled = _scale(self.y)
+        query = self.rng.integers(n, size=batch_size)
+        sizes = self.rng.integers(1, min(n, self.max_context) + 1, size=batch_size)
+        m = int(sizes.max())
+        context = np.zeros((batch_size, m, d + 1), dtype=np.float32)
+        padding = np.ones((batch_size, m), dtype=bool)  # True = padding, Transformer's convention
+        improves = np.zeros(batch_size, dtype=np.float32)
+        for row, (q, size) in enumerate(zip(query, sizes)):
+            members = self.rng.choice(n, size=size, replace=False)
+            context[row, :size, :d] = self.X[members]
+            context[row, :size, d] = y_scaled[members]
+            padding[row, :size] = False
+            improves[row] = float(not (self.y[members] > self.y[q]).any())
+        return (torch.from_numpy(self.X[query].astype(np.float32)), torch.from_numpy(improves),
+                torch.from_numpy(context), torch.from_numpy(padding))
+
+
+def _scale(y: np.ndarray) -> np.ndarray:
+    """Rank-free min-max scaling to [0, 1], so the context sees the shape of y, not its units."""
+    span = float(y.max() - y.min())
+    return ((y - y.min()) / span if span > 0 else np.zeros_like(y)).astype(np.float32)
+
+
+# ------------------------------------------------------------------------------ Noise adder, denoiser
+class NoiseAdder:
+    """x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, eps ~ N(0, I) (DDPM's forward process)."""
+
+    def __init__(self, scheduler: DDPMScheduler):
+        self.scheduler = scheduler
+
+    def __call__(self, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.scheduler.add_noise(x0, eps, t)
+
+
+class Denoiser:
+    """One reverse step: mu = (x_t - beta_t / sqrt(1 - abar_t) eps_hat) / sqrt(alpha_t), plus sigma_t z.
+
+    diffusers' DDPMScheduler.step computes exactly this (through the x_0 estimate, clipped to [-1, 1],
+    which keeps proposals inside the space).
+    """
+
+    def __init__(self, scheduler: DDPMScheduler):
+        self.scheduler = scheduler
+
+    def __call__(self, eps_hat: torch.Tensor, t: int, x_t: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return self.scheduler.step(eps_hat, t, x_t, generator=generator).prev_sample
+
+
+# ----------------------------------------------------------------------------------------- Network
+class ContextEncoder(nn.Module):
+    """Transformer encoder over the context set, no positional encoding, masked mean pooling:
+    a set has no order, so the embedding must not depend on one."""
+
+    def __init__(self, dim: int, width: int, layers: int, heads: int):
+        super().__init__()
+        self.inp = nn.Linear(dim + 1, width)
+        layer = nn.TransformerEncoderLayer(width, heads, dim_feedforward=2 * width, dropout=0.0, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+
+    def forward(self, context: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
+        h = self.encoder(self.inp(context), src_key_padding_mask=padding)
+        keep = (~padding).unsqueeze(-1).float()
+        return (h * keep).sum(dim=1) / keep.sum(dim=1).clamp(min=1.0)
+
+
+def timestep_embedding(t: torch.Tensor, dim: int = 32) -> torch.Tensor:
+    half = dim // 2
+    freqs = torch.exp(-math.log(10_000.0) * torch.arange(half, dtype=torch.float32) / half)
+    angles = t.float()[:, None] * freqs[None, :]
+    return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+
+class Network(nn.Module):
+    """eps_hat = f(x_t, t, I, embed(C))."""
+
+    def __init__(self, dim: int, config: GenerativeConfig):
+        super().__init__()
+        self.context = ContextEncoder(dim, config.context_width, config.context_layers, config.context_heads)
+        inputs = dim + 32 + 1 + config.context_width
+        self.mlp = nn.Sequential(
+            nn.Linear(inputs, config.width), nn.SiLU(),
+            nn.Linear(config.width, config.width), nn.SiLU(),
+            nn.Linear(config.width, config.width), nn.SiLU(),
+            nn.Linear(config.width, dim),
+        )
+
+    def forward(self, x_t, t, improves, context_embedding) -> torch.Tensor:
+        features = [x_t, timestep_embedding(t), improves.reshape(-1, 1), context_embedding]
+        return self.mlp(torch.cat(features, dim=1))
+
+
+def Loss(eps: torch.Tensor, eps_hat: torch.Tensor) -> torch.Tensor:  # noqa: N802 (the seed's name)
+    """Equation 2 of the seed: the mean squared error between the true and the predicted noise."""
+    return torch.mean((eps - eps_hat) ** 2)
+
+
+# ------------------------------------------------------------------------------- Training, inference
+class GenerativeHPO:
+    """HPO-B compatible method: ``observe_and_suggest(X_obs, y_obs, X_pen=None)``; higher y is better."""
+
+    def __init__(self, seed: int = 0, config: GenerativeConfig | None = None):
+        self.config = config or GenerativeConfig()
+        self.rng = np.random.default_rng(seed)
+        self.generator = torch.Generator().manual_seed(seed)
+        torch.manual_seed(seed)
+        self.scheduler = DDPMScheduler(num_train_timesteps=self.config.timesteps, beta_schedule="linear",
+                                       clip_sample=True, clip_sample_range=1.0)
+        self.noise_adder, self.denoiser = NoiseAdder(self.scheduler), Denoiser(self.scheduler)
+        self.network: Network | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+
+    def fit(self, X: np.ndarray, y: np.ndarray, steps: int | None = None) -> list[float]:
+        """Train (first call) or fine-tune (later calls) on the history; returns the step losses."""
+        X = np.asarray(X, dtype=np.float32)
+        y = np.asarray(y, dtype=np.float64).reshape(-1)
+        if self.network is None or self.network.mlp[-1].out_features != X.shape[1]:
+            self.network = Network(X.shape[1], self.config)
+            self.optimizer = torch.optim.Adam(self.network.parameters(), lr=self.config.lr)
+            steps = steps or self.config.first_fit_steps
+        steps = steps or self.config.refit_steps
+        sampler = Sampler(X, y, self.config.max_context, self.rng)
+        self.network.train()
+        losses = []
+        for _ in range(steps):
+            x, improves, context, padding = sampler(self.config.batch_size)
+            z0 = 2.0 * x - 1.0
+            eps = torch.randn(z0.shape, generator=self.generator)
+            t = torch.randint(0, self.config.timesteps, (len(z0),), generator=self.generator)
+            z_t = self.noise_adder(z0, eps, t)
+            loss = Loss(eps, self.network(z_t, t, improves, self.network.context(context, padding)))
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            losses.append(float(loss.detach()))
+        self.config.losses.extend(losses)
+        return losses
+
+    @torch.no_grad()
+    def generate(self, X: np.ndarray, y: np.ndarray, n: int = 1, improves: float = 1.0) -> np.ndarray:
+        """The inference loop: from z_T ~ N(0, I), denoise T steps given I and C = the whole history."""
+        X = np.asarray(X, dtype=np.float32)
+        d = X.shape[1]
+        context = np.concatenate([X, _scale(np.asarray(y, dtype=np.float64).reshape(-1))[:, None]], axis=1)
+        context_t = torch.from_numpy(context[None].astype(np.float32))
+        self.network.eval()
+        embedding = self.network.context(context_t, torch.zeros(1, len(X), dtype=torch.bool)).expand(n, -1)
+        flag = torch.full((n,), float(improves))
+        self.scheduler.set_timesteps(self.config.timesteps)
+        z = torch.randn((n, d), generator=self.generator)
+        for t in self.scheduler.timesteps:
+            eps_hat = self.network(z, torch.full((n,), int(t)), flag, embedding)
+            z = self.denoiser(eps_hat, int(t), z, self.generator)
+        return ((z.clamp(-1.0, 1.0) + 1.0) / 2.0).numpy()
+
+    def observe_and_suggest(self, X_obs, y_obs, X_pen=None):
+        """HPO-B: continuous -> a point of [0, 1]^d; discrete (X_pen given) -> the index of the pending
+        configuration nearest to the generated one."""
+        X_obs = np.asarray(X_obs, dtype=np.float32)
+        y_obs = np.asarray(y_obs, dtype=np.float64).reshape(-1)
+        if len(X_obs) == 0:
+            d = np.asarray(X_pen).shape[1] if X_pen is not None else None
+            if X_pen is not None:
+                return int(self.rng.integers(len(X_pen)))
+            raise ValueError("observe_and_suggest needs at least one observation in the continuous setting")
+        self.fit(X_obs, y_obs)
+        proposal = self.generate(X_obs, y_obs, n=self.config.candidates)[0]
+        if X_pen is None:
+            return proposal
+        distances = np.linalg.norm(np.asarray(X_pen, dtype=np.float32) - proposal[None], axis=1)
+        return int(np.argmin(distances))

@@ -1,0 +1,107 @@
+"""Optuna sampler around the generative HPO model, so ``--searcher generative`` works on every flat space.
+
+Like Optuna's GPSampler, the model proposes the parameters present in every finished trial (the
+intersection search space); conditional parameters outside it (warm-up only with a scheduler, weight
+decay only with AdamW) are drawn at random. Configurations are encoded to [0, 1]^d: floats and ints on
+their (log) scale, categoricals one-hot, decoded by rounding and argmax.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.search_space import IntersectionSearchSpace
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+
+from diffsearch.searchers.generative import GenerativeConfig, GenerativeHPO
+
+
+class SpaceCodec:
+    """Maps a dict of Optuna distributions to and from [0, 1]^d."""
+
+    def __init__(self, search_space: dict[str, BaseDistribution]):
+        self.space = dict(sorted(search_space.items()))
+        self.slices: dict[str, slice] = {}
+        start = 0
+        for name, dist in self.space.items():
+            width = len(dist.choices) if isinstance(dist, CategoricalDistribution) else 1
+            self.slices[name] = slice(start, start + width)
+            start += width
+        self.dim = start
+
+    def encode(self, params: dict[str, Any]) -> np.ndarray:
+        x = np.zeros(self.dim, dtype=np.float32)
+        for name, dist in self.space.items():
+            cols = self.slices[name]
+            if isinstance(dist, CategoricalDistribution):
+                x[cols.start + dist.to_internal_repr(params[name])] = 1.0
+            else:
+                lo, hi, value = dist.low, dist.high, params[name]
+                if dist.log:
+                    lo, hi, value = math.log(lo), math.log(hi), math.log(value)
+                x[cols.start] = 0.5 if hi == lo else (value - lo) / (hi - lo)
+        return x
+
+    def decode(self, x: np.ndarray) -> dict[str, Any]:
+        x = np.clip(np.asarray(x, dtype=np.float64), 0.0, 1.0)
+        params: dict[str, Any] = {}
+        for name, dist in self.space.items():
+            cols = self.slices[name]
+            if isinstance(dist, CategoricalDistribution):
+                params[name] = dist.choices[int(np.argmax(x[cols]))]
+                continue
+            lo, hi = dist.low, dist.high
+            if dist.log:
+                value = math.exp(math.log(lo) + x[cols.start] * (math.log(hi) - math.log(lo)))
+            else:
+                value = lo + x[cols.start] * (hi - lo)
+            if isinstance(dist, IntDistribution):
+                value = int(round((value - lo) / dist.step)) * dist.step + lo
+            elif dist.step is not None:
+                value = round((value - lo) / dist.step) * dist.step + lo
+            params[name] = min(max(value, lo), hi)
+        return params
+
+
+class GenerativeSampler(optuna.samplers.BaseSampler):
+    """Optuna sampler: a few random trials, then each suggestion from the diffusion model."""
+
+    def __init__(self, seed: int | None = None, n_startup_trials: int = 5, config: GenerativeConfig | None = None):
+        self._seed = 0 if seed is None else seed
+        self._random = optuna.samplers.RandomSampler(seed=seed)
+        self._intersection = IntersectionSearchSpace()
+        self._n_startup_trials = n_startup_trials
+        self._config = config
+        self._model: GenerativeHPO | None = None
+        self._model_space: tuple | None = None
+
+    def reseed_rng(self) -> None:
+        self._random.reseed_rng()
+
+    def infer_relative_search_space(self, study, trial) -> dict[str, BaseDistribution]:
+        return {name: dist for name, dist in self._intersection.calculate(study).items() if not dist.single()}
+
+    def sample_relative(self, study, trial, search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        if not search_space:
+            return {}
+        history = [t for t in study._get_trials(deepcopy=False, states=(TrialState.COMPLETE,), use_cache=True)
+                   if all(name in t.params for name in search_space)]
+        if len(history) < self._n_startup_trials:
+            return {}
+        codec = SpaceCodec(search_space)
+        X = np.stack([codec.encode(t.params) for t in history])
+        sign = -1.0 if study.direction == StudyDirection.MINIMIZE else 1.0
+        y = sign * np.array([t.value for t in history], dtype=np.float64)  # the model maximises y
+        key = tuple((name, repr(dist)) for name, dist in codec.space.items())
+        if self._model is None or self._model_space != key:  # a new space needs a new model
+            self._model = GenerativeHPO(seed=self._seed, config=self._config)
+            self._model_space = key
+        return codec.decode(self._model.observe_and_suggest(X, y))
+
+    def sample_independent(self, study, trial: FrozenTrial, param_name: str, param_distribution) -> Any:
+        return self._random.sample_independent(study, trial, param_name, param_distribution)

@@ -1,0 +1,86 @@
+import numpy as np
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+from diffsearch.searchers.generative import GenerativeConfig, GenerativeHPO, Sampler
+from diffsearch.searchers.generative_sampler import GenerativeSampler, SpaceCodec
+
+SPACE = {
+    "lr": FloatDistribution(1e-5, 1e-2, log=True),
+    "dropout": FloatDistribution(0.0, 0.5),
+    "ratio": FloatDistribution(0.0, 0.2, step=0.05),
+    "layers": IntDistribution(1, 8),
+    "width": IntDistribution(16, 1024, log=True),
+    "optimizer": CategoricalDistribution(["adam", "adamw", "sgd"]),
+}
+
+
+def fast_config(**changes):
+    return GenerativeConfig(**{"timesteps": 100, "first_fit_steps": 200, "refit_steps": 20, **changes})
+
+
+def test_codec_round_trip():
+    codec = SpaceCodec(SPACE)
+    assert codec.dim == 5 + 3
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        params = codec.decode(rng.uniform(size=codec.dim))
+        for name, dist in SPACE.items():
+            assert dist._contains(dist.to_internal_repr(params[name])), (name, params[name])
+        again = codec.decode(codec.encode(params))
+        for name in SPACE:
+            if name == "optimizer":
+                assert again[name] == params[name]
+            else:
+                assert again[name] == pytest.approx(params[name], rel=1e-6)
+    x = codec.encode({"lr": 1e-5, "dropout": 0.5, "ratio": 0.1, "layers": 8, "width": 16, "optimizer": "sgd"})
+    assert x.min() >= 0 and x.max() <= 1 and x[codec.slices["optimizer"]].tolist() == [0, 0, 1]
+
+
+def test_sampler_flags_improvement_against_context():
+    X = np.array([[0.1], [0.2], [0.3]], dtype=np.float32)
+    y = np.array([0.95, 0.97, 0.90])
+    x, improves, context, padding = Sampler(X, y, 3, np.random.default_rng(0))(256)
+    for row in range(256):
+        members = context[row][~padding[row]]
+        query_y = y[np.argmin(np.abs(X[:, 0] - x[row, 0].item()))]
+        best_in_context = y[[int(np.argmin(np.abs(X[:, 0] - m[0].item()))) for m in members]].max()
+        assert improves[row].item() == float(query_y >= best_in_context)
+
+
+def test_hpob_interface_continuous_and_discrete():
+    rng = np.random.default_rng(0)
+    X, y = rng.uniform(size=(8, 3)), rng.normal(size=(8, 1))
+    method = GenerativeHPO(seed=0, config=fast_config())
+    x = method.observe_and_suggest(X, y)
+    assert x.shape == (3,) and (0 <= x).all() and (x <= 1).all()
+    pending = rng.uniform(size=(20, 3))
+    index = method.observe_and_suggest(X, y, X_pen=pending)
+    assert isinstance(index, int) and 0 <= index < 20
+
+
+def test_proposes_improving_points_more_often_than_random():
+    rng = np.random.default_rng(0)
+    X = rng.uniform(size=(30, 2)).astype(np.float32)
+    quadratic = lambda P: -((P - 0.3) ** 2).sum(axis=1)  # noqa: E731
+    y = quadratic(X)
+    method = GenerativeHPO(seed=0, config=fast_config(first_fit_steps=400))
+    method.fit(X, y)
+    proposals = method.generate(X, y, n=300)
+    generative_rate = (quadratic(proposals) > y.max()).mean()
+    random_rate = (quadratic(rng.uniform(size=(20_000, 2))) > y.max()).mean()
+    assert generative_rate > 1.5 * random_rate, (generative_rate, random_rate)
+    assert method.config.losses[-1] < method.config.losses[0]
+
+
+def test_optuna_sampler_on_mixed_space():
+    def objective(trial):
+        params = {name: trial._suggest(name, dist) for name, dist in SPACE.items()}
+        return (np.log10(params["lr"]) + 3) ** 2 + params["dropout"] + (params["optimizer"] != "adam")
+
+    sampler = GenerativeSampler(seed=0, n_startup_trials=3, config=fast_config())
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(objective, n_trials=6)
+    assert len(study.trials) == 6 and all(t.state.name == "COMPLETE" for t in study.trials)
+    assert sampler._model is not None  # trials 4-6 came from the model
