@@ -84,3 +84,22 @@ def test_optuna_sampler_on_mixed_space():
     study.optimize(objective, n_trials=6)
     assert len(study.trials) == 6 and all(t.state.name == "COMPLETE" for t in study.trials)
     assert sampler._model is not None  # trials 4-6 came from the model
+
+
+def test_context_embedding_ignores_order_and_padding():
+    import torch
+
+    from diffsearch.searchers.generative import ContextEncoder
+
+    torch.manual_seed(0)
+    encoder = ContextEncoder(dim=3, width=16, layers=2, heads=4).eval()
+    context = torch.randn(1, 7, 4)
+    shuffled = context[:, torch.randperm(7)]
+    padded = torch.cat([context, torch.randn(1, 3, 4)], dim=1)
+    mask = torch.tensor([[False] * 7 + [True] * 3])
+    with torch.no_grad():
+        a = encoder(context, torch.zeros(1, 7, dtype=torch.bool))
+        b = encoder(shuffled, torch.zeros(1, 7, dtype=torch.bool))
+        c = encoder(padded, mask)
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(a, c, atol=1e-5, rtol=1e-5)
