@@ -23,7 +23,11 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# The benchmarks (long: see benchmarks/*.py); they write to benchmarks/results/.
 bench: $(STAMP)
+	$(BIN)/pip install -q -e '.[dev,bench]'
+	$(BIN)/python benchmarks/profile_toy2d.py
+	$(BIN)/python benchmarks/generative_hpo.py
 	$(BIN)/python benchmarks/hparams_toy2d.py
 
 clean:

@@ -1,0 +1,119 @@
+"""Where a 2-D trial spends its time: training step, sampling, PRDC (ours vs the dense reference).
+
+Side by side in one process; writes benchmarks/results/profile_toy2d.md. Run on a quiet machine.
+
+    python benchmarks/profile_toy2d.py
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from diffsearch.backends.vector_trainer import TrainedDenoiser, make_noise_scheduler, make_optimizer
+from diffsearch.backends.mlp_denoiser import MLPDenoiser
+from diffsearch.objectives.prdc import prdc
+from diffsearch.spaces.training import TOY2D
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def step_ms(batch: int, threads: int, steps: int = 100) -> float:
+    torch.set_num_threads(threads)
+    config = TOY2D.complete(TOY2D.baseline())
+    model = MLPDenoiser(2)
+    optimizer = make_optimizer(config, model.parameters())
+    sched = make_noise_scheduler(config)
+    x0 = torch.randn(batch, 2)
+
+    def step():
+        noise = torch.randn_like(x0)
+        t = torch.randint(0, 40, (batch,))
+        loss = torch.nn.functional.mse_loss(model(sched.add_noise(x0, noise, t), t.float() / 40), noise)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    for _ in range(10):
+        step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - start) / steps * 1000
+
+
+def op_breakdown(batch: int = 2048) -> list[tuple[str, float]]:
+    from torch.profiler import profile
+
+    torch.set_num_threads(1)
+    model = MLPDenoiser(2)
+    optimizer = torch.optim.Adam(model.parameters(), 1e-3, fused=True)
+    x, t = torch.randn(batch, 2), torch.rand(batch)
+
+    def step():
+        loss = ((model(x, t) - x) ** 2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    for _ in range(5):
+        step()
+    with profile() as prof:
+        for _ in range(30):
+            step()
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events)
+    return [(e.key, 100 * e.self_cpu_time_total / total) for e in events[:8]]
+
+
+def main() -> int:
+    lines = ["# Where a 2-D trial's time goes (2 CPU cores)", ""]
+    lines += ["## Training step (MLP denoiser, fused Adam), ms per step", "",
+              "| batch | 1 thread | 2 threads | 2 processes x 1 thread (per trial) |", "|---|---|---|---|"]
+    for batch in (1024, 2048, 4096):
+        one, two = step_ms(batch, 1), step_ms(batch, 2)
+        lines.append(f"| {batch} | {one:.2f} | {two:.2f} | {one:.2f} (two trials at once: {one / 2:.2f} per trial-step) |")
+    epoch_steps = 80_000 / 2048
+    lines += ["", f"A 100-epoch trial at batch 2048 is {100 * epoch_steps:.0f} steps.", ""]
+    lines += ["## Op breakdown of one training step (1 thread, batch 2048, self CPU time)", "",
+              "| op | share |", "|---|---|"]
+    lines += [f"| {name} | {share:.1f} % |" for name, share in op_breakdown()]
+
+    torch.set_num_threads(2)
+    config = TOY2D.complete(TOY2D.baseline())
+    lines += ["", "## Sampling 20,000 points (ancestral DDPM, every training timestep), seconds", "",
+              "| timesteps | seconds |", "|---|---|"]
+    for steps in (40, 100):
+        trained = TrainedDenoiser(MLPDenoiser(2), make_noise_scheduler({**config, "num_train_timesteps": steps}))
+        start = time.perf_counter()
+        trained.sample(20_000, torch.Generator().manual_seed(0))
+        lines.append(f"| {steps} | {time.perf_counter() - start:.2f} |")
+
+    from prdc import compute_prdc
+
+    rng = np.random.default_rng(0)
+    lines += ["", "## PRDC (k = 5): neighbour trees vs the dense reference package", "",
+              "| points (real = fake) | ours, s | `prdc` package (dense), s | ratio |", "|---|---|---|---|"]
+    for n in (2_000, 5_000, 20_000):
+        real, fake = rng.normal(size=(n, 2)), rng.normal(size=(n, 2))
+        start = time.perf_counter()
+        prdc(real, fake)
+        ours = time.perf_counter() - start
+        if n <= 5_000:
+            start = time.perf_counter()
+            compute_prdc(real, fake, 5)
+            dense = time.perf_counter() - start
+            lines.append(f"| {n:,} | {ours:.3f} | {dense:.3f} | {dense / ours:.1f}x |")
+        else:
+            lines.append(f"| {n:,} | {ours:.3f} | not run: 3.2 GB distance matrix | - |")
+    text = "\n".join(lines) + "\n"
+    (RESULTS / "profile_toy2d.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
