@@ -173,3 +173,15 @@ def test_generative_searcher_in_hparams(tmp_path, tiny_args, capsys):
                    "--baseline-runs", 0, "--json") == 0
     result = json.loads(capsys.readouterr().out)
     assert len(result["trials"]) == 7 and all(t["state"] == "COMPLETE" for t in result["trials"])
+
+
+def test_worker_joins_study_from_its_recorded_settings(tmp_path, tiny_args, capsys):
+    storage = f"sqlite:///{tmp_path}/shared.db"
+    assert run_cli("hparams", "--searcher", "random", "--trials", 1, *tiny_args, "--storage", storage,
+                   "--study", "shared", "--out", tmp_path, "--baseline-runs", 0) == 0
+    assert run_cli("worker", "--study", "shared", "--storage", storage, "--trials", 3, "--out", tmp_path) == 0
+    study = optuna.load_study(study_name="shared", storage=storage)
+    assert len(study.trials) == 3 and study.user_attrs["trials"] == 3
+    assert {t.user_attrs["config"]["num_train_timesteps"] for t in study.trials} <= {20, 40, 60, 80, 100}
+    assert run_cli("worker", "--study", "missing", "--storage", storage) == 2
+    assert "no study 'missing'" in capsys.readouterr().err

@@ -2,4 +2,5 @@
 
 JOBS = {
     "hparams": "tune the training hyperparameters of a diffusion model (seed 000)",
+    "worker": "join an existing study from any machine and run its trials",
 }

@@ -108,9 +108,10 @@ def _search_study(o: HparamsOptions, setup: _Setup, worker: int = 0) -> optuna.S
                                 make_pruner(o.prune, o.min_epochs, o.epochs, o.reduction_factor))
 
 
-def _worker(o: HparamsOptions, worker: int, threads: int) -> None:
-    """One of ``--jobs`` processes: joins the study and runs trials until the budget is met."""
-    torch.set_num_threads(threads)
+def run_worker(o: HparamsOptions, worker: int = 0, threads: int | None = None) -> None:
+    """Join the study and run trials until its budget is met (one of ``--jobs``, or ``diffsearch worker``)."""
+    if threads is not None:
+        torch.set_num_threads(threads)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     setup = _setup(o)
     run_search(_search_study(o, setup, worker), setup.space, setup.task, o.trials, o.seed,
@@ -123,7 +124,7 @@ ProgressFn = Callable[[int, int, float | None], None]  # (done, total, best scor
 def _run_parallel(o: HparamsOptions, study: optuna.Study, progress: ProgressFn | None) -> None:
     context = multiprocessing.get_context("spawn")
     threads = max(1, torch.get_num_threads() // o.jobs)
-    workers = [context.Process(target=_worker, args=(o, i, threads), daemon=True) for i in range(o.jobs)]
+    workers = [context.Process(target=run_worker, args=(o, i, threads), daemon=True) for i in range(o.jobs)]
     for process in workers:
         process.start()
     try:

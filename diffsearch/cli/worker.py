@@ -1,0 +1,51 @@
+"""``diffsearch worker``: join a study from any machine that reaches its storage and run its trials."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import optuna
+
+from diffsearch.errors import UsageError
+from diffsearch.jobs.hparams import HparamsOptions, run_worker
+from diffsearch.ledger import open_storage
+
+DESCRIPTION = """\
+Join an existing study and evaluate trials until its budget is met. The study recorded its job and
+settings when it was created, so the storage URL and the study name are all a worker needs:
+
+  diffsearch hparams --dataset moons --trials 200 --storage postgresql://user@host/db --study big
+  diffsearch worker --study big --storage postgresql://user@host/db     # on every other machine
+
+A data file given by path must exist at the same path on the worker's machine.
+"""
+
+
+def add_parser(subparsers, parser_class, formatter) -> None:
+    p = subparsers.add_parser("worker", help="join a study and run its trials", description=DESCRIPTION,
+                              formatter_class=formatter)
+    p.add_argument("--study", required=True, help="study name")
+    p.add_argument("--storage", required=True, help="Optuna storage URL or journal .log path")
+    p.add_argument("--trials", type=int, help="raise the study's budget to this many finished trials")
+    p.add_argument("--out", help="where this worker keeps samples (default: runs/<study>)")
+    p.set_defaults(handler=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    storage = open_storage(args.storage)
+    try:
+        study = optuna.load_study(study_name=args.study, storage=storage)
+    except KeyError:
+        raise UsageError(f"no study {args.study!r} in {args.storage}") from None
+    attrs = study.user_attrs
+    if attrs.get("job") != "hparams":
+        raise UsageError(f"study {args.study!r} was not made by `diffsearch hparams` (job={attrs.get('job')!r})")
+    fields = HparamsOptions.__dataclass_fields__
+    options = HparamsOptions(**{k: v for k, v in attrs.items() if k in fields and k != "job"},
+                             study=args.study, storage=args.storage, out=args.out)
+    if args.trials is not None:
+        options.trials = args.trials
+        study.set_user_attr("trials", args.trials)
+    run_worker(options.resolved(), worker=os.getpid(), threads=None)
+    return 0
