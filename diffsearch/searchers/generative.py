@@ -37,6 +37,7 @@ class GenerativeConfig:
     first_fit_steps: int = 300       # gradient steps the first time the model sees a history
     refit_steps: int = 60            # fine-tuning steps each later call (the history grew by one)
     candidates: int = 1              # configurations generated per call; >1 returns the first
+    guidance: float = 0.0            # classifier-free guidance on I: eps(1) + w (eps(1) - eps(0)); 0 = the seed's
     losses: list[float] = field(default_factory=list)
 
 
@@ -196,11 +197,20 @@ class GenerativeHPO:
         context_t = torch.from_numpy(context[None].astype(np.float32))
         self.network.eval()
         embedding = self.network.context(context_t, torch.zeros(1, len(X), dtype=torch.bool)).expand(n, -1)
-        flag = torch.full((n,), float(improves))
+        w = self.config.guidance
+        # with guidance the network sees each point twice, once with I = improves and once with I = 1 - improves
+        flag = torch.cat([torch.full((n,), float(improves)), torch.full((n,), 1.0 - float(improves))]) if w \
+            else torch.full((n,), float(improves))
+        embedding = embedding.repeat(2, 1) if w else embedding
         self.scheduler.set_timesteps(self.config.timesteps)
         z = torch.randn((n, d), generator=self.generator)
         for t in self.scheduler.timesteps:
-            eps_hat = self.network(z, torch.full((n,), int(t)), flag, embedding)
+            if w:
+                eps_wanted, eps_other = self.network(z.repeat(2, 1), torch.full((2 * n,), int(t)), flag,
+                                                     embedding).chunk(2)
+                eps_hat = eps_wanted + w * (eps_wanted - eps_other)
+            else:
+                eps_hat = self.network(z, torch.full((n,), int(t)), flag, embedding)
             z = self.denoiser(eps_hat, int(t), z, self.generator)
         return ((z.clamp(-1.0, 1.0) + 1.0) / 2.0).numpy()
 
