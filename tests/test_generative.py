@@ -103,3 +103,12 @@ def test_context_embedding_ignores_order_and_padding():
         c = encoder(padded, mask)
     torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(a, c, atol=1e-5, rtol=1e-5)
+
+
+def test_guided_generation_stays_in_the_unit_cube():
+    rng = np.random.default_rng(1)
+    X, y = rng.uniform(size=(10, 4)), rng.normal(size=10)
+    method = GenerativeHPO(seed=0, config=fast_config(guidance=2.0, first_fit_steps=20))
+    method.fit(X, y)
+    proposals = method.generate(X, y, n=16)
+    assert proposals.shape == (16, 4) and proposals.min() >= 0 and proposals.max() <= 1
