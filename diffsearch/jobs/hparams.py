@@ -176,13 +176,13 @@ def run_hparams(options: HparamsOptions, progress: ProgressFn | None = None,
         results["best"] = _trial_record(best) if best else None
         if best is not None and o.repeats:
             log(f"re-training the best config {o.repeats} times")
-            results["best_repeats"] = _summary(run_repeats(
+            results["best_repeats"] = summarise_repeats(run_repeats(
                 repeats_study, setup.space, setup.task, "best", best.params, o.repeats, o.seed,
                 samples_dir, on_repeat))
     baseline_runs = o.repeats if o.baseline else o.baseline_runs
     if baseline_runs:
         log(f"training the baseline {baseline_runs} time(s)")
-        results["baseline"] = _summary(run_repeats(
+        results["baseline"] = summarise_repeats(run_repeats(
             repeats_study, setup.space, setup.task, "baseline", baseline_params, baseline_runs, o.seed,
             samples_dir, on_repeat))
         results["baseline"]["params"] = baseline_params
@@ -204,7 +204,7 @@ def _trial_record(trial: FrozenTrial) -> dict[str, Any]:
     }
 
 
-def _summary(trials: list[FrozenTrial]) -> dict[str, Any]:
+def summarise_repeats(trials: list[FrozenTrial]) -> dict[str, Any]:
     scores = [t.value for t in trials if t.state == TrialState.COMPLETE]
     return {
         "runs": len(trials), "failed": len(trials) - len(scores),
