@@ -97,7 +97,12 @@ def table(rows: list[dict]) -> str:
              "| study minutes | vs baseline | seed's vs baseline |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        score = "-" if r["mean"] is None else f"{r['mean']:.4f} ± {r['std']:.4f}"
+        if r["mean"] is None:
+            score = "-"
+        elif r["runs"]:
+            score = f"{r['mean']:.4f} ± {r['std']:.4f}"
+        else:
+            score = f"{r['mean']:.4f} (best trial, not re-trained)"
         lines.append(f"| {r['dataset']} | {r['strategy']} | {score} | {r['runs']} | {_num(r['best'])} | "
                      f"{r['counts']} | {_num(r['minutes'], 1)} | {r['improvement']} | {r['seed_improvement']} |")
     return "\n".join(lines)
