@@ -22,7 +22,7 @@ setup: $(STAMP)
 
 # The main job on its embedded default: a TPE study on the moons data.
 run: $(STAMP)
-	$(BIN)/diffsearch hparams --dataset moons --searcher tpe --trials 20 --epochs 30 --jobs 2 --out runs/moons-tpe
+	$(BIN)/diffsearch hparams --dataset moons --searcher tpe --trials 20 --epochs 30 --workers 2 --out runs/moons-tpe
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -1,9 +1,20 @@
-"""Errors a user can fix. The CLI prints them on one line and exits with code 2."""
+"""Errors a user can fix, and trial failures the study records and survives."""
 
 
 class UsageError(ValueError):
-    """Bad input: unknown name, malformed file, impossible budget, unreachable storage."""
+    """Bad input: unknown name, malformed file, impossible budget, unreachable storage.
+
+    The CLI prints it on one line and exits with code 2.
+    """
 
 
-class TrialDiverged(RuntimeError):
-    """Training produced a non-finite loss; the trial is recorded as failed and the study goes on."""
+class TrialFailed(RuntimeError):
+    """A trial that cannot give a score; it is recorded as failed (with its reason) and the study goes on."""
+
+
+class TrialDiverged(TrialFailed):
+    """Training produced a non-finite loss or non-finite samples."""
+
+
+class TrialOutOfMemory(TrialFailed):
+    """The configuration does not fit in the device's (or host's) memory."""

@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from diffsearch.errors import UsageError
+from diffsearch.journal_heartbeat import HeartbeatJournalStorage
 
 # attrs that must match when a study is resumed; the others (budget, ...) may change between runs
 IDENTITY_ATTRS = ("job", "space", "dataset", "epochs")
@@ -22,17 +24,33 @@ def default_storage_url(run_dir: Path) -> str:
     return f"sqlite:///{(run_dir / 'study.db').resolve()}"
 
 
-def open_storage(url: str) -> optuna.storages.BaseStorage:
-    """An Optuna storage from a URL, or a JournalStorage for a path ending in ``.log``."""
+# A worker that dies mid-trial (SIGKILL, lost machine) stops beating; after the grace period the next
+# worker to start a trial marks it failed and Optuna's retry callback enqueues the same params again.
+DEFAULT_HEARTBEAT_SECONDS = 10
+MAX_RETRIES = 3
+
+
+def open_storage(url: str, heartbeat: int | None = DEFAULT_HEARTBEAT_SECONDS) -> optuna.storages.BaseStorage:
+    """An Optuna storage from a URL, or a JournalStorage for a path ending in ``.log``.
+
+    ``heartbeat`` (seconds, None to disable) turns on Optuna's heartbeats with a grace period of three
+    beats and retries of dead workers' trials (at most ``MAX_RETRIES`` times each).
+    """
+    beats: dict[str, Any] = {}
+    if heartbeat is not None:
+        beats = {"heartbeat_interval": heartbeat, "grace_period": 3 * heartbeat,
+                 "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)}
     try:
         if url.endswith(".log") and "://" not in url:
             Path(url).parent.mkdir(parents=True, exist_ok=True)
             backend = optuna.storages.journal.JournalFileBackend(url)
-            return optuna.storages.JournalStorage(backend)
+            if heartbeat is None:
+                return optuna.storages.JournalStorage(backend)
+            return HeartbeatJournalStorage(backend, **beats)
         if "://" not in url:
             raise UsageError(f"storage {url!r} is neither a database URL (sqlite:///file.db, "
                              "postgresql://...) nor a journal file path ending in .log")
-        return optuna.storages.RDBStorage(url)
+        return optuna.storages.RDBStorage(url, **beats)
     except UsageError:
         raise
     except Exception as exc:  # driver missing, host unreachable, bad path: the user needs one line

@@ -7,17 +7,28 @@ studies, so each is resumable and visible in optuna-dashboard.
 from __future__ import annotations
 
 import json
+import os
+import socket
+import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import optuna
+import torch
+from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.trial import FrozenTrial, TrialState
 
-from diffsearch.errors import TrialDiverged
+from diffsearch.errors import TrialFailed, TrialOutOfMemory
 from diffsearch.ledger import done_trials
 from diffsearch.spaces.training import TrainingSpace
 from diffsearch.tasks.vector_diffusion import VectorDiffusionTask
+
+
+# recorded on every trial, so a user can see which machine and process ran it
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
+_OutOfMemory = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
 
 def _evaluate_trial(trial: optuna.Trial, space: TrainingSpace, task: VectorDiffusionTask, seed: int,
@@ -26,6 +37,7 @@ def _evaluate_trial(trial: optuna.Trial, space: TrainingSpace, task: VectorDiffu
     config = space.complete(params)
     trial.set_user_attr("config", config)
     trial.set_user_attr("seed", seed)
+    trial.set_user_attr("worker", WORKER_ID)
 
     def report(epoch: int, value: float) -> None:
         trial.report(value, epoch)
@@ -34,8 +46,11 @@ def _evaluate_trial(trial: optuna.Trial, space: TrainingSpace, task: VectorDiffu
             raise optuna.TrialPruned(f"pruned at epoch {epoch} with score {value:.4f}")
 
     try:
-        evaluation = task.evaluate(config, seed=seed, report=report, report_epochs=report_epochs)
-    except TrialDiverged as exc:
+        try:
+            evaluation = task.evaluate(config, seed=seed, report=report, report_epochs=report_epochs)
+        except (_OutOfMemory, MemoryError) as exc:
+            raise TrialOutOfMemory(f"out of memory: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+    except TrialFailed as exc:
         trial.set_user_attr("fail_reason", str(exc))
         raise
     for name, value in evaluation.parts.items():
@@ -53,22 +68,41 @@ def _evaluate_trial(trial: optuna.Trial, space: TrainingSpace, task: VectorDiffu
 def run_search(study: optuna.Study, space: TrainingSpace, task: VectorDiffusionTask, n_trials: int,
                seed: int, report_epochs: tuple[int, ...] = (), samples_dir: Path | None = None,
                on_trial_end: Callable[[optuna.Study, FrozenTrial], None] | None = None) -> None:
-    """Run trials until the study holds ``n_trials`` finished ones (complete, pruned or diverged)."""
+    """Run trials until the study holds ``n_trials`` finished ones (complete, pruned or failed).
+
+    Several workers may share the study. A worker stops starting trials when finished plus running
+    trials meet the budget, but it only leaves once the others' trials have finished or been found
+    dead by their heartbeats (their retries are then run here), so the budget is met exactly.
+    """
+    def objective(trial: optuna.Trial) -> float:
+        return _evaluate_trial(trial, space, task, seed + trial.number, report_epochs, samples_dir)
 
     def stop_when_budget_met(study: optuna.Study, trial: FrozenTrial) -> None:
         if on_trial_end is not None:
             on_trial_end(study, trial)
-        # trials other workers are running count too, so parallel workers do not overshoot the budget
-        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        if len(done_trials(study)) + len(running) >= n_trials:
+        if _claimed(study) >= n_trials:
             study.stop()
 
-    if len(done_trials(study)) >= n_trials:
-        return
-    study.optimize(
-        lambda trial: _evaluate_trial(trial, space, task, seed + trial.number, report_epochs, samples_dir),
-        n_trials=None, catch=(TrialDiverged,), callbacks=[stop_when_budget_met], gc_after_trial=False,
-    )
+    while len(done_trials(study)) < n_trials:
+        if _claimed(study) < n_trials:
+            study.optimize(objective, n_trials=None, catch=(TrialFailed,), callbacks=[stop_when_budget_met],
+                           gc_after_trial=False)
+            continue
+        if not is_heartbeat_enabled(study._storage):
+            return  # without heartbeats a dead worker's trial would never be detected: do not wait for it
+        time.sleep(study._storage.get_heartbeat_interval())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+
+
+def _claimed(study: optuna.Study) -> int:
+    """Trials that count against the budget now: finished ones and those running in any worker.
+
+    A dead worker's trial, once failed by the heartbeat check, no longer counts; its retry waits in the
+    queue and the next ``ask`` of any worker takes it.
+    """
+    return len(done_trials(study)) + len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
 
 
 def run_repeats(study: optuna.Study, space: TrainingSpace, task: VectorDiffusionTask, role: str,
@@ -88,10 +122,12 @@ def run_repeats(study: optuna.Study, space: TrainingSpace, task: VectorDiffusion
 
     for index in range(len(mine()), repeats):
         study.enqueue_trial(params, user_attrs={"role": role, "params_key": key, "repeat": index})
-        trial = study.ask()
+        with warnings.catch_warnings():  # repeats run one by one here, not in workers: no heartbeat needed
+            warnings.filterwarnings("ignore", message="Heartbeat of storage")
+            trial = study.ask()
         try:
             value = _evaluate_trial(trial, space, task, seed + 1000 * (index + 1), (), samples_dir)
-        except TrialDiverged:
+        except TrialFailed:
             study.tell(trial, state=TrialState.FAIL)
         except BaseException:
             study.tell(trial, state=TrialState.FAIL)

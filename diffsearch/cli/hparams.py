@@ -12,6 +12,7 @@ from rich.table import Table
 
 from diffsearch.datasets import TOY_DATASETS
 from diffsearch.jobs.hparams import HparamsOptions, run_hparams
+from diffsearch.ledger import DEFAULT_HEARTBEAT_SECONDS
 from diffsearch.objectives.prdc import PRDC_SCALAR_FORMULA
 from diffsearch.searchers import PRUNERS, SEARCHERS
 
@@ -55,7 +56,11 @@ def add_parser(subparsers, parser_class, formatter) -> None:
                    help="re-train the best config (or with --baseline, the baseline) N times: mean +- std")
     p.add_argument("--baseline-runs", type=int, default=1,
                    help="baseline trainings to compare a search against (0 to skip)")
-    p.add_argument("--jobs", type=int, default=1, help="parallel worker processes on this machine")
+    p.add_argument("--workers", "--jobs", type=int, default=1, dest="jobs",
+                   help="worker processes on this machine sharing the study (more machines: `diffsearch worker`)")
+    p.add_argument("--heartbeat", type=int, default=DEFAULT_HEARTBEAT_SECONDS,
+                   help="seconds between heartbeats of a running trial; a trial silent for 3 beats "
+                   "(its worker died) is marked failed and re-run")
     p.add_argument("--points", type=int, default=100_000, dest="n_points",
                    help="points generated for a built-in data set")
     p.add_argument("--held-out", type=int, default=20_000, help="of those, points kept for scoring")
@@ -68,7 +73,7 @@ def main(args: argparse.Namespace) -> int:
         dataset=args.dataset, searcher=args.searcher, trials=args.trials, epochs=args.epochs,
         prune=args.prune, min_epochs=args.min_epochs, reduction_factor=args.reduction_factor,
         seed=args.seed, study=args.study, storage=args.storage, out=args.out, baseline=args.baseline,
-        repeats=args.repeats, baseline_runs=args.baseline_runs, jobs=args.jobs,
+        repeats=args.repeats, baseline_runs=args.baseline_runs, jobs=args.jobs, heartbeat=args.heartbeat,
         n_points=args.n_points, held_out=args.held_out)
     console = Console(stderr=True)
     # the bar starts with the first finished trial, so input errors print one line and nothing else

@@ -9,7 +9,7 @@ import optuna
 
 from diffsearch.errors import UsageError
 from diffsearch.jobs.hparams import HparamsOptions, run_worker
-from diffsearch.ledger import open_storage
+from diffsearch.ledger import DEFAULT_HEARTBEAT_SECONDS, open_storage
 
 DESCRIPTION = """\
 Join an existing study and evaluate trials until its budget is met. The study recorded its job and
@@ -28,12 +28,14 @@ def add_parser(subparsers, parser_class, formatter) -> None:
     p.add_argument("--study", required=True, help="study name")
     p.add_argument("--storage", required=True, help="Optuna storage URL or journal .log path")
     p.add_argument("--trials", type=int, help="raise the study's budget to this many finished trials")
+    p.add_argument("--heartbeat", type=int, default=DEFAULT_HEARTBEAT_SECONDS,
+                   help="seconds between heartbeats of a running trial (a trial silent for 3 beats is re-run)")
     p.add_argument("--out", help="where this worker keeps samples (default: runs/<study>)")
     p.set_defaults(handler=main)
 
 
 def main(args: argparse.Namespace) -> int:
-    storage = open_storage(args.storage)
+    storage = open_storage(args.storage, args.heartbeat)
     try:
         study = optuna.load_study(study_name=args.study, storage=storage)
     except KeyError:
@@ -43,7 +45,8 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError(f"study {args.study!r} was not made by `diffsearch hparams` (job={attrs.get('job')!r})")
     fields = HparamsOptions.__dataclass_fields__
     options = HparamsOptions(**{k: v for k, v in attrs.items() if k in fields and k != "job"},
-                             study=args.study, storage=args.storage, out=args.out)
+                             study=args.study, storage=args.storage, out=args.out,
+                             heartbeat=args.heartbeat)
     if args.trials is not None:
         options.trials = args.trials
         study.set_user_attr("trials", args.trials)

@@ -23,8 +23,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from diffsearch.datasets import load_vector_data
 from diffsearch.errors import UsageError
-from diffsearch.ledger import (best_trial, create_or_load_study, default_storage_url, done_trials,
-                               open_storage)
+from diffsearch.ledger import (DEFAULT_HEARTBEAT_SECONDS, best_trial, create_or_load_study,
+                               default_storage_url, done_trials, open_storage)
 from diffsearch.objectives.prdc import PRDC_PARTS
 from diffsearch.run import run_repeats, run_search
 from diffsearch.searchers import make_pruner, make_sampler, report_epochs
@@ -48,7 +48,8 @@ class HparamsOptions:
     baseline: bool = False            # only train the baseline (``--repeats`` times)
     repeats: int = 0                  # re-train the best config (or the baseline) this many times
     baseline_runs: int = 1            # baseline trainings to compare a search against
-    jobs: int = 1                     # parallel worker processes on this machine
+    jobs: int = 1                     # parallel worker processes on this machine (--workers)
+    heartbeat: int | None = DEFAULT_HEARTBEAT_SECONDS  # seconds between beats of a running trial; None: off
     n_points: int = 100_000
     held_out: int = 20_000
     space: str = "toy2d"
@@ -65,7 +66,9 @@ class HparamsOptions:
         if o.baseline and o.repeats < 1:
             o.repeats = 1
         if o.jobs < 1:
-            raise UsageError(f"--jobs must be at least 1 (got {o.jobs})")
+            raise UsageError(f"--workers must be at least 1 (got {o.jobs})")
+        if o.heartbeat is not None and o.heartbeat < 1:
+            raise UsageError(f"--heartbeat must be at least 1 second (got {o.heartbeat})")
         make_sampler(o.searcher, 0)  # validates the name
         make_pruner(o.prune, o.min_epochs, o.epochs, o.reduction_factor)
         get_space(o.space)
@@ -96,7 +99,8 @@ class _Setup:
 
 def _setup(o: HparamsOptions) -> _Setup:
     data = load_vector_data(o.dataset, o.n_points, o.held_out, seed=0)
-    return _Setup(get_space(o.space), VectorDiffusionTask(data, epochs=o.epochs), open_storage(o.storage))
+    return _Setup(get_space(o.space), VectorDiffusionTask(data, epochs=o.epochs),
+                  open_storage(o.storage, o.heartbeat))
 
 
 def _search_study(o: HparamsOptions, setup: _Setup, worker: int = 0) -> optuna.Study:

@@ -1,0 +1,109 @@
+"""Many workers on one study: a worker killed mid-trial is detected by its heartbeat and its trial re-run.
+
+Real storages (a PostgreSQL server on loopback, a JournalStorage file), real worker processes, a real
+SIGKILL. Trials are cheap (small data, 40 epochs, well under a second each).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from diffsearch.ledger import done_trials, open_storage
+
+sys.path.insert(0, str(Path(__file__).parent))
+from postgres_server import postgres_server  # noqa: E402
+
+TRIALS = 30
+CHEAP = ["--dataset", "moons", "--searcher", "random", "--points", "2000", "--held-out", "500",
+         "--epochs", "40", "--baseline-runs", "0", "--heartbeat", "1"]
+ENV = dict(os.environ, OMP_NUM_THREADS="1")
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "diffsearch", *args]
+
+
+def _load(storage_url: str, study: str) -> optuna.Study | None:
+    try:
+        return optuna.load_study(study_name=study, storage=open_storage(storage_url, heartbeat=None))
+    except KeyError:
+        return None
+
+
+def _kill_one_mid_trial(storage_url: str, study: str, pids: set[int] | None, timeout: float = 120) -> int:
+    """SIGKILL a worker while it runs a trial (any worker when ``pids`` is None); the trial's number."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        loaded = _load(storage_url, study)
+        # wait for a few finished trials first, so the kill lands in the middle of the study
+        if loaded is not None and len(done_trials(loaded)) >= 5:
+            for trial in loaded.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                pid = int(trial.user_attrs.get("worker", ":0").rsplit(":", 1)[1])
+                if pid and (pids is None or pid in pids):
+                    os.kill(pid, signal.SIGKILL)
+                    return trial.number
+        time.sleep(0.05)
+    raise AssertionError("no worker was caught running a trial")
+
+
+def _check_ledger(storage_url: str, study_name: str, killed: int) -> None:
+    study = _load(storage_url, study_name)
+    trials = study.get_trials(deepcopy=False)
+    done = done_trials(study)
+    assert len(done) == TRIALS, [t.state.name for t in trials]
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    dead = trials[killed]
+    assert dead.state == TrialState.FAIL and "fail_reason" not in dead.user_attrs
+    retries = [t for t in trials if t.system_attrs.get("failed_trial") == killed]
+    assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
+    assert retries[0].params == dead.params
+    # the dead worker's config is in the finished trials exactly once: re-run, not duplicated
+    assert sum(t.params == dead.params for t in done) == 1
+    assert len({json.dumps(t.params, sort_keys=True) for t in done}) == TRIALS
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    with postgres_server() as url:
+        yield url
+
+
+def test_three_workers_on_postgres_survive_a_sigkill(tmp_path, postgres_url):
+    study = "workers-pg"
+    # one job that starts 2 local workers, and one `diffsearch worker` as another machine would run it
+    job = subprocess.Popen(_cli("hparams", *CHEAP, "--trials", str(TRIALS), "--workers", "2",
+                                "--storage", postgres_url, "--study", study, "--out", str(tmp_path / "job")),
+                           env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while _load(postgres_url, study) is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    worker = subprocess.Popen(_cli("worker", "--study", study, "--storage", postgres_url, "--heartbeat", "1",
+                                   "--out", str(tmp_path / "worker")),
+                              env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    killed = _kill_one_mid_trial(postgres_url, study, {worker.pid})
+    assert worker.wait(timeout=60) == -signal.SIGKILL
+    _, err = job.communicate(timeout=300)
+    assert job.returncode == 0, err
+    _check_ledger(postgres_url, study, killed)
+
+
+def test_four_local_workers_on_a_journal_file_survive_a_sigkill(tmp_path):
+    storage = str(tmp_path / "study.log")
+    study = "workers-journal"
+    job = subprocess.Popen(_cli("hparams", *CHEAP, "--trials", str(TRIALS), "--workers", "4",
+                                "--storage", storage, "--study", study, "--out", str(tmp_path / "job")),
+                           env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    killed = _kill_one_mid_trial(storage, study, None)
+    _, err = job.communicate(timeout=300)
+    assert job.returncode == 0, err
+    _check_ledger(storage, study, killed)
