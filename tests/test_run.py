@@ -1,6 +1,7 @@
 import dataclasses
 
 import optuna
+import torch
 from optuna.trial import TrialState
 
 from diffsearch.datasets import load_vector_data
@@ -45,3 +46,25 @@ def test_hyperband_runs_on_the_geometric_checkpoints():
         if trial.state == TrialState.COMPLETE:
             assert set(trial.intermediate_values) == set(checkpoints)
     assert len(done_trials(study)) == 8
+
+
+class _NoRoomForBigBatches(VectorDiffusionTask):
+    """The real task, on a device whose memory a batch of 4096 does not fit (as on a small GPU)."""
+
+    def evaluate(self, config, **kwargs):
+        if config["batch_size"] >= 4096:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return super().evaluate(config, **kwargs)
+
+
+def test_out_of_memory_trial_is_recorded_with_its_reason_and_study_goes_on():
+    data = load_vector_data("moons", n_points=3000, held_out=1000)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for batch_size in (4096, 1024):
+        study.enqueue_trial({"lr": 1e-3, "lr_scheduler": "constant", "batch_size": batch_size,
+                             "optimizer": "adam", "num_train_timesteps": 20})
+    run_search(study, TOY2D, _NoRoomForBigBatches(data, epochs=2), n_trials=2, seed=0)
+    first, second = study.trials
+    assert first.state == TrialState.FAIL
+    assert first.user_attrs["fail_reason"].startswith("out of memory: CUDA out of memory")
+    assert second.state == TrialState.COMPLETE
