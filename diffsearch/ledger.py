@@ -6,6 +6,7 @@ the storage URL and the study name, and so a study is never reused by a differen
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +39,11 @@ def open_storage(url: str, heartbeat: int | None = DEFAULT_HEARTBEAT_SECONDS) ->
     """
     beats: dict[str, Any] = {}
     if heartbeat is not None:
+        with warnings.catch_warnings():  # "experimental" since Optuna 2.8; we rely on it on purpose
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)
         beats = {"heartbeat_interval": heartbeat, "grace_period": 3 * heartbeat,
-                 "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)}
+                 "heartbeat_stale_trial_callback": retry}
     try:
         if url.endswith(".log") and "://" not in url:
             Path(url).parent.mkdir(parents=True, exist_ok=True)
@@ -50,7 +54,9 @@ def open_storage(url: str, heartbeat: int | None = DEFAULT_HEARTBEAT_SECONDS) ->
         if "://" not in url:
             raise UsageError(f"storage {url!r} is neither a database URL (sqlite:///file.db, "
                              "postgresql://...) nor a journal file path ending in .log")
-        return optuna.storages.RDBStorage(url, **beats)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, **beats)
     except UsageError:
         raise
     except Exception as exc:  # driver missing, host unreachable, bad path: the user needs one line

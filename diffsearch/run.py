@@ -7,8 +7,6 @@ studies, so each is resumable and visible in optuna-dashboard.
 from __future__ import annotations
 
 import json
-import os
-import socket
 import time
 import warnings
 from pathlib import Path
@@ -20,24 +18,23 @@ import torch
 from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.trial import FrozenTrial, TrialState
 
+from diffsearch.dead_workers import fail_dead_workers_trials, worker_id
 from diffsearch.errors import TrialFailed, TrialOutOfMemory
 from diffsearch.ledger import done_trials
 from diffsearch.spaces.training import TrainingSpace
 from diffsearch.tasks.vector_diffusion import VectorDiffusionTask
 
 
-# recorded on every trial, so a user can see which machine and process ran it
-WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 _OutOfMemory = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
 
 def _evaluate_trial(trial: optuna.Trial, space: TrainingSpace, task: VectorDiffusionTask, seed: int,
                     report_epochs: tuple[int, ...], samples_dir: Path | None) -> float:
+    trial.set_user_attr("worker", worker_id())  # first: a trial's worker is known while it runs
     params = space.suggest(trial)
     config = space.complete(params)
     trial.set_user_attr("config", config)
     trial.set_user_attr("seed", seed)
-    trial.set_user_attr("worker", WORKER_ID)
 
     def report(epoch: int, value: float) -> None:
         trial.report(value, epoch)
@@ -84,6 +81,7 @@ def run_search(study: optuna.Study, space: TrainingSpace, task: VectorDiffusionT
             study.stop()
 
     while len(done_trials(study)) < n_trials:
+        fail_dead_workers_trials(study)
         if _claimed(study) < n_trials:
             study.optimize(objective, n_trials=None, catch=(TrialFailed,), callbacks=[stop_when_budget_met],
                            gc_after_trial=False)

@@ -1,0 +1,64 @@
+"""Trials left RUNNING by a worker that is gone, found without waiting for heartbeats where possible.
+
+Heartbeats (Optuna's, see ledger.py) find dead workers on any machine after a grace period. Two cases
+they miss or find late: a worker on this machine whose process is gone (its pid says so at once), and
+trials started by a worker without heartbeats (an older diffsearch, a crash before the first beat),
+which heartbeats never report. Both are failed here and handed to the storage's retry callback, the
+same path a heartbeat-stale trial takes.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import socket
+
+import optuna
+from optuna.storages._heartbeat import is_heartbeat_enabled
+from optuna.trial import TrialState
+
+# legacy trials without a worker record are failed once they have run this long without one
+NO_RECORD_GRACE_SECONDS = 60
+
+
+def worker_id() -> str:
+    """``host:pid`` of this process, recorded on every trial it runs."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def _is_dead(trial: optuna.trial.FrozenTrial, host: str, now: datetime.datetime) -> bool:
+    worker = trial.user_attrs.get("worker")
+    if worker:
+        worker_host, _, pid = worker.rpartition(":")
+        return worker_host == host and pid.isdigit() and not _process_alive(int(pid))
+    return (now - trial.datetime_start).total_seconds() > NO_RECORD_GRACE_SECONDS
+
+
+def fail_dead_workers_trials(study: optuna.Study) -> list[int]:
+    """Fail the RUNNING trials whose worker is known to be gone; retry them as stale trials are. Numbers."""
+    storage = study._storage
+    host, now = socket.gethostname(), datetime.datetime.now()
+    retry = storage.get_heartbeat_stale_trial_callback() if is_heartbeat_enabled(storage) else None
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if not _is_dead(trial, host, now):
+            continue
+        try:
+            if not storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another worker got there first
+        failed.append(trial.number)
+        if retry is not None:
+            retry(study, storage.get_trial(trial._trial_id))
+    return failed
