@@ -15,7 +15,7 @@ from optuna.trial import FrozenTrial, TrialState
 from diffsearch.errors import UsageError
 
 # attrs that must match when a study is resumed; the others (budget, ...) may change between runs
-IDENTITY_ATTRS = ("job", "space", "dataset", "epochs")
+IDENTITY_ATTRS = ("job", "space", "dataset", "epochs", "width", "resolution", "fid_samples")
 
 
 def default_storage_url(run_dir: Path) -> str:
