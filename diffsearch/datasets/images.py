@@ -72,7 +72,7 @@ def resize(images: np.ndarray, resolution: int) -> np.ndarray:
         return np.ascontiguousarray(images)
     out = []
     for start in range(0, n, 2048):  # chunks keep the float copy small for 60,000 images
-        x = torch.from_numpy(np.ascontiguousarray(images[start:start + 2048])).permute(0, 3, 1, 2).float()
+        x = torch.from_numpy(np.array(images[start:start + 2048])).permute(0, 3, 1, 2).float()
         x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False,
                           antialias=resolution < side)
         out.append(x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy())

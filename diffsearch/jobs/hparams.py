@@ -24,6 +24,7 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
+from diffsearch.backends.unet_trainer import SAMPLERS, resolve_device, unet_channels
 from diffsearch.datasets import load_vector_data
 from diffsearch.datasets.images import default_resolution, is_image_dataset, load_image_data
 from diffsearch.errors import UsageError
@@ -86,6 +87,10 @@ class HparamsOptions:
                 raise UsageError(f"image data need the images space, not {o.space!r}")
             if o.fid_samples < 2 or o.sample_steps < 1:
                 raise UsageError("--fid-samples must be at least 2 and --sample-steps at least 1")
+            unet_channels(o.width)       # each raises UsageError on a bad value
+            resolve_device(o.device)
+            if o.sampler not in SAMPLERS:
+                raise UsageError(f"unknown sampler {o.sampler!r}; known: {', '.join(SAMPLERS)}")
         if o.trials < 1 and not o.baseline:
             raise UsageError(f"--trials must be at least 1 (got {o.trials})")
         if o.epochs < 1:
