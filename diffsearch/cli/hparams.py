@@ -10,7 +10,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from diffsearch.backends.unet_trainer import SAMPLERS
 from diffsearch.datasets import TOY_DATASETS
+from diffsearch.datasets.images import IMAGE_DATASETS
 from diffsearch.jobs.hparams import HparamsOptions, run_hparams
 from diffsearch.ledger import DEFAULT_HEARTBEAT_SECONDS
 from diffsearch.objectives.prdc import PRDC_SCALAR_FORMULA
@@ -22,6 +24,12 @@ data with one configuration from the space (lr, lr scheduler, warm-up ratio, bat
 weight decay, training timesteps), samples as many points as are held out, and scores them by PRDC
 (k = 5) against the held-out points. The score to minimise is the PRDC loss:
   {PRDC_SCALAR_FORMULA}
+On images (--dataset digits, mnist, fashion-mnist or a folder) each trial trains a diffusers
+UNet2DModel from scratch (the tutorial baseline: channels 64,128,128,256 x --width) on the Table 2
+space (lr, lr scheduler, warm-up, batch size, optimizer, weight decay, noise schedule), samples
+--fid-samples images with --sample-steps DDIM (or DDPM) steps and scores them by FID against as many
+training images (real Inception-v3 network; KID beside it). Lower is better. Defaults follow the
+seed's image study: 30 epochs; with --prune sh, checkpoints at 6, 12, 24 epochs.
 Every trial is an Optuna trial in one storage (default: a SQLite file in --out), so rerunning the same
 command resumes the study, and `optuna-dashboard <storage URL>` shows it.
 
@@ -30,6 +38,8 @@ examples:
   diffsearch hparams --dataset spirals --searcher random --trials 50 --prune sh --repeats 10
   diffsearch hparams --dataset moons --baseline --repeats 10
   diffsearch hparams --dataset my_points.npy --searcher gp --trials 30 --epochs 50
+  diffsearch hparams --dataset digits --searcher tpe --trials 3 --epochs 1 --width 0.25 --fid-samples 200
+  diffsearch hparams --dataset path/to/butterflies --resolution 64 --prune sh --device cuda
 """
 
 
@@ -37,12 +47,15 @@ def add_parser(subparsers, parser_class, formatter) -> None:
     p = subparsers.add_parser("hparams", help="tune training hyperparameters (seed 000)",
                               description=DESCRIPTION, formatter_class=formatter)
     p.add_argument("--dataset", default="moons",
-                   help=f"{', '.join(TOY_DATASETS)}, or a .npy / .csv file of N x D floats")
+                   help=f"vectors: {', '.join(TOY_DATASETS)}, or a .npy / .csv file of N x D floats; "
+                   f"images: {', '.join(IMAGE_DATASETS)}, or a folder of images (or a saved Hugging Face "
+                   "dataset)")
     p.add_argument("--searcher", default="tpe", help=f"one of: {', '.join(SEARCHERS)}")
     p.add_argument("--trials", type=int, default=50, help="finished trials the study should hold")
-    p.add_argument("--epochs", type=int, default=100, help="training epochs per trial")
+    p.add_argument("--epochs", type=int, help="training epochs per trial (default: 100 vectors, 30 images)")
     p.add_argument("--prune", default="none", help=f"early stopping by epochs: {', '.join(PRUNERS)}")
-    p.add_argument("--min-epochs", type=int, default=8, help="pruning: first checkpoint (seed: 8)")
+    p.add_argument("--min-epochs", type=int,
+                   help="pruning: first checkpoint (default, as the seed: 8 vectors, 6 images)")
     p.add_argument("--reduction-factor", type=int, default=2, help="pruning: reduction factor (seed: 2)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampler and the trainings")
     p.add_argument("--study", help="study name (default: hparams-<dataset>-<searcher>[-<prune>])")
@@ -64,6 +77,18 @@ def add_parser(subparsers, parser_class, formatter) -> None:
     p.add_argument("--points", type=int, default=100_000, dest="n_points",
                    help="points generated for a built-in data set")
     p.add_argument("--held-out", type=int, default=20_000, help="of those, points kept for scoring")
+    images = p.add_argument_group("images")
+    images.add_argument("--width", type=float, default=1.0,
+                        help="UNet channels = (64,128,128,256) x width; 0.25 for small CPU runs")
+    images.add_argument("--resolution", type=int, help="image side in pixels, a multiple of 8 "
+                        "(default: 32 for the 28x28 / 8x8 sets, 64 for folders)")
+    images.add_argument("--fid-samples", type=int, default=1000,
+                        help="images generated per FID, and training images in the reference "
+                        "(Inception runs at ~11 images/s on 2 CPU cores)")
+    images.add_argument("--sample-steps", type=int, default=50, help="denoising steps when sampling")
+    images.add_argument("--sampler", default="ddim", choices=SAMPLERS, help="sampling scheduler")
+    images.add_argument("--device", default="auto", help="auto, cpu or cuda (mixed precision on cuda)")
+    images.add_argument("--train-images", type=int, help="train on the first N training images only")
     p.add_argument("--json", action="store_true", help="print results.json to stdout instead of tables")
     p.set_defaults(handler=main)
 
@@ -74,7 +99,9 @@ def main(args: argparse.Namespace) -> int:
         prune=args.prune, min_epochs=args.min_epochs, reduction_factor=args.reduction_factor,
         seed=args.seed, study=args.study, storage=args.storage, out=args.out, baseline=args.baseline,
         repeats=args.repeats, baseline_runs=args.baseline_runs, jobs=args.jobs, heartbeat=args.heartbeat,
-        n_points=args.n_points, held_out=args.held_out)
+        n_points=args.n_points, held_out=args.held_out, width=args.width, resolution=args.resolution,
+        fid_samples=args.fid_samples, sample_steps=args.sample_steps, sampler=args.sampler,
+        device=args.device, train_images=args.train_images)
     console = Console(stderr=True)
     # the bar starts with the first finished trial, so input errors print one line and nothing else
     bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -112,8 +139,10 @@ def print_summary(results: dict, console: Console) -> None:
         for key, value in best["params"].items():
             params.add_row(key, f"{value:.3g}" if isinstance(value, float) else str(value))
         console.print(params)
-    table = Table(title="PRDC loss (lower is better)")
-    for column in ("config", "score", "precision", "recall", "density", "coverage"):
+    images = results.get("scalar") == "fid"
+    parts_shown = ("kid", "kid_std") if images else ("precision", "recall", "density", "coverage")
+    table = Table(title="FID (lower is better)" if images else "PRDC loss (lower is better)")
+    for column in ("config", "FID" if images else "score", *parts_shown):
         table.add_column(column, justify="right" if column != "config" else "left")
     rows = [("best trial", best)] if best else []
     first_baseline = (results.get("baseline") or {}).get("trials", [])
@@ -121,8 +150,11 @@ def print_summary(results: dict, console: Console) -> None:
     for label, record in rows:
         parts = record.get("parts", {})
         table.add_row(label, "-" if record["score"] is None else f"{record['score']:.4f}",
-                      *[f"{parts[p]:.3f}" if p in parts else "-"
-                        for p in ("precision", "recall", "density", "coverage")])
+                      *[f"{parts[p]:.3f}" if p in parts else "-" for p in parts_shown])
+    if results.get("sanity"):
+        sanity = results["sanity"]
+        table.add_row(f"real held-out images ({sanity['count']})", f"{sanity['fid']:.4f}",
+                      f"{sanity['kid']:.3f}", f"{sanity['kid_std']:.3f}")
     console.print(table)
     if "best_repeats" in results:
         console.print(f"best config re-trained: {_fmt(results['best_repeats'])}")

@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from diffsearch.datasets import TOY_DATASETS
+from diffsearch.datasets.images import IMAGE_DATASETS
 from diffsearch.jobs import JOBS
 from diffsearch.objectives import OBJECTIVES
 from diffsearch.searchers import PRUNERS, SEARCHERS
@@ -31,7 +32,8 @@ def main(args: argparse.Namespace) -> int:
         ("pruner", PRUNERS),
         ("objective", OBJECTIVES),
         ("dataset", {name: "2-D toy set, 100,000 points, 20,000 held out" for name in TOY_DATASETS}
-         | {"FILE.npy / FILE.csv": "your own N x D float matrix, 80/20 split"}),
+         | {"FILE.npy / FILE.csv": "your own N x D float matrix, 80/20 split"}
+         | IMAGE_DATASETS | {"FOLDER": "your own images (or a saved Hugging Face dataset), 80/20 split, 64x64"}),
     ):
         for name, text in entries.items():
             table.add_row(kind, name, text)

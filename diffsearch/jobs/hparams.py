@@ -1,9 +1,12 @@
-"""``diffsearch hparams``: search training hyperparameters of a diffusion model on vector data.
+"""``diffsearch hparams``: search training hyperparameters of a diffusion model on vector data (MLP
+denoiser, PRDC) or on images (UNet2DModel, FID).
 
 Python use::
 
     from diffsearch.jobs.hparams import HparamsOptions, run_hparams
     results = run_hparams(HparamsOptions(dataset="moons", searcher="tpe", trials=50))
+    results = run_hparams(HparamsOptions(dataset="digits", searcher="tpe", trials=3, epochs=1, width=0.25,
+                                         fid_samples=200))
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
+from diffsearch.backends.unet_trainer import SAMPLERS, resolve_device, unet_channels
 from diffsearch.datasets import load_vector_data
+from diffsearch.datasets.images import default_resolution, is_image_dataset, load_image_data
 from diffsearch.errors import UsageError
 from diffsearch.ledger import (DEFAULT_HEARTBEAT_SECONDS, best_trial, create_or_load_study,
                                default_storage_url, done_trials, open_storage)
@@ -29,7 +34,12 @@ from diffsearch.objectives.prdc import PRDC_PARTS
 from diffsearch.run import run_repeats, run_search
 from diffsearch.searchers import make_pruner, make_sampler, report_epochs
 from diffsearch.spaces.training import TrainingSpace, get_space
+from diffsearch.tasks.image_diffusion import IMAGE_PARTS, ImageDiffusionTask
 from diffsearch.tasks.vector_diffusion import VectorDiffusionTask
+
+# defaults that differ between the vector study and the image study (seed 000)
+VECTOR_DEFAULTS = {"epochs": 100, "min_epochs": 8, "space": "toy2d"}
+IMAGE_DEFAULTS = {"epochs": 30, "min_epochs": 6, "space": "images"}
 
 
 @dataclass
@@ -37,9 +47,9 @@ class HparamsOptions:
     dataset: str = "moons"
     searcher: str = "tpe"
     trials: int = 50
-    epochs: int = 100
+    epochs: int | None = None         # default: 100 on vectors, 30 on images
     prune: str = "none"
-    min_epochs: int = 8
+    min_epochs: int | None = None     # default: 8 on vectors, 6 on images
     reduction_factor: int = 2
     seed: int = 0
     study: str | None = None          # default: hparams-<dataset>-<searcher>[-<prune>]
@@ -52,11 +62,36 @@ class HparamsOptions:
     heartbeat: int | None = DEFAULT_HEARTBEAT_SECONDS  # seconds between beats of a running trial; None: off
     n_points: int = 100_000
     held_out: int = 20_000
-    space: str = "toy2d"
+    space: str | None = None          # default: toy2d on vectors, images on images
+    # images only
+    width: float = 1.0                # UNet channels x width (0.25 for CPU runs)
+    resolution: int | None = None     # default: 32 for 28x28 / 8x8 sets, 64 for folders
+    fid_samples: int = 1000           # generated images per FID (and reference images)
+    sample_steps: int = 50
+    sampler: str = "ddim"
+    device: str = "auto"
+    train_images: int | None = None   # keep only the first N training images
+
+    @property
+    def images(self) -> bool:
+        return is_image_dataset(self.dataset)
 
     def resolved(self) -> "HparamsOptions":
         """Fill defaults and check values; raise UsageError with one line for anything wrong."""
         o = HparamsOptions(**asdict(self))
+        for key, value in (IMAGE_DEFAULTS if o.images else VECTOR_DEFAULTS).items():
+            if getattr(o, key) is None:
+                setattr(o, key, value)
+        if o.images:
+            o.resolution = o.resolution or default_resolution(o.dataset)
+            if o.space != "images":
+                raise UsageError(f"image data need the images space, not {o.space!r}")
+            if o.fid_samples < 2 or o.sample_steps < 1:
+                raise UsageError("--fid-samples must be at least 2 and --sample-steps at least 1")
+            unet_channels(o.width)       # each raises UsageError on a bad value
+            resolve_device(o.device)
+            if o.sampler not in SAMPLERS:
+                raise UsageError(f"unknown sampler {o.sampler!r}; known: {', '.join(SAMPLERS)}")
         if o.trials < 1 and not o.baseline:
             raise UsageError(f"--trials must be at least 1 (got {o.trials})")
         if o.epochs < 1:
@@ -73,7 +108,7 @@ class HparamsOptions:
         make_pruner(o.prune, o.min_epochs, o.epochs, o.reduction_factor)
         get_space(o.space)
         if o.study is None:
-            base = Path(o.dataset).stem if Path(o.dataset).suffix else o.dataset
+            base = Path(o.dataset).stem if Path(o.dataset).suffix or o.images else o.dataset
             o.study = "-".join(["hparams", base, "baseline" if o.baseline else o.searcher]
                                + ([o.prune] if o.prune != "none" and not o.baseline else []))
         if o.out is None:
@@ -85,19 +120,29 @@ class HparamsOptions:
 
 
 def study_attrs(o: HparamsOptions) -> dict[str, Any]:
-    return {"job": "hparams", "space": o.space, "dataset": o.dataset, "epochs": o.epochs,
-            "searcher": o.searcher, "prune": o.prune, "min_epochs": o.min_epochs, "trials": o.trials,
-            "seed": o.seed, "n_points": o.n_points, "held_out": o.held_out}
+    attrs = {"job": "hparams", "space": o.space, "dataset": o.dataset, "epochs": o.epochs,
+             "searcher": o.searcher, "prune": o.prune, "min_epochs": o.min_epochs, "trials": o.trials,
+             "seed": o.seed, "n_points": o.n_points, "held_out": o.held_out}
+    if o.images:  # scores are comparable only with the same model size, images and FID set-up
+        attrs |= {"width": o.width, "resolution": o.resolution, "fid_samples": o.fid_samples,
+                  "sample_steps": o.sample_steps, "sampler": o.sampler, "device": o.device,
+                  "train_images": o.train_images}
+    return attrs
 
 
 @dataclass
 class _Setup:
     space: TrainingSpace
-    task: VectorDiffusionTask
+    task: VectorDiffusionTask | ImageDiffusionTask
     storage: optuna.storages.BaseStorage
 
 
 def _setup(o: HparamsOptions) -> _Setup:
+    if o.images:
+        data = load_image_data(o.dataset, o.resolution, o.train_images)
+        task = ImageDiffusionTask(data, epochs=o.epochs, width=o.width, fid_samples=o.fid_samples,
+                                  sample_steps=o.sample_steps, sampler=o.sampler, device=o.device)
+        return _Setup(get_space(o.space), task, open_storage(o.storage, o.heartbeat))
     data = load_vector_data(o.dataset, o.n_points, o.held_out, seed=0)
     return _Setup(get_space(o.space), VectorDiffusionTask(data, epochs=o.epochs),
                   open_storage(o.storage, o.heartbeat))
@@ -160,7 +205,11 @@ def run_hparams(options: HparamsOptions, progress: ProgressFn | None = None,
             + (f"score {trial.value:.4f}" if trial.value is not None else trial.user_attrs.get("fail_reason", "failed")))
 
     baseline_params = setup.space.baseline()
-    results: dict[str, Any] = {"job": "hparams", "options": asdict(o), "scalar": "prdc_loss"}
+    results: dict[str, Any] = {"job": "hparams", "options": asdict(o),
+                               "scalar": "fid" if o.images else "prdc_loss"}
+    if o.images:
+        log("sanity: real held-out images vs the training reference")
+        results["sanity"] = setup.task.sanity()
     search_study = None
     if not o.baseline:
         search_study = _search_study(o, setup)
@@ -202,7 +251,7 @@ def _trial_record(trial: FrozenTrial) -> dict[str, Any]:
     attrs = trial.user_attrs
     return {
         "number": trial.number, "state": trial.state.name, "score": trial.value,
-        "params": trial.params, "parts": {p: attrs[p] for p in PRDC_PARTS if p in attrs},
+        "params": trial.params, "parts": {p: attrs[p] for p in PRDC_PARTS + IMAGE_PARTS if p in attrs},
         "seconds": attrs.get("seconds"), "pruned_at_epoch": attrs.get("pruned_at_epoch"),
         "fail_reason": attrs.get("fail_reason"), "samples_file": attrs.get("samples_file"),
     }
@@ -237,8 +286,12 @@ def _study_minutes(study: optuna.Study) -> float:
 
 
 def _plot(results: dict[str, Any], setup: _Setup, out: Path) -> str | None:
-    """Generated vs real points for the baseline and the best config (first two dimensions)."""
+    """Generated vs real points for the baseline and the best config (first two dimensions); for images,
+    grids of real, baseline and best-config images."""
     from diffsearch.plots import scatter_panels
+
+    if isinstance(setup.task, ImageDiffusionTask):
+        return _image_grids(results, setup.task, out)
 
     panels = [("held-out data", setup.task.data.held_out, None)]
     for label, record in (("baseline", _first_samples(results.get("baseline"))),
@@ -249,6 +302,21 @@ def _plot(results: dict[str, Any], setup: _Setup, out: Path) -> str | None:
         return None
     path = out / "samples.png"
     scatter_panels(panels, path, title=f"{setup.task.data.name}: generated vs real")
+    return str(path)
+
+
+def _image_grids(results: dict[str, Any], task: ImageDiffusionTask, out: Path) -> str | None:
+    from diffsearch.image_plots import image_grid_panels
+
+    panels = [("real training images", task.data.train[:64], None)]
+    for label, record in (("baseline", _first_samples(results.get("baseline"))),
+                          ("best config", results.get("best"))):
+        if record and record.get("samples_file") and Path(record["samples_file"]).is_file():
+            panels.append((label, np.load(record["samples_file"])[:64], record.get("score")))
+    if len(panels) == 1:
+        return None
+    path = out / "samples.png"
+    image_grid_panels(panels, path, title=f"{task.data.name} at {task.data.resolution}px: generated vs real")
     return str(path)
 
 

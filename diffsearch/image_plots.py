@@ -1,0 +1,37 @@
+"""Image grids (PNG): baseline vs best config vs real images, side by side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def tile(images: np.ndarray, columns: int = 8) -> np.ndarray:
+    """uint8 N x H x W x C -> one uint8 grid image with a 1-pixel gap."""
+    n, h, w, c = images.shape
+    rows = -(-n // columns)
+    grid = np.full((rows * (h + 1) + 1, columns * (w + 1) + 1, c), 255, dtype=np.uint8)
+    for i, image in enumerate(images):
+        r, col = divmod(i, columns)
+        grid[1 + r * (h + 1):1 + r * (h + 1) + h, 1 + col * (w + 1):1 + col * (w + 1) + w] = image
+    return grid
+
+
+def image_grid_panels(panels: list[tuple[str, np.ndarray, float | None]], path: Path, title: str = "") -> None:
+    """One grid per (label, uint8 images, FID or None)."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4.4), squeeze=False)
+    for ax, (label, images, score) in zip(axes[0], panels):
+        grid = tile(images, columns=min(8, len(images)))
+        ax.imshow(grid[..., 0] if grid.shape[2] == 1 else grid, cmap="gray" if grid.shape[2] == 1 else None,
+                  vmin=0, vmax=255, interpolation="nearest")
+        ax.set_title(label if score is None else f"{label}\nFID {score:.1f}", fontsize=10)
+        ax.axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
