@@ -110,13 +110,12 @@ class UpdateRuleSpace:
         return np.broadcast_to(np.asarray(value, dtype=np.float64), (self.probe_size,))
 
     def key(self, program: Sequence[str]) -> str:
-        """Hash of the outputs on the probe, rounded to 9 significant digits (so x*2 == x+x)."""
+        """Hash of the outputs on the probe, mantissas rounded to 28 bits (so x*2 == x+x)."""
         out = self.outputs(program)
         finite = np.isfinite(out)
-        rounded = np.where(finite, out, 0.0)
-        with np.errstate(all="ignore"):
-            scale = 10.0 ** (8 - np.floor(np.log10(np.where(rounded != 0, np.abs(rounded), 1.0))))
-        rounded = np.round(rounded * scale) / scale + 0.0  # + 0.0 turns -0.0 into 0.0
+        mantissa, exponent = np.frexp(np.where(finite, out, 0.0))
+        mantissa = np.round(mantissa * 2.0 ** 28) + 0.0  # relative rounding, no overflow; -0.0 -> 0.0
+        rounded = np.ldexp(mantissa, exponent)
         code = np.where(finite, 0, np.where(np.isnan(out), 1, np.sign(out) + 3))
         return hashlib.sha1(rounded.tobytes() + code.astype(np.int8).tobytes()).hexdigest()[:16]
 
