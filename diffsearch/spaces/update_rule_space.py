@@ -88,19 +88,24 @@ class UpdateRuleSpace:
 
     # ---------------------------------------------------------------------- equivalence
     def _probe(self) -> dict[str, Any]:
-        """One fixed random state of every leaf, consistent where the leaves are related."""
+        """One fixed random state of every leaf, consistent where the leaves are related.
+
+        Magnitudes are log-uniform over many decades so that clip (+-1e-3) and the bias corrections
+        (small t) are not constant on the probe; otherwise clip(m1) and clip(m1h) would collide.
+        """
         rng = np.random.default_rng(20231004)
         n = self.probe_size
         as_t = lambda a: torch.from_numpy(np.asarray(a, dtype=np.float64))  # noqa: E731
-        t = rng.integers(1, 1000, n).astype(np.float64)
-        g, m1, w = rng.normal(size=n), rng.normal(size=n) * 0.5, rng.normal(size=n)
-        m2 = rng.uniform(0.05, 2.0, n)
+        signed = lambda: rng.choice([-1.0, 1.0], n) * 10.0 ** rng.uniform(-5, 1, n)  # noqa: E731
+        t = np.round(10.0 ** rng.uniform(0, 3, n))
+        g, m1, w = signed(), signed(), signed()
+        m2 = 10.0 ** rng.uniform(-6, 1, n)
         frac = t / 1000
         return {"g": as_t(g), "g2": as_t(g * g), "sg": as_t(np.sign(g)), "m1": as_t(m1), "m2": as_t(m2),
                 "sm1": as_t(np.sign(m1)), "m1h": as_t(m1 / (1 - BETA1 ** t)), "m2h": as_t(m2 / (1 - BETA2 ** t)),
-                "ml": as_t(rng.normal(size=n)), "w": as_t(w), "1": 1.0, "2": 2.0,
+                "ml": as_t(signed()), "w": as_t(w), "1": 1.0, "2": 2.0,
                 "ld": as_t(1 - frac), "cd": as_t(0.5 * (1 + np.cos(np.pi * frac))),
-                "rd": as_t(0.5 * (1 + np.cos(np.pi * ((4 * frac) % 1)))), "noise": as_t(rng.normal(size=n) * 0.1)}
+                "rd": as_t(0.5 * (1 + np.cos(np.pi * ((4 * frac) % 1)))), "noise": as_t(signed())}
 
     def outputs(self, program: Sequence[str]) -> np.ndarray:
         if not hasattr(self, "_probe_cache"):
