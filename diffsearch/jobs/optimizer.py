@@ -138,6 +138,7 @@ def run_optimizer(options: OptimizerOptions, progress: ProgressFn | None = None,
     out = Path(o.out)
     out.mkdir(parents=True, exist_ok=True)
     space = UpdateRuleSpace(max_length=o.max_length)
+    # "epochs" is the ledger's identity attr for training length: here the step scale
     attrs = {"job": "optimizer", "space": space.name, "dataset": o.task, "epochs": o.scale,
              "searcher": o.searcher, "budget": o.budget, "seed": o.seed, "max_length": o.max_length}
     study = create_or_load_study(open_storage(o.storage), o.study, attrs, optuna.samplers.RandomSampler(o.seed))

@@ -120,9 +120,11 @@ class UpdateRuleSpace:
         finite = np.isfinite(out)
         mantissa, exponent = np.frexp(np.where(finite, out, 0.0))
         mantissa = np.round(mantissa * 2.0 ** 28) + 0.0  # relative rounding, no overflow; -0.0 -> 0.0
-        rounded = np.ldexp(mantissa, exponent)
+        carry = np.abs(mantissa) == 2.0 ** 28  # 0.99999999 rounded up: write it as 0.5 * 2^(e+1)
+        mantissa, exponent = np.where(carry, mantissa / 2, mantissa), np.where(carry, exponent + 1, exponent)
         code = np.where(finite, 0, np.where(np.isnan(out), 1, np.sign(out) + 3))
-        return hashlib.sha1(rounded.tobytes() + code.astype(np.int8).tobytes()).hexdigest()[:16]
+        blob = mantissa.tobytes() + exponent.astype(np.int32).tobytes() + code.astype(np.int8).tobytes()
+        return hashlib.sha1(blob).hexdigest()[:16]
 
     # -------------------------------------------------------------------------- rejection
     def descent_cosine(self, program: Sequence[str], seed: int = 0) -> tuple[float, np.ndarray]:

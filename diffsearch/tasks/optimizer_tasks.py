@@ -152,7 +152,7 @@ def digits_task(steps: int = 120, proxy_steps: int = 40, channels: tuple[int, in
 
 
 TASKS = {
-    "toy2d-moons": "MLP denoiser on 2-D moons, 300 steps (search task, ~1 s per run on 2 cores)",
+    "toy2d-moons": "MLP denoiser on 2-D moons, 300 steps (search task, 1-2 s per candidate with its lr grid on 2 cores)",
     "toy2d-swissroll": "the same on the swiss roll", "toy2d-spirals": "the same on two spirals",
     "digits": "UNet2DModel (8/16 channels) on scikit-learn's 8x8 digits, 120 steps (transfer task)",
 }
