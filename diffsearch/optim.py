@@ -49,6 +49,9 @@ class RuleOptimizer(torch.optim.Optimizer):
             grads = torch.cat([p.grad.reshape(-1) for p in params])
             weights = torch.cat([p.reshape(-1) for p in params])
             state = self._group_state(group, grads)
+            if next(iter(state.moments.values()), grads).numel() != grads.numel():
+                raise RuntimeError("RuleOptimizer keeps one flat state per parameter group: the set of "
+                                   "parameters with gradients must not change between steps")
             update = evaluate(self.program, state.leaves(grads, weights), state.generator)
             update = torch.as_tensor(update, dtype=grads.dtype, device=grads.device).expand_as(grads)
             if group["weight_decay"]:
