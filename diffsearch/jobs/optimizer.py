@@ -85,7 +85,8 @@ class LedgerEvaluator:
         self.study, self.space, self.task, self.role, self.seed, self.on_trial = study, space, task, role, seed, on_trial
         self.done: dict[tuple, FrozenTrial] = {}
         for t in study.get_trials(deepcopy=False):
-            if is_done(t) and t.user_attrs.get("role") == role and t.user_attrs.get("task") == task.name:
+            a = t.user_attrs  # a training counts for the same role, task and training seed only
+            if is_done(t) and a.get("role") == role and a.get("task") == task.name and a.get("seed") == seed:
                 self.done[(t.user_attrs["key"], t.user_attrs.get("weight_decay", 0.0))] = t
         self.replayed = 0
 
