@@ -37,5 +37,14 @@ def main(args: argparse.Namespace) -> int:
     ):
         for name, text in entries.items():
             table.add_row(kind, name, text)
+    from diffsearch.jobs.optimizer import TREE_SEARCHERS
+    from diffsearch.tasks.optimizer_tasks import TASKS
+
+    table.add_row("job", "optimizer", "discover optimizer update rules for diffusion training (seed 004)")
+    table.add_row("space", "update-rules", "expression trees of update rules (diffsearch optimizer)")
+    for name, text in TREE_SEARCHERS.items():
+        table.add_row("searcher", f"{name} (optimizer)", text)
+    for name, text in TASKS.items():
+        table.add_row("task", f"{name} (optimizer)", text)
     Console().print(table)
     return 0

@@ -1,0 +1,141 @@
+"""``diffsearch optimizer``: arguments and printing for the update-rule search."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from diffsearch.jobs.optimizer import TREE_SEARCHERS, OptimizerOptions, run_optimizer
+from diffsearch.optim import HAND_DESIGNED
+from diffsearch.spaces.update_rules import BINARY, LEAVES, UNARY, parse
+from diffsearch.tasks.optimizer_tasks import TASKS
+
+DESCRIPTION = f"""\
+Discover an optimizer update rule for diffusion training (seed 004, chapter 3). A rule is an
+expression tree; the optimizer steps  w <- w - lr * rule. Each candidate is trained on the task with its
+learning rate picked from the grid 1e-5 .. 1 by short proxy runs; its score is the denoising loss on a
+fixed batch after training (lower is better). Programs equivalent to one already seen (same outputs on a
+fixed random probe) and programs failing the descent test (mean cosine(update, gradient) <= 0.15 over
+random gradients) or the non-degeneracy test are not trained and do not use the budget.
+
+The language (one text format, infix):
+  leaves:    {', '.join(f'{k} ({v})' for k, v in LEAVES.items())}
+  unary:     {', '.join(f'{k}: {v}' for k, v in UNARY.items())}
+  binary:    {', '.join(f'{k}: {v}' for k, v in BINARY.items())}; written + - * / ** or add(x, y) ...
+Use a found rule in your own code:  diffsearch.optim.from_expr("m1h / sqrt(m2h)", params, lr=1e-3)
+
+Every training is an Optuna trial in one storage (default: a SQLite file in --out): rerunning the same
+command replays the search from the storage and trains nothing twice.
+
+tasks: {'; '.join(f'{k}: {v}' for k, v in TASKS.items())}
+
+examples:
+  diffsearch optimizer --task toy2d-moons --searcher mct --budget 128
+  diffsearch optimizer --searcher evolution --budget 64 --transfer digits --seed 1
+  diffsearch optimizer --check "exp(ld * sg * sm1) * g"
+"""
+
+
+def add_parser(subparsers, parser_class, formatter) -> None:
+    p = subparsers.add_parser("optimizer", help="discover optimizer update rules (seed 004)",
+                              description=DESCRIPTION, formatter_class=formatter)
+    p.add_argument("--task", default="toy2d-moons", help=f"search task: {', '.join(TASKS)}")
+    p.add_argument("--searcher", default="mct", help=f"one of: {', '.join(TREE_SEARCHERS)}")
+    p.add_argument("--budget", type=int, default=128, help="trained candidates (duplicates and rejected "
+                   "programs do not count)")
+    p.add_argument("--levels", type=int, default=4, help="mct: levels of the traversal")
+    p.add_argument("--max-length", type=int, default=10, help="tokens per program (super-tree depth)")
+    p.add_argument("--transfer", help=f"re-train the top rules and the baselines on this task too: "
+                   f"{', '.join(TASKS)}")
+    p.add_argument("--top", type=int, default=3, help="discovered rules shown, transferred and plotted")
+    p.add_argument("--baselines", default=",".join(HAND_DESIGNED),
+                   help="hand-designed optimizers trained for the leaderboard (comma list, or none)")
+    p.add_argument("--scale", type=float, default=1.0, help="multiply the tasks' training steps")
+    p.add_argument("--seed", type=int, default=0, help="seed of the searcher and of every training")
+    p.add_argument("--study", help="study name (default: optimizer-<task>-<searcher>)")
+    p.add_argument("--storage", help="Optuna storage URL or a journal file ending in .log "
+                   "(default: sqlite file in --out)")
+    p.add_argument("--out", help="run directory for results.json and loss_curves.png (default: runs/<study>)")
+    p.add_argument("--check", metavar="EXPR", help="do not search: parse EXPR, print its canonical form "
+                   "and the rejection tests' verdict")
+    p.add_argument("--json", action="store_true", help="print results.json to stdout instead of tables")
+    p.set_defaults(handler=main)
+
+
+def check(expr: str) -> int:
+    from diffsearch.spaces.update_rule_space import UpdateRuleSpace, formula
+    from diffsearch.spaces.update_rules import to_text, violations
+
+    program = parse(expr)
+    space = UpdateRuleSpace(max_length=max(10, len(program)))
+    cosine, _ = space.descent_cosine(program)
+    verdict = space.check(program)
+    print(json.dumps({"expr": to_text(program), "formula": formula(program), "tokens": list(program),
+                      "key": space.key(program), "descent_cosine": cosine,
+                      "redundant": violations(program), "rejected": verdict}, indent=2))
+    return 0
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.check:
+        return check(args.check)
+    baselines = () if args.baselines.strip() in ("", "none") else tuple(
+        b.strip() for b in args.baselines.split(",") if b.strip())
+    options = OptimizerOptions(
+        task=args.task, searcher=args.searcher, budget=args.budget, levels=args.levels,
+        max_length=args.max_length, transfer=args.transfer, top=args.top, baselines=baselines,
+        seed=args.seed, scale=args.scale, study=args.study, storage=args.storage, out=args.out)
+    console = Console(stderr=True)
+    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("best {task.fields[best]}"), TimeElapsedColumn(), console=console)
+    task = bar.add_task("candidates", total=args.budget, best="-")
+
+    def progress(done: int, total: int, best: float | None) -> None:
+        if not bar.live.is_started:
+            bar.start()
+        bar.update(task, completed=done, total=total, best="-" if best is None else f"{best:.4f}")
+
+    try:
+        results = run_optimizer(options, progress=progress, log=console.print)
+    finally:
+        bar.stop()
+    if args.json:
+        sys.stdout.write(json.dumps(json.load(open(results["results_file"])), indent=2) + "\n")
+    else:
+        print_summary(results, Console())
+    return 0
+
+
+def _num(value, fmt=".4f") -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def print_summary(results: dict, console: Console) -> None:
+    o = results["options"]
+    transfer = o.get("transfer")
+    table = Table(title=f"update rules on {o['task']} (loss after training, lower is better)")
+    for column in ("rank", "optimizer", "update rule (w -= lr * rule)", "lr", o["task"]) + (
+            ("lr", transfer) if transfer else ()):
+        table.add_column(column, justify="left" if column in ("optimizer", "update rule (w -= lr * rule)") else "right")
+    for i, r in enumerate(results["leaderboard"], 1):
+        name = f"[bold]{r['name']}[/bold]" if r["kind"] == "rule" else r["name"]
+        rule = r["expr"] + (f"  (+ decoupled wd {r['weight_decay']:g})" if r["weight_decay"] else "")
+        cells = [str(i), name, rule, _num(r["lr"], "g"), _num(r["score"])]
+        if transfer:
+            cells += [_num(r.get("transfer_lr"), "g"), _num(r.get("transfer_score"))]
+        table.add_row(*cells)
+    console.print(table)
+    s = results["search"]
+    console.print(f"search: {s['evaluated']} trained, {s['duplicates']} duplicates and {s['rejected']} rejected "
+                  f"programs skipped ({s['proposed']} proposed); {s['replayed_from_storage']} taken from the "
+                  f"storage; untrained loss {results['initial_loss']:.4f}")
+    if results.get("mct_path"):
+        console.print(f"mct path: {results['mct_path']}")
+    console.print(f"elapsed {results['elapsed_seconds'] / 60:.1f} min; results: {results['results_file']}"
+                  + (f"; plot: {results['plot']}" if results.get("plot") else ""))
+    console.print(f"ledger: {results['storage']} (study {results['study']})")

@@ -1,0 +1,98 @@
+"""Monte Carlo tree traversal over the super-tree of update rules (seed 004, ch. 3).
+
+At each level every child of the current node (each token that may fill the leftmost open slot) is
+scored by the mean objective of random completions of it; the search then moves to the best child.
+``levels`` x (budget / levels) evaluations, 4 x 32 = 128 by default. Completions that are duplicates or
+fail the rejection tests are redrawn and do not use budget; samples worse than ``threshold`` (e.g. the
+untrained model's loss, or a failed training) are left out of the means (score thresholding).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from diffsearch.searchers.tree_budget import EvaluateFn, TreeBudget
+from diffsearch.spaces.update_rule_space import UpdateRuleSpace
+from diffsearch.spaces.update_rules import Program, to_text
+
+
+@dataclass
+class LevelRecord:
+    node: str                                   # the partial program expanded, as tokens
+    means: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    chosen: str | None = None
+
+
+def thresholded_mean(scores: Sequence[float], threshold: float) -> float:
+    kept = [s for s in scores if math.isfinite(s) and s < threshold]
+    return float(np.mean(kept)) if kept else math.inf
+
+
+def _sample_new(budget: TreeBudget, space: UpdateRuleSpace, partial: Program, rng: np.random.Generator,
+                max_tries: int) -> float | None:
+    """Score of a new valid completion of ``partial`` (drawing up to ``max_tries``); None if none found."""
+    for _ in range(max_tries):
+        program = space.complete_randomly(partial, rng)
+        if program is None:
+            continue
+        score = budget.try_program(program)
+        if score is not None:
+            return score
+        if space.is_complete(partial):  # a complete program has one completion: itself
+            return None
+    return None
+
+
+def mct_search(space: UpdateRuleSpace, evaluate: EvaluateFn, budget: int = 128, levels: int = 4,
+               seed: int = 0, threshold: float = math.inf, max_tries: int = 200) -> tuple[TreeBudget, list[LevelRecord]]:
+    rng = np.random.default_rng(seed)
+    book = TreeBudget(space, evaluate, budget)
+    node: Program = ()
+    history: list[LevelRecord] = []
+    for level in range(levels):
+        target = book.used + budget // levels + (1 if level < budget % levels else 0)
+        children = space.children(node)
+        if not children:
+            break
+        order = [children[i] for i in rng.permutation(len(children))]
+        samples: dict[str, list[float]] = {c: [] for c in children}
+        exhausted: set[str] = set()
+        i = 0
+        # round robin, so every child gets a sample before any gets a second
+        while book.used < target and len(exhausted) < len(order):
+            child = order[i % len(order)]
+            i += 1
+            if child in exhausted:
+                continue
+            score = _sample_new(book, space, node + (child,), rng, max_tries)
+            if score is None:
+                exhausted.add(child)
+            else:
+                samples[child].append(score)
+        record = LevelRecord(" ".join(node), {c: thresholded_mean(s, threshold) for c, s in samples.items()},
+                             {c: len(s) for c, s in samples.items()})
+        history.append(record)
+        open_children = [c for c in order if not space.is_complete(node + (c,))
+                         and math.isfinite(record.means[c])]
+        if not open_children:
+            break
+        record.chosen = min(open_children, key=lambda c: record.means[c])  # best mean child
+        node = node + (record.chosen,)
+    # budget left when a level ran out of new programs: completions of the last node, then of the root
+    for partial in (node, ()):
+        while book.left > 0:
+            if _sample_new(book, space, partial, rng, max_tries * 5) is None:
+                break
+    return book, history
+
+
+def describe(history: list[LevelRecord]) -> str:
+    return " -> ".join(r.chosen or "(stop)" for r in history)
+
+
+__all__ = ["mct_search", "thresholded_mean", "LevelRecord", "describe", "to_text"]

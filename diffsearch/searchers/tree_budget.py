@@ -1,0 +1,74 @@
+"""Shared bookkeeping of the tree searchers: dedup by probe hash, rejection, and an exact budget.
+
+Duplicates (a program equivalent to one already seen) and rejected programs (descent or
+non-degeneracy test failed) are never trained and do not use the budget (seed 004, ch. 3).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from diffsearch.spaces.update_rule_space import UpdateRuleSpace
+from diffsearch.spaces.update_rules import Program
+
+EvaluateFn = Callable[[Program], float]  # lower is better; inf for a failed training
+
+
+class BudgetSpent(Exception):
+    pass
+
+
+@dataclass
+class TreeBudget:
+    space: UpdateRuleSpace
+    evaluate: EvaluateFn
+    budget: int
+    scores: dict[str, float] = field(default_factory=dict)      # key -> score of evaluated programs
+    programs: dict[str, Program] = field(default_factory=dict)  # key -> the first program with that key
+    rejected: dict[str, str] = field(default_factory=dict)      # key -> reason
+    duplicates: int = 0
+    proposed: int = 0
+    check_seconds: float = 0.0
+
+    @property
+    def used(self) -> int:
+        return len(self.scores)
+
+    @property
+    def left(self) -> int:
+        return self.budget - self.used
+
+    def try_program(self, program: Sequence[str]) -> float | None:
+        """Evaluate ``program`` if it is new and passes the tests; None when it did not use budget."""
+        if self.left <= 0:
+            raise BudgetSpent
+        program = tuple(program)
+        self.proposed += 1
+        start = time.perf_counter()
+        key = self.space.key(program)
+        if key in self.scores or key in self.rejected:
+            self.duplicates += 1
+            self.check_seconds += time.perf_counter() - start
+            return None
+        reason = self.space.check(program)
+        self.check_seconds += time.perf_counter() - start
+        if reason is not None:
+            self.rejected[key] = reason
+            return None
+        score = self.evaluate(program)
+        self.scores[key] = score if math.isfinite(score) else math.inf
+        self.programs[key] = program
+        return self.scores[key]
+
+    def best(self) -> tuple[Program, float] | None:
+        if not self.scores:
+            return None
+        key = min(self.scores, key=self.scores.get)
+        return self.programs[key], self.scores[key]
+
+    def stats(self) -> dict[str, float]:
+        return {"evaluated": self.used, "proposed": self.proposed, "duplicates": self.duplicates,
+                "rejected": len(self.rejected), "check_seconds": self.check_seconds}

@@ -1,0 +1,83 @@
+"""Evolution over update-rule trees with deap's gp module (one-point crossover, uniform subtree mutation).
+
+Steady state: a parent pair is picked by tournament, the child replaces the worst of the population.
+deap's ``creator`` (a global registry) is not used: fitness lives next to each tree. Children that break
+the length bound or the redundancy constraints, duplicates and rejected programs are redrawn and do not
+use budget.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from functools import partial
+
+import numpy as np
+from deap import gp
+
+from diffsearch.searchers.tree_budget import EvaluateFn, TreeBudget
+from diffsearch.spaces.update_rule_space import UpdateRuleSpace
+from diffsearch.spaces.update_rules import BINARY, LEAVES, UNARY, Program, violations
+
+_DEAP_NAME = {"1": "one", "2": "two"}  # deap terminal names must be identifiers
+_TOKEN = {v: k for k, v in _DEAP_NAME.items()}
+
+
+def primitive_set() -> gp.PrimitiveSet:
+    pset = gp.PrimitiveSet("update", 0)
+    for name in UNARY:
+        pset.addPrimitive(lambda x: x, 1, name=name)   # never compiled: we evaluate our own way
+    for name in BINARY:
+        pset.addPrimitive(lambda x, y: x, 2, name=name)
+    for leaf in LEAVES:
+        pset.addTerminal(leaf, name=_DEAP_NAME.get(leaf, leaf))
+    return pset
+
+
+def to_tokens(tree: gp.PrimitiveTree) -> Program:
+    return tuple(_TOKEN.get(node.name, node.name) for node in tree)
+
+
+def to_tree(program: Program, pset: gp.PrimitiveSet) -> gp.PrimitiveTree:
+    return gp.PrimitiveTree([pset.mapping[_DEAP_NAME.get(t, t)] for t in program])
+
+
+def evolution_search(space: UpdateRuleSpace, evaluate: EvaluateFn, budget: int = 128, seed: int = 0,
+                     population: int = 16, tournament: int = 3, crossover: float = 0.5,
+                     max_misses: int = 5000) -> TreeBudget:
+    rng = np.random.default_rng(seed)
+    random.seed(seed)  # deap draws from Python's random module
+    pset = primitive_set()
+    book = TreeBudget(space, evaluate, budget)
+    pop: list[tuple[Program, float]] = []
+    misses = 0
+    while book.left > 0 and len(pop) < min(population, budget) and misses < max_misses:
+        program = space.sample(rng)
+        score = book.try_program(program)
+        misses = misses + 1 if score is None else 0
+        if score is not None:
+            pop.append((program, score))
+    grow = partial(gp.genGrow, min_=0, max_=2)
+
+    def pick() -> Program:
+        contenders = [pop[int(i)] for i in rng.integers(len(pop), size=tournament)]
+        return min(contenders, key=lambda ps: ps[1])[0]
+
+    misses = 0
+    while book.left > 0 and pop and misses < max_misses:
+        if rng.random() < crossover and len(pop) > 1:
+            child, _ = gp.cxOnePoint(to_tree(pick(), pset), to_tree(pick(), pset))
+        else:
+            (child,) = gp.mutUniform(to_tree(pick(), pset), expr=grow, pset=pset)
+        program = to_tokens(child)
+        score = None
+        if len(program) <= space.max_length and not violations(program):
+            score = book.try_program(program)
+        if score is None:
+            misses += 1
+            continue
+        misses = 0
+        worst = max(range(len(pop)), key=lambda i: (pop[i][1], -i))
+        if score <= pop[worst][1] or not math.isfinite(pop[worst][1]):
+            pop[worst] = (program, score)
+    return book

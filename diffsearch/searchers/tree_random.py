@@ -1,0 +1,19 @@
+"""Random search over update-rule trees: grow whole programs top-down, uniformly among allowed tokens."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from diffsearch.searchers.tree_budget import EvaluateFn, TreeBudget
+from diffsearch.spaces.update_rule_space import UpdateRuleSpace
+
+
+def random_tree_search(space: UpdateRuleSpace, evaluate: EvaluateFn, budget: int = 128, seed: int = 0,
+                       max_misses: int = 5000) -> TreeBudget:
+    """Stops after ``budget`` evaluations, or after ``max_misses`` draws in a row brought nothing new."""
+    rng = np.random.default_rng(seed)
+    book = TreeBudget(space, evaluate, budget)
+    misses = 0
+    while book.left > 0 and misses < max_misses:
+        misses = 0 if book.try_program(space.sample(rng)) is not None else misses + 1
+    return book

@@ -1,0 +1,128 @@
+import json
+import math
+
+import numpy as np
+import optuna
+import pytest
+
+from diffsearch.cli.main import main
+from diffsearch.searchers.mct import mct_search, thresholded_mean
+from diffsearch.searchers.tree_evolution import evolution_search, primitive_set, to_tokens, to_tree
+from diffsearch.searchers.tree_random import random_tree_search
+from diffsearch.spaces.update_rule_space import UpdateRuleSpace
+from diffsearch.spaces.update_rules import parse
+from diffsearch.tasks.optimizer_tasks import make_task
+
+pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+SPACE = UpdateRuleSpace()
+
+
+class Counting:
+    """A cheap objective that records every program it is asked to train."""
+
+    def __init__(self, score=lambda p: float(len(p))):
+        self.calls, self.score = [], score
+
+    def __call__(self, program):
+        self.calls.append(program)
+        return self.score(program)
+
+
+@pytest.mark.parametrize("budget, levels", [(37, 4), (8, 4), (12, 3), (5, 1)])
+def test_mct_budget_accounting_is_exact(budget, levels):
+    objective = Counting()
+    book, history = mct_search(SPACE, objective, budget=budget, levels=levels, seed=3)
+    assert len(objective.calls) == book.used == budget
+    keys = [SPACE.key(p) for p in objective.calls]
+    assert len(set(keys)) == budget                                  # no duplicate trained
+    assert all(SPACE.check(p) is None for p in objective.calls)      # no rejected program trained
+    assert book.duplicates + len(book.rejected) + budget == book.proposed
+    per_level = [sum(r.counts.values()) for r in history]
+    assert per_level[0] == budget // levels + (1 if budget % levels else 0)
+
+
+def test_mct_moves_to_the_best_mean_child():
+    # rules rooted at "div" score 0, everything else 1: the first level must pick "div"
+    objective = Counting(lambda p: 0.0 if p[0] == "div" else 1.0)
+    book, history = mct_search(SPACE, objective, budget=64, levels=2, seed=0)
+    assert history[0].chosen == "div"
+    assert all(p[0] == "div" for p in objective.calls[len(objective.calls) - 32:])
+    assert history[1].node == "div"
+
+
+def test_score_thresholding():
+    assert thresholded_mean([0.5, 0.7, 2.0, math.inf], threshold=1.0) == pytest.approx(0.6)
+    assert thresholded_mean([2.0, math.inf], threshold=1.0) == math.inf
+
+
+@pytest.mark.parametrize("search", [random_tree_search, evolution_search])
+def test_random_and_evolution_use_exactly_the_budget(search):
+    objective = Counting()
+    book = search(SPACE, objective, budget=30, seed=1)
+    assert len(objective.calls) == book.used == 30
+    assert len({SPACE.key(p) for p in objective.calls}) == 30
+    assert all(SPACE.check(p) is None and len(p) <= SPACE.max_length for p in objective.calls)
+
+
+def test_evolution_improves_on_its_initial_population():
+    objective = Counting(lambda p: 1.0 / (1 + len(p)))  # longer is better: crossover must grow trees
+    book = evolution_search(SPACE, objective, budget=60, seed=0, population=8)
+    initial_best = min(objective.score(p) for p in objective.calls[:8])
+    assert book.best()[1] < initial_best and len(book.best()[0]) == SPACE.max_length
+
+
+def test_deap_trees_round_trip():
+    pset = primitive_set()
+    for text in ("exp(ld * sg * sm1) * g", "(1 + sg * sm1) * g", "m1h / sqrt(m2h)"):
+        assert to_tokens(to_tree(parse(text), pset)) == parse(text)
+
+
+def test_task_picks_lr_from_grid_and_stops_diverging_runs():
+    task = make_task("toy2d-moons", scale=0.1)
+    ev = task.evaluate(parse("g"), seed=0)
+    assert ev.lr in task.lr_grid and math.isfinite(ev.score) and ev.score < task.initial_loss
+    assert ev.grid[f"{ev.lr:g}"] == min(ev.grid.values())
+    blown = task.train(parse("g * 2 ** 2 ** 2 ** 2"), lr=1.0, steps=30, seed=0)
+    assert blown.score == math.inf and blown.diverged_at is not None and blown.diverged_at < 30
+
+
+def run_cli(*args):
+    return main([str(a) for a in args])
+
+
+def test_cli_end_to_end_and_resume(tmp_path, capsys):
+    out = tmp_path / "run"
+    common = ["optimizer", "--budget", 3, "--levels", 1, "--scale", 0.03, "--baselines", "Adam,AdamW,Lion",
+              "--top", 2, "--transfer", "digits", "--out", out]
+    assert run_cli(*common, "--json") == 0
+    printed = json.loads(capsys.readouterr().out)
+    saved = json.loads((out / "results.json").read_text())
+    assert printed["leaderboard"] == saved["leaderboard"]
+    names = [r["name"] for r in saved["leaderboard"]]
+    assert {"Adam", "AdamW", "Lion"} <= set(names) and sum(n.startswith("rule") for n in names) >= 1
+    assert all("transfer_score" in r for r in saved["leaderboard"])
+    assert saved["search"]["evaluated"] == 3 and (out / "loss_curves.png").stat().st_size > 10_000
+    study = optuna.load_study(study_name="optimizer-toy2d-moons-mct", storage=f"sqlite:///{out}/study.db")
+    search = [t for t in study.trials if t.user_attrs["role"] == "search"]
+    assert len(search) >= 3 and all(parse(t.user_attrs["expr"]) for t in search)
+    assert all(UpdateRuleSpace().from_params(t.params) == parse(t.user_attrs["expr"]) for t in search)
+    n_trials = len(study.trials)
+    assert run_cli(*common) == 0  # rerun: everything comes from the storage
+    assert len(optuna.load_study(study_name="optimizer-toy2d-moons-mct",
+                                 storage=f"sqlite:///{out}/study.db").trials) == n_trials
+    assert "update rules on toy2d-moons" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args", [["--check", "m1h / (sqrt(m2h)"], ["--check", "foo + g"],
+                                  ["--searcher", "nope"], ["--task", "cifar"], ["--budget", 0],
+                                  ["--baselines", "Adam,Nadam"]])
+def test_bad_input_is_one_line_exit_2(args, capsys, tmp_path):
+    assert run_cli("optimizer", *args, "--out", tmp_path) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("diffsearch: error:")
+
+
+def test_check_prints_the_verdict(capsys):
+    assert run_cli("optimizer", "--check=-g") == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["expr"] == "-g" and "descent" in result["rejected"] and result["descent_cosine"] < -0.99
