@@ -55,7 +55,9 @@ def load_pipeline(model: str, device: str = "cpu", dtype: str = "float32", seed:
                              "--model, or use --model tiny") from None
     pipe.set_progress_bar_config(disable=True)
     try:
-        pipe.to(device, DTYPES[dtype])
+        pipe.to(device)
+        if model == "tiny" and dtype != "float32":
+            pipe.to(dtype=DTYPES[dtype])
     except (RuntimeError, AssertionError) as exc:
         raise UsageError(f"cannot use device {device!r}: {str(exc).splitlines()[0]}") from None
     for module in (pipe.unet, pipe.vae, pipe.text_encoder):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-from diffsearch.cli import hparams, listing, worker
+from diffsearch.cli import hparams, listing, prompt, worker
 from diffsearch.cli.parser import Formatter, OneLineParser
 from diffsearch.errors import UsageError
 
@@ -15,7 +15,7 @@ def build_parser() -> OneLineParser:
                            description="Search the decisions around diffusion models. "
                                        "Every evaluation is recorded as an Optuna trial.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
-    for module in (hparams, worker, listing):
+    for module in (hparams, worker, prompt, listing):
         module.add_parser(sub, OneLineParser, Formatter)
     return parser
 

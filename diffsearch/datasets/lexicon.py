@@ -20,6 +20,7 @@ import os
 import re
 import urllib.error
 import urllib.request
+import warnings
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable
@@ -52,6 +53,7 @@ def wordnet():
         def map_wn(self, version="wordnet"):  # no mapping to NLTK's copy: we only read English lemmas
             return None
 
+    warnings.filterwarnings("ignore", message="The multilingual functions are not available")
     try:
         return Reader(str(nltk.data.find("corpora/wordnet")), None)
     except LookupError:

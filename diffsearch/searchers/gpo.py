@@ -104,7 +104,7 @@ def learn(task, space: PromptSpace, seed: int, iterations: int = ITERATIONS, k: 
         with torch.no_grad():
             for lg in logits:
                 lg.clamp_(*LOGIT_RANGE)
-        task.gradient_log.append({"iteration": i, "t_index": t_index, "loss": float(loss)})
+        task.gradient_log.append({"iteration": i, "t_index": t_index, "loss": float(loss.detach())})
     return [lg.detach().clone() for lg in logits]  # copies: no aliasing of the live optimiser state
 
 
