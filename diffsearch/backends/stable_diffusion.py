@@ -45,7 +45,7 @@ def load_pipeline(model: str, device: str = "cpu", dtype: str = "float32", seed:
                              "or 'tiny'")
         try:
             pipe = StableDiffusionPipeline.from_pretrained(
-                str(path) if looks_local else model, torch_dtype=DTYPES[dtype], safety_checker=None,
+                str(path) if looks_local else model, dtype=DTYPES[dtype], safety_checker=None,
                 requires_safety_checker=False, local_files_only=looks_local or None)
         except Exception as exc:  # no network, no cache, wrong files: one line that says what to do
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
