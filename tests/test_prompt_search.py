@@ -17,14 +17,14 @@ PROMPT = "a happy old man reading a book"
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    backend = SDBackend(load_pipeline("tiny"), steps=10)
+    backend = SDBackend(load_pipeline("tiny"), steps=6)
     one = lambda w: len(backend.token_ids(w)) == 1  # noqa: E731
     lexicon = Lexicon("wordnet", one, tmp_path_factory.mktemp("lex") / "cache.json")
     count = lambda s: len(backend.token_ids(s))  # noqa: E731
     return backend, ClipObjective("tiny"), lexicon, one, count
 
 
-def make_task(setup, space_name="antonym", budget=15, study=None):
+def make_task(setup, space_name="antonym", budget=12, study=None):
     backend, clip, lexicon, one, count = setup
     space = build_space(space_name, PROMPT, lexicon, one, backend.max_tokens(), count)
     study = study or optuna.create_study()
@@ -54,7 +54,7 @@ def test_gradients_reach_the_gumbel_logits(setup):
     logits = gpo.initial_logits(space)
     g = torch.Generator().manual_seed(0)
     probs = [torch.softmax(lg + gpo.gumbel(lg.shape, g), 0) for lg in logits]
-    loss = task.shortcut_loss(*soft.encode(probs), t_index=gpo.t_schedule(0, 10), k=1)
+    loss = task.shortcut_loss(*soft.encode(probs), t_index=gpo.t_schedule(0, 6), k=1)
     loss.backward()
     assert all(lg.grad is not None and lg.grad.abs().sum() > 0 for lg in logits)
     # one-hot weights on real words give exactly the discrete prompt's encoding

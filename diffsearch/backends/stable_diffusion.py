@@ -91,7 +91,7 @@ class SDBackend:
     # ---- text ---------------------------------------------------------------------------------------
     def token_ids(self, text: str) -> list[int]:
         """Ids of ``text`` without bos / eos."""
-        return self.tokenizer(text, add_special_tokens=False).input_ids
+        return self.tokenizer(text, add_special_tokens=False, verbose=False).input_ids
 
     def max_tokens(self) -> int:
         return self.tokenizer.model_max_length - 2

@@ -7,7 +7,7 @@ import numpy as np
 from diffsearch.spaces.prompts import PromptSpace
 
 
-def search(task, space: PromptSpace, seed: int, max_draws_per_eval: int = 200) -> None:
+def search(task, space: PromptSpace, seed: int, max_draws_per_eval: int = 20) -> None:
     rng = np.random.default_rng(seed)
     draws = 0
     total = int(np.prod(np.array(space.sizes(), dtype=float)).clip(max=1e12))
