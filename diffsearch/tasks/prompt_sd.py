@@ -59,6 +59,7 @@ class PromptTask:
         self.target = clip.text_features([space.prompt])
         self.spent = 0.0
         self.seen: dict[tuple[int, ...], Evaluation] = {}  # this run's evaluations
+        self.trace: list[tuple[float, float | None]] = []
         self.ledger = {}  # params key -> finished trial, from earlier runs
         for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
             if "params_key" in trial.user_attrs:
@@ -96,6 +97,7 @@ class PromptTask:
             result = self._run(point, positive, negative, attrs, role)
             self._record(params, result)
         self.seen[point] = result
+        self.trace.append((self.spent, result.value))  # objective against budget, for benchmarks
         if self.on_eval is not None:
             self.on_eval(self, result)
         return result
