@@ -29,6 +29,7 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 def load_pipeline(model: str, device: str = "cpu", dtype: str = "float32", seed: int = 0):
     """``tiny`` or a diffusers Stable Diffusion directory / hub id (cached locally); a clear error if absent."""
     from diffusers import StableDiffusionPipeline
+    from diffusers.utils import logging as diffusers_logging
 
     if dtype not in DTYPES:
         raise UsageError(f"unknown dtype {dtype!r}; known: {', '.join(DTYPES)}")
@@ -43,6 +44,7 @@ def load_pipeline(model: str, device: str = "cpu", dtype: str = "float32", seed:
             raise UsageError(f"--model {model}: no diffusers pipeline there (model_index.json missing); "
                              "give a directory saved with StableDiffusionPipeline.save_pretrained, a hub id, "
                              "or 'tiny'")
+        diffusers_logging.set_verbosity_error()  # its retry notes would break our one-line error
         try:
             pipe = StableDiffusionPipeline.from_pretrained(
                 str(path) if looks_local else model, dtype=DTYPES[dtype], safety_checker=None,

@@ -23,8 +23,10 @@ real CLIP; a change of 0.05 is large).
   --task enhance  finds a negative prompt (antonym / library spaces) or a rewording (synonym space) that
                   makes the images follow your prompt better (lower loss);
   --task attack   finds a rewording with sentence similarity >= 0.9 that makes the model fail (higher loss).
-Spaces: """ + "; ".join(f"{k}: {v}" for k, v in PROMPT_SPACES.items()) + """.
-Searchers: """ + "; ".join(f"{k}: {v[1]}" for k, v in PROMPT_SEARCHERS.items()) + """.
+spaces:
+""" + "\n".join(f"  {k:16s} {v}" for k, v in PROMPT_SPACES.items()) + """
+searchers:
+""" + "\n".join(f"  {k:16s} {v[1]}" for k, v in PROMPT_SEARCHERS.items()) + """
 The budget counts full generations (one evaluation = one sampling of --seeds images; a shortcut-gradient
 step counts its share). Every evaluated prompt is an Optuna trial in the storage (default: a SQLite file
 in --out); rerunning the same command resumes from it.

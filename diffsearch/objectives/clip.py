@@ -15,6 +15,7 @@ the shortcut gradient reaches the prompt.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
@@ -81,12 +82,16 @@ class ClipObjective:
     def _load_open_clip(self, name: str, pretrained: str) -> None:
         import open_clip
 
+        logging.disable(logging.ERROR)  # open_clip logs the failure itself; we say it in one line
         try:
-            self.model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained)
+            self.model, _, preprocess = open_clip.create_model_and_transforms(
+                name, pretrained=str(Path(pretrained).expanduser()) if "/" in pretrained else pretrained)
         except Exception as exc:  # unknown name, no network, missing file
             raise UsageError(f"cannot load CLIP {name}:{pretrained} ({str(exc).splitlines()[0][:160]}); "
                              "download the weights where there is internet and pass MODEL:/path/weights.pt, "
                              "or a transformers CLIP directory, or --clip tiny") from None
+        finally:
+            logging.disable(logging.NOTSET)
         self.tokenizer = open_clip.get_tokenizer(name)
         self.kind = "open_clip"
         size = self.model.visual.image_size
