@@ -35,6 +35,9 @@ def test_enhance_end_to_end(tmp_path, capsys):
     # the same command again resumes: nothing new is evaluated
     assert main(argv) == 0
     assert len(optuna.load_study(study_name=saved["study"], storage=f"sqlite:///{out}/study.db").trials) == len(study.trials)
+    # other settings would make the recorded losses meaningless for this study: refused
+    assert main([*argv, "--steps", "5"]) == 2
+    assert "steps=8" in capsys.readouterr().err
 
 
 def test_attack_keeps_the_meaning_and_prompt_sets(tmp_path, capsys):

@@ -141,11 +141,15 @@ def optimise_prompt(o: PromptOptions, models: Models, prompt: str, storage, stud
     space = build_space(o.space, prompt, models.lexicon, models.one_token, models.backend.max_tokens(),
                         lambda s: len(models.backend.token_ids(s)))
     attrs = study_attrs(o, prompt)
+    try:  # read the old settings before create_or_load_study updates them
+        existing = storage.get_study_user_attrs(storage.get_study_id_from_name(study_name))
+    except KeyError:
+        existing = {}
+    for key in MUST_MATCH:  # cached evaluations are only valid for the same models and settings
+        if key in existing and existing[key] != attrs[key]:
+            raise UsageError(f"study {study_name!r} was made with {key}={existing[key]!r}, "
+                             f"not {attrs[key]!r}: use another --study name or --out")
     study = create_or_load_study(storage, study_name, attrs)
-    for key in MUST_MATCH:
-        if study.user_attrs.get(key) != attrs[key]:
-            raise UsageError(f"study {study_name!r} was made with {key}={study.user_attrs.get(key)!r}, "
-                             f"not {attrs[key]!r}: use another --study name")
     seeds = tuple(o.seed + i for i in range(o.seeds))
 
     def on_eval(task: PromptTask, _result) -> None:

@@ -71,13 +71,10 @@ class PromptSpace:
     def texts(self, point) -> tuple[str, str]:
         """(positive prompt, negative prompt) of a point."""
         self.validate(point)
-        return self._render(self.positive, point, " "), self._render(self.negative, point, ", ")
-
-    def _render(self, layout, point, negative_sep) -> str:
-        if layout is self.negative:  # comma-joined chosen words; empty choices vanish
-            words = [self.slots[i].choices[point[i]] for i in layout if isinstance(i, int)]
-            return ", ".join(w for w in words if w)
-        return "".join(p if isinstance(p, str) else self.slots[p].choices[point[p]] for p in layout)
+        positive = "".join(p if isinstance(p, str) else self.slots[p].choices[point[p]] for p in self.positive)
+        # negative: the chosen words joined with commas; empty choices vanish
+        words = [self.slots[i].choices[point[i]] for i in self.negative if isinstance(i, int)]
+        return positive, ", ".join(w for w in words if w)
 
 
 def split_words(prompt: str) -> list[tuple[str, bool]]:
