@@ -119,3 +119,12 @@ def test_missing_clip_weights_is_a_usage_error(tmp_path):
         ClipObjective(f"ViT-B-32:{tmp_path / 'missing.pt'}")
     with pytest.raises(UsageError, match="MODEL:TAG"):
         ClipObjective("no-such-spec")
+
+
+def test_transformers_clip_directory_loads(clip, tmp_path):
+    clip.model.save_pretrained(tmp_path / "clip")
+    clip.tokenizer.save_pretrained(tmp_path / "clip")
+    loaded = ClipObjective(str(tmp_path / "clip"))
+    images = torch.rand(1, 3, 16, 16)
+    torch.testing.assert_close(loaded.image_features(images), clip.image_features(images))
+    torch.testing.assert_close(loaded.text_features(["a cat"]), clip.text_features(["a cat"]))
