@@ -13,6 +13,8 @@ from diffsearch.jobs import JOBS
 from diffsearch.objectives import OBJECTIVES
 from diffsearch.searchers import PRUNERS, SEARCHERS
 from diffsearch.spaces import SPACES
+from diffsearch.spaces.prompts import PROMPT_SPACES
+from diffsearch.searchers.prompt_registry import PROMPT_SEARCHERS
 
 
 def add_parser(subparsers, parser_class, formatter) -> None:
@@ -34,6 +36,12 @@ def main(args: argparse.Namespace) -> int:
         ("dataset", {name: "2-D toy set, 100,000 points, 20,000 held out" for name in TOY_DATASETS}
          | {"FILE.npy / FILE.csv": "your own N x D float matrix, 80/20 split"}
          | IMAGE_DATASETS | {"FOLDER": "your own images (or a saved Hugging Face dataset), 80/20 split, 64x64"}),
+        ("job", {"prompt": "optimise a Stable Diffusion prompt: negative prompt or attack (seed 004, DPO-Diff)"}),
+        ("prompt space", PROMPT_SPACES),
+        ("prompt searcher", {name: text for name, (_, text) in PROMPT_SEARCHERS.items()}),
+        ("objective", {"clip": "spherical CLIP loss 2*arcsin(|a/|a|-b/|b||/2)^2 of images vs the prompt"}),
+        ("dataset", {"prompts.txt": "our prompt set for diffsearch prompt --prompts (12 prompts)",
+                     "negative_words.txt": "our negative-word library (~200 words) for the library space"}),
     ):
         for name, text in entries.items():
             table.add_row(kind, name, text)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-from diffsearch.cli import hparams, listing, optimizer, worker
+from diffsearch.cli import hparams, listing, optimizer, prompt, worker
 from diffsearch.cli.parser import Formatter, OneLineParser
 from diffsearch.errors import UsageError
 
@@ -15,7 +15,7 @@ def build_parser() -> OneLineParser:
                            description="Search the decisions around diffusion models. "
                                        "Every evaluation is recorded as an Optuna trial.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
-    for module in (hparams, optimizer, worker, listing):
+    for module in (hparams, optimizer, prompt, worker, listing):
         module.add_parser(sub, OneLineParser, Formatter)
     return parser
 

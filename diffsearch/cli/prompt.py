@@ -1,0 +1,126 @@
+"""``diffsearch prompt``: arguments and printing for Stable Diffusion prompt optimisation (DPO-Diff)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from diffsearch.backends.stable_diffusion import DEFAULT_MODEL
+from diffsearch.jobs.prompt import TASKS, PromptOptions, run_prompt
+from diffsearch.objectives.clip import DEFAULT_CLIP
+from diffsearch.searchers.prompt_registry import PROMPT_SEARCHERS
+from diffsearch.spaces.prompts import PROMPT_SPACES
+
+DESCRIPTION = """\
+Optimise a Stable Diffusion prompt (DPO-Diff, seed 004 chapter 6). The objective is the spherical CLIP
+loss between each generated image and your prompt, 2*arcsin(|a/|a| - b/|b||/2)^2 (usually 0.7-1.0 with
+real CLIP; a change of 0.05 is large).
+  --task enhance  finds a negative prompt (antonym / library spaces) or a rewording (synonym space) that
+                  makes the images follow your prompt better (lower loss);
+  --task attack   finds a rewording with sentence similarity >= 0.9 that makes the model fail (higher loss).
+spaces:
+""" + "\n".join(f"  {k:16s} {v}" for k, v in PROMPT_SPACES.items()) + """
+searchers:
+""" + "\n".join(f"  {k:16s} {v[1]}" for k, v in PROMPT_SEARCHERS.items()) + """
+The budget counts full generations (one evaluation = one sampling of --seeds images; a shortcut-gradient
+step counts its share). Every evaluated prompt is an Optuna trial in the storage (default: a SQLite file
+in --out); rerunning the same command resumes from it.
+
+Weights: --model takes a diffusers SD 1.x / 2.x directory or hub id, --clip an open_clip MODEL:TAG,
+MODEL:/path/weights.pt or a transformers CLIP directory. 'tiny' builds small random models (tests, demos).
+
+examples:
+  diffsearch prompt "a dedicated gardener tending a bonsai" --model tiny --clip tiny --space antonym+library
+  diffsearch prompt "a happy old man reading a book" --searcher gpo+es --budget 40 --model ~/sd-v1-4 \\
+      --clip ViT-B-32:~/clip/vit_b_32-openai.pt --device cuda --dtype float16 --seeds 3
+  diffsearch prompt "a red boat on a calm lake" --task attack --space synonym --model tiny --clip tiny
+  diffsearch prompt --prompts my_prompts.txt --space antonym+library --model tiny --clip tiny
+"""
+
+
+def add_parser(subparsers, parser_class, formatter) -> None:
+    p = subparsers.add_parser("prompt", help="optimise a Stable Diffusion prompt (seed 004, DPO-Diff)",
+                              description=DESCRIPTION, formatter_class=formatter)
+    p.add_argument("prompt", nargs="?", help="your prompt (or --prompts FILE)")
+    p.add_argument("--prompts", dest="prompts_file", help="a prompt set: one prompt a line; reports mean ± std")
+    p.add_argument("--task", default="enhance", help=f"one of: {', '.join(TASKS)}")
+    p.add_argument("--space", default="antonym", help=f"one of: {', '.join(PROMPT_SPACES)}")
+    p.add_argument("--searcher", default="gpo+es", help=f"one of: {', '.join(PROMPT_SEARCHERS)}")
+    p.add_argument("--budget", type=float, default=40, help="full generations to spend (seed: 40)")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="diffusers SD pipeline: directory, hub id, or tiny")
+    p.add_argument("--clip", default=DEFAULT_CLIP,
+                   help="open_clip MODEL:TAG or MODEL:/weights.pt, a transformers CLIP directory, or tiny")
+    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, mps)")
+    p.add_argument("--dtype", default="float32", help="float32, float16 or bfloat16 for SD")
+    p.add_argument("--steps", type=int, default=50, help="DDIM sampling steps (seed: 50)")
+    p.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance scale (seed: 7.5)")
+    p.add_argument("--seeds", type=int, default=1, help="images per evaluation; the loss is their mean")
+    p.add_argument("--seed", type=int, default=0, help="first generation seed and the searchers' seed")
+    p.add_argument("--k", type=int, default=1, help="shortcut gradient: UNet steps with gradient (seed: 1)")
+    p.add_argument("--iterations", type=int, default=20, help="GPO gradient iterations (seed: 20)")
+    p.add_argument("--lexicon", default="wordnet", help="wordnet (offline) or llm")
+    p.add_argument("--llm-url", help="OpenAI-compatible API base URL, e.g. http://localhost:8000/v1 "
+                                     "(key from OPENAI_API_KEY)")
+    p.add_argument("--llm-model", help="model name for --lexicon llm")
+    p.add_argument("--lexicon-cache", help="JSON cache of looked-up words (default: ~/.cache/diffsearch/)")
+    p.add_argument("--study", help="study name (default: prompt-<task>-<space>-<searcher>-<prompt>)")
+    p.add_argument("--storage", help="Optuna storage URL or a journal file ending in .log "
+                                     "(default: sqlite file in --out)")
+    p.add_argument("--out", help="run directory for results.json and before_after.png (default: runs/<study>)")
+    p.add_argument("--json", action="store_true", help="print results.json to stdout instead of tables")
+    p.set_defaults(handler=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    names = ("prompt", "prompts_file", "task", "space", "searcher", "budget", "model", "clip", "device", "dtype",
+             "steps", "guidance", "seeds", "seed", "k", "iterations", "lexicon", "llm_url", "llm_model",
+             "lexicon_cache", "study", "storage", "out")
+    options = PromptOptions(**{n: getattr(args, n) for n in names})
+    console = Console(stderr=True)
+    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed:.1f}/{task.total:.0f} gen"),
+                   TextColumn("best {task.fields[best]}"), TimeElapsedColumn(), console=console)
+    tasks: dict[str, int] = {}
+
+    def progress(prompt: str, spent: float, budget: float, best: float | None) -> None:
+        if not bar.live.is_started:
+            bar.start()
+        if prompt not in tasks:
+            tasks[prompt] = bar.add_task(prompt[:40], total=budget, best="-")
+        bar.update(tasks[prompt], completed=spent, best="-" if best is None else f"{best:.4f}")
+
+    try:
+        results = run_prompt(options, progress=progress, log=lambda m: None)
+    finally:
+        bar.stop()
+    if args.json:
+        sys.stdout.write(json.dumps(json.load(open(results["results_file"])), indent=2) + "\n")
+    else:
+        print_summary(results, Console())
+    return 0
+
+
+def print_summary(results: dict, console: Console) -> None:
+    task = results["options"]["task"]
+    table = Table(title=f"spherical CLIP loss ({'lower' if task == 'enhance' else 'higher'} is better)")
+    for column in ("prompt", "user input", "best", "best prompt / negative prompt"):
+        table.add_column(column, justify="right" if column in ("user input", "best") else "left")
+    for r in results["prompts"]:
+        best = r["best"]
+        shown = best["negative"] if results["options"]["space"] != "synonym" else best["positive"]
+        fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+        table.add_row(r["prompt"], fmt(r["user_input"]["loss"]), fmt(best["loss"]),
+                      (f"negative: {shown}" if results["options"]["space"] != "synonym" else shown) or "(none)")
+    console.print(table)
+    s = results["summary"]
+    if s["prompts"] > 1 and s["best_loss"]["mean"] is not None:
+        console.print(f"user input {s['user_input_loss']['mean']:.4f} ± {s['user_input_loss']['std']:.4f}; "
+                      f"optimised {s['best_loss']['mean']:.4f} ± {s['best_loss']['std']:.4f} "
+                      f"over {s['prompts']} prompts; improved {s['improved']}")
+    console.print(f"elapsed {results['elapsed_seconds'] / 60:.1f} min; results: {results['results_file']}"
+                  + (f"; images: {results['grid']}" if results.get("grid") else ""))
+    console.print(f"ledger: {results['storage']} (study {results['study']})")

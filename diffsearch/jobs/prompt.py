@@ -1,0 +1,249 @@
+"""``diffsearch prompt``: optimise a Stable Diffusion prompt (DPO-Diff, seed 004 chapter 6).
+
+Python use::
+
+    from diffsearch.jobs.prompt import PromptOptions, run_prompt
+    results = run_prompt(PromptOptions(prompt="a dedicated gardener tending a bonsai", model="tiny",
+                                       clip="tiny", space="antonym+library", searcher="gpo+es"))
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from diffsearch.backends.stable_diffusion import DEFAULT_MODEL, SDBackend, load_pipeline
+from diffsearch.datasets.lexicon import Lexicon
+from diffsearch.errors import UsageError
+from diffsearch.ledger import create_or_load_study, default_storage_url, open_storage
+from diffsearch.objectives.clip import DEFAULT_CLIP, ClipObjective
+from diffsearch.searchers.prompt_registry import get_prompt_searcher
+from diffsearch.spaces.prompts import PROMPT_SPACES, build_space
+from diffsearch.tasks.prompt_sd import PromptTask, SentenceSimilarity
+
+TASKS = ("enhance", "attack")
+
+
+@dataclass
+class PromptOptions:
+    prompt: str | None = None
+    prompts_file: str | None = None   # a prompt set: one prompt a line, '#' comments
+    task: str = "enhance"
+    space: str = "antonym"
+    searcher: str = "gpo+es"
+    budget: float = 40                # full generations, as in the seed
+    model: str = DEFAULT_MODEL
+    clip: str = DEFAULT_CLIP
+    device: str = "cpu"
+    dtype: str = "float32"
+    steps: int = 50
+    guidance: float = 7.5
+    seeds: int = 1                    # images per evaluation (loss = their mean), generation seeds seed..
+    seed: int = 0
+    k: int = 1                        # shortcut gradient: UNet steps with gradient
+    iterations: int = 20              # GPO iterations
+    lexicon: str = "wordnet"
+    llm_url: str | None = None
+    llm_model: str | None = None
+    lexicon_cache: str | None = None
+    study: str | None = None
+    storage: str | None = None
+    out: str | None = None
+
+    def resolved(self) -> "PromptOptions":
+        o = PromptOptions(**asdict(self))
+        if (o.prompt is None) == (o.prompts_file is None):
+            raise UsageError("give one prompt, or --prompts FILE")
+        if o.prompt is not None and not o.prompt.strip():
+            raise UsageError("the prompt is empty")
+        if o.task not in TASKS:
+            raise UsageError(f"unknown --task {o.task!r}; known: {', '.join(TASKS)}")
+        if o.space not in PROMPT_SPACES:
+            raise UsageError(f"unknown --space {o.space!r}; known: {', '.join(PROMPT_SPACES)}")
+        if o.task == "attack" and o.space != "synonym":
+            raise UsageError("--task attack searches the synonym space (keeps the meaning): use --space synonym")
+        get_prompt_searcher(o.searcher)
+        for name, value, low in (("--budget", o.budget, 1), ("--steps", o.steps, 1), ("--seeds", o.seeds, 1),
+                                 ("--k", o.k, 1), ("--iterations", o.iterations, 0)):
+            if value < low:
+                raise UsageError(f"{name} must be at least {low} (got {value})")
+        if o.k > o.steps:
+            raise UsageError(f"--k {o.k} is more than --steps {o.steps}")
+        if o.study is None:
+            stem = "set-" + Path(o.prompts_file).stem if o.prompts_file else _slug(o.prompt)
+            o.study = f"prompt-{o.task}-{o.space}-{o.searcher}-{stem}"
+        if o.out is None:
+            o.out = str(Path("runs") / o.study)
+        if o.storage is None:
+            Path(o.out).mkdir(parents=True, exist_ok=True)
+            o.storage = default_storage_url(Path(o.out))
+        return o
+
+    def prompt_list(self) -> list[str]:
+        if self.prompt is not None:
+            return [self.prompt]
+        path = Path(self.prompts_file)
+        if not path.is_file():
+            raise UsageError(f"--prompts {path}: no such file")
+        prompts = [line.strip() for line in path.read_text().splitlines()
+                   if line.strip() and not line.lstrip().startswith("#")]
+        if not prompts:
+            raise UsageError(f"--prompts {path}: no prompts in it")
+        return prompts
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40]
+
+
+class Models:
+    """SD, CLIP, lexicon and (for the attack) the sentence model, loaded once for a prompt set."""
+
+    def __init__(self, o: PromptOptions):
+        self.backend = SDBackend(load_pipeline(o.model, o.device, o.dtype, o.seed), steps=o.steps,
+                                 guidance=o.guidance)
+        self.clip = ClipObjective(o.clip, o.device, o.seed)
+        self.one_token = lambda w: len(self.backend.token_ids(w)) == 1
+        self.lexicon = Lexicon(o.lexicon, self.one_token, Path(o.lexicon_cache) if o.lexicon_cache else None,
+                               o.llm_url, o.llm_model)
+        self.similarity = SentenceSimilarity(o.device) if o.task == "attack" else None
+
+    def check_prompt(self, prompt: str) -> None:
+        n = len(self.backend.token_ids(prompt))
+        if n > self.backend.max_tokens():
+            raise UsageError(f"the prompt has {n} CLIP tokens; the text encoder takes at most "
+                             f"{self.backend.max_tokens()}")
+
+
+def study_attrs(o: PromptOptions, prompt: str) -> dict[str, Any]:
+    # everything that changes what an evaluation means; a resumed study must match it
+    return {"job": "prompt", "space": o.space, "dataset": prompt, "task": o.task, "model": o.model,
+            "clip": o.clip, "steps": o.steps, "guidance": o.guidance, "seeds": o.seeds, "seed": o.seed,
+            "lexicon": o.lexicon, "searcher": o.searcher, "budget": o.budget}
+
+
+MUST_MATCH = ("task", "model", "clip", "steps", "guidance", "seeds", "seed", "lexicon")
+
+ProgressFn = Callable[[str, float, float, float | None], None]  # (prompt, spent, budget, best value)
+
+
+def optimise_prompt(o: PromptOptions, models: Models, prompt: str, storage, study_name: str,
+                    progress: ProgressFn | None = None) -> dict[str, Any]:
+    """Search one prompt; returns its record (user input vs best, both prompts, losses, trials)."""
+    models.check_prompt(prompt)
+    space = build_space(o.space, prompt, models.lexicon, models.one_token, models.backend.max_tokens(),
+                        lambda s: len(models.backend.token_ids(s)))
+    attrs = study_attrs(o, prompt)
+    try:  # read the old settings before create_or_load_study updates them
+        existing = storage.get_study_user_attrs(storage.get_study_id_from_name(study_name))
+    except KeyError:
+        existing = {}
+    for key in MUST_MATCH:  # cached evaluations are only valid for the same models and settings
+        if key in existing and existing[key] != attrs[key]:
+            raise UsageError(f"study {study_name!r} was made with {key}={existing[key]!r}, "
+                             f"not {attrs[key]!r}: use another --study name or --out")
+    study = create_or_load_study(storage, study_name, attrs)
+    seeds = tuple(o.seed + i for i in range(o.seeds))
+
+    def on_eval(task: PromptTask, _result) -> None:
+        if progress is not None:
+            best = task.best()
+            progress(prompt, min(task.spent, task.budget), task.budget, best[1].value if best else None)
+
+    task = PromptTask(models.backend, models.clip, space, study, o.task, seeds, o.budget,
+                      models.similarity, on_eval)
+    start = time.perf_counter()
+    user = task.evaluate(space.user_point(), role="user_input")
+    searcher = get_prompt_searcher(o.searcher)
+    kwargs = {"iterations": o.iterations, "k": o.k} if o.searcher in ("gpo", "gpo+es") else {}
+    searcher(task, space, o.seed, **kwargs)
+    best_point, best = task.best() or (space.user_point(), user)
+    positive, negative = space.texts(best_point)
+    return {
+        "prompt": prompt, "study": study_name, "space": o.space,
+        "slots": {s.name: s.choices for s in space.slots},
+        "user_input": {"loss": user.loss, "value": user.value, "clip_score": user.attrs.get("clip_score")},
+        "best": {"positive": positive, "negative": negative, "loss": best.loss, "value": best.value,
+                 "clip_score": best.attrs.get("clip_score"), "params": space.to_params(best_point),
+                 "similarity": best.attrs.get("similarity")},
+        "improvement": (user.value - best.value) if user.value is not None and best.value is not None else None,
+        "spent_generations": task.spent, "evaluations": len(task.seen),
+        "gradient_steps": getattr(task, "gradient_log", []),
+        "seconds": time.perf_counter() - start,
+        "points": {"user": list(space.user_point()), "best": list(best_point)},
+        "_task": task,
+    }
+
+
+def run_prompt(options: PromptOptions, progress: ProgressFn | None = None,
+               log: Callable[[str], None] = lambda _: None, models: Models | None = None) -> dict[str, Any]:
+    """Optimise one prompt or a prompt set; writes results.json and the before / after grid to ``out``."""
+    o = options.resolved()
+    prompts = o.prompt_list()
+    start = time.perf_counter()
+    out = Path(o.out)
+    out.mkdir(parents=True, exist_ok=True)
+    storage = open_storage(o.storage)
+    models = models or Models(o)
+    records = []
+    for i, prompt in enumerate(prompts):
+        name = o.study if len(prompts) == 1 else f"{o.study}-{i:03d}-{_slug(prompt)}"
+        log(f"[{i + 1}/{len(prompts)}] {prompt}")
+        records.append(optimise_prompt(o, models, prompt, storage, name, progress))
+    results: dict[str, Any] = {"job": "prompt", "options": asdict(o),
+                               "objective": "spherical CLIP loss 2*arcsin(|a/|a|-b/|b||/2)^2"
+                                            + (" (minimised)" if o.task == "enhance" else " (maximised)")}
+    results["prompts"] = [{k: v for k, v in r.items() if k != "_task"} for r in records]
+    results["summary"] = _summary(records)
+    results["grid"] = _grid(records[: 4], models, out, o)
+    results["elapsed_seconds"] = time.perf_counter() - start
+    results["storage"], results["study"] = o.storage, o.study
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=_json_default))
+    results["results_file"] = str(out / "results.json")
+    return results
+
+
+def _summary(records) -> dict[str, Any]:
+    """Mean +- std over the prompts of the user input's and the best prompt's losses (the seed's tables)."""
+    def stats(values):
+        values = [v for v in values if v is not None]
+        return {"mean": statistics.fmean(values) if values else None,
+                "std": statistics.stdev(values) if len(values) > 1 else 0.0 if values else None, "n": len(values)}
+    return {"user_input_loss": stats([r["user_input"]["loss"] for r in records]),
+            "best_loss": stats([r["best"]["loss"] for r in records]),
+            "improved": sum(1 for r in records if (r["improvement"] or 0) > 0), "prompts": len(records)}
+
+
+def _grid(records, models: Models, out: Path, o: PromptOptions) -> str | None:
+    """Before / after images (one row per prompt, the generation seeds side by side)."""
+    from diffsearch.image_grid import image_grid
+
+    rows = []
+    for r in records:
+        task = r["_task"]
+        for label, key in (("user input", "user"), ("optimised", "best")):
+            point = tuple(r["points"][key])
+            positive, negative = task.space.texts(point)
+            loss = r["user_input" if key == "user" else "best"]["loss"]
+            images = task.images(point).float().cpu().permute(0, 2, 3, 1).numpy()
+            title = f"{label}: {positive}" + (f"\nnegative: {negative}" if negative else "") + \
+                (f"\nloss {loss:.4f}" if loss is not None else "")
+            rows.append((title, images))
+    if not rows:
+        return None
+    path = out / "before_after.png"
+    image_grid(rows, path, title=f"diffsearch prompt --task {o.task} --space {o.space} --searcher {o.searcher}")
+    return str(path)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    return str(value)

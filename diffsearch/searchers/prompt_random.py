@@ -1,0 +1,19 @@
+"""Random search over a prompt space: distinct uniform samples until the budget is spent."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from diffsearch.spaces.prompts import PromptSpace
+
+
+def search(task, space: PromptSpace, seed: int, max_draws_per_eval: int = 20) -> None:
+    rng = np.random.default_rng(seed)
+    draws = 0
+    total = int(np.prod(np.array(space.sizes(), dtype=float)).clip(max=1e12))
+    # stop when the budget is spent or the space has no unseen point left (small spaces)
+    while not task.exhausted and len(task.seen) < total and draws < max_draws_per_eval * task.budget:
+        point = space.sample(rng)
+        draws += 1
+        if point not in task.seen:
+            task.evaluate(point)

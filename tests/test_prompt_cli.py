@@ -1,0 +1,74 @@
+"""``diffsearch prompt`` end to end on the tiny models, and its one-line errors."""
+
+import json
+
+import optuna
+import pytest
+
+from diffsearch.cli.main import main
+
+TINY = ["--model", "tiny", "--clip", "tiny", "--steps", "8", "--lexicon-cache", None]
+
+
+def tiny(tmp_path):
+    return [str(a) if a is not None else str(tmp_path / "lexicon.json") for a in TINY]
+
+
+def test_enhance_end_to_end(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["prompt", "a happy old man reading a book", "--space", "antonym+library", "--searcher", "gpo+es",
+            "--budget", "8", "--seeds", "2", "--out", str(out), "--json", *tiny(tmp_path)]
+    assert main(argv) == 0
+    printed = json.loads(capsys.readouterr().out)
+    saved = json.loads((out / "results.json").read_text())
+    assert printed["prompts"] == saved["prompts"]
+    record = saved["prompts"][0]
+    assert record["best"]["loss"] <= record["user_input"]["loss"]
+    assert record["best"]["positive"] == "a happy old man reading a book"
+    assert record["spent_generations"] <= 8 + 1e-9 and record["gradient_steps"]
+    assert (out / "before_after.png").stat().st_size > 5_000
+    study = optuna.load_study(study_name=saved["study"], storage=f"sqlite:///{out}/study.db")
+    assert len(study.trials) == record["evaluations"]
+    best = study.best_trial
+    assert best.value == pytest.approx(record["best"]["value"]) and best.user_attrs["negative"] == record["best"]["negative"]
+    assert study.user_attrs["job"] == "prompt" and study.user_attrs["model"] == "tiny"
+    # the same command again resumes: nothing new is evaluated
+    assert main(argv) == 0
+    assert len(optuna.load_study(study_name=saved["study"], storage=f"sqlite:///{out}/study.db").trials) == len(study.trials)
+    # other settings would make the recorded losses meaningless for this study: refused
+    assert main([*argv, "--steps", "5"]) == 2
+    assert "steps=8" in capsys.readouterr().err
+
+
+def test_attack_keeps_the_meaning_and_prompt_sets(tmp_path, capsys):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("# two prompts\na happy old man reading a book\na quick dog running on a big beach\n")
+    assert main(["prompt", "--prompts", str(prompts), "--task", "attack", "--space", "synonym",
+                 "--searcher", "random", "--budget", "2", "--steps", "4", "--out", str(tmp_path / "a"),
+                 *tiny(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    assert "over 2 prompts" in text and "higher is better" in text
+    saved = json.loads((tmp_path / "a" / "results.json").read_text())
+    assert saved["summary"]["prompts"] == 2 and saved["summary"]["user_input_loss"]["std"] >= 0
+    for record in saved["prompts"]:
+        sim = record["best"]["similarity"]
+        assert record["best"]["loss"] >= record["user_input"]["loss"]
+        assert sim is None or sim >= 0.9  # None: no candidate met the constraint, the input stays best
+
+
+@pytest.mark.parametrize("args,message", [
+    (["   "], "prompt is empty"),
+    (["word " * 80], "at most 75"),
+    (["a happy man", "--space", "nonsense"], "unknown --space"),
+    (["a happy man", "--task", "attack", "--space", "antonym"], "synonym"),
+    (["a happy man", "--budget", "0"], "--budget"),
+    (["a happy man", "--searcher", "tpe"], "unknown --searcher"),
+    (["a happy man", "--model", "/nonexistent/sd"], "model_index.json"),
+])
+def test_bad_input_is_one_line_exit_2(tmp_path, capsys, args, message):
+    model_args = [a for a in tiny(tmp_path) if True]
+    if "--model" in args:
+        model_args = model_args[2:]
+    assert main(["prompt", *args, "--out", str(tmp_path / "bad"), *model_args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
