@@ -85,3 +85,21 @@ def test_rerun_reads_evaluations_back_from_the_ledger(setup, monkeypatch):
     monkeypatch.setattr(again, "images", lambda point: pytest.fail("generated again"))
     get_prompt_searcher("evolution")(again, space, 1)
     assert {p: e.value for p, e in again.seen.items()} == first and len(study.trials) == len(first)
+
+
+def test_longer_substitutes_span_several_positions(setup):
+    backend, clip, lexicon, _, count = setup
+    up_to_3 = lambda w: len(backend.token_ids(w)) <= 3  # noqa: E731
+    lex3 = Lexicon("wordnet", up_to_3, lexicon.cache_file)
+    space = build_space("antonym", "a dedicated gardener tending a bonsai", lex3, up_to_3, backend.max_tokens(), count)
+    names = [s.name for s in space.slots]
+    assert "ant:dedicated" in names and "undedicated" in space.slots[names.index("ant:dedicated")].choices
+    task = PromptTask(backend, clip, space, optuna.create_study(), seeds=(0,), budget=5)
+    soft = gpo.SoftPrompt(backend, space)
+    logits = gpo.initial_logits(space)
+    task.shortcut_loss(*soft.encode([torch.softmax(lg, 0) for lg in logits]), t_index=3, k=1).backward()
+    assert all(lg.grad.abs().sum() > 0 for lg in logits)
+    # one-hot on the longest choice of every slot gives the discrete negative prompt exactly
+    point = tuple(max(range(len(s.choices)), key=lambda i: count(s.choices[i])) for s in space.slots)
+    onehot = [torch.nn.functional.one_hot(torch.tensor(i), len(s.choices)).float() for i, s in zip(point, space.slots)]
+    torch.testing.assert_close(soft.encode(onehot)[1], task.embeddings(point)[1])

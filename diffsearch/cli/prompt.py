@@ -67,6 +67,9 @@ def add_parser(subparsers, parser_class, formatter) -> None:
     p.add_argument("--llm-url", help="OpenAI-compatible API base URL, e.g. http://localhost:8000/v1 "
                                      "(key from OPENAI_API_KEY)")
     p.add_argument("--llm-model", help="model name for --lexicon llm")
+    p.add_argument("--word-tokens", type=int, default=1,
+                   help="keep substitutes of at most this many CLIP tokens (reference: 1; WordNet's antonyms "
+                        "are often longer, e.g. 'undedicated')")
     p.add_argument("--lexicon-cache", help="JSON cache of looked-up words (default: ~/.cache/diffsearch/)")
     p.add_argument("--study", help="study name (default: prompt-<task>-<space>-<searcher>-<prompt>)")
     p.add_argument("--storage", help="Optuna storage URL or a journal file ending in .log "
@@ -79,7 +82,7 @@ def add_parser(subparsers, parser_class, formatter) -> None:
 def main(args: argparse.Namespace) -> int:
     names = ("prompt", "prompts_file", "task", "space", "searcher", "budget", "model", "clip", "device", "dtype",
              "steps", "guidance", "seeds", "seed", "k", "iterations", "lexicon", "llm_url", "llm_model",
-             "lexicon_cache", "study", "storage", "out")
+             "lexicon_cache", "word_tokens", "study", "storage", "out")
     options = PromptOptions(**{n: getattr(args, n) for n in names})
     console = Console(stderr=True)
     bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed:.1f}/{task.total:.0f} gen"),

@@ -53,6 +53,7 @@ class PromptOptions:
     llm_url: str | None = None
     llm_model: str | None = None
     lexicon_cache: str | None = None
+    word_tokens: int = 1              # longest substitute kept, in CLIP tokens (reference: 1)
     study: str | None = None
     storage: str | None = None
     out: str | None = None
@@ -71,7 +72,8 @@ class PromptOptions:
             raise UsageError("--task attack searches the synonym space (keeps the meaning): use --space synonym")
         get_prompt_searcher(o.searcher)
         for name, value, low in (("--budget", o.budget, 1), ("--steps", o.steps, 1), ("--seeds", o.seeds, 1),
-                                 ("--k", o.k, 1), ("--iterations", o.iterations, 0)):
+                                 ("--k", o.k, 1), ("--iterations", o.iterations, 0),
+                                 ("--word-tokens", o.word_tokens, 1)):
             if value < low:
                 raise UsageError(f"{name} must be at least {low} (got {value})")
         if o.k > o.steps:
@@ -110,7 +112,7 @@ class Models:
         self.backend = SDBackend(load_pipeline(o.model, o.device, o.dtype, o.seed), steps=o.steps,
                                  guidance=o.guidance)
         self.clip = ClipObjective(o.clip, o.device, o.seed)
-        self.one_token = lambda w: len(self.backend.token_ids(w)) == 1
+        self.one_token = lambda w: len(self.backend.token_ids(w)) <= o.word_tokens  # short enough to keep
         self.lexicon = Lexicon(o.lexicon, self.one_token, Path(o.lexicon_cache) if o.lexicon_cache else None,
                                o.llm_url, o.llm_model)
         self.similarity = SentenceSimilarity(o.device) if o.task == "attack" else None
@@ -126,7 +128,7 @@ def study_attrs(o: PromptOptions, prompt: str) -> dict[str, Any]:
     # everything that changes what an evaluation means; a resumed study must match it
     return {"job": "prompt", "space": o.space, "dataset": prompt, "task": o.task, "model": o.model,
             "clip": o.clip, "steps": o.steps, "guidance": o.guidance, "seeds": o.seeds, "seed": o.seed,
-            "lexicon": o.lexicon, "searcher": o.searcher, "budget": o.budget}
+            "lexicon": o.lexicon, "searcher": o.searcher, "budget": o.budget, "word_tokens": o.word_tokens}
 
 
 MUST_MATCH = ("task", "model", "clip", "steps", "guidance", "seeds", "seed", "lexicon")

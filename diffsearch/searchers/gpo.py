@@ -35,14 +35,14 @@ class SoftPrompt:
         tok = backend.tokenizer
         self.bos, self.eos, self.pad = tok.bos_token_id, tok.eos_token_id, tok.pad_token_id
         self.length = tok.model_max_length
-        # every choice is one token (the lexicon and library keep only those); empty -> the pad token
+        # a slot spans as many positions as its longest choice (1 with the reference's one-token words);
+        # shorter choices, and the empty one, are padded with the pad token
         self.choice_ids = []
         for slot in space.slots:
-            ids = [backend.token_ids(c) if c else [self.pad] for c in slot.choices]
-            bad = [c for c, i in zip(slot.choices, ids) if len(i) != 1]
-            if bad:
-                raise ValueError(f"slot {slot.name}: choices {bad} are not one token")
-            self.choice_ids.append(torch.tensor([i[0] for i in ids], device=backend.device))
+            ids = [backend.token_ids(c) if c else [] for c in slot.choices]
+            width = max(1, max(len(i) for i in ids))
+            padded = [i + [self.pad] * (width - len(i)) for i in ids]
+            self.choice_ids.append(torch.tensor(padded, device=backend.device))
 
     def embeds(self, layout, probs: list[torch.Tensor]) -> torch.Tensor:
         table = self.backend.token_embedding().weight
@@ -53,7 +53,7 @@ class SoftPrompt:
                 if ids:
                     rows.append(table[ids])
             else:
-                rows.append((probs[item].to(table.dtype) @ table[self.choice_ids[item]])[None])
+                rows.append(torch.einsum("n,nwd->wd", probs[item].to(table.dtype), table[self.choice_ids[item]]))
         rows.append(table[[self.eos]])
         seq = torch.cat(rows)[: self.length]
         pad = table[[self.pad]].expand(self.length - len(seq), -1)

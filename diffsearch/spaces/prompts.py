@@ -141,12 +141,14 @@ def build_space(name: str, prompt: str, lexicon: Lexicon, is_one_token: Callable
         for i, chunk in enumerate(np.array_split(np.array(library, dtype=object), LIBRARY_SLOTS)):
             add_negative(Slot(unique(f"lib{i + 1}"), [""] + [str(w) for w in chunk]))
     if max_tokens is not None and count_tokens is not None:
-        # a slot is one token, a comma one more: drop trailing negative slots that would not fit
-        while negative and sum(1 if isinstance(p, int) else count_tokens(p) for p in negative) > max_tokens:
+        # a slot takes its longest choice's tokens, a comma one more: drop trailing slots that would not fit
+        def width(p):
+            return count_tokens(p) if isinstance(p, str) else max(1, *(count_tokens(c) for c in slots[p].choices))
+        while negative and sum(width(p) for p in negative) > max_tokens:
             negative = negative[:-2] if len(negative) > 1 else []
             slots = slots[:max((p for p in positive + negative if isinstance(p, int)), default=-1) + 1]
     if not slots:
-        raise UsageError(f"the {name} space of {prompt!r} is empty: no word has a one-token "
+        raise UsageError(f"the {name} space of {prompt!r} is empty: no word has a short enough "
                          f"{'synonym' if name == 'synonym' else 'antonym'} in the lexicon; try --space "
-                         "antonym+library or --lexicon llm")
+                         "antonym+library, --word-tokens 3 (longer substitutes) or --lexicon llm")
     return PromptSpace(name, prompt, slots, positive, negative, PROMPT_SPACES[name])
