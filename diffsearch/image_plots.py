@@ -32,6 +32,6 @@ def image_grid_panels(panels: list[tuple[str, np.ndarray, float | None]], path: 
         ax.set_title(label if score is None else f"{label}\nFID {score:.1f}", fontsize=10)
         ax.axis("off")
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.94))  # leave room for the suptitle
     fig.savefig(path, dpi=110)
     plt.close(fig)
