@@ -49,7 +49,7 @@ def earlier_repeats(args, dataset: str, strategy: str, params: dict) -> dict | N
     so a later run with --repeats 0 (to add other strategies) keeps them in the table."""
     from optuna.trial import TrialState
 
-    from diffsearch.jobs.hparams import _summary
+    from diffsearch.jobs.hparams import summarise_repeats
 
     study = optuna.load_study(study_name=f"toy2d-{dataset}-{strategy}.repeats", storage=args.storage)
     key = json.dumps(params, sort_keys=True)

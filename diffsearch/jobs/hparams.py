@@ -269,8 +269,9 @@ def summarise_repeats(trials: list[FrozenTrial]) -> dict[str, Any]:
 
 def _study_minutes(study: optuna.Study) -> float:
     """Wall-clock minutes the study's trials ran: the union of their intervals, so parallel workers are
-    not double-counted and the idle gap between a stop and a resume is not counted."""
-    spans = sorted((t.datetime_start, t.datetime_complete) for t in study.get_trials(deepcopy=False)
+    not double-counted and the idle gap between a stop and a resume is not counted. Trials of dead
+    workers are left out: they 'end' when found dead, long after their work stopped."""
+    spans = sorted((t.datetime_start, t.datetime_complete) for t in done_trials(study)
                    if t.datetime_complete and t.datetime_start)
     total, current_start, current_end = 0.0, None, None
     for start, end in spans:
