@@ -121,7 +121,8 @@ def print_summary(results: dict, console: Console) -> None:
     table = Table(title=f"update rules on {o['task']} (loss after training, lower is better)")
     for column in ("rank", "optimizer", "update rule (w -= lr * rule)", "lr", o["task"]) + (
             ("lr", transfer) if transfer else ()):
-        table.add_column(column, justify="left" if column in ("optimizer", "update rule (w -= lr * rule)") else "right")
+        text = column in ("optimizer", "update rule (w -= lr * rule)")
+        table.add_column(column, justify="left" if text else "right", overflow="fold" if text else "ellipsis")
     for i, r in enumerate(results["leaderboard"], 1):
         name = f"[bold]{r['name']}[/bold]" if r["kind"] == "rule" else r["name"]
         rule = r["expr"] + (f"  (+ decoupled wd {r['weight_decay']:g})" if r["weight_decay"] else "")

@@ -229,7 +229,7 @@ def _plot(rows: list[dict[str, Any]], o: OptimizerOptions, out: Path) -> str | N
                 label = f"{r['name']}: {r['expr']}" if r["kind"] == "rule" else r["name"]
                 ax.plot(range(1, len(curve) + 1), curve, style, label=label[:60])
         ax.set_title(f"{task_name}: denoising loss on a fixed batch")
-        ax.set_xlabel("checkpoint")
+        ax.set_xlabel("checkpoint (every 10 training steps)")
         ax.set_ylabel("loss")
         ax.legend(fontsize=7)
     fig.tight_layout()
