@@ -31,11 +31,12 @@ DEFAULT_HEARTBEAT_SECONDS = 10
 MAX_RETRIES = 3
 
 
-def open_storage(url: str, heartbeat: int | None = DEFAULT_HEARTBEAT_SECONDS) -> optuna.storages.BaseStorage:
+def open_storage(url: str, heartbeat: int | None = None) -> optuna.storages.BaseStorage:
     """An Optuna storage from a URL, or a JournalStorage for a path ending in ``.log``.
 
-    ``heartbeat`` (seconds, None to disable) turns on Optuna's heartbeats with a grace period of three
-    beats and retries of dead workers' trials (at most ``MAX_RETRIES`` times each).
+    ``heartbeat`` (seconds) turns on Optuna's heartbeats with a grace period of three beats and retries
+    of dead workers' trials (at most ``MAX_RETRIES`` times each). Jobs whose trials run through
+    ``study.optimize`` in workers pass it; jobs that ask and tell in one process leave it off.
     """
     beats: dict[str, Any] = {}
     if heartbeat is not None:

@@ -20,7 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from diffsearch.dead_workers import fail_dead_workers_trials, worker_id
 from diffsearch.errors import TrialFailed, TrialOutOfMemory
-from diffsearch.ledger import done_trials
+from diffsearch.ledger import done_trials, is_done
 from diffsearch.spaces.training import TrainingSpace
 from diffsearch.tasks.vector_diffusion import VectorDiffusionTask
 
@@ -72,6 +72,10 @@ def run_search(study: optuna.Study, space: TrainingSpace, task: VectorDiffusionT
     dead by their heartbeats (their retries are then run here), so the budget is met exactly.
     """
     def objective(trial: optuna.Trial) -> float:
+        if _ahead_of(study, trial.number) >= n_trials:
+            # workers that decide at the same moment to start one more trial: the lowest numbers win
+            trial.set_user_attr("surplus", "the budget was met by earlier trials of other workers")
+            raise _Surplus()
         return _evaluate_trial(trial, space, task, seed + trial.number, report_epochs, samples_dir)
 
     def stop_when_budget_met(study: optuna.Study, trial: FrozenTrial) -> None:
@@ -83,7 +87,7 @@ def run_search(study: optuna.Study, space: TrainingSpace, task: VectorDiffusionT
     while len(done_trials(study)) < n_trials:
         fail_dead_workers_trials(study)
         if _claimed(study) < n_trials:
-            study.optimize(objective, n_trials=None, catch=(TrialFailed,), callbacks=[stop_when_budget_met],
+            study.optimize(objective, n_trials=None, catch=(TrialFailed, _Surplus), callbacks=[stop_when_budget_met],
                            gc_after_trial=False)
             continue
         if not is_heartbeat_enabled(study._storage):
@@ -92,6 +96,20 @@ def run_search(study: optuna.Study, space: TrainingSpace, task: VectorDiffusionT
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)
+
+
+class _Surplus(Exception):
+    """A trial started after the budget was already claimed; it ends failed, does not count, is not run."""
+
+
+def _ahead_of(study: optuna.Study, number: int) -> int:
+    """Trials numbered before ``number`` that count against the budget (finished or running).
+
+    Numbers are handed out atomically by the storage and this count can only shrink (when a dead
+    worker's trial is failed), so of several trials started at once only those that fit proceed.
+    """
+    return sum(1 for t in study.get_trials(deepcopy=False)
+               if t.number < number and (t.state == TrialState.RUNNING or is_done(t)))
 
 
 def _claimed(study: optuna.Study) -> int:

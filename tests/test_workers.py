@@ -33,38 +33,48 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "diffsearch", *args]
 
 
+_STORAGES: dict[str, optuna.storages.BaseStorage] = {}
+
+
 def _load(storage_url: str, study: str) -> optuna.Study | None:
+    # one storage object per URL: each RDBStorage holds a connection pool, and polling must not open
+    # a new pool every time (PostgreSQL: "too many clients")
+    if storage_url not in _STORAGES:
+        _STORAGES[storage_url] = open_storage(storage_url)
+    storage = _STORAGES[storage_url]
     try:
-        return optuna.load_study(study_name=study, storage=open_storage(storage_url, heartbeat=None))
+        return optuna.load_study(study_name=study, storage=storage)
     except KeyError:
         return None
 
 
-def _kill_one_mid_trial(storage_url: str, study: str, pids: set[int] | None, timeout: float = 120) -> int:
-    """SIGKILL a worker while it runs a trial (any worker when ``pids`` is None); the trial's number."""
+def _kill_one_mid_trial(storage_url: str, study: str, pids: set[int] | None, timeout: float = 120) -> str:
+    """SIGKILL a worker while it runs a trial (any worker when ``pids`` is None); its ``host:pid``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         loaded = _load(storage_url, study)
         # wait for a few finished trials first, so the kill lands in the middle of the study
         if loaded is not None and len(done_trials(loaded)) >= 5:
             for trial in loaded.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-                pid = int(trial.user_attrs.get("worker", ":0").rsplit(":", 1)[1])
+                worker = trial.user_attrs.get("worker", ":0")
+                pid = int(worker.rsplit(":", 1)[1])
                 if pid and (pids is None or pid in pids):
                     os.kill(pid, signal.SIGKILL)
-                    return trial.number
+                    return worker
         time.sleep(0.05)
     raise AssertionError("no worker was caught running a trial")
 
 
-def _check_ledger(storage_url: str, study_name: str, killed: int) -> None:
+def _check_ledger(storage_url: str, study_name: str, killed_worker: str) -> None:
     study = _load(storage_url, study_name)
     trials = study.get_trials(deepcopy=False)
     done = done_trials(study)
     assert len(done) == TRIALS, [t.state.name for t in trials]
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
-    dead = trials[killed]
+    # the killed worker's last trial (it may have finished the one seen running just before the kill)
+    dead = max((t for t in trials if t.user_attrs.get("worker") == killed_worker), key=lambda t: t.number)
     assert dead.state == TrialState.FAIL and "fail_reason" not in dead.user_attrs
-    retries = [t for t in trials if t.system_attrs.get("failed_trial") == killed]
+    retries = [t for t in trials if t.system_attrs.get("failed_trial") == dead.number]
     assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
     assert retries[0].params == dead.params
     # the dead worker's config is in the finished trials exactly once: re-run, not duplicated
