@@ -25,6 +25,15 @@ def default_storage_url(run_dir: Path) -> str:
     return f"sqlite:///{(run_dir / 'study.db').resolve()}"
 
 
+def run_location(study: str, out: str | None, storage: str | None) -> tuple[str, str]:
+    """The run directory (default ``runs/<study>``) and storage URL (default: a SQLite file in it)."""
+    out = out or str(Path("runs") / study)
+    if storage is None:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        storage = default_storage_url(Path(out))
+    return out, storage
+
+
 # A worker that dies mid-trial (SIGKILL, lost machine) stops beating; after the grace period the next
 # worker to start a trial marks it failed and Optuna's retry callback enqueues the same params again.
 DEFAULT_HEARTBEAT_SECONDS = 10

@@ -1,5 +1,4 @@
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -128,12 +127,13 @@ def test_list_names_everything(capsys):
 
 def test_ctrl_c_keeps_finished_trials_and_resume_finishes(tmp_path):
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "diffsearch", "hparams", "--searcher", "random", "--trials", "4",
-           "--points", "3000", "--held-out", "1000", "--epochs", "3", "--out", str(out), "--baseline-runs", "0"]
+    # trials long enough (~0.5 s each, 10 of them) that the interrupt lands mid-study
+    cmd = [sys.executable, "-m", "diffsearch", "hparams", "--searcher", "random", "--trials", "10",
+           "--points", "3000", "--held-out", "1000", "--epochs", "40", "--out", str(out), "--baseline-runs", "0"]
     process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     while time.time() < deadline:
-        time.sleep(0.5)
+        time.sleep(0.1)
         try:
             done = [t for t in load(out, "hparams-moons-random").trials if t.state.is_finished()]
         except Exception:
@@ -150,9 +150,9 @@ def test_ctrl_c_keeps_finished_trials_and_resume_finishes(tmp_path):
     subprocess.run(cmd, check=True, capture_output=True)
     trials = load(out, "hparams-moons-random").trials
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
-    assert len(complete) == 4
+    assert len(complete) == 10
     assert all(trials[n].params == p for n, p in kept.items())  # finished trials untouched
-    assert len({json.dumps(t.params, sort_keys=True) for t in complete}) == 4
+    assert len({json.dumps(t.params, sort_keys=True) for t in complete}) == 10
 
 
 def test_dashboard_reads_the_study(tmp_path, tiny_args):

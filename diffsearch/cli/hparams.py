@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+from diffsearch.cli.progress import best_so_far_bar, finish
 
 from diffsearch.backends.unet_trainer import SAMPLERS
 from diffsearch.datasets import TOY_DATASETS
@@ -103,25 +102,10 @@ def main(args: argparse.Namespace) -> int:
         fid_samples=args.fid_samples, sample_steps=args.sample_steps, sampler=args.sampler,
         device=args.device, train_images=args.train_images)
     console = Console(stderr=True)
-    # the bar starts with the first finished trial, so input errors print one line and nothing else
-    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("best {task.fields[best]}"), TimeElapsedColumn(), console=console)
-    task = bar.add_task("trials", total=args.trials, best="-")
-
-    def progress(done: int, total: int, best: float | None) -> None:
-        if not bar.live.is_started:
-            bar.start()
-        bar.update(task, completed=done, total=total, best="-" if best is None else f"{best:.4f}")
-
-    try:
-        results = run_hparams(options, progress=progress, log=console.print)
-    finally:
-        bar.stop()
-    if args.json:
-        sys.stdout.write(json.dumps(json.load(open(results["results_file"])), indent=2) + "\n")
-    else:
-        print_summary(results, Console())
-    return 0
+    with best_so_far_bar(console) as update:
+        results = run_hparams(options, progress=lambda done, total, best: update("trials", done, total, best),
+                              log=console.print)
+    return finish(results, args.json, print_summary)
 
 
 def _fmt(summary) -> str:

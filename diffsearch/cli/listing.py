@@ -36,7 +36,6 @@ def main(args: argparse.Namespace) -> int:
         ("dataset", {name: "2-D toy set, 100,000 points, 20,000 held out" for name in TOY_DATASETS}
          | {"FILE.npy / FILE.csv": "your own N x D float matrix, 80/20 split"}
          | IMAGE_DATASETS | {"FOLDER": "your own images (or a saved Hugging Face dataset), 80/20 split, 64x64"}),
-        ("job", {"prompt": "optimise a Stable Diffusion prompt: negative prompt or attack (seed 004, DPO-Diff)"}),
         ("prompt space", PROMPT_SPACES),
         ("prompt searcher", {name: text for name, (_, text) in PROMPT_SEARCHERS.items()}),
         ("objective", {"clip": "spherical CLIP loss 2*arcsin(|a/|a|-b/|b||/2)^2 of images vs the prompt"}),
@@ -48,7 +47,6 @@ def main(args: argparse.Namespace) -> int:
     from diffsearch.jobs.optimizer import TREE_SEARCHERS
     from diffsearch.tasks.optimizer_tasks import TASKS
 
-    table.add_row("job", "optimizer", "discover optimizer update rules for diffusion training (seed 004)")
     table.add_row("space", "update-rules", "expression trees of update rules (diffsearch optimizer)")
     for name, text in TREE_SEARCHERS.items():
         table.add_row("searcher", f"{name} (optimizer)", text)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 from diffsearch.cli import hparams, listing, optimizer, prompt, worker

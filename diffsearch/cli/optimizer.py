@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+from diffsearch.cli.progress import best_so_far_bar, finish
 
 from diffsearch.jobs.optimizer import TREE_SEARCHERS, OptimizerOptions, run_optimizer
 from diffsearch.optim import HAND_DESIGNED
@@ -91,24 +91,10 @@ def main(args: argparse.Namespace) -> int:
         max_length=args.max_length, transfer=args.transfer, top=args.top, baselines=baselines,
         seed=args.seed, scale=args.scale, study=args.study, storage=args.storage, out=args.out)
     console = Console(stderr=True)
-    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("best {task.fields[best]}"), TimeElapsedColumn(), console=console)
-    task = bar.add_task("candidates", total=args.budget, best="-")
-
-    def progress(done: int, total: int, best: float | None) -> None:
-        if not bar.live.is_started:
-            bar.start()
-        bar.update(task, completed=done, total=total, best="-" if best is None else f"{best:.4f}")
-
-    try:
-        results = run_optimizer(options, progress=progress, log=console.print)
-    finally:
-        bar.stop()
-    if args.json:
-        sys.stdout.write(json.dumps(json.load(open(results["results_file"])), indent=2) + "\n")
-    else:
-        print_summary(results, Console())
-    return 0
+    with best_so_far_bar(console) as update:
+        results = run_optimizer(options, progress=lambda done, total, best: update("candidates", done, total, best),
+                                log=console.print)
+    return finish(results, args.json, print_summary)
 
 
 def _num(value, fmt=".4f") -> str:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+from diffsearch.cli.progress import best_so_far_bar, finish
 
 from diffsearch.backends.stable_diffusion import DEFAULT_MODEL
 from diffsearch.jobs.prompt import TASKS, PromptOptions, run_prompt
@@ -84,27 +83,9 @@ def main(args: argparse.Namespace) -> int:
              "steps", "guidance", "seeds", "seed", "k", "iterations", "lexicon", "llm_url", "llm_model",
              "lexicon_cache", "word_tokens", "study", "storage", "out")
     options = PromptOptions(**{n: getattr(args, n) for n in names})
-    console = Console(stderr=True)
-    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed:.1f}/{task.total:.0f} gen"),
-                   TextColumn("best {task.fields[best]}"), TimeElapsedColumn(), console=console)
-    tasks: dict[str, int] = {}
-
-    def progress(prompt: str, spent: float, budget: float, best: float | None) -> None:
-        if not bar.live.is_started:
-            bar.start()
-        if prompt not in tasks:
-            tasks[prompt] = bar.add_task(prompt[:40], total=budget, best="-")
-        bar.update(tasks[prompt], completed=spent, best="-" if best is None else f"{best:.4f}")
-
-    try:
-        results = run_prompt(options, progress=progress, log=lambda m: None)
-    finally:
-        bar.stop()
-    if args.json:
-        sys.stdout.write(json.dumps(json.load(open(results["results_file"])), indent=2) + "\n")
-    else:
-        print_summary(results, Console())
-    return 0
+    with best_so_far_bar(Console(stderr=True), unit="gen") as update:
+        results = run_prompt(options, progress=update, log=lambda m: None)
+    return finish(results, args.json, print_summary)
 
 
 def print_summary(results: dict, console: Console) -> None:

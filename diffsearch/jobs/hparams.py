@@ -15,7 +15,7 @@ import json
 import multiprocessing
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -29,7 +29,7 @@ from diffsearch.datasets import load_vector_data
 from diffsearch.datasets.images import default_resolution, is_image_dataset, load_image_data
 from diffsearch.errors import UsageError
 from diffsearch.ledger import (DEFAULT_HEARTBEAT_SECONDS, best_trial, create_or_load_study,
-                               default_storage_url, done_trials, open_storage)
+                               done_trials, open_storage, run_location)
 from diffsearch.objectives.prdc import PRDC_PARTS
 from diffsearch.run import run_repeats, run_search
 from diffsearch.searchers import make_pruner, make_sampler, report_epochs
@@ -111,11 +111,7 @@ class HparamsOptions:
             base = Path(o.dataset).stem if Path(o.dataset).suffix or o.images else o.dataset
             o.study = "-".join(["hparams", base, "baseline" if o.baseline else o.searcher]
                                + ([o.prune] if o.prune != "none" and not o.baseline else []))
-        if o.out is None:
-            o.out = str(Path("runs") / o.study)
-        if o.storage is None:
-            Path(o.out).mkdir(parents=True, exist_ok=True)
-            o.storage = default_storage_url(Path(o.out))
+        o.out, o.storage = run_location(o.study, o.out, o.storage)
         return o
 
 

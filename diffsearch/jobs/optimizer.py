@@ -24,7 +24,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from diffsearch.errors import UsageError
-from diffsearch.ledger import create_or_load_study, default_storage_url, is_done, open_storage
+from diffsearch.ledger import create_or_load_study, is_done, open_storage, run_location
 from diffsearch.optim import HAND_DESIGNED
 from diffsearch.spaces.update_rule_space import UpdateRuleSpace, formula
 from diffsearch.spaces.update_rules import Program, parse, to_text
@@ -70,10 +70,7 @@ class OptimizerOptions:
         if unknown:
             raise UsageError(f"unknown baseline {unknown[0]!r}; known: {', '.join(HAND_DESIGNED)}")
         o.study = o.study or f"optimizer-{o.task}-{o.searcher}"
-        o.out = o.out or str(Path("runs") / o.study)
-        if o.storage is None:
-            Path(o.out).mkdir(parents=True, exist_ok=True)
-            o.storage = default_storage_url(Path(o.out))
+        o.out, o.storage = run_location(o.study, o.out, o.storage)
         return o
 
 

@@ -22,7 +22,7 @@ import numpy as np
 from diffsearch.backends.stable_diffusion import DEFAULT_MODEL, SDBackend, load_pipeline
 from diffsearch.datasets.lexicon import Lexicon
 from diffsearch.errors import UsageError
-from diffsearch.ledger import create_or_load_study, default_storage_url, open_storage
+from diffsearch.ledger import create_or_load_study, open_storage, run_location
 from diffsearch.objectives.clip import DEFAULT_CLIP, ClipObjective
 from diffsearch.searchers.prompt_registry import get_prompt_searcher
 from diffsearch.spaces.prompts import PROMPT_SPACES, build_space
@@ -81,11 +81,7 @@ class PromptOptions:
         if o.study is None:
             stem = "set-" + Path(o.prompts_file).stem if o.prompts_file else _slug(o.prompt)
             o.study = f"prompt-{o.task}-{o.space}-{o.searcher}-{stem}"
-        if o.out is None:
-            o.out = str(Path("runs") / o.study)
-        if o.storage is None:
-            Path(o.out).mkdir(parents=True, exist_ok=True)
-            o.storage = default_storage_url(Path(o.out))
+        o.out, o.storage = run_location(o.study, o.out, o.storage)
         return o
 
     def prompt_list(self) -> list[str]:

@@ -220,7 +220,6 @@ class GenerativeHPO:
         X_obs = np.asarray(X_obs, dtype=np.float32)
         y_obs = np.asarray(y_obs, dtype=np.float64).reshape(-1)
         if len(X_obs) == 0:
-            d = np.asarray(X_pen).shape[1] if X_pen is not None else None
             if X_pen is not None:
                 return int(self.rng.integers(len(X_pen)))
             raise ValueError("observe_and_suggest needs at least one observation in the continuous setting")

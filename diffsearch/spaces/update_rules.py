@@ -15,7 +15,6 @@ applied while growing; equivalent programs are found by evaluating them on one f
 from __future__ import annotations
 
 import ast
-import hashlib
 import math
 from dataclasses import dataclass
 from typing import Callable, Sequence

@@ -1,5 +1,6 @@
 """Tasks: what one evaluation means (backend + objective + data)."""
 
-from diffsearch.tasks.vector_diffusion import Evaluation, VectorDiffusionTask
+from diffsearch.tasks.evaluation import Evaluation
+from diffsearch.tasks.vector_diffusion import VectorDiffusionTask
 
 __all__ = ["Evaluation", "VectorDiffusionTask"]

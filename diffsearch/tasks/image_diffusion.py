@@ -18,17 +18,9 @@ from diffsearch.backends.unet_trainer import TrainedUNet, resolve_device, train_
 from diffsearch.datasets.images import ImageData
 from diffsearch.errors import TrialDiverged, UsageError
 from diffsearch.objectives.fid import FidReference, inception_features
+from diffsearch.tasks.evaluation import Evaluation
 
 IMAGE_PARTS = ("fid", "kid", "kid_std")
-
-
-@dataclass
-class Evaluation:
-    score: float
-    parts: dict[str, float]
-    seconds: float
-    samples: np.ndarray
-    epoch_losses: list[float] = field(default_factory=list)
 
 
 @dataclass

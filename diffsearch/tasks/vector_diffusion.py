@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -11,17 +11,9 @@ import numpy as np
 from diffsearch.backends.vector_trainer import checked_samples, train_denoiser
 from diffsearch.datasets import VectorData
 from diffsearch.objectives.prdc import prdc, prdc_loss
+from diffsearch.tasks.evaluation import Evaluation
 
 import torch
-
-
-@dataclass
-class Evaluation:
-    score: float
-    parts: dict[str, float]
-    seconds: float
-    samples: np.ndarray
-    epoch_losses: list[float] = field(default_factory=list)
 
 
 @dataclass
