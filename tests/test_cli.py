@@ -131,7 +131,9 @@ def test_ctrl_c_keeps_finished_trials_and_resume_finishes(tmp_path):
     # poll is slow enough on a loaded machine to miss the study)
     cmd = [sys.executable, "-m", "diffsearch", "hparams", "--searcher", "random", "--trials", "20",
            "--points", "3000", "--held-out", "1000", "--epochs", "40", "--out", str(out), "--baseline-runs", "0"]
-    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # a shell's background job inherits SIGINT ignored; Ctrl-C in a terminal is never ignored
+    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     storage = None
     while time.time() < deadline:
