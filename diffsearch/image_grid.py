@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -21,7 +22,7 @@ def image_grid(rows: list[tuple[str, np.ndarray]], path: Path, title: str = "") 
             if j < len(images):
                 ax.imshow(np.clip(images[j], 0, 1), interpolation="nearest")
         row[0].set_title(caption, fontsize=8, loc="left", wrap=True)
-    fig.suptitle(title, fontsize=9)
+    fig.suptitle(textwrap.fill(title, width=45 * cols), fontsize=9)  # wrapped: one column is narrow
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
