@@ -191,3 +191,17 @@ def test_worker_joins_study_from_its_recorded_settings(tmp_path, tiny_args, caps
     assert {t.user_attrs["config"]["num_train_timesteps"] for t in study.trials} <= {20, 40, 60, 80, 100}
     assert run_cli("worker", "--study", "missing", "--storage", storage) == 2
     assert "no study 'missing'" in capsys.readouterr().err
+
+
+def test_a_study_of_another_job_is_refused_in_one_line(tmp_path, capsys):
+    storage = f"sqlite:///{tmp_path}/shared.db"
+    study = optuna.create_study(study_name="taken", storage=storage)
+    study.set_user_attr("job", "optimizer")
+    study.set_user_attr("space", "update-rules")
+    assert run_cli("hparams", "--study", "taken", "--storage", storage, "--trials", 1, "--points", 2000,
+                   "--held-out", 500, "--epochs", 1, "--out", tmp_path) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "job='optimizer'" in err and "another --study name" in err
+    assert run_cli("worker", "--study", "taken", "--storage", storage) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not made by `diffsearch hparams`" in err

@@ -34,7 +34,8 @@ def best_so_far_bar(console: Console, unit: str | None = None) -> Iterator[Calla
     try:
         yield update
     finally:
-        bar.stop()
+        if bar.live.is_started:  # a bar never shown must not print (bad input: exactly one line)
+            bar.stop()
 
 
 def finish(results: dict, as_json: bool, print_summary: Callable[[dict, Console], None]) -> int:
