@@ -68,7 +68,7 @@ def add_parser(subparsers, parser_class, formatter) -> None:
                    help="re-train the best config (or with --baseline, the baseline) N times: mean +- std")
     p.add_argument("--baseline-runs", type=int, default=1,
                    help="baseline trainings to compare a search against (0 to skip)")
-    p.add_argument("--workers", "--jobs", type=int, default=1, dest="jobs",
+    p.add_argument("--workers", "--jobs", type=int, default=1, dest="jobs", metavar="N",
                    help="worker processes on this machine sharing the study (more machines: `diffsearch worker`)")
     p.add_argument("--heartbeat", type=int, default=DEFAULT_HEARTBEAT_SECONDS,
                    help="seconds between heartbeats of a running trial; a trial silent for 3 beats "
