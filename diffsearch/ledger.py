@@ -6,6 +6,7 @@ the storage URL and the study name, and so a study is never reused by a differen
 
 from __future__ import annotations
 
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -64,14 +65,27 @@ def open_storage(url: str, heartbeat: int | None = None) -> optuna.storages.Base
         if "://" not in url:
             raise UsageError(f"storage {url!r} is neither a database URL (sqlite:///file.db, "
                              "postgresql://...) nor a journal file path ending in .log")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(url, **beats)
+        return _rdb_storage(url, beats)
     except UsageError:
         raise
     except Exception as exc:  # driver missing, host unreachable, bad path: the user needs one line
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UsageError(f"cannot open storage {url!r}: {reason}") from None
+
+
+def _rdb_storage(url: str, beats: dict[str, Any], attempts: int = 5) -> optuna.storages.RDBStorage:
+    # Two processes creating the schema of one fresh database race on its version row (workers started
+    # together, a dashboard opened at start-up); the loser finds the schema made once it looks again.
+    for attempt in range(attempts):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(url, **beats)
+        except Exception as exc:
+            if attempt == attempts - 1 or "UNIQUE constraint" not in str(exc) and "duplicate key" not in str(exc):
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def create_or_load_study(storage: optuna.storages.BaseStorage, name: str, attrs: dict[str, Any],

@@ -20,6 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from diffsearch.dead_workers import fail_dead_workers_trials, worker_id
 from diffsearch.errors import TrialFailed, TrialOutOfMemory
+from diffsearch.interrupt import stop_point
 from diffsearch.ledger import done_trials, is_done
 from diffsearch.spaces.training import TrainingSpace
 from diffsearch.tasks.vector_diffusion import VectorDiffusionTask
@@ -72,6 +73,7 @@ def run_search(study: optuna.Study, space: TrainingSpace, task: VectorDiffusionT
     dead by their heartbeats (their retries are then run here), so the budget is met exactly.
     """
     def objective(trial: optuna.Trial) -> float:
+        stop_point()
         if _ahead_of(study, trial.number) >= n_trials:
             # workers that decide at the same moment to start one more trial: the lowest numbers win
             trial.set_user_attr("surplus", "the budget was met by earlier trials of other workers")
@@ -85,6 +87,7 @@ def run_search(study: optuna.Study, space: TrainingSpace, task: VectorDiffusionT
             study.stop()
 
     while len(done_trials(study)) < n_trials:
+        stop_point()
         fail_dead_workers_trials(study)
         if _claimed(study) < n_trials:
             study.optimize(objective, n_trials=None, catch=(TrialFailed, _Surplus), callbacks=[stop_when_budget_met],
@@ -93,6 +96,7 @@ def run_search(study: optuna.Study, space: TrainingSpace, task: VectorDiffusionT
         if not is_heartbeat_enabled(study._storage):
             return  # without heartbeats a dead worker's trial would never be detected: do not wait for it
         time.sleep(study._storage.get_heartbeat_interval())
+        stop_point()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)

@@ -117,3 +117,23 @@ def test_four_local_workers_on_a_journal_file_survive_a_sigkill(tmp_path):
     _, err = job.communicate(timeout=300)
     assert job.returncode == 0, err
     _check_ledger(storage, study, killed)
+
+
+def _open_when_released(url, barrier):
+    barrier.wait()
+    open_storage(url)
+
+
+def test_workers_started_together_on_a_fresh_sqlite_file_all_open_it(tmp_path):
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    for round_ in range(3):  # the schema race is timing-dependent: several fresh files
+        url = f"sqlite:///{tmp_path}/fresh{round_}.db"
+        barrier = context.Barrier(4)
+        workers = [context.Process(target=_open_when_released, args=(url, barrier)) for _ in range(4)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(60)
+        assert [w.exitcode for w in workers] == [0, 0, 0, 0]

@@ -20,6 +20,7 @@ from diffusers.optimization import get_scheduler
 
 from diffsearch.backends.vector_trainer import make_optimizer
 from diffsearch.errors import TrialDiverged, UsageError
+from diffsearch.interrupt import stop_point
 
 BASE_CHANNELS = (64, 128, 128, 256)
 SAMPLERS = ("ddim", "ddpm")
@@ -86,6 +87,7 @@ class TrainedUNet:
             shape = (min(batch_size, n - start), cfg.in_channels, cfg.sample_size, cfg.sample_size)
             x = torch.randn(shape, generator=generator).to(self.device)
             for t in sched.timesteps:
+                stop_point()
                 with _autocast(self.device):
                     eps = self.model(x, t).sample.float()
                 # DDIM with eta 0 is deterministic; DDPM draws its noise from the CPU generator
@@ -136,6 +138,7 @@ def train_unet(
         order = torch.randperm(len(data), generator=generator).to(device)
         loss_sum = torch.zeros((), device=device)
         for start in range(0, len(data), batch_size):
+            stop_point()
             x0 = data[order[start:start + batch_size]]
             noise = torch.randn(x0.shape, generator=generator).to(device)
             t = torch.randint(0, n_timesteps, (len(x0),), generator=generator).to(device)

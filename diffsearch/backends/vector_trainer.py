@@ -18,6 +18,7 @@ from diffusers.optimization import get_scheduler
 
 from diffsearch.backends.mlp_denoiser import MLPDenoiser
 from diffsearch.errors import TrialDiverged
+from diffsearch.interrupt import stop_point
 
 # report(epoch, sample_fn) -> None; raises optuna.TrialPruned to stop the run
 ReportFn = Callable[[int, Callable[[], np.ndarray]], None]
@@ -56,6 +57,7 @@ class TrainedDenoiser:
         for start in range(0, n, batch_size):
             x = torch.randn(min(batch_size, n - start), self.model.dim, generator=generator)
             for t in sched.timesteps:
+                stop_point()
                 t_frac = torch.full((len(x),), float(t) / sched.config.num_train_timesteps)
                 eps = self.model(x, t_frac)
                 x = sched.step(eps, t, x, generator=generator).prev_sample
@@ -102,6 +104,7 @@ def train_denoiser(
         order = torch.randperm(len(data), generator=generator)
         loss_sum = torch.zeros(())
         for start in range(0, len(data), batch_size):
+            stop_point()
             x0 = data[order[start:start + batch_size]]
             noise = torch.randn(x0.shape, generator=generator)
             t = torch.randint(0, n_timesteps, (len(x0),), generator=generator)

@@ -29,10 +29,13 @@ def main(argv: list[str] | None = None) -> int:
 
     import optuna
 
+    from diffsearch.interrupt import graceful_interrupts
+
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # we print our own lines
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     try:
-        return args.handler(args)
+        with graceful_interrupts():
+            return args.handler(args)
     except UsageError as exc:
         sys.stderr.write(f"diffsearch: error: {exc}\n")
         return 2

@@ -21,6 +21,7 @@ import torch
 from diffusers import DDPMScheduler
 
 from diffsearch.errors import UsageError
+from diffsearch.interrupt import stop_point
 from diffsearch.optim import RuleOptimizer
 
 LR_GRID = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)  # the reference grid
@@ -88,6 +89,7 @@ class DiffusionTrainingTask:
         limit = self.diverge_factor * self.initial_loss
         curve = []
         for step in range(1, steps + 1):
+            stop_point()
             x0 = self.data[torch.randint(0, len(self.data), (self.batch_size,), generator=gen)]
             noise = torch.randn(x0.shape, generator=gen)
             t = torch.randint(0, self.timesteps, (len(x0),), generator=gen)

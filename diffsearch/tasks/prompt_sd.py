@@ -20,6 +20,7 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
 from diffsearch.backends.stable_diffusion import SDBackend
+from diffsearch.interrupt import stop_point
 from diffsearch.objectives.clip import ClipObjective
 from diffsearch.spaces.prompts import PromptSpace
 
@@ -80,6 +81,7 @@ class PromptTask:
 
     # ---- evaluation ---------------------------------------------------------------------------------
     def evaluate(self, point, role: str = "search") -> Evaluation:
+        stop_point()
         point = tuple(int(i) for i in point)
         if point in self.seen:
             return self.seen[point]
