@@ -73,6 +73,9 @@ def open_storage(url: str, heartbeat: int | None = None) -> optuna.storages.Base
         raise UsageError(f"cannot open storage {url!r}: {reason}") from None
 
 
+_SCHEMA_RACE = ("UNIQUE constraint", "duplicate key", "already exists", "database is locked")
+
+
 def _rdb_storage(url: str, beats: dict[str, Any], attempts: int = 5) -> optuna.storages.RDBStorage:
     # Two processes creating the schema of one fresh database race on its version row (workers started
     # together, a dashboard opened at start-up); the loser finds the schema made once it looks again.
@@ -82,7 +85,7 @@ def _rdb_storage(url: str, beats: dict[str, Any], attempts: int = 5) -> optuna.s
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 return optuna.storages.RDBStorage(url, **beats)
         except Exception as exc:
-            if attempt == attempts - 1 or "UNIQUE constraint" not in str(exc) and "duplicate key" not in str(exc):
+            if attempt == attempts - 1 or not any(sign in str(exc) for sign in _SCHEMA_RACE):
                 raise
             time.sleep(0.2 * (attempt + 1))
     raise AssertionError("unreachable")

@@ -125,3 +125,35 @@ def test_check_prints_the_verdict(capsys):
     assert run_cli("optimizer", "--check=-g") == 0
     result = json.loads(capsys.readouterr().out)
     assert result["expr"] == "-g" and "descent" in result["rejected"] and result["descent_cosine"] < -0.99
+
+
+class Batched(Counting):
+    """Records the batches a searcher hands over at once (what workers would train in parallel)."""
+
+    def __init__(self, score=lambda p: float(len(p))):
+        super().__init__(score)
+        self.batches = []
+
+    def many(self, programs):
+        self.batches.append(len(programs))
+        return [self(p) for p in programs]
+
+
+def test_mct_trains_each_level_as_one_batch():
+    objective = Batched()
+    book, _ = mct_search(SPACE, objective, budget=40, levels=4, seed=3)
+    assert objective.batches[:4] == [10, 10, 10, 10] and book.used == 40
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_evolution_breeds_batches_of_children(batch):
+    objective = Batched(lambda p: 1.0 / (1 + len(p)))
+    book = evolution_search(SPACE, objective, budget=30, seed=0, population=8, batch=batch)
+    assert objective.batches[0] == 8 and max(objective.batches[1:]) == batch
+    assert book.used == len(objective.calls) == 30 == len({SPACE.key(p) for p in objective.calls})
+
+
+def test_random_search_trains_everything_in_one_batch():
+    objective = Batched()
+    random_tree_search(SPACE, objective, budget=30, seed=1)
+    assert objective.batches == [30]

@@ -18,7 +18,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from diffsearch.ledger import done_trials, open_storage
+from diffsearch.ledger import done_trials, is_done, open_storage
 
 sys.path.insert(0, str(Path(__file__).parent))
 from postgres_server import postgres_server  # noqa: E402
@@ -128,7 +128,7 @@ def test_workers_started_together_on_a_fresh_sqlite_file_all_open_it(tmp_path):
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")
-    for round_ in range(3):  # the schema race is timing-dependent: several fresh files
+    for round_ in range(6):  # the schema race is timing-dependent: several fresh files
         url = f"sqlite:///{tmp_path}/fresh{round_}.db"
         barrier = context.Barrier(4)
         workers = [context.Process(target=_open_when_released, args=(url, barrier)) for _ in range(4)]
@@ -137,3 +137,45 @@ def test_workers_started_together_on_a_fresh_sqlite_file_all_open_it(tmp_path):
         for worker in workers:
             worker.join(60)
         assert [w.exitcode for w in workers] == [0, 0, 0, 0]
+
+
+def test_optimizer_search_shared_by_workers_survives_a_sigkill(tmp_path):
+    """The tree search hands each level to 3 local workers and a joining `diffsearch worker`; one is killed."""
+    storage, study_name, budget = str(tmp_path / "rules.log"), "rules", 16
+    job = subprocess.Popen(_cli("optimizer", "--budget", str(budget), "--levels", "1", "--scale", "1",
+                                "--baselines", "none", "--top", "1", "--workers", "3", "--heartbeat", "1",
+                                "--storage", storage, "--study", study_name, "--out", str(tmp_path / "run"),
+                                "--json"),
+                           env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    while _load(storage, study_name) is None:
+        assert job.poll() is None, job.communicate()
+        time.sleep(0.2)
+    joined = subprocess.Popen(_cli("worker", "--study", study_name, "--storage", storage, "--heartbeat", "1"),
+                              env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    killed = None
+    while killed is None and time.monotonic() < deadline:  # a worker other than the searching process
+        for trial in _load(storage, study_name).get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            worker = trial.user_attrs.get("worker", "")
+            pid = int(worker.rsplit(":", 1)[1]) if ":" in worker else 0
+            if pid and pid != job.pid:
+                os.kill(pid, signal.SIGKILL)
+                killed = worker
+                break
+        time.sleep(0.05)
+    assert killed is not None, "no worker was caught training a rule"
+    out, err = job.communicate(timeout=300)
+    assert job.returncode == 0, err.decode()[-2000:]
+    if joined.pid != int(killed.rsplit(":", 1)[1]):
+        assert joined.wait(timeout=60) == 0  # it leaves once the job marks the study finished
+    results = json.loads(out)
+    assert results["search"]["evaluated"] == budget
+    trials = _load(storage, study_name).get_trials(deepcopy=False)
+    search = [t for t in trials if t.user_attrs.get("role") == "search"]
+    done = [t for t in search if is_done(t)]
+    assert len(done) == budget and len({t.user_attrs["key"] for t in done}) == budget
+    dead = max((t for t in trials if t.user_attrs.get("worker") == killed), key=lambda t: t.number)
+    assert dead.state == TrialState.FAIL and "fail_reason" not in dead.user_attrs
+    rerun = [t for t in done if t.user_attrs["key"] == dead.user_attrs["key"]]
+    assert len(rerun) == 1 and rerun[0].params == dead.params
+    assert len({t.user_attrs["worker"] for t in done}) >= 2  # the work was shared

@@ -11,6 +11,7 @@ from rich.table import Table
 from diffsearch.cli.progress import best_so_far_bar, finish
 
 from diffsearch.jobs.optimizer import TREE_SEARCHERS, OptimizerOptions, run_optimizer
+from diffsearch.ledger import DEFAULT_HEARTBEAT_SECONDS
 from diffsearch.optim import HAND_DESIGNED
 from diffsearch.spaces.update_rules import BINARY, LEAVES, UNARY, parse
 from diffsearch.tasks.optimizer_tasks import TASKS
@@ -38,6 +39,8 @@ examples:
   diffsearch optimizer --task toy2d-moons --searcher mct --budget 128
   diffsearch optimizer --searcher evolution --budget 64 --transfer digits --seed 1
   diffsearch optimizer --check "exp(ld * sg * sm1) * g"
+  diffsearch optimizer --workers 4 --storage postgresql://user@host/db --study big   # then, elsewhere:
+  diffsearch worker --study big --storage postgresql://user@host/db
 """
 
 
@@ -61,6 +64,10 @@ def add_parser(subparsers, parser_class, formatter) -> None:
     p.add_argument("--storage", help="Optuna storage URL or a journal file ending in .log "
                    "(default: sqlite file in --out)")
     p.add_argument("--out", help="run directory for results.json and loss_curves.png (default: runs/<study>)")
+    p.add_argument("--workers", type=int, default=1, metavar="N", help="processes on this machine training "
+                   "candidates in parallel; more can join from anywhere with `diffsearch worker`")
+    p.add_argument("--heartbeat", type=int, default=DEFAULT_HEARTBEAT_SECONDS,
+                   help="seconds between heartbeats of a running training (silent for 3 beats: re-run)")
     p.add_argument("--check", metavar="EXPR", help="do not search: parse EXPR, print its canonical form "
                    "and the rejection tests' verdict")
     p.add_argument("--json", action="store_true", help="print results.json to stdout instead of tables")
@@ -89,7 +96,8 @@ def main(args: argparse.Namespace) -> int:
     options = OptimizerOptions(
         task=args.task, searcher=args.searcher, budget=args.budget, levels=args.levels,
         max_length=args.max_length, transfer=args.transfer, top=args.top, baselines=baselines,
-        seed=args.seed, scale=args.scale, study=args.study, storage=args.storage, out=args.out)
+        seed=args.seed, scale=args.scale, study=args.study, storage=args.storage, out=args.out,
+        workers=args.workers, heartbeat=args.heartbeat)
     console = Console(stderr=True)
     with best_so_far_bar(console) as update:
         results = run_optimizer(options, progress=lambda done, total, best: update("candidates", done, total, best),

@@ -12,11 +12,15 @@ from diffsearch.jobs.hparams import HparamsOptions, run_worker
 from diffsearch.ledger import DEFAULT_HEARTBEAT_SECONDS, open_storage
 
 DESCRIPTION = """\
-Join an existing study and evaluate trials until its budget is met. The study recorded its job and
-settings when it was created, so the storage URL and the study name are all a worker needs:
+Join an existing study and evaluate trials until its budget is met (hparams) or until its search is
+over (optimizer). The study recorded its job and settings when it was created, so the storage URL and
+the study name are all a worker needs:
 
   diffsearch hparams --dataset moons --trials 200 --storage postgresql://user@host/db --study big
   diffsearch worker --study big --storage postgresql://user@host/db     # on every other machine
+
+An optimizer study hands each batch of candidate rules (a level of the tree traversal, a generation)
+to whichever workers are free; its searcher reads the scores back from the storage.
 
 A data file given by path must exist at the same path on the worker's machine.
 """
@@ -41,8 +45,11 @@ def main(args: argparse.Namespace) -> int:
     except KeyError:
         raise UsageError(f"no study {args.study!r} in {args.storage}") from None
     attrs = study.user_attrs
+    if attrs.get("job") == "optimizer":
+        return _optimizer_worker(study, attrs)
     if attrs.get("job") != "hparams":
-        raise UsageError(f"study {args.study!r} was not made by `diffsearch hparams` (job={attrs.get('job')!r})")
+        raise UsageError(f"study {args.study!r} was not made by `diffsearch hparams` or `diffsearch optimizer` "
+                         f"(job={attrs.get('job')!r})")
     fields = HparamsOptions.__dataclass_fields__
     options = HparamsOptions(**{k: v for k, v in attrs.items() if k in fields and k != "job"},
                              study=args.study, storage=args.storage, out=args.out,
@@ -51,4 +58,13 @@ def main(args: argparse.Namespace) -> int:
         options.trials = args.trials
         study.set_user_attr("trials", args.trials)
     run_worker(options.resolved(), worker=os.getpid(), threads=None)
+    return 0
+
+
+def _optimizer_worker(study: optuna.Study, attrs: dict) -> int:
+    """Train the rules the optimizer job enqueues until it marks the study finished."""
+    from diffsearch.jobs.optimizer_ledger import run_rule_worker
+    from diffsearch.spaces.update_rule_space import UpdateRuleSpace
+
+    run_rule_worker(study, UpdateRuleSpace(max_length=int(attrs.get("max_length", 10))))
     return 0

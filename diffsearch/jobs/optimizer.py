@@ -24,7 +24,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from diffsearch.errors import UsageError
-from diffsearch.ledger import create_or_load_study, is_done, open_storage, run_location
+from diffsearch.jobs.optimizer_ledger import FINISHED_ATTR, LedgerEvaluator, run_rule_worker
+from diffsearch.ledger import DEFAULT_HEARTBEAT_SECONDS, create_or_load_study, open_storage, run_location
 from diffsearch.optim import HAND_DESIGNED
 from diffsearch.spaces.update_rule_space import UpdateRuleSpace, formula
 from diffsearch.spaces.update_rules import Program, parse, to_text
@@ -53,6 +54,8 @@ class OptimizerOptions:
     study: str | None = None          # default: optimizer-<task>-<searcher>
     storage: str | None = None        # default: sqlite:///<out>/study.db
     out: str | None = None            # default: runs/<study>
+    workers: int = 1                  # processes on this machine training the rules (--workers)
+    heartbeat: int = DEFAULT_HEARTBEAT_SECONDS  # a trial silent for 3 beats is re-run by another worker
 
     def resolved(self) -> "OptimizerOptions":
         o = OptimizerOptions(**asdict(self))
@@ -64,6 +67,8 @@ class OptimizerOptions:
                 raise UsageError(f"unknown task {name!r}; known: {', '.join(TASKS)}")
         if o.budget < 1 or o.levels < 1 or o.top < 0:
             raise UsageError("--budget and --levels must be at least 1, --top at least 0")
+        if o.workers < 1 or o.heartbeat < 1:
+            raise UsageError("--workers and --heartbeat must be at least 1")
         if o.max_length < 1 or not 0 < o.scale <= 100:
             raise UsageError("--max-length must be at least 1 and --scale in (0, 100]")
         unknown = [b for b in o.baselines if b not in HAND_DESIGNED]
@@ -74,63 +79,12 @@ class OptimizerOptions:
         return o
 
 
-class LedgerEvaluator:
-    """Train a program on a task as an Optuna trial; a program already in the study is not trained again."""
-
-    def __init__(self, study: optuna.Study, space: UpdateRuleSpace, task: DiffusionTrainingTask, role: str,
-                 seed: int, on_trial: Callable[[FrozenTrial], None] | None = None):
-        self.study, self.space, self.task, self.role, self.seed, self.on_trial = study, space, task, role, seed, on_trial
-        self.done: dict[tuple, FrozenTrial] = {}
-        for t in study.get_trials(deepcopy=False):
-            a = t.user_attrs  # a training counts for the same role, task and training seed only
-            if is_done(t) and a.get("role") == role and a.get("task") == task.name and a.get("seed") == seed:
-                self.done[(t.user_attrs["key"], t.user_attrs.get("weight_decay", 0.0))] = t
-        self.replayed = 0
-
-    def trial(self, program: Program, weight_decay: float = 0.0, name: str | None = None) -> FrozenTrial:
-        key = (self.space.key(program), weight_decay)
-        if key in self.done:
-            self.replayed += 1
-            return self.done[key]
-        attrs = {"role": self.role, "task": self.task.name, "key": key[0], "weight_decay": weight_decay,
-                 "expr": to_text(program), "formula": formula(program), "seed": self.seed}
-        if name:
-            attrs["name"] = name
-        self.study.enqueue_trial(self.space.to_params(program), user_attrs=attrs)
-        trial = self.study.ask(self.space.distributions())
-        try:
-            ev = self.task.evaluate(program, seed=self.seed, weight_decay=weight_decay)
-            for attr, value in (("lr", ev.lr), ("lr_grid", ev.grid), ("curve", ev.curve), ("seconds", ev.seconds)):
-                trial.set_user_attr(attr, value)
-            if math.isfinite(ev.score):
-                self.study.tell(trial, ev.score)
-            else:
-                trial.set_user_attr("fail_reason", "the loss blew up at every lr of the grid")
-                self.study.tell(trial, state=TrialState.FAIL)
-        except Exception as exc:  # a failed evaluation is recorded, not fatal
-            trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}"[:500])
-            self.study.tell(trial, state=TrialState.FAIL)
-        frozen = self.study.get_trials(deepcopy=False)[trial.number]
-        self.done[key] = frozen
-        if self.on_trial:
-            self.on_trial(frozen)
-        return frozen
-
-    def __call__(self, program: Program) -> float:
-        t = self.trial(program)
-        return t.value if t.state == TrialState.COMPLETE else math.inf
-
-
 ProgressFn = Callable[[int, int, float | None], None]
 
 
 def run_optimizer(options: OptimizerOptions, progress: ProgressFn | None = None,
                   log: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
     """Search, train the hand-designed baselines, optionally transfer, and write results.json + PNG."""
-    from diffsearch.searchers.mct import describe, mct_search
-    from diffsearch.searchers.tree_evolution import evolution_search
-    from diffsearch.searchers.tree_random import random_tree_search
-
     o = options.resolved()
     start = time.perf_counter()
     out = Path(o.out)
@@ -138,20 +92,60 @@ def run_optimizer(options: OptimizerOptions, progress: ProgressFn | None = None,
     space = UpdateRuleSpace(max_length=o.max_length)
     # "epochs" is the ledger's identity attr for training length: here the step scale
     attrs = {"job": "optimizer", "space": space.name, "dataset": o.task, "epochs": o.scale,
-             "searcher": o.searcher, "budget": o.budget, "seed": o.seed, "max_length": o.max_length}
-    study = create_or_load_study(open_storage(o.storage), o.study, attrs, optuna.samplers.RandomSampler(o.seed))
+             "searcher": o.searcher, "budget": o.budget, "seed": o.seed, "max_length": o.max_length,
+             FINISHED_ATTR: False}
+    study = create_or_load_study(open_storage(o.storage, o.heartbeat), o.study, attrs,
+                                 optuna.samplers.RandomSampler(o.seed))
     task = make_task(o.task, o.scale)
+    workers = _start_workers(o)
+    try:
+        results = _search_and_compare(o, study, space, task, progress, log)
+    finally:
+        study.set_user_attr(FINISHED_ATTR, True)  # workers here and on other machines leave
+        _stop_workers(workers)
+    results["elapsed_seconds"] = time.perf_counter() - start
+    results["storage"], results["study"] = o.storage, o.study
+    results["plot"] = _plot(results["leaderboard"], o, out)
+    (out / "results.json").write_text(json.dumps(_clean(results), indent=2, default=str))
+    results["results_file"] = str(out / "results.json")
+    return results
+
+
+class _CountedEvaluator:
+    """What the searchers call: trains through the ledger and moves the progress bar per finished trial."""
+
+    def __init__(self, evaluator: LedgerEvaluator, budget: int, progress: ProgressFn | None):
+        self.evaluator, self.budget, self.progress = evaluator, budget, progress
+        self.used, self.best = 0, math.inf
+        evaluator.on_trial = self._tick
+
+    def _tick(self, trial: FrozenTrial) -> None:
+        self.used += 1
+        if trial.state == TrialState.COMPLETE:
+            self.best = min(self.best, trial.value)
+        if self.progress:
+            self.progress(min(self.used, self.budget), self.budget, self.best if math.isfinite(self.best) else None)
+
+    def many(self, programs: list[Program]) -> list[float]:
+        before = set(self.evaluator.done)
+        scores = self.evaluator.many(programs)
+        for key in {(self.evaluator.space.key(p), 0.0) for p in programs} & before:  # replayed: no callback
+            self._tick(self.evaluator.done[key])
+        return scores
+
+    def __call__(self, program: Program) -> float:
+        return self.many([program])[0]
+
+
+def _search_and_compare(o: OptimizerOptions, study: optuna.Study, space: UpdateRuleSpace,
+                        task: DiffusionTrainingTask, progress: ProgressFn | None,
+                        log: Callable[[str], None]) -> dict[str, Any]:
+    from diffsearch.searchers.mct import describe, mct_search
+    from diffsearch.searchers.tree_evolution import evolution_search
+    from diffsearch.searchers.tree_random import random_tree_search
+
     evaluator = LedgerEvaluator(study, space, task, "search", o.seed)
-    used, best = [0], [math.inf]
-
-    def counted(program: Program) -> float:  # the searchers call this once per budget unit
-        value = evaluator(program)
-        used[0] += 1
-        best[0] = min(best[0], value)
-        if progress:
-            progress(used[0], o.budget, best[0] if math.isfinite(best[0]) else None)
-        return value
-
+    counted = _CountedEvaluator(evaluator, o.budget, progress)
     search_start = time.perf_counter()
     results: dict[str, Any] = {"job": "optimizer", "options": asdict(o), "initial_loss": task.initial_loss}
     if o.searcher == "mct":
@@ -161,38 +155,68 @@ def run_optimizer(options: OptimizerOptions, progress: ProgressFn | None = None,
     elif o.searcher == "random":
         book = random_tree_search(space, counted, o.budget, o.seed)
     else:
-        book = evolution_search(space, counted, o.budget, o.seed)
+        book = evolution_search(space, counted, o.budget, o.seed, batch=o.workers)
     search_seconds = time.perf_counter() - search_start
     results["search"] = {**book.stats(), "replayed_from_storage": evaluator.replayed, "seconds": search_seconds}
 
     ranked = sorted(book.programs.items(), key=lambda kp: book.scores[kp[0]])
     rules = [(f"rule {i + 1}", program, 0.0) for i, (_, program) in enumerate(ranked[: max(o.top, 1)])
              if math.isfinite(book.scores[ranked[i][0]])]
-    baseline_eval = LedgerEvaluator(study, space, task, "baseline", o.seed)
+    hand = [(name, parse(HAND_DESIGNED[name][0]), HAND_DESIGNED[name][1]) for name in o.baselines]
     if o.baselines:
         log(f"training {len(o.baselines)} hand-designed optimizers on {o.task}")
-    hand = [(name, parse(HAND_DESIGNED[name][0]), HAND_DESIGNED[name][1]) for name in o.baselines]
-    rows = []
-    for name, program, wd in rules + hand:
-        t = evaluator.trial(program) if name.startswith("rule") else baseline_eval.trial(program, wd, name)
-        rows.append(_row(name, program, wd, t))
+    rule_trials = evaluator.trials([(program, wd, None) for _, program, wd in rules])
+    hand_trials = LedgerEvaluator(study, space, task, "baseline", o.seed).trials(
+        [(program, wd, name) for name, program, wd in hand])
+    rows = [_row(name, program, wd, t) for (name, program, wd), t in zip(rules + hand, rule_trials + hand_trials)]
     if o.transfer:
         log(f"transfer: training the top rules and the baselines on {o.transfer}")
         transfer_eval = LedgerEvaluator(study, space, make_task(o.transfer, o.scale), "transfer", o.seed)
-        for row, (name, program, wd) in zip(rows, rules + hand):
-            t = transfer_eval.trial(program, wd, name)
+        transferred = transfer_eval.trials([(program, wd, name) for name, program, wd in rules + hand])
+        for row, t in zip(rows, transferred):
             row["transfer_score"], row["transfer_lr"] = t.value, t.user_attrs.get("lr")
             row["transfer_curve"] = t.user_attrs.get("curve", [])
     rows.sort(key=lambda r: (r["score"] is None, r["score"] if r["score"] is not None else 0))
     results["leaderboard"] = rows
     results["best"] = next((r for r in rows if r["kind"] == "rule"), None)
     results["trials"] = [_trial_record(t) for t in study.get_trials(deepcopy=False)]
-    results["elapsed_seconds"] = time.perf_counter() - start
-    results["storage"], results["study"] = o.storage, o.study
-    results["plot"] = _plot(rows, o, out)
-    (out / "results.json").write_text(json.dumps(_clean(results), indent=2, default=str))
-    results["results_file"] = str(out / "results.json")
     return results
+
+
+def _worker_process(storage_url: str, study_name: str, max_length: int, heartbeat: int, threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.load_study(study_name=study_name, storage=open_storage(storage_url, heartbeat))
+    run_rule_worker(study, UpdateRuleSpace(max_length=max_length))
+
+
+def _start_workers(o: OptimizerOptions) -> list:
+    """``--workers N``: this process searches and trains; N - 1 more processes train waiting rules."""
+    if o.workers == 1:
+        return []
+    import multiprocessing
+
+    import torch
+
+    threads = max(1, torch.get_num_threads() // o.workers)
+    torch.set_num_threads(threads)
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_worker_process, daemon=True,
+                               args=(o.storage, o.study, o.max_length, o.heartbeat, threads))
+               for _ in range(o.workers - 1)]
+    for process in workers:
+        process.start()
+    return workers
+
+
+def _stop_workers(workers: list) -> None:
+    for process in workers:
+        process.join(timeout=30)  # they leave on their own once the study is marked finished
+        if process.is_alive():
+            process.terminate()
+            process.join()
 
 
 def _row(name: str, program: Program, wd: float, t: FrozenTrial) -> dict[str, Any]:

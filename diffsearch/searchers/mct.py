@@ -33,16 +33,15 @@ def thresholded_mean(scores: Sequence[float], threshold: float) -> float:
     return float(np.mean(kept)) if kept else math.inf
 
 
-def _sample_new(budget: TreeBudget, space: UpdateRuleSpace, partial: Program, rng: np.random.Generator,
-                max_tries: int) -> float | None:
-    """Score of a new valid completion of ``partial`` (drawing up to ``max_tries``); None if none found."""
+def _admit_new(budget: TreeBudget, space: UpdateRuleSpace, partial: Program, rng: np.random.Generator,
+               max_tries: int) -> Program | None:
+    """A new valid completion of ``partial``, queued for training (drawing up to ``max_tries``); None if none."""
     for _ in range(max_tries):
         program = space.complete_randomly(partial, rng)
         if program is None:
             continue
-        score = budget.try_program(program)
-        if score is not None:
-            return score
+        if budget.admit(program):
+            return tuple(program)
         if space.is_complete(partial):  # a complete program has one completion: itself
             return None
     return None
@@ -62,18 +61,22 @@ def mct_search(space: UpdateRuleSpace, evaluate: EvaluateFn, budget: int = 128, 
         order = [children[i] for i in rng.permutation(len(children))]
         samples: dict[str, list[float]] = {c: [] for c in children}
         exhausted: set[str] = set()
+        child_of: dict[Program, str] = {}
         i = 0
-        # round robin, so every child gets a sample before any gets a second
-        while book.used < target and len(exhausted) < len(order):
+        # round robin, so every child gets a sample before any gets a second; the level's samples do
+        # not depend on each other's scores, so they are trained as one batch (in parallel by workers)
+        while book.used + len(book.pending) < target and len(exhausted) < len(order):
             child = order[i % len(order)]
             i += 1
             if child in exhausted:
                 continue
-            score = _sample_new(book, space, node + (child,), rng, max_tries)
-            if score is None:
+            program = _admit_new(book, space, node + (child,), rng, max_tries)
+            if program is None:
                 exhausted.add(child)
             else:
-                samples[child].append(score)
+                child_of[program] = child
+        for program, score in book.flush():
+            samples[child_of[program]].append(score)
         record = LevelRecord(" ".join(node), {c: thresholded_mean(s, threshold) for c, s in samples.items()},
                              {c: len(s) for c, s in samples.items()})
         history.append(record)
@@ -86,8 +89,9 @@ def mct_search(space: UpdateRuleSpace, evaluate: EvaluateFn, budget: int = 128, 
     # budget left when a level ran out of new programs: completions of the last node, then of the root
     for partial in (node, ()):
         while book.left > 0:
-            if _sample_new(book, space, partial, rng, max_tries * 5) is None:
+            if _admit_new(book, space, partial, rng, max_tries * 5) is None:
                 break
+        book.flush()
     return book, history
 
 

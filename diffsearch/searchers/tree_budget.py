@@ -15,6 +15,8 @@ from diffsearch.spaces.update_rule_space import UpdateRuleSpace
 from diffsearch.spaces.update_rules import Program
 
 EvaluateFn = Callable[[Program], float]  # lower is better; inf for a failed training
+# the same for a batch of programs, trained in parallel where workers are running
+EvaluateManyFn = Callable[[Sequence[Program]], Sequence[float]]
 
 
 class BudgetSpent(Exception):
@@ -23,12 +25,19 @@ class BudgetSpent(Exception):
 
 @dataclass
 class TreeBudget:
+    """Programs are first admitted (new, passing the tests), then trained in batches by ``flush``.
+
+    Admission does not depend on scores, so a searcher may admit a whole level or generation and have
+    it trained at once by as many workers as there are.
+    """
+
     space: UpdateRuleSpace
     evaluate: EvaluateFn
     budget: int
     scores: dict[str, float] = field(default_factory=dict)      # key -> score of evaluated programs
     programs: dict[str, Program] = field(default_factory=dict)  # key -> the first program with that key
     rejected: dict[str, str] = field(default_factory=dict)      # key -> reason
+    pending: dict[str, Program] = field(default_factory=dict)   # admitted, not trained yet
     duplicates: int = 0
     proposed: int = 0
     check_seconds: float = 0.0
@@ -39,29 +48,47 @@ class TreeBudget:
 
     @property
     def left(self) -> int:
-        return self.budget - self.used
+        return self.budget - self.used - len(self.pending)
 
-    def try_program(self, program: Sequence[str]) -> float | None:
-        """Evaluate ``program`` if it is new and passes the tests; None when it did not use budget."""
+    def admit(self, program: Sequence[str]) -> bool:
+        """Queue ``program`` for training if it is new and passes the tests; False when it uses no budget."""
         if self.left <= 0:
             raise BudgetSpent
         program = tuple(program)
         self.proposed += 1
         start = time.perf_counter()
         key = self.space.key(program)
-        if key in self.scores or key in self.rejected:
+        if key in self.scores or key in self.rejected or key in self.pending:
             self.duplicates += 1
             self.check_seconds += time.perf_counter() - start
-            return None
+            return False
         reason = self.space.check(program)
         self.check_seconds += time.perf_counter() - start
         if reason is not None:
             self.rejected[key] = reason
+            return False
+        self.pending[key] = program
+        return True
+
+    def flush(self) -> list[tuple[Program, float]]:
+        """Train the admitted programs (one batch); their (program, score) in admission order."""
+        batch, self.pending = self.pending, {}
+        if not batch:
+            return []
+        many = getattr(self.evaluate, "many", None)
+        scores = list(many(list(batch.values()))) if many else [self.evaluate(p) for p in batch.values()]
+        for (key, program), score in zip(batch.items(), scores):
+            self.scores[key] = score if math.isfinite(score) else math.inf
+            self.programs[key] = program
+        return [(program, self.scores[key]) for key, program in batch.items()]
+
+    def try_program(self, program: Sequence[str]) -> float | None:
+        """Train ``program`` now if it is new and passes the tests; None when it did not use budget."""
+        if self.pending:
+            raise RuntimeError("flush() the admitted programs before trying one alone")
+        if not self.admit(program):
             return None
-        score = self.evaluate(program)
-        self.scores[key] = score if math.isfinite(score) else math.inf
-        self.programs[key] = program
-        return self.scores[key]
+        return self.flush()[0][1]
 
     def best(self) -> tuple[Program, float] | None:
         if not self.scores:

@@ -44,19 +44,17 @@ def to_tree(program: Program, pset: gp.PrimitiveSet) -> gp.PrimitiveTree:
 
 def evolution_search(space: UpdateRuleSpace, evaluate: EvaluateFn, budget: int = 128, seed: int = 0,
                      population: int = 16, tournament: int = 3, crossover: float = 0.5,
-                     max_misses: int = 5000) -> TreeBudget:
+                     max_misses: int = 5000, batch: int = 1) -> TreeBudget:
+    """``batch`` children are bred from the same population and trained together (one per worker);
+    with ``batch=1`` this is the classic steady state."""
     rng = np.random.default_rng(seed)
     random.seed(seed)  # deap draws from Python's random module
     pset = primitive_set()
     book = TreeBudget(space, evaluate, budget)
-    pop: list[tuple[Program, float]] = []
     misses = 0
-    while book.left > 0 and len(pop) < min(population, budget) and misses < max_misses:
-        program = space.sample(rng)
-        score = book.try_program(program)
-        misses = misses + 1 if score is None else 0
-        if score is not None:
-            pop.append((program, score))
+    while book.left > 0 and len(book.pending) < min(population, budget) and misses < max_misses:
+        misses = 0 if book.admit(space.sample(rng)) else misses + 1
+    pop: list[tuple[Program, float]] = book.flush()
     grow = partial(gp.genGrow, min_=0, max_=2)
 
     def pick() -> Program:
@@ -65,19 +63,16 @@ def evolution_search(space: UpdateRuleSpace, evaluate: EvaluateFn, budget: int =
 
     misses = 0
     while book.left > 0 and pop and misses < max_misses:
-        if rng.random() < crossover and len(pop) > 1:
-            child, _ = gp.cxOnePoint(to_tree(pick(), pset), to_tree(pick(), pset))
-        else:
-            (child,) = gp.mutUniform(to_tree(pick(), pset), expr=grow, pset=pset)
-        program = to_tokens(child)
-        score = None
-        if len(program) <= space.max_length and not violations(program):
-            score = book.try_program(program)
-        if score is None:
-            misses += 1
-            continue
-        misses = 0
-        worst = max(range(len(pop)), key=lambda i: (pop[i][1], -i))
-        if score <= pop[worst][1] or not math.isfinite(pop[worst][1]):
-            pop[worst] = (program, score)
+        while book.left > 0 and len(book.pending) < batch and misses < max_misses:
+            if rng.random() < crossover and len(pop) > 1:
+                child, _ = gp.cxOnePoint(to_tree(pick(), pset), to_tree(pick(), pset))
+            else:
+                (child,) = gp.mutUniform(to_tree(pick(), pset), expr=grow, pset=pset)
+            program = to_tokens(child)
+            admitted = len(program) <= space.max_length and not violations(program) and book.admit(program)
+            misses = 0 if admitted else misses + 1
+        for program, score in book.flush():
+            worst = max(range(len(pop)), key=lambda i: (pop[i][1], -i))
+            if score <= pop[worst][1] or not math.isfinite(pop[worst][1]):
+                pop[worst] = (program, score)
     return book

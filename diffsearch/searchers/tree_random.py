@@ -10,10 +10,14 @@ from diffsearch.spaces.update_rule_space import UpdateRuleSpace
 
 def random_tree_search(space: UpdateRuleSpace, evaluate: EvaluateFn, budget: int = 128, seed: int = 0,
                        max_misses: int = 5000) -> TreeBudget:
-    """Stops after ``budget`` evaluations, or after ``max_misses`` draws in a row brought nothing new."""
+    """Stops after ``budget`` evaluations, or after ``max_misses`` draws in a row brought nothing new.
+
+    Draws do not depend on scores: every admitted program is trained in one batch (by all workers).
+    """
     rng = np.random.default_rng(seed)
     book = TreeBudget(space, evaluate, budget)
     misses = 0
     while book.left > 0 and misses < max_misses:
-        misses = 0 if book.try_program(space.sample(rng)) is not None else misses + 1
+        misses = 0 if book.admit(space.sample(rng)) else misses + 1
+    book.flush()
     return book
