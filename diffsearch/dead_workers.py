@@ -19,6 +19,7 @@ from optuna.trial import TrialState
 
 # legacy trials without a worker record are failed once they have run this long without one
 NO_RECORD_GRACE_SECONDS = 60
+RECORD_GRACE_SECONDS = 5
 
 
 def worker_id() -> str:
@@ -39,6 +40,9 @@ def _process_alive(pid: int) -> bool:
 def _is_dead(trial: optuna.trial.FrozenTrial, host: str, now: datetime.datetime) -> bool:
     worker = trial.user_attrs.get("worker")
     if worker:
+        # a retry starts with its dead predecessor's record until its new worker writes its own
+        if (now - trial.datetime_start).total_seconds() < RECORD_GRACE_SECONDS:
+            return False
         worker_host, _, pid = worker.rpartition(":")
         return worker_host == host and pid.isdigit() and not _process_alive(int(pid))
     return (now - trial.datetime_start).total_seconds() > NO_RECORD_GRACE_SECONDS
