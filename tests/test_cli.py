@@ -204,3 +204,11 @@ def test_a_study_of_another_job_is_refused_in_one_line(tmp_path, capsys):
     assert run_cli("worker", "--study", "taken", "--storage", storage) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not made by `diffsearch hparams`" in err
+
+
+def test_top_level_help_loads_no_job_libraries():
+    code = ("import sys\nfrom diffsearch.cli.main import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n"
+            "    pass\nprint(sorted(m for m in ('torch', 'diffusers', 'open_clip', 'optuna') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+    assert "optimizer" in result.stdout and "worker" in result.stdout

@@ -42,8 +42,8 @@ examples:
 """
 
 
-def add_parser(subparsers, parser_class, formatter) -> None:
-    p = subparsers.add_parser("hparams", help="tune training hyperparameters (seed 000)",
+def add_parser(subparsers, parser_class, formatter, help_text: str) -> None:
+    p = subparsers.add_parser("hparams", help=help_text,
                               description=DESCRIPTION, formatter_class=formatter)
     p.add_argument("--dataset", default="moons",
                    help=f"vectors: {', '.join(TOY_DATASETS)}, or a .npy / .csv file of N x D floats; "

@@ -17,8 +17,8 @@ from diffsearch.spaces.prompts import PROMPT_SPACES
 from diffsearch.searchers.prompt_registry import PROMPT_SEARCHERS
 
 
-def add_parser(subparsers, parser_class, formatter) -> None:
-    p = subparsers.add_parser("list", help="list jobs, spaces, searchers, pruners, objectives, datasets")
+def add_parser(subparsers, parser_class, formatter, help_text: str) -> None:
+    p = subparsers.add_parser("list", help=help_text)
     p.set_defaults(handler=main)
 
 

@@ -2,25 +2,41 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 
-from diffsearch.cli import hparams, listing, optimizer, prompt, worker
 from diffsearch.cli.parser import Formatter, OneLineParser
 from diffsearch.errors import UsageError
 
+# Only the module of the command being run is imported (each one loads torch, diffusers, open_clip...
+# for its own job), so `diffsearch --help` answers at once and a command pays for its own imports alone.
+COMMANDS = {
+    "hparams": ("diffsearch.cli.hparams", "tune training hyperparameters (seed 000)"),
+    "optimizer": ("diffsearch.cli.optimizer", "discover optimizer update rules (seed 004)"),
+    "prompt": ("diffsearch.cli.prompt", "optimise a Stable Diffusion prompt (seed 004, DPO-Diff)"),
+    "worker": ("diffsearch.cli.worker", "join a study and run its trials"),
+    "list": ("diffsearch.cli.listing", "list jobs, spaces, searchers, pruners, objectives, datasets"),
+}
 
-def build_parser() -> OneLineParser:
+
+def build_parser(command: str | None = None) -> OneLineParser:
+    """The parser, with full options for ``command`` (all commands when None) and a summary line for the rest."""
     parser = OneLineParser(prog="diffsearch", formatter_class=Formatter,
                            description="Search the decisions around diffusion models. "
                                        "Every evaluation is recorded as an Optuna trial.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
-    for module in (hparams, optimizer, prompt, worker, listing):
-        module.add_parser(sub, OneLineParser, Formatter)
+    for name, (module, help_text) in COMMANDS.items():
+        if command is None or name == command:
+            importlib.import_module(module).add_parser(sub, OneLineParser, Formatter, help_text)
+        else:
+            sub.add_parser(name, help=help_text)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((a for a in argv if not a.startswith("-")), "")
+    parser = build_parser(command if command in COMMANDS else "")
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
         parser.print_help()

@@ -44,8 +44,8 @@ examples:
 """
 
 
-def add_parser(subparsers, parser_class, formatter) -> None:
-    p = subparsers.add_parser("optimizer", help="discover optimizer update rules (seed 004)",
+def add_parser(subparsers, parser_class, formatter, help_text: str) -> None:
+    p = subparsers.add_parser("optimizer", help=help_text,
                               description=DESCRIPTION, formatter_class=formatter)
     p.add_argument("--task", default="toy2d-moons", help=f"search task: {', '.join(TASKS)}")
     p.add_argument("--searcher", default="mct", help=f"one of: {', '.join(TREE_SEARCHERS)}")

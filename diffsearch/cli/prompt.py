@@ -42,8 +42,8 @@ examples:
 """
 
 
-def add_parser(subparsers, parser_class, formatter) -> None:
-    p = subparsers.add_parser("prompt", help="optimise a Stable Diffusion prompt (seed 004, DPO-Diff)",
+def add_parser(subparsers, parser_class, formatter, help_text: str) -> None:
+    p = subparsers.add_parser("prompt", help=help_text,
                               description=DESCRIPTION, formatter_class=formatter)
     p.add_argument("prompt", nargs="?", help="your prompt (or --prompts FILE)")
     p.add_argument("--prompts", dest="prompts_file", help="a prompt set: one prompt a line; reports mean ± std")

@@ -8,7 +8,6 @@ import os
 import optuna
 
 from diffsearch.errors import UsageError
-from diffsearch.jobs.hparams import HparamsOptions, run_worker
 from diffsearch.ledger import DEFAULT_HEARTBEAT_SECONDS, open_storage
 
 DESCRIPTION = """\
@@ -26,8 +25,8 @@ A data file given by path must exist at the same path on the worker's machine.
 """
 
 
-def add_parser(subparsers, parser_class, formatter) -> None:
-    p = subparsers.add_parser("worker", help="join a study and run its trials", description=DESCRIPTION,
+def add_parser(subparsers, parser_class, formatter, help_text: str) -> None:
+    p = subparsers.add_parser("worker", help=help_text, description=DESCRIPTION,
                               formatter_class=formatter)
     p.add_argument("--study", required=True, help="study name")
     p.add_argument("--storage", required=True, help="Optuna storage URL or journal .log path")
@@ -50,6 +49,8 @@ def main(args: argparse.Namespace) -> int:
     if attrs.get("job") != "hparams":
         raise UsageError(f"study {args.study!r} was not made by `diffsearch hparams` or `diffsearch optimizer` "
                          f"(job={attrs.get('job')!r})")
+    from diffsearch.jobs.hparams import HparamsOptions, run_worker  # the job's libraries, only for its workers
+
     fields = HparamsOptions.__dataclass_fields__
     options = HparamsOptions(**{k: v for k, v in attrs.items() if k in fields and k != "job"},
                              study=args.study, storage=args.storage, out=args.out,
