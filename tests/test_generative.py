@@ -112,3 +112,17 @@ def test_guided_generation_stays_in_the_unit_cube():
     method.fit(X, y)
     proposals = method.generate(X, y, n=16)
     assert proposals.shape == (16, 4) and proposals.min() >= 0 and proposals.max() <= 1
+
+
+def test_model_rates_improving_candidates_above_the_rest():
+    rng = np.random.default_rng(0)
+    X = rng.uniform(size=(30, 2)).astype(np.float32)
+    quadratic = lambda P: -((P - 0.3) ** 2).sum(axis=1)  # noqa: E731
+    y = quadratic(X)
+    method = GenerativeHPO(seed=0, config=fast_config(first_fit_steps=400, score_draws=64))
+    method.fit(X, y)
+    candidates = rng.uniform(size=(200, 2)).astype(np.float32)
+    scores = method.improvement_score(candidates, X, y)
+    chosen = candidates[np.argsort(scores)[-20:]]  # the 20 the model rates highest
+    assert quadratic(chosen).mean() > quadratic(candidates).mean() + 0.1, (quadratic(chosen).mean(),
+                                                                          quadratic(candidates).mean())

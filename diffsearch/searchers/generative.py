@@ -36,7 +36,8 @@ class GenerativeConfig:
     lr: float = 1e-3
     first_fit_steps: int = 300       # gradient steps the first time the model sees a history
     refit_steps: int = 60            # fine-tuning steps each later call (the history grew by one)
-    candidates: int = 1              # configurations generated per call; >1 returns the first
+    candidates: int = 1              # configurations generated per call; the most likely improving one is returned
+    score_draws: int = 32            # (t, eps) draws per candidate when ranking candidates
     guidance: float = 0.0            # classifier-free guidance on I: eps(1) + w (eps(1) - eps(0)); 0 = the seed's
     losses: list[float] = field(default_factory=list)
 
@@ -214,6 +215,32 @@ class GenerativeHPO:
             z = self.denoiser(eps_hat, int(t), z, self.generator)
         return ((z.clamp(-1.0, 1.0) + 1.0) / 2.0).numpy()
 
+    @torch.no_grad()
+    def improvement_score(self, candidates: np.ndarray, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """log p(x | I=1, C) - log p(x | I=0, C) up to a constant, per candidate: the model used as its own
+        classifier (a diffusion classifier). The ELBO difference is the gap between the noise-prediction
+        errors under I=0 and I=1 at the same (t, eps); higher means "more likely to beat the history"."""
+        n, d = candidates.shape
+        k = self.config.score_draws
+        context = np.concatenate([X, _scale(np.asarray(y, dtype=np.float64).reshape(-1))[:, None]], axis=1)
+        embedding = self.network.context(torch.from_numpy(context[None].astype(np.float32)),
+                                         torch.zeros(1, len(X), dtype=torch.bool)).expand(n * k, -1)
+        z0 = (2.0 * torch.from_numpy(np.asarray(candidates, dtype=np.float32)) - 1.0).repeat_interleave(k, dim=0)
+        eps = torch.randn(z0.shape, generator=self.generator)
+        t = torch.randint(0, self.config.timesteps, (n * k,), generator=self.generator)
+        z_t = self.noise_adder(z0, eps, t)
+        error = {flag: ((self.network(z_t, t, torch.full((n * k,), flag), embedding) - eps) ** 2).sum(dim=1)
+                 for flag in (0.0, 1.0)}
+        return (error[0.0] - error[1.0]).reshape(n, k).mean(dim=1).numpy()
+
+    def suggest(self, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """One configuration: a sample given I = 1, or with ``candidates`` > 1 the sample the model
+        itself rates most likely to improve."""
+        proposals = self.generate(X, y, n=self.config.candidates)
+        if len(proposals) == 1:
+            return proposals[0]
+        return proposals[int(np.argmax(self.improvement_score(proposals, X, y)))]
+
     def observe_and_suggest(self, X_obs, y_obs, X_pen=None):
         """HPO-B: continuous -> a point of [0, 1]^d; discrete (X_pen given) -> the index of the pending
         configuration nearest to the generated one."""
@@ -224,7 +251,7 @@ class GenerativeHPO:
                 return int(self.rng.integers(len(X_pen)))
             raise ValueError("observe_and_suggest needs at least one observation in the continuous setting")
         self.fit(X_obs, y_obs)
-        proposal = self.generate(X_obs, y_obs, n=self.config.candidates)[0]
+        proposal = self.suggest(X_obs, y_obs)
         if X_pen is None:
             return proposal
         distances = np.linalg.norm(np.asarray(X_pen, dtype=np.float32) - proposal[None], axis=1)
