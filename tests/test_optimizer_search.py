@@ -157,3 +157,35 @@ def test_random_search_trains_everything_in_one_batch():
     objective = Batched()
     random_tree_search(SPACE, objective, budget=30, seed=1)
     assert objective.batches == [30]
+
+
+def test_ctrl_c_mid_level_then_rerun_trains_each_rule_once(tmp_path):
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "diffsearch", "optimizer", "--budget", "8", "--levels", "1", "--scale", "0.15",
+           "--baselines", "none", "--top", "1", "--out", str(out)]
+    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.time() + 120
+    while time.time() < deadline:  # interrupt once a few rules of the level are trained
+        time.sleep(0.1)
+        try:
+            with sqlite3.connect(f"file:{out}/study.db?mode=ro", uri=True) as db:
+                if db.execute("SELECT count(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0] >= 2:
+                    break
+        except sqlite3.Error:
+            continue
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130 and b"Traceback" not in err, err
+    subprocess.run(cmd, check=True, capture_output=True)
+    study = optuna.load_study(study_name="optimizer-toy2d-moons-mct", storage=f"sqlite:///{out}/study.db")
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 8 == len({t.user_attrs["key"] for t in complete})
+    assert not [t for t in study.trials if t.state in (optuna.trial.TrialState.WAITING,
+                                                       optuna.trial.TrialState.RUNNING)]
