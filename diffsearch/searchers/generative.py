@@ -36,7 +36,7 @@ class GenerativeConfig:
     lr: float = 1e-3
     first_fit_steps: int = 300       # gradient steps the first time the model sees a history
     refit_steps: int = 60            # fine-tuning steps each later call (the history grew by one)
-    candidates: int = 1              # configurations generated per call; the most likely improving one is returned
+    candidates: int = 64             # configurations generated per call; the one the model rates most likely to improve is returned (1: the seed)
     score_draws: int = 32            # (t, eps) draws per candidate when ranking candidates
     guidance: float = 0.0            # classifier-free guidance on I: eps(1) + w (eps(1) - eps(0)); 0 = the seed's
     losses: list[float] = field(default_factory=list)
