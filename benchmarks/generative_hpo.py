@@ -27,9 +27,13 @@ import optuna
 from scipy.stats import rankdata
 
 from diffsearch.searchers import make_sampler
+from diffsearch.searchers.generative import GenerativeConfig
+from diffsearch.searchers.generative_sampler import GenerativeSampler
 
 RESULTS = Path(__file__).parent / "results"
-METHODS = ("random", "tpe", "gp", "generative")
+# generative: 64 samples per suggestion, the model picks the one it rates most likely to improve;
+# generative-1: the seed's method as written, one sample per suggestion (the ablation)
+METHODS = ("random", "tpe", "gp", "generative", "generative-1")
 
 
 @dataclass
@@ -112,7 +116,11 @@ def all_tasks() -> list[Task]:
 
 
 def run_one(task: Task, method: str, seed: int, trials: int) -> dict:
-    study = optuna.create_study(sampler=make_sampler(method, seed))
+    if method == "generative-1":
+        sampler = GenerativeSampler(seed=seed, config=GenerativeConfig(candidates=1))
+    else:
+        sampler = make_sampler(method, seed)
+    study = optuna.create_study(sampler=sampler)
     incumbent, curve, seconds = math.inf, [], []
     for _ in range(trials):
         start = time.perf_counter()
