@@ -24,12 +24,13 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from diffsearch.errors import UsageError
-from diffsearch.jobs.optimizer_ledger import FINISHED_ATTR, LedgerEvaluator, run_rule_worker
+from diffsearch.jobs.optimizer_ledger import LedgerEvaluator, run_rule_worker
 from diffsearch.ledger import DEFAULT_HEARTBEAT_SECONDS, create_or_load_study, open_storage, run_location
 from diffsearch.optim import HAND_DESIGNED
 from diffsearch.spaces.update_rule_space import UpdateRuleSpace, formula
 from diffsearch.spaces.update_rules import Program, parse, to_text
 from diffsearch.tasks.optimizer_tasks import TASKS, DiffusionTrainingTask, make_task
+from diffsearch.work_queue import FINISHED_ATTR
 
 TREE_SEARCHERS = {
     "mct": "Monte Carlo tree traversal: levels x samples, best mean child expanded (seed 004)",
