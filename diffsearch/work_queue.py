@@ -10,6 +10,7 @@ evaluated twice; a worker killed mid-trial is found by heartbeats (or its dead p
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Callable, Generic, Hashable, TypeVar
 
 import optuna
@@ -59,7 +60,9 @@ class TrialRunner:
         stop_point()
         fail_dead_workers_trials(self.study)
         if is_heartbeat_enabled(self.study._storage):
-            optuna.storages.fail_stale_trials(self.study)
+            with warnings.catch_warnings():  # "experimental" since Optuna 2.9; relied on on purpose
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(self.study)
 
     def serve(self) -> int:
         """``diffsearch worker``: run waiting trials until the job marks the study finished; how many."""

@@ -200,7 +200,7 @@ def test_a_study_of_another_job_is_refused_in_one_line(tmp_path, capsys):
                    "--held-out", 500, "--epochs", 1, "--out", tmp_path) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "job='optimizer'" in err and "another --study name" in err
-    study.set_user_attr("job", "prompt")
+    study.set_user_attr("job", "an-unknown-job")
     assert run_cli("worker", "--study", "taken", "--storage", storage) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not made by `diffsearch hparams`" in err

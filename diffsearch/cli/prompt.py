@@ -11,6 +11,7 @@ from diffsearch.cli.progress import best_so_far_bar, finish
 
 from diffsearch.backends.stable_diffusion import DEFAULT_MODEL
 from diffsearch.jobs.prompt import TASKS, PromptOptions, run_prompt
+from diffsearch.ledger import DEFAULT_HEARTBEAT_SECONDS
 from diffsearch.objectives.clip import DEFAULT_CLIP
 from diffsearch.searchers.prompt_registry import PROMPT_SEARCHERS
 from diffsearch.spaces.prompts import PROMPT_SPACES
@@ -74,6 +75,10 @@ def add_parser(subparsers, parser_class, formatter, help_text: str) -> None:
     p.add_argument("--storage", help="Optuna storage URL or a journal file ending in .log "
                                      "(default: sqlite file in --out)")
     p.add_argument("--out", help="run directory for results.json and before_after.png (default: runs/<study>)")
+    p.add_argument("--workers", type=int, default=1, metavar="N", help="processes on this machine generating "
+                   "the images of a batch in parallel; more can join with `diffsearch worker --device cuda`")
+    p.add_argument("--heartbeat", type=int, default=DEFAULT_HEARTBEAT_SECONDS,
+                   help="seconds between heartbeats of a running generation (silent for 3 beats: re-run)")
     p.add_argument("--json", action="store_true", help="print results.json to stdout instead of tables")
     p.set_defaults(handler=main)
 
@@ -81,7 +86,7 @@ def add_parser(subparsers, parser_class, formatter, help_text: str) -> None:
 def main(args: argparse.Namespace) -> int:
     names = ("prompt", "prompts_file", "task", "space", "searcher", "budget", "model", "clip", "device", "dtype",
              "steps", "guidance", "seeds", "seed", "k", "iterations", "lexicon", "llm_url", "llm_model",
-             "lexicon_cache", "word_tokens", "study", "storage", "out")
+             "lexicon_cache", "word_tokens", "study", "storage", "out", "workers", "heartbeat")
     options = PromptOptions(**{n: getattr(args, n) for n in names})
     with best_so_far_bar(Console(stderr=True), unit="gen") as update:
         results = run_prompt(options, progress=update, log=lambda m: None)

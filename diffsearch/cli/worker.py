@@ -19,7 +19,9 @@ the study name are all a worker needs:
   diffsearch worker --study big --storage postgresql://user@host/db     # on every other machine
 
 An optimizer study hands each batch of candidate rules (a level of the tree traversal, a generation)
-to whichever workers are free; its searcher reads the scores back from the storage.
+to whichever workers are free; its searcher reads the scores back from the storage. A prompt study
+hands out the generations of each batch of prompts (a generation of the evolution, the candidates of
+gpo); each worker loads the study's Stable Diffusion and CLIP models on its own --device.
 
 A data file given by path must exist at the same path on the worker's machine.
 """
@@ -34,6 +36,9 @@ def add_parser(subparsers, parser_class, formatter, help_text: str) -> None:
     p.add_argument("--heartbeat", type=int, default=DEFAULT_HEARTBEAT_SECONDS,
                    help="seconds between heartbeats of a running trial (a trial silent for 3 beats is re-run)")
     p.add_argument("--out", help="where this worker keeps samples (default: runs/<study>)")
+    p.add_argument("--device", default="cpu", help="prompt studies: where this worker runs Stable Diffusion "
+                   "and CLIP (cuda, cuda:1, ...)")
+    p.add_argument("--dtype", default="float32", help="prompt studies: float32, float16 or bfloat16")
     p.set_defaults(handler=main)
 
 
@@ -46,8 +51,13 @@ def main(args: argparse.Namespace) -> int:
     attrs = study.user_attrs
     if attrs.get("job") == "optimizer":
         return _optimizer_worker(study, attrs)
+    if attrs.get("job") == "prompt":
+        from diffsearch.jobs.prompt import serve_prompt_studies
+
+        serve_prompt_studies(args.storage, [args.study], args.device, args.dtype, args.heartbeat)
+        return 0
     if attrs.get("job") != "hparams":
-        raise UsageError(f"study {args.study!r} was not made by `diffsearch hparams` or `diffsearch optimizer` "
+        raise UsageError(f"study {args.study!r} was not made by `diffsearch hparams`, `optimizer` or `prompt` "
                          f"(job={attrs.get('job')!r})")
     from diffsearch.jobs.hparams import HparamsOptions, run_worker  # the job's libraries, only for its workers
 

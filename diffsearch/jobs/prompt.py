@@ -22,11 +22,12 @@ import numpy as np
 from diffsearch.backends.stable_diffusion import DEFAULT_MODEL, SDBackend, load_pipeline
 from diffsearch.datasets.lexicon import Lexicon
 from diffsearch.errors import UsageError
-from diffsearch.ledger import create_or_load_study, open_storage, run_location
+from diffsearch.ledger import DEFAULT_HEARTBEAT_SECONDS, create_or_load_study, open_storage, run_location
 from diffsearch.objectives.clip import DEFAULT_CLIP, ClipObjective
 from diffsearch.searchers.prompt_registry import get_prompt_searcher
 from diffsearch.spaces.prompts import PROMPT_SPACES, build_space
-from diffsearch.tasks.prompt_sd import PromptTask, SentenceSimilarity
+from diffsearch.tasks.prompt_sd import PromptTask, PromptTrialRunner, SentenceSimilarity
+from diffsearch.work_queue import FINISHED_ATTR
 
 TASKS = ("enhance", "attack")
 
@@ -57,6 +58,8 @@ class PromptOptions:
     study: str | None = None
     storage: str | None = None
     out: str | None = None
+    workers: int = 1                  # processes on this machine generating (one per GPU, or CPU cores)
+    heartbeat: int = DEFAULT_HEARTBEAT_SECONDS
 
     def resolved(self) -> "PromptOptions":
         o = PromptOptions(**asdict(self))
@@ -73,7 +76,8 @@ class PromptOptions:
         get_prompt_searcher(o.searcher)
         for name, value, low in (("--budget", o.budget, 1), ("--steps", o.steps, 1), ("--seeds", o.seeds, 1),
                                  ("--k", o.k, 1), ("--iterations", o.iterations, 0),
-                                 ("--word-tokens", o.word_tokens, 1)):
+                                 ("--word-tokens", o.word_tokens, 1), ("--workers", o.workers, 1),
+                                 ("--heartbeat", o.heartbeat, 1)):
             if value < low:
                 raise UsageError(f"{name} must be at least {low} (got {value})")
         if o.k > o.steps:
@@ -147,7 +151,15 @@ def optimise_prompt(o: PromptOptions, models: Models, prompt: str, storage, stud
         if key in existing and existing[key] != attrs[key]:
             raise UsageError(f"study {study_name!r} was made with {key}={existing[key]!r}, "
                              f"not {attrs[key]!r}: use another --study name or --out")
-    study = create_or_load_study(storage, study_name, attrs)
+    study = create_or_load_study(storage, study_name, {**attrs, FINISHED_ATTR: False})
+    try:
+        return _search(o, models, prompt, space, study, study_name, progress)
+    finally:
+        study.set_user_attr(FINISHED_ATTR, True)  # its workers move on to the next prompt, or leave
+
+
+def _search(o: PromptOptions, models: Models, prompt: str, space, study, study_name: str,
+            progress: ProgressFn | None) -> dict[str, Any]:
     seeds = tuple(o.seed + i for i in range(o.seeds))
 
     def on_eval(task: PromptTask, _result) -> None:
@@ -188,13 +200,17 @@ def run_prompt(options: PromptOptions, progress: ProgressFn | None = None,
     start = time.perf_counter()
     out = Path(o.out)
     out.mkdir(parents=True, exist_ok=True)
-    storage = open_storage(o.storage)
+    storage = open_storage(o.storage, o.heartbeat)
     models = models or Models(o)
+    names = [o.study if len(prompts) == 1 else f"{o.study}-{i:03d}-{_slug(prompt)}" for i, prompt in enumerate(prompts)]
+    workers = _start_workers(o, names)
     records = []
-    for i, prompt in enumerate(prompts):
-        name = o.study if len(prompts) == 1 else f"{o.study}-{i:03d}-{_slug(prompt)}"
-        log(f"[{i + 1}/{len(prompts)}] {prompt}")
-        records.append(optimise_prompt(o, models, prompt, storage, name, progress))
+    try:
+        for i, (prompt, name) in enumerate(zip(prompts, names)):
+            log(f"[{i + 1}/{len(prompts)}] {prompt}")
+            records.append(optimise_prompt(o, models, prompt, storage, name, progress))
+    finally:
+        _stop_workers(workers, storage, names)
     results: dict[str, Any] = {"job": "prompt", "options": asdict(o),
                                "objective": "spherical CLIP loss 2*arcsin(|a/|a|-b/|b||/2)^2"
                                             + (" (minimised)" if o.task == "enhance" else " (maximised)")}
@@ -206,6 +222,76 @@ def run_prompt(options: PromptOptions, progress: ProgressFn | None = None,
     (out / "results.json").write_text(json.dumps(results, indent=2, default=_json_default))
     results["results_file"] = str(out / "results.json")
     return results
+
+
+def serve_prompt_studies(storage_url: str, names: list[str], device: str, dtype: str, heartbeat: int) -> int:
+    """A worker for prompt studies: load the models the first study names, then generate the waiting
+    trials of each study in turn until the job marks it finished. How many trials it ran."""
+    import optuna
+
+    storage = open_storage(storage_url, heartbeat)
+    runner, ran = None, 0
+    for name in names:
+        while True:  # the job creates each study when it reaches its prompt
+            try:
+                study = optuna.load_study(study_name=name, storage=storage)
+                break
+            except KeyError:
+                time.sleep(0.5)
+        if runner is None:
+            a = study.user_attrs
+            backend = SDBackend(load_pipeline(a["model"], device, dtype, a["seed"]), steps=a["steps"],
+                                guidance=a["guidance"])
+            runner = PromptTrialRunner(study, backend, ClipObjective(a["clip"], device, a["seed"]))
+        runner.study = study
+        ran += runner.serve()
+    return ran
+
+
+def _worker_process(storage_url: str, names: list[str], device: str, dtype: str, heartbeat: int,
+                    threads: int) -> None:
+    import optuna
+    import torch
+
+    torch.set_num_threads(threads)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    serve_prompt_studies(storage_url, names, device, dtype, heartbeat)
+
+
+def _start_workers(o: PromptOptions, names: list[str]) -> list:
+    """``--workers N``: this process searches and generates; N - 1 more processes generate."""
+    if o.workers == 1:
+        return []
+    import multiprocessing
+
+    import torch
+
+    threads = max(1, torch.get_num_threads() // o.workers)
+    torch.set_num_threads(threads)
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_worker_process, daemon=True,
+                               args=(o.storage, names, o.device, o.dtype, o.heartbeat, threads))
+               for _ in range(o.workers - 1)]
+    for process in workers:
+        process.start()
+    return workers
+
+
+def _stop_workers(workers: list, storage, names: list[str]) -> None:
+    import optuna
+
+    reached = 0
+    for name in names:
+        try:
+            optuna.load_study(study_name=name, storage=storage).set_user_attr(FINISHED_ATTR, True)
+            reached += 1
+        except KeyError:
+            pass
+    for process in workers:  # after an early stop they would wait for prompts never reached: no grace
+        process.join(timeout=30 if reached == len(names) else 0)
+        if process.is_alive():
+            process.terminate()
+            process.join()
 
 
 def _summary(records) -> dict[str, Any]:

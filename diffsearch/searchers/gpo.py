@@ -124,7 +124,4 @@ def sample_candidates(logits: list[torch.Tensor], n: int, seed: int, max_draws: 
 def search(task, space: PromptSpace, seed: int, iterations: int = ITERATIONS, k: int = 1) -> None:
     logits = learn(task, space, seed, iterations, k)
     task.learned_logits = logits
-    for point in sample_candidates(logits, int(np.ceil(task.remaining)) + 1, seed + 1):
-        if task.exhausted:
-            return
-        task.evaluate(point)
+    task.evaluate_many(sample_candidates(logits, int(np.ceil(task.remaining)) + 1, seed + 1))

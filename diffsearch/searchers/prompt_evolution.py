@@ -30,10 +30,7 @@ def evolve(task, space: PromptSpace, seed: int, initial: list[tuple[int, ...]],
     while len(first) < population and tries < 50 * population:
         first = list(dict.fromkeys(first + [space.sample(rng)]))
         tries += 1
-    for point in first:
-        if task.exhausted:
-            return
-        task.evaluate(point)
+    task.evaluate_many(first)  # each generation is one batch: workers generate its images in parallel
     for _ in range(max_rounds):
         if task.exhausted:
             return
@@ -54,11 +51,7 @@ def evolve(task, space: PromptSpace, seed: int, initial: list[tuple[int, ...]],
                 children.append(tuple(child))
         finally:
             random.setstate(state)
-        new = [c for c in dict.fromkeys(children) if c not in task.seen]
-        for point in new:
-            if task.exhausted:
-                return
-            task.evaluate(point)
+        task.evaluate_many([c for c in dict.fromkeys(children) if c not in task.seen])
 
 
 def search(task, space: PromptSpace, seed: int) -> None:

@@ -20,9 +20,11 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
 from diffsearch.backends.stable_diffusion import SDBackend
+from diffsearch.errors import TrialFailed
 from diffsearch.interrupt import stop_point
 from diffsearch.objectives.clip import ClipObjective
 from diffsearch.spaces.prompts import PromptSpace
+from diffsearch.work_queue import Ledger, TrialRunner, give_up_reason
 
 MIN_SIMILARITY = 0.9  # the attack's constraint (seed 004, eq. 6.5)
 
@@ -49,6 +51,41 @@ class Evaluation:
     attrs: dict = field(default_factory=dict)
 
 
+class PromptTrialRunner(TrialRunner):
+    """Generates and scores the prompt pair a waiting trial carries; needs only the two models."""
+
+    key_attr = "params_key"
+
+    def __init__(self, study: optuna.Study, backend: SDBackend, clip: ClipObjective):
+        super().__init__(study)
+        self.backend, self.clip = backend, clip
+        self.targets: dict[str, torch.Tensor] = {}
+
+    def evaluate(self, trial: optuna.Trial) -> float:
+        a = trial.user_attrs
+        if a["target"] not in self.targets:
+            self.targets[a["target"]] = self.clip.text_features([a["target"]])
+        target = self.targets[a["target"]]
+        start = time.perf_counter()
+        try:
+            with torch.no_grad():
+                cond, uncond = self.backend.encode([a["positive"]]), self.backend.encode([a["negative"]])
+            images = self.backend.generate(cond, uncond, list(a["seeds"]))
+            losses = self.clip.loss(images, target).detach()
+            scores = self.clip.score(images, target)
+        except (RuntimeError, ValueError) as exc:  # out of memory, NaN weights...: recorded, not fatal
+            trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+            raise TrialFailed(str(exc)) from exc
+        if not torch.isfinite(losses).all():
+            trial.set_user_attr("fail_reason", "non-finite CLIP loss")
+            raise TrialFailed("non-finite CLIP loss")
+        loss = float(losses.mean())
+        for name, value in (("loss", loss), ("losses", [float(x) for x in losses]),
+                            ("clip_score", float(scores.mean())), ("seconds", time.perf_counter() - start)):
+            trial.set_user_attr(name, value)
+        return (1.0 if a["task"] == "enhance" else -1.0) * loss
+
+
 class PromptTask:
     def __init__(self, backend: SDBackend, clip: ClipObjective, space: PromptSpace, study: optuna.Study,
                  task: str = "enhance", seeds: tuple[int, ...] = (0,), budget: float = 40,
@@ -61,10 +98,9 @@ class PromptTask:
         self.spent = 0.0
         self.seen: dict[tuple[int, ...], Evaluation] = {}  # this run's evaluations
         self.trace: list[tuple[float, float | None]] = []
-        self.ledger = {}  # params key -> finished trial, from earlier runs
-        for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
-            if "params_key" in trial.user_attrs:
-                self.ledger[trial.user_attrs["params_key"]] = trial
+        # finished trials by params key (earlier runs' too): read back, never generated twice
+        self.runner = PromptTrialRunner(study, backend, clip)
+        self.ledger = Ledger(study, self.runner, lambda t: t.user_attrs.get("params_key"))
         self._empty = None
 
     # ---- budget -------------------------------------------------------------------------------------
@@ -81,60 +117,68 @@ class PromptTask:
 
     # ---- evaluation ---------------------------------------------------------------------------------
     def evaluate(self, point, role: str = "search") -> Evaluation:
+        return self.evaluate_many([point], role, respect_budget=False)[0]
+
+    def evaluate_many(self, points, role: str = "search", respect_budget: bool = True) -> list[Evaluation]:
+        """Evaluate ``points`` in order (stopping when the budget is spent); the new generations are
+        handed to the workers as one batch through the study. Returns the evaluations made."""
         stop_point()
-        point = tuple(int(i) for i in point)
-        if point in self.seen:
-            return self.seen[point]
-        params = self.space.to_params(point)
-        key = json.dumps(params, sort_keys=True)
-        positive, negative = self.space.texts(point)
-        if key in self.ledger:  # finished in an earlier run: read back, do not generate again
-            trial = self.ledger[key]
-            result = Evaluation(trial.value, trial.user_attrs.get("loss"), dict(trial.user_attrs))
+        order, pending, wanted = [], {}, {}
+        for point in points:
+            point = tuple(int(i) for i in point)
+            if point in self.seen or point in order:
+                order.append(point)
+                continue
+            if respect_budget and role == "search" and self.exhausted:
+                break
+            params = self.space.to_params(point)
+            key = json.dumps(params, sort_keys=True)
+            positive, negative = self.space.texts(point)
+            attrs = {"positive": positive, "negative": negative, "params_key": key, "role": role,
+                     "task": self.task, "seeds": self.seeds, "target": self.space.prompt}
+            order.append(point)
+            if key not in self.ledger.done and self._rejected(positive, attrs):  # costs nothing
+                self._record(params, attrs, TrialState.FAIL)
+                self._finish(point, Evaluation(None, None, attrs), self.spent)
+                continue
             if role == "search":
                 self.charge(1)
-        else:
-            attrs = {"positive": positive, "negative": negative, "params_key": key, "role": role,
-                     "task": self.task, "seeds": self.seeds}
-            result = self._run(point, positive, negative, attrs, role)
-            self._record(params, result)
+            pending[key] = (point, self.spent)
+            wanted[key] = self._submitter(params, attrs)
+        self.ledger.collect(wanted)
+        for key, (point, spent) in pending.items():
+            trial = self.ledger.done[key]
+            self._finish(point, Evaluation(trial.value, trial.user_attrs.get("loss"), dict(trial.user_attrs)), spent)
+        return [self.seen[p] for p in order]
+
+    def _rejected(self, positive: str, attrs: dict) -> bool:
+        if self.task != "attack" or self.similarity is None:
+            return False
+        sim = self.similarity(self.space.prompt, positive)
+        attrs["similarity"] = sim
+        if sim < MIN_SIMILARITY:  # rejected without generating
+            attrs["fail_reason"] = f"sentence similarity {sim:.3f} < {MIN_SIMILARITY}"
+            return True
+        return False
+
+    def _finish(self, point, result: Evaluation, spent: float) -> None:
         self.seen[point] = result
-        self.trace.append((self.spent, result.value))  # objective against budget, for benchmarks
+        self.trace.append((spent, result.value))  # objective against budget, for benchmarks
         if self.on_eval is not None:
             self.on_eval(self, result)
-        return result
 
-    def _run(self, point, positive, negative, attrs, role) -> Evaluation:
-        if self.task == "attack" and self.similarity is not None:
-            sim = self.similarity(self.space.prompt, positive)
-            attrs["similarity"] = sim
-            if sim < MIN_SIMILARITY:  # rejected without generating: costs nothing
-                attrs["fail_reason"] = f"sentence similarity {sim:.3f} < {MIN_SIMILARITY}"
-                return Evaluation(None, None, attrs)
-        if role == "search":
-            self.charge(1)
-        start = time.perf_counter()
-        try:
-            images = self.images(point)
-            losses = self.clip.loss(images, self.target).detach()
-            scores = self.clip.score(images, self.target)
-        except (RuntimeError, ValueError) as exc:  # out of memory, NaN weights...: recorded, not fatal
-            attrs["fail_reason"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
-            return Evaluation(None, None, attrs)
-        loss = float(losses.mean())
-        if not torch.isfinite(losses).all():
-            attrs["fail_reason"] = "non-finite CLIP loss"
-            return Evaluation(None, None, attrs)
-        attrs.update(loss=loss, losses=[float(x) for x in losses], clip_score=float(scores.mean()),
-                     seconds=time.perf_counter() - start)
-        return Evaluation(self.sign * loss, loss, attrs)
-
-    def _record(self, params, result: Evaluation) -> None:
+    def _record(self, params, attrs: dict, state: TrialState) -> None:
         distributions = {s.name: CategoricalDistribution(s.choices) for s in self.space.slots}
-        trial = optuna.trial.create_trial(
-            params=params, distributions=distributions, value=result.value, user_attrs=result.attrs,
-            state=TrialState.COMPLETE if result.value is not None else TrialState.FAIL)
-        self.study.add_trial(trial)
+        self.study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions,
+                                                       user_attrs=attrs, state=state))
+
+    def _submitter(self, params, attrs: dict):
+        def submit(give_up: bool) -> None:  # a waiting trial carries its texts: any worker can run it
+            if give_up:
+                self._record(params, {**attrs, "fail_reason": give_up_reason()}, TrialState.FAIL)
+            else:
+                self._record(params, attrs, TrialState.WAITING)
+        return submit
 
     def embeddings(self, point) -> tuple[torch.Tensor, torch.Tensor]:
         positive, negative = self.space.texts(point)
