@@ -128,3 +128,30 @@ class Ledger(Generic[Key]):
 
 def give_up_reason() -> str:
     return f"every worker that ran it died ({MAX_RETRIES + 1} tries)"
+
+
+def start_workers(workers: int, target: Callable, args: tuple) -> list:
+    """``--workers N``: start N - 1 processes running ``target(*args, threads)``; this process is the
+    N-th. Each gets an even share of the cores' threads."""
+    if workers <= 1:
+        return []
+    import multiprocessing
+
+    import torch
+
+    threads = max(1, torch.get_num_threads() // workers)
+    torch.set_num_threads(threads)
+    context = multiprocessing.get_context("spawn")
+    processes = [context.Process(target=target, args=(*args, threads), daemon=True) for _ in range(workers - 1)]
+    for process in processes:
+        process.start()
+    return processes
+
+
+def stop_workers(processes: list, grace: float = 30) -> None:
+    """Wait ``grace`` seconds for workers to leave on their own (the study is marked finished), then end them."""
+    for process in processes:
+        process.join(timeout=grace)
+        if process.is_alive():
+            process.terminate()
+            process.join()

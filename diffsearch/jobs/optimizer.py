@@ -30,7 +30,7 @@ from diffsearch.optim import HAND_DESIGNED
 from diffsearch.spaces.update_rule_space import UpdateRuleSpace, formula
 from diffsearch.spaces.update_rules import Program, parse, to_text
 from diffsearch.tasks.optimizer_tasks import TASKS, DiffusionTrainingTask, make_task
-from diffsearch.work_queue import FINISHED_ATTR
+from diffsearch.work_queue import FINISHED_ATTR, start_workers, stop_workers
 
 TREE_SEARCHERS = {
     "mct": "Monte Carlo tree traversal: levels x samples, best mean child expanded (seed 004)",
@@ -98,12 +98,12 @@ def run_optimizer(options: OptimizerOptions, progress: ProgressFn | None = None,
     study = create_or_load_study(open_storage(o.storage, o.heartbeat), o.study, attrs,
                                  optuna.samplers.RandomSampler(o.seed))
     task = make_task(o.task, o.scale)
-    workers = _start_workers(o)
+    workers = start_workers(o.workers, _worker_process, (o.storage, o.study, o.max_length, o.heartbeat))
     try:
         results = _search_and_compare(o, study, space, task, progress, log)
     finally:
         study.set_user_attr(FINISHED_ATTR, True)  # workers here and on other machines leave
-        _stop_workers(workers)
+        stop_workers(workers)
     results["elapsed_seconds"] = time.perf_counter() - start
     results["storage"], results["study"] = o.storage, o.study
     results["plot"] = _plot(results["leaderboard"], o, out)
@@ -191,33 +191,6 @@ def _worker_process(storage_url: str, study_name: str, max_length: int, heartbea
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = optuna.load_study(study_name=study_name, storage=open_storage(storage_url, heartbeat))
     run_rule_worker(study, UpdateRuleSpace(max_length=max_length))
-
-
-def _start_workers(o: OptimizerOptions) -> list:
-    """``--workers N``: this process searches and trains; N - 1 more processes train waiting rules."""
-    if o.workers == 1:
-        return []
-    import multiprocessing
-
-    import torch
-
-    threads = max(1, torch.get_num_threads() // o.workers)
-    torch.set_num_threads(threads)
-    context = multiprocessing.get_context("spawn")
-    workers = [context.Process(target=_worker_process, daemon=True,
-                               args=(o.storage, o.study, o.max_length, o.heartbeat, threads))
-               for _ in range(o.workers - 1)]
-    for process in workers:
-        process.start()
-    return workers
-
-
-def _stop_workers(workers: list) -> None:
-    for process in workers:
-        process.join(timeout=30)  # they leave on their own once the study is marked finished
-        if process.is_alive():
-            process.terminate()
-            process.join()
 
 
 def _row(name: str, program: Program, wd: float, t: FrozenTrial) -> dict[str, Any]:

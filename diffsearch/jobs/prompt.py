@@ -27,7 +27,7 @@ from diffsearch.objectives.clip import DEFAULT_CLIP, ClipObjective
 from diffsearch.searchers.prompt_registry import get_prompt_searcher
 from diffsearch.spaces.prompts import PROMPT_SPACES, build_space
 from diffsearch.tasks.prompt_sd import PromptTask, PromptTrialRunner, SentenceSimilarity
-from diffsearch.work_queue import FINISHED_ATTR
+from diffsearch.work_queue import FINISHED_ATTR, start_workers, stop_workers
 
 TASKS = ("enhance", "attack")
 
@@ -203,7 +203,7 @@ def run_prompt(options: PromptOptions, progress: ProgressFn | None = None,
     storage = open_storage(o.storage, o.heartbeat)
     models = models or Models(o)
     names = [o.study if len(prompts) == 1 else f"{o.study}-{i:03d}-{_slug(prompt)}" for i, prompt in enumerate(prompts)]
-    workers = _start_workers(o, names)
+    workers = start_workers(o.workers, _worker_process, (o.storage, names, o.device, o.dtype, o.heartbeat))
     records = []
     try:
         for i, (prompt, name) in enumerate(zip(prompts, names)):
@@ -258,25 +258,6 @@ def _worker_process(storage_url: str, names: list[str], device: str, dtype: str,
     serve_prompt_studies(storage_url, names, device, dtype, heartbeat)
 
 
-def _start_workers(o: PromptOptions, names: list[str]) -> list:
-    """``--workers N``: this process searches and generates; N - 1 more processes generate."""
-    if o.workers == 1:
-        return []
-    import multiprocessing
-
-    import torch
-
-    threads = max(1, torch.get_num_threads() // o.workers)
-    torch.set_num_threads(threads)
-    context = multiprocessing.get_context("spawn")
-    workers = [context.Process(target=_worker_process, daemon=True,
-                               args=(o.storage, names, o.device, o.dtype, o.heartbeat, threads))
-               for _ in range(o.workers - 1)]
-    for process in workers:
-        process.start()
-    return workers
-
-
 def _stop_workers(workers: list, storage, names: list[str]) -> None:
     import optuna
 
@@ -287,11 +268,8 @@ def _stop_workers(workers: list, storage, names: list[str]) -> None:
             reached += 1
         except KeyError:
             pass
-    for process in workers:  # after an early stop they would wait for prompts never reached: no grace
-        process.join(timeout=30 if reached == len(names) else 0)
-        if process.is_alive():
-            process.terminate()
-            process.join()
+    # after an early stop they would wait for prompts never reached: no grace
+    stop_workers(workers, grace=30 if reached == len(names) else 0)
 
 
 def _summary(records) -> dict[str, Any]:
