@@ -189,3 +189,21 @@ def test_ctrl_c_mid_level_then_rerun_trains_each_rule_once(tmp_path):
     assert len(complete) == 8 == len({t.user_attrs["key"] for t in complete})
     assert not [t for t in study.trials if t.state in (optuna.trial.TrialState.WAITING,
                                                        optuna.trial.TrialState.RUNNING)]
+
+
+def test_prdc_score_ranks_a_trained_rule_above_a_useless_one(tmp_path, capsys):
+    from diffsearch.tasks.optimizer_tasks import make_task
+
+    task = make_task("toy2d-moons", scale=0.5, score="prdc")
+    adam = task.evaluate(parse("m1h / sqrt(m2h)"))
+    tiny_steps = task.evaluate(parse("noise"))  # a random walk: no lr of the grid trains the model
+    assert 0 <= adam.score < tiny_steps.score <= task.initial_score + 0.2
+    assert adam.final_loss is not None and adam.final_loss < task.initial_loss
+    out = tmp_path / "run"
+    assert run_cli("optimizer", "--budget", 2, "--levels", 1, "--scale", 0.1, "--baselines", "Adam", "--top", 1,
+                   "--score", "prdc", "--out", out, "--json") == 0
+    results = json.loads(capsys.readouterr().out)
+    assert results["options"]["score"] == "prdc" and results["study"].endswith("-prdc")
+    adam_row = next(r for r in results["leaderboard"] if r["name"] == "Adam")
+    assert 0 <= adam_row["score"] < results["initial_score"]
+    assert run_cli("optimizer", "--score", "fid", "--out", out) == 2

@@ -14,7 +14,7 @@ from diffsearch.jobs.optimizer import TREE_SEARCHERS, OptimizerOptions, run_opti
 from diffsearch.ledger import DEFAULT_HEARTBEAT_SECONDS
 from diffsearch.optim import HAND_DESIGNED
 from diffsearch.spaces.update_rules import BINARY, LEAVES, UNARY, parse
-from diffsearch.tasks.optimizer_tasks import TASKS
+from diffsearch.tasks.optimizer_tasks import SCORES, TASKS
 
 DESCRIPTION = f"""\
 Discover an optimizer update rule for diffusion training (seed 004, chapter 3). A rule is an
@@ -59,6 +59,8 @@ def add_parser(subparsers, parser_class, formatter, help_text: str) -> None:
     p.add_argument("--baselines", default=",".join(HAND_DESIGNED),
                    help="hand-designed optimizers trained for the leaderboard (comma list, or none)")
     p.add_argument("--scale", type=float, default=1.0, help="multiply the tasks' training steps")
+    p.add_argument("--score", default="loss", help="what a rule is judged on: "
+                   + "; ".join(f"{k}: {v}" for k, v in SCORES.items()))
     p.add_argument("--seed", type=int, default=0, help="seed of the searcher and of every training")
     p.add_argument("--study", help="study name (default: optimizer-<task>-<searcher>)")
     p.add_argument("--storage", help="Optuna storage URL or a journal file ending in .log "
@@ -97,7 +99,7 @@ def main(args: argparse.Namespace) -> int:
         task=args.task, searcher=args.searcher, budget=args.budget, levels=args.levels,
         max_length=args.max_length, transfer=args.transfer, top=args.top, baselines=baselines,
         seed=args.seed, scale=args.scale, study=args.study, storage=args.storage, out=args.out,
-        workers=args.workers, heartbeat=args.heartbeat)
+        workers=args.workers, heartbeat=args.heartbeat, score=args.score)
     console = Console(stderr=True)
     with best_so_far_bar(console) as update:
         results = run_optimizer(options, progress=lambda done, total, best: update("candidates", done, total, best),
@@ -112,7 +114,8 @@ def _num(value, fmt=".4f") -> str:
 def print_summary(results: dict, console: Console) -> None:
     o = results["options"]
     transfer = o.get("transfer")
-    table = Table(title=f"update rules on {o['task']} (loss after training, lower is better)")
+    what = "PRDC loss of samples" if o.get("score") == "prdc" else "loss after training"
+    table = Table(title=f"update rules on {o['task']} ({what}, lower is better)")
     for column in ("rank", "optimizer", "update rule (w -= lr * rule)", "lr", o["task"]) + (
             ("lr", transfer) if transfer else ()):
         text = column in ("optimizer", "update rule (w -= lr * rule)")

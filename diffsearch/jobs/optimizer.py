@@ -29,7 +29,7 @@ from diffsearch.ledger import DEFAULT_HEARTBEAT_SECONDS, create_or_load_study, o
 from diffsearch.optim import HAND_DESIGNED
 from diffsearch.spaces.update_rule_space import UpdateRuleSpace, formula
 from diffsearch.spaces.update_rules import Program, parse, to_text
-from diffsearch.tasks.optimizer_tasks import TASKS, DiffusionTrainingTask, make_task
+from diffsearch.tasks.optimizer_tasks import SCORES, TASKS, DiffusionTrainingTask, make_task
 from diffsearch.work_queue import FINISHED_ATTR, start_workers, stop_workers
 
 TREE_SEARCHERS = {
@@ -52,6 +52,7 @@ class OptimizerOptions:
     baselines: tuple[str, ...] = tuple(HAND_DESIGNED)
     seed: int = 0
     scale: float = 1.0                # multiplies the tasks' step counts (tests: small; GPU: large)
+    score: str = "loss"               # or "prdc" on the 2-D tasks (SCORES)
     study: str | None = None          # default: optimizer-<task>-<searcher>
     storage: str | None = None        # default: sqlite:///<out>/study.db
     out: str | None = None            # default: runs/<study>
@@ -75,7 +76,9 @@ class OptimizerOptions:
         unknown = [b for b in o.baselines if b not in HAND_DESIGNED]
         if unknown:
             raise UsageError(f"unknown baseline {unknown[0]!r}; known: {', '.join(HAND_DESIGNED)}")
-        o.study = o.study or f"optimizer-{o.task}-{o.searcher}"
+        if o.score not in SCORES:
+            raise UsageError(f"unknown --score {o.score!r}; known: {', '.join(SCORES)}")
+        o.study = o.study or f"optimizer-{o.task}-{o.searcher}" + (f"-{o.score}" if o.score != "loss" else "")
         o.out, o.storage = run_location(o.study, o.out, o.storage)
         return o
 
@@ -93,11 +96,11 @@ def run_optimizer(options: OptimizerOptions, progress: ProgressFn | None = None,
     space = UpdateRuleSpace(max_length=o.max_length)
     # "epochs" is the ledger's identity attr for training length: here the step scale
     attrs = {"job": "optimizer", "space": space.name, "dataset": o.task, "epochs": o.scale,
-             "searcher": o.searcher, "budget": o.budget, "seed": o.seed, "max_length": o.max_length,
+             "searcher": o.searcher, "budget": o.budget, "seed": o.seed, "max_length": o.max_length, "score": o.score,
              FINISHED_ATTR: False}
     study = create_or_load_study(open_storage(o.storage, o.heartbeat), o.study, attrs,
                                  optuna.samplers.RandomSampler(o.seed))
-    task = make_task(o.task, o.scale)
+    task = make_task(o.task, o.scale, o.score)
     workers = start_workers(o.workers, _worker_process, (o.storage, o.study, o.max_length, o.heartbeat))
     try:
         results = _search_and_compare(o, study, space, task, progress, log)
@@ -148,9 +151,10 @@ def _search_and_compare(o: OptimizerOptions, study: optuna.Study, space: UpdateR
     evaluator = LedgerEvaluator(study, space, task, "search", o.seed)
     counted = _CountedEvaluator(evaluator, o.budget, progress)
     search_start = time.perf_counter()
-    results: dict[str, Any] = {"job": "optimizer", "options": asdict(o), "initial_loss": task.initial_loss}
+    results: dict[str, Any] = {"job": "optimizer", "options": asdict(o), "initial_loss": task.initial_loss,
+                               "initial_score": task.initial_score}
     if o.searcher == "mct":
-        book, history = mct_search(space, counted, o.budget, o.levels, o.seed, threshold=task.initial_loss)
+        book, history = mct_search(space, counted, o.budget, o.levels, o.seed, threshold=task.initial_score)
         results["mct_levels"] = [asdict(r) for r in history]
         results["mct_path"] = describe(history)
     elif o.searcher == "random":
@@ -172,7 +176,7 @@ def _search_and_compare(o: OptimizerOptions, study: optuna.Study, space: UpdateR
     rows = [_row(name, program, wd, t) for (name, program, wd), t in zip(rules + hand, rule_trials + hand_trials)]
     if o.transfer:
         log(f"transfer: training the top rules and the baselines on {o.transfer}")
-        transfer_eval = LedgerEvaluator(study, space, make_task(o.transfer, o.scale), "transfer", o.seed)
+        transfer_eval = LedgerEvaluator(study, space, make_task(o.transfer, o.scale, o.score), "transfer", o.seed)
         transferred = transfer_eval.trials([(program, wd, name) for name, program, wd in rules + hand])
         for row, t in zip(rows, transferred):
             row["transfer_score"], row["transfer_lr"] = t.value, t.user_attrs.get("lr")

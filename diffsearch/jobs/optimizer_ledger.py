@@ -27,11 +27,12 @@ class RuleTrialRunner(TrialRunner):
         super().__init__(study)
         self.space = space
         self.scale = float(study.user_attrs.get("epochs", 1.0))  # the job stores its step scale there
+        self.score = study.user_attrs.get("score", "loss")
         self.tasks: dict[str, DiffusionTrainingTask] = {}
 
     def task(self, name: str) -> DiffusionTrainingTask:
         if name not in self.tasks:
-            self.tasks[name] = make_task(name, self.scale)
+            self.tasks[name] = make_task(name, self.scale, self.score)
         return self.tasks[name]
 
     def evaluate(self, trial: optuna.Trial) -> float:
@@ -46,8 +47,10 @@ class RuleTrialRunner(TrialRunner):
         except Exception as exc:  # a failed evaluation is recorded, not fatal
             trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}"[:500])
             raise TrialFailed(str(exc)) from exc
-        for attr, value in (("lr", ev.lr), ("lr_grid", ev.grid), ("curve", ev.curve), ("seconds", ev.seconds)):
-            trial.set_user_attr(attr, value)
+        for attr, value in (("lr", ev.lr), ("lr_grid", ev.grid), ("curve", ev.curve), ("seconds", ev.seconds),
+                            ("final_loss", ev.final_loss)):
+            if value is not None:
+                trial.set_user_attr(attr, value)
         if not math.isfinite(ev.score):
             trial.set_user_attr("fail_reason", "the loss blew up at every lr of the grid")
             raise TrialFailed("the loss blew up at every lr of the grid")

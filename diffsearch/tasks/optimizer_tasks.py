@@ -5,8 +5,10 @@
 - ``digits`` (transfer task): a small diffusers ``UNet2DModel`` on scikit-learn's 8 x 8 digits.
 
 Score = the denoising loss after training, measured on a fixed batch (fixed points, noise and
-timesteps) so every rule is judged on the same numbers. Each rule gets its learning rate from a grid
-by short proxy runs; a run whose loss blows up stops at once.
+timesteps) so every rule is judged on the same numbers; or, on the 2-D tasks with ``score="prdc"``,
+the PRDC loss (the foundation's scalar) of 2,000 points sampled from the trained model against 2,000
+held-out points. Each rule gets its learning rate from a grid by short proxy runs (on the loss either
+way); a run whose loss blows up stops at once.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class RunResult:
     score: float                  # final loss on the fixed batch; inf when the run diverged
     curve: list[float]            # loss on the fixed batch at ``curve_every`` steps
     diverged_at: int | None = None
+    model: torch.nn.Module | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -42,6 +45,7 @@ class Evaluation:
     curve: list[float]
     grid: dict[str, float]        # proxy loss per lr ("inf": diverged)
     seconds: float
+    final_loss: float | None = None  # the fixed-batch loss, when the score is something else
 
 
 @dataclass
@@ -58,6 +62,7 @@ class DiffusionTrainingTask:
     curve_every: int = 10
     eval_size: int = 1024
     diverge_factor: float = 5.0    # stop when the loss exceeds this x the untrained loss
+    score_model: Callable[[torch.nn.Module], float] | None = None  # None: the final fixed-batch loss
     _fixed: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
@@ -104,7 +109,7 @@ class DiffusionTrainingTask:
             if step % self.curve_every == 0 or step == steps:
                 curve.append(self._fixed_loss(model))
         score = curve[-1]
-        return RunResult(lr, score if math.isfinite(score) and score <= limit else math.inf, curve)
+        return RunResult(lr, score if math.isfinite(score) and score <= limit else math.inf, curve, model=model)
 
     def evaluate(self, program: Sequence[str], seed: int = 0, weight_decay: float = 0.0) -> Evaluation:
         """Pick the lr by proxy runs over the grid, then train the full run with it."""
@@ -115,24 +120,58 @@ class DiffusionTrainingTask:
         if not math.isfinite(best.score):
             return Evaluation(math.nan, math.inf, [], grid, time.perf_counter() - start)
         run = best if self.proxy_steps == self.steps else self.train(program, best.lr, self.steps, seed, weight_decay)
-        return Evaluation(best.lr, run.score, run.curve, grid, time.perf_counter() - start)
+        if self.score_model is None or not math.isfinite(run.score):
+            return Evaluation(best.lr, run.score, run.curve, grid, time.perf_counter() - start)
+        score = self.score_model(run.model)
+        return Evaluation(best.lr, score, run.curve, grid, time.perf_counter() - start, final_loss=run.score)
+
+    @property
+    def initial_score(self) -> float:
+        """The untrained model's score: what a rule must beat (MCT's score threshold)."""
+        if self.score_model is None:
+            return self.initial_loss
+        if "initial_score" not in self._fixed:
+            self._fixed["initial_score"] = self.score_model(self._model(0))
+        return self._fixed["initial_score"]
+
+    @torch.no_grad()
+    def sample(self, model: torch.nn.Module, n: int, seed: int = 0) -> torch.Tensor:
+        """Ancestral DDPM sampling over every training timestep."""
+        generator = torch.Generator().manual_seed(seed)
+        self.noise_scheduler.set_timesteps(self.timesteps)
+        x = torch.randn((n, *self.data.shape[1:]), generator=generator)
+        for t in self.noise_scheduler.timesteps:
+            eps = self.predict(model, x, torch.full((n,), int(t)))
+            x = self.noise_scheduler.step(eps, int(t), x, generator=generator).prev_sample
+        return x
 
 
 # -------------------------------------------------------------------------------------- factories
 def toy2d_task(dataset: str = "moons", steps: int = 300, proxy_steps: int = 100, n_points: int = 8192,
-               width: int = 32, blocks: int = 2, **kwargs) -> DiffusionTrainingTask:
+               width: int = 32, blocks: int = 2, score: str = "loss", prdc_points: int = 2000,
+               **kwargs) -> DiffusionTrainingTask:
     from diffsearch.backends.mlp_denoiser import MLPDenoiser
     from diffsearch.datasets import TOY_DATASETS, make_toy2d
 
     if dataset not in TOY_DATASETS:
         raise UsageError(f"unknown toy set {dataset!r}; known: {', '.join(TOY_DATASETS)}")
     points = make_toy2d(dataset, n_points, seed=0)
-    points = (points - points.mean(0)) / points.std(0)
-    return DiffusionTrainingTask(
-        f"toy2d-{dataset}", torch.from_numpy(points.astype(np.float32)),
+    mean, std = points.mean(0), points.std(0)
+    task = DiffusionTrainingTask(
+        f"toy2d-{dataset}", torch.from_numpy(((points - mean) / std).astype(np.float32)),
         build_model=lambda: MLPDenoiser(2, width=width, blocks=blocks),
         predict=lambda model, x, t: model(x, t.float() / 100.0),
         steps=steps, proxy_steps=proxy_steps, **kwargs)
+    if score == "prdc":
+        from diffsearch.objectives.prdc import prdc, prdc_loss
+
+        held_out = (make_toy2d(dataset, prdc_points, seed=1) - mean) / std  # never trained on
+
+        def prdc_score(model: torch.nn.Module) -> float:
+            fake = task.sample(model, prdc_points).numpy()
+            return prdc_loss(prdc(held_out, fake)) if np.isfinite(fake).all() else math.inf
+        task.score_model = prdc_score
+    return task
 
 
 def digits_task(steps: int = 120, proxy_steps: int = 40, channels: tuple[int, int] = (8, 16),
@@ -160,10 +199,17 @@ TASKS = {
 }
 
 
-def make_task(name: str, scale: float = 1.0) -> DiffusionTrainingTask:
+SCORES = {"loss": "denoising loss on a fixed batch after training (every task)",
+          "prdc": "PRDC loss of 2,000 sampled points vs 2,000 held-out ones (2-D tasks; digits keeps the loss)"}
+
+
+def make_task(name: str, scale: float = 1.0, score: str = "loss") -> DiffusionTrainingTask:
     """A task by name; ``scale`` multiplies its step counts (smaller for tests, larger on a GPU)."""
     if name not in TASKS:
         raise UsageError(f"unknown task {name!r}; known: {', '.join(TASKS)}")
+    if score not in SCORES:
+        raise UsageError(f"unknown score {score!r}; known: {', '.join(SCORES)}")
     if name == "digits":
         return digits_task(steps=max(2, int(120 * scale)), proxy_steps=max(1, int(40 * scale)))
-    return toy2d_task(name.split("-", 1)[1], steps=max(2, int(300 * scale)), proxy_steps=max(1, int(100 * scale)))
+    return toy2d_task(name.split("-", 1)[1], steps=max(2, int(300 * scale)), proxy_steps=max(1, int(100 * scale)),
+                      score=score)
