@@ -41,7 +41,8 @@ def _is_dead(trial: optuna.trial.FrozenTrial, host: str, now: datetime.datetime)
     worker = trial.user_attrs.get("worker")
     if worker:
         # a retry starts with its dead predecessor's record until its new worker writes its own
-        if (now - trial.datetime_start).total_seconds() < RECORD_GRACE_SECONDS:
+        if "failed_trial" in trial.system_attrs and \
+                (now - trial.datetime_start).total_seconds() < RECORD_GRACE_SECONDS:
             return False
         worker_host, _, pid = worker.rpartition(":")
         return worker_host == host and pid.isdigit() and not _process_alive(int(pid))
