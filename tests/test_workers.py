@@ -177,5 +177,6 @@ def test_optimizer_search_shared_by_workers_survives_a_sigkill(tmp_path):
     dead = max((t for t in trials if t.user_attrs.get("worker") == killed), key=lambda t: t.number)
     assert dead.state == TrialState.FAIL and "fail_reason" not in dead.user_attrs
     rerun = [t for t in done if t.user_attrs["key"] == dead.user_attrs["key"]]
-    assert len(rerun) == 1 and rerun[0].params == dead.params
+    # the kill may land while the dead trial was still filling in its params: same rule, as far as it got
+    assert len(rerun) == 1 and all(rerun[0].params[name] == value for name, value in dead.params.items())
     assert len({t.user_attrs["worker"] for t in done}) >= 2  # the work was shared
