@@ -36,7 +36,11 @@ def build_parser(command: str | None = None) -> OneLineParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     command = next((a for a in argv if not a.startswith("-")), "")
-    parser = build_parser(command if command in COMMANDS else "")
+    try:
+        parser = build_parser(command if command in COMMANDS else "")  # imports the command's libraries
+    except KeyboardInterrupt:  # Ctrl-C while loading: nothing has started, nothing to keep
+        sys.stderr.write("diffsearch: interrupted while starting\n")
+        return 130
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
         parser.print_help()
