@@ -152,17 +152,32 @@ def main(argv=None) -> int:
                 "seed_improvement": "-" if strategy == "baseline" or strategy not in seed
                 else f"{100 * (seed['baseline'] - seed[strategy]) / seed['baseline']:+.1f} %",
             })
-            (RESULTS / "hparams_toy2d.json").write_text(json.dumps(rows, indent=2))
-            lines = [line for line in (halving_speedup(args, d) for d in args.datasets) if line]
-            speedups = "\n## Successive halving vs random search\n\n" + "\n".join(lines) + "\n" if lines else ""
-            (RESULTS / "hparams_toy2d.md").write_text(
-                f"# 2-D protocol ({args.trials} trials, {args.epochs} epochs, {args.repeats} repeats, "
-                f"{args.jobs} parallel processes on 2 CPU cores)\n\nPRDC loss = mean |1 - part| over "
-                "precision, recall, density, coverage (k = 5); lower is better. 'vs baseline' is the "
-                "relative improvement of the re-trained mean.\n\n" + table(rows) + "\n" + speedups)
-    print(table(rows))
+            write_tables(args, rows)
+    print(table(merged_rows(rows)))
     return 0
 
+
+def merged_rows(rows: list[dict]) -> list[dict]:
+    """This run's rows over those of earlier runs (other data sets, other strategies) in the results file."""
+    path = RESULTS / "hparams_toy2d.json"
+    earlier = json.loads(path.read_text()) if path.exists() else []
+    fresh = {(r["dataset"], r["strategy"]) for r in rows}
+    kept = [r for r in earlier if (r["dataset"], r["strategy"]) not in fresh]
+    order = {name: i for i, name in enumerate(("baseline", "random", "tpe", "random+sh"))}
+    return sorted(kept + rows, key=lambda r: (r["dataset"], order.get(r["strategy"], 9)))
+
+
+def write_tables(args, rows: list[dict]) -> None:
+    rows = merged_rows(rows)
+    (RESULTS / "hparams_toy2d.json").write_text(json.dumps(rows, indent=2))
+    datasets = sorted({r["dataset"] for r in rows})
+    lines = [line for line in (halving_speedup(args, d) for d in datasets) if line]
+    speedups = "\n## Successive halving vs random search\n\n" + "\n".join(lines) + "\n" if lines else ""
+    (RESULTS / "hparams_toy2d.md").write_text(
+        f"# 2-D protocol ({args.trials} trials, {args.epochs} epochs, {args.repeats} repeats, "
+        f"{args.jobs} parallel processes on 2 CPU cores)\n\nPRDC loss = mean |1 - part| over "
+        "precision, recall, density, coverage (k = 5); lower is better. 'vs baseline' is the "
+        "relative improvement of the re-trained mean.\n\n" + table(rows) + "\n" + speedups)
 
 if __name__ == "__main__":
     raise SystemExit(main())
