@@ -8,10 +8,10 @@ import json
 from rich.console import Console
 from rich.table import Table
 
+from diffsearch.cli.parser import add_worker_arguments
 from diffsearch.cli.progress import best_so_far_bar, finish
 
 from diffsearch.jobs.optimizer import TREE_SEARCHERS, OptimizerOptions, run_optimizer
-from diffsearch.ledger import DEFAULT_HEARTBEAT_SECONDS
 from diffsearch.optim import HAND_DESIGNED
 from diffsearch.spaces.update_rules import BINARY, LEAVES, UNARY, parse
 from diffsearch.tasks.optimizer_tasks import SCORES, TASKS
@@ -66,10 +66,7 @@ def add_parser(subparsers, parser_class, formatter, help_text: str) -> None:
     p.add_argument("--storage", help="Optuna storage URL or a journal file ending in .log "
                    "(default: sqlite file in --out)")
     p.add_argument("--out", help="run directory for results.json and loss_curves.png (default: runs/<study>)")
-    p.add_argument("--workers", type=int, default=1, metavar="N", help="processes on this machine training "
-                   "candidates in parallel; more can join from anywhere with `diffsearch worker`")
-    p.add_argument("--heartbeat", type=int, default=DEFAULT_HEARTBEAT_SECONDS,
-                   help="seconds between heartbeats of a running training (silent for 3 beats: re-run)")
+    add_worker_arguments(p, "training candidate rules", "diffsearch worker")
     p.add_argument("--check", metavar="EXPR", help="do not search: parse EXPR, print its canonical form "
                    "and the rejection tests' verdict")
     p.add_argument("--json", action="store_true", help="print results.json to stdout instead of tables")

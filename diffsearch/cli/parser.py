@@ -19,3 +19,13 @@ class Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsH
         if action.default in (None, False) or "(default" in (action.help or ""):
             return action.help or ""
         return super()._get_help_string(action)
+
+
+def add_worker_arguments(p: argparse.ArgumentParser, work: str, join: str = "diffsearch worker") -> None:
+    """``--workers`` and ``--heartbeat`` for a job whose batches any worker can take from the storage."""
+    from diffsearch.ledger import DEFAULT_HEARTBEAT_SECONDS
+
+    p.add_argument("--workers", type=int, default=1, metavar="N", help=f"processes on this machine {work} in "
+                   f"parallel; more can join from anywhere with `{join}`")
+    p.add_argument("--heartbeat", type=int, default=DEFAULT_HEARTBEAT_SECONDS,
+                   help="seconds between heartbeats of a running trial (silent for 3 beats: re-run elsewhere)")

@@ -7,11 +7,11 @@ import argparse
 from rich.console import Console
 from rich.table import Table
 
+from diffsearch.cli.parser import add_worker_arguments
 from diffsearch.cli.progress import best_so_far_bar, finish
 
 from diffsearch.backends.stable_diffusion import DEFAULT_MODEL
 from diffsearch.jobs.prompt import TASKS, PromptOptions, run_prompt
-from diffsearch.ledger import DEFAULT_HEARTBEAT_SECONDS
 from diffsearch.objectives.clip import DEFAULT_CLIP
 from diffsearch.searchers.prompt_registry import PROMPT_SEARCHERS
 from diffsearch.spaces.prompts import PROMPT_SPACES
@@ -75,10 +75,7 @@ def add_parser(subparsers, parser_class, formatter, help_text: str) -> None:
     p.add_argument("--storage", help="Optuna storage URL or a journal file ending in .log "
                                      "(default: sqlite file in --out)")
     p.add_argument("--out", help="run directory for results.json and before_after.png (default: runs/<study>)")
-    p.add_argument("--workers", type=int, default=1, metavar="N", help="processes on this machine generating "
-                   "the images of a batch in parallel; more can join with `diffsearch worker --device cuda`")
-    p.add_argument("--heartbeat", type=int, default=DEFAULT_HEARTBEAT_SECONDS,
-                   help="seconds between heartbeats of a running generation (silent for 3 beats: re-run)")
+    add_worker_arguments(p, "generating a batch's images", "diffsearch worker --device cuda")
     p.add_argument("--json", action="store_true", help="print results.json to stdout instead of tables")
     p.set_defaults(handler=main)
 
