@@ -128,7 +128,7 @@ def print_summary(results: dict, console: Console) -> None:
     s = results["search"]
     console.print(f"search: {s['evaluated']} trained, {s['duplicates']} duplicates and {s['rejected']} rejected "
                   f"programs skipped ({s['proposed']} proposed); {s['replayed_from_storage']} taken from the "
-                  f"storage; untrained loss {results['initial_loss']:.4f}")
+                  f"storage; the untrained model scores {results.get('initial_score', results['initial_loss']):.4f}")
     if results.get("mct_path"):
         console.print(f"mct path: {results['mct_path']}")
     console.print(f"elapsed {results['elapsed_seconds'] / 60:.1f} min; results: {results['results_file']}"
