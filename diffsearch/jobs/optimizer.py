@@ -121,7 +121,7 @@ class _CountedEvaluator:
     def __init__(self, evaluator: LedgerEvaluator, budget: int, progress: ProgressFn | None):
         self.evaluator, self.budget, self.progress = evaluator, budget, progress
         self.used, self.best = 0, math.inf
-        evaluator.on_trial = self._tick
+        evaluator.ledger.on_trial = self._tick  # each finished search trial moves the bar
 
     def _tick(self, trial: FrozenTrial) -> None:
         self.used += 1

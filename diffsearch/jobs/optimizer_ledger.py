@@ -80,14 +80,6 @@ class LedgerEvaluator:
     def done(self) -> dict[tuple[str, float], FrozenTrial]:
         return self.ledger.done
 
-    @property
-    def on_trial(self) -> Callable[[FrozenTrial], None] | None:
-        return self.ledger.on_trial
-
-    @on_trial.setter
-    def on_trial(self, callback: Callable[[FrozenTrial], None] | None) -> None:
-        self.ledger.on_trial = callback
-
     def _mine(self, trial: FrozenTrial) -> tuple[str, float] | None:
         a = trial.user_attrs  # a training counts for the same role, task and training seed only
         if a.get("role") == self.role and a.get("task") == self.task.name and a.get("seed") == self.seed:
