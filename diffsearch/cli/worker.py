@@ -11,8 +11,8 @@ from diffsearch.errors import UsageError
 from diffsearch.ledger import DEFAULT_HEARTBEAT_SECONDS, open_storage
 
 DESCRIPTION = """\
-Join an existing study and evaluate trials until its budget is met (hparams) or until its search is
-over (optimizer). The study recorded its job and settings when it was created, so the storage URL and
+Join an existing study and evaluate trials until its budget is met (hparams) or until its job is
+over (optimizer, prompt). The study recorded its job and settings when it was created, so the storage URL and
 the study name are all a worker needs:
 
   diffsearch hparams --dataset moons --trials 200 --storage postgresql://user@host/db --study big
@@ -32,7 +32,7 @@ def add_parser(subparsers, parser_class, formatter, help_text: str) -> None:
                               formatter_class=formatter)
     p.add_argument("--study", required=True, help="study name")
     p.add_argument("--storage", required=True, help="Optuna storage URL or journal .log path")
-    p.add_argument("--trials", type=int, help="raise the study's budget to this many finished trials")
+    p.add_argument("--trials", type=int, help="hparams studies: raise the budget to this many finished trials")
     p.add_argument("--heartbeat", type=int, default=DEFAULT_HEARTBEAT_SECONDS,
                    help="seconds between heartbeats of a running trial (a trial silent for 3 beats is re-run)")
     p.add_argument("--out", help="where this worker keeps samples (default: runs/<study>)")
