@@ -12,8 +12,8 @@ from diffsearch.ledger import DEFAULT_HEARTBEAT_SECONDS, open_storage
 
 DESCRIPTION = """\
 Join an existing study and evaluate trials until its budget is met (hparams) or until its job is
-over (optimizer, prompt). The study recorded its job and settings when it was created, so the storage URL and
-the study name are all a worker needs:
+over (optimizer, prompt). The study recorded its job and settings when it was created, so the
+storage URL and the study name are all a worker needs:
 
   diffsearch hparams --dataset moons --trials 200 --storage postgresql://user@host/db --study big
   diffsearch worker --study big --storage postgresql://user@host/db     # on every other machine
