@@ -117,21 +117,24 @@ def all_tasks() -> list[Task]:
 
 def run_one(task: Task, method: str, seed: int, trials: int) -> dict:
     if method == "generative-1":
-        sampler = GenerativeSampler(seed=seed, config=GenerativeConfig(candidates=1))
+        sampler = GenerativeSampler(seed=seed, config=GenerativeConfig(candidates=1, novel_only=False))
     else:
         sampler = make_sampler(method, seed)
     study = optuna.create_study(sampler=sampler)
-    incumbent, curve, seconds = math.inf, [], []
+    incumbent, curve, seconds, configs = math.inf, [], [], set()
     for _ in range(trials):
         start = time.perf_counter()
         trial = study.ask()
         params = task.suggest(trial)
         seconds.append(time.perf_counter() - start)  # the suggestion's cost
+        configs.add(json.dumps(params, sort_keys=True))
         value = task.evaluate(params)
         study.tell(trial, value)
         incumbent = min(incumbent, value)
         curve.append(task.regret(incumbent))
-    return {"regret": curve, "seconds": seconds}
+    model = getattr(sampler, "_model", None)
+    return {"regret": curve, "seconds": seconds, "distinct": len(configs),
+            "random_fallbacks": getattr(model, "random_fallbacks", 0)}
 
 
 def average_ranks(runs: dict, tasks: list[str], seeds: int, trials: int) -> dict[str, np.ndarray]:
@@ -201,7 +204,14 @@ def main(argv=None) -> int:
     parser.add_argument("--tasks", nargs="*", help="task names (default: all)")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--trials", type=int, default=50)
+    parser.add_argument("--rerun", nargs="*", default=[], choices=METHODS,
+                        help="run these methods again (after a change to them) instead of reading the cache")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     import warnings
 
@@ -213,12 +223,14 @@ def main(argv=None) -> int:
         for method in METHODS:
             for seed in range(args.seeds):
                 key = f"{task.name}|{method}|{seed}"
-                if key in runs and len(runs[key]["regret"]) >= args.trials:
+                if key in runs and len(runs[key]["regret"]) >= args.trials and method not in args.rerun:
                     continue
                 start = time.perf_counter()
-                runs[key] = run_one(task, method, seed, args.trials)
-                print(f"{key}: regret {runs[key]['regret'][-1]:.4f} ({time.perf_counter() - start:.0f} s)",
-                      file=sys.stderr, flush=True)
+                result = run_one(task, method, seed, args.trials)
+                print(f"{key}: regret {result['regret'][-1]:.4f}, {result['distinct']} distinct configs "
+                      f"({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
+                # merge with what other processes (other --tasks) wrote meanwhile, then write
+                runs = {**(json.loads(cache.read_text()) if cache.exists() else {}), key: result}
                 cache.write_text(json.dumps(runs))
     ranks = average_ranks(runs, [t.name for t in tasks], args.seeds, args.trials)
     families = sorted({t.family for t in tasks})

@@ -126,3 +126,40 @@ def test_model_rates_improving_candidates_above_the_rest():
     chosen = candidates[np.argsort(scores)[-20:]]  # the 20 the model rates highest
     assert quadratic(chosen).mean() > quadratic(candidates).mean() + 0.1, (quadratic(chosen).mean(),
                                                                           quadratic(candidates).mean())
+
+
+def test_novel_rows_drops_seen_and_repeated_rows():
+    from diffsearch.searchers.generative import novel_rows
+
+    seen = np.array([[0.0, 1.0], [1.0, 0.0]], dtype=np.float32)
+    candidates = np.array([[0.0, 1.0], [0.5, 0.5], [0.5, 0.5], [1.0, 1.0], [1.0, 0.0]], dtype=np.float32)
+    assert novel_rows(candidates, seen).tolist() == [[0.5, 0.5], [1.0, 1.0]]
+    assert novel_rows(candidates[:1], seen).shape == (0, 2)
+
+
+def test_discrete_space_trials_never_repeat_a_configuration():
+    # 3 x 3 x 3 = 27 configurations: without the novelty filter the model's samples pile up on the best
+    # configurations seen and most suggestions repeat one
+    space = {f"op{i}": CategoricalDistribution(["a", "b", "c"]) for i in range(3)}
+    scores = {"a": 0.0, "b": 1.0, "c": 3.0}
+
+    def objective(trial):
+        return sum(scores[trial._suggest(name, dist)] for name, dist in space.items())
+
+    sampler = GenerativeSampler(seed=0, n_startup_trials=4, config=fast_config(first_fit_steps=100, refit_steps=10))
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(objective, n_trials=16)
+    configs = [tuple(sorted(t.params.items())) for t in study.trials]
+    model_made = configs[4:]
+    assert all(c not in configs[:i + 4] for i, c in enumerate(model_made)), configs
+
+
+def test_exhausted_space_still_gets_a_suggestion():
+    space = {"op": CategoricalDistribution(["a", "b"])}
+    sampler = GenerativeSampler(seed=0, n_startup_trials=2, config=fast_config(first_fit_steps=20, refit_steps=5))
+    study = optuna.create_study(sampler=sampler)
+    study.enqueue_trial({"op": "a"})
+    study.enqueue_trial({"op": "b"})
+    study.optimize(lambda t: float(t._suggest("op", space["op"]) == "a"), n_trials=4)
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 4
+    assert sampler._model.random_fallbacks >= 1

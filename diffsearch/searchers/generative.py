@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
@@ -39,6 +40,7 @@ class GenerativeConfig:
     candidates: int = 64             # configurations generated per call; the one the model rates most likely to improve is returned (1: the seed)
     score_draws: int = 32            # (t, eps) draws per candidate when ranking candidates
     guidance: float = 0.0            # classifier-free guidance on I: eps(1) + w (eps(1) - eps(0)); 0 = the seed's
+    novel_only: bool = True          # with a projection onto the space, drop candidates already evaluated (False: the seed)
     losses: list[float] = field(default_factory=list)
 
 
@@ -161,6 +163,7 @@ class GenerativeHPO:
                                        clip_sample=True, clip_sample_range=1.0)
         self.noise_adder, self.denoiser = NoiseAdder(self.scheduler), Denoiser(self.scheduler)
         self.network: Network | None = None
+        self.random_fallbacks = 0  # suggestions where every sample repeated a seen configuration
         self.optimizer: torch.optim.Optimizer | None = None
 
     def fit(self, X: np.ndarray, y: np.ndarray, steps: int | None = None) -> list[float]:
@@ -233,17 +236,34 @@ class GenerativeHPO:
                  for flag in (0.0, 1.0)}
         return (error[0.0] - error[1.0]).reshape(n, k).mean(dim=1).numpy()
 
-    def suggest(self, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    def suggest(self, X: np.ndarray, y: np.ndarray, project: Projection | None = None) -> np.ndarray:
         """One configuration: a sample given I = 1, or with ``candidates`` > 1 the sample the model
-        itself rates most likely to improve."""
+        itself rates most likely to improve.
+
+        ``project`` maps raw samples to valid points of the space (rounded integers, one-hot
+        categoricals). Given one, candidates are ranked as the configurations they decode to, and
+        (``novel_only``) those already in the history are dropped: in a discrete space the samples pile up
+        on the best configurations seen, and re-evaluating one wastes a trial. If every sample repeats
+        one, uniform random points take their place and the model ranks those instead."""
         proposals = self.generate(X, y, n=self.config.candidates)
+        if project is not None:
+            proposals = project(proposals)
+            if self.config.novel_only:
+                proposals = novel_rows(proposals, X)
+                if len(proposals) == 0:
+                    self.random_fallbacks += 1
+                    uniform = self.rng.uniform(size=(max(self.config.candidates, 16), X.shape[1]))
+                    proposals = novel_rows(project(uniform.astype(np.float32)), X)
+                    if len(proposals) == 0:  # every random point was seen: the space is (nearly) exhausted
+                        return project(uniform[:1].astype(np.float32))[0]
         if len(proposals) == 1:
             return proposals[0]
         return proposals[int(np.argmax(self.improvement_score(proposals, X, y)))]
 
     def observe_and_suggest(self, X_obs, y_obs, X_pen=None):
-        """HPO-B: continuous -> a point of [0, 1]^d; discrete (X_pen given) -> the index of the pending
-        configuration nearest to the generated one."""
+        """HPO-B: continuous -> a point of [0, 1]^d; discrete (X_pen given) -> the index of a pending
+        configuration: each sample is snapped to its nearest pending configuration and the model ranks
+        those (pending configurations are unevaluated by definition)."""
         X_obs = np.asarray(X_obs, dtype=np.float32)
         y_obs = np.asarray(y_obs, dtype=np.float64).reshape(-1)
         if len(X_obs) == 0:
@@ -251,8 +271,24 @@ class GenerativeHPO:
                 return int(self.rng.integers(len(X_pen)))
             raise ValueError("observe_and_suggest needs at least one observation in the continuous setting")
         self.fit(X_obs, y_obs)
-        proposal = self.suggest(X_obs, y_obs)
         if X_pen is None:
-            return proposal
-        distances = np.linalg.norm(np.asarray(X_pen, dtype=np.float32) - proposal[None], axis=1)
-        return int(np.argmin(distances))
+            return self.suggest(X_obs, y_obs)
+        pending = np.asarray(X_pen, dtype=np.float32)
+        nearest = lambda P: pending[np.argmin(((P[:, None, :] - pending[None]) ** 2).sum(axis=2), axis=1)]  # noqa: E731
+        choice = self.suggest(X_obs, y_obs, project=nearest)
+        return int(np.argmin(((pending - choice[None]) ** 2).sum(axis=1)))
+
+
+Projection = Callable[[np.ndarray], np.ndarray]
+
+
+def novel_rows(candidates: np.ndarray, seen: np.ndarray, atol: float = 1e-6) -> np.ndarray:
+    """The distinct rows of ``candidates`` that are not rows of ``seen`` (first occurrence kept)."""
+    kept: list[np.ndarray] = []
+    for row in candidates:
+        if np.isclose(seen, row[None], atol=atol, rtol=0).all(axis=1).any():
+            continue
+        if any(np.allclose(row, other, atol=atol, rtol=0) for other in kept):
+            continue
+        kept.append(row)
+    return np.stack(kept) if kept else candidates[:0]

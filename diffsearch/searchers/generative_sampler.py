@@ -3,7 +3,8 @@
 Like Optuna's GPSampler, the model proposes the parameters present in every finished trial (the
 intersection search space); conditional parameters outside it (warm-up only with a scheduler, weight
 decay only with AdamW) are drawn at random. Configurations are encoded to [0, 1]^d: floats and ints on
-their (log) scale, categoricals one-hot, decoded by rounding and argmax.
+their (log) scale, categoricals one-hot, decoded by rounding and argmax. The model's samples are snapped
+to valid codes and configurations already evaluated are dropped before it picks one.
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ class SpaceCodec:
                     lo, hi, value = math.log(lo), math.log(hi), math.log(value)
                 x[cols.start] = 0.5 if hi == lo else (value - lo) / (hi - lo)
         return x
+
+    def project(self, points: np.ndarray) -> np.ndarray:
+        """Each row snapped to the code of the configuration it decodes to."""
+        return np.stack([self.encode(self.decode(row)) for row in points])
 
     def decode(self, x: np.ndarray) -> dict[str, Any]:
         x = np.clip(np.asarray(x, dtype=np.float64), 0.0, 1.0)
@@ -101,7 +106,11 @@ class GenerativeSampler(optuna.samplers.BaseSampler):
         if self._model is None or self._model_space != key:  # a new space needs a new model
             self._model = GenerativeHPO(seed=self._seed, config=self._config)
             self._model_space = key
-        return codec.decode(self._model.observe_and_suggest(X, y))
+        self._model.fit(X, y)
+        # samples are snapped to valid configurations and those already evaluated are dropped
+        # before the model ranks them (GenerativeHPO.suggest); off for the seed's method as written
+        project = codec.project if self._model.config.novel_only else None
+        return codec.decode(self._model.suggest(X, y, project=project))
 
     def sample_independent(self, study, trial: FrozenTrial, param_name: str, param_distribution) -> Any:
         return self._random.sample_independent(study, trial, param_name, param_distribution)
