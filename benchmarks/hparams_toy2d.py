@@ -62,6 +62,9 @@ def halving_speedup(args, dataset: str) -> str | None:
     """Successive halving vs random search: minutes until SH's best is within 10 % of random's best."""
     from optuna.trial import TrialState
 
+    from diffsearch.jobs.hparams import busy_minutes
+    from diffsearch.ledger import done_trials
+
     try:
         studies = {name: optuna.load_study(study_name=f"toy2d-{dataset}-{name}", storage=args.storage)
                    for name in ("random", "random+sh")}
@@ -74,10 +77,9 @@ def halving_speedup(args, dataset: str) -> str | None:
     target = 1.1 * min(t.value for t in done["random"])
 
     def minutes_until(name: str, bound: float) -> float | None:
-        trials = studies[name].get_trials(deepcopy=False)
-        start = min(t.datetime_start for t in trials if t.datetime_start)
+        # busy time, not the span from the first start: a study resumed days later must not count the gap
         hits = [t.datetime_complete for t in done[name] if t.value <= bound]
-        return (min(hits) - start).total_seconds() / 60 if hits else None
+        return busy_minutes(done_trials(studies[name]), until=min(hits)) if hits else None
 
     sh_best = min(t.value for t in done["random+sh"])
     sh_time = minutes_until("random+sh", target)

@@ -60,12 +60,13 @@ def test_hpob_interface_continuous_and_discrete():
     assert isinstance(index, int) and 0 <= index < 20
 
 
-def test_proposes_improving_points_more_often_than_random():
+@pytest.mark.parametrize("sample_steps", [0, 20])  # the full DDPM loop; 20 DDIM steps
+def test_proposes_improving_points_more_often_than_random(sample_steps):
     rng = np.random.default_rng(0)
     X = rng.uniform(size=(30, 2)).astype(np.float32)
     quadratic = lambda P: -((P - 0.3) ** 2).sum(axis=1)  # noqa: E731
     y = quadratic(X)
-    method = GenerativeHPO(seed=0, config=fast_config(first_fit_steps=400))
+    method = GenerativeHPO(seed=0, config=fast_config(first_fit_steps=400, sample_steps=sample_steps))
     method.fit(X, y)
     proposals = method.generate(X, y, n=300)
     generative_rate = (quadratic(proposals) > y.max()).mean()

@@ -264,11 +264,18 @@ def summarise_repeats(trials: list[FrozenTrial]) -> dict[str, Any]:
 
 
 def _study_minutes(study: optuna.Study) -> float:
-    """Wall-clock minutes the study's trials ran: the union of their intervals, so parallel workers are
-    not double-counted and the idle gap between a stop and a resume is not counted. Trials of dead
-    workers are left out: they 'end' when found dead, long after their work stopped."""
-    spans = sorted((t.datetime_start, t.datetime_complete) for t in done_trials(study)
-                   if t.datetime_complete and t.datetime_start)
+    """Wall-clock minutes the study's trials ran (see busy_minutes). Trials of dead workers are left out:
+    they 'end' when found dead, long after their work stopped."""
+    return busy_minutes(done_trials(study))
+
+
+def busy_minutes(trials, until=None) -> float:
+    """Minutes covered by the union of the trials' [start, complete] intervals, cut at ``until`` (a
+    datetime) if given: parallel workers are not double-counted and the idle gap between a stop and a
+    resume is not counted."""
+    spans = sorted((t.datetime_start, min(t.datetime_complete, until) if until else t.datetime_complete)
+                   for t in trials if t.datetime_complete and t.datetime_start
+                   and (until is None or t.datetime_start < until))
     total, current_start, current_end = 0.0, None, None
     for start, end in spans:
         if current_end is None or start > current_end:

@@ -21,13 +21,14 @@ from typing import Callable
 
 import numpy as np
 import torch
-from diffusers import DDPMScheduler
+from diffusers import DDIMScheduler, DDPMScheduler
 from torch import nn
 
 
 @dataclass
 class GenerativeConfig:
     timesteps: int = 1000            # DDPM steps, for training and for the inference loop
+    sample_steps: int = 0            # reverse steps of the inference loop: 0 = every step (DDPM, the seed); fewer = DDIM
     width: int = 128                 # hidden units of the denoising MLP
     context_width: int = 32          # Transformer model width
     context_layers: int = 2
@@ -92,10 +93,11 @@ class Denoiser:
     """One reverse step: mu = (x_t - beta_t / sqrt(1 - abar_t) eps_hat) / sqrt(alpha_t), plus sigma_t z.
 
     diffusers' DDPMScheduler.step computes exactly this (through the x_0 estimate, clipped to [-1, 1],
-    which keeps proposals inside the space).
+    which keeps proposals inside the space). With ``sample_steps`` set, diffusers' DDIMScheduler on the
+    same betas takes its place (eta = 0: deterministic steps over a subset of the timesteps).
     """
 
-    def __init__(self, scheduler: DDPMScheduler):
+    def __init__(self, scheduler: DDPMScheduler | DDIMScheduler):
         self.scheduler = scheduler
 
     def __call__(self, eps_hat: torch.Tensor, t: int, x_t: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -162,6 +164,8 @@ class GenerativeHPO:
         self.scheduler = DDPMScheduler(num_train_timesteps=self.config.timesteps, beta_schedule="linear",
                                        clip_sample=True, clip_sample_range=1.0)
         self.noise_adder, self.denoiser = NoiseAdder(self.scheduler), Denoiser(self.scheduler)
+        if self.config.sample_steps:  # DDIM on the same betas: the network is trained the same way
+            self.denoiser = Denoiser(DDIMScheduler.from_config(self.scheduler.config))
         self.network: Network | None = None
         self.random_fallbacks = 0  # suggestions where every sample repeated a seen configuration
         self.optimizer: torch.optim.Optimizer | None = None
@@ -206,9 +210,10 @@ class GenerativeHPO:
         flag = torch.cat([torch.full((n,), float(improves)), torch.full((n,), 1.0 - float(improves))]) if w \
             else torch.full((n,), float(improves))
         embedding = embedding.repeat(2, 1) if w else embedding
-        self.scheduler.set_timesteps(self.config.timesteps)
+        sampling = self.denoiser.scheduler
+        sampling.set_timesteps(self.config.sample_steps or self.config.timesteps)
         z = torch.randn((n, d), generator=self.generator)
-        for t in self.scheduler.timesteps:
+        for t in sampling.timesteps:
             if w:
                 eps_wanted, eps_other = self.network(z.repeat(2, 1), torch.full((2 * n,), int(t)), flag,
                                                      embedding).chunk(2)
