@@ -96,7 +96,7 @@ class GenerativeSampler(optuna.samplers.BaseSampler):
             return {}
         history = [t for t in study._get_trials(deepcopy=False, states=(TrialState.COMPLETE,), use_cache=True)
                    if all(name in t.params for name in search_space)]
-        if len(history) < self._n_startup_trials:
+        if len(history) < max(1, self._n_startup_trials):  # the model needs a history to learn from
             return {}
         codec = SpaceCodec(search_space)
         X = np.stack([codec.encode(t.params) for t in history])
