@@ -159,8 +159,7 @@ def main(argv=None) -> int:
                 if counts else "-",
                 "minutes": result.get("study_minutes"),
                 "improvement": improvement(strategy, baseline_mean, mean),
-                "seed_improvement": "-" if strategy == "baseline" or strategy not in seed
-                else f"{100 * (seed['baseline'] - seed[strategy]) / seed['baseline']:+.1f} %",
+                "seed_improvement": improvement(strategy, seed.get("baseline"), seed.get(strategy)),
             })
             write_tables(args, rows)
     print(table(merged_rows(rows)))
