@@ -38,15 +38,39 @@ def test_codec_round_trip():
     assert x.min() >= 0 and x.max() <= 1 and x[codec.slices["optimizer"]].tolist() == [0, 0, 1]
 
 
-def test_sampler_flags_improvement_against_context():
-    X = np.array([[0.1], [0.2], [0.3]], dtype=np.float32)
-    y = np.array([0.95, 0.97, 0.90])
-    x, improves, context, padding = Sampler(X, y, 3, np.random.default_rng(0))(256)
+@pytest.mark.parametrize("share, queries", [(None, 1), (None, 4), (0.5, 4)])
+def test_sampler_flags_improvement_against_context(share, queries):
+    X = np.array([[0.1], [0.2], [0.3], [0.4]], dtype=np.float32)
+    y = np.array([0.95, 0.97, 0.90, 0.50])
+    x, improves, context, padding, group = Sampler(X, y, 3, np.random.default_rng(0), share, queries)(256)
+    assert len(x) == len(improves) == len(group) == 256 and len(context) == 256 // queries
     for row in range(256):
-        members = context[row][~padding[row]]
+        members = context[group[row]][~padding[group[row]]]
         query_y = y[np.argmin(np.abs(X[:, 0] - x[row, 0].item()))]
         best_in_context = y[[int(np.argmin(np.abs(X[:, 0] - m[0].item()))) for m in members]].max()
         assert improves[row].item() == float(query_y >= best_in_context)
+    if share is not None:
+        assert improves.mean().item() == pytest.approx(share)
+
+
+def test_stratified_sampler_keeps_the_conditional_of_p_H():
+    """Stratifying on I changes how often each label is drawn, not which queries carry it."""
+    rng = np.random.default_rng(0)
+    X = rng.uniform(size=(6, 1)).astype(np.float32)
+    y = rng.normal(size=6)
+
+    def query_frequencies(share):
+        counts = np.zeros(6)
+        sampler = Sampler(X, y, 6, np.random.default_rng(1), share, 4)
+        for _ in range(150):
+            x, improves, *_ = sampler(256)
+            rows = improves.numpy() == 1
+            counts += np.bincount(np.argmin(np.abs(X[:, 0][None] - x.numpy()[rows]), axis=1), minlength=6)
+        return counts / counts.sum()
+
+    plain, stratified = query_frequencies(None), query_frequencies(0.5)
+    assert np.abs(plain - stratified).max() < 0.02
+    assert stratified[np.argmax(y)] > 0.3  # the best point carries I = 1 most often
 
 
 def test_hpob_interface_continuous_and_discrete():

@@ -41,35 +41,78 @@ class GenerativeConfig:
     candidates: int = 64             # configurations generated per call; the one the model rates most likely to improve is returned (1: the seed)
     score_draws: int = 32            # (t, eps) draws per candidate when ranking candidates
     guidance: float = 0.0            # classifier-free guidance on I: eps(1) + w (eps(1) - eps(0)); 0 = the seed's
+    improve_share: float | None = None  # share of I = 1 rows per training batch (None: as p_H draws them, the seed)
+    queries_per_context: int = 1     # training triples sharing one drawn context (1: every triple its own, the seed)
     novel_only: bool = True          # with a projection onto the space, drop candidates already evaluated (False: the seed)
     losses: list[float] = field(default_factory=list)
 
 
 # ----------------------------------------------------------------------------------------- Sampler
 class Sampler:
-    """Draws training triples (x, I, C) from the history, the seed's p_H."""
+    """Draws training triples (x, I, C) from the history, the seed's p_H: a context C (a uniform random
+    subset of 1..max_context points) and a query x from H, with I = 1 iff no point of C beats x.
 
-    def __init__(self, X: np.ndarray, y: np.ndarray, max_context: int, rng: np.random.Generator):
+    ``queries_per_context`` > 1 pairs each drawn context with that many queries (as neural processes
+    do): every triple is still distributed as p_H, and the Transformer encodes one context per group
+    instead of one per row, which is where a training step spends its time.
+
+    ``improve_share`` (optional) stratifies the batch on I: that share of the groups holds triples with
+    I = 1, the rest I = 0. A group's context is resampled from a pool with weight = how many queries it
+    gives that label, then its queries are drawn uniformly among those, so p(x, C | I) is exactly p_H's;
+    only how often each label is seen changes (I = 1 is about ln(n) / n of p_H).
+    """
+
+    def __init__(self, X: np.ndarray, y: np.ndarray, max_context: int, rng: np.random.Generator,
+                 improve_share: float | None = None, queries_per_context: int = 1):
         self.X, self.y, self.max_context, self.rng = X, y, max_context, rng
+        self.improve_share, self.queries = improve_share, queries_per_context
 
-    def __call__(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Return x (B, d), I (B,), context (B, m, d + 1) holding [x', y'] rows, and its padding mask."""
-        n, d = self.X.shape
-        y_scaled = _scale(self.y)
-        query = self.rng.integers(n, size=batch_size)
-        sizes = self.rng.integers(1, min(n, self.max_context) + 1, size=batch_size)
-        m = int(sizes.max())
-        context = np.zeros((batch_size, m, d + 1), dtype=np.float32)
-        padding = np.ones((batch_size, m), dtype=bool)  # True = padding, Transformer's convention
-        improves = np.zeros(batch_size, dtype=np.float32)
-        for row, (q, size) in enumerate(zip(query, sizes)):
-            members = self.rng.choice(n, size=size, replace=False)
-            context[row, :size, :d] = self.X[members]
-            context[row, :size, d] = y_scaled[members]
-            padding[row, :size] = False
-            improves[row] = float(not (self.y[members] > self.y[q]).any())
-        return (torch.from_numpy(self.X[query].astype(np.float32)), torch.from_numpy(improves),
-                torch.from_numpy(context), torch.from_numpy(padding))
+    def _contexts(self, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """``count`` uniform random subsets: member indices (-1 = padding) and each one's best y."""
+        n = len(self.X)
+        sizes = self.rng.integers(1, min(n, self.max_context) + 1, size=count)
+        members = np.argsort(self.rng.random((count, n)), axis=1)[:, :int(sizes.max())]
+        members[np.arange(members.shape[1])[None, :] >= sizes[:, None]] = -1
+        return members, np.where(members >= 0, self.y[members], -np.inf).max(axis=1)
+
+    def _queries(self, valid: np.ndarray) -> np.ndarray:
+        """For each row of a (groups, n) mask, ``queries`` indices drawn uniformly among its True entries."""
+        cumulative = valid.cumsum(axis=1)
+        draws = (self.rng.random((len(valid), self.queries)) * cumulative[:, -1:]).astype(np.int64)
+        return np.stack([np.searchsorted(row, d, side="right") for row, d in zip(cumulative, draws)])
+
+    def __call__(self, batch_size: int) -> tuple[torch.Tensor, ...]:
+        """Return x (B, d), I (B,), contexts (G, m, d + 1) holding [x', y'] rows, their padding mask
+        (G, m) and each row's context index (B,), with G = B / queries_per_context."""
+        groups = max(1, batch_size // self.queries)
+        if self.improve_share is None:
+            members, best = self._contexts(groups)
+            query = self.rng.integers(len(self.X), size=(groups, self.queries))
+            improves = self.y[query] >= best[:, None]
+        else:
+            pool, pool_best = self._contexts(8 * groups)
+            beats = self.y[None, :] >= pool_best[:, None]  # (pool, n): which queries get I = 1
+            wanted = int(round(self.improve_share * groups))
+            parts = []
+            for label, count in ((True, wanted), (False, groups - wanted)):
+                weight = (beats == label).sum(axis=1).astype(np.float64)
+                if count == 0 or weight.sum() == 0:  # e.g. all y equal: no triple has I = 0
+                    continue
+                chosen = self.rng.choice(len(pool), size=count, p=weight / weight.sum())
+                parts.append((pool[chosen], self._queries(beats[chosen] == label),
+                              np.full((count, self.queries), label)))
+            members = np.concatenate([part[0] for part in parts])
+            query = np.concatenate([part[1] for part in parts])
+            improves = np.concatenate([part[2] for part in parts])
+        padding = members < 0  # True = padding, Transformer's convention
+        d = self.X.shape[1]
+        context = np.zeros((len(members), members.shape[1], d + 1), dtype=np.float32)
+        context[..., :d] = np.where(padding[..., None], 0.0, self.X[members])
+        context[..., d] = np.where(padding, 0.0, _scale(self.y)[members])
+        group = np.repeat(np.arange(len(members)), self.queries)
+        return (torch.from_numpy(self.X[query.reshape(-1)].astype(np.float32)),
+                torch.from_numpy(improves.reshape(-1).astype(np.float32)),
+                torch.from_numpy(context), torch.from_numpy(padding), torch.from_numpy(group))
 
 
 def _scale(y: np.ndarray) -> np.ndarray:
@@ -179,16 +222,17 @@ class GenerativeHPO:
             self.optimizer = torch.optim.Adam(self.network.parameters(), lr=self.config.lr)
             steps = steps or self.config.first_fit_steps
         steps = steps or self.config.refit_steps
-        sampler = Sampler(X, y, self.config.max_context, self.rng)
+        sampler = Sampler(X, y, self.config.max_context, self.rng, self.config.improve_share,
+                          self.config.queries_per_context)
         self.network.train()
         losses = []
         for _ in range(steps):
-            x, improves, context, padding = sampler(self.config.batch_size)
+            x, improves, context, padding, group = sampler(self.config.batch_size)
             z0 = 2.0 * x - 1.0
             eps = torch.randn(z0.shape, generator=self.generator)
             t = torch.randint(0, self.config.timesteps, (len(z0),), generator=self.generator)
             z_t = self.noise_adder(z0, eps, t)
-            loss = Loss(eps, self.network(z_t, t, improves, self.network.context(context, padding)))
+            loss = Loss(eps, self.network(z_t, t, improves, self.network.context(context, padding)[group]))
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
