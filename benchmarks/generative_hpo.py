@@ -117,7 +117,8 @@ def all_tasks() -> list[Task]:
 
 def run_one(task: Task, method: str, seed: int, trials: int) -> dict:
     if method == "generative-1":
-        sampler = GenerativeSampler(seed=seed, config=GenerativeConfig(candidates=1, novel_only=False))
+        sampler = GenerativeSampler(seed=seed, config=GenerativeConfig(
+            candidates=1, novel_only=False, improve_share=None, queries_per_context=1))
     else:
         sampler = make_sampler(method, seed)
     study = optuna.create_study(sampler=sampler)

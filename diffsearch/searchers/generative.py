@@ -41,8 +41,8 @@ class GenerativeConfig:
     candidates: int = 64             # configurations generated per call; the one the model rates most likely to improve is returned (1: the seed)
     score_draws: int = 32            # (t, eps) draws per candidate when ranking candidates
     guidance: float = 0.0            # classifier-free guidance on I: eps(1) + w (eps(1) - eps(0)); 0 = the seed's
-    improve_share: float | None = None  # share of I = 1 rows per training batch (None: as p_H draws them, the seed)
-    queries_per_context: int = 1     # training triples sharing one drawn context (1: every triple its own, the seed)
+    improve_share: float | None = 0.5   # share of I = 1 triples per training batch (None: as p_H draws them, the seed)
+    queries_per_context: int = 8     # training triples sharing one drawn context (1: every triple its own, the seed)
     novel_only: bool = True          # with a projection onto the space, drop candidates already evaluated (False: the seed)
     losses: list[float] = field(default_factory=list)
 
