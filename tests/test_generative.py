@@ -53,6 +53,22 @@ def test_sampler_flags_improvement_against_context(share, queries):
         assert improves.mean().item() == pytest.approx(share)
 
 
+@pytest.mark.parametrize("share", [0.0, 0.5, 1.0])
+@pytest.mark.parametrize("y", [np.zeros(5), np.array([1.0])])
+def test_stratified_sampler_keeps_its_batch_when_no_triple_has_I_0(share, y):
+    """All results equal, or one result: every triple has I = 1, and the batch still has its size."""
+    X = np.random.default_rng(0).uniform(size=(len(y), 2)).astype(np.float32)
+    x, improves, *_ = Sampler(X, y, 32, np.random.default_rng(0), share, 8)(64)
+    assert len(x) == 64 and improves.min().item() == 1.0
+
+
+def test_config_rejects_impossible_batch_settings():
+    with pytest.raises(ValueError, match="improve_share"):
+        GenerativeConfig(improve_share=1.5)
+    with pytest.raises(ValueError, match="queries_per_context"):
+        GenerativeConfig(queries_per_context=0)
+
+
 def test_stratified_sampler_keeps_the_conditional_of_p_H():
     """Stratifying on I changes how often each label is drawn, not which queries carry it."""
     rng = np.random.default_rng(0)

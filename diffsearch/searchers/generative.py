@@ -46,6 +46,13 @@ class GenerativeConfig:
     novel_only: bool = True          # with a projection onto the space, drop candidates already evaluated (False: the seed)
     losses: list[float] = field(default_factory=list)
 
+    def __post_init__(self):
+        if self.improve_share is not None and not 0.0 <= self.improve_share <= 1.0:
+            raise ValueError(f"improve_share must lie in [0, 1] (or be None), got {self.improve_share}")
+        if not 1 <= self.queries_per_context <= self.batch_size:
+            raise ValueError(f"queries_per_context must lie in 1..batch_size ({self.batch_size}), "
+                             f"got {self.queries_per_context}")
+
 
 # ----------------------------------------------------------------------------------------- Sampler
 class Sampler:
@@ -92,12 +99,15 @@ class Sampler:
         else:
             pool, pool_best = self._contexts(8 * groups)
             beats = self.y[None, :] >= pool_best[:, None]  # (pool, n): which queries get I = 1
+            weights = {label: (beats == label).sum(axis=1).astype(np.float64) for label in (True, False)}
             wanted = int(round(self.improve_share * groups))
+            if weights[False].sum() == 0:  # every triple has I = 1 (all y equal, or one point)
+                wanted = groups
             parts = []
             for label, count in ((True, wanted), (False, groups - wanted)):
-                weight = (beats == label).sum(axis=1).astype(np.float64)
-                if count == 0 or weight.sum() == 0:  # e.g. all y equal: no triple has I = 0
+                if count == 0:
                     continue
+                weight = weights[label]
                 chosen = self.rng.choice(len(pool), size=count, p=weight / weight.sum())
                 parts.append((pool[chosen], self._queries(beats[chosen] == label),
                               np.full((count, self.queries), label)))
