@@ -39,7 +39,7 @@ def options_for(args, strategy: str) -> HparamsOptions:
                   out=str(Path(args.runs) / strategy), study=f"images-{Path(args.dataset).name}-{strategy}",
                   baseline_runs=0, min_epochs=args.min_epochs, width=args.width, resolution=args.resolution,
                   fid_samples=args.fid_samples, sample_steps=args.sample_steps, sampler=args.sampler,
-                  device=args.device, train_images=args.train_images)
+                  device=args.device, train_images=args.train_images, jobs=args.jobs)
     if strategy == "baseline":
         return HparamsOptions(**common, baseline=True, repeats=max(1, args.repeats))
     searcher, prune = STRATEGIES[strategy]
@@ -124,6 +124,7 @@ def main(argv=None) -> int:
     parser.add_argument("--sampler", default="ddim")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--jobs", type=int, default=1, help="parallel trial processes (the repeats run in turn)")
     parser.add_argument("--throughput-images", type=int, default=20, help="images timed through Inception")
     parser.add_argument("--storage", help="default: sqlite file benchmarks/results/hparams_images[_full].db")
     parser.add_argument("--runs", default="runs/bench-images")

@@ -6,7 +6,7 @@ Full protocol (about an hour on 2 CPU cores)::
 
 1. Each searcher runs ``--budget`` evaluations on toy2d-moons for each seed (one study per run, one
    SQLite file for everything, so an interrupted benchmark resumes).
-2. The best rule of every run and the hand-designed optimizers (SGD, Adam, AdamW, Lion, PowerSign,
+2. The ``--top`` best rules of every run and the hand-designed optimizers (SGD, Adam, AdamW, Lion, PowerSign,
    AddSign), each with its lr from the same grid, are trained on the search task and on the transfer task
    (digits, a small UNet2DModel); one table holds them all.
 3. Speed: candidates sampled and tested (hash + descent/non-degeneracy test) per second; dedup of
@@ -95,6 +95,8 @@ def main() -> None:
     ap.add_argument("--transfer", default="digits")
     ap.add_argument("--table-seeds", type=int, nargs="+", default=[0, 1, 2],
                     help="training seeds of every table row on the search task (mean +- std)")
+    ap.add_argument("--top", type=int, default=3,
+                    help="distinct best rules of every run that go to the table (and the transfer task)")
     ap.add_argument("--dedup-programs", type=int, default=1000)
     ap.add_argument("--sympy-limit", type=float, default=300.0, help="seconds allowed to the sympy dedup")
     ap.add_argument("--scale", type=float, default=1.0, help="multiply the tasks' steps (smoke tests)")
@@ -116,20 +118,26 @@ def main() -> None:
         for seed in args.seeds:
             start = time.perf_counter()
             r = run_optimizer(OptimizerOptions(task=args.task, searcher=searcher, budget=args.budget, seed=seed,
-                                               baselines=(), top=1, scale=args.scale, study=f"bench-{searcher}-seed{seed}",
+                                               baselines=(), top=args.top, scale=args.scale, study=f"bench-{searcher}-seed{seed}",
                                                storage=storage_url, out=str(out / "optimizer_runs")))
             best = r["best"]
+            top = [row["expr"] for row in r["leaderboard"] if row["kind"] == "rule"][: args.top]
             run = {"searcher": searcher, "seed": seed, "best_expr": best and best["expr"],
-                   "best_score": best and best["score"], "best_lr": best and best["lr"],
+                   "best_score": best and best["score"], "best_lr": best and best["lr"], "top_exprs": top,
                    "seconds": time.perf_counter() - start, **r["search"]}
             report["runs"].append(run)
             print(json.dumps(run), flush=True)
 
-    # one table: the best rule of every run and the hand-designed optimizers, on both tasks
+    # one table: the top rules of every run (a rule found by several runs once) and the hand-designed
+    # optimizers, on both tasks
     storage = open_storage(storage_url)
     study = create_or_load_study(storage, "bench-table", {"job": "optimizer-benchmark"})
-    rows = [(f"{run['searcher']} seed {run['seed']}", parse(run["best_expr"]), 0.0)
-            for run in report["runs"] if run["best_expr"]]
+    rows, seen = [], set()
+    for run in report["runs"]:
+        for rank, expr in enumerate(run.get("top_exprs") or [], start=1):
+            if expr not in seen:
+                seen.add(expr)
+                rows.append((f"{run['searcher']} seed {run['seed']} #{rank}", parse(expr), 0.0))
     rows += [(name, parse(HAND_DESIGNED[name][0]), HAND_DESIGNED[name][1]) for name in BASELINES]
     from diffsearch.spaces.update_rules import to_text
 
