@@ -130,6 +130,8 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", default="runs/bench-images")
     parser.add_argument("--tag", default="hparams_images", help="name of the result files")
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error("--jobs must be at least 1")
     if args.full:
         for key, value in FULL.items():
             setattr(args, key, value)

@@ -104,6 +104,8 @@ def main() -> None:
     ap.add_argument("--scale", type=float, default=1.0, help="multiply the tasks' steps (smoke tests)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = ap.parse_args()
+    if args.top < 1:
+        ap.error("--top must be at least 1")
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
