@@ -36,7 +36,8 @@ from diffsearch.ledger import create_or_load_study, open_storage  # noqa: E402
 from diffsearch.optim import HAND_DESIGNED  # noqa: E402
 from diffsearch.spaces.update_rule_space import UpdateRuleSpace, to_sympy  # noqa: E402
 from diffsearch.spaces.update_rules import parse  # noqa: E402
-from diffsearch.tasks.optimizer_tasks import make_task  # noqa: E402
+from diffsearch.errors import UsageError  # noqa: E402
+from diffsearch.tasks.optimizer_tasks import make_task, parse_lr_grid  # noqa: E402
 
 BASELINES = ("SGD", "Adam", "AdamW", "Lion", "PowerSign", "AddSign")
 
@@ -99,6 +100,10 @@ def main() -> None:
                     help="training seeds of every table row on the transfer task (mean +- std)")
     ap.add_argument("--top", type=int, default=3,
                     help="distinct best rules of every run that go to the table (and the transfer task)")
+    ap.add_argument("--table-lr-grid", default="decade",
+                    help="lr grid of the table's trainings (the searches keep the reference 'decade' grid): "
+                         "'decade', 'half-decade' or a comma list")
+    ap.add_argument("--tag", default="optimizer_search", help="name of the result files (.md, .json)")
     ap.add_argument("--dedup-programs", type=int, default=1000)
     ap.add_argument("--sympy-limit", type=float, default=300.0, help="seconds allowed to the sympy dedup")
     ap.add_argument("--scale", type=float, default=1.0, help="multiply the tasks' steps (smoke tests)")
@@ -106,6 +111,10 @@ def main() -> None:
     args = ap.parse_args()
     if args.top < 1:
         ap.error("--top must be at least 1")
+    try:
+        table_grid = parse_lr_grid(args.table_lr_grid)
+    except UsageError as exc:
+        ap.error(str(exc))
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -137,7 +146,9 @@ def main() -> None:
     # one table: the top rules of every run (a rule found by several runs once) and the hand-designed
     # optimizers, on both tasks
     storage = open_storage(storage_url)
-    study = create_or_load_study(storage, "bench-table", {"job": "optimizer-benchmark"})
+    # one table study per grid: a row trained with another grid is another measurement
+    table_study = "bench-table" if args.table_lr_grid == "decade" else f"bench-table-{args.table_lr_grid}"
+    study = create_or_load_study(storage, table_study, {"job": "optimizer-benchmark", "lr_grid": list(table_grid)})
     rows, seen = [], set()
     for run in report["runs"]:
         for rank, expr in enumerate(run.get("top_exprs") or [], start=1):
@@ -152,7 +163,7 @@ def main() -> None:
     # gaps between optimizers
     for task_name, key, seeds in ((args.task, "search", args.table_seeds),
                                   (args.transfer, "transfer", args.transfer_seeds)):
-        task = make_task(task_name, args.scale)
+        task = make_task(task_name, args.scale, lr_grid=table_grid)
         for seed in seeds:
             evaluator = LedgerEvaluator(study, space, task, key, seed)
             for row, (name, program, wd) in zip(table, rows):
@@ -171,8 +182,8 @@ def main() -> None:
 
     report["table"] = table
     report["total_seconds"] = time.perf_counter() - t0
-    (out / "optimizer_search.json").write_text(json.dumps(report, indent=2, default=str))
-    (out / "optimizer_search.md").write_text(markdown(report, args))
+    (out / f"{args.tag}.json").write_text(json.dumps(report, indent=2, default=str))
+    (out / f"{args.tag}.md").write_text(markdown(report, args))
     print(markdown(report, args))
 
 
@@ -185,10 +196,13 @@ def markdown(report: dict, args) -> str:
              f"Command: `python benchmarks/optimizer_search.py --budget {args.budget} --seeds "
              f"{' '.join(map(str, args.seeds))} --table-seeds {' '.join(map(str, args.table_seeds))} "
              f"--transfer-seeds {' '.join(map(str, args.transfer_seeds))} --top {args.top} "
-             f"--dedup-programs {args.dedup_programs}` "
+             f"--dedup-programs {args.dedup_programs}"
+             + (f" --table-lr-grid {args.table_lr_grid}" if args.table_lr_grid != "decade" else "") + "` "
              f"(total {report['total_seconds'] / 60:.1f} min on the shared 2-core machine, OMP_NUM_THREADS=1, nice 10).",
              "", f"Search task {args.task}, transfer task {args.transfer}; score = denoising loss on a fixed batch "
-             "after training (lower is better); every rule's lr from the grid 1e-5..1 by proxy runs.", "",
+             "after training (lower is better); every rule's lr from a grid by proxy runs: in the searches 1e-5, "
+             "1e-4, ..., 1 (the reference's); in the table "
+             + ", ".join(f"{v:g}" for v in parse_lr_grid(args.table_lr_grid)) + ".", "",
              "## Searchers", "", "| searcher | seed | best loss | best rule | lr | trained | proposed | duplicates "
              "| rejected | training minutes |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in report["runs"]:

@@ -19,7 +19,7 @@ from diffsearch.errors import UsageError
 from diffsearch.journal_heartbeat import HeartbeatJournalStorage
 
 # attrs that must match when a study is resumed; the others (budget, ...) may change between runs
-IDENTITY_ATTRS = ("job", "space", "dataset", "epochs", "width", "resolution", "fid_samples", "score")
+IDENTITY_ATTRS = ("job", "space", "dataset", "epochs", "width", "resolution", "fid_samples", "score", "lr_grid")
 
 
 def default_storage_url(run_dir: Path) -> str:

@@ -5,6 +5,7 @@ import optuna
 import pytest
 
 from diffsearch.cli.main import main
+from diffsearch.errors import UsageError
 from diffsearch.searchers.mct import mct_search, thresholded_mean
 from diffsearch.searchers.tree_evolution import evolution_search, primitive_set, to_tokens, to_tree
 from diffsearch.searchers.tree_random import random_tree_search
@@ -114,7 +115,8 @@ def test_cli_end_to_end_and_resume(tmp_path, capsys):
 
 @pytest.mark.parametrize("args", [["--check", "m1h / (sqrt(m2h)"], ["--check", "foo + g"],
                                   ["--searcher", "nope"], ["--task", "cifar"], ["--budget", 0],
-                                  ["--baselines", "Adam,Nadam"]])
+                                  ["--baselines", "Adam,Nadam"], ["--lr-grid", "quarter"],
+                                  ["--lr-grid", "1e-3,-1"], ["--lr-grid", "1e-3,,1"]])
 def test_bad_input_is_one_line_exit_2(args, capsys, tmp_path):
     assert run_cli("optimizer", *args, "--out", tmp_path) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -207,3 +209,33 @@ def test_prdc_score_ranks_a_trained_rule_above_a_useless_one(tmp_path, capsys):
     adam_row = next(r for r in results["leaderboard"] if r["name"] == "Adam")
     assert 0 <= adam_row["score"] < results["initial_score"]
     assert run_cli("optimizer", "--score", "fid", "--out", out) == 2
+
+
+def test_lr_grid_presets_and_lists():
+    from diffsearch.tasks.optimizer_tasks import LR_GRID, parse_lr_grid
+
+    assert parse_lr_grid("decade") == LR_GRID == (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+    half = parse_lr_grid("half-decade")
+    assert len(half) == 11 and set(LR_GRID) <= set(half) and half == tuple(sorted(half))
+    assert parse_lr_grid("1e-2, 1e-3,1e-2") == (1e-3, 1e-2)
+    for bad in ("", "0", "1e-3,nan", "fast"):
+        with pytest.raises(UsageError):
+            parse_lr_grid(bad)
+
+
+def test_lr_grid_option_reaches_every_training_and_guards_the_study(tmp_path, capsys):
+    out = tmp_path / "run"
+    common = ["optimizer", "--budget", 2, "--levels", 1, "--scale", 0.03, "--baselines", "Adam", "--top", 1,
+              "--transfer", "digits", "--out", out]
+    assert run_cli(*common, "--lr-grid", "3e-3,3e-2", "--json") == 0
+    results = json.loads(capsys.readouterr().out)
+    assert results["study"] == "optimizer-toy2d-moons-mct-lr-3e-3_3e-2"
+    study = optuna.load_study(study_name=results["study"], storage=f"sqlite:///{out}/study.db")
+    assert study.user_attrs["lr_grid"] == [3e-3, 3e-2]
+    trained = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert {t.user_attrs["role"] for t in trained} == {"search", "baseline", "transfer"}
+    assert all(set(t.user_attrs["lr_grid"]) == {"0.003", "0.03"} and t.user_attrs["lr"] in (3e-3, 3e-2)
+               for t in trained)
+    # the same study with another grid would mix two measurements
+    assert run_cli(*common, "--study", results["study"], "--lr-grid", "half-decade") == 2
+    assert "lr_grid" in capsys.readouterr().err

@@ -19,7 +19,7 @@ from diffsearch.tasks.optimizer_tasks import SCORES, TASKS
 DESCRIPTION = f"""\
 Discover an optimizer update rule for diffusion training (seed 004, chapter 3). A rule is an
 expression tree; the optimizer steps  w <- w - lr * rule. Each candidate is trained on the task with its
-learning rate picked from the grid 1e-5 .. 1 by short proxy runs; its score is the denoising loss on a
+learning rate picked from a grid (default 1e-5, 1e-4, ..., 1) by short proxy runs; its score is the denoising loss on a
 fixed batch after training (lower is better). Programs equivalent to one already seen (same outputs on a
 fixed random probe) and programs failing the descent test (mean cosine(update, gradient) <= 0.15 over
 random gradients) or the non-degeneracy test are not trained and do not use the budget.
@@ -61,6 +61,9 @@ def add_parser(subparsers, parser_class, formatter, help_text: str) -> None:
     p.add_argument("--scale", type=float, default=1.0, help="multiply the tasks' training steps")
     p.add_argument("--score", default="loss", help="what a rule is judged on: "
                    + "; ".join(f"{k}: {v}" for k, v in SCORES.items()))
+    p.add_argument("--lr-grid", default="decade", help="learning rates the proxy runs try for every rule: "
+                   "'decade' (1e-5, 1e-4, ..., 1; the reference's), 'half-decade' (1e-5, 3e-5, 1e-4, ..., 1; "
+                   "twice the proxy runs) or a comma list such as 1e-4,3e-4,1e-3")
     p.add_argument("--seed", type=int, default=0, help="seed of the searcher and of every training")
     p.add_argument("--study", help="study name (default: optimizer-<task>-<searcher>)")
     p.add_argument("--storage", help="Optuna storage URL or a journal file ending in .log "
@@ -96,7 +99,7 @@ def main(args: argparse.Namespace) -> int:
         task=args.task, searcher=args.searcher, budget=args.budget, levels=args.levels,
         max_length=args.max_length, transfer=args.transfer, top=args.top, baselines=baselines,
         seed=args.seed, scale=args.scale, study=args.study, storage=args.storage, out=args.out,
-        workers=args.workers, heartbeat=args.heartbeat, score=args.score)
+        workers=args.workers, heartbeat=args.heartbeat, score=args.score, lr_grid=args.lr_grid)
     console = Console(stderr=True)
     with best_so_far_bar(console) as update:
         results = run_optimizer(options, progress=lambda done, total, best: update("candidates", done, total, best),

@@ -29,7 +29,7 @@ from diffsearch.ledger import DEFAULT_HEARTBEAT_SECONDS, create_or_load_study, o
 from diffsearch.optim import HAND_DESIGNED
 from diffsearch.spaces.update_rule_space import UpdateRuleSpace, formula
 from diffsearch.spaces.update_rules import Program, parse, to_text
-from diffsearch.tasks.optimizer_tasks import SCORES, TASKS, DiffusionTrainingTask, make_task
+from diffsearch.tasks.optimizer_tasks import SCORES, TASKS, DiffusionTrainingTask, make_task, parse_lr_grid
 from diffsearch.work_queue import FINISHED_ATTR, start_workers, stop_workers
 
 TREE_SEARCHERS = {
@@ -53,6 +53,7 @@ class OptimizerOptions:
     seed: int = 0
     scale: float = 1.0                # multiplies the tasks' step counts (tests: small; GPU: large)
     score: str = "loss"               # or "prdc" on the 2-D tasks (SCORES)
+    lr_grid: str = "decade"           # lrs of the proxy runs: a LR_GRIDS name or a comma list
     study: str | None = None          # default: optimizer-<task>-<searcher>
     storage: str | None = None        # default: sqlite:///<out>/study.db
     out: str | None = None            # default: runs/<study>
@@ -78,7 +79,9 @@ class OptimizerOptions:
             raise UsageError(f"unknown baseline {unknown[0]!r}; known: {', '.join(HAND_DESIGNED)}")
         if o.score not in SCORES:
             raise UsageError(f"unknown --score {o.score!r}; known: {', '.join(SCORES)}")
-        o.study = o.study or f"optimizer-{o.task}-{o.searcher}" + (f"-{o.score}" if o.score != "loss" else "")
+        parse_lr_grid(o.lr_grid)
+        o.study = o.study or (f"optimizer-{o.task}-{o.searcher}" + (f"-{o.score}" if o.score != "loss" else "")
+                              + (f"-lr-{o.lr_grid.replace(',', '_')}" if o.lr_grid != "decade" else ""))
         o.out, o.storage = run_location(o.study, o.out, o.storage)
         return o
 
@@ -97,10 +100,10 @@ def run_optimizer(options: OptimizerOptions, progress: ProgressFn | None = None,
     # "epochs" is the ledger's identity attr for training length: here the step scale
     attrs = {"job": "optimizer", "space": space.name, "dataset": o.task, "epochs": o.scale,
              "searcher": o.searcher, "budget": o.budget, "seed": o.seed, "max_length": o.max_length, "score": o.score,
-             FINISHED_ATTR: False}
+             "lr_grid": list(parse_lr_grid(o.lr_grid)), FINISHED_ATTR: False}
     study = create_or_load_study(open_storage(o.storage, o.heartbeat), o.study, attrs,
                                  optuna.samplers.RandomSampler(o.seed))
-    task = make_task(o.task, o.scale, o.score)
+    task = make_task(o.task, o.scale, o.score, parse_lr_grid(o.lr_grid))
     workers = start_workers(o.workers, _worker_process, (o.storage, o.study, o.max_length, o.heartbeat))
     try:
         results = _search_and_compare(o, study, space, task, progress, log)
@@ -176,7 +179,8 @@ def _search_and_compare(o: OptimizerOptions, study: optuna.Study, space: UpdateR
     rows = [_row(name, program, wd, t) for (name, program, wd), t in zip(rules + hand, rule_trials + hand_trials)]
     if o.transfer:
         log(f"transfer: training the top rules and the baselines on {o.transfer}")
-        transfer_eval = LedgerEvaluator(study, space, make_task(o.transfer, o.scale, o.score), "transfer", o.seed)
+        transfer_task = make_task(o.transfer, o.scale, o.score, parse_lr_grid(o.lr_grid))
+        transfer_eval = LedgerEvaluator(study, space, transfer_task, "transfer", o.seed)
         transferred = transfer_eval.trials([(program, wd, name) for name, program, wd in rules + hand])
         for row, t in zip(rows, transferred):
             row["transfer_score"], row["transfer_lr"] = t.value, t.user_attrs.get("lr")

@@ -16,7 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 from diffsearch.errors import TrialFailed
 from diffsearch.spaces.update_rule_space import UpdateRuleSpace, formula
 from diffsearch.spaces.update_rules import Program, to_text
-from diffsearch.tasks.optimizer_tasks import DiffusionTrainingTask, make_task
+from diffsearch.tasks.optimizer_tasks import LR_GRID, DiffusionTrainingTask, make_task
 from diffsearch.work_queue import Ledger, TrialRunner, give_up_reason
 
 
@@ -28,11 +28,12 @@ class RuleTrialRunner(TrialRunner):
         self.space = space
         self.scale = float(study.user_attrs.get("epochs", 1.0))  # the job stores its step scale there
         self.score = study.user_attrs.get("score", "loss")
+        self.lr_grid = tuple(study.user_attrs.get("lr_grid", LR_GRID))
         self.tasks: dict[str, DiffusionTrainingTask] = {}
 
     def task(self, name: str) -> DiffusionTrainingTask:
         if name not in self.tasks:
-            self.tasks[name] = make_task(name, self.scale, self.score)
+            self.tasks[name] = make_task(name, self.scale, self.score, self.lr_grid)
         return self.tasks[name]
 
     def evaluate(self, trial: optuna.Trial) -> float:

@@ -27,6 +27,23 @@ from diffsearch.interrupt import stop_point
 from diffsearch.optim import RuleOptimizer
 
 LR_GRID = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)  # the reference grid
+# half decades: a rule whose best lr falls between two decades is not judged a decade off
+LR_GRIDS = {"decade": LR_GRID,
+            "half-decade": (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)}
+
+
+def parse_lr_grid(text: str) -> tuple[float, ...]:
+    """'decade', 'half-decade' or a comma list of positive learning rates ('1e-4,3e-4,1e-3')."""
+    if text in LR_GRIDS:
+        return LR_GRIDS[text]
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if not values or not all(math.isfinite(v) and v > 0 for v in values):
+        raise UsageError(f"an lr grid is {' or '.join(LR_GRIDS)} or a comma list of positive numbers, "
+                         f"not {text!r}")
+    return tuple(sorted(set(values)))
 
 
 @dataclass
@@ -203,13 +220,15 @@ SCORES = {"loss": "denoising loss on a fixed batch after training (every task)",
           "prdc": "PRDC loss of 2,000 sampled points vs 2,000 held-out ones (2-D tasks; digits keeps the loss)"}
 
 
-def make_task(name: str, scale: float = 1.0, score: str = "loss") -> DiffusionTrainingTask:
+def make_task(name: str, scale: float = 1.0, score: str = "loss",
+              lr_grid: Sequence[float] = LR_GRID) -> DiffusionTrainingTask:
     """A task by name; ``scale`` multiplies its step counts (smaller for tests, larger on a GPU)."""
     if name not in TASKS:
         raise UsageError(f"unknown task {name!r}; known: {', '.join(TASKS)}")
     if score not in SCORES:
         raise UsageError(f"unknown score {score!r}; known: {', '.join(SCORES)}")
     if name == "digits":
-        return digits_task(steps=max(2, int(120 * scale)), proxy_steps=max(1, int(40 * scale)))
+        return digits_task(steps=max(2, int(120 * scale)), proxy_steps=max(1, int(40 * scale)),
+                           lr_grid=tuple(lr_grid))
     return toy2d_task(name.split("-", 1)[1], steps=max(2, int(300 * scale)), proxy_steps=max(1, int(100 * scale)),
-                      score=score)
+                      score=score, lr_grid=tuple(lr_grid))
