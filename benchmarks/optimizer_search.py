@@ -103,6 +103,8 @@ def main() -> None:
     ap.add_argument("--table-lr-grid", default="decade",
                     help="lr grid of the table's trainings (the searches keep the reference 'decade' grid): "
                          "'decade', 'half-decade' or a comma list")
+    ap.add_argument("--start-from", default="",
+                    help="evolution runs start from these hand-designed rules (comma list, e.g. Adam)")
     ap.add_argument("--tag", default="optimizer_search", help="name of the result files (.md, .json)")
     ap.add_argument("--dedup-programs", type=int, default=1000)
     ap.add_argument("--sympy-limit", type=float, default=300.0, help="seconds allowed to the sympy dedup")
@@ -127,15 +129,20 @@ def main() -> None:
     report["dedup"] = dedup_comparison(space, args.dedup_programs, args.sympy_limit)
     print("dedup", report["dedup"], flush=True)
 
+    start_from = tuple(n for n in args.start_from.split(",") if n)
     for searcher in args.searchers:
+        # a warm-started evolution is another searcher: its own studies and label
+        label = f"{searcher} from {'+'.join(start_from)}" if start_from and searcher == "evolution" else searcher
         for seed in args.seeds:
             start = time.perf_counter()
             r = run_optimizer(OptimizerOptions(task=args.task, searcher=searcher, budget=args.budget, seed=seed,
-                                               baselines=(), top=args.top, scale=args.scale, study=f"bench-{searcher}-seed{seed}",
+                                               baselines=(), top=args.top, scale=args.scale,
+                                               study=f"bench-{label.replace(' ', '-')}-seed{seed}",
+                                               start_from=start_from if searcher == "evolution" else (),
                                                storage=storage_url, out=str(out / "optimizer_runs")))
             best = r["best"]
             top = [row["expr"] for row in r["leaderboard"] if row["kind"] == "rule"][: args.top]
-            run = {"searcher": searcher, "seed": seed, "best_expr": best and best["expr"],
+            run = {"searcher": label, "seed": seed, "best_expr": best and best["expr"],
                    "best_score": best and best["score"], "best_lr": best and best["lr"], "top_exprs": top,
                    **r["search"], "seconds": time.perf_counter() - start,
                    # what the search cost when it ran, also when this call replayed it from the storage
@@ -209,7 +216,7 @@ def markdown(report: dict, args) -> str:
         lines.append(f"| {r['searcher']} | {r['seed']} | {_f(r['best_score'])} | `{r['best_expr']}` | {_f(r['best_lr'], 'g')} "
                      f"| {r['evaluated']} | {r['proposed']} | {r['duplicates']} | {r['rejected']} | {r.get('trial_seconds', r['seconds']) / 60:.1f} |")
     lines += ["", "| searcher | mean best loss ± std over seeds |", "|---|---|"]
-    for s in args.searchers:
+    for s in dict.fromkeys(r["searcher"] for r in report["runs"]):
         scores = [r["best_score"] for r in report["runs"] if r["searcher"] == s and r["best_score"] is not None]
         if scores:
             std = statistics.stdev(scores) if len(scores) > 1 else 0.0

@@ -71,6 +71,19 @@ def test_evolution_improves_on_its_initial_population():
     assert book.best()[1] < initial_best and len(book.best()[0]) == SPACE.max_length
 
 
+def test_evolution_started_from_adam_breeds_from_it():
+    adam = parse("m1h / sqrt(m2h)")
+    # near Adam is good: the score counts the tokens a program shares with Adam's
+    objective = Counting(lambda p: -float(sum(a == b for a, b in zip(p, adam))) + 0.01 * len(p))
+    evolution_search(SPACE, objective, budget=40, seed=0, population=8, start=[adam])
+    assert objective.calls[0] == adam
+    cold = Counting(objective.score)
+    evolution_search(SPACE, cold, budget=40, seed=0, population=8)
+    assert adam not in cold.calls
+    near_adam = [sum(p[:2] == adam[:2] for p in run.calls[8:]) for run in (objective, cold)]
+    assert near_adam[0] >= 10 > near_adam[1]  # children keep Adam's `m1h / ...` when the search starts there
+
+
 def test_deap_trees_round_trip():
     pset = primitive_set()
     for text in ("exp(ld * sg * sm1) * g", "(1 + sg * sm1) * g", "m1h / sqrt(m2h)"):
@@ -239,3 +252,15 @@ def test_lr_grid_option_reaches_every_training_and_guards_the_study(tmp_path, ca
     # the same study with another grid would mix two measurements
     assert run_cli(*common, "--study", results["study"], "--lr-grid", "half-decade") == 2
     assert "lr_grid" in capsys.readouterr().err
+
+
+def test_start_from_is_trained_but_not_listed_as_a_discovery(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run_cli("optimizer", "--searcher", "evolution", "--start-from", "Adam", "--budget", 3, "--scale", 0.03,
+                   "--baselines", "Adam", "--top", 3, "--out", out, "--json") == 0
+    results = json.loads(capsys.readouterr().out)
+    study = optuna.load_study(study_name=results["study"], storage=f"sqlite:///{out}/study.db")
+    search = [t.user_attrs["expr"] for t in study.trials if t.user_attrs["role"] == "search"]
+    assert "m1h / sqrt(m2h)" in search and len(search) == 3
+    rules = [r["expr"] for r in results["leaderboard"] if r["kind"] == "rule"]
+    assert len(rules) == 2 and "m1h / sqrt(m2h)" not in rules

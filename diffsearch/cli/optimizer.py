@@ -61,6 +61,9 @@ def add_parser(subparsers, parser_class, formatter, help_text: str) -> None:
     p.add_argument("--scale", type=float, default=1.0, help="multiply the tasks' training steps")
     p.add_argument("--score", default="loss", help="what a rule is judged on: "
                    + "; ".join(f"{k}: {v}" for k, v in SCORES.items()))
+    p.add_argument("--start-from", default="", metavar="NAMES",
+                   help="evolution: hand-designed rules (comma list, e.g. Adam or Adam,Lion) that open the first "
+                        "population, as the Lion search starts from AdamW; they are not listed as discoveries")
     p.add_argument("--lr-grid", default="decade", help="learning rates the proxy runs try for every rule: "
                    "'decade' (1e-5, 1e-4, ..., 1; the reference's), 'half-decade' (1e-5, 3e-5, 1e-4, ..., 1; "
                    "twice the proxy runs) or a comma list such as 1e-4,3e-4,1e-3")
@@ -99,7 +102,8 @@ def main(args: argparse.Namespace) -> int:
         task=args.task, searcher=args.searcher, budget=args.budget, levels=args.levels,
         max_length=args.max_length, transfer=args.transfer, top=args.top, baselines=baselines,
         seed=args.seed, scale=args.scale, study=args.study, storage=args.storage, out=args.out,
-        workers=args.workers, heartbeat=args.heartbeat, score=args.score, lr_grid=args.lr_grid)
+        workers=args.workers, heartbeat=args.heartbeat, score=args.score, lr_grid=args.lr_grid,
+        start_from=tuple(n.strip() for n in args.start_from.split(",") if n.strip()))
     console = Console(stderr=True)
     with best_so_far_bar(console) as update:
         results = run_optimizer(options, progress=lambda done, total, best: update("candidates", done, total, best),

@@ -54,6 +54,7 @@ class OptimizerOptions:
     scale: float = 1.0                # multiplies the tasks' step counts (tests: small; GPU: large)
     score: str = "loss"               # or "prdc" on the 2-D tasks (SCORES)
     lr_grid: str = "decade"           # lrs of the proxy runs: a LR_GRIDS name or a comma list
+    start_from: tuple[str, ...] = ()  # evolution: hand-designed rules (their programs) in the first population
     study: str | None = None          # default: optimizer-<task>-<searcher>
     storage: str | None = None        # default: sqlite:///<out>/study.db
     out: str | None = None            # default: runs/<study>
@@ -74,9 +75,12 @@ class OptimizerOptions:
             raise UsageError("--workers and --heartbeat must be at least 1")
         if o.max_length < 1 or not 0 < o.scale <= 100:
             raise UsageError("--max-length must be at least 1 and --scale in (0, 100]")
-        unknown = [b for b in o.baselines if b not in HAND_DESIGNED]
+        o.start_from = tuple(o.start_from)
+        if o.start_from and o.searcher != "evolution":
+            raise UsageError("--start-from needs --searcher evolution (the other searchers do not breed rules)")
+        unknown = [b for b in o.baselines + o.start_from if b not in HAND_DESIGNED]
         if unknown:
-            raise UsageError(f"unknown baseline {unknown[0]!r}; known: {', '.join(HAND_DESIGNED)}")
+            raise UsageError(f"unknown hand-designed optimizer {unknown[0]!r}; known: {', '.join(HAND_DESIGNED)}")
         if o.score not in SCORES:
             raise UsageError(f"unknown --score {o.score!r}; known: {', '.join(SCORES)}")
         parse_lr_grid(o.lr_grid)
@@ -163,13 +167,16 @@ def _search_and_compare(o: OptimizerOptions, study: optuna.Study, space: UpdateR
     elif o.searcher == "random":
         book = random_tree_search(space, counted, o.budget, o.seed)
     else:
-        book = evolution_search(space, counted, o.budget, o.seed, batch=o.workers)
+        start = [parse(HAND_DESIGNED[name][0]) for name in o.start_from]
+        book = evolution_search(space, counted, o.budget, o.seed, batch=o.workers, start=start)
     search_seconds = time.perf_counter() - search_start
     results["search"] = {**book.stats(), "replayed_from_storage": evaluator.replayed, "seconds": search_seconds}
 
-    ranked = sorted(book.programs.items(), key=lambda kp: book.scores[kp[0]])
-    rules = [(f"rule {i + 1}", program, 0.0) for i, (_, program) in enumerate(ranked[: max(o.top, 1)])
-             if math.isfinite(book.scores[ranked[i][0]])]
+    # a rule the search started from is a baseline, not a discovery
+    started = {space.key(parse(HAND_DESIGNED[name][0])) for name in o.start_from}
+    ranked = [(key, program) for key, program in sorted(book.programs.items(), key=lambda kp: book.scores[kp[0]])
+              if key not in started and math.isfinite(book.scores[key])]
+    rules = [(f"rule {i + 1}", program, 0.0) for i, (_, program) in enumerate(ranked[: max(o.top, 1)])]
     hand = [(name, parse(HAND_DESIGNED[name][0]), HAND_DESIGNED[name][1]) for name in o.baselines]
     if o.baselines:
         log(f"training {len(o.baselines)} hand-designed optimizers on {o.task}")

@@ -4,6 +4,9 @@ Steady state: a parent pair is picked by tournament, the child replaces the wors
 deap's ``creator`` (a global registry) is not used: fitness lives next to each tree. Children that break
 the length bound or the redundancy constraints, duplicates and rejected programs are redrawn and do not
 use budget.
+
+``start`` programs (e.g. Adam) open the first population before the random ones, as the Lion search
+(Chen et al. 2023) starts from AdamW: the children are then variations of a rule known to work.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import math
 import random
 from functools import partial
+from typing import Sequence
 
 import numpy as np
 from deap import gp
@@ -44,13 +48,15 @@ def to_tree(program: Program, pset: gp.PrimitiveSet) -> gp.PrimitiveTree:
 
 def evolution_search(space: UpdateRuleSpace, evaluate: EvaluateFn, budget: int = 128, seed: int = 0,
                      population: int = 16, tournament: int = 3, crossover: float = 0.5,
-                     max_misses: int = 5000, batch: int = 1) -> TreeBudget:
+                     max_misses: int = 5000, batch: int = 1, start: Sequence[Program] = ()) -> TreeBudget:
     """``batch`` children are bred from the same population and trained together (one per worker);
     with ``batch=1`` this is the classic steady state."""
     rng = np.random.default_rng(seed)
     random.seed(seed)  # deap draws from Python's random module
     pset = primitive_set()
     book = TreeBudget(space, evaluate, budget)
+    for program in start[: min(population, budget)]:
+        book.admit(program)
     misses = 0
     while book.left > 0 and len(book.pending) < min(population, budget) and misses < max_misses:
         misses = 0 if book.admit(space.sample(rng)) else misses + 1
