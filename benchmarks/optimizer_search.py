@@ -4,7 +4,8 @@ Full protocol (about an hour on 2 CPU cores)::
 
     python benchmarks/optimizer_search.py --budget 128 --seeds 0 1 2
 
-1. Each searcher runs ``--budget`` evaluations on toy2d-moons for each seed (one study per run, one
+1. Each searcher (mct, random, evolution, and evolution whose first population holds Adam, as the Lion
+   search starts from AdamW) runs ``--budget`` evaluations on toy2d-moons for each seed (one study per run, one
    SQLite file for everything, so an interrupted benchmark resumes).
 2. The ``--top`` best rules of every run and the hand-designed optimizers (SGD, Adam, AdamW, Lion, PowerSign,
    AddSign), each with its lr from the same grid, are trained on the search task and on the transfer task
@@ -91,7 +92,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--budget", type=int, default=128)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--searchers", nargs="+", default=["mct", "random", "evolution"])
+    ap.add_argument("--searchers", nargs="+", default=["mct", "random", "evolution", "evolution:Adam"],
+                    help="evolution:NAMES = evolution whose first population holds these hand-designed rules "
+                         "(comma list), as the Lion search starts from AdamW")
     ap.add_argument("--task", default="toy2d-moons")
     ap.add_argument("--transfer", default="digits")
     ap.add_argument("--table-seeds", type=int, nargs="+", default=[0, 1, 2],
@@ -103,8 +106,6 @@ def main() -> None:
     ap.add_argument("--table-lr-grid", default="decade",
                     help="lr grid of the table's trainings (the searches keep the reference 'decade' grid): "
                          "'decade', 'half-decade' or a comma list")
-    ap.add_argument("--start-from", default="",
-                    help="evolution runs start from these hand-designed rules (comma list, e.g. Adam)")
     ap.add_argument("--tag", default="optimizer_search", help="name of the result files (.md, .json)")
     ap.add_argument("--dedup-programs", type=int, default=1000)
     ap.add_argument("--sympy-limit", type=float, default=300.0, help="seconds allowed to the sympy dedup")
@@ -115,6 +116,9 @@ def main() -> None:
         ap.error("--top must be at least 1")
     try:
         table_grid = parse_lr_grid(args.table_lr_grid)
+        for spec in args.searchers:
+            searcher, _, names = spec.partition(":")
+            OptimizerOptions(searcher=searcher, start_from=tuple(n for n in names.split(",") if n)).resolved()
     except UsageError as exc:
         ap.error(str(exc))
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -129,16 +133,17 @@ def main() -> None:
     report["dedup"] = dedup_comparison(space, args.dedup_programs, args.sympy_limit)
     print("dedup", report["dedup"], flush=True)
 
-    start_from = tuple(n for n in args.start_from.split(",") if n)
-    for searcher in args.searchers:
-        # a warm-started evolution is another searcher: its own studies and label
-        label = f"{searcher} from {'+'.join(start_from)}" if start_from and searcher == "evolution" else searcher
+    for spec in args.searchers:
+        # evolution:Adam is another searcher: its own studies and label
+        searcher, _, names = spec.partition(":")
+        start_from = tuple(n for n in names.split(",") if n)
+        label = f"{searcher} from {'+'.join(start_from)}" if start_from else searcher
         for seed in args.seeds:
             start = time.perf_counter()
             r = run_optimizer(OptimizerOptions(task=args.task, searcher=searcher, budget=args.budget, seed=seed,
                                                baselines=(), top=args.top, scale=args.scale,
                                                study=f"bench-{label.replace(' ', '-')}-seed{seed}",
-                                               start_from=start_from if searcher == "evolution" else (),
+                                               start_from=start_from,
                                                storage=storage_url, out=str(out / "optimizer_runs")))
             best = r["best"]
             top = [row["expr"] for row in r["leaderboard"] if row["kind"] == "rule"][: args.top]
