@@ -8,7 +8,8 @@ both), and reports the mean paired difference, wins, and paired t-test and Wilco
     python benchmarks/optimizer_confirm.py --seeds 10            # rules whose table means beat AdamW on both
     python benchmarks/optimizer_confirm.py --rules "sign(ml)"    # any rules
 
-Trainings go to the benchmark's ledger (``optimizer_search.db``, study ``bench-table``), so the table's
+Trainings go to the benchmark's ledger (``optimizer_search.db``, study ``bench-table``; unpacked
+from ``optimizer_search.db.gz`` on the first run), so the table's
 seeds are replayed, not re-trained, and an interrupted call resumes. Writes
 benchmarks/results/optimizer_confirm.md and .json.
 """
@@ -28,6 +29,7 @@ from scipy.stats import ttest_rel, wilcoxon
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from diffsearch.errors import UsageError  # noqa: E402
 from diffsearch.jobs.optimizer import LedgerEvaluator  # noqa: E402
@@ -36,6 +38,7 @@ from diffsearch.optim import HAND_DESIGNED  # noqa: E402
 from diffsearch.spaces.update_rule_space import UpdateRuleSpace  # noqa: E402
 from diffsearch.spaces.update_rules import parse, to_text  # noqa: E402
 from diffsearch.tasks.optimizer_tasks import LR_GRID, make_task  # noqa: E402
+from optimizer_search import pack_ledger, unpacked_ledger  # noqa: E402
 
 
 def winners(table_json: Path) -> list[tuple[str, str]]:
@@ -76,7 +79,7 @@ def main() -> int:
         ap.error("no rule to confirm: the table has no rule that beats the reference on both tasks; use --rules")
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     start = time.perf_counter()
-    storage = open_storage(f"sqlite:///{(out / 'optimizer_search.db').resolve()}")
+    storage = open_storage(unpacked_ledger(out))
     study = create_or_load_study(storage, "bench-table", {"job": "optimizer-benchmark", "lr_grid": list(LR_GRID)})
     space = UpdateRuleSpace()
     ref_expr, ref_wd = HAND_DESIGNED[args.reference]
@@ -96,6 +99,7 @@ def main() -> int:
     for name, program, _ in rows[1:]:
         report["rules"].append({"name": name, "expr": to_text(program), **{
             t: paired(scores[name][t], scores[args.reference][t]) for t in (args.task, args.transfer)}})
+    pack_ledger(out)
     (out / "optimizer_confirm.json").write_text(json.dumps(report, indent=2))
     (out / "optimizer_confirm.md").write_text(markdown(report, args))
     print(markdown(report, args))

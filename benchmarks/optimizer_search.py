@@ -13,14 +13,17 @@ Full protocol (about an hour on 2 CPU cores)::
 3. Speed: candidates sampled and tested (hash + descent/non-degeneracy test) per second; dedup of
    ``--dedup-programs`` programs by probe hashing vs by sympy (simplify + canonical form).
 
-Writes benchmarks/results/optimizer_search.md and .json.
+Writes benchmarks/results/optimizer_search.md and .json; the ledger of every training is
+optimizer_search.db, committed as optimizer_search.db.gz and unpacked on the first run.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import math
+import shutil
 import statistics
 import sys
 import time
@@ -32,15 +35,30 @@ import optuna
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from diffsearch.errors import UsageError  # noqa: E402
 from diffsearch.jobs.optimizer import LedgerEvaluator, OptimizerOptions, run_optimizer  # noqa: E402
 from diffsearch.ledger import create_or_load_study, open_storage  # noqa: E402
 from diffsearch.optim import HAND_DESIGNED  # noqa: E402
 from diffsearch.spaces.update_rule_space import UpdateRuleSpace, to_sympy  # noqa: E402
 from diffsearch.spaces.update_rules import parse  # noqa: E402
-from diffsearch.errors import UsageError  # noqa: E402
 from diffsearch.tasks.optimizer_tasks import make_task, parse_lr_grid  # noqa: E402
 
 BASELINES = ("SGD", "Adam", "AdamW", "Lion", "PowerSign", "AddSign")
+LEDGER = "optimizer_search.db"  # kept in git gzipped (7x smaller): every training, so a rerun replays them
+
+
+def unpacked_ledger(out: Path) -> str:
+    """Storage URL of the benchmark's ledger, unpacked from its .gz when the .db is not there yet."""
+    db, archive = out / LEDGER, out / f"{LEDGER}.gz"
+    if not db.exists() and archive.exists():
+        with gzip.open(archive, "rb") as src, db.open("wb") as dst:
+            shutil.copyfileobj(src, dst)
+    return f"sqlite:///{db.resolve()}"
+
+
+def pack_ledger(out: Path) -> None:
+    with (out / LEDGER).open("rb") as src, gzip.open(out / f"{LEDGER}.gz", "wb", compresslevel=9) as dst:
+        shutil.copyfileobj(src, dst)
 
 
 def speed(space: UpdateRuleSpace, n: int, seed: int = 0) -> dict:
@@ -124,7 +142,7 @@ def main() -> None:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    storage_url = f"sqlite:///{(out / 'optimizer_search.db').resolve()}"
+    storage_url = unpacked_ledger(out)
     report: dict = {"args": vars(args), "runs": []}
     t0 = time.perf_counter()
     space = UpdateRuleSpace()
@@ -194,6 +212,7 @@ def main() -> None:
 
     report["table"] = table
     report["total_seconds"] = time.perf_counter() - t0
+    pack_ledger(out)
     (out / f"{args.tag}.json").write_text(json.dumps(report, indent=2, default=str))
     (out / f"{args.tag}.md").write_text(markdown(report, args))
     print(markdown(report, args))
