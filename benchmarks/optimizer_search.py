@@ -40,7 +40,7 @@ from diffsearch.jobs.optimizer import LedgerEvaluator, OptimizerOptions, run_opt
 from diffsearch.ledger import create_or_load_study, open_storage  # noqa: E402
 from diffsearch.optim import HAND_DESIGNED  # noqa: E402
 from diffsearch.spaces.update_rule_space import UpdateRuleSpace, to_sympy  # noqa: E402
-from diffsearch.spaces.update_rules import parse  # noqa: E402
+from diffsearch.spaces.update_rules import parse, to_text  # noqa: E402
 from diffsearch.tasks.optimizer_tasks import make_task, parse_lr_grid  # noqa: E402
 
 BASELINES = ("SGD", "Adam", "AdamW", "Lion", "PowerSign", "AddSign")
@@ -57,7 +57,8 @@ def unpacked_ledger(out: Path) -> str:
 
 
 def pack_ledger(out: Path) -> None:
-    with (out / LEDGER).open("rb") as src, gzip.open(out / f"{LEDGER}.gz", "wb", compresslevel=9) as dst:
+    # mtime=0: an unchanged ledger packs to the same bytes, so git sees no change
+    with (out / LEDGER).open("rb") as src, gzip.GzipFile(out / f"{LEDGER}.gz", "wb", 9, mtime=0) as dst:
         shutil.copyfileobj(src, dst)
 
 
@@ -186,8 +187,6 @@ def main() -> None:
                 seen.add(expr)
                 rows.append((f"{run['searcher']} seed {run['seed']} #{rank}", parse(expr), 0.0))
     rows += [(name, parse(HAND_DESIGNED[name][0]), HAND_DESIGNED[name][1]) for name in BASELINES]
-    from diffsearch.spaces.update_rules import to_text
-
     table = [{"name": name, "expr": to_text(program), "weight_decay": wd} for name, program, wd in rows]
     # every row is trained with several seeds on both tasks: seed-to-seed noise is of the order of the
     # gaps between optimizers
@@ -208,8 +207,6 @@ def main() -> None:
             row[f"{key}_mean"] = statistics.fmean(finite) if finite else None
             row[f"{key}_std"] = statistics.stdev(finite) if len(finite) > 1 else 0.0
             row[f"{key}_lr"] = "/".join(f"{row[f'{key}_lr'][s]:g}" if row[f"{key}_lr"][s] else "-" for s in seeds)
-    from diffsearch.spaces.update_rules import to_text
-
     report["table"] = table
     report["total_seconds"] = time.perf_counter() - t0
     pack_ledger(out)
@@ -224,12 +221,14 @@ def _f(x, fmt=".4f"):
 
 def markdown(report: dict, args) -> str:
     lines = [f"# Optimizer search benchmark (issue 4)", "",
-             f"Command: `python benchmarks/optimizer_search.py --budget {args.budget} --seeds "
+             f"Command: `python benchmarks/optimizer_search.py --searchers {' '.join(args.searchers)} "
+             f"--budget {args.budget} --seeds "
              f"{' '.join(map(str, args.seeds))} --table-seeds {' '.join(map(str, args.table_seeds))} "
              f"--transfer-seeds {' '.join(map(str, args.transfer_seeds))} --top {args.top} "
              f"--dedup-programs {args.dedup_programs}"
-             + (f" --table-lr-grid {args.table_lr_grid}" if args.table_lr_grid != "decade" else "") + "` "
-             f"(total {report['total_seconds'] / 60:.1f} min on the shared 2-core machine, OMP_NUM_THREADS=1, nice 10).",
+             + (f" --table-lr-grid {args.table_lr_grid}" if args.table_lr_grid != "decade" else "")
+             + (f" --tag {args.tag}" if args.tag != "optimizer_search" else "") + "` "
+             f"(total {report['total_seconds'] / 60:.1f} min for this call; trainings found in the ledger are replayed).",
              "", f"Search task {args.task}, transfer task {args.transfer}; score = denoising loss on a fixed batch "
              "after training (lower is better); every rule's lr from a grid by proxy runs: in the searches 1e-5, "
              "1e-4, ..., 1 (the reference's); in the table "

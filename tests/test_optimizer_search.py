@@ -240,9 +240,9 @@ def test_lr_grid_option_reaches_every_training_and_guards_the_study(tmp_path, ca
     out = tmp_path / "run"
     common = ["optimizer", "--budget", 2, "--levels", 1, "--scale", 0.03, "--baselines", "Adam", "--top", 1,
               "--transfer", "digits", "--out", out]
-    assert run_cli(*common, "--lr-grid", "3e-3,3e-2", "--json") == 0
+    assert run_cli(*common, "--lr-grid", "3e-2, 3e-3", "--json") == 0
     results = json.loads(capsys.readouterr().out)
-    assert results["study"] == "optimizer-toy2d-moons-mct-lr-3e-3_3e-2"
+    assert results["study"] == "optimizer-toy2d-moons-mct-lr-0.003_0.03"
     study = optuna.load_study(study_name=results["study"], storage=f"sqlite:///{out}/study.db")
     assert study.user_attrs["lr_grid"] == [3e-3, 3e-2]
     trained = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]

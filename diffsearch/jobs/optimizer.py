@@ -83,9 +83,9 @@ class OptimizerOptions:
             raise UsageError(f"unknown hand-designed optimizer {unknown[0]!r}; known: {', '.join(HAND_DESIGNED)}")
         if o.score not in SCORES:
             raise UsageError(f"unknown --score {o.score!r}; known: {', '.join(SCORES)}")
-        parse_lr_grid(o.lr_grid)
+        grid = parse_lr_grid(o.lr_grid)
         o.study = o.study or (f"optimizer-{o.task}-{o.searcher}" + (f"-{o.score}" if o.score != "loss" else "")
-                              + (f"-lr-{o.lr_grid.replace(',', '_')}" if o.lr_grid != "decade" else ""))
+                              + ("" if o.lr_grid == "decade" else "-lr-" + "_".join(f"{v:g}" for v in grid)))
         o.out, o.storage = run_location(o.study, o.out, o.storage)
         return o
 
