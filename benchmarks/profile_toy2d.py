@@ -78,6 +78,47 @@ def op_breakdown(batch: int = 2048) -> list[tuple[str, float]]:
     return [(e.key, 100 * e.self_cpu_time_total / total) for e in events[:8]]
 
 
+def arithmetic_floor(study_trials: int = 50, epochs: int = 100, train_points: int = 80_000,
+                     batch: int = 2048, target_minutes: float = 15.0) -> list[str]:
+    """How far the training is from the cores' arithmetic peak, and what a 15-minute study would need.
+
+    The matmul FLOPs of one step (forward and backward, counted by torch's FlopCounterMode) against
+    one thread's rate on a large square matmul, the best these cores do on any float32 work."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.set_num_threads(1)
+    model = MLPDenoiser(2)
+    x, t = torch.randn(batch, 2), torch.rand(batch)
+    with FlopCounterMode(display=False) as counter:
+        ((model(x, t) - x) ** 2).mean().backward()
+    step_flops = counter.get_total_flops()
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    for _ in range(3):
+        a @ b
+    start = time.perf_counter()
+    for _ in range(20):
+        a @ b
+    peak = 2 * 1024 ** 3 * 20 / (time.perf_counter() - start)
+    achieved = step_flops / (step_ms(batch, 1) / 1000)
+    study_flops = study_trials * epochs * train_points / batch * step_flops
+    needed = study_flops / (target_minutes * 60) / 2  # per core, two trials at once
+    return [
+        f"## Arithmetic floor of a {study_trials}-trial study ({epochs} epochs of {train_points:,} points, "
+        f"training only)", "",
+        "| | value |", "|---|---|",
+        f"| matmul FLOPs per training step (batch {batch}, forward + backward) | {step_flops / 1e6:.0f} M |",
+        f"| FLOPs of the study's training | {study_flops / 1e12:.0f} T |",
+        f"| one core's float32 peak (1024 x 1024 matmul) | {peak / 1e9:.1f} GFLOP/s |",
+        f"| one core's rate in a training step now (1 thread) | {achieved / 1e9:.1f} GFLOP/s "
+        f"({100 * achieved / peak:.0f} % of peak) |",
+        f"| rate per core a {target_minutes:.0f}-minute study needs (2 trials at once) | {needed / 1e9:.1f} GFLOP/s "
+        f"({100 * needed / peak:.0f} % of peak) |",
+        f"| study minutes if every FLOP ran at peak on both cores | {study_flops / (2 * peak) / 60:.1f} |",
+        "", "The rate needed counts the matmuls only: LayerNorm, ReLU, the concatenations, Adam, noising, "
+        "sampling and PRDC would have to cost nothing on top.", "",
+    ]
+
+
 def main() -> int:
     lines = ["# Where a 2-D trial's time goes (2 CPU cores)", ""]
     lines += ["## Training step (MLP denoiser, fused Adam), ms per step", "",
@@ -88,6 +129,7 @@ def main() -> int:
         lines.append(f"| {batch} | {one:.2f} | {two:.2f} | {each:.2f} | {2 * one / each:.2f}x |")
     epoch_steps = 80_000 / 2048
     lines += ["", f"A 100-epoch trial at batch 2048 is {100 * epoch_steps:.0f} steps.", ""]
+    lines += arithmetic_floor()
     lines += ["## Op breakdown of one training step (1 thread, batch 2048, self CPU time)", "",
               "| op | share |", "|---|---|"]
     lines += [f"| {name} | {share:.1f} % |" for name, share in op_breakdown()]
