@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/pip install -q -e '.[dev,bench]'
 	$(BIN)/python benchmarks/profile_toy2d.py
 	$(BIN)/python benchmarks/generative_hpo.py
+	$(BIN)/python benchmarks/generative_hpo.py --suite all
 	$(BIN)/python benchmarks/hparams_toy2d.py
 
 clean:
