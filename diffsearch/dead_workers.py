@@ -67,3 +67,19 @@ def fail_dead_workers_trials(study: optuna.Study) -> list[int]:
         if retry is not None:
             retry(study, storage.get_trial(trial._trial_id))
     return failed
+
+
+def earlier_retry(study: optuna.Study, trial: optuna.Trial) -> int | None:
+    """The number of an earlier trial that retries the same failed trial as ``trial`` does, if any.
+
+    Two workers that sweep at the same moment can both fail a dead worker's trial and both enqueue a
+    retry: SQLite's read of the state and its update are not one atomic step across processes. Only
+    the first retry should run; the caller drops the others.
+    """
+    failed = study._storage.get_trial_system_attrs(trial._trial_id).get("failed_trial")
+    if failed is None:
+        return None
+    for other in study.get_trials(deepcopy=False):
+        if other.number < trial.number and other.system_attrs.get("failed_trial") == failed:
+            return other.number
+    return None

@@ -18,7 +18,7 @@ import torch
 from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.trial import FrozenTrial, TrialState
 
-from diffsearch.dead_workers import fail_dead_workers_trials, worker_id
+from diffsearch.dead_workers import earlier_retry, fail_dead_workers_trials, worker_id
 from diffsearch.errors import TrialFailed, TrialOutOfMemory
 from diffsearch.interrupt import stop_point
 from diffsearch.ledger import done_trials, is_done
@@ -77,6 +77,10 @@ def run_search(study: optuna.Study, space: TrainingSpace, task: VectorDiffusionT
         if _ahead_of(study, trial.number) >= n_trials:
             # workers that decide at the same moment to start one more trial: the lowest numbers win
             trial.set_user_attr("surplus", "the budget was met by earlier trials of other workers")
+            raise _Surplus()
+        first_retry = earlier_retry(study, trial)
+        if first_retry is not None:
+            trial.set_user_attr("surplus", f"trial {first_retry} already retries the same failed trial")
             raise _Surplus()
         return _evaluate_trial(trial, space, task, seed + trial.number, report_epochs, samples_dir)
 

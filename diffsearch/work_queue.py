@@ -17,7 +17,7 @@ import optuna
 from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.trial import FrozenTrial, TrialState
 
-from diffsearch.dead_workers import fail_dead_workers_trials, worker_id
+from diffsearch.dead_workers import earlier_retry, fail_dead_workers_trials, worker_id
 from diffsearch.errors import TrialFailed
 from diffsearch.interrupt import stop_point
 from diffsearch.ledger import MAX_RETRIES, is_done
@@ -44,6 +44,10 @@ class TrialRunner:
     def _objective(self, trial: optuna.Trial) -> float:
         if self.key_attr not in trial.user_attrs:  # not submitted work: the waiting one went elsewhere
             trial.set_user_attr("surplus", "no waiting trial was left when this worker asked")
+            raise Surplus()
+        first_retry = earlier_retry(self.study, trial)
+        if first_retry is not None:
+            trial.set_user_attr("surplus", f"trial {first_retry} already retries the same failed trial")
             raise Surplus()
         trial.set_user_attr("worker", worker_id())
         return self.evaluate(trial)

@@ -65,3 +65,57 @@ def test_trial_of_a_dead_local_process_is_failed_at_once(tmp_path, kind):
     assert states[dead.number] == TrialState.FAIL
     assert states[living.number] == states[remote.number] == TrialState.RUNNING
     assert [t.system_attrs["failed_trial"] for t in study.get_trials(states=(TrialState.WAITING,))] == [dead.number]
+
+
+def test_a_dead_trial_retried_by_two_workers_runs_once(tmp_path):
+    # two workers sweeping at the same moment can both fail a dead trial and both enqueue its retry
+    # (seen in a benchmark ledger on SQLite); the second retry must be dropped, not trained again
+    from diffsearch.run import run_search
+    from diffsearch.spaces.training import TOY2D
+    from test_run import tiny_task
+
+    storage = open_storage(_storage_url(tmp_path, "sqlite"), heartbeat=10)
+    study = optuna.create_study(storage=storage, sampler=optuna.samplers.RandomSampler(seed=0))
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead = study.ask()
+    TOY2D.suggest(dead)
+    dead.set_user_attr("worker", f"{socket.gethostname()}:{gone.pid}")
+    assert fail_dead_workers_trials(study) == [dead.number]
+    storage.get_heartbeat_stale_trial_callback()(study, storage.get_trial(dead._trial_id))  # the other worker
+    first, second = study.get_trials(states=(TrialState.WAITING,))
+
+    run_search(study, TOY2D, tiny_task(1), n_trials=2, seed=0)
+    trials = study.get_trials()
+    assert trials[first.number].state == TrialState.COMPLETE
+    assert trials[first.number].params == trials[dead.number].params
+    assert trials[second.number].state == TrialState.FAIL
+    assert "already retries" in trials[second.number].user_attrs["surplus"]
+    completed = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(completed) == 2 and completed[1].params != trials[dead.number].params
+
+
+def test_the_work_queue_runs_a_twice_retried_trial_once(tmp_path):
+    from diffsearch.work_queue import TrialRunner
+
+    class Counting(TrialRunner):
+        calls: list[int] = []
+
+        def evaluate(self, trial):
+            self.calls.append(trial.number)
+            return 1.0
+
+    storage = open_storage(_storage_url(tmp_path, "sqlite"), heartbeat=10)
+    study = optuna.create_study(storage=storage)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead = _running_trial(study, f"{socket.gethostname()}:{gone.pid}")
+    dead.set_user_attr("key", "rule-1")
+    fail_dead_workers_trials(study)
+    storage.get_heartbeat_stale_trial_callback()(study, storage.get_trial(dead._trial_id))
+    first, second = study.get_trials(states=(TrialState.WAITING,))
+    runner = Counting(study)
+    while runner.waiting():
+        runner.run_one()
+    assert runner.calls == [first.number]
+    assert "already retries" in study.get_trials()[second.number].user_attrs["surplus"]
