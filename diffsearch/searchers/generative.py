@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
+from scipy.stats import rankdata
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 from torch import nn
@@ -44,11 +45,14 @@ class GenerativeConfig:
     improve_share: float | None = 0.5   # share of I = 1 triples per training batch (None: as p_H draws them, the seed)
     queries_per_context: int = 8     # training triples sharing one drawn context (1: every triple its own, the seed)
     novel_only: bool = True          # with a projection onto the space, drop candidates already evaluated (False: the seed)
+    y_scaling: str = "rank"          # how the context sees y: "rank" (its quantile in the history) or "minmax"
     losses: list[float] = field(default_factory=list)
 
     def __post_init__(self):
         if self.improve_share is not None and not 0.0 <= self.improve_share <= 1.0:
             raise ValueError(f"improve_share must lie in [0, 1] (or be None), got {self.improve_share}")
+        if self.y_scaling not in Y_SCALINGS:
+            raise ValueError(f"y_scaling must be one of {', '.join(Y_SCALINGS)}, got {self.y_scaling!r}")
         if not 1 <= self.queries_per_context <= self.batch_size:
             raise ValueError(f"queries_per_context must lie in 1..batch_size ({self.batch_size}), "
                              f"got {self.queries_per_context}")
@@ -70,8 +74,9 @@ class Sampler:
     """
 
     def __init__(self, X: np.ndarray, y: np.ndarray, max_context: int, rng: np.random.Generator,
-                 improve_share: float | None = None, queries_per_context: int = 1):
+                 improve_share: float | None = None, queries_per_context: int = 1, y_scaling: str = "rank"):
         self.X, self.y, self.max_context, self.rng = X, y, max_context, rng
+        self.y_scaled = scale_y(y, y_scaling)
         self.improve_share, self.queries = improve_share, queries_per_context
 
     def _contexts(self, count: int) -> tuple[np.ndarray, np.ndarray]:
@@ -118,17 +123,30 @@ class Sampler:
         d = self.X.shape[1]
         context = np.zeros((len(members), members.shape[1], d + 1), dtype=np.float32)
         context[..., :d] = np.where(padding[..., None], 0.0, self.X[members])
-        context[..., d] = np.where(padding, 0.0, _scale(self.y)[members])
+        context[..., d] = np.where(padding, 0.0, self.y_scaled[members])
         group = np.repeat(np.arange(len(members)), self.queries)
         return (torch.from_numpy(self.X[query.reshape(-1)].astype(np.float32)),
                 torch.from_numpy(improves.reshape(-1).astype(np.float32)),
                 torch.from_numpy(context), torch.from_numpy(padding), torch.from_numpy(group))
 
 
-def _scale(y: np.ndarray) -> np.ndarray:
-    """Rank-free min-max scaling to [0, 1], so the context sees the shape of y, not its units."""
-    span = float(y.max() - y.min())
-    return ((y - y.min()) / span if span > 0 else np.zeros_like(y)).astype(np.float32)
+Y_SCALINGS = ("rank", "minmax")
+
+
+def scale_y(y: np.ndarray, how: str) -> np.ndarray:
+    """y mapped to [0, 1] for the context, so it sees the shape of the results, not their units.
+
+    "rank": each y's quantile in the history (ties share one), unmoved by outliers: one diverged
+    trial (HPOLib's MSE reaches 4e7 where good ones are 1e-4) squeezes every other y to 1 under
+    "minmax". Either way I, which only compares y's, is the same.
+    """
+    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    if how == "rank":
+        scaled = (rankdata(y) - 1) / (len(y) - 1) if len(y) > 1 else np.zeros_like(y)
+    else:
+        span = float(y.max() - y.min())
+        scaled = (y - y.min()) / span if span > 0 else np.zeros_like(y)
+    return scaled.astype(np.float32)
 
 
 # ------------------------------------------------------------------------------ Noise adder, denoiser
@@ -233,7 +251,7 @@ class GenerativeHPO:
             steps = steps or self.config.first_fit_steps
         steps = steps or self.config.refit_steps
         sampler = Sampler(X, y, self.config.max_context, self.rng, self.config.improve_share,
-                          self.config.queries_per_context)
+                          self.config.queries_per_context, self.config.y_scaling)
         self.network.train()
         losses = []
         for _ in range(steps):
@@ -255,7 +273,7 @@ class GenerativeHPO:
         """The inference loop: from z_T ~ N(0, I), denoise T steps given I and C = the whole history."""
         X = np.asarray(X, dtype=np.float32)
         d = X.shape[1]
-        context = np.concatenate([X, _scale(np.asarray(y, dtype=np.float64).reshape(-1))[:, None]], axis=1)
+        context = np.concatenate([X, scale_y(y, self.config.y_scaling)[:, None]], axis=1)
         context_t = torch.from_numpy(context[None].astype(np.float32))
         self.network.eval()
         embedding = self.network.context(context_t, torch.zeros(1, len(X), dtype=torch.bool)).expand(n, -1)
@@ -284,7 +302,7 @@ class GenerativeHPO:
         errors under I=0 and I=1 at the same (t, eps); higher means "more likely to beat the history"."""
         n, d = candidates.shape
         k = self.config.score_draws
-        context = np.concatenate([X, _scale(np.asarray(y, dtype=np.float64).reshape(-1))[:, None]], axis=1)
+        context = np.concatenate([X, scale_y(y, self.config.y_scaling)[:, None]], axis=1)
         embedding = self.network.context(torch.from_numpy(context[None].astype(np.float32)),
                                          torch.zeros(1, len(X), dtype=torch.bool)).expand(n * k, -1)
         z0 = (2.0 * torch.from_numpy(np.asarray(candidates, dtype=np.float32)) - 1.0).repeat_interleave(k, dim=0)
