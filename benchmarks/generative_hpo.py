@@ -60,11 +60,9 @@ class Task:
             return (math.log10(value) - math.log10(self.best)) / (math.log10(self.worst) - math.log10(self.best))
         return (value - self.best) / (self.worst - self.best)
 
-    def regret_curve(self, run: dict) -> list[float]:
-        """Regret of the incumbent per trial (runs cached before 'incumbent' was stored kept the linear
-        regret, from which the incumbent is recovered exactly enough for the log scale)."""
-        incumbent = run.get("incumbent") or [self.best + r * (self.worst - self.best) for r in run["regret"]]
-        return [self.regret(v) for v in incumbent]
+    def regret_curve(self, run: dict, trials: int) -> list[float]:
+        """Regret of the incumbent (best value so far) over the first ``trials`` trials of a cached run."""
+        return [self.regret(v) for v in run["incumbent"][:trials]]
 
 
 def branin(x1: float, x2: float) -> float:
@@ -157,7 +155,7 @@ def run_one(task: Task, method: str, seed: int, trials: int) -> dict:
         incumbent = min(incumbent, value)
         curve.append(incumbent)
     model = getattr(sampler, "_model", None)
-    return {"regret": [task.regret(v) for v in curve], "incumbent": curve, "seconds": seconds, "distinct": len(configs),
+    return {"incumbent": curve, "seconds": seconds, "distinct": len(configs),
             "random_fallbacks": getattr(model, "random_fallbacks", 0)}
 
 
@@ -168,7 +166,7 @@ def average_ranks(runs: dict, tasks: list[Task], seeds: int, trials: int,
     count = 0
     for task in tasks:
         for seed in range(seeds):
-            curves = np.array([task.regret_curve(runs[f"{task.name}|{m}|{seed}"]) for m in methods])
+            curves = np.array([task.regret_curve(runs[f"{task.name}|{m}|{seed}"], trials) for m in methods])
             for step in range(trials):
                 for m, r in zip(methods, rankdata(curves[:, step])):
                     ranks[m][step] += r
@@ -186,7 +184,8 @@ def plot(runs: dict, tasks: list[Task], seeds: int, trials: int, path: Path, met
     ranks = average_ranks(runs, tasks, seeds, trials, methods)
     steps = np.arange(1, trials + 1)
     for m in methods:
-        regret = np.mean([t.regret_curve(runs[f"{t.name}|{m}|{s}"]) for t in tasks for s in range(seeds)], axis=0)
+        regret = np.mean([t.regret_curve(runs[f"{t.name}|{m}|{s}"], trials) for t in tasks for s in range(seeds)],
+                         axis=0)
         left.plot(steps, regret, label=m)
         right.plot(steps, ranks[m], label=m)
     left.set(yscale="log", xlabel="number of trials", ylabel="mean normalized regret")
@@ -258,11 +257,12 @@ def main(argv=None) -> int:
         for method in methods:
             for seed in range(args.seeds):
                 key = f"{task.name}|{method}|{seed}"
-                if key in runs and len(runs[key]["regret"]) >= args.trials and method not in args.rerun:
+                if key in runs and len(runs[key]["incumbent"]) >= args.trials and method not in args.rerun:
                     continue
                 start = time.perf_counter()
                 result = run_one(task, method, seed, args.trials)
-                print(f"{key}: regret {result['regret'][-1]:.4f}, {result['distinct']} distinct configs "
+                regret = task.regret(result["incumbent"][-1])
+                print(f"{key}: regret {regret:.4f}, {result['distinct']} distinct configs "
                       f"({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
                 # merge with what other processes (other --tasks) wrote meanwhile, then write
                 runs = {**(json.loads(cache.read_text()) if cache.exists() else {}), key: result}
@@ -298,10 +298,10 @@ def results_table(runs: dict, tasks: list[Task], methods: tuple[str, ...], seeds
     for m in methods:
         cells = []
         for family in families:
-            finals = [t.regret_curve(runs[f"{t.name}|{m}|{s}"])[-1] for t in tasks if t.family == family
+            finals = [t.regret_curve(runs[f"{t.name}|{m}|{s}"], trials)[-1] for t in tasks if t.family == family
                       for s in range(seeds)]
             cells.append(f"{np.mean(finals):.4f}")
-        secs = np.mean([runs[f"{t.name}|{m}|{s}"]["seconds"][5:] for t in tasks for s in range(seeds)])
+        secs = np.mean([runs[f"{t.name}|{m}|{s}"]["seconds"][5:trials] for t in tasks for s in range(seeds)])
         lines.append(f"| {m} | " + " | ".join(cells) + f" | {ranks[m][-1]:.2f} | {secs:.3f} |")
     return "\n".join(lines) + f"\n\nTasks: {', '.join(t.name for t in tasks)}.\n"
 
