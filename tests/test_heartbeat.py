@@ -99,7 +99,9 @@ def test_the_work_queue_runs_a_twice_retried_trial_once(tmp_path):
     from diffsearch.work_queue import TrialRunner
 
     class Counting(TrialRunner):
-        calls: list[int] = []
+        def __init__(self, study):
+            super().__init__(study)
+            self.calls: list[int] = []
 
         def evaluate(self, trial):
             self.calls.append(trial.number)
