@@ -1,0 +1,203 @@
+"""Screens of the generative HPO searcher's selection and generation against the benchmark's default:
+variants that each change one thing, run on the 17 tasks of `generative_hpo.py --suite all` for a
+few seeds and ranked against the cached random / TPE / GP runs of the same seeds (2 seeds: a screen,
+not a result). The default's own runs come from the benchmark's cache, so only the variants run.
+
+Variants (each a subclass of GenerativeHPO, so the searcher itself keeps one code path):
+- crn128: candidates ranked with 128 (t, eps) draws shared by every candidate (common random
+  numbers) instead of 32 independent draws per candidate: a sharper diffusion classifier;
+- crn128local: crn128, and a quarter of the candidates are local moves: a top-5 configuration with
+  each coordinate taken from a model sample with probability 0.2;
+- subctx: each sample generated given its own random subset of the history as context (sizes as in
+  training) instead of the whole history, so I = 1 asks for "better than a random subset": more
+  diverse samples; the model still ranks them given the whole history;
+- cand16: 16 samples per suggestion instead of 64;
+- refit30: 30 fine-tuning steps per trial instead of 60;
+- lr3e-4: Adam's learning rate 3e-4 instead of 1e-3 (first fit and fine-tuning).
+
+    python benchmarks/generative_screens.py                      # every variant, seeds 0 and 1
+    python benchmarks/generative_screens.py --variants cand16 --tasks branin hartmann6
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import optuna
+import torch
+from scipy.stats import rankdata
+
+sys.path.insert(0, str(Path(__file__).parent))
+import generative_hpo as bench  # noqa: E402
+
+from diffsearch.searchers import generative_sampler  # noqa: E402
+from diffsearch.searchers.generative import GenerativeConfig, GenerativeHPO, Sampler, scale_y  # noqa: E402
+
+RESULTS = bench.RESULTS
+CACHE = RESULTS / "generative_screens_runs.json"
+
+
+class SharedDrawsScore(GenerativeHPO):
+    """improvement_score with the same 128 (t, eps) draws for every candidate."""
+
+    draws = 128
+
+    @torch.no_grad()
+    def improvement_score(self, candidates, X, y):
+        n, d = candidates.shape
+        k = self.draws
+        context = np.concatenate([X, scale_y(y, self.config.y_scaling)[:, None]], axis=1)
+        embedding = self.network.context(torch.from_numpy(context[None].astype(np.float32)),
+                                         torch.zeros(1, len(X), dtype=torch.bool)).expand(n * k, -1)
+        z0 = (2.0 * torch.from_numpy(np.asarray(candidates, dtype=np.float32)) - 1.0).repeat_interleave(k, dim=0)
+        eps = torch.randn((1, k, d), generator=self.generator).expand(n, k, d).reshape(n * k, d)
+        t = torch.randint(0, self.config.timesteps, (k,), generator=self.generator).repeat(n)
+        z_t = self.noise_adder(z0, eps, t)
+        error = {flag: ((self.network(z_t, t, torch.full((n * k,), flag), embedding) - eps) ** 2).sum(dim=1)
+                 for flag in (0.0, 1.0)}
+        return (error[0.0] - error[1.0]).reshape(n, k).mean(dim=1).numpy()
+
+
+class SharedDrawsLocalMoves(SharedDrawsScore):
+    """A quarter of the candidates: a top-5 configuration, each coordinate from a sample w.p. 0.2."""
+
+    def generate(self, X, y, n=1, improves=1.0):
+        samples = super().generate(X, y, n=n, improves=improves)
+        if n < 4:
+            return samples
+        k = n // 4
+        top = np.asarray(X)[np.argsort(-np.asarray(y))[:5]]
+        parents = top[self.rng.integers(len(top), size=k)]
+        donors = samples[self.rng.integers(n, size=k)]
+        local = np.where(self.rng.random(parents.shape) < 0.2, donors, parents).astype(np.float32)
+        return np.concatenate([samples[: n - k], local])
+
+
+class SubsetContexts(GenerativeHPO):
+    """Each sample generated given its own random subset of the history (the training Sampler's)."""
+
+    @torch.no_grad()
+    def generate(self, X, y, n=1, improves=1.0):
+        if n == 1:
+            return super().generate(X, y, n=n, improves=improves)
+        X = np.asarray(X, dtype=np.float32)
+        d = X.shape[1]
+        sampler = Sampler(X, np.asarray(y, dtype=np.float64).reshape(-1), self.config.max_context, self.rng,
+                          y_scaling=self.config.y_scaling)
+        members, _ = sampler._contexts(n)
+        padding = members < 0
+        context = np.zeros((n, members.shape[1], d + 1), dtype=np.float32)
+        context[..., :d] = np.where(padding[..., None], 0.0, X[members])
+        context[..., d] = np.where(padding, 0.0, sampler.y_scaled[members])
+        self.network.eval()
+        embedding = self.network.context(torch.from_numpy(context), torch.from_numpy(padding))
+        flag = torch.full((n,), float(improves))
+        schedule = self.denoiser.scheduler
+        schedule.set_timesteps(self.config.sample_steps or self.config.timesteps)
+        z = torch.randn((n, d), generator=self.generator)
+        for t in schedule.timesteps:
+            z = self.denoiser(self.network(z, torch.full((n,), int(t)), flag, embedding), int(t), z, self.generator)
+        return ((z.clamp(-1.0, 1.0) + 1.0) / 2.0).numpy()
+
+
+VARIANTS = {  # name: (model class, GenerativeConfig fields that differ from the default)
+    "crn128": (SharedDrawsScore, {}),
+    "crn128local": (SharedDrawsLocalMoves, {}),
+    "subctx": (SubsetContexts, {}),
+    "cand16": (GenerativeHPO, {"candidates": 16}),
+    "refit30": (GenerativeHPO, {"refit_steps": 30}),
+    "lr3e-4": (GenerativeHPO, {"lr": 3e-4}),
+}
+
+
+def run_variant(task: bench.Task, variant: str, seed: int, trials: int) -> dict:
+    model_class, fields = VARIANTS[variant]
+    # the sampler builds its model by this name: the variant's class takes its place for this run
+    with mock.patch.object(generative_sampler, "GenerativeHPO", model_class):
+        sampler = generative_sampler.GenerativeSampler(seed=seed, config=GenerativeConfig(**fields))
+        study = optuna.create_study(sampler=sampler)
+        incumbent, curve, seconds = np.inf, [], []
+        for _ in range(trials):
+            start = time.perf_counter()
+            trial = study.ask()
+            params = task.suggest(trial)
+            seconds.append(time.perf_counter() - start)
+            value = task.evaluate(params)
+            study.tell(trial, value)
+            incumbent = min(incumbent, value)
+            curve.append(incumbent)
+    return {"incumbent": curve, "seconds": seconds}
+
+
+def table(screens: dict, runs: dict, tasks: list[bench.Task], trials: int) -> str:
+    """Per searcher (the default, then each variant): its mean final rank among random / TPE / GP /
+    itself and its mean final regret per family, on the task-seed pairs the variants have run."""
+    families = sorted({t.family for t in tasks})
+    everything = {**runs, **screens}
+    screened = [(t, s) for t in tasks for s in range(5) if any(f"{t.name}|{v}|{s}" in screens for v in VARIANTS)]
+    lines = ["| searcher | runs | its rank | GP's rank | TPE's rank | " + " | ".join(families) + " |",
+             "|---|" + "---|" * (4 + len(families))]
+    for name in ("generative", *VARIANTS):
+        pairs = [(t, s) for t, s in screened if f"{t.name}|{name}|{s}" in everything]
+        if not pairs:
+            continue
+        ranks: dict[str, list] = {m: [] for m in ("random", "tpe", "gp", name)}
+        regrets: dict[str, list] = {f: [] for f in families}
+        for task, seed in pairs:
+            finals = {m: task.regret_curve(everything[f"{task.name}|{m}|{seed}"], trials)[-1] for m in ranks}
+            for m, r in zip(finals, rankdata(list(finals.values()))):
+                ranks[m].append(r)
+            regrets[task.family].append(finals[name])
+        label = "generative (the default)" if name == "generative" else name
+        cells = [f"{np.mean(v):.4f}" if v else "-" for v in regrets.values()]
+        lines.append(f"| {label} | {len(pairs)} | {np.mean(ranks[name]):.2f} | {np.mean(ranks['gp']):.2f} | "
+                     f"{np.mean(ranks['tpe']):.2f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--tasks", nargs="*", help="only these tasks of the 17 (default: all)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    tasks = bench.all_tasks("all")
+    unknown = set(args.tasks or ()) - {t.name for t in tasks}
+    if unknown:
+        parser.error(f"unknown tasks: {', '.join(sorted(unknown))}")
+    runs = json.loads((RESULTS / "generative_hpo_runs.json").read_text())
+    missing = [s for s in args.seeds if f"branin|gp|{s}" not in runs]
+    if missing:
+        parser.error(f"the benchmark's cache has no runs for seeds {missing}: run generative_hpo.py --suite all first")
+    for task in (t for t in tasks if not args.tasks or t.name in args.tasks):
+        for variant in args.variants:
+            for seed in args.seeds:
+                screens = json.loads(CACHE.read_text()) if CACHE.exists() else {}
+                key = f"{task.name}|{variant}|{seed}"
+                if key in screens:
+                    continue
+                start = time.perf_counter()
+                result = run_variant(task, variant, seed, 50)
+                print(f"{key}: regret {task.regret(result['incumbent'][-1]):.4f} "
+                      f"({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
+                # merge with what other processes wrote meanwhile
+                screens = {**(json.loads(CACHE.read_text()) if CACHE.exists() else {}), key: result}
+                CACHE.write_text(json.dumps(screens))
+    screens = json.loads(CACHE.read_text()) if CACHE.exists() else {}
+    text = ("# Generative HPO screens (50 trials; ranks at the last trial among random, TPE, GP and one "
+            "generative searcher, on the task-seed pairs the variant has run)\n\n" + table(screens, runs, tasks, 50))
+    (RESULTS / "generative_screens.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
