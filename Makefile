@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/profile_toy2d.py
 	$(BIN)/python benchmarks/generative_hpo.py
 	$(BIN)/python benchmarks/generative_hpo.py --suite all
+	$(BIN)/python benchmarks/generative_screens.py
 	$(BIN)/python benchmarks/hparams_toy2d.py
 
 clean:
