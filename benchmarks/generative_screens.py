@@ -1,5 +1,5 @@
 """Screens of the generative HPO searcher's selection and generation against the benchmark's default:
-variants that each change one thing, run on the 17 tasks of `generative_hpo.py --suite all` for a
+variants of one or two changes, run on the 17 tasks of `generative_hpo.py --suite all` for a
 few seeds and ranked against the cached random / TPE / GP runs of the same seeds (2 seeds: a screen,
 not a result). The default's own runs come from the benchmark's cache, so only the variants run.
 
@@ -13,7 +13,8 @@ Variants (each a subclass of GenerativeHPO, so the searcher itself keeps one cod
   diverse samples; the model still ranks them given the whole history;
 - cand16: 16 samples per suggestion instead of 64;
 - refit30: 30 fine-tuning steps per trial instead of 60;
-- lr3e-4: Adam's learning rate 3e-4 instead of 1e-3 (first fit and fine-tuning).
+- lr3e-4: Adam's learning rate 3e-4 instead of 1e-3 (first fit and fine-tuning);
+- subctx16: subctx with 16 samples (the two that helped the synthetic functions, together).
 
     python benchmarks/generative_screens.py                      # every variant, seeds 0 and 1
     python benchmarks/generative_screens.py --variants cand16 --tasks branin hartmann6
@@ -113,6 +114,7 @@ VARIANTS = {  # name: (model class, GenerativeConfig fields that differ from the
     "cand16": (GenerativeHPO, {"candidates": 16}),
     "refit30": (GenerativeHPO, {"refit_steps": 30}),
     "lr3e-4": (GenerativeHPO, {"lr": 3e-4}),
+    "subctx16": (SubsetContexts, {"candidates": 16}),
 }
 
 
@@ -161,14 +163,61 @@ def table(screens: dict, runs: dict, tasks: list[bench.Task], trials: int) -> st
     return "\n".join(lines) + "\n"
 
 
+def pick_quality(histories: int = 12) -> str:
+    """How well improvement_score picks among the model's 64 samples, on Hartmann-6 histories of 20-48
+    points (half uniform, half near the three best of those): the Spearman correlation of the score with
+    the true value, and the percentile of the picked sample's true value among the 64 (0.5 = a random
+    pick), for the default's 32 independent draws per sample and for draws shared by all samples."""
+    from scipy.stats import spearmanr
+
+    scorers = {"32 independent draws (the default)": GenerativeHPO.improvement_score,
+               "32 shared draws": None, "128 shared draws": None, "512 shared draws": None}
+    results: dict[str, list] = {name: [] for name in scorers}
+    rng = np.random.default_rng(1)
+    for h in range(histories):
+        n = (20, 35, 48)[h % 3]
+        X = rng.uniform(size=(n, 6)).astype(np.float32)
+        best = X[np.argsort(bench.hartmann6(X))[:3]]
+        X[n // 2:] = np.clip(best[rng.integers(3, size=n - n // 2)] + 0.1 * rng.normal(size=(n - n // 2, 6)), 0, 1)
+        y = -bench.hartmann6(X)
+        model = GenerativeHPO(seed=h)
+        for _ in range(n - 4):  # the first fit and the fine-tunes the sampler would have run
+            model.fit(X, y)
+        samples = model.generate(X, y, n=64)
+        true = -bench.hartmann6(samples)
+        for name, scorer in scorers.items():
+            if scorer is None:
+                shared = SharedDrawsScore(seed=h)
+                shared.network, shared.draws = model.network, int(name.split()[0])
+                score = shared.improvement_score(samples, X, y)
+            else:
+                score = scorer(model, samples, X, y)
+            results[name].append((spearmanr(score, true)[0], float((true < true[np.argmax(score)]).mean())))
+    lines = [f"| score ({histories} Hartmann-6 histories, 64 samples each) | Spearman with the true value | "
+             "picked sample's percentile |", "|---|---|---|"]
+    for name, values in results.items():
+        values = np.array(values)
+        lines.append(f"| {name} | {values[:, 0].mean():.2f} | {values[:, 1].mean():.2f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--tasks", nargs="*", help="only these tasks of the 17 (default: all)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1],
+                        help="seeds to run (the benchmark's cache must hold random / TPE / GP runs for them)")
+    parser.add_argument("--pick-quality", action="store_true",
+                        help="only measure how well the model's score picks among its samples (Hartmann-6)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
+    if args.pick_quality:
+        text = pick_quality()
+        (RESULTS / "generative_pick_quality.md").write_text(
+            "# How well the generative model picks among its samples\n\n" + text)
+        print(text)
+        return 0
     tasks = bench.all_tasks("all")
     unknown = set(args.tasks or ()) - {t.name for t in tasks}
     if unknown:
