@@ -14,7 +14,11 @@ Variants (each a subclass of GenerativeHPO, so the searcher itself keeps one cod
 - cand16: 16 samples per suggestion instead of 64;
 - refit30: 30 fine-tuning steps per trial instead of 60;
 - lr3e-4: Adam's learning rate 3e-4 instead of 1e-3 (first fit and fine-tuning);
-- subctx16: subctx with 16 samples (the two that helped the synthetic functions, together).
+- subctx16: subctx with 16 samples (the two that helped the synthetic functions, together);
+- meta: warm-started (GenerativeSampler's source_studies) from 4 random-search histories of 50 trials on
+  each other data set of the task's family (HPO-B's meta-train split, leave the task out): 1,000
+  pre-training steps, then half of each fine-tuning's batches from those histories; the synthetic
+  functions have no such data set, so there it is the default.
 
     python benchmarks/generative_screens.py                      # every variant, seeds 0 and 1
     python benchmarks/generative_screens.py --variants cand16 --tasks branin hartmann6
@@ -23,6 +27,7 @@ Variants (each a subclass of GenerativeHPO, so the searcher itself keeps one cod
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -115,14 +120,33 @@ VARIANTS = {  # name: (model class, GenerativeConfig fields that differ from the
     "refit30": (GenerativeHPO, {"refit_steps": 30}),
     "lr3e-4": (GenerativeHPO, {"lr": 3e-4}),
     "subctx16": (SubsetContexts, {"candidates": 16}),
+    "meta": (GenerativeHPO, {}),
 }
+WARM_STARTED = {"meta"}
+
+
+@functools.cache
+def sibling_studies(task_name: str, histories: int = 4, trials: int = 50) -> list[optuna.Study]:
+    """Random-search studies on every other data set of the task's family (none for the synthetic
+    functions), with seeds of their own, so the target task's runs never see its own data."""
+    task = next(t for t in bench.all_tasks("all") if t.name == task_name)
+    studies = []
+    for sibling in (t for t in bench.all_tasks("all") if t.family == task.family and t.name != task.name
+                    and task.family != "synthetic"):
+        for h in range(histories):
+            study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1000 + h))
+            study.optimize(lambda trial: sibling.evaluate(sibling.suggest(trial)), n_trials=trials)
+            studies.append(study)
+    return studies
 
 
 def run_variant(task: bench.Task, variant: str, seed: int, trials: int) -> dict:
     model_class, fields = VARIANTS[variant]
     # the sampler builds its model by this name: the variant's class takes its place for this run
     with mock.patch.object(generative_sampler, "GenerativeHPO", model_class):
-        sampler = generative_sampler.GenerativeSampler(seed=seed, config=GenerativeConfig(**fields))
+        sources = sibling_studies(task.name) if variant in WARM_STARTED else ()
+        sampler = generative_sampler.GenerativeSampler(seed=seed, config=GenerativeConfig(**fields),
+                                                       source_studies=sources)
         study = optuna.create_study(sampler=sampler)
         incumbent, curve, seconds = np.inf, [], []
         for _ in range(trials):

@@ -4,7 +4,7 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from diffsearch.searchers.generative import GenerativeConfig, GenerativeHPO, Sampler, scale_y
-from diffsearch.searchers.generative_sampler import GenerativeSampler, SpaceCodec
+from diffsearch.searchers.generative_sampler import GenerativeSampler, SpaceCodec, source_history
 
 SPACE = {
     "lr": FloatDistribution(1e-5, 1e-2, log=True),
@@ -215,3 +215,45 @@ def test_rank_scaling_is_not_squeezed_by_one_outlier():
     np.testing.assert_allclose(scale_y(np.array([3.0, 3.0, 5.0]), "rank"), [0.25, 0.25, 1.0])
     with pytest.raises(ValueError, match="y_scaling"):
         GenerativeConfig(y_scaling="zscore")
+
+
+def test_pretraining_on_earlier_studies_transfers_where_the_optimum_lies():
+    rng = np.random.default_rng(0)
+    quadratic = lambda P: -((P - 0.75) ** 2).sum(axis=1)  # noqa: E731
+    sources = [(X, quadratic(X)) for X in (rng.uniform(size=(30, 2)).astype(np.float32) for _ in range(4))]
+    X = rng.uniform(0.0, 0.4, size=(4, 2)).astype(np.float32)  # the new study: four points far from the optimum
+    y = quadratic(X)
+    distance = {}
+    for warm in (False, True):
+        method = GenerativeHPO(seed=0, config=fast_config(pretrain_steps=400))
+        if warm:
+            assert len(method.pretrain(sources)) == 400
+        for _ in range(3):  # the first fit and two fine-tunes, as three trials of a study would run
+            method.fit(X, y)
+        distance[warm] = np.abs(method.generate(X, y, n=300) - 0.75).mean()
+    # cold, the model only knows the four points and samples near them (~0.45 away); warm, it has
+    # learnt from the earlier studies where the optimum lies
+    assert distance[True] < distance[False] - 0.1, distance
+
+
+def test_source_studies_keep_only_trials_the_space_admits():
+    space = {"x": FloatDistribution(0.0, 1.0), "kind": CategoricalDistribution(["a", "b"])}
+    source = optuna.create_study(direction="maximize")
+    for params in ({"x": 0.2, "kind": "a"}, {"x": 0.9, "kind": "b"}, {"x": 0.5, "kind": "c"}, {"x": 3.0, "kind": "a"},
+                   {"x": 0.4}):
+        dists = {"x": FloatDistribution(0.0, 5.0), "kind": CategoricalDistribution(["a", "b", "c"])}
+        source.add_trial(optuna.trial.create_trial(params=params, value=params["x"],
+                                                   distributions={k: dists[k] for k in params}))
+    X, y = source_history(SpaceCodec(space), source)
+    assert X.shape == (2, 3) and list(y) == [0.2, 0.9]  # maximised values stay positive
+    minimised = optuna.create_study()
+    for trial in source.trials:
+        minimised.add_trial(trial)
+    assert list(source_history(SpaceCodec(space), minimised)[1]) == [-0.2, -0.9]
+
+    sampler = GenerativeSampler(seed=0, n_startup_trials=2, source_studies=[source],
+                                config=fast_config(pretrain_steps=30))
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(lambda t: t.suggest_float("x", 0.0, 1.0) + (t.suggest_categorical("kind", ["a", "b"]) == "a"),
+                   n_trials=3)
+    assert len(sampler._model.config.losses) == 30 + 20  # pre-training, then fine-tuning (not a first fit)

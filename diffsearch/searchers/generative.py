@@ -39,6 +39,8 @@ class GenerativeConfig:
     lr: float = 1e-3
     first_fit_steps: int = 300       # gradient steps the first time the model sees a history
     refit_steps: int = 60            # fine-tuning steps each later call (the history grew by one)
+    pretrain_steps: int = 1000       # gradient steps on earlier studies' histories (GenerativeHPO.pretrain), if any
+    source_share: float = 0.5        # after pretrain, the share of fine-tuning batches still drawn from those histories
     candidates: int = 64             # configurations generated per call; the one the model rates most likely to improve is returned (1: the seed)
     score_draws: int = 32            # (t, eps) draws per candidate when ranking candidates
     guidance: float = 0.0            # classifier-free guidance on I: eps(1) + w (eps(1) - eps(0)); 0 = the seed's
@@ -53,6 +55,8 @@ class GenerativeConfig:
             raise ValueError(f"improve_share must lie in [0, 1] (or be None), got {self.improve_share}")
         if self.y_scaling not in Y_SCALINGS:
             raise ValueError(f"y_scaling must be one of {', '.join(Y_SCALINGS)}, got {self.y_scaling!r}")
+        if not 0.0 <= self.source_share < 1.0:
+            raise ValueError(f"source_share must lie in [0, 1), got {self.source_share}")
         if not 1 <= self.queries_per_context <= self.batch_size:
             raise ValueError(f"queries_per_context must lie in 1..batch_size ({self.batch_size}), "
                              f"got {self.queries_per_context}")
@@ -240,21 +244,54 @@ class GenerativeHPO:
         self.network: Network | None = None
         self.random_fallbacks = 0  # suggestions where every sample repeated a seen configuration
         self.optimizer: torch.optim.Optimizer | None = None
+        self.sources: list[Sampler] = []  # earlier studies' histories (pretrain)
 
     def fit(self, X: np.ndarray, y: np.ndarray, steps: int | None = None) -> list[float]:
-        """Train (first call) or fine-tune (later calls) on the history; returns the step losses."""
+        """Train (first call) or fine-tune (later calls, or after ``pretrain``) on the history; returns
+        the step losses."""
         X = np.asarray(X, dtype=np.float32)
-        y = np.asarray(y, dtype=np.float64).reshape(-1)
-        if self.network is None or self.network.mlp[-1].out_features != X.shape[1]:
-            self.network = Network(X.shape[1], self.config)
-            self.optimizer = torch.optim.Adam(self.network.parameters(), lr=self.config.lr)
+        if self._new_network(X.shape[1]):
+            self.sources = []
             steps = steps or self.config.first_fit_steps
-        steps = steps or self.config.refit_steps
-        sampler = Sampler(X, y, self.config.max_context, self.rng, self.config.improve_share,
-                          self.config.queries_per_context, self.config.y_scaling)
+        return self._train([self._sampler(X, y)], steps or self.config.refit_steps, self.sources)
+
+    def pretrain(self, histories: list[tuple[np.ndarray, np.ndarray]], steps: int | None = None) -> list[float]:
+        """Warm start: train on the histories of earlier studies of the same space (other data sets,
+        HPO-B's meta-train split), each step a batch from one of them, so every context holds points of
+        one task. Later ``fit`` calls then fine-tune (``refit_steps``) instead of training afresh, with
+        ``source_share`` of their batches still from these histories: fine-tuned on the new study's few
+        points alone, the model forgets within a few dozen steps what the earlier studies taught it."""
+        histories = [(np.asarray(X, dtype=np.float32), y) for X, y in histories if len(X) >= 2]
+        if not histories:
+            return []
+        dims = {X.shape[1] for X, _ in histories}
+        if len(dims) != 1:
+            raise ValueError(f"every history must have the same number of columns, got {sorted(dims)}")
+        self._new_network(dims.pop(), force=True)
+        self.sources = [self._sampler(X, y) for X, y in histories]
+        return self._train(self.sources, steps or self.config.pretrain_steps)
+
+    def _new_network(self, dim: int, force: bool = False) -> bool:
+        """A fresh network and optimiser when there is none for this dimension (or ``force``)."""
+        if not force and self.network is not None and self.network.mlp[-1].out_features == dim:
+            return False
+        self.network = Network(dim, self.config)
+        self.optimizer = torch.optim.Adam(self.network.parameters(), lr=self.config.lr)
+        return True
+
+    def _sampler(self, X: np.ndarray, y: np.ndarray) -> Sampler:
+        return Sampler(np.asarray(X, dtype=np.float32), np.asarray(y, dtype=np.float64).reshape(-1),
+                       self.config.max_context, self.rng, self.config.improve_share,
+                       self.config.queries_per_context, self.config.y_scaling)
+
+    def _train(self, samplers: list[Sampler], steps: int, replay: list[Sampler] = ()) -> list[float]:
+        """``steps`` Adam steps, each on a batch from one of ``samplers`` (or, ``source_share`` of the
+        time, from one of ``replay``)."""
         self.network.train()
         losses = []
         for _ in range(steps):
+            pool = replay if replay and self.rng.random() < self.config.source_share else samplers
+            sampler = pool[int(self.rng.integers(len(pool)))] if len(pool) > 1 else pool[0]
             x, improves, context, padding, group = sampler(self.config.batch_size)
             z0 = 2.0 * x - 1.0
             eps = torch.randn(z0.shape, generator=self.generator)

@@ -5,12 +5,15 @@ intersection search space); conditional parameters outside it (warm-up only with
 decay only with AdamW) are drawn at random. Configurations are encoded to [0, 1]^d: floats and ints on
 their (log) scale, categoricals one-hot, decoded by rounding and argmax. The model's samples are snapped
 to valid codes and configurations already evaluated are dropped before it picks one.
+
+``source_studies`` warm-starts the model, as CmaEsSampler's ``source_trials`` does: finished studies of
+the same space on other data sets are its pre-training histories (HPO-B's meta-train split).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import optuna
@@ -76,8 +79,10 @@ class SpaceCodec:
 class GenerativeSampler(optuna.samplers.BaseSampler):
     """Optuna sampler: a few random trials, then each suggestion from the diffusion model."""
 
-    def __init__(self, seed: int | None = None, n_startup_trials: int = 5, config: GenerativeConfig | None = None):
+    def __init__(self, seed: int | None = None, n_startup_trials: int = 5, config: GenerativeConfig | None = None,
+                 source_studies: Sequence[optuna.Study] = ()):
         self._seed = 0 if seed is None else seed
+        self._source_studies = list(source_studies)
         self._random = optuna.samplers.RandomSampler(seed=seed)
         self._intersection = IntersectionSearchSpace()
         self._n_startup_trials = n_startup_trials
@@ -99,13 +104,13 @@ class GenerativeSampler(optuna.samplers.BaseSampler):
         if len(history) < max(1, self._n_startup_trials):  # the model needs a history to learn from
             return {}
         codec = SpaceCodec(search_space)
-        X = np.stack([codec.encode(t.params) for t in history])
-        sign = -1.0 if study.direction == StudyDirection.MINIMIZE else 1.0
-        y = sign * np.array([t.value for t in history], dtype=np.float64)  # the model maximises y
+        X, y = encode_history(codec, study, history)
         key = tuple((name, repr(dist)) for name, dist in codec.space.items())
         if self._model is None or self._model_space != key:  # a new space needs a new model
             self._model = GenerativeHPO(seed=self._seed, config=self._config)
             self._model_space = key
+            sources = [source_history(codec, source) for source in self._source_studies]
+            self._model.pretrain([source for source in sources if source is not None])
         self._model.fit(X, y)
         # samples are snapped to valid configurations and those already evaluated are dropped
         # before the model ranks them (GenerativeHPO.suggest); off for the seed's method as written
@@ -114,3 +119,24 @@ class GenerativeSampler(optuna.samplers.BaseSampler):
 
     def sample_independent(self, study, trial: FrozenTrial, param_name: str, param_distribution) -> Any:
         return self._random.sample_independent(study, trial, param_name, param_distribution)
+
+
+def encode_history(codec: SpaceCodec, study: optuna.Study, trials: list[FrozenTrial]) -> tuple[np.ndarray, np.ndarray]:
+    """Codes and values of ``trials``, values signed so that higher is better (the model maximises y)."""
+    sign = -1.0 if study.direction == StudyDirection.MINIMIZE else 1.0
+    return (np.stack([codec.encode(t.params) for t in trials]),
+            sign * np.array([t.value for t in trials], dtype=np.float64))
+
+
+def source_history(codec: SpaceCodec, study: optuna.Study) -> tuple[np.ndarray, np.ndarray] | None:
+    """A source study's finished trials that hold every parameter of the space with a value it admits;
+    None when fewer than two do (no improvement to learn from)."""
+    trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+              if all(name in t.params and admits(dist, t.params[name]) for name, dist in codec.space.items())]
+    return encode_history(codec, study, trials) if len(trials) >= 2 else None
+
+
+def admits(dist: BaseDistribution, value: Any) -> bool:
+    if isinstance(dist, CategoricalDistribution):
+        return value in dist.choices
+    return dist.low <= value <= dist.high
