@@ -212,3 +212,25 @@ def test_top_level_help_loads_no_job_libraries():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip().splitlines()[-1] == "[]"
     assert "optimizer" in result.stdout and "worker" in result.stdout
+
+
+def test_generative_warm_start_from_an_earlier_study(tmp_path, tiny_args, capsys, monkeypatch):
+    from diffsearch.searchers.generative import GenerativeHPO
+
+    pretrained_on = []
+    pretrain = GenerativeHPO.pretrain
+    monkeypatch.setattr(GenerativeHPO, "pretrain", lambda self, histories, steps=None: (
+        pretrained_on.extend(len(X) for X, _ in histories), pretrain(self, histories, steps=50))[1])
+    storage = f"sqlite:///{tmp_path}/all.db"
+    common = [*tiny_args, "--storage", storage, "--out", tmp_path, "--baseline-runs", 0]
+    assert run_cli("hparams", "--searcher", "random", "--trials", 3, *common) == 0
+    assert run_cli("hparams", "--searcher", "tpe", "--warm-start", "hparams-moons-random", *common) == 2
+    assert run_cli("hparams", "--searcher", "generative", "--warm-start", "missing", *common) == 2
+    capsys.readouterr()
+    assert run_cli("hparams", "--searcher", "generative", "--trials", 6, "--warm-start", "hparams-moons-random",
+                   *common, "--json") == 0
+    result = json.loads(capsys.readouterr().out)
+    assert len(result["trials"]) == 6 and all(t["state"] == "COMPLETE" for t in result["trials"])
+    assert pretrained_on == [3]  # the random study's three trials, once, before the first suggestion
+    study = optuna.load_study(study_name="hparams-moons-generative", storage=storage)
+    assert study.user_attrs["warm_start"] == ["hparams-moons-random"]  # a joining worker warm-starts too

@@ -37,6 +37,8 @@ examples:
   diffsearch hparams --dataset spirals --searcher random --trials 50 --prune sh --repeats 10
   diffsearch hparams --dataset moons --baseline --repeats 10
   diffsearch hparams --dataset my_points.npy --searcher gp --trials 30 --epochs 50
+  diffsearch hparams --dataset spirals --searcher generative --storage sqlite:///all.db \
+      --warm-start hparams-moons-tpe
   diffsearch hparams --dataset digits --searcher tpe --trials 3 --epochs 1 --width 0.25 --fid-samples 200
   diffsearch hparams --dataset path/to/butterflies --resolution 64 --prune sh --device cuda
 """
@@ -51,6 +53,9 @@ def add_parser(subparsers, parser_class, formatter, help_text: str) -> None:
                    "dataset)")
     p.add_argument("--searcher", default="tpe", help=f"one of: {', '.join(SEARCHERS)}")
     p.add_argument("--trials", type=int, default=50, help="finished trials the study should hold")
+    p.add_argument("--warm-start", nargs="+", default=[], metavar="STUDY",
+                   help="generative searcher only: earlier studies of the same space in this storage "
+                        "(e.g. hparams-moons-tpe); their trials pre-train the model (HPO-B's meta-training)")
     p.add_argument("--epochs", type=int, help="training epochs per trial (default: 100 vectors, 30 images)")
     p.add_argument("--prune", default="none", help=f"early stopping by epochs: {', '.join(PRUNERS)}")
     p.add_argument("--min-epochs", type=int,
@@ -100,7 +105,7 @@ def main(args: argparse.Namespace) -> int:
         repeats=args.repeats, baseline_runs=args.baseline_runs, jobs=args.jobs, heartbeat=args.heartbeat,
         n_points=args.n_points, held_out=args.held_out, width=args.width, resolution=args.resolution,
         fid_samples=args.fid_samples, sample_steps=args.sample_steps, sampler=args.sampler,
-        device=args.device, train_images=args.train_images)
+        device=args.device, train_images=args.train_images, warm_start=args.warm_start)
     console = Console(stderr=True)
     with best_so_far_bar(console) as update:
         results = run_hparams(options, progress=lambda done, total, best: update("trials", done, total, best),

@@ -15,7 +15,7 @@ import json
 import multiprocessing
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -33,6 +33,7 @@ from diffsearch.ledger import (DEFAULT_HEARTBEAT_SECONDS, best_trial, create_or_
 from diffsearch.objectives.prdc import PRDC_PARTS
 from diffsearch.run import run_repeats, run_search
 from diffsearch.searchers import make_pruner, make_sampler, report_epochs
+from diffsearch.searchers.generative_sampler import GenerativeSampler
 from diffsearch.spaces.training import TrainingSpace, get_space
 from diffsearch.tasks.image_diffusion import IMAGE_PARTS, ImageDiffusionTask
 from diffsearch.tasks.vector_diffusion import VectorDiffusionTask
@@ -63,6 +64,7 @@ class HparamsOptions:
     n_points: int = 100_000
     held_out: int = 20_000
     space: str | None = None          # default: toy2d on vectors, images on images
+    warm_start: list[str] = field(default_factory=list)  # generative: studies in the storage that pre-train it
     # images only
     width: float = 1.0                # UNet channels x width (0.25 for CPU runs)
     resolution: int | None = None     # default: 32 for 28x28 / 8x8 sets, 64 for folders
@@ -105,6 +107,8 @@ class HparamsOptions:
         if o.heartbeat is not None and o.heartbeat < 1:
             raise UsageError(f"--heartbeat must be at least 1 second (got {o.heartbeat})")
         make_sampler(o.searcher, 0)  # validates the name
+        if o.warm_start and o.searcher != "generative":
+            raise UsageError(f"--warm-start needs --searcher generative (got {o.searcher!r})")
         make_pruner(o.prune, o.min_epochs, o.epochs, o.reduction_factor)
         get_space(o.space)
         if o.study is None:
@@ -119,6 +123,8 @@ def study_attrs(o: HparamsOptions) -> dict[str, Any]:
     attrs = {"job": "hparams", "space": o.space, "dataset": o.dataset, "epochs": o.epochs,
              "searcher": o.searcher, "prune": o.prune, "min_epochs": o.min_epochs, "trials": o.trials,
              "seed": o.seed, "n_points": o.n_points, "held_out": o.held_out}
+    if o.warm_start:
+        attrs["warm_start"] = list(o.warm_start)
     if o.images:  # scores are comparable only with the same model size, images and FID set-up
         attrs |= {"width": o.width, "resolution": o.resolution, "fid_samples": o.fid_samples,
                   "sample_steps": o.sample_steps, "sampler": o.sampler, "device": o.device,
@@ -148,9 +154,22 @@ def _search_study(o: HparamsOptions, setup: _Setup, worker: int = 0) -> optuna.S
     # sampler seeded by worker and history, so a resumed random search does not redraw old points
     probe = create_or_load_study(setup.storage, o.study, study_attrs(o))
     sampler_seed = o.seed + 7919 * worker + len(probe.get_trials(deepcopy=False))
-    return create_or_load_study(setup.storage, o.study, study_attrs(o),
-                                make_sampler(o.searcher, sampler_seed),
+    sampler = make_sampler(o.searcher, sampler_seed)
+    if o.warm_start:  # earlier studies of the space pre-train the generative model (resolved() checked the searcher)
+        sampler = GenerativeSampler(seed=sampler_seed, source_studies=[
+            _source_study(setup.storage, name, o.study) for name in o.warm_start])
+    return create_or_load_study(setup.storage, o.study, study_attrs(o), sampler,
                                 make_pruner(o.prune, o.min_epochs, o.epochs, o.reduction_factor))
+
+
+def _source_study(storage: optuna.storages.BaseStorage, name: str, study_name: str) -> optuna.Study:
+    if name == study_name:
+        raise UsageError(f"--warm-start {name!r} is the study being run; name an earlier one")
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        raise UsageError(f"--warm-start: no study {name!r} in this storage "
+                         "(`optuna studies --storage URL` lists them)") from None
 
 
 def run_worker(o: HparamsOptions, worker: int = 0, threads: int | None = None) -> None:
