@@ -20,8 +20,13 @@ Variants (each a subclass of GenerativeHPO, so the searcher itself keeps one cod
   pre-training steps, then half of each fine-tuning's batches from those histories; the synthetic
   functions have no such data set, so there it is the default.
 
+Reference (not a generative variant), for what a warm start has to beat:
+- tpe-bests: TPE whose first trials are the best configuration of each of those other data sets (its 4
+  histories pooled), the simple transfer a user could do by hand with Optuna's enqueue_trial.
+
     python benchmarks/generative_screens.py                      # every variant, seeds 0 and 1
     python benchmarks/generative_screens.py --variants cand16 --tasks branin hartmann6
+    python benchmarks/generative_screens.py --variants meta tpe-bests --seeds 0 1 2 3 4
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ from scipy.stats import rankdata
 sys.path.insert(0, str(Path(__file__).parent))
 import generative_hpo as bench  # noqa: E402
 
-from diffsearch.searchers import generative_sampler  # noqa: E402
+from diffsearch.searchers import generative_sampler, make_sampler  # noqa: E402
 from diffsearch.searchers.generative import GenerativeConfig, GenerativeHPO, Sampler, scale_y  # noqa: E402
 
 RESULTS = bench.RESULTS
@@ -123,10 +128,11 @@ VARIANTS = {  # name: (model class, GenerativeConfig fields that differ from the
     "meta": (GenerativeHPO, {}),
 }
 WARM_STARTED = {"meta"}
+SIBLING_HISTORIES = 4  # random-search histories per other data set of the family
 
 
 @functools.cache
-def sibling_studies(task_name: str, histories: int = 4, trials: int = 50) -> list[optuna.Study]:
+def sibling_studies(task_name: str, histories: int = SIBLING_HISTORIES, trials: int = 50) -> list[optuna.Study]:
     """Random-search studies on every other data set of the task's family (none for the synthetic
     functions), with seeds of their own, so the target task's runs never see its own data."""
     task = next(t for t in bench.all_tasks("all") if t.name == task_name)
@@ -140,25 +146,42 @@ def sibling_studies(task_name: str, histories: int = 4, trials: int = 50) -> lis
     return studies
 
 
+def run_tpe_with_sibling_bests(task: bench.Task, seed: int, trials: int) -> dict:
+    study = optuna.create_study(sampler=make_sampler("tpe", seed))
+    sources = sibling_studies(task.name)
+    for start in range(0, len(sources), SIBLING_HISTORIES):  # one sibling's histories, pooled
+        pooled = [t for source in sources[start:start + SIBLING_HISTORIES] for t in source.trials]
+        study.enqueue_trial(min(pooled, key=lambda t: t.value).params, skip_if_exists=True)
+    return optimize(study, task, trials)
+
+
+def optimize(study: optuna.Study, task: bench.Task, trials: int) -> dict:
+    incumbent, curve, seconds = np.inf, [], []
+    for _ in range(trials):
+        start = time.perf_counter()
+        trial = study.ask()
+        params = task.suggest(trial)
+        seconds.append(time.perf_counter() - start)
+        value = task.evaluate(params)
+        study.tell(trial, value)
+        incumbent = min(incumbent, value)
+        curve.append(incumbent)
+    return {"incumbent": curve, "seconds": seconds}
+
+
+BASELINES = {"tpe-bests": run_tpe_with_sibling_bests}
+
+
 def run_variant(task: bench.Task, variant: str, seed: int, trials: int) -> dict:
+    if variant in BASELINES:
+        return BASELINES[variant](task, seed, trials)
     model_class, fields = VARIANTS[variant]
     # the sampler builds its model by this name: the variant's class takes its place for this run
     with mock.patch.object(generative_sampler, "GenerativeHPO", model_class):
         sources = sibling_studies(task.name) if variant in WARM_STARTED else ()
         sampler = generative_sampler.GenerativeSampler(seed=seed, config=GenerativeConfig(**fields),
                                                        source_studies=sources)
-        study = optuna.create_study(sampler=sampler)
-        incumbent, curve, seconds = np.inf, [], []
-        for _ in range(trials):
-            start = time.perf_counter()
-            trial = study.ask()
-            params = task.suggest(trial)
-            seconds.append(time.perf_counter() - start)
-            value = task.evaluate(params)
-            study.tell(trial, value)
-            incumbent = min(incumbent, value)
-            curve.append(incumbent)
-    return {"incumbent": curve, "seconds": seconds}
+        return optimize(optuna.create_study(sampler=sampler), task, trials)
 
 
 def table(screens: dict, runs: dict, tasks: list[bench.Task], trials: int) -> str:
@@ -166,10 +189,11 @@ def table(screens: dict, runs: dict, tasks: list[bench.Task], trials: int) -> st
     itself and its mean final regret per family, on the task-seed pairs the variants have run."""
     families = sorted({t.family for t in tasks})
     everything = {**runs, **screens}
-    screened = [(t, s) for t in tasks for s in range(5) if any(f"{t.name}|{v}|{s}" in screens for v in VARIANTS)]
+    screened = [(t, s) for t in tasks for s in range(5)
+                if any(f"{t.name}|{v}|{s}" in screens for v in (*VARIANTS, *BASELINES))]
     lines = ["| searcher | runs | its rank | GP's rank | TPE's rank | " + " | ".join(families) + " |",
              "|---|" + "---|" * (4 + len(families))]
-    for name in ("generative", *VARIANTS):
+    for name in ("generative", *VARIANTS, *BASELINES):
         pairs = [(t, s) for t, s in screened if f"{t.name}|{name}|{s}" in everything]
         if not pairs:
             continue
@@ -227,7 +251,8 @@ def pick_quality(histories: int = 12) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=[*VARIANTS, *BASELINES],
+                        help="variants (and references) to run (default: every variant)")
     parser.add_argument("--tasks", nargs="*", help="only these tasks of the 17 (default: all)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1],
                         help="seeds to run (the benchmark's cache must hold random / TPE / GP runs for them)")
