@@ -211,6 +211,28 @@ def table(screens: dict, runs: dict, tasks: list[bench.Task], trials: int) -> st
     return "\n".join(lines) + "\n"
 
 
+def head_to_head(screens: dict, runs: dict, tasks: list[bench.Task], trials: int,
+                 warm: tuple[str, ...] = ("meta", "tpe-bests")) -> str:
+    """One ranking of the cold searchers (random, TPE, GP, the generative default) and the warm-started
+    ones together, on the task-seed pairs every warm one has run: mean rank at ``trials`` and mean
+    regret per family."""
+    everything = {**runs, **screens}
+    methods = ("random", "tpe", "gp", "generative", *warm)
+    pairs = [(t, s) for t in tasks for s in range(5) if all(f"{t.name}|{m}|{s}" in everything for m in methods)]
+    if not pairs:
+        return ""
+    families = sorted({t.family for t, _ in pairs})
+    finals = {m: [t.regret_curve(everything[f"{t.name}|{m}|{s}"], trials)[-1] for t, s in pairs] for m in methods}
+    ranks = np.array([rankdata([finals[m][i] for m in methods]) for i in range(len(pairs))]).mean(axis=0)
+    lines = [f"Cold and warm-started searchers in one ranking ({len(pairs)} task-seed pairs, {len(methods)} "
+             "searchers; warm = given the other data sets' histories):", "",
+             "| searcher | rank | " + " | ".join(families) + " |", "|---|---|" + "---|" * len(families)]
+    for m, rank in zip(methods, ranks):
+        cells = [f"{np.mean([f for f, (t, _) in zip(finals[m], pairs) if t.family == fam]):.4f}" for fam in families]
+        lines.append(f"| {m} | {rank:.2f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def pick_quality(histories: int = 12) -> str:
     """How well improvement_score picks among the model's 64 samples, on Hartmann-6 histories of 20-48
     points (half uniform, half near the three best of those): the Spearman correlation of the score with
@@ -292,6 +314,7 @@ def main(argv=None) -> int:
     screens = json.loads(CACHE.read_text()) if CACHE.exists() else {}
     text = ("# Generative HPO screens (50 trials; ranks at the last trial among random, TPE, GP and one "
             "generative searcher, on the task-seed pairs the variant has run)\n\n" + table(screens, runs, tasks, 50))
+    text += "\n" + head_to_head(screens, runs, tasks, 50)
     (RESULTS / "generative_screens.md").write_text(text)
     print(text)
     return 0
