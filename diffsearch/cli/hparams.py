@@ -37,8 +37,7 @@ examples:
   diffsearch hparams --dataset spirals --searcher random --trials 50 --prune sh --repeats 10
   diffsearch hparams --dataset moons --baseline --repeats 10
   diffsearch hparams --dataset my_points.npy --searcher gp --trials 30 --epochs 50
-  diffsearch hparams --dataset spirals --searcher generative --storage sqlite:///all.db \
-      --warm-start hparams-moons-tpe
+  diffsearch hparams --dataset spirals --searcher generative --warm-start hparams-moons-tpe --storage sqlite:///all.db
   diffsearch hparams --dataset digits --searcher tpe --trials 3 --epochs 1 --width 0.25 --fid-samples 200
   diffsearch hparams --dataset path/to/butterflies --resolution 64 --prune sh --device cuda
 """
