@@ -20,6 +20,10 @@ Variants (each a subclass of GenerativeHPO, so the searcher itself keeps one cod
   pre-training steps, then half of each fine-tuning's batches from those histories; the synthetic
   functions have no such data set, so there it is the default.
 
+- prior: warm-started instead from random-search histories on 16 random functions of the task's own
+  space (sums of 4 Gaussian bumps on its [0, 1]^d encoding): no data of any real task, only practice at
+  finding improvements from a context (the idea behind PFNs' GP-prior pre-training).
+
 Reference (not a generative variant), for what a warm start has to beat:
 - tpe-bests: TPE whose first trials are the best configuration of each of those other data sets (its 4
   histories pooled), the simple transfer a user could do by hand with Optuna's enqueue_trial.
@@ -126,8 +130,8 @@ VARIANTS = {  # name: (model class, GenerativeConfig fields that differ from the
     "lr3e-4": (GenerativeHPO, {"lr": 3e-4}),
     "subctx16": (SubsetContexts, {"candidates": 16}),
     "meta": (GenerativeHPO, {}),
+    "prior": (GenerativeHPO, {}),
 }
-WARM_STARTED = {"meta"}
 SIBLING_HISTORIES = 4  # random-search histories per other data set of the family
 
 
@@ -143,6 +147,34 @@ def sibling_studies(task_name: str, histories: int = SIBLING_HISTORIES, trials: 
             study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1000 + h))
             study.optimize(lambda trial: sibling.evaluate(sibling.suggest(trial)), n_trials=trials)
             studies.append(study)
+    return studies
+
+
+@functools.cache
+def random_function_studies(task_name: str, functions: int = 16, trials: int = 50) -> list[optuna.Study]:
+    """Random search on random functions of the task's space: f(x) = -sum_k a_k exp(-|x - c_k|^2 / 2 s_k^2)
+    on the sampler's [0, 1]^d encoding of the configuration, 4 bumps with random centres, heights and
+    widths (0.1-0.35 sqrt(d))."""
+    task = next(t for t in bench.all_tasks("all") if t.name == task_name)
+    rng = np.random.default_rng(2000)
+    studies = []
+    for _ in range(functions):
+        bumps = None
+
+        def objective(trial, task=task):
+            nonlocal bumps
+            task.suggest(trial)
+            x = generative_sampler.SpaceCodec(trial.distributions).encode(trial.params)
+            if bumps is None:  # the encoded dimension is known once a configuration is
+                # widths grow with sqrt(d), or in 6-D every bump is a needle in a flat space
+                bumps = (rng.uniform(size=(4, len(x))), rng.uniform(0.2, 1.0, 4),
+                         rng.uniform(0.1, 0.35, 4) * np.sqrt(len(x)))
+            centres, heights, widths = bumps
+            return float(-(heights * np.exp(-((x - centres) ** 2).sum(axis=1) / (2 * widths ** 2))).sum())
+
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=int(rng.integers(1 << 31))))
+        study.optimize(objective, n_trials=trials)
+        studies.append(study)
     return studies
 
 
@@ -178,7 +210,7 @@ def run_variant(task: bench.Task, variant: str, seed: int, trials: int) -> dict:
     model_class, fields = VARIANTS[variant]
     # the sampler builds its model by this name: the variant's class takes its place for this run
     with mock.patch.object(generative_sampler, "GenerativeHPO", model_class):
-        sources = sibling_studies(task.name) if variant in WARM_STARTED else ()
+        sources = {"meta": sibling_studies, "prior": random_function_studies}.get(variant, lambda _: ())(task.name)
         sampler = generative_sampler.GenerativeSampler(seed=seed, config=GenerativeConfig(**fields),
                                                        source_studies=sources)
         return optimize(optuna.create_study(sampler=sampler), task, trials)
