@@ -34,7 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/generative_hpo.py
 	$(BIN)/python benchmarks/generative_hpo.py --suite all
 	$(BIN)/python benchmarks/generative_screens.py
-	$(BIN)/python benchmarks/generative_screens.py --variants meta tpe-bests --seeds 0 1 2 3 4
+	$(BIN)/python benchmarks/generative_screens.py --variants meta tpe-bests prior --seeds 0 1 2 3 4
 	$(BIN)/python benchmarks/hparams_toy2d.py
 
 clean:

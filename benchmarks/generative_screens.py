@@ -30,7 +30,7 @@ Reference (not a generative variant), for what a warm start has to beat:
 
     python benchmarks/generative_screens.py                      # every variant, seeds 0 and 1
     python benchmarks/generative_screens.py --variants cand16 --tasks branin hartmann6
-    python benchmarks/generative_screens.py --variants meta tpe-bests --seeds 0 1 2 3 4
+    python benchmarks/generative_screens.py --variants meta tpe-bests prior --seeds 0 1 2 3 4
 """
 
 from __future__ import annotations
