@@ -346,7 +346,7 @@ def main(argv=None) -> int:
     screens = json.loads(CACHE.read_text()) if CACHE.exists() else {}
     text = ("# Generative HPO screens (50 trials; ranks at the last trial among random, TPE, GP and one "
             "generative searcher, on the task-seed pairs the variant has run)\n\nRows with different run counts cover "
-            "read each row against the GP and TPE ranks on its own "
+            "different task-seed pairs: read each row against the GP and TPE ranks on its own "
             "line (the default's row covers every pair any row has run).\n\n" + table(screens, runs, tasks, 50))
     text += "\n" + head_to_head(screens, runs, tasks, 50)
     (RESULTS / "generative_screens.md").write_text(text)
