@@ -142,7 +142,13 @@ def run_one(task: Task, method: str, seed: int, trials: int) -> dict:
             candidates=1, novel_only=False, improve_share=None, queries_per_context=1, y_scaling="minmax"))
     else:
         sampler = make_sampler(method, seed)
-    study = optuna.create_study(sampler=sampler)
+    result = optimize(optuna.create_study(sampler=sampler), task, trials)
+    model = getattr(sampler, "_model", None)
+    return {**result, "random_fallbacks": getattr(model, "random_fallbacks", 0)}
+
+
+def optimize(study: optuna.Study, task: Task, trials: int) -> dict:
+    """``trials`` ask-and-tell rounds: the incumbent curve, each suggestion's seconds, distinct configs."""
     incumbent, curve, seconds, configs = math.inf, [], [], set()
     for _ in range(trials):
         start = time.perf_counter()
@@ -154,9 +160,7 @@ def run_one(task: Task, method: str, seed: int, trials: int) -> dict:
         study.tell(trial, value)
         incumbent = min(incumbent, value)
         curve.append(incumbent)
-    model = getattr(sampler, "_model", None)
-    return {"incumbent": curve, "seconds": seconds, "distinct": len(configs),
-            "random_fallbacks": getattr(model, "random_fallbacks", 0)}
+    return {"incumbent": curve, "seconds": seconds, "distinct": len(configs)}
 
 
 def average_ranks(runs: dict, tasks: list[Task], seeds: int, trials: int,

@@ -18,8 +18,7 @@ Variants (each a subclass of GenerativeHPO, so the searcher itself keeps one cod
 - meta: warm-started (GenerativeSampler's source_studies) from 4 random-search histories of 50 trials on
   each other data set of the task's family (HPO-B's meta-train split, leave the task out): 1,000
   pre-training steps, then half of each fine-tuning's batches from those histories; the synthetic
-  functions have no such data set, so there it is the default.
-
+  functions have no such data set, so there it is the default;
 - prior: warm-started instead from random-search histories on 16 random functions of the task's own
   space (sums of 4 Gaussian bumps on its [0, 1]^d encoding): no data of any real task, only practice at
   finding improvements from a context (the idea behind PFNs' GP-prior pre-training).
@@ -156,23 +155,22 @@ def random_function_studies(task_name: str, functions: int = 16, trials: int = 5
     on the sampler's [0, 1]^d encoding of the configuration, 4 bumps with random centres, heights and
     widths (0.1-0.35 sqrt(d))."""
     task = next(t for t in bench.all_tasks("all") if t.name == task_name)
+    probe = optuna.create_study().ask()
+    task.suggest(probe)
+    dim = generative_sampler.SpaceCodec(probe.distributions).dim
     rng = np.random.default_rng(2000)
     studies = []
     for _ in range(functions):
-        bumps = None
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=int(rng.integers(1 << 31))))
+        # widths grow with sqrt(d), or in 6-D every bump is a needle in a flat space
+        centres, heights, widths = (rng.uniform(size=(4, dim)), rng.uniform(0.2, 1.0, 4),
+                                    rng.uniform(0.1, 0.35, 4) * np.sqrt(dim))
 
-        def objective(trial, task=task):
-            nonlocal bumps
+        def objective(trial, centres=centres, heights=heights, widths=widths):
             task.suggest(trial)
             x = generative_sampler.SpaceCodec(trial.distributions).encode(trial.params)
-            if bumps is None:  # the encoded dimension is known once a configuration is
-                # widths grow with sqrt(d), or in 6-D every bump is a needle in a flat space
-                bumps = (rng.uniform(size=(4, len(x))), rng.uniform(0.2, 1.0, 4),
-                         rng.uniform(0.1, 0.35, 4) * np.sqrt(len(x)))
-            centres, heights, widths = bumps
             return float(-(heights * np.exp(-((x - centres) ** 2).sum(axis=1) / (2 * widths ** 2))).sum())
 
-        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=int(rng.integers(1 << 31))))
         study.optimize(objective, n_trials=trials)
         studies.append(study)
     return studies
@@ -184,24 +182,11 @@ def run_tpe_with_sibling_bests(task: bench.Task, seed: int, trials: int) -> dict
     for start in range(0, len(sources), SIBLING_HISTORIES):  # one sibling's histories, pooled
         pooled = [t for source in sources[start:start + SIBLING_HISTORIES] for t in source.trials]
         study.enqueue_trial(min(pooled, key=lambda t: t.value).params, skip_if_exists=True)
-    return optimize(study, task, trials)
-
-
-def optimize(study: optuna.Study, task: bench.Task, trials: int) -> dict:
-    incumbent, curve, seconds = np.inf, [], []
-    for _ in range(trials):
-        start = time.perf_counter()
-        trial = study.ask()
-        params = task.suggest(trial)
-        seconds.append(time.perf_counter() - start)
-        value = task.evaluate(params)
-        study.tell(trial, value)
-        incumbent = min(incumbent, value)
-        curve.append(incumbent)
-    return {"incumbent": curve, "seconds": seconds}
+    return bench.optimize(study, task, trials)
 
 
 BASELINES = {"tpe-bests": run_tpe_with_sibling_bests}
+SOURCES = {"meta": sibling_studies, "prior": random_function_studies}  # the warm-started variants' studies
 
 
 def run_variant(task: bench.Task, variant: str, seed: int, trials: int) -> dict:
@@ -210,10 +195,10 @@ def run_variant(task: bench.Task, variant: str, seed: int, trials: int) -> dict:
     model_class, fields = VARIANTS[variant]
     # the sampler builds its model by this name: the variant's class takes its place for this run
     with mock.patch.object(generative_sampler, "GenerativeHPO", model_class):
-        sources = {"meta": sibling_studies, "prior": random_function_studies}.get(variant, lambda _: ())(task.name)
+        sources = SOURCES[variant](task.name) if variant in SOURCES else ()
         sampler = generative_sampler.GenerativeSampler(seed=seed, config=GenerativeConfig(**fields),
                                                        source_studies=sources)
-        return optimize(optuna.create_study(sampler=sampler), task, trials)
+        return bench.optimize(optuna.create_study(sampler=sampler), task, trials)
 
 
 def table(screens: dict, runs: dict, tasks: list[bench.Task], trials: int) -> str:

@@ -154,10 +154,11 @@ def _search_study(o: HparamsOptions, setup: _Setup, worker: int = 0) -> optuna.S
     # sampler seeded by worker and history, so a resumed random search does not redraw old points
     probe = create_or_load_study(setup.storage, o.study, study_attrs(o))
     sampler_seed = o.seed + 7919 * worker + len(probe.get_trials(deepcopy=False))
-    sampler = make_sampler(o.searcher, sampler_seed)
     if o.warm_start:  # earlier studies of the space pre-train the generative model (resolved() checked the searcher)
         sampler = GenerativeSampler(seed=sampler_seed, source_studies=[
             _source_study(setup.storage, name, o.study) for name in o.warm_start])
+    else:
+        sampler = make_sampler(o.searcher, sampler_seed)
     return create_or_load_study(setup.storage, o.study, study_attrs(o), sampler,
                                 make_pruner(o.prune, o.min_epochs, o.epochs, o.reduction_factor))
 
