@@ -69,17 +69,43 @@ def fail_dead_workers_trials(study: optuna.Study) -> list[int]:
     return failed
 
 
+def retried_trial(system_attrs: dict) -> int | None:
+    """The number of the failed trial that a retry re-runs (None for a trial that is not a retry).
+
+    Optuna's retry callback keeps ``failed_trial`` at the *first* failure of a chain, so the retry of a
+    retry names the original; the immediate predecessor is the last entry of ``retry_history``.
+    """
+    history = system_attrs.get("retry_history")
+    return history[-1] if history else system_attrs.get("failed_trial")
+
+
 def earlier_retry(study: optuna.Study, trial: optuna.Trial) -> int | None:
     """The number of an earlier trial that retries the same failed trial as ``trial`` does, if any.
 
     Two workers that sweep at the same moment can both fail a dead worker's trial and both enqueue a
     retry: SQLite's read of the state and its update are not one atomic step across processes. Only
-    the first retry should run; the caller drops the others.
+    the first retry should run; the caller drops the others. A retry of that retry (it died too) is
+    not a duplicate: it re-runs a different failed trial.
     """
-    failed = study._storage.get_trial_system_attrs(trial._trial_id).get("failed_trial")
+    failed = retried_trial(study._storage.get_trial_system_attrs(trial._trial_id))
     if failed is None:
         return None
     for other in study.get_trials(deepcopy=False):
-        if other.number < trial.number and other.system_attrs.get("failed_trial") == failed:
+        if other.number < trial.number and retried_trial(other.system_attrs) == failed:
             return other.number
     return None
+
+
+def failed_by_another_worker(study: optuna.Study, trial_id: int | None) -> bool:
+    """Whether this process's trial was failed as heartbeat-stale by another worker while it still ran.
+
+    Under load a live worker can miss its beats for the grace period. Optuna then fails its trial and
+    queues the retry, and the live worker's own ``tell`` raises (optuna/optuna#5470) instead of ending
+    the trial; the caller catches that and goes on, since the retry runs the same params elsewhere.
+    """
+    if trial_id is None:
+        return False
+    trial = study._storage.get_trial(trial_id)
+    return trial.state == TrialState.FAIL and "fail_reason" not in trial.user_attrs \
+        and "surplus" not in trial.user_attrs
+

@@ -18,7 +18,7 @@ import torch
 from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.trial import FrozenTrial, TrialState
 
-from diffsearch.dead_workers import earlier_retry, fail_dead_workers_trials, worker_id
+from diffsearch.dead_workers import earlier_retry, fail_dead_workers_trials, failed_by_another_worker, worker_id
 from diffsearch.errors import TrialFailed, TrialOutOfMemory
 from diffsearch.interrupt import stop_point
 from diffsearch.ledger import done_trials, is_done
@@ -72,7 +72,10 @@ def run_search(study: optuna.Study, space: TrainingSpace, task: VectorDiffusionT
     trials meet the budget, but it only leaves once the others' trials have finished or been found
     dead by their heartbeats (their retries are then run here), so the budget is met exactly.
     """
+    current: list[int] = []  # the id of the trial this worker runs now
+
     def objective(trial: optuna.Trial) -> float:
+        current[:] = [trial._trial_id]
         stop_point()
         if _ahead_of(study, trial.number) >= n_trials:
             # workers that decide at the same moment to start one more trial: the lowest numbers win
@@ -94,8 +97,13 @@ def run_search(study: optuna.Study, space: TrainingSpace, task: VectorDiffusionT
         stop_point()
         fail_dead_workers_trials(study)
         if _claimed(study) < n_trials:
-            study.optimize(objective, n_trials=None, catch=(TrialFailed, _Surplus), callbacks=[stop_when_budget_met],
-                           gc_after_trial=False)
+            try:
+                study.optimize(objective, n_trials=None, catch=(TrialFailed, _Surplus),
+                               callbacks=[stop_when_budget_met], gc_after_trial=False)
+            except Exception:
+                if not failed_by_another_worker(study, current[0] if current else None):
+                    raise
+            current.clear()
             continue
         if not is_heartbeat_enabled(study._storage):
             return  # without heartbeats a dead worker's trial would never be detected: do not wait for it

@@ -17,7 +17,7 @@ import optuna
 from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.trial import FrozenTrial, TrialState
 
-from diffsearch.dead_workers import earlier_retry, fail_dead_workers_trials, worker_id
+from diffsearch.dead_workers import earlier_retry, fail_dead_workers_trials, failed_by_another_worker, worker_id
 from diffsearch.errors import TrialFailed
 from diffsearch.interrupt import stop_point
 from diffsearch.ledger import MAX_RETRIES, is_done
@@ -37,11 +37,13 @@ class TrialRunner:
 
     def __init__(self, study: optuna.Study):
         self.study = study
+        self._current: int | None = None  # the id of the trial this process runs now
 
     def evaluate(self, trial: optuna.Trial) -> float:
         raise NotImplementedError
 
     def _objective(self, trial: optuna.Trial) -> float:
+        self._current = trial._trial_id
         if self.key_attr not in trial.user_attrs:  # not submitted work: the waiting one went elsewhere
             trial.set_user_attr("surplus", "no waiting trial was left when this worker asked")
             raise Surplus()
@@ -57,7 +59,12 @@ class TrialRunner:
 
     def run_one(self) -> None:
         """Take one waiting trial and run it (a failure is recorded on the trial)."""
-        self.study.optimize(self._objective, n_trials=1, catch=(TrialFailed, Surplus), gc_after_trial=False)
+        self._current = None
+        try:
+            self.study.optimize(self._objective, n_trials=1, catch=(TrialFailed, Surplus), gc_after_trial=False)
+        except Exception:
+            if not failed_by_another_worker(self.study, self._current):
+                raise
 
     def wait_a_little(self) -> None:
         time.sleep(POLL_SECONDS)

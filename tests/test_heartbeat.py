@@ -95,6 +95,63 @@ def test_a_dead_trial_retried_by_two_workers_runs_once(tmp_path):
     assert len(completed) == 2 and completed[1].params != trials[dead.number].params
 
 
+def test_the_retry_of_a_dead_retry_runs(tmp_path):
+    # Optuna's retry keeps ``failed_trial`` at the first failure of a chain: the retry of a retry that
+    # died too must not be taken for a duplicate of its predecessor and dropped (seen in CI)
+    from diffsearch.run import run_search
+    from diffsearch.spaces.training import TOY2D
+    from test_run import tiny_task
+
+    storage = open_storage(_storage_url(tmp_path, "sqlite"), heartbeat=10)
+    study = optuna.create_study(storage=storage, sampler=optuna.samplers.RandomSampler(seed=0))
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead_worker = f"{socket.gethostname()}:{gone.pid}"
+    first = study.ask()
+    TOY2D.suggest(first)
+    first.set_user_attr("worker", dead_worker)
+    fail_dead_workers_trials(study)
+    retry = study.ask()  # takes the waiting retry, then goes silent as well
+    storage.set_trial_state_values(retry._trial_id, state=TrialState.FAIL)
+    storage.get_heartbeat_stale_trial_callback()(study, storage.get_trial(retry._trial_id))
+    (second_retry,) = study.get_trials(states=(TrialState.WAITING,))
+    assert second_retry.system_attrs["retry_history"] == [first.number, retry.number]
+
+    run_search(study, TOY2D, tiny_task(1), n_trials=1, seed=0)
+    trials = study.get_trials()
+    assert trials[second_retry.number].state == TrialState.COMPLETE, trials[second_retry.number].user_attrs
+    assert trials[second_retry.number].params == trials[first.number].params
+
+
+def test_a_live_worker_whose_trial_was_failed_as_stale_goes_on(tmp_path, monkeypatch):
+    # under load a live worker can miss its beats; another worker fails its trial and queues the retry,
+    # and Optuna's tell then raises in the live worker (optuna/optuna#5470): it must survive that
+    import diffsearch.run as run
+    from diffsearch.spaces.training import TOY2D
+    from test_run import tiny_task
+
+    storage = open_storage(_storage_url(tmp_path, "journal"), heartbeat=10)
+    study = optuna.create_study(storage=storage, sampler=optuna.samplers.RandomSampler(seed=0))
+    evaluate, judged_stale = run._evaluate_trial, []
+
+    def evaluated_while_judged_stale(trial, *args):
+        score = evaluate(trial, *args)
+        if not judged_stale:  # what another worker's fail_stale_trials does meanwhile
+            judged_stale.append(trial.number)
+            storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+            storage.get_heartbeat_stale_trial_callback()(study, storage.get_trial(trial._trial_id))
+        return score
+
+    monkeypatch.setattr(run, "_evaluate_trial", evaluated_while_judged_stale)
+    run.run_search(study, TOY2D, tiny_task(1), n_trials=2, seed=0)
+    trials = study.get_trials()
+    (stale,) = judged_stale
+    assert trials[stale].state == TrialState.FAIL
+    retry = [t for t in trials if t.system_attrs.get("failed_trial") == stale]
+    assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE and retry[0].params == trials[stale].params
+    assert len([t for t in trials if t.state == TrialState.COMPLETE]) == 2
+
+
 def test_the_work_queue_runs_a_twice_retried_trial_once(tmp_path):
     from diffsearch.work_queue import TrialRunner
 
@@ -121,3 +178,22 @@ def test_the_work_queue_runs_a_twice_retried_trial_once(tmp_path):
         runner.run_one()
     assert runner.calls == [first.number]
     assert "already retries" in study.get_trials()[second.number].user_attrs["surplus"]
+
+
+def test_the_work_queue_survives_its_trial_failed_as_stale(tmp_path):
+    from diffsearch.work_queue import TrialRunner
+
+    storage = open_storage(_storage_url(tmp_path, "journal"), heartbeat=10)
+    study = optuna.create_study(storage=storage)
+
+    class JudgedStale(TrialRunner):
+        def evaluate(self, trial):  # another worker fails this live trial meanwhile
+            storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+            storage.get_heartbeat_stale_trial_callback()(study, storage.get_trial(trial._trial_id))
+            return 1.0
+
+    study.enqueue_trial({}, user_attrs={"key": "rule-1"})
+    JudgedStale(study).run_one()
+    first, retry = study.get_trials()
+    assert first.state == TrialState.FAIL and retry.state == TrialState.WAITING
+    assert retry.system_attrs["failed_trial"] == first.number

@@ -18,6 +18,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from diffsearch.dead_workers import retried_trial
 from diffsearch.ledger import done_trials, is_done, open_storage
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -72,9 +73,11 @@ def _check_ledger(storage_url: str, study_name: str, killed_worker: str) -> None
     assert len(done) == TRIALS, [t.state.name for t in trials]
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     # the killed worker's last trial (it may have finished the one seen running just before the kill)
-    dead = max((t for t in trials if t.user_attrs.get("worker") == killed_worker), key=lambda t: t.number)
+    # (a dropped duplicate retry keeps its dead predecessor's worker record: not one of its trials)
+    dead = max((t for t in trials if t.user_attrs.get("worker") == killed_worker
+                and "surplus" not in t.user_attrs), key=lambda t: t.number)
     assert dead.state == TrialState.FAIL and "fail_reason" not in dead.user_attrs
-    retries = [t for t in trials if t.system_attrs.get("failed_trial") == dead.number]
+    retries = [t for t in trials if retried_trial(t.system_attrs) == dead.number]
     assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
     assert retries[0].params == dead.params
     # the dead worker's config is in the finished trials exactly once: re-run, not duplicated
