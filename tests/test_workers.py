@@ -77,7 +77,7 @@ def _check_ledger(storage_url: str, study_name: str, killed_worker: str) -> None
     dead = max((t for t in trials if t.user_attrs.get("worker") == killed_worker
                 and "surplus" not in t.user_attrs), key=lambda t: t.number)
     assert dead.state == TrialState.FAIL and "fail_reason" not in dead.user_attrs
-    retries = [t for t in trials if retried_trial(t.system_attrs) == dead.number]
+    retries = [t for t in trials if retried_trial(t.system_attrs) == dead.number and "surplus" not in t.user_attrs]
     assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
     assert retries[0].params == dead.params
     # the dead worker's config is in the finished trials exactly once: re-run, not duplicated
