@@ -21,7 +21,11 @@ Variants (each a subclass of GenerativeHPO, so the searcher itself keeps one cod
   functions have no such data set, so there it is the default;
 - prior: warm-started instead from random-search histories on 16 random functions of the task's own
   space (sums of 4 Gaussian bumps on its [0, 1]^d encoding): no data of any real task, only practice at
-  finding improvements from a context (the idea behind PFNs' GP-prior pre-training).
+  finding improvements from a context (the idea behind PFNs' GP-prior pre-training);
+- prior-gp: as prior, but the 16 functions are draws from a GP (RBF kernel by random Fourier features,
+  each coordinate's lengthscale log-uniform in [0.15, 1.5]), the prior PFNs4BO trains on;
+- prior-gp-tpe: prior-gp with TPE histories instead of random search, so the pre-training contexts
+  look like those a model-based search gives (clustered near the incumbent).
 
 Reference (not a generative variant), for what a warm start has to beat:
 - tpe-bests: TPE whose first trials are the best configuration of each of those other data sets (its 4
@@ -130,6 +134,8 @@ VARIANTS = {  # name: (model class, GenerativeConfig fields that differ from the
     "subctx16": (SubsetContexts, {"candidates": 16}),
     "meta": (GenerativeHPO, {}),
     "prior": (GenerativeHPO, {}),
+    "prior-gp": (GenerativeHPO, {}),
+    "prior-gp-tpe": (GenerativeHPO, {}),
 }
 SIBLING_HISTORIES = 4  # random-search histories per other data set of the family
 
@@ -149,11 +155,10 @@ def sibling_studies(task_name: str, histories: int = SIBLING_HISTORIES, trials: 
     return studies
 
 
-@functools.cache
-def random_function_studies(task_name: str, functions: int = 16, trials: int = 50) -> list[optuna.Study]:
-    """Random search on random functions of the task's space: f(x) = -sum_k a_k exp(-|x - c_k|^2 / 2 s_k^2)
-    on the sampler's [0, 1]^d encoding of the configuration, 4 bumps with random centres, heights and
-    widths (0.1-0.35 sqrt(d))."""
+def _studies_on_random_functions(task_name: str, draw_function, functions: int, trials: int,
+                                 searcher: str) -> list[optuna.Study]:
+    """``searcher`` histories on random functions of the task's space, each a function of the sampler's
+    [0, 1]^d encoding of the configuration that ``draw_function(rng, dim)`` returns."""
     task = next(t for t in bench.all_tasks("all") if t.name == task_name)
     probe = optuna.create_study().ask()
     task.suggest(probe)
@@ -161,19 +166,46 @@ def random_function_studies(task_name: str, functions: int = 16, trials: int = 5
     rng = np.random.default_rng(2000)
     studies = []
     for _ in range(functions):
-        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=int(rng.integers(1 << 31))))
-        # widths grow with sqrt(d), or in 6-D every bump is a needle in a flat space
-        centres, heights, widths = (rng.uniform(size=(4, dim)), rng.uniform(0.2, 1.0, 4),
-                                    rng.uniform(0.1, 0.35, 4) * np.sqrt(dim))
+        study = optuna.create_study(sampler=make_sampler(searcher, int(rng.integers(1 << 31))))
+        function = draw_function(rng, dim)
 
-        def objective(trial, centres=centres, heights=heights, widths=widths):
+        def objective(trial, function=function):
             task.suggest(trial)
-            x = generative_sampler.SpaceCodec(trial.distributions).encode(trial.params)
-            return float(-(heights * np.exp(-((x - centres) ** 2).sum(axis=1) / (2 * widths ** 2))).sum())
+            return float(function(generative_sampler.SpaceCodec(trial.distributions).encode(trial.params)))
 
         study.optimize(objective, n_trials=trials)
         studies.append(study)
     return studies
+
+
+def _bumps(rng: np.random.Generator, dim: int):
+    """f(x) = -sum_k a_k exp(-|x - c_k|^2 / 2 s_k^2), 4 bumps with random centres, heights and widths."""
+    # widths grow with sqrt(d), or in 6-D every bump is a needle in a flat space
+    centres, heights, widths = (rng.uniform(size=(4, dim)), rng.uniform(0.2, 1.0, 4),
+                                rng.uniform(0.1, 0.35, 4) * np.sqrt(dim))
+    return lambda x: -(heights * np.exp(-((x - centres) ** 2).sum(axis=1) / (2 * widths ** 2))).sum()
+
+
+def _gp_sample(rng: np.random.Generator, dim: int, features: int = 256):
+    """A draw from a GP with an RBF kernel, by random Fourier features; each coordinate's lengthscale is
+    log-uniform in [0.15, 1.5], so some coordinates matter and some hardly do (an ARD prior, as PFNs4BO's)."""
+    lengthscales = np.exp(rng.uniform(np.log(0.15), np.log(1.5), dim))
+    frequencies = rng.normal(size=(features, dim)) / lengthscales
+    phases, weights = rng.uniform(0, 2 * np.pi, features), rng.normal(size=features)
+    return lambda x: np.sqrt(2.0 / features) * weights @ np.cos(frequencies @ x + phases)
+
+
+@functools.cache
+def random_function_studies(task_name: str, functions: int = 16, trials: int = 50) -> list[optuna.Study]:
+    """Random search on 16 sums of Gaussian bumps on the task's space."""
+    return _studies_on_random_functions(task_name, _bumps, functions, trials, "random")
+
+
+@functools.cache
+def gp_prior_studies(task_name: str, searcher: str = "random", functions: int = 16,
+                     trials: int = 50) -> list[optuna.Study]:
+    """Random search (or TPE) on 16 GP draws on the task's space."""
+    return _studies_on_random_functions(task_name, _gp_sample, functions, trials, searcher)
 
 
 def run_tpe_with_sibling_bests(task: bench.Task, seed: int, trials: int) -> dict:
@@ -186,7 +218,8 @@ def run_tpe_with_sibling_bests(task: bench.Task, seed: int, trials: int) -> dict
 
 
 BASELINES = {"tpe-bests": run_tpe_with_sibling_bests}
-SOURCES = {"meta": sibling_studies, "prior": random_function_studies}  # the warm-started variants' studies
+SOURCES = {"meta": sibling_studies, "prior": random_function_studies, "prior-gp": gp_prior_studies,
+           "prior-gp-tpe": functools.partial(gp_prior_studies, searcher="tpe")}  # the warm-started variants' studies
 
 
 def run_variant(task: bench.Task, variant: str, seed: int, trials: int) -> dict:
