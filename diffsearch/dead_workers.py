@@ -106,6 +106,8 @@ def failed_by_another_worker(study: optuna.Study, trial_id: int | None) -> bool:
     if trial_id is None:
         return False
     trial = study._storage.get_trial(trial_id)
-    return trial.state == TrialState.FAIL and "fail_reason" not in trial.user_attrs \
-        and "surplus" not in trial.user_attrs
+    if trial.state != TrialState.FAIL or "fail_reason" in trial.user_attrs or "surplus" in trial.user_attrs:
+        return False
+    # its retry is the mark of the stale check: a bug in the objective also ends FAIL, but unretried
+    return any(retried_trial(t.system_attrs) == trial.number for t in study.get_trials(deepcopy=False))
 

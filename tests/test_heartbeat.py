@@ -152,6 +152,22 @@ def test_a_live_worker_whose_trial_was_failed_as_stale_goes_on(tmp_path, monkeyp
     assert len([t for t in trials if t.state == TrialState.COMPLETE]) == 2
 
 
+def test_a_bug_in_the_objective_still_stops_the_worker(tmp_path, monkeypatch):
+    # only a trial failed and retried by another worker is let go; an unexpected error is not swallowed
+    import diffsearch.run as run
+    from diffsearch.spaces.training import TOY2D
+    from test_run import tiny_task
+
+    study = optuna.create_study(storage=open_storage(_storage_url(tmp_path, "journal"), heartbeat=10))
+
+    def broken(trial, *args):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(run, "_evaluate_trial", broken)
+    with pytest.raises(RuntimeError, match="a bug"):
+        run.run_search(study, TOY2D, tiny_task(1), n_trials=2, seed=0)
+
+
 def test_the_work_queue_runs_a_twice_retried_trial_once(tmp_path):
     from diffsearch.work_queue import TrialRunner
 
