@@ -72,10 +72,11 @@ def run_search(study: optuna.Study, space: TrainingSpace, task: VectorDiffusionT
     trials meet the budget, but it only leaves once the others' trials have finished or been found
     dead by their heartbeats (their retries are then run here), so the budget is met exactly.
     """
-    current: list[int] = []  # the id of the trial this worker runs now
+    running: int | None = None  # the id of the trial this worker runs now
 
     def objective(trial: optuna.Trial) -> float:
-        current[:] = [trial._trial_id]
+        nonlocal running
+        running = trial._trial_id
         stop_point()
         if _ahead_of(study, trial.number) >= n_trials:
             # workers that decide at the same moment to start one more trial: the lowest numbers win
@@ -101,9 +102,9 @@ def run_search(study: optuna.Study, space: TrainingSpace, task: VectorDiffusionT
                 study.optimize(objective, n_trials=None, catch=(TrialFailed, _Surplus),
                                callbacks=[stop_when_budget_met], gc_after_trial=False)
             except Exception:
-                if not failed_by_another_worker(study, current[0] if current else None):
+                if not failed_by_another_worker(study, running):
                     raise
-            current.clear()
+            running = None
             continue
         if not is_heartbeat_enabled(study._storage):
             return  # without heartbeats a dead worker's trial would never be detected: do not wait for it
