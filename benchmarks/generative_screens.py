@@ -19,13 +19,17 @@ Variants (each a subclass of GenerativeHPO, so the searcher itself keeps one cod
   each other data set of the task's family (HPO-B's meta-train split, leave the task out): 1,000
   pre-training steps, then half of each fine-tuning's batches from those histories; the synthetic
   functions have no such data set, so there it is the default;
-- prior: warm-started instead from random-search histories on 16 random functions of the task's own
+- prior: pre-trained instead on random-search histories on 16 random functions of the task's own
   space (sums of 4 Gaussian bumps on its [0, 1]^d encoding): no data of any real task, only practice at
   finding improvements from a context (the idea behind PFNs' GP-prior pre-training);
 - prior-gp: as prior, but the 16 functions are draws from a GP (RBF kernel by random Fourier features,
   each coordinate's lengthscale log-uniform in [0.15, 1.5]), the prior PFNs4BO trains on;
 - prior-gp-tpe: prior-gp with TPE histories instead of random search, so the pre-training contexts
-  look like those a model-based search gives (clustered near the incumbent).
+  look like those a model-based search gives (clustered near the incumbent);
+- prior128: prior on 128 bump functions instead of 16, so the model cannot learn where a few bumps sit,
+  only how to find one from a context (PFNs draw a fresh function for every batch);
+- prior-share0.2: prior with a fifth instead of half of the fine-tuning batches replayed from the bump
+  histories, so the model follows the task more closely once it has points of its own.
 
 Reference (not a generative variant), for what a warm start has to beat:
 - tpe-bests: TPE whose first trials are the best configuration of each of those other data sets (its 4
@@ -133,9 +137,11 @@ VARIANTS = {  # name: (model class, GenerativeConfig fields that differ from the
     "lr3e-4": (GenerativeHPO, {"lr": 3e-4}),
     "subctx16": (SubsetContexts, {"candidates": 16}),
     "meta": (GenerativeHPO, {}),
-    "prior": (GenerativeHPO, {}),
+    "prior": (GenerativeHPO, {"prior_functions": 16}),
     "prior-gp": (GenerativeHPO, {}),
     "prior-gp-tpe": (GenerativeHPO, {}),
+    "prior128": (GenerativeHPO, {"prior_functions": 128}),
+    "prior-share0.2": (GenerativeHPO, {"prior_functions": 16, "source_share": 0.2}),
 }
 SIBLING_HISTORIES = 4  # random-search histories per other data set of the family
 
@@ -178,14 +184,6 @@ def _studies_on_random_functions(task_name: str, draw_function, functions: int, 
     return studies
 
 
-def _bumps(rng: np.random.Generator, dim: int):
-    """f(x) = -sum_k a_k exp(-|x - c_k|^2 / 2 s_k^2), 4 bumps with random centres, heights and widths."""
-    # widths grow with sqrt(d), or in 6-D every bump is a needle in a flat space
-    centres, heights, widths = (rng.uniform(size=(4, dim)), rng.uniform(0.2, 1.0, 4),
-                                rng.uniform(0.1, 0.35, 4) * np.sqrt(dim))
-    return lambda x: -(heights * np.exp(-((x - centres) ** 2).sum(axis=1) / (2 * widths ** 2))).sum()
-
-
 def _gp_sample(rng: np.random.Generator, dim: int, features: int = 256):
     """A draw from a GP with an RBF kernel, by random Fourier features; each coordinate's lengthscale is
     log-uniform in [0.15, 1.5], so some coordinates matter and some hardly do (an ARD prior, as PFNs4BO's)."""
@@ -193,12 +191,6 @@ def _gp_sample(rng: np.random.Generator, dim: int, features: int = 256):
     frequencies = rng.normal(size=(features, dim)) / lengthscales
     phases, weights = rng.uniform(0, 2 * np.pi, features), rng.normal(size=features)
     return lambda x: np.sqrt(2.0 / features) * weights @ np.cos(frequencies @ x + phases)
-
-
-@functools.cache
-def random_function_studies(task_name: str, functions: int = 16, trials: int = 50) -> list[optuna.Study]:
-    """Random search on 16 sums of Gaussian bumps on the task's space."""
-    return _studies_on_random_functions(task_name, _bumps, functions, trials, "random")
 
 
 @functools.cache
@@ -218,7 +210,7 @@ def run_tpe_with_sibling_bests(task: bench.Task, seed: int, trials: int) -> dict
 
 
 BASELINES = {"tpe-bests": run_tpe_with_sibling_bests}
-SOURCES = {"meta": sibling_studies, "prior": random_function_studies, "prior-gp": gp_prior_studies,
+SOURCES = {"meta": sibling_studies, "prior-gp": gp_prior_studies,
            "prior-gp-tpe": functools.partial(gp_prior_studies, searcher="tpe")}  # the warm-started variants' studies
 
 

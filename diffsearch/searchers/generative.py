@@ -41,6 +41,7 @@ class GenerativeConfig:
     refit_steps: int = 60            # fine-tuning steps each later call (the history grew by one)
     pretrain_steps: int = 1000       # gradient steps on earlier studies' histories (GenerativeHPO.pretrain), if any
     source_share: float = 0.5        # after pretrain, the share of fine-tuning batches still drawn from those histories
+    prior_functions: int = 0         # with no earlier study to pre-train on, pre-train on random search over this many random functions of the space (generative_prior.py); 0 = a cold start (the seed)
     candidates: int = 64             # configurations generated per call; the one the model rates most likely to improve is returned (1: the seed)
     score_draws: int = 32            # (t, eps) draws per candidate when ranking candidates
     guidance: float = 0.0            # classifier-free guidance on I: eps(1) + w (eps(1) - eps(0)); 0 = the seed's
@@ -55,6 +56,8 @@ class GenerativeConfig:
             raise ValueError(f"improve_share must lie in [0, 1] (or be None), got {self.improve_share}")
         if self.y_scaling not in Y_SCALINGS:
             raise ValueError(f"y_scaling must be one of {', '.join(Y_SCALINGS)}, got {self.y_scaling!r}")
+        if self.prior_functions < 0:
+            raise ValueError(f"prior_functions must be >= 0, got {self.prior_functions}")
         if not 0.0 <= self.source_share < 1.0:
             raise ValueError(f"source_share must lie in [0, 1), got {self.source_share}")
         if not 1 <= self.queries_per_context <= self.batch_size:

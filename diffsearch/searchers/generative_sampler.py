@@ -7,7 +7,9 @@ their (log) scale, categoricals one-hot, decoded by rounding and argmax. The mod
 to valid codes and configurations already evaluated are dropped before it picks one.
 
 ``source_studies`` warm-starts the model, as CmaEsSampler's ``source_trials`` does: finished studies of
-the same space on other data sets are its pre-training histories (HPO-B's meta-train split).
+the same space on other data sets are its pre-training histories (HPO-B's meta-train split). Without
+them, ``config.prior_functions`` > 0 pre-trains on random search over random functions of the space
+(generative_prior.py).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from diffsearch.searchers.generative import GenerativeConfig, GenerativeHPO
+from diffsearch.searchers.generative_prior import prior_histories
 
 
 class SpaceCodec:
@@ -110,7 +113,12 @@ class GenerativeSampler(optuna.samplers.BaseSampler):
             self._model = GenerativeHPO(seed=self._seed, config=self._config)
             self._model_space = key
             sources = [source_history(codec, source) for source in self._source_studies]
-            self._model.pretrain([source for source in sources if source is not None])
+            histories = [source for source in sources if source is not None]
+            if not histories and self._model.config.prior_functions:
+                # drawn in the order the objective asks for the parameters, as a random search of it would be
+                ordered = {name: search_space[name] for name in history[0].distributions if name in search_space}
+                histories = prior_histories(ordered, self._model.config.prior_functions)
+            self._model.pretrain(histories)
         self._model.fit(X, y)
         # samples are snapped to valid configurations and those already evaluated are dropped
         # before the model ranks them (GenerativeHPO.suggest); off for the seed's method as written
