@@ -30,6 +30,8 @@ Variants (each a subclass of GenerativeHPO, so the searcher itself keeps one cod
   only how to find one from a context (PFNs draw a fresh function for every batch);
 - prior-share0.2: prior with a fifth instead of half of the fine-tuning batches replayed from the bump
   histories, so the model follows the task more closely once it has points of its own.
+- prior-subctx16, prior-lr3e-4: prior together with subctx16 or lr3e-4 (each of which helped the
+  synthetic functions or NAS-Bench-201, where prior lost or gained least).
 
 Reference (not a generative variant), for what a warm start has to beat:
 - tpe-bests: TPE whose first trials are the best configuration of each of those other data sets (its 4
@@ -142,6 +144,8 @@ VARIANTS = {  # name: (model class, GenerativeConfig fields that differ from the
     "prior-gp-tpe": (GenerativeHPO, {}),
     "prior128": (GenerativeHPO, {"prior_functions": 128}),
     "prior-share0.2": (GenerativeHPO, {"prior_functions": 16, "source_share": 0.2}),
+    "prior-subctx16": (SubsetContexts, {"prior_functions": 16, "candidates": 16}),
+    "prior-lr3e-4": (GenerativeHPO, {"prior_functions": 16, "lr": 3e-4}),
 }
 SIBLING_HISTORIES = 4  # random-search histories per other data set of the family
 
