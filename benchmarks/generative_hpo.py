@@ -21,8 +21,10 @@ processes given different --tasks can share the cache.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -163,6 +165,19 @@ def optimize(study: optuna.Study, task: Task, trials: int) -> dict:
     return {"incumbent": curve, "seconds": seconds, "distinct": len(configs)}
 
 
+def add_to_cache(path: Path, key: str, result: dict) -> dict:
+    """Add one run to a JSON cache that several processes share, and return the whole cache. Read, merge
+    and write happen under a lock, and the file is replaced whole: unlocked, two processes finishing at
+    once each wrote back what they had read, and one run was lost (a screen came up a run short)."""
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        runs = {**(json.loads(path.read_text()) if path.exists() else {}), key: result}
+        partial = path.with_name(path.name + ".tmp")
+        partial.write_text(json.dumps(runs))
+        os.replace(partial, path)  # a reader sees the old file or the new one, never half of one
+    return runs
+
+
 def average_ranks(runs: dict, tasks: list[Task], seeds: int, trials: int,
                   methods: tuple[str, ...] = METHODS) -> dict[str, np.ndarray]:
     """Rank of each method among ``methods`` per task, seed and trial (ties share the mean rank)."""
@@ -268,9 +283,7 @@ def main(argv=None) -> int:
                 regret = task.regret(result["incumbent"][-1])
                 print(f"{key}: regret {regret:.4f}, {result['distinct']} distinct configs "
                       f"({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
-                # merge with what other processes (other --tasks) wrote meanwhile, then write
-                runs = {**(json.loads(cache.read_text()) if cache.exists() else {}), key: result}
-                cache.write_text(json.dumps(runs))
+                runs = add_to_cache(cache, key, result)  # other processes (other --tasks) may share it
     missing = [t.name for t in suite for m in methods for s in range(args.seeds) if f"{t.name}|{m}|{s}" not in runs]
     if missing:
         print(f"table not written: {len(missing)} runs still missing (e.g. on {missing[0]})", file=sys.stderr)

@@ -354,9 +354,7 @@ def main(argv=None) -> int:
                 result = run_variant(task, variant, seed, 50)
                 print(f"{key}: regret {task.regret(result['incumbent'][-1]):.4f} "
                       f"({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
-                # merge with what other processes wrote meanwhile
-                screens = {**(json.loads(CACHE.read_text()) if CACHE.exists() else {}), key: result}
-                CACHE.write_text(json.dumps(screens))
+                bench.add_to_cache(CACHE, key, result)  # other processes may share it
     screens = json.loads(CACHE.read_text()) if CACHE.exists() else {}
     text = ("# Generative HPO screens (50 trials; ranks at the last trial among random, TPE, GP and one "
             "generative searcher, on the task-seed pairs the variant has run)\n\nRows with different run counts cover "
