@@ -4,7 +4,7 @@ random functions of the study's own space (``GenerativeConfig.prior_functions``)
 Each function is a sum of 4 Gaussian bumps with random centres, heights and widths on the [0, 1]^d
 encoding. Trained on such histories first, the model has practised finding an improvement from a
 context before it sees the first real trial (PFNs pre-train on GP draws for the same reason). On the
-benchmark 16 functions ranked better than 128, and both better than GP draws (docs/generative_hpo.md).
+benchmark 16 functions ranked better than 128 or than 16 GP draws (docs/generative_hpo.md).
 The functions are drawn from a fixed seed, so every study of one space pre-trains on the same
 histories and a resumed study rebuilds them exactly.
 """
