@@ -32,6 +32,7 @@ Variants (each a subclass of GenerativeHPO, so the searcher itself keeps one cod
   histories, so the model follows the task more closely once it has points of its own.
 - prior-subctx16, prior-lr3e-4: prior together with subctx16 or lr3e-4 (each of which helped the
   synthetic functions or NAS-Bench-201, where prior lost or gained least).
+- prior-pre300: prior with 300 pre-training steps instead of 1,000 (a lighter imprint of the bumps).
 
 Reference (not a generative variant), for what a warm start has to beat:
 - tpe-bests: TPE whose first trials are the best configuration of each of those other data sets (its 4
@@ -146,6 +147,7 @@ VARIANTS = {  # name: (model class, GenerativeConfig fields that differ from the
     "prior-share0.2": (GenerativeHPO, {"prior_functions": 16, "source_share": 0.2}),
     "prior-subctx16": (SubsetContexts, {"prior_functions": 16, "candidates": 16}),
     "prior-lr3e-4": (GenerativeHPO, {"prior_functions": 16, "lr": 3e-4}),
+    "prior-pre300": (GenerativeHPO, {"prior_functions": 16, "pretrain_steps": 300}),
 }
 SIBLING_HISTORIES = 4  # random-search histories per other data set of the family
 
