@@ -26,12 +26,12 @@ Variants (each a subclass of GenerativeHPO, so the searcher itself keeps one cod
   each coordinate's lengthscale log-uniform in [0.15, 1.5]), the prior PFNs4BO trains on;
 - prior-gp-tpe: prior-gp with TPE histories instead of random search, so the pre-training contexts
   look like those a model-based search gives (clustered near the incumbent);
-- prior128: prior on 128 bump functions instead of 16, so the model cannot learn where a few bumps sit,
-  only how to find one from a context (PFNs draw a fresh function for every batch);
+- prior128: prior on 128 bump functions instead of 16 (PFNs draw a fresh function for every batch; the
+  guess tested: with 16 the model learns where a few bumps sit rather than how to find one);
 - prior-share0.2: prior with a fifth instead of half of the fine-tuning batches replayed from the bump
-  histories, so the model follows the task more closely once it has points of its own.
+  histories, so the model follows the task more closely once it has points of its own;
 - prior-subctx16, prior-lr3e-4: prior together with subctx16 or lr3e-4 (each of which helped the
-  synthetic functions or NAS-Bench-201, where prior lost or gained least).
+  synthetic functions or NAS-Bench-201, where prior lost or gained least);
 - prior-pre300: prior with 300 pre-training steps instead of 1,000 (a lighter imprint of the bumps).
 
 Reference (not a generative variant), for what a warm start has to beat:

@@ -37,13 +37,13 @@ class TrialRunner:
 
     def __init__(self, study: optuna.Study):
         self.study = study
-        self._current: int | None = None  # the id of the trial this process runs now
+        self._running: int | None = None  # the id of the trial this process runs now
 
     def evaluate(self, trial: optuna.Trial) -> float:
         raise NotImplementedError
 
     def _objective(self, trial: optuna.Trial) -> float:
-        self._current = trial._trial_id
+        self._running = trial._trial_id
         if self.key_attr not in trial.user_attrs:  # not submitted work: the waiting one went elsewhere
             trial.set_user_attr("surplus", "no waiting trial was left when this worker asked")
             raise Surplus()
@@ -59,11 +59,11 @@ class TrialRunner:
 
     def run_one(self) -> None:
         """Take one waiting trial and run it (a failure is recorded on the trial)."""
-        self._current = None
+        self._running = None
         try:
             self.study.optimize(self._objective, n_trials=1, catch=(TrialFailed, Surplus), gc_after_trial=False)
         except Exception:
-            if not failed_by_another_worker(self.study, self._current):
+            if not failed_by_another_worker(self.study, self._running):
                 raise
 
     def wait_a_little(self) -> None:
