@@ -79,9 +79,12 @@ def _check_ledger(storage_url: str, study_name: str, killed_worker: str) -> None
     assert dead.state == TrialState.FAIL and "fail_reason" not in dead.user_attrs
     retries = [t for t in trials if retried_trial(t.system_attrs) == dead.number and "surplus" not in t.user_attrs]
     assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
-    assert retries[0].params == dead.params
+    # a worker killed while its objective was still suggesting has drawn only some params: the retry
+    # re-runs those and draws the rest (Optuna's RetryFailedTrialCallback enqueues what the trial had)
+    drawn = dead.params.items()
+    assert drawn and drawn <= retries[0].params.items()
     # the dead worker's config is in the finished trials exactly once: re-run, not duplicated
-    assert sum(t.params == dead.params for t in done) == 1
+    assert sum(drawn <= t.params.items() for t in done) == 1
     assert len({json.dumps(t.params, sort_keys=True) for t in done}) == TRIALS
 
 
