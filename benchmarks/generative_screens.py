@@ -131,6 +131,28 @@ class SubsetContexts(GenerativeHPO):
         return ((z.clamp(-1.0, 1.0) + 1.0) / 2.0).numpy()
 
 
+class StallSubsetContexts(SubsetContexts):
+    """Whole-history contexts while the search improves; once the incumbent is ``patience`` trials old,
+    each sample gets its own random subset (more diverse: "beat a random subset", not "beat the best")."""
+
+    patience = 5
+
+    def generate(self, X, y, n=1, improves=1.0):
+        stalled = len(y) - 1 - int(np.argmax(y)) >= self.patience  # the history is in trial order
+        generate = super().generate if stalled else functools.partial(GenerativeHPO.generate, self)
+        return generate(X, y, n=n, improves=improves)
+
+
+class StallSubsetSample(StallSubsetContexts):
+    """As StallSubsetContexts, but once stalled the suggestion is one of those samples at random (the
+    model's score, given the whole history, would pull the pick back towards the incumbent)."""
+
+    def improvement_score(self, candidates, X, y):
+        if len(y) - 1 - int(np.argmax(y)) >= self.patience:
+            return self.rng.random(len(candidates))
+        return super().improvement_score(candidates, X, y)
+
+
 VARIANTS = {  # name: (model class, GenerativeConfig fields that differ from the default)
     "crn128": (SharedDrawsScore, {}),
     "crn128local": (SharedDrawsLocalMoves, {}),
@@ -148,6 +170,8 @@ VARIANTS = {  # name: (model class, GenerativeConfig fields that differ from the
     "prior-subctx16": (SubsetContexts, {"prior_functions": 16, "candidates": 16}),
     "prior-lr3e-4": (GenerativeHPO, {"prior_functions": 16, "lr": 3e-4}),
     "prior-pre300": (GenerativeHPO, {"prior_functions": 16, "pretrain_steps": 300}),
+    "stall5": (StallSubsetContexts, {}),
+    "stall5r": (StallSubsetSample, {}),
 }
 SIBLING_HISTORIES = 4  # random-search histories per other data set of the family
 
