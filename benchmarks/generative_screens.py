@@ -172,6 +172,7 @@ VARIANTS = {  # name: (model class, GenerativeConfig fields that differ from the
     "prior-pre300": (GenerativeHPO, {"prior_functions": 16, "pretrain_steps": 300}),
     "stall5": (StallSubsetContexts, {}),
     "stall5r": (StallSubsetSample, {}),
+    "prior-stall5": (StallSubsetContexts, {"prior_functions": 16}),
 }
 SIBLING_HISTORIES = 4  # random-search histories per other data set of the family
 
