@@ -137,9 +137,11 @@ class StallSubsetContexts(SubsetContexts):
 
     patience = 5
 
+    def stalled(self, y) -> bool:
+        return len(y) - 1 - int(np.argmax(y)) >= self.patience  # the history is in trial order
+
     def generate(self, X, y, n=1, improves=1.0):
-        stalled = len(y) - 1 - int(np.argmax(y)) >= self.patience  # the history is in trial order
-        generate = super().generate if stalled else functools.partial(GenerativeHPO.generate, self)
+        generate = super().generate if self.stalled(y) else functools.partial(GenerativeHPO.generate, self)
         return generate(X, y, n=n, improves=improves)
 
 
@@ -148,7 +150,7 @@ class StallSubsetSample(StallSubsetContexts):
     model's score, given the whole history, would pull the pick back towards the incumbent)."""
 
     def improvement_score(self, candidates, X, y):
-        if len(y) - 1 - int(np.argmax(y)) >= self.patience:
+        if self.stalled(y):
             return self.rng.random(len(candidates))
         return super().improvement_score(candidates, X, y)
 
