@@ -15,6 +15,7 @@ spread out the model's samples are once the history has piled up.
 
 from __future__ import annotations
 
+import argparse
 import math
 import sys
 from pathlib import Path
@@ -89,7 +90,8 @@ def spread_table(tasks: list[bench.Task], config: GenerativeConfig, trials: int 
     return "\n".join(lines) + "\n"
 
 
-def main() -> int:
+def main(argv=None) -> int:
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     tasks = [t for t in bench.all_tasks("all") if t.name in TASKS]

@@ -33,6 +33,12 @@ Variants (each a subclass of GenerativeHPO, so the searcher itself keeps one cod
 - prior-subctx16, prior-lr3e-4: prior together with subctx16 or lr3e-4 (each of which helped the
   synthetic functions or NAS-Bench-201, where prior lost or gained least);
 - prior-pre300: prior with 300 pre-training steps instead of 1,000 (a lighter imprint of the bumps).
+- stall5: the default while the search improves; once the incumbent is 5 trials old, subctx's subset
+  contexts (exploration once stalled: the samples pile up around the incumbent,
+  generative_collapse.py);
+- stall5r: stall5, but once stalled the suggestion is a random one of those samples (the model's pick,
+  given the whole history, pulls back towards the incumbent);
+- prior-stall5: prior together with stall5 (the prior's samples follow the context more).
 
 Reference (not a generative variant), for what a warm start has to beat:
 - tpe-bests: TPE whose first trials are the best configuration of each of those other data sets (its 4
