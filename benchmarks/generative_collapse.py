@@ -16,7 +16,6 @@ spread out the model's samples are once the history has piled up.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
@@ -42,18 +41,16 @@ def rms(codes: np.ndarray, centre: np.ndarray) -> np.ndarray:
 
 
 def run(task: bench.Task, sampler: optuna.samplers.BaseSampler, trials: int) -> tuple[optuna.Study, list[float]]:
-    """``trials`` trials; per trial after the first, its distance to the incumbent before it."""
+    """``trials`` trials (the benchmark's loop); per trial after the first, its distance to the incumbent
+    before it."""
     study = optuna.create_study(sampler=sampler)
-    incumbent, best, distances = None, math.inf, []
-    for _ in range(trials):
-        trial = study.ask()
-        value = task.evaluate(task.suggest(trial))
-        study.tell(trial, value)
-        code = SpaceCodec(trial.distributions).encode(trial.params)
-        if incumbent is not None:
-            distances.append(float(rms(code, incumbent)[0]))
-        if value < best:
-            incumbent, best = code, value
+    bench.optimize(study, task, trials)
+    codes = [SpaceCodec(t.distributions).encode(t.params) for t in study.trials]
+    incumbent, best, distances = codes[0], study.trials[0].value, []
+    for code, trial in zip(codes[1:], study.trials[1:]):
+        distances.append(float(rms(code, incumbent)[0]))
+        if trial.value < best:
+            incumbent, best = code, trial.value
     return study, distances
 
 
@@ -81,6 +78,7 @@ def spread_table(tasks: list[bench.Task], config: GenerativeConfig, trials: int 
         incumbent = X[int(np.argmax(y))]
         points = {"the history": X,
                   "samples, I = 1, whole history": GenerativeHPO.generate(model, X, y, n=64),
+                  # the screens' subset-context loop, run on this model (n > 1 never reaches its super())
                   "samples, I = 1, a random subset each": SubsetContexts.generate(model, X, y, n=64),
                   "samples, I = 0, whole history": GenerativeHPO.generate(model, X, y, n=64, improves=0.0)}
         for name, codes in points.items():

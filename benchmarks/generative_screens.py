@@ -32,7 +32,7 @@ Variants (each a subclass of GenerativeHPO, so the searcher itself keeps one cod
   histories, so the model follows the task more closely once it has points of its own;
 - prior-subctx16, prior-lr3e-4: prior together with subctx16 or lr3e-4 (each of which helped the
   synthetic functions or NAS-Bench-201, where prior lost or gained least);
-- prior-pre300: prior with 300 pre-training steps instead of 1,000 (a lighter imprint of the bumps).
+- prior-pre300: prior with 300 pre-training steps instead of 1,000 (a lighter imprint of the bumps);
 - stall5: the default while the search improves; once the incumbent is 5 trials old, subctx's subset
   contexts (exploration once stalled: the samples pile up around the incumbent,
   generative_collapse.py);
