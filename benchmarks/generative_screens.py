@@ -39,6 +39,15 @@ Variants (each a subclass of GenerativeHPO, so the searcher itself keeps one cod
 - stall5r: stall5, but once stalled the suggestion is a random one of those samples (the model's pick,
   given the whole history, pulls back towards the incumbent);
 - prior-stall5: prior together with stall5 (the prior's samples follow the context more).
+- fresh: a new network every trial, trained 300 steps from scratch, instead of fine-tuning one
+  network 60 steps a trial (by trial 50 it has had 3,000 steps, and more training makes the samples
+  hug the incumbent: the late collapse may be accumulated training, not the history);
+- fresh150: fresh with 150 steps (cheaper, and a broader model);
+- dropout0.1: dropout 0.1 after each hidden layer of the denoising MLP in training (a regulariser
+  against memorising the history), none when sampling;
+- thompson0.1, thompson0.3: dropout 0.1 / 0.3 in training, and each suggestion samples and ranks with
+  one fixed dropout mask: Thompson sampling from MC dropout's posterior over networks, an exploration
+  signal that costs nothing (the late trials collapse onto the incumbent, generative_collapse.py).
 
 Reference (not a generative variant), for what a warm start has to beat:
 - tpe-bests: TPE whose first trials are the best configuration of each of those other data sets (its 4
@@ -63,6 +72,7 @@ import numpy as np
 import optuna
 import torch
 from scipy.stats import rankdata
+from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
 import generative_hpo as bench  # noqa: E402
@@ -161,6 +171,69 @@ class StallSubsetSample(StallSubsetContexts):
         return super().improvement_score(candidates, X, y)
 
 
+class FreshFit(GenerativeHPO):
+    """A new network every trial, trained ``first_fit_steps`` from scratch on the history: never more
+    training than the early trials', where the searcher leads (fine-tuning piles up 60 steps a trial,
+    and more training makes the samples hug the incumbent)."""
+
+    def _new_network(self, dim, force=False):
+        return super()._new_network(dim, force=True)
+
+
+class MaskedDropout(nn.Module):
+    """Dropout whose mask can be held fixed across forward passes: one fixed mask is one sub-network, a
+    draw from MC dropout's approximate posterior over networks (Gal and Ghahramani 2016)."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p, self.mask = p, None
+
+    def forward(self, h):
+        if self.mask is not None:
+            return h * self.mask
+        return nn.functional.dropout(h, self.p, self.training)
+
+
+class DropoutRegularised(GenerativeHPO):
+    """Dropout after each hidden layer of the denoising MLP while training; none when sampling."""
+
+    dropout = 0.1
+
+    def _new_network(self, dim, force=False):
+        if not super()._new_network(dim, force):
+            return False
+        layers = []
+        for layer in self.network.mlp:
+            layers.append(layer)
+            if isinstance(layer, nn.SiLU):
+                layers.append(MaskedDropout(self.dropout))
+        self.network.mlp = nn.Sequential(*layers)
+        self.optimizer = torch.optim.Adam(self.network.parameters(), lr=self.config.lr)
+        return True
+
+
+class DropoutThompson(DropoutRegularised):
+    """Thompson sampling by MC dropout: each suggestion draws one dropout mask and keeps it for the whole
+    denoising loop and the ranking, so the samples and the pick come from one plausible network. Near
+    the history the sub-networks agree; away from it they differ, so the pick wanders where the model
+    is unsure (the exploration an ensemble's disagreement would give, at no extra cost)."""
+
+    def suggest(self, X, y, project=None):
+        dropouts = [layer for layer in self.network.mlp if isinstance(layer, MaskedDropout)]
+        for layer in dropouts:
+            keep = torch.rand(self.config.width, generator=self.generator) >= layer.p
+            layer.mask = keep.float() / (1.0 - layer.p)
+        try:
+            return super().suggest(X, y, project)
+        finally:
+            for layer in dropouts:
+                layer.mask = None
+
+
+class DropoutThompson3(DropoutThompson):
+    dropout = 0.3
+
+
 VARIANTS = {  # name: (model class, GenerativeConfig fields that differ from the default)
     "crn128": (SharedDrawsScore, {}),
     "crn128local": (SharedDrawsLocalMoves, {}),
@@ -181,6 +254,11 @@ VARIANTS = {  # name: (model class, GenerativeConfig fields that differ from the
     "stall5": (StallSubsetContexts, {}),
     "stall5r": (StallSubsetSample, {}),
     "prior-stall5": (StallSubsetContexts, {"prior_functions": 16}),
+    "fresh": (FreshFit, {}),
+    "fresh150": (FreshFit, {"first_fit_steps": 150}),
+    "dropout0.1": (DropoutRegularised, {}),
+    "thompson0.1": (DropoutThompson, {}),
+    "thompson0.3": (DropoutThompson3, {}),
 }
 SIBLING_HISTORIES = 4  # random-search histories per other data set of the family
 
