@@ -3,12 +3,14 @@ the incumbent"): how far its suggestions lie from the incumbent, next to GP's an
 spread out the model's samples are once the history has piled up.
 
 1. Each suggestion's distance to the incumbent of its time (root mean square over the [0, 1]^d code of
-   the configuration), averaged over trials 6-20 and 21-50, on four tasks of the suite (seed 0).
+   the configuration), averaged over trials 6-20 and 21-50, on four tasks of the suite (seed 0); the
+   generative searcher as it is (Thompson sampling by dropout) and as it was before (no dropout).
 2. After 30 trials of the generative searcher, 64 samples under each condition the model knows (I = 1
    given the whole history, I = 1 given a random subset of it per sample, I = 0), and the history
    itself: percentiles of their distance to the incumbent. If the context steered the samples, the
    subset and I = 0 rows would be wider than the I = 1 row. Then the same for the searcher pre-trained
    on random bump functions (GenerativeConfig(prior_functions=16)), which has seen many histories.
+   Both without dropout: the diagnosis that led to Thompson sampling by dropout.
 
     python benchmarks/generative_collapse.py     # about 10 minutes on one core
 """
@@ -32,7 +34,7 @@ from diffsearch.searchers.generative import GenerativeConfig, GenerativeHPO  # n
 from diffsearch.searchers.generative_sampler import GenerativeSampler, SpaceCodec  # noqa: E402
 
 TASKS = ("hartmann6", "hpolib-protein_structure", "nasbench201-cifar10", "hpobench-phoneme")
-METHODS = ("gp", "tpe", "generative")
+METHODS = ("gp", "tpe", "generative", "generative, no dropout")
 SEED = 0
 
 
@@ -59,7 +61,9 @@ def distance_table(tasks: list[bench.Task]) -> str:
              "|---|---|---|---|---|"]
     for task in tasks:
         for method in METHODS:
-            study, distances = run(task, make_sampler(method, SEED), 50)
+            sampler = (GenerativeSampler(seed=SEED, config=GenerativeConfig(dropout=0.0)) if method.endswith("dropout")
+                       else make_sampler(method, SEED))
+            study, distances = run(task, sampler, 50)
             lines.append(f"| {task.name} | {method} | {task.regret(study.best_value):.4f} | "
                          f"{np.mean(distances[4:19]):.3f} | {np.mean(distances[19:]):.3f} |")
             print(lines[-1], flush=True)
@@ -97,10 +101,11 @@ def main(argv=None) -> int:
     text = ("# Generative HPO: collapse onto the incumbent (seed 0)\n\nDistance = root mean square "
             "difference of the [0, 1]^d codes (benchmarks/generative_collapse.py).\n\n## Each suggestion's "
             "distance to the incumbent\n\n" + distance_table(tasks)
-            + "\n## The generative model's samples after 30 trials: distance to the incumbent\n\n"
-            + spread_table(spread_tasks, GenerativeConfig())
+            + "\n## The generative model's samples after 30 trials (no dropout, the searcher before Thompson "
+            "sampling): distance to the incumbent\n\n"
+            + spread_table(spread_tasks, GenerativeConfig(dropout=0.0))
             + "\n## The same, pre-trained on 16 random bump functions first (prior_functions=16)\n\n"
-            + spread_table(spread_tasks, GenerativeConfig(prior_functions=16)))
+            + spread_table(spread_tasks, GenerativeConfig(prior_functions=16, dropout=0.0)))
     (bench.RESULTS / "generative_collapse.md").write_text(text)
     print(text)
     return 0

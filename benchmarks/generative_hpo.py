@@ -141,7 +141,8 @@ def all_tasks(suite: str = "five") -> list[Task]:
 def run_one(task: Task, method: str, seed: int, trials: int) -> dict:
     if method == "generative-1":
         sampler = GenerativeSampler(seed=seed, config=GenerativeConfig(
-            candidates=1, novel_only=False, improve_share=None, queries_per_context=1, y_scaling="minmax"))
+            candidates=1, novel_only=False, improve_share=None, queries_per_context=1, y_scaling="minmax",
+            dropout=0.0))
     else:
         sampler = make_sampler(method, seed)
     result = optimize(optuna.create_study(sampler=sampler), task, trials)

@@ -48,6 +48,9 @@ Variants (each a subclass of GenerativeHPO, so the searcher itself keeps one cod
 - thompson0.1, thompson0.3: dropout 0.1 / 0.3 in training, and each suggestion samples and ranks with
   one fixed dropout mask: Thompson sampling from MC dropout's posterior over networks, an exploration
   signal that costs nothing (the late trials collapse onto the incumbent, generative_collapse.py).
+  thompson0.3 is the searcher's default since; every variant above it ran without dropout, the
+  default of its time (no-dropout, whose runs are the benchmark's generative runs from before);
+- meta-thompson: meta with today's default (Thompson sampling by dropout), what --warm-start gives.
 
 Reference (not a generative variant), for what a warm start has to beat:
 - tpe-bests: TPE whose first trials are the best configuration of each of those other data sets (its 4
@@ -72,7 +75,6 @@ import numpy as np
 import optuna
 import torch
 from scipy.stats import rankdata
-from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
 import generative_hpo as bench  # noqa: E402
@@ -180,85 +182,35 @@ class FreshFit(GenerativeHPO):
         return super()._new_network(dim, force=True)
 
 
-class MaskedDropout(nn.Module):
-    """Dropout whose mask can be held fixed across forward passes: one fixed mask is one sub-network, a
-    draw from MC dropout's approximate posterior over networks (Gal and Ghahramani 2016)."""
-
-    def __init__(self, p: float):
-        super().__init__()
-        self.p, self.mask = p, None
-
-    def forward(self, h):
-        if self.mask is not None:
-            return h * self.mask
-        return nn.functional.dropout(h, self.p, self.training)
-
-
-class DropoutRegularised(GenerativeHPO):
-    """Dropout after each hidden layer of the denoising MLP while training; none when sampling."""
-
-    dropout = 0.1
-
-    def _new_network(self, dim, force=False):
-        if not super()._new_network(dim, force):
-            return False
-        layers = []
-        for layer in self.network.mlp:
-            layers.append(layer)
-            if isinstance(layer, nn.SiLU):
-                layers.append(MaskedDropout(self.dropout))
-        self.network.mlp = nn.Sequential(*layers)
-        self.optimizer = torch.optim.Adam(self.network.parameters(), lr=self.config.lr)
-        return True
-
-
-class DropoutThompson(DropoutRegularised):
-    """Thompson sampling by MC dropout: each suggestion draws one dropout mask and keeps it for the whole
-    denoising loop and the ranking, so the samples and the pick come from one plausible network. Near
-    the history the sub-networks agree; away from it they differ, so the pick wanders where the model
-    is unsure (the exploration an ensemble's disagreement would give, at no extra cost)."""
-
-    def suggest(self, X, y, project=None):
-        dropouts = [layer for layer in self.network.mlp if isinstance(layer, MaskedDropout)]
-        for layer in dropouts:
-            keep = torch.rand(self.config.width, generator=self.generator) >= layer.p
-            layer.mask = keep.float() / (1.0 - layer.p)
-        try:
-            return super().suggest(X, y, project)
-        finally:
-            for layer in dropouts:
-                layer.mask = None
-
-
-class DropoutThompson3(DropoutThompson):
-    dropout = 0.3
-
-
+# The screens before dropout changed the searcher without it: they keep the default of their time.
+BEFORE_DROPOUT = {"dropout": 0.0}
 VARIANTS = {  # name: (model class, GenerativeConfig fields that differ from the default)
-    "crn128": (SharedDrawsScore, {}),
-    "crn128local": (SharedDrawsLocalMoves, {}),
-    "subctx": (SubsetContexts, {}),
-    "cand16": (GenerativeHPO, {"candidates": 16}),
-    "refit30": (GenerativeHPO, {"refit_steps": 30}),
-    "lr3e-4": (GenerativeHPO, {"lr": 3e-4}),
-    "subctx16": (SubsetContexts, {"candidates": 16}),
-    "meta": (GenerativeHPO, {}),
-    "prior": (GenerativeHPO, {"prior_functions": 16}),
-    "prior-gp": (GenerativeHPO, {}),
-    "prior-gp-tpe": (GenerativeHPO, {}),
-    "prior128": (GenerativeHPO, {"prior_functions": 128}),
-    "prior-share0.2": (GenerativeHPO, {"prior_functions": 16, "source_share": 0.2}),
-    "prior-subctx16": (SubsetContexts, {"prior_functions": 16, "candidates": 16}),
-    "prior-lr3e-4": (GenerativeHPO, {"prior_functions": 16, "lr": 3e-4}),
-    "prior-pre300": (GenerativeHPO, {"prior_functions": 16, "pretrain_steps": 300}),
-    "stall5": (StallSubsetContexts, {}),
-    "stall5r": (StallSubsetSample, {}),
-    "prior-stall5": (StallSubsetContexts, {"prior_functions": 16}),
-    "fresh": (FreshFit, {}),
-    "fresh150": (FreshFit, {"first_fit_steps": 150}),
-    "dropout0.1": (DropoutRegularised, {}),
-    "thompson0.1": (DropoutThompson, {}),
-    "thompson0.3": (DropoutThompson3, {}),
+    "crn128": (SharedDrawsScore, BEFORE_DROPOUT),
+    "crn128local": (SharedDrawsLocalMoves, BEFORE_DROPOUT),
+    "subctx": (SubsetContexts, BEFORE_DROPOUT),
+    "cand16": (GenerativeHPO, {**BEFORE_DROPOUT, "candidates": 16}),
+    "refit30": (GenerativeHPO, {**BEFORE_DROPOUT, "refit_steps": 30}),
+    "lr3e-4": (GenerativeHPO, {**BEFORE_DROPOUT, "lr": 3e-4}),
+    "subctx16": (SubsetContexts, {**BEFORE_DROPOUT, "candidates": 16}),
+    "meta": (GenerativeHPO, BEFORE_DROPOUT),
+    "prior": (GenerativeHPO, {**BEFORE_DROPOUT, "prior_functions": 16}),
+    "prior-gp": (GenerativeHPO, BEFORE_DROPOUT),
+    "prior-gp-tpe": (GenerativeHPO, BEFORE_DROPOUT),
+    "prior128": (GenerativeHPO, {**BEFORE_DROPOUT, "prior_functions": 128}),
+    "prior-share0.2": (GenerativeHPO, {**BEFORE_DROPOUT, "prior_functions": 16, "source_share": 0.2}),
+    "prior-subctx16": (SubsetContexts, {**BEFORE_DROPOUT, "prior_functions": 16, "candidates": 16}),
+    "prior-lr3e-4": (GenerativeHPO, {**BEFORE_DROPOUT, "prior_functions": 16, "lr": 3e-4}),
+    "prior-pre300": (GenerativeHPO, {**BEFORE_DROPOUT, "prior_functions": 16, "pretrain_steps": 300}),
+    "stall5": (StallSubsetContexts, BEFORE_DROPOUT),
+    "stall5r": (StallSubsetSample, BEFORE_DROPOUT),
+    "prior-stall5": (StallSubsetContexts, {**BEFORE_DROPOUT, "prior_functions": 16}),
+    "fresh": (FreshFit, BEFORE_DROPOUT),
+    "fresh150": (FreshFit, {**BEFORE_DROPOUT, "first_fit_steps": 150}),
+    "no-dropout": (GenerativeHPO, BEFORE_DROPOUT),  # the default before dropout
+    "dropout0.1": (GenerativeHPO, {"dropout": 0.1, "thompson": False}),
+    "thompson0.1": (GenerativeHPO, {"dropout": 0.1}),
+    "thompson0.3": (GenerativeHPO, {"dropout": 0.3}),  # the default since
+    "meta-thompson": (GenerativeHPO, {}),
 }
 SIBLING_HISTORIES = 4  # random-search histories per other data set of the family
 
@@ -327,7 +279,7 @@ def run_tpe_with_sibling_bests(task: bench.Task, seed: int, trials: int) -> dict
 
 
 BASELINES = {"tpe-bests": run_tpe_with_sibling_bests}
-SOURCES = {"meta": sibling_studies, "prior-gp": gp_prior_studies,
+SOURCES = {"meta": sibling_studies, "meta-thompson": sibling_studies, "prior-gp": gp_prior_studies,
            "prior-gp-tpe": functools.partial(gp_prior_studies, searcher="tpe")}  # the warm-started variants' studies
 
 

@@ -1,6 +1,7 @@
 import numpy as np
 import optuna
 import pytest
+import torch
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from diffsearch.searchers.generative import GenerativeConfig, GenerativeHPO, Sampler, scale_y
@@ -67,6 +68,8 @@ def test_config_rejects_impossible_batch_settings():
         GenerativeConfig(improve_share=1.5)
     with pytest.raises(ValueError, match="queries_per_context"):
         GenerativeConfig(queries_per_context=0)
+    with pytest.raises(ValueError, match="dropout"):
+        GenerativeConfig(dropout=1.0)
 
 
 def test_stratified_sampler_keeps_the_conditional_of_p_H():
@@ -167,6 +170,42 @@ def test_model_rates_improving_candidates_above_the_rest():
     chosen = candidates[np.argsort(scores)[-20:]]  # the 20 the model rates highest
     assert quadratic(chosen).mean() > quadratic(candidates).mean() + 0.1, (quadratic(chosen).mean(),
                                                                           quadratic(candidates).mean())
+
+
+def test_thompson_sampling_holds_one_dropout_mask_per_suggestion():
+    """Samples and ranking of one suggestion see the same sub-network; the next suggestion another;
+    outside a suggestion (training, plain generate) no mask is fixed."""
+    rng = np.random.default_rng(0)
+    X, y = rng.uniform(size=(12, 3)), rng.normal(size=12)
+    method = GenerativeHPO(seed=0, config=fast_config(first_fit_steps=20, candidates=8))
+    method.fit(X, y)
+    assert len(method.network.dropouts()) == 3
+    seen = []
+    for name in ("generate", "improvement_score"):
+        original = getattr(method, name)
+
+        def spy(*args, original=original, **kwargs):
+            seen.append([layer.mask.clone() for layer in method.network.dropouts()])
+            return original(*args, **kwargs)
+
+        setattr(method, name, spy)
+    method.suggest(X, y)
+    method.suggest(X, y)
+    assert len(seen) == 4  # generate and rank, twice
+    first, second = seen[:2], seen[2:]
+    assert all(torch.equal(a, b) for a, b in zip(*first)) and all(torch.equal(a, b) for a, b in zip(*second))
+    assert not all(torch.equal(a, b) for a, b in zip(first[0], second[0]))
+    assert all(layer.mask is None for layer in method.network.dropouts())
+    kept = torch.cat(first[0]) > 0
+    assert 0.5 < kept.float().mean() < 0.9  # p = 0.3; kept units scaled by 1 / 0.7
+    assert torch.allclose(torch.cat(first[0])[kept], torch.tensor(1 / 0.7))
+
+
+def test_without_dropout_the_network_is_the_seeds():
+    from diffsearch.searchers.generative import Network
+
+    assert Network(2, fast_config(dropout=0.0)).dropouts() == []
+    assert len(Network(2, fast_config()).dropouts()) == 3
 
 
 def test_novel_rows_drops_seen_and_repeated_rows():

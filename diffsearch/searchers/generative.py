@@ -49,6 +49,8 @@ class GenerativeConfig:
     queries_per_context: int = 8     # training triples sharing one drawn context (1: every triple its own, the seed)
     novel_only: bool = True          # with a projection onto the space, drop candidates already evaluated (False: the seed)
     y_scaling: str = "rank"          # how the context sees y: "rank" (its quantile in the history) or "minmax"
+    dropout: float = 0.3             # dropout after each hidden layer of the denoising MLP (0: none, the seed)
+    thompson: bool = True            # with dropout, each suggestion samples and ranks with one fixed dropout mask (Thompson sampling)
     losses: list[float] = field(default_factory=list)
 
     def __post_init__(self):
@@ -60,6 +62,8 @@ class GenerativeConfig:
             raise ValueError(f"prior_functions must be >= 0, got {self.prior_functions}")
         if not 0.0 <= self.source_share < 1.0:
             raise ValueError(f"source_share must lie in [0, 1), got {self.source_share}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
         if not 1 <= self.queries_per_context <= self.batch_size:
             raise ValueError(f"queries_per_context must lie in 1..batch_size ({self.batch_size}), "
                              f"got {self.queries_per_context}")
@@ -206,6 +210,20 @@ def timestep_embedding(t: torch.Tensor, dim: int = 32) -> torch.Tensor:
     return torch.cat([angles.sin(), angles.cos()], dim=1)
 
 
+class FixableDropout(nn.Module):
+    """Dropout whose mask can be held fixed across forward passes. One fixed mask is one sub-network: a
+    draw from MC dropout's approximate posterior over networks (Gal and Ghahramani, 2016)."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p, self.mask = p, None
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        if self.mask is not None:
+            return h * self.mask
+        return nn.functional.dropout(h, self.p, self.training)
+
+
 class Network(nn.Module):
     """eps_hat = f(x_t, t, I, embed(C))."""
 
@@ -213,12 +231,15 @@ class Network(nn.Module):
         super().__init__()
         self.context = ContextEncoder(dim, config.context_width, config.context_layers, config.context_heads)
         inputs = dim + 32 + 1 + config.context_width
-        self.mlp = nn.Sequential(
-            nn.Linear(inputs, config.width), nn.SiLU(),
-            nn.Linear(config.width, config.width), nn.SiLU(),
-            nn.Linear(config.width, config.width), nn.SiLU(),
-            nn.Linear(config.width, dim),
-        )
+        layers: list[nn.Module] = []
+        for width_in in (inputs, config.width, config.width):
+            layers += [nn.Linear(width_in, config.width), nn.SiLU()]
+            if config.dropout:  # no layer at all without dropout: the seed's network, parameter for parameter
+                layers.append(FixableDropout(config.dropout))
+        self.mlp = nn.Sequential(*layers, nn.Linear(config.width, dim))
+
+    def dropouts(self) -> list[FixableDropout]:
+        return [layer for layer in self.mlp if isinstance(layer, FixableDropout)]
 
     def forward(self, x_t, t, improves, context_embedding) -> torch.Tensor:
         features = [x_t, timestep_embedding(t), improves.reshape(-1, 1), context_embedding]
@@ -357,11 +378,26 @@ class GenerativeHPO:
         """One configuration: a sample given I = 1, or with ``candidates`` > 1 the sample the model
         itself rates most likely to improve.
 
+        With ``thompson`` (and dropout) the samples and the ranking all come from one sub-network, one
+        dropout mask drawn per suggestion: Thompson sampling. Near the history the sub-networks agree;
+        away from it they differ, so the suggestions spread where the model is unsure instead of piling
+        up at the incumbent (docs/generative_hpo.md, "Thompson sampling by dropout").
+
         ``project`` maps raw samples to valid points of the space (rounded integers, one-hot
         categoricals). Given one, candidates are ranked as the configurations they decode to, and
         (``novel_only``) those already in the history are dropped: in a discrete space the samples pile up
         on the best configurations seen, and re-evaluating one wastes a trial. If every sample repeats
         one, uniform random points take their place and the model ranks those instead."""
+        dropouts = self.network.dropouts() if self.config.thompson else []
+        for layer in dropouts:
+            layer.mask = (torch.rand(self.config.width, generator=self.generator) >= layer.p).float() / (1.0 - layer.p)
+        try:
+            return self._suggest(X, y, project)
+        finally:
+            for layer in dropouts:
+                layer.mask = None
+
+    def _suggest(self, X: np.ndarray, y: np.ndarray, project: Projection | None) -> np.ndarray:
         proposals = self.generate(X, y, n=self.config.candidates)
         if project is not None:
             proposals = project(proposals)
