@@ -379,9 +379,9 @@ class GenerativeHPO:
         itself rates most likely to improve.
 
         With ``thompson`` (and dropout) the samples and the ranking all come from one sub-network, one
-        dropout mask drawn per suggestion: Thompson sampling. Near the history the sub-networks agree;
-        away from it they differ, so the suggestions spread where the model is unsure instead of piling
-        up at the incumbent (docs/generative_hpo.md, "Thompson sampling by dropout").
+        dropout mask drawn per suggestion: Thompson sampling. Where the history pins the model down the
+        sub-networks agree; where it does not they differ, so successive suggestions can leave the
+        incumbent instead of piling up there (docs/generative_hpo.md, "Thompson sampling by dropout").
 
         ``project`` maps raw samples to valid points of the space (rounded integers, one-hot
         categoricals). Given one, candidates are ranked as the configurations they decode to, and
