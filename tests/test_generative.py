@@ -275,6 +275,14 @@ def test_pretraining_on_earlier_studies_transfers_where_the_optimum_lies():
     assert distance[True] < distance[False] - 0.1, distance
 
 
+def test_warm_start_goes_without_dropout_unless_configured():
+    source = optuna.create_study()
+    source.optimize(lambda t: t.suggest_float("x", 0.0, 1.0), n_trials=3)
+    assert GenerativeSampler(seed=0)._config is None  # cold: GenerativeConfig()'s Thompson sampling
+    assert GenerativeSampler(seed=0, source_studies=[source])._config.dropout == 0.0
+    assert GenerativeSampler(seed=0, source_studies=[source], config=fast_config())._config.dropout == 0.3
+
+
 def test_source_studies_keep_only_trials_the_space_admits():
     space = {"x": FloatDistribution(0.0, 1.0), "kind": CategoricalDistribution(["a", "b"])}
     source = optuna.create_study(direction="maximize")
