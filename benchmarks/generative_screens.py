@@ -50,7 +50,8 @@ Variants (each a subclass of GenerativeHPO, so the searcher itself keeps one cod
   signal that costs nothing (the late trials collapse onto the incumbent, generative_collapse.py).
   thompson0.3 is the searcher's default since; every variant above it ran without dropout, the
   default of its time (no-dropout, whose runs are the benchmark's generative runs from before);
-- meta-thompson: meta with today's default (Thompson sampling by dropout), what --warm-start gives.
+- meta-thompson: meta with Thompson sampling by dropout (it ranked below meta, so a warm start
+  goes without dropout: GenerativeSampler(source_studies=...) given no config).
 
 Reference (not a generative variant), for what a warm start has to beat:
 - tpe-bests: TPE whose first trials are the best configuration of each of those other data sets (its 4

@@ -4,7 +4,7 @@ import pytest
 import torch
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from diffsearch.searchers.generative import GenerativeConfig, GenerativeHPO, Sampler, scale_y
+from diffsearch.searchers.generative import GenerativeConfig, GenerativeHPO, Network, Sampler, scale_y
 from diffsearch.searchers.generative_sampler import GenerativeSampler, SpaceCodec, source_history
 
 SPACE = {
@@ -202,8 +202,6 @@ def test_thompson_sampling_holds_one_dropout_mask_per_suggestion():
 
 
 def test_without_dropout_the_network_is_the_seeds():
-    from diffsearch.searchers.generative import Network
-
     assert Network(2, fast_config(dropout=0.0)).dropouts() == []
     assert len(Network(2, fast_config()).dropouts()) == 3
 
