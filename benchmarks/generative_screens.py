@@ -51,7 +51,8 @@ Variants (each a subclass of GenerativeHPO, so the searcher itself keeps one cod
   thompson0.3 is the searcher's default since; every variant above it ran without dropout, the
   default of its time (no-dropout, whose runs are the benchmark's generative runs from before);
 - meta-thompson: meta with Thompson sampling by dropout (it ranked below meta, so a warm start
-  goes without dropout: GenerativeSampler(source_studies=...) given no config).
+  goes without dropout unless its config sets one: GenerativeConfig.dropout=None);
+- prior-thompson: prior with Thompson sampling by dropout (it ranked below prior too).
 
 Reference (not a generative variant), for what a warm start has to beat:
 - tpe-bests: TPE whose first trials are the best configuration of each of those other data sets (its 4
@@ -211,7 +212,8 @@ VARIANTS = {  # name: (model class, GenerativeConfig fields that differ from the
     "dropout0.1": (GenerativeHPO, {"dropout": 0.1, "thompson": False}),
     "thompson0.1": (GenerativeHPO, {"dropout": 0.1}),
     "thompson0.3": (GenerativeHPO, {"dropout": 0.3}),  # the default since
-    "meta-thompson": (GenerativeHPO, {}),
+    "meta-thompson": (GenerativeHPO, {"dropout": 0.3}),
+    "prior-thompson": (GenerativeHPO, {"prior_functions": 16, "dropout": 0.3}),
 }
 SIBLING_HISTORIES = 4  # random-search histories per other data set of the family
 

@@ -201,9 +201,25 @@ def test_thompson_sampling_holds_one_dropout_mask_per_suggestion():
     assert torch.allclose(torch.cat(first[0])[kept], torch.tensor(1 / 0.7))
 
 
-def test_without_dropout_the_network_is_the_seeds():
-    assert Network(2, fast_config(dropout=0.0)).dropouts() == []
-    assert len(Network(2, fast_config()).dropouts()) == 3
+def test_dropout_is_for_a_cold_start_unless_configured():
+    """None: dropout 0.3 (Thompson sampling) on a cold start, none once pre-trained; a set value wins.
+    Without dropout there is no dropout layer at all: the seed's network."""
+    rng = np.random.default_rng(0)
+    X, y = rng.uniform(size=(6, 2)), rng.normal(size=6)
+    sources = [(rng.uniform(size=(8, 2)), rng.normal(size=8))]
+
+    def dropout_layers(config, pretrained):
+        method = GenerativeHPO(seed=0, config=config)
+        if pretrained:
+            method.pretrain(sources, steps=2)
+        method.fit(X, y, steps=2)
+        return [layer.p for layer in method.network.dropouts()]
+
+    assert dropout_layers(fast_config(), pretrained=False) == [0.3] * 3
+    assert dropout_layers(fast_config(), pretrained=True) == []
+    assert dropout_layers(fast_config(dropout=0.0), pretrained=False) == []
+    assert dropout_layers(fast_config(dropout=0.1), pretrained=True) == [0.1] * 3
+    assert Network(2, fast_config()).dropouts() == []
 
 
 def test_novel_rows_drops_seen_and_repeated_rows():
@@ -271,14 +287,6 @@ def test_pretraining_on_earlier_studies_transfers_where_the_optimum_lies():
     # cold, the model only knows the four points and samples near them (~0.45 away); warm, it has
     # learnt from the earlier studies where the optimum lies
     assert distance[True] < distance[False] - 0.1, distance
-
-
-def test_warm_start_goes_without_dropout_unless_configured():
-    source = optuna.create_study()
-    source.optimize(lambda t: t.suggest_float("x", 0.0, 1.0), n_trials=3)
-    assert GenerativeSampler(seed=0)._config is None  # cold: GenerativeConfig()'s Thompson sampling
-    assert GenerativeSampler(seed=0, source_studies=[source])._config.dropout == 0.0
-    assert GenerativeSampler(seed=0, source_studies=[source], config=fast_config())._config.dropout == 0.3
 
 
 def test_source_studies_keep_only_trials_the_space_admits():

@@ -49,7 +49,7 @@ class GenerativeConfig:
     queries_per_context: int = 8     # training triples sharing one drawn context (1: every triple its own, the seed)
     novel_only: bool = True          # with a projection onto the space, drop candidates already evaluated (False: the seed)
     y_scaling: str = "rank"          # how the context sees y: "rank" (its quantile in the history) or "minmax"
-    dropout: float = 0.3             # dropout after each hidden layer of the denoising MLP (0: none, the seed)
+    dropout: float | None = None     # dropout after each hidden layer of the denoising MLP; None: 0.3 on a cold start, 0 (the seed's network) once pre-trained (pretrain)
     thompson: bool = True            # with dropout, each suggestion samples and ranks with one fixed dropout mask (Thompson sampling)
     losses: list[float] = field(default_factory=list)
 
@@ -62,7 +62,7 @@ class GenerativeConfig:
             raise ValueError(f"prior_functions must be >= 0, got {self.prior_functions}")
         if not 0.0 <= self.source_share < 1.0:
             raise ValueError(f"source_share must lie in [0, 1), got {self.source_share}")
-        if not 0.0 <= self.dropout < 1.0:
+        if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
         if not 1 <= self.queries_per_context <= self.batch_size:
             raise ValueError(f"queries_per_context must lie in 1..batch_size ({self.batch_size}), "
@@ -224,18 +224,21 @@ class FixableDropout(nn.Module):
         return nn.functional.dropout(h, self.p, self.training)
 
 
+COLD_START_DROPOUT = 0.3  # GenerativeConfig.dropout=None on a cold start (docs/generative_hpo.md, item 11)
+
+
 class Network(nn.Module):
     """eps_hat = f(x_t, t, I, embed(C))."""
 
-    def __init__(self, dim: int, config: GenerativeConfig):
+    def __init__(self, dim: int, config: GenerativeConfig, dropout: float = 0.0):
         super().__init__()
         self.context = ContextEncoder(dim, config.context_width, config.context_layers, config.context_heads)
         inputs = dim + 32 + 1 + config.context_width
         layers: list[nn.Module] = []
         for width_in in (inputs, config.width, config.width):
             layers += [nn.Linear(width_in, config.width), nn.SiLU()]
-            if config.dropout:  # no layer at all without dropout: the seed's network, parameter for parameter
-                layers.append(FixableDropout(config.dropout))
+            if dropout:  # no layer at all without dropout: the seed's network, parameter for parameter
+                layers.append(FixableDropout(dropout))
         self.mlp = nn.Sequential(*layers, nn.Linear(config.width, dim))
 
     def dropouts(self) -> list[FixableDropout]:
@@ -291,15 +294,21 @@ class GenerativeHPO:
         dims = {X.shape[1] for X, _ in histories}
         if len(dims) != 1:
             raise ValueError(f"every history must have the same number of columns, got {sorted(dims)}")
-        self._new_network(dims.pop(), force=True)
+        self._new_network(dims.pop(), force=True, pretrained=True)
         self.sources = [self._sampler(X, y) for X, y in histories]
         return self._train(self.sources, steps or self.config.pretrain_steps)
 
-    def _new_network(self, dim: int, force: bool = False) -> bool:
-        """A fresh network and optimiser when there is none for this dimension (or ``force``)."""
+    def _new_network(self, dim: int, force: bool = False, pretrained: bool = False) -> bool:
+        """A fresh network and optimiser when there is none for this dimension (or ``force``). Unless the
+        config sets it, dropout (and so Thompson sampling) is for a cold start only: a pre-trained model
+        knows where good regions were, and exploring away from them cost rank (docs/generative_hpo.md,
+        "Thompson sampling by dropout")."""
         if not force and self.network is not None and self.network.mlp[-1].out_features == dim:
             return False
-        self.network = Network(dim, self.config)
+        dropout = self.config.dropout
+        if dropout is None:
+            dropout = 0.0 if pretrained else COLD_START_DROPOUT
+        self.network = Network(dim, self.config, dropout)
         self.optimizer = torch.optim.Adam(self.network.parameters(), lr=self.config.lr)
         return True
 

@@ -7,10 +7,10 @@ their (log) scale, categoricals one-hot, decoded by rounding and argmax. The mod
 to valid codes and configurations already evaluated are dropped before it picks one.
 
 ``source_studies`` warm-starts the model, as CmaEsSampler's ``source_trials`` does: finished studies of
-the same space on other data sets are its pre-training histories (HPO-B's meta-train split). Warm-started
-and given no config, the model goes without dropout (no Thompson sampling), the way it was measured. Without
+the same space on other data sets are its pre-training histories (HPO-B's meta-train split). Without
 them, ``config.prior_functions`` > 0 pre-trains on random search over random functions of the space
-(generative_prior.py).
+(generative_prior.py). Either way the pre-trained model goes without dropout (no Thompson sampling)
+unless ``config.dropout`` says otherwise: with it, both warm starts ranked lower.
 """
 
 from __future__ import annotations
@@ -90,10 +90,6 @@ class GenerativeSampler(optuna.samplers.BaseSampler):
         self._random = optuna.samplers.RandomSampler(seed=seed)
         self._intersection = IntersectionSearchSpace()
         self._n_startup_trials = n_startup_trials
-        if config is None and self._source_studies:
-            # warm-started, the model already knows where the good regions of the space were; Thompson
-            # sampling's exploration then cost rank (docs/generative_hpo.md, "Thompson sampling by dropout")
-            config = GenerativeConfig(dropout=0.0)
         self._config = config
         self._model: GenerativeHPO | None = None
         self._model_space: tuple | None = None
