@@ -60,8 +60,13 @@ def _kill_one_mid_trial(storage_url: str, study: str, pids: set[int] | None, tim
                 worker = trial.user_attrs.get("worker", ":0")
                 pid = int(worker.rsplit(":", 1)[1])
                 if pid and (pids is None or pid in pids):
-                    os.kill(pid, signal.SIGKILL)
-                    return worker
+                    # frozen first, so it cannot finish the trial between this check and the kill (it
+                    # did once: the killed worker's last trial was then COMPLETE, not FAIL)
+                    os.kill(pid, signal.SIGSTOP)
+                    if _load(storage_url, study).trials[trial.number].state == TrialState.RUNNING:
+                        os.kill(pid, signal.SIGKILL)
+                        return worker
+                    os.kill(pid, signal.SIGCONT)
         time.sleep(0.05)
     raise AssertionError("no worker was caught running a trial")
 
