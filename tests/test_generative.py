@@ -222,6 +222,21 @@ def test_dropout_is_for_a_cold_start_unless_configured():
     assert Network(2, fast_config()).dropouts() == []
 
 
+def test_improvement_score_right_after_training_uses_the_whole_network():
+    """Training leaves the network in train mode; the score must not draw a dropout mask per pass
+    (the I = 0 and I = 1 errors would come from different sub-networks): same draws, same score."""
+    rng = np.random.default_rng(0)
+    X, y = rng.uniform(size=(10, 2)), rng.normal(size=10)
+    method = GenerativeHPO(seed=0, config=fast_config(first_fit_steps=20))
+    method.fit(X, y)
+    scores = []
+    for _ in range(2):
+        method.network.train()  # as fit leaves it
+        method.generator.manual_seed(5)
+        scores.append(method.improvement_score(X[:4], X, y))
+    assert np.array_equal(scores[0], scores[1])
+
+
 def test_novel_rows_drops_seen_and_repeated_rows():
     from diffsearch.searchers.generative import novel_rows
 

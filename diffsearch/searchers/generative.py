@@ -372,6 +372,9 @@ class GenerativeHPO:
         errors under I=0 and I=1 at the same (t, eps); higher means "more likely to beat the history"."""
         n, d = candidates.shape
         k = self.config.score_draws
+        # eval: called straight after fit, training-mode dropout would give the I = 0 and I = 1 passes
+        # different random sub-networks (suggest's generate has set eval, or fixed one mask, already)
+        self.network.eval()
         context = np.concatenate([X, scale_y(y, self.config.y_scaling)[:, None]], axis=1)
         embedding = self.network.context(torch.from_numpy(context[None].astype(np.float32)),
                                          torch.zeros(1, len(X), dtype=torch.bool)).expand(n * k, -1)
