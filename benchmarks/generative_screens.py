@@ -82,31 +82,26 @@ sys.path.insert(0, str(Path(__file__).parent))
 import generative_hpo as bench  # noqa: E402
 
 from diffsearch.searchers import generative_sampler, make_sampler  # noqa: E402
-from diffsearch.searchers.generative import GenerativeConfig, GenerativeHPO, Sampler, scale_y  # noqa: E402
+from diffsearch.searchers.generative import GenerativeConfig, GenerativeHPO, Sampler  # noqa: E402
 
 RESULTS = bench.RESULTS
 CACHE = RESULTS / "generative_screens_runs.json"
 
 
 class SharedDrawsScore(GenerativeHPO):
-    """improvement_score with the same 128 (t, eps) draws for every candidate."""
+    """improvement_score with the same 128 (t, eps) draws for every candidate.
+
+    The library's improvement_score, given other draws: where it draws ``score_draws`` independent
+    (t, eps) per candidate, this draws ``draws`` once and gives every candidate the same ones (common
+    random numbers), so the candidates are compared on equal noise."""
 
     draws = 128
 
-    @torch.no_grad()
-    def improvement_score(self, candidates, X, y):
-        n, d = candidates.shape
+    def score_noise(self, n, d):
         k = self.draws
-        context = np.concatenate([X, scale_y(y, self.config.y_scaling)[:, None]], axis=1)
-        embedding = self.network.context(torch.from_numpy(context[None].astype(np.float32)),
-                                         torch.zeros(1, len(X), dtype=torch.bool)).expand(n * k, -1)
-        z0 = (2.0 * torch.from_numpy(np.asarray(candidates, dtype=np.float32)) - 1.0).repeat_interleave(k, dim=0)
         eps = torch.randn((1, k, d), generator=self.generator).expand(n, k, d).reshape(n * k, d)
         t = torch.randint(0, self.config.timesteps, (k,), generator=self.generator).repeat(n)
-        z_t = self.noise_adder(z0, eps, t)
-        error = {flag: ((self.network(z_t, t, torch.full((n * k,), flag), embedding) - eps) ** 2).sum(dim=1)
-                 for flag in (0.0, 1.0)}
-        return (error[0.0] - error[1.0]).reshape(n, k).mean(dim=1).numpy()
+        return eps, t
 
 
 class SharedDrawsLocalMoves(SharedDrawsScore):

@@ -1,6 +1,7 @@
-"""Seed 000's image study: baseline vs random vs TPE vs random + successive halving, scored by FID.
+"""The image study of the thesis study of Optuna HPO for diffusion training: baseline vs random vs TPE
+vs random + successive halving, scored by FID.
 
-Table shaped like the seed's Tables 5 and 9 (FID mean +- std over re-trainings, total study minutes),
+Table shaped like the thesis study's image tables (FID mean +- std over re-trainings, total study minutes),
 plus a sanity row (FID of real held-out images against the training reference: the floor for this many
 images) and the Inception feature throughput. Every study lives in one storage (default
 benchmarks/results/hparams_images.db), so rerunning resumes. Writes benchmarks/results/hparams_images.md
@@ -9,7 +10,7 @@ and .json.
     # small CPU budget (what benchmarks/results/hparams_images.md holds; ~20 min on 2 busy cores)
     python benchmarks/hparams_images.py --trials 4 --epochs 2 --repeats 2 --width 0.125 --resolution 16 \\
         --train-images 256 --fid-samples 48 --sample-steps 10 --min-epochs 1
-    # the seed's protocol on one GPU: 50 trials, 30 epochs, SH at 6/12/24, best and baseline x 10
+    # the thesis study's protocol on one GPU: 50 trials, 30 epochs, SH at 6/12/24, best and baseline x 10
     python benchmarks/hparams_images.py --full --dataset path/to/butterflies   # or digits / mnist
 """
 
@@ -28,7 +29,7 @@ from diffsearch.jobs.hparams import HparamsOptions, run_hparams
 
 RESULTS = Path(__file__).parent / "results"
 STRATEGIES = {"random": ("random", "none"), "tpe": ("tpe", "none"), "random+sh": ("random", "sh")}
-SEED_FID = {"baseline": 236.79, "tpe": 136.17, "random": 149.27, "random+sh": 149.27}  # butterflies, Table 9
+SEED_FID = {"baseline": 236.79, "tpe": 136.17, "random": 149.27, "random+sh": 149.27}  # the thesis study's, on butterflies
 SEED_MINUTES = {"tpe": 122.97, "random": 120.07, "random+sh": 92.23}
 FULL = dict(trials=50, epochs=30, repeats=10, width=1.0, resolution=None, train_images=None, fid_samples=1000,
             sample_steps=1000, sampler="ddpm", min_epochs=6, device="cuda")
@@ -91,7 +92,7 @@ def _num(value, digits: int = 2) -> str:
 
 def table(rows: list[dict], sanity: dict | None) -> str:
     lines = ["| strategy | FID (mean ± std) | runs | best trial FID | best trial KID | trials (complete/pruned/failed) "
-             "| study minutes | vs baseline | seed's vs baseline | seed's FID / minutes |",
+             "| study minutes | vs baseline | thesis study's vs baseline | thesis study's FID / minutes |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         score = "-" if r["mean"] is None else (f"{r['mean']:.2f} ± {r['std']:.2f}" if r["runs"]
@@ -110,7 +111,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="digits")
     parser.add_argument("--strategies", nargs="+", default=["baseline", "random", "tpe", "random+sh"])
-    parser.add_argument("--full", action="store_true", help="the seed's protocol on one GPU: " + ", ".join(
+    parser.add_argument("--full", action="store_true", help="the thesis study's protocol on one GPU: " + ", ".join(
         f"{k}={v}" for k, v in FULL.items()))
     parser.add_argument("--trials", type=int, default=4)
     parser.add_argument("--epochs", type=int, default=2)
@@ -153,7 +154,7 @@ def main(argv=None) -> int:
             baseline_mean = rows[-1]["mean"]
         print(f"{strategy}: FID {rows[-1]['mean']} in {(time.perf_counter() - start) / 60:.1f} min", flush=True)
         settings = {k: v for k, v in vars(args).items() if k not in ("strategies",)}
-        text = (f"# Image study (seed 000, Tables 5 and 9) on {args.dataset}\n\n"
+        text = (f"# Image study (as in the thesis study of Optuna HPO for diffusion training) on {args.dataset}\n\n"
                 f"Settings: `{json.dumps(settings)}`\n\n{table(rows, sanity)}\n\n"
                 f"Inception (FID network) throughput on {args.device}: {throughput:.1f} images/s "
                 f"({args.throughput_images} images, resize to 299 included).\n")

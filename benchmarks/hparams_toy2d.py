@@ -1,9 +1,10 @@
-"""Seed 000's 2-D protocol: baseline x 10, random 50, TPE 50, random + successive halving 50, each best
-config re-trained 10 times, on swiss roll, moons and spirals.
+"""The 2-D protocol of the thesis study of Optuna HPO for diffusion training: baseline x 10, random 50,
+TPE 50, random + successive halving 50, each best config re-trained 10 times, on swiss roll, moons and
+spirals.
 
 Every study lives in one storage (default benchmarks/results/hparams_toy2d.db), so the protocol can be
-completed over several runs: rerunning resumes where it stopped. The table (shaped like the seed's
-Tables 4 and 6-8) is rewritten from the storage after every strategy:
+completed over several runs: rerunning resumes where it stopped. The table (shaped like the thesis
+study's 2-D tables) is rewritten from the storage after every strategy:
 benchmarks/results/hparams_toy2d.md and .json.
 
     python benchmarks/hparams_toy2d.py                      # the full protocol (hours on 2 cores)
@@ -27,7 +28,7 @@ STRATEGIES = {  # name -> (searcher, pruner)
     "tpe": ("tpe", "none"),
     "random+sh": ("random", "sh"),
 }
-SEED_TABLE = {  # the seed's reported PRDC (lower is better), for the relative-improvement comparison
+SEED_TABLE = {  # the thesis study's reported PRDC (lower is better), for the relative-improvement comparison
     "swissroll": {"baseline": 0.0524, "tpe": 0.0166, "random": 0.0161, "random+sh": 0.0161},
     "moons": {"baseline": 0.0437, "tpe": 0.0131, "random": 0.0142, "random+sh": 0.0169},
     "spirals": {"baseline": 0.1727, "tpe": 0.0186, "random": 0.0167, "random+sh": 0.0167},
@@ -96,7 +97,7 @@ def _num(value, digits: int = 4) -> str:
 
 def table(rows: list[dict]) -> str:
     lines = ["| data set | strategy | PRDC loss (mean ± std) | runs | best trial | trials (complete/pruned/failed) "
-             "| study minutes | vs baseline | seed's vs baseline |",
+             "| study minutes | vs baseline | thesis study's vs baseline |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if r["mean"] is None:

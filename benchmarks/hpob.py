@@ -6,8 +6,8 @@ CI); with them on disk and the HPO-B repository checked out:
     python benchmarks/hpob.py --hpob-repo PATH/TO/HPO-B --data PATH/TO/hpob-data \\
         --surrogates PATH/TO/saved-surrogates --space 5971
 
-runs the seed's protocol (meta-dataset v3-test, search space 5971, its six datasets, seeds test0..test4,
-50 trials, continuous setting) and writes the regret curves to benchmarks/results/hpob_<space>.json,
+runs the protocol generative HPO was first proposed with (meta-dataset v3-test, search space 5971,
+its six datasets, seeds test0..test4, 50 trials, continuous setting) and writes the regret curves to benchmarks/results/hpob_<space>.json,
 which HPO-B's own plotting code reads next to its baselines.
 """
 

@@ -108,7 +108,7 @@ def main() -> int:
 
 def markdown(report: dict, args) -> str:
     ref = report["reference"]
-    lines = ["# Paired re-training of the rules that beat AdamW (issue 4)", "",
+    lines = ["# Paired re-training of the rules that beat AdamW", "",
              f"Command: `python benchmarks/optimizer_confirm.py --seeds {args.seeds}`"
              + (f" `--rules {' '.join(args.rules)}`" if args.rules else "")
              + f" ({report['seconds'] / 60:.1f} min). Training seeds 0..{args.seeds - 1} on each task; seed s gives "

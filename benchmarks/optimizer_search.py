@@ -1,4 +1,4 @@
-"""Benchmark of issue 4: mct vs random vs evolution on the search task, then transfer, plus speed figures.
+"""Optimizer search benchmark: mct vs random vs evolution on the search task, then transfer, plus speed figures.
 
 Full protocol (about an hour on 2 CPU cores)::
 
@@ -220,7 +220,7 @@ def _f(x, fmt=".4f"):
 
 
 def markdown(report: dict, args) -> str:
-    lines = [f"# Optimizer search benchmark (issue 4)", "",
+    lines = ["# Optimizer search benchmark", "",
              f"Command: `python benchmarks/optimizer_search.py --searchers {' '.join(args.searchers)} "
              f"--budget {args.budget} --seeds "
              f"{' '.join(map(str, args.seeds))} --table-seeds {' '.join(map(str, args.table_seeds))} "

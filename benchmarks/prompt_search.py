@@ -3,8 +3,8 @@
 For each prompt of diffsearch/datasets/prompts.txt (or --prompts) and each searcher, run the prompt job
 with the same budget and record the best value found after each evaluation. Reported: the mean over
 prompts of the best loss relative to the user input's (negative = better) at several budgets, and the
-final mean +- std of the losses as in the seed's tables. Offline it runs the tiny random pipeline and a
-random CLIP, where losses only move by thousandths: the figures check the machinery and compare
+final mean +- std of the losses as in DPO-Diff's tables (Wang et al., ICML 2024). Offline it runs the
+tiny random pipeline and a random CLIP, where losses only move by thousandths: the figures check the machinery and compare
 searchers on the same footing, not SD quality. The same script takes real weights:
 
     nice -n 10 python benchmarks/prompt_search.py --budget 20 --prompts-limit 4            # tiny, CPU

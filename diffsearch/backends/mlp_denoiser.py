@@ -1,4 +1,5 @@
-"""The seed-000 MLP denoiser for vector data: residual blocks that see the timestep at every block."""
+"""The MLP denoiser for vector data of the thesis study of Optuna HPO for diffusion training: residual
+blocks that see the timestep at every block."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ Any SD 1.x / 2.x pipeline loads from a local directory or a hub id (``--model``)
 loop over the pipeline's components (same scheduler settings, classifier-free guidance, VAE decode);
 a test checks it reproduces ``__call__`` exactly.
 
-Shortcut gradient (DPO-Diff, seed 004 section 6.4.3.1): sample without gradient from T down to step
+Shortcut gradient (DPO-Diff, Wang et al., ICML 2024): sample without gradient from T down to step
 index t, run K UNet steps with gradient, take the scheduler's ``pred_original_sample`` (closed-form x0)
 of the last of them, decode it with the VAE. Memory and time do not grow with T. When the gradient
 window reaches the end of the schedule (t = 0, K = T) the decoded sample is the generated image itself,

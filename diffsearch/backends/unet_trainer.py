@@ -1,7 +1,7 @@
 """Training and sampling loop for image diffusion: diffusers ``UNet2DModel`` trained from scratch.
 
-The architecture is seed 000's, from the diffusers unconditional-training tutorial: block_out_channels
-(64, 128, 128, 256) x ``width``, 2 layers per block, DownBlock2D x 2 + AttnDownBlock2D x 2, mirrored up.
+The architecture is that of the thesis study of Optuna HPO for diffusion training, from the diffusers
+unconditional-training tutorial: block_out_channels (64, 128, 128, 256) x ``width``, 2 layers per block, DownBlock2D x 2 + AttnDownBlock2D x 2, mirrored up.
 Noising by ``DDPMScheduler`` with the space's beta schedule (1,000 training timesteps); sampling by DDPM or
 DDIM with ``sample_steps`` steps. The loop is plain PyTorch over one tensor of training images.
 """
@@ -20,7 +20,7 @@ from diffusers.optimization import get_scheduler
 
 from diffsearch.backends.vector_trainer import make_optimizer
 from diffsearch.errors import TrialDiverged, UsageError
-from diffsearch.interrupt import stop_point
+from diffsearch.ledger.interrupt import stop_point
 
 BASE_CHANNELS = (64, 128, 128, 256)
 SAMPLERS = ("ddim", "ddpm")

@@ -18,7 +18,7 @@ from diffusers.optimization import get_scheduler
 
 from diffsearch.backends.mlp_denoiser import MLPDenoiser
 from diffsearch.errors import TrialDiverged
-from diffsearch.interrupt import stop_point
+from diffsearch.ledger.interrupt import stop_point
 
 # report(epoch, sample_fn) -> None; raises optuna.TrialPruned to stop the run
 ReportFn = Callable[[int, Callable[[], np.ndarray]], None]

@@ -7,28 +7,30 @@ import argparse
 from rich.console import Console
 from rich.table import Table
 
+from diffsearch.cli.parser import add_worker_arguments
 from diffsearch.cli.progress import best_so_far_bar, finish
 
 from diffsearch.backends.unet_trainer import SAMPLERS
 from diffsearch.datasets import TOY_DATASETS
 from diffsearch.datasets.images import IMAGE_DATASETS
 from diffsearch.jobs.hparams import HparamsOptions, run_hparams
-from diffsearch.ledger import DEFAULT_HEARTBEAT_SECONDS
 from diffsearch.objectives.prdc import PRDC_SCALAR_FORMULA
 from diffsearch.searchers import PRUNERS, SEARCHERS
 
 DESCRIPTION = f"""\
-Tune the training of a diffusion model (seed 000's study). Each trial trains the MLP denoiser on the
-data with one configuration from the space (lr, lr scheduler, warm-up ratio, batch size, optimizer,
-weight decay, training timesteps), samples as many points as are held out, and scores them by PRDC
-(k = 5) against the held-out points. The score to minimise is the PRDC loss:
+Tune the training of a diffusion model, as the thesis study of Optuna HPO for diffusion training did.
+Each trial trains the MLP denoiser on the data with one configuration from the space (lr, lr
+scheduler, warm-up ratio, batch size, optimizer, weight decay, training timesteps), samples as many
+points as are held out, and scores them by PRDC (k = 5) against the held-out points. The score to
+minimise is the PRDC loss:
   {PRDC_SCALAR_FORMULA}
 On images (--dataset digits, mnist, fashion-mnist or a folder) each trial trains a diffusers
-UNet2DModel from scratch (the tutorial baseline: channels 64,128,128,256 x --width) on the Table 2
-space (lr, lr scheduler, warm-up, batch size, optimizer, weight decay, noise schedule), samples
---fid-samples images with --sample-steps DDIM (or DDPM) steps and scores them by FID against as many
-training images (real Inception-v3 network; KID beside it). Lower is better. Defaults follow the
-seed's image study: 30 epochs; with --prune sh, checkpoints at 6, 12, 24 epochs.
+UNet2DModel from scratch (the tutorial baseline: channels 64,128,128,256 x --width) on the thesis
+study's image space (lr, lr scheduler, warm-up, batch size, optimizer, weight decay, noise
+schedule), samples --fid-samples images with --sample-steps DDIM (or DDPM) steps and scores them by
+FID against as many training images (real Inception-v3 network; KID beside it). Lower is better.
+Defaults follow the thesis study on images: 30 epochs; with --prune sh, checkpoints at 6, 12, 24
+epochs.
 Every trial is an Optuna trial in one storage (default: a SQLite file in --out), so rerunning the same
 command resumes the study, and `optuna-dashboard <storage URL>` shows it.
 
@@ -58,8 +60,8 @@ def add_parser(subparsers, parser_class, formatter, help_text: str) -> None:
     p.add_argument("--epochs", type=int, help="training epochs per trial (default: 100 vectors, 30 images)")
     p.add_argument("--prune", default="none", help=f"early stopping by epochs: {', '.join(PRUNERS)}")
     p.add_argument("--min-epochs", type=int,
-                   help="pruning: first checkpoint (default, as the seed: 8 vectors, 6 images)")
-    p.add_argument("--reduction-factor", type=int, default=2, help="pruning: reduction factor (seed: 2)")
+                   help="pruning: first checkpoint (default, as in the thesis study: 8 vectors, 6 images)")
+    p.add_argument("--reduction-factor", type=int, default=2, help="pruning: reduction factor (thesis study: 2)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampler and the trainings")
     p.add_argument("--study", help="study name (default: hparams-<dataset>-<searcher>[-<prune>])")
     p.add_argument("--storage", help="Optuna storage URL (sqlite:///x.db, postgresql://...) or a "
@@ -72,11 +74,7 @@ def add_parser(subparsers, parser_class, formatter, help_text: str) -> None:
                    help="re-train the best config (or with --baseline, the baseline) N times: mean +- std")
     p.add_argument("--baseline-runs", type=int, default=1,
                    help="baseline trainings to compare a search against (0 to skip)")
-    p.add_argument("--workers", "--jobs", type=int, default=1, dest="jobs", metavar="N",
-                   help="worker processes on this machine sharing the study (more machines: `diffsearch worker`)")
-    p.add_argument("--heartbeat", type=int, default=DEFAULT_HEARTBEAT_SECONDS,
-                   help="seconds between heartbeats of a running trial; a trial silent for 3 beats "
-                   "(its worker died) is marked failed and re-run")
+    add_worker_arguments(p, "training trials")
     p.add_argument("--points", type=int, default=100_000, dest="n_points",
                    help="points generated for a built-in data set")
     p.add_argument("--held-out", type=int, default=20_000, help="of those, points kept for scoring")
@@ -101,13 +99,13 @@ def main(args: argparse.Namespace) -> int:
         dataset=args.dataset, searcher=args.searcher, trials=args.trials, epochs=args.epochs,
         prune=args.prune, min_epochs=args.min_epochs, reduction_factor=args.reduction_factor,
         seed=args.seed, study=args.study, storage=args.storage, out=args.out, baseline=args.baseline,
-        repeats=args.repeats, baseline_runs=args.baseline_runs, jobs=args.jobs, heartbeat=args.heartbeat,
+        repeats=args.repeats, baseline_runs=args.baseline_runs, jobs=args.workers, heartbeat=args.heartbeat,
         n_points=args.n_points, held_out=args.held_out, width=args.width, resolution=args.resolution,
         fid_samples=args.fid_samples, sample_steps=args.sample_steps, sampler=args.sampler,
         device=args.device, train_images=args.train_images, warm_start=args.warm_start)
     console = Console(stderr=True)
     with best_so_far_bar(console) as update:
-        results = run_hparams(options, progress=lambda done, total, best: update("trials", done, total, best),
+        results = run_hparams(options, progress=update,
                               log=console.print)
     return finish(results, args.json, print_summary)
 

@@ -7,14 +7,12 @@ import sys
 
 from diffsearch.cli.parser import Formatter, OneLineParser
 from diffsearch.errors import UsageError
+from diffsearch.jobs import JOBS
 
 # Only the module of the command being run is imported (each one loads torch, diffusers, open_clip...
 # for its own job), so `diffsearch --help` answers at once and a command pays for its own imports alone.
-COMMANDS = {
-    "hparams": ("diffsearch.cli.hparams", "tune training hyperparameters (seed 000)"),
-    "optimizer": ("diffsearch.cli.optimizer", "discover optimizer update rules (seed 004)"),
-    "prompt": ("diffsearch.cli.prompt", "optimise a Stable Diffusion prompt (seed 004, DPO-Diff)"),
-    "worker": ("diffsearch.cli.worker", "join a study and run its trials"),
+COMMANDS = {name: (f"diffsearch.cli.{name}", entry.description) for name, entry in JOBS.items()} | {
+    "worker": ("diffsearch.cli.worker", "join a study of any job (from any machine) and run its trials"),
     "list": ("diffsearch.cli.listing", "list jobs, spaces, searchers, pruners, objectives, datasets"),
 }
 
@@ -49,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import optuna
 
-    from diffsearch.interrupt import graceful_interrupts
+    from diffsearch.ledger.interrupt import graceful_interrupts
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # we print our own lines
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)

@@ -11,14 +11,15 @@ from rich.table import Table
 from diffsearch.cli.parser import add_worker_arguments
 from diffsearch.cli.progress import best_so_far_bar, finish
 
-from diffsearch.jobs.optimizer import TREE_SEARCHERS, OptimizerOptions, run_optimizer
+from diffsearch.jobs.optimizer import OptimizerOptions, run_optimizer
+from diffsearch.searchers.tree_registry import TREE_SEARCHERS
 from diffsearch.optim import HAND_DESIGNED
 from diffsearch.spaces.update_rules import BINARY, LEAVES, UNARY, parse
 from diffsearch.tasks.optimizer_tasks import SCORES, TASKS
 
 DESCRIPTION = f"""\
-Discover an optimizer update rule for diffusion training (seed 004, chapter 3). A rule is an
-expression tree; the optimizer steps  w <- w - lr * rule. Each candidate is trained on the task with its
+Discover an optimizer update rule for diffusion training, as ENOS (Wang et al., NeurIPS 2022) does.
+A rule is an expression tree; the optimizer steps  w <- w - lr * rule. Each candidate is trained on the task with its
 learning rate picked from a grid (default 1e-5, 1e-4, ..., 1) by short proxy runs; its score is the denoising loss on a
 fixed batch after training (lower is better). Programs equivalent to one already seen (same outputs on a
 fixed random probe) and programs failing the descent test (mean cosine(update, gradient) <= 0.15 over
@@ -106,7 +107,7 @@ def main(args: argparse.Namespace) -> int:
         start_from=tuple(n.strip() for n in args.start_from.split(",") if n.strip()))
     console = Console(stderr=True)
     with best_so_far_bar(console) as update:
-        results = run_optimizer(options, progress=lambda done, total, best: update("candidates", done, total, best),
+        results = run_optimizer(options, progress=update,
                                 log=console.print)
     return finish(results, args.json, print_summary)
 

@@ -22,10 +22,12 @@ class Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsH
 
 
 def add_worker_arguments(p: argparse.ArgumentParser, work: str, join: str = "diffsearch worker") -> None:
-    """``--workers`` and ``--heartbeat`` for a job whose batches any worker can take from the storage."""
+    """``--workers`` and ``--heartbeat``, the same in every job."""
     from diffsearch.ledger import DEFAULT_HEARTBEAT_SECONDS
 
-    p.add_argument("--workers", type=int, default=1, metavar="N", help=f"processes on this machine {work} in "
-                   f"parallel; more can join from anywhere with `{join}`")
+    p.add_argument("--workers", "--jobs", type=int, default=1, dest="workers", metavar="N",
+                   help=f"processes on this machine {work}, this one included (N - 1 are started beside it); "
+                   f"more can join from anywhere with `{join}`")
     p.add_argument("--heartbeat", type=int, default=DEFAULT_HEARTBEAT_SECONDS,
-                   help="seconds between heartbeats of a running trial (silent for 3 beats: re-run elsewhere)")
+                   help="seconds between heartbeats of a running trial; a trial silent for 3 beats (its worker "
+                   "died) is marked failed and re-run")

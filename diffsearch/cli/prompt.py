@@ -17,7 +17,7 @@ from diffsearch.searchers.prompt_registry import PROMPT_SEARCHERS
 from diffsearch.spaces.prompts import PROMPT_SPACES
 
 DESCRIPTION = """\
-Optimise a Stable Diffusion prompt (DPO-Diff, seed 004 chapter 6). The objective is the spherical CLIP
+Optimise a Stable Diffusion prompt (DPO-Diff, Wang et al., ICML 2024). The objective is the spherical CLIP
 loss between each generated image and your prompt, 2*arcsin(|a/|a| - b/|b||/2)^2 (usually 0.7-1.0 with
 real CLIP; a change of 0.05 is large).
   --task enhance  finds a negative prompt (antonym / library spaces) or a rewording (synonym space) that
@@ -51,18 +51,18 @@ def add_parser(subparsers, parser_class, formatter, help_text: str) -> None:
     p.add_argument("--task", default="enhance", help=f"one of: {', '.join(TASKS)}")
     p.add_argument("--space", default="antonym", help=f"one of: {', '.join(PROMPT_SPACES)}")
     p.add_argument("--searcher", default="gpo+es", help=f"one of: {', '.join(PROMPT_SEARCHERS)}")
-    p.add_argument("--budget", type=float, default=40, help="full generations to spend (seed: 40)")
+    p.add_argument("--budget", type=float, default=40, help="full generations to spend (DPO-Diff: 40)")
     p.add_argument("--model", default=DEFAULT_MODEL, help="diffusers SD pipeline: directory, hub id, or tiny")
     p.add_argument("--clip", default=DEFAULT_CLIP,
                    help="open_clip MODEL:TAG or MODEL:/weights.pt, a transformers CLIP directory, or tiny")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, mps)")
     p.add_argument("--dtype", default="float32", help="float32, float16 or bfloat16 for SD")
-    p.add_argument("--steps", type=int, default=50, help="DDIM sampling steps (seed: 50)")
-    p.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance scale (seed: 7.5)")
+    p.add_argument("--steps", type=int, default=50, help="DDIM sampling steps (DPO-Diff: 50)")
+    p.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance scale (DPO-Diff: 7.5)")
     p.add_argument("--seeds", type=int, default=1, help="images per evaluation; the loss is their mean")
     p.add_argument("--seed", type=int, default=0, help="first generation seed and the searchers' seed")
-    p.add_argument("--k", type=int, default=1, help="shortcut gradient: UNet steps with gradient (seed: 1)")
-    p.add_argument("--iterations", type=int, default=20, help="GPO gradient iterations (seed: 20)")
+    p.add_argument("--k", type=int, default=1, help="shortcut gradient: UNet steps with gradient (DPO-Diff: 1)")
+    p.add_argument("--iterations", type=int, default=20, help="GPO gradient iterations (DPO-Diff: 20)")
     p.add_argument("--lexicon", default="wordnet", help="wordnet (offline) or llm")
     p.add_argument("--llm-url", help="OpenAI-compatible API base URL, e.g. http://localhost:8000/v1 "
                                      "(key from OPENAI_API_KEY)")

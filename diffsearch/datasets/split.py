@@ -41,8 +41,8 @@ def split_and_standardise(name: str, points: np.ndarray, held_out_fraction: floa
 def load_vector_data(spec: str, n_points: int = 100_000, held_out: int = 20_000, seed: int = 0) -> VectorData:
     """A built-in toy set by name (``moons``) or a user's ``.npy`` / ``.csv`` file by path.
 
-    Toy sets have ``n_points`` points of which ``held_out`` are kept for evaluation (the seed's
-    100,000 / 20,000); a user's file is split 80 / 20.
+    Toy sets have ``n_points`` points of which ``held_out`` are kept for evaluation (the thesis
+    study's 100,000 / 20,000); a user's file is split 80 / 20.
     """
     if spec in TOY_DATASETS:
         if not 0 < held_out < n_points:

@@ -1,4 +1,5 @@
-"""The 2-D data sets of the HPO study (seed 000): swiss roll, moons, spirals (and circles).
+"""The 2-D data sets of the thesis study of Optuna HPO for diffusion training: swiss roll, moons,
+spirals (and circles).
 
 Each is generated with scikit-learn (or a closed form for spirals) from a fixed seed, so every trial
 sees the same points.
@@ -30,7 +31,7 @@ def _spirals(n: int, rng: np.random.RandomState) -> np.ndarray:
 
 
 def _circles(n: int, rng: np.random.RandomState) -> np.ndarray:
-    # the seed built its "spirals" with make_circles; kept so that variant can be reproduced too
+    # the thesis study built its "spirals" with make_circles; kept so that variant can be reproduced too
     points, _ = skd.make_circles(n, noise=0.05, factor=0.5, random_state=rng)
     return points
 

@@ -1,8 +1,33 @@
-"""Jobs: the things a user runs (``diffsearch hparams`` ...), callable from Python with the CLI's options."""
+"""Jobs: the things a user runs (``diffsearch hparams`` ...), callable from Python with the CLI's options.
+
+Each job is one module with a ``JOB`` object (see ``base.Job``); ``run_job`` runs any of them. Adding a
+job is adding its module, its CLI module ``diffsearch/cli/<name>.py`` and a line here.
+"""
+
+import importlib
+from typing import NamedTuple
+
+from diffsearch.errors import UsageError
+
+
+class JobEntry(NamedTuple):
+    module: str        # imported only when the job runs: each job loads its own heavy libraries
+    description: str
 
 JOBS = {
-    "hparams": "tune the training hyperparameters of a diffusion model: PRDC on vectors, FID on images (seed 000)",
-    "optimizer": "discover optimizer update rules for diffusion training (seed 004, chapter 3)",
-    "prompt": "optimise a Stable Diffusion prompt: negative prompt or attack (seed 004 chapter 6, DPO-Diff)",
-    "worker": "join an existing hparams study from any machine and run its trials",
+    "hparams": JobEntry("diffsearch.jobs.hparams",
+                        "tune the training hyperparameters of a diffusion model: PRDC on vectors, FID on images "
+                        "(the thesis study of Optuna HPO for diffusion training)"),
+    "optimizer": JobEntry("diffsearch.jobs.optimizer",
+                          "discover optimizer update rules for diffusion training (ENOS, Wang et al., NeurIPS 2022)"),
+    "prompt": JobEntry("diffsearch.jobs.prompt",
+                       "optimise a Stable Diffusion prompt: negative prompt or attack "
+                       "(DPO-Diff, Wang et al., ICML 2024)"),
 }
+
+
+def load_job(name: str):
+    """The ``JOB`` object of a job's module (see ``diffsearch.jobs.base.Job``)."""
+    if name not in JOBS:
+        raise UsageError(f"unknown job {name!r}; known: {', '.join(JOBS)}")
+    return importlib.import_module(JOBS[name].module).JOB

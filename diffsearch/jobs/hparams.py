@@ -11,34 +11,33 @@ Python use::
 
 from __future__ import annotations
 
-import json
-import multiprocessing
+import os
 import statistics
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import optuna
-import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from diffsearch.backends.unet_trainer import SAMPLERS, resolve_device, unet_channels
 from diffsearch.datasets import load_vector_data
 from diffsearch.datasets.images import default_resolution, is_image_dataset, load_image_data
 from diffsearch.errors import UsageError
-from diffsearch.ledger import (DEFAULT_HEARTBEAT_SECONDS, best_trial, create_or_load_study,
-                               done_trials, open_storage, run_location)
+from diffsearch.jobs.base import ProgressFn, Run, WorkerSettings, run_job
+from diffsearch.jobs.training_trials import TrainingTask, run_repeats, run_search
+from diffsearch.ledger import (DEFAULT_HEARTBEAT_SECONDS, best_trial, create_or_load_study, done_trials,
+                               open_storage, run_location)
+from diffsearch.ledger.dead_workers import worker_id
 from diffsearch.objectives.prdc import PRDC_PARTS
-from diffsearch.run import run_repeats, run_search
 from diffsearch.searchers import make_pruner, make_sampler, report_epochs
 from diffsearch.searchers.generative_sampler import GenerativeSampler
 from diffsearch.spaces.training import TrainingSpace, get_space
 from diffsearch.tasks.image_diffusion import IMAGE_PARTS, ImageDiffusionTask
 from diffsearch.tasks.vector_diffusion import VectorDiffusionTask
 
-# defaults that differ between the vector study and the image study (seed 000)
+# defaults that differ between the vector study and the image study (the thesis study's two set-ups)
 VECTOR_DEFAULTS = {"epochs": 100, "min_epochs": 8, "space": "toy2d"}
 IMAGE_DEFAULTS = {"epochs": 30, "min_epochs": 6, "space": "images"}
 
@@ -59,7 +58,7 @@ class HparamsOptions:
     baseline: bool = False            # only train the baseline (``--repeats`` times)
     repeats: int = 0                  # re-train the best config (or the baseline) this many times
     baseline_runs: int = 1            # baseline trainings to compare a search against
-    jobs: int = 1                     # parallel worker processes on this machine (--workers)
+    jobs: int = 1                     # --workers: processes evaluating trials on this machine, this one included
     heartbeat: int | None = DEFAULT_HEARTBEAT_SECONDS  # seconds between beats of a running trial; None: off
     n_points: int = 100_000
     held_out: int = 20_000
@@ -73,6 +72,10 @@ class HparamsOptions:
     sampler: str = "ddim"
     device: str = "auto"
     train_images: int | None = None   # keep only the first N training images
+
+    @property
+    def workers(self) -> int:
+        return self.jobs
 
     @property
     def images(self) -> bool:
@@ -135,8 +138,7 @@ def study_attrs(o: HparamsOptions) -> dict[str, Any]:
 @dataclass
 class _Setup:
     space: TrainingSpace
-    task: VectorDiffusionTask | ImageDiffusionTask
-    storage: optuna.storages.BaseStorage
+    task: TrainingTask
 
 
 def _setup(o: HparamsOptions) -> _Setup:
@@ -144,23 +146,22 @@ def _setup(o: HparamsOptions) -> _Setup:
         data = load_image_data(o.dataset, o.resolution, o.train_images)
         task = ImageDiffusionTask(data, epochs=o.epochs, width=o.width, fid_samples=o.fid_samples,
                                   sample_steps=o.sample_steps, sampler=o.sampler, device=o.device)
-        return _Setup(get_space(o.space), task, open_storage(o.storage, o.heartbeat))
+        return _Setup(get_space(o.space), task)
     data = load_vector_data(o.dataset, o.n_points, o.held_out, seed=0)
-    return _Setup(get_space(o.space), VectorDiffusionTask(data, epochs=o.epochs),
-                  open_storage(o.storage, o.heartbeat))
+    return _Setup(get_space(o.space), VectorDiffusionTask(data, epochs=o.epochs))
 
 
-def _search_study(o: HparamsOptions, setup: _Setup, worker: int = 0) -> optuna.Study:
+def _search_study(o: HparamsOptions, storage: optuna.storages.BaseStorage, worker: int = 0) -> optuna.Study:
     # sampler seeded by worker and history, so a resumed random search does not redraw old points
-    probe = create_or_load_study(setup.storage, o.study, study_attrs(o))
+    probe = create_or_load_study(storage, o.study, study_attrs(o), HparamsJob.identity)
     sampler_seed = o.seed + 7919 * worker + len(probe.get_trials(deepcopy=False))
     if o.warm_start:  # earlier studies of the space pre-train the generative model (resolved() checked the searcher)
         sampler = GenerativeSampler(seed=sampler_seed, source_studies=[
-            _source_study(setup.storage, name, o.study) for name in o.warm_start])
+            _source_study(storage, name, o.study) for name in o.warm_start])
     else:
         sampler = make_sampler(o.searcher, sampler_seed)
-    return create_or_load_study(setup.storage, o.study, study_attrs(o), sampler,
-                                make_pruner(o.prune, o.min_epochs, o.epochs, o.reduction_factor))
+    return create_or_load_study(storage, o.study, study_attrs(o), HparamsJob.identity, sampler=sampler,
+                                pruner=make_pruner(o.prune, o.min_epochs, o.epochs, o.reduction_factor))
 
 
 def _source_study(storage: optuna.storages.BaseStorage, name: str, study_name: str) -> optuna.Study:
@@ -173,94 +174,100 @@ def _source_study(storage: optuna.storages.BaseStorage, name: str, study_name: s
                          "(`optuna studies --storage URL` lists them)") from None
 
 
-def run_worker(o: HparamsOptions, worker: int = 0, threads: int | None = None) -> None:
-    """Join the study and run trials until its budget is met (one of ``--jobs``, or ``diffsearch worker``)."""
-    if threads is not None:
-        torch.set_num_threads(threads)
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    setup = _setup(o)
-    run_search(_search_study(o, setup, worker), setup.space, setup.task, o.trials, o.seed,
-               report_epochs(o.prune, o.min_epochs, o.epochs, o.reduction_factor), Path(o.out) / "samples")
+def run_worker(o: HparamsOptions, worker: int = 0,
+               on_trial_end: Callable[[optuna.Study, FrozenTrial], None] | None = None,
+               setup: _Setup | None = None) -> optuna.Study:
+    """Join the search study and run trials until its budget is met; the study."""
+    setup = setup or _setup(o)
+    study = _search_study(o, open_storage(o.storage, o.heartbeat), worker)
+    run_search(study, setup.space, setup.task, o.trials, o.seed,
+               report_epochs(o.prune, o.min_epochs, o.epochs, o.reduction_factor), Path(o.out) / "samples",
+               on_trial_end)
+    return study
 
 
-ProgressFn = Callable[[int, int, float | None], None]  # (done, total, best score so far)
+class HparamsJob:
+    """``diffsearch hparams``: one search study (trials proposed by an Optuna sampler, trained to a
+    budget) and its companion ``<study>.repeats`` (re-trainings of the best config and the baseline)."""
+
+    name = "hparams"
+    description = ("tune the training hyperparameters of a diffusion model: PRDC on vectors, FID on images "
+                   "(the thesis study of Optuna HPO for diffusion training)")
+    # scores are comparable only on the same data, space, training length and (images) FID set-up
+    identity = ("job", "space", "dataset", "epochs", "width", "resolution", "fid_samples")
+    renamed: dict[str, str] = {}
+
+    def studies(self, o: HparamsOptions) -> dict[str, dict[str, Any]]:
+        names = [f"{o.study}.repeats"] if o.baseline else [o.study, f"{o.study}.repeats"]
+        return {name: study_attrs(o) for name in names}
+
+    def serve(self, o: HparamsOptions) -> int:
+        if o.baseline:
+            return 0  # re-trainings run one by one in the job's own process
+        study = run_worker(o, worker=os.getpid())
+        return sum(1 for t in study.get_trials(deepcopy=False) if t.user_attrs.get("worker") == worker_id())
+
+    def worker_options(self, study: optuna.Study, w: WorkerSettings) -> HparamsOptions:
+        fields = HparamsOptions.__dataclass_fields__
+        options = HparamsOptions(**{k: v for k, v in study.user_attrs.items() if k in fields and k != "job"},
+                                 study=w.study, storage=w.storage, out=w.out, heartbeat=w.heartbeat)
+        if w.trials is not None:
+            options.trials = w.trials
+            study.set_user_attr("trials", w.trials)
+        return options.resolved()
+
+    def prepare(self, o: HparamsOptions) -> _Setup:
+        return _setup(o)
+
+    def search(self, run: Run) -> dict[str, Any]:
+        o, out, setup = run.options, run.out, run.prepared
+        samples_dir = out / "samples"
+        repeats_study = run.studies[f"{o.study}.repeats"]
+
+        def on_repeat(trial: FrozenTrial) -> None:
+            run.log(f"  {trial.user_attrs['role']} repeat {trial.user_attrs['repeat'] + 1}: "
+                    + (f"score {trial.value:.4f}" if trial.value is not None
+                       else trial.user_attrs.get("fail_reason", "failed")))
+
+        def on_trial_end(study: optuna.Study, _trial: FrozenTrial) -> None:
+            best = best_trial(study)
+            run.report("trials", len(done_trials(study)), o.trials, best.value if best else None)
+
+        baseline_params = setup.space.baseline()
+        results: dict[str, Any] = {"job": "hparams", "options": asdict(o),
+                                   "scalar": "fid" if o.images else "prdc_loss"}
+        if o.images:
+            run.log("sanity: real held-out images vs the training reference")
+            results["sanity"] = setup.task.sanity()
+        if not o.baseline:
+            search_study = run_worker(o, on_trial_end=on_trial_end, setup=setup)
+            best = best_trial(search_study)
+            results["trials"] = [_trial_record(t) for t in search_study.get_trials(deepcopy=False)]
+            results["study_minutes"] = _study_minutes(search_study)
+            results["best"] = _trial_record(best) if best else None
+            if best is not None and o.repeats:
+                run.log(f"re-training the best config {o.repeats} times")
+                results["best_repeats"] = summarise_repeats(run_repeats(
+                    repeats_study, setup.space, setup.task, "best", best.params, o.repeats, o.seed,
+                    samples_dir, on_repeat))
+        baseline_runs = o.repeats if o.baseline else o.baseline_runs
+        if baseline_runs:
+            run.log(f"training the baseline {baseline_runs} time(s)")
+            results["baseline"] = summarise_repeats(run_repeats(
+                repeats_study, setup.space, setup.task, "baseline", baseline_params, baseline_runs, o.seed,
+                samples_dir, on_repeat))
+            results["baseline"]["params"] = baseline_params
+        results["plot"] = _plot(results, setup, out)
+        return results
 
 
-def _run_parallel(o: HparamsOptions, study: optuna.Study, progress: ProgressFn | None) -> None:
-    context = multiprocessing.get_context("spawn")
-    threads = max(1, torch.get_num_threads() // o.jobs)
-    workers = [context.Process(target=run_worker, args=(o, i, threads), daemon=True) for i in range(o.jobs)]
-    for process in workers:
-        process.start()
-    try:
-        while any(p.is_alive() for p in workers):
-            time.sleep(1.0)
-            if progress is not None:
-                best = best_trial(study)
-                progress(len(done_trials(study)), o.trials, best.value if best else None)
-    finally:
-        for process in workers:
-            if process.is_alive():
-                process.terminate()
-            process.join()
+JOB = HparamsJob()
 
 
 def run_hparams(options: HparamsOptions, progress: ProgressFn | None = None,
                 log: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
     """Run the search (or the baseline), the repeats, and write results.json and the plots to ``out``."""
-    o = options.resolved()
-    start = time.perf_counter()
-    out = Path(o.out)
-    out.mkdir(parents=True, exist_ok=True)
-    setup = _setup(o)
-    samples_dir = out / "samples"
-    repeats_study = create_or_load_study(setup.storage, f"{o.study}.repeats", study_attrs(o))
-
-    def on_repeat(trial: FrozenTrial) -> None:
-        log(f"  {trial.user_attrs['role']} repeat {trial.user_attrs['repeat'] + 1}: "
-            + (f"score {trial.value:.4f}" if trial.value is not None else trial.user_attrs.get("fail_reason", "failed")))
-
-    baseline_params = setup.space.baseline()
-    results: dict[str, Any] = {"job": "hparams", "options": asdict(o),
-                               "scalar": "fid" if o.images else "prdc_loss"}
-    if o.images:
-        log("sanity: real held-out images vs the training reference")
-        results["sanity"] = setup.task.sanity()
-    search_study = None
-    if not o.baseline:
-        search_study = _search_study(o, setup)
-        if o.jobs > 1:
-            _run_parallel(o, search_study, progress)
-        else:
-            def on_trial_end(study: optuna.Study, _trial: FrozenTrial) -> None:
-                if progress is not None:
-                    best = best_trial(study)
-                    progress(len(done_trials(study)), o.trials, best.value if best else None)
-            run_search(search_study, setup.space, setup.task, o.trials, o.seed,
-                       report_epochs(o.prune, o.min_epochs, o.epochs, o.reduction_factor), samples_dir,
-                       on_trial_end)
-        best = best_trial(search_study)
-        results["trials"] = [_trial_record(t) for t in search_study.get_trials(deepcopy=False)]
-        results["study_minutes"] = _study_minutes(search_study)
-        results["best"] = _trial_record(best) if best else None
-        if best is not None and o.repeats:
-            log(f"re-training the best config {o.repeats} times")
-            results["best_repeats"] = summarise_repeats(run_repeats(
-                repeats_study, setup.space, setup.task, "best", best.params, o.repeats, o.seed,
-                samples_dir, on_repeat))
-    baseline_runs = o.repeats if o.baseline else o.baseline_runs
-    if baseline_runs:
-        log(f"training the baseline {baseline_runs} time(s)")
-        results["baseline"] = summarise_repeats(run_repeats(
-            repeats_study, setup.space, setup.task, "baseline", baseline_params, baseline_runs, o.seed,
-            samples_dir, on_repeat))
-        results["baseline"]["params"] = baseline_params
-    results["elapsed_seconds"] = time.perf_counter() - start
-    results["storage"], results["study"] = o.storage, o.study
-    results["plot"] = _plot(results, setup, out)
-    (out / "results.json").write_text(json.dumps(results, indent=2, default=_json_default))
-    results["results_file"] = str(out / "results.json")
-    return results
+    return run_job(JOB, options, progress, log)
 
 
 def _trial_record(trial: FrozenTrial) -> dict[str, Any]:
@@ -349,9 +356,3 @@ def _first_samples(summary: dict[str, Any] | None) -> dict[str, Any] | None:
         return None
     done = [t for t in summary["trials"] if t["state"] == "COMPLETE"]
     return done[0] if done else None
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    return str(value)

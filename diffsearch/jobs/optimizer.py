@@ -1,4 +1,4 @@
-"""``diffsearch optimizer``: discover an update rule for diffusion training (seed 004, chapter 3).
+"""``diffsearch optimizer``: discover an update rule for diffusion training (ENOS, Wang et al., NeurIPS 2022).
 
 Python use::
 
@@ -13,7 +13,6 @@ storage without training anything twice.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -24,19 +23,15 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from diffsearch.errors import UsageError
-from diffsearch.jobs.optimizer_ledger import LedgerEvaluator, run_rule_worker
-from diffsearch.ledger import DEFAULT_HEARTBEAT_SECONDS, create_or_load_study, open_storage, run_location
+from diffsearch.jobs.base import ProgressFn, Run, WorkerSettings, run_job
+from diffsearch.jobs.optimizer_ledger import LedgerEvaluator, RuleTrialRunner
+from diffsearch.ledger import DEFAULT_HEARTBEAT_SECONDS, load_study, open_storage, run_location
 from diffsearch.optim import HAND_DESIGNED
+from diffsearch.searchers.tree_registry import TreeSearchSettings, get_tree_searcher
 from diffsearch.spaces.update_rule_space import UpdateRuleSpace, formula
 from diffsearch.spaces.update_rules import Program, parse, to_text
 from diffsearch.tasks.optimizer_tasks import SCORES, TASKS, DiffusionTrainingTask, make_task, parse_lr_grid
-from diffsearch.work_queue import FINISHED_ATTR, start_workers, stop_workers
 
-TREE_SEARCHERS = {
-    "mct": "Monte Carlo tree traversal: levels x samples, best mean child expanded (seed 004)",
-    "random": "random programs grown top-down",
-    "evolution": "deap gp: tournament, one-point crossover, subtree mutation",
-}
 CURVE_BASELINES = ("Adam", "AdamW", "Lion")
 
 
@@ -58,14 +53,13 @@ class OptimizerOptions:
     study: str | None = None          # default: optimizer-<task>-<searcher>
     storage: str | None = None        # default: sqlite:///<out>/study.db
     out: str | None = None            # default: runs/<study>
-    workers: int = 1                  # processes on this machine training the rules (--workers)
+    workers: int = 1                  # processes training rules on this machine, this one included (--workers)
     heartbeat: int = DEFAULT_HEARTBEAT_SECONDS  # a trial silent for 3 beats is re-run by another worker
 
     def resolved(self) -> "OptimizerOptions":
         o = OptimizerOptions(**asdict(self))
         o.baselines = tuple(o.baselines)
-        if o.searcher not in TREE_SEARCHERS:
-            raise UsageError(f"unknown searcher {o.searcher!r}; known: {', '.join(TREE_SEARCHERS)}")
+        get_tree_searcher(o.searcher)
         for name in (o.task, o.transfer):
             if name is not None and name not in TASKS:
                 raise UsageError(f"unknown task {name!r}; known: {', '.join(TASKS)}")
@@ -90,52 +84,63 @@ class OptimizerOptions:
         return o
 
 
-ProgressFn = Callable[[int, int, float | None], None]
+class OptimizerJob:
+    """``diffsearch optimizer``: one study holds every training of a rule (search, baselines, transfer),
+    each a waiting trial that any worker trains."""
+
+    name = "optimizer"
+    description = "discover optimizer update rules for diffusion training (ENOS, Wang et al., NeurIPS 2022)"
+    identity = ("job", "space", "dataset", "scale", "score", "lr_grid")
+    renamed = {"scale": "epochs"}  # studies before 0.2 stored the step scale as "epochs"
+
+    def studies(self, o: OptimizerOptions) -> dict[str, dict[str, Any]]:
+        return {o.study: {"job": "optimizer", "space": UpdateRuleSpace.name, "dataset": o.task, "scale": o.scale,
+                          "searcher": o.searcher, "budget": o.budget, "seed": o.seed, "max_length": o.max_length,
+                          "score": o.score, "lr_grid": list(parse_lr_grid(o.lr_grid))}}
+
+    def prepare(self, o: OptimizerOptions) -> DiffusionTrainingTask:
+        return make_task(o.task, o.scale, o.score, parse_lr_grid(o.lr_grid))
+
+    def search(self, run: Run) -> dict[str, Any]:
+        o, task = run.options, run.prepared
+        results = _search_and_compare(o, run.studies[o.study], UpdateRuleSpace(max_length=o.max_length), task, run)
+        results["plot"] = _plot(results["leaderboard"], o, run.out)
+        return results
+
+    def serve(self, o: OptimizerOptions) -> int:
+        study = load_study(open_storage(o.storage, o.heartbeat), o.study)
+        return RuleTrialRunner(study, UpdateRuleSpace(max_length=o.max_length)).serve()
+
+    def worker_options(self, study: optuna.Study, w: WorkerSettings) -> OptimizerOptions:
+        a = study.user_attrs
+        return OptimizerOptions(task=a["dataset"], searcher=a.get("searcher", "mct"),
+                                max_length=int(a.get("max_length", 10)), score=a.get("score", "loss"),
+                                study=w.study, storage=w.storage, out=w.out, heartbeat=w.heartbeat).resolved()
+
+
+JOB = OptimizerJob()
 
 
 def run_optimizer(options: OptimizerOptions, progress: ProgressFn | None = None,
                   log: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
     """Search, train the hand-designed baselines, optionally transfer, and write results.json + PNG."""
-    o = options.resolved()
-    start = time.perf_counter()
-    out = Path(o.out)
-    out.mkdir(parents=True, exist_ok=True)
-    space = UpdateRuleSpace(max_length=o.max_length)
-    # "epochs" is the ledger's identity attr for training length: here the step scale
-    attrs = {"job": "optimizer", "space": space.name, "dataset": o.task, "epochs": o.scale,
-             "searcher": o.searcher, "budget": o.budget, "seed": o.seed, "max_length": o.max_length, "score": o.score,
-             "lr_grid": list(parse_lr_grid(o.lr_grid)), FINISHED_ATTR: False}
-    study = create_or_load_study(open_storage(o.storage, o.heartbeat), o.study, attrs,
-                                 optuna.samplers.RandomSampler(o.seed))
-    task = make_task(o.task, o.scale, o.score, parse_lr_grid(o.lr_grid))
-    workers = start_workers(o.workers, _worker_process, (o.storage, o.study, o.max_length, o.heartbeat))
-    try:
-        results = _search_and_compare(o, study, space, task, progress, log)
-    finally:
-        study.set_user_attr(FINISHED_ATTR, True)  # workers here and on other machines leave
-        stop_workers(workers)
-    results["elapsed_seconds"] = time.perf_counter() - start
-    results["storage"], results["study"] = o.storage, o.study
-    results["plot"] = _plot(results["leaderboard"], o, out)
-    (out / "results.json").write_text(json.dumps(_clean(results), indent=2, default=str))
-    results["results_file"] = str(out / "results.json")
-    return results
+    return run_job(JOB, options, progress, log)
 
 
 class _CountedEvaluator:
     """What the searchers call: trains through the ledger and moves the progress bar per finished trial."""
 
-    def __init__(self, evaluator: LedgerEvaluator, budget: int, progress: ProgressFn | None):
-        self.evaluator, self.budget, self.progress = evaluator, budget, progress
+    def __init__(self, evaluator: LedgerEvaluator, budget: int, run: Run):
+        self.evaluator, self.budget, self.run = evaluator, budget, run
         self.used, self.best = 0, math.inf
-        evaluator.ledger.on_trial = self._tick  # each finished search trial moves the bar
+        evaluator.queue.on_trial = self._tick  # each finished search trial moves the bar
 
     def _tick(self, trial: FrozenTrial) -> None:
         self.used += 1
         if trial.state == TrialState.COMPLETE:
             self.best = min(self.best, trial.value)
-        if self.progress:
-            self.progress(min(self.used, self.budget), self.budget, self.best if math.isfinite(self.best) else None)
+        self.run.report("candidates", min(self.used, self.budget), self.budget,
+                        self.best if math.isfinite(self.best) else None)
 
     def many(self, programs: list[Program]) -> list[float]:
         before = set(self.evaluator.done)
@@ -149,26 +154,16 @@ class _CountedEvaluator:
 
 
 def _search_and_compare(o: OptimizerOptions, study: optuna.Study, space: UpdateRuleSpace,
-                        task: DiffusionTrainingTask, progress: ProgressFn | None,
-                        log: Callable[[str], None]) -> dict[str, Any]:
-    from diffsearch.searchers.mct import describe, mct_search
-    from diffsearch.searchers.tree_evolution import evolution_search
-    from diffsearch.searchers.tree_random import random_tree_search
-
+                        task: DiffusionTrainingTask, run: Run) -> dict[str, Any]:
     evaluator = LedgerEvaluator(study, space, task, "search", o.seed)
-    counted = _CountedEvaluator(evaluator, o.budget, progress)
+    counted = _CountedEvaluator(evaluator, o.budget, run)
     search_start = time.perf_counter()
     results: dict[str, Any] = {"job": "optimizer", "options": asdict(o), "initial_loss": task.initial_loss,
                                "initial_score": task.initial_score}
-    if o.searcher == "mct":
-        book, history = mct_search(space, counted, o.budget, o.levels, o.seed, threshold=task.initial_score)
-        results["mct_levels"] = [asdict(r) for r in history]
-        results["mct_path"] = describe(history)
-    elif o.searcher == "random":
-        book = random_tree_search(space, counted, o.budget, o.seed)
-    else:
-        start = [parse(HAND_DESIGNED[name][0]) for name in o.start_from]
-        book = evolution_search(space, counted, o.budget, o.seed, batch=o.workers, start=start)
+    settings = TreeSearchSettings(levels=o.levels, threshold=task.initial_score, batch=o.workers,
+                                  start=[parse(HAND_DESIGNED[name][0]) for name in o.start_from])
+    book, extras = get_tree_searcher(o.searcher).factory(space, counted, o.budget, o.seed, settings)
+    results.update(extras)
     search_seconds = time.perf_counter() - search_start
     results["search"] = {**book.stats(), "replayed_from_storage": evaluator.replayed, "seconds": search_seconds}
 
@@ -179,13 +174,13 @@ def _search_and_compare(o: OptimizerOptions, study: optuna.Study, space: UpdateR
     rules = [(f"rule {i + 1}", program, 0.0) for i, (_, program) in enumerate(ranked[: max(o.top, 1)])]
     hand = [(name, parse(HAND_DESIGNED[name][0]), HAND_DESIGNED[name][1]) for name in o.baselines]
     if o.baselines:
-        log(f"training {len(o.baselines)} hand-designed optimizers on {o.task}")
+        run.log(f"training {len(o.baselines)} hand-designed optimizers on {o.task}")
     rule_trials = evaluator.trials([(program, wd, None) for _, program, wd in rules])
     hand_trials = LedgerEvaluator(study, space, task, "baseline", o.seed).trials(
         [(program, wd, name) for name, program, wd in hand])
     rows = [_row(name, program, wd, t) for (name, program, wd), t in zip(rules + hand, rule_trials + hand_trials)]
     if o.transfer:
-        log(f"transfer: training the top rules and the baselines on {o.transfer}")
+        run.log(f"transfer: training the top rules and the baselines on {o.transfer}")
         transfer_task = make_task(o.transfer, o.scale, o.score, parse_lr_grid(o.lr_grid))
         transfer_eval = LedgerEvaluator(study, space, transfer_task, "transfer", o.seed)
         transferred = transfer_eval.trials([(program, wd, name) for name, program, wd in rules + hand])
@@ -197,15 +192,6 @@ def _search_and_compare(o: OptimizerOptions, study: optuna.Study, space: UpdateR
     results["best"] = next((r for r in rows if r["kind"] == "rule"), None)
     results["trials"] = [_trial_record(t) for t in study.get_trials(deepcopy=False)]
     return results
-
-
-def _worker_process(storage_url: str, study_name: str, max_length: int, heartbeat: int, threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(threads)
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    study = optuna.load_study(study_name=study_name, storage=open_storage(storage_url, heartbeat))
-    run_rule_worker(study, UpdateRuleSpace(max_length=max_length))
 
 
 def _row(name: str, program: Program, wd: float, t: FrozenTrial) -> dict[str, Any]:
@@ -247,14 +233,3 @@ def _plot(rows: list[dict[str, Any]], o: OptimizerOptions, out: Path) -> str | N
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return str(path)
-
-
-def _clean(value: Any) -> Any:
-    """JSON without Infinity / NaN (not valid JSON): non-finite numbers become null."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value

@@ -2,7 +2,7 @@
 
 The searchers propose programs in batches (a whole MCT level, a generation of children). Each program
 of a batch is submitted as a waiting trial whose user attrs name everything needed to train it (task,
-role, seed, weight decay, the program's tokens as params); see ``diffsearch.work_queue``.
+role, seed, weight decay, the program's tokens as params); see ``diffsearch.ledger.trial_loop``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from diffsearch.errors import TrialFailed
 from diffsearch.spaces.update_rule_space import UpdateRuleSpace, formula
 from diffsearch.spaces.update_rules import Program, to_text
 from diffsearch.tasks.optimizer_tasks import LR_GRID, DiffusionTrainingTask, make_task
-from diffsearch.work_queue import Ledger, TrialRunner, give_up_reason
+from diffsearch.ledger.trial_loop import TrialRunner, WorkQueue, give_up_reason
 
 
 class RuleTrialRunner(TrialRunner):
@@ -26,7 +26,8 @@ class RuleTrialRunner(TrialRunner):
     def __init__(self, study: optuna.Study, space: UpdateRuleSpace):
         super().__init__(study)
         self.space = space
-        self.scale = float(study.user_attrs.get("epochs", 1.0))  # the job stores its step scale there
+        attrs = study.user_attrs  # studies before 0.2 stored the step scale as "epochs"
+        self.scale = float(attrs.get("scale", attrs.get("epochs", 1.0)))
         self.score = study.user_attrs.get("score", "loss")
         self.lr_grid = tuple(study.user_attrs.get("lr_grid", LR_GRID))
         self.tasks: dict[str, DiffusionTrainingTask] = {}
@@ -58,11 +59,6 @@ class RuleTrialRunner(TrialRunner):
         return ev.score
 
 
-def run_rule_worker(study: optuna.Study, space: UpdateRuleSpace) -> int:
-    """``diffsearch worker`` for an optimizer study: run waiting trials until the job says it is over."""
-    return RuleTrialRunner(study, space).serve()
-
-
 Item = tuple[Program, float, str | None]  # program, weight decay, display name
 
 
@@ -74,12 +70,12 @@ class LedgerEvaluator:
         self.study, self.space, self.task, self.role, self.seed = study, space, task, role, seed
         runner = RuleTrialRunner(study, space)
         runner.tasks[task.name] = task
-        self.ledger = Ledger(study, runner, self._mine, on_trial)
+        self.queue = WorkQueue(study, runner, self._mine, on_trial)
         self.replayed = 0
 
     @property
     def done(self) -> dict[tuple[str, float], FrozenTrial]:
-        return self.ledger.done
+        return self.queue.done
 
     def _mine(self, trial: FrozenTrial) -> tuple[str, float] | None:
         a = trial.user_attrs  # a training counts for the same role, task and training seed only
@@ -91,7 +87,7 @@ class LedgerEvaluator:
         """Train every program of ``items`` (in parallel where workers are running); their trials."""
         keys = [(self.space.key(p), wd) for p, wd, _ in items]
         self.replayed += sum(1 for k in dict.fromkeys(keys) if k in self.done)
-        self.ledger.collect({k: self._submitter(k, item) for k, item in zip(keys, items)})
+        self.queue.collect({k: self._submitter(k, item) for k, item in zip(keys, items)})
         return [self.done[k] for k in keys]
 
     def _submitter(self, key: tuple[str, float], item: Item) -> Callable[[bool], None]:

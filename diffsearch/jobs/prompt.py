@@ -1,4 +1,4 @@
-"""``diffsearch prompt``: optimise a Stable Diffusion prompt (DPO-Diff, seed 004 chapter 6).
+"""``diffsearch prompt``: optimise a Stable Diffusion prompt (DPO-Diff, Wang et al., ICML 2024).
 
 Python use::
 
@@ -9,7 +9,6 @@ Python use::
 
 from __future__ import annotations
 
-import json
 import re
 import statistics
 import time
@@ -17,17 +16,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
-
 from diffsearch.backends.stable_diffusion import DEFAULT_MODEL, SDBackend, load_pipeline
 from diffsearch.datasets.lexicon import Lexicon
 from diffsearch.errors import UsageError
-from diffsearch.ledger import DEFAULT_HEARTBEAT_SECONDS, create_or_load_study, open_storage, run_location
+from diffsearch.jobs.base import ProgressFn, Run, WorkerSettings, run_job
+from diffsearch.ledger import (DEFAULT_HEARTBEAT_SECONDS, FINISHED_ATTR, create_or_load_study, load_study,
+                               mark_finished, open_storage, run_location)
 from diffsearch.objectives.clip import DEFAULT_CLIP, ClipObjective
 from diffsearch.searchers.prompt_registry import get_prompt_searcher
+from diffsearch.searchers.prompt_result import PromptSearchSettings
 from diffsearch.spaces.prompts import PROMPT_SPACES, build_space
 from diffsearch.tasks.prompt_sd import PromptTask, PromptTrialRunner, SentenceSimilarity
-from diffsearch.work_queue import FINISHED_ATTR, start_workers, stop_workers
 
 TASKS = ("enhance", "attack")
 
@@ -39,7 +38,7 @@ class PromptOptions:
     task: str = "enhance"
     space: str = "antonym"
     searcher: str = "gpo+es"
-    budget: float = 40                # full generations, as in the seed
+    budget: float = 40                # full generations, as in DPO-Diff
     model: str = DEFAULT_MODEL
     clip: str = DEFAULT_CLIP
     device: str = "cpu"
@@ -58,7 +57,7 @@ class PromptOptions:
     study: str | None = None
     storage: str | None = None
     out: str | None = None
-    workers: int = 1                  # processes on this machine generating (one per GPU, or CPU cores)
+    workers: int = 1                  # processes generating on this machine, this one included (--workers)
     heartbeat: int = DEFAULT_HEARTBEAT_SECONDS
 
     def resolved(self) -> "PromptOptions":
@@ -131,31 +130,19 @@ def study_attrs(o: PromptOptions, prompt: str) -> dict[str, Any]:
             "lexicon": o.lexicon, "searcher": o.searcher, "budget": o.budget, "word_tokens": o.word_tokens}
 
 
-MUST_MATCH = ("task", "model", "clip", "steps", "guidance", "seeds", "seed", "lexicon")
-
-ProgressFn = Callable[[str, float, float, float | None], None]  # (prompt, spent, budget, best value)
-
-
 def optimise_prompt(o: PromptOptions, models: Models, prompt: str, storage, study_name: str,
                     progress: ProgressFn | None = None) -> dict[str, Any]:
-    """Search one prompt; returns its record (user input vs best, both prompts, losses, trials)."""
+    """Search one prompt; returns its record (user input vs best, both prompts, losses, trials) and the
+    task that holds its evaluations."""
     models.check_prompt(prompt)
     space = build_space(o.space, prompt, models.lexicon, models.one_token, models.backend.max_tokens(),
                         lambda s: len(models.backend.token_ids(s)))
-    attrs = study_attrs(o, prompt)
-    try:  # read the old settings before create_or_load_study updates them
-        existing = storage.get_study_user_attrs(storage.get_study_id_from_name(study_name))
-    except KeyError:
-        existing = {}
-    for key in MUST_MATCH:  # cached evaluations are only valid for the same models and settings
-        if key in existing and existing[key] != attrs[key]:
-            raise UsageError(f"study {study_name!r} was made with {key}={existing[key]!r}, "
-                             f"not {attrs[key]!r}: use another --study name or --out")
-    study = create_or_load_study(storage, study_name, {**attrs, FINISHED_ATTR: False})
+    study = create_or_load_study(storage, study_name, {**study_attrs(o, prompt), FINISHED_ATTR: False},
+                                 PromptJob.identity)
     try:
         return _search(o, models, prompt, space, study, study_name, progress)
     finally:
-        study.set_user_attr(FINISHED_ATTR, True)  # its workers move on to the next prompt, or leave
+        mark_finished(storage, [study_name])  # its workers move on to the next prompt, or leave
 
 
 def _search(o: PromptOptions, models: Models, prompt: str, space, study, study_name: str,
@@ -171,9 +158,8 @@ def _search(o: PromptOptions, models: Models, prompt: str, space, study, study_n
                       models.similarity, on_eval)
     start = time.perf_counter()
     user = task.evaluate(space.user_point(), role="user_input")
-    searcher = get_prompt_searcher(o.searcher)
-    kwargs = {"iterations": o.iterations, "k": o.k} if o.searcher in ("gpo", "gpo+es") else {}
-    searcher(task, space, o.seed, **kwargs)
+    found = get_prompt_searcher(o.searcher).factory(task, space, o.seed,
+                                                    PromptSearchSettings(iterations=o.iterations, k=o.k))
     best_point, best = task.best() or (space.user_point(), user)
     positive, negative = space.texts(best_point)
     return {
@@ -185,59 +171,79 @@ def _search(o: PromptOptions, models: Models, prompt: str, space, study, study_n
                  "similarity": best.attrs.get("similarity")},
         "improvement": (user.value - best.value) if user.value is not None and best.value is not None else None,
         "spent_generations": task.spent, "evaluations": len(task.seen),
-        "gradient_steps": getattr(task, "gradient_log", []),
+        "gradient_steps": found.gradient_steps,
         "seconds": time.perf_counter() - start,
         "points": {"user": list(space.user_point()), "best": list(best_point)},
-        "_task": task,
-    }
+    }, task
+
+
+class PromptJob:
+    """``diffsearch prompt``: one study per prompt; each generation is a waiting trial any worker runs."""
+
+    name = "prompt"
+    description = ("optimise a Stable Diffusion prompt: negative prompt or attack "
+                   "(DPO-Diff, Wang et al., ICML 2024)")
+    # everything that changes what an evaluation means: cached generations are valid only for these
+    identity = ("job", "space", "dataset", "task", "model", "clip", "steps", "guidance", "seeds", "seed",
+                "lexicon")
+    renamed: dict[str, str] = {}
+
+    def __init__(self, models: Models | None = None):
+        self.models = models  # loaded once by the caller (a benchmark over many runs), or here
+
+    def studies(self, o: PromptOptions) -> dict[str, dict[str, Any]]:
+        prompts = o.prompt_list()
+        names = [o.study if len(prompts) == 1 else f"{o.study}-{i:03d}-{_slug(prompt)}"
+                 for i, prompt in enumerate(prompts)]
+        return {name: study_attrs(o, prompt) for name, prompt in zip(names, prompts)}
+
+    def prepare(self, o: PromptOptions) -> Models:
+        return self.models or Models(o)
+
+    def search(self, run: Run) -> dict[str, Any]:
+        o, models = run.options, run.prepared
+        records, tasks = [], []
+        for i, (name, attrs) in enumerate(self.studies(o).items()):
+            prompt = attrs["dataset"]
+            run.log(f"[{i + 1}/{len(run.studies)}] {prompt}")
+            record, task = optimise_prompt(o, models, prompt, run.storage, name, run.progress)
+            records.append(record)
+            tasks.append(task)
+        objective = "spherical CLIP loss 2*arcsin(|a/|a|-b/|b||/2)^2"
+        return {"job": "prompt", "options": asdict(o),
+                "objective": objective + (" (minimised)" if o.task == "enhance" else " (maximised)"),
+                "prompts": records, "summary": _summary(records),
+                "grid": _grid(records[: 4], tasks[: 4], run.out, o)}
+
+    def serve(self, o: PromptOptions) -> int:
+        return serve_prompt_studies(o.storage, list(self.studies(o)), o.device, o.dtype, o.heartbeat)
+
+    def worker_options(self, study, w: WorkerSettings) -> PromptOptions:
+        a = study.user_attrs
+        fields = PromptOptions.__dataclass_fields__
+        return PromptOptions(**{k: v for k, v in a.items() if k in fields}, prompt=a["dataset"], study=w.study,
+                             storage=w.storage, out=w.out, heartbeat=w.heartbeat, device=w.device,
+                             dtype=w.dtype).resolved()
+
+
+JOB = PromptJob()
 
 
 def run_prompt(options: PromptOptions, progress: ProgressFn | None = None,
                log: Callable[[str], None] = lambda _: None, models: Models | None = None) -> dict[str, Any]:
     """Optimise one prompt or a prompt set; writes results.json and the before / after grid to ``out``."""
-    o = options.resolved()
-    prompts = o.prompt_list()
-    start = time.perf_counter()
-    out = Path(o.out)
-    out.mkdir(parents=True, exist_ok=True)
-    storage = open_storage(o.storage, o.heartbeat)
-    models = models or Models(o)
-    names = [o.study if len(prompts) == 1 else f"{o.study}-{i:03d}-{_slug(prompt)}" for i, prompt in enumerate(prompts)]
-    workers = start_workers(o.workers, _worker_process, (o.storage, names, o.device, o.dtype, o.heartbeat))
-    records = []
-    try:
-        for i, (prompt, name) in enumerate(zip(prompts, names)):
-            log(f"[{i + 1}/{len(prompts)}] {prompt}")
-            records.append(optimise_prompt(o, models, prompt, storage, name, progress))
-    finally:
-        _stop_workers(workers, storage, names)
-    results: dict[str, Any] = {"job": "prompt", "options": asdict(o),
-                               "objective": "spherical CLIP loss 2*arcsin(|a/|a|-b/|b||/2)^2"
-                                            + (" (minimised)" if o.task == "enhance" else " (maximised)")}
-    results["prompts"] = [{k: v for k, v in r.items() if k != "_task"} for r in records]
-    results["summary"] = _summary(records)
-    results["grid"] = _grid(records[: 4], models, out, o)
-    results["elapsed_seconds"] = time.perf_counter() - start
-    results["storage"], results["study"] = o.storage, o.study
-    (out / "results.json").write_text(json.dumps(results, indent=2, default=_json_default))
-    results["results_file"] = str(out / "results.json")
-    return results
+    return run_job(PromptJob(models) if models is not None else JOB, options, progress, log)
 
 
 def serve_prompt_studies(storage_url: str, names: list[str], device: str, dtype: str, heartbeat: int) -> int:
     """A worker for prompt studies: load the models the first study names, then generate the waiting
     trials of each study in turn until the job marks it finished. How many trials it ran."""
-    import optuna
-
     storage = open_storage(storage_url, heartbeat)
     runner, ran = None, 0
     for name in names:
-        while True:  # the job creates each study when it reaches its prompt
-            try:
-                study = optuna.load_study(study_name=name, storage=storage)
-                break
-            except KeyError:
-                time.sleep(0.5)
+        study = load_study(storage, name)
+        if study is None:  # the job creates every study before its workers start
+            raise UsageError(f"no study {name!r} in {storage_url}")
         if runner is None:
             a = study.user_attrs
             backend = SDBackend(load_pipeline(a["model"], device, dtype, a["seed"]), steps=a["steps"],
@@ -248,32 +254,8 @@ def serve_prompt_studies(storage_url: str, names: list[str], device: str, dtype:
     return ran
 
 
-def _worker_process(storage_url: str, names: list[str], device: str, dtype: str, heartbeat: int,
-                    threads: int) -> None:
-    import optuna
-    import torch
-
-    torch.set_num_threads(threads)
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    serve_prompt_studies(storage_url, names, device, dtype, heartbeat)
-
-
-def _stop_workers(workers: list, storage, names: list[str]) -> None:
-    import optuna
-
-    reached = 0
-    for name in names:
-        try:
-            optuna.load_study(study_name=name, storage=storage).set_user_attr(FINISHED_ATTR, True)
-            reached += 1
-        except KeyError:
-            pass
-    # after an early stop they would wait for prompts never reached: no grace
-    stop_workers(workers, grace=30 if reached == len(names) else 0)
-
-
 def _summary(records) -> dict[str, Any]:
-    """Mean +- std over the prompts of the user input's and the best prompt's losses (the seed's tables)."""
+    """Mean +- std over the prompts of the user input's and the best prompt's losses (DPO-Diff's tables)."""
     def stats(values):
         values = [v for v in values if v is not None]
         return {"mean": statistics.fmean(values) if values else None,
@@ -283,13 +265,12 @@ def _summary(records) -> dict[str, Any]:
             "improved": sum(1 for r in records if (r["improvement"] or 0) > 0), "prompts": len(records)}
 
 
-def _grid(records, models: Models, out: Path, o: PromptOptions) -> str | None:
+def _grid(records, tasks: list[PromptTask], out: Path, o: PromptOptions) -> str | None:
     """Before / after images (one row per prompt, the generation seeds side by side)."""
     from diffsearch.image_grid import image_grid
 
     rows = []
-    for r in records:
-        task = r["_task"]
+    for r, task in zip(records, tasks):
         for label, key in (("user input", "user"), ("optimised", "best")):
             point = tuple(r["points"][key])
             positive, negative = task.space.texts(point)
@@ -303,9 +284,3 @@ def _grid(records, models: Models, out: Path, o: PromptOptions) -> str | None:
     path = out / "before_after.png"
     image_grid(rows, path, title=f"diffsearch prompt --task {o.task} --space {o.space} --searcher {o.searcher}")
     return str(path)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    return str(value)

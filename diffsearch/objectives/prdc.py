@@ -1,7 +1,7 @@
 """Precision, recall, density and coverage (Naeem et al. 2020) for large vector sets.
 
 The reference implementation (the ``prdc`` package) builds dense N x M distance matrices: 3.2 GB at the
-seed's 20,000 x 20,000 points. Here every part is a query on scikit-learn neighbour trees: the k-NN
+20,000 x 20,000 points of the thesis study of Optuna HPO for diffusion training. Here every part is a query on scikit-learn neighbour trees: the k-NN
 radii, then "which points fall inside which k-NN balls" as radius queries with one radius per ball.
 Only pairs that actually fall inside a ball are ever materialised (about k per point).
 Ball membership is ``distance <= radius`` where the reference uses ``<``; they differ only on exact ties.
@@ -57,7 +57,7 @@ def prdc(real: np.ndarray, fake: np.ndarray, k: int = 5) -> dict[str, float]:
 def prdc_loss(parts: dict[str, float]) -> float:
     """One scalar to minimise: the mean distance of the four parts from their ideal value 1.
 
-    The seed reports a lower-is-better "PRDC" near 0.01-0.05 built from the mean of the four parts;
+    The thesis study reports a lower-is-better "PRDC" near 0.01-0.05 built from the mean of the four parts;
     |1 - x| keeps density (which can exceed 1) from rewarding over-concentrated samples.
     """
     return float(np.mean([abs(1.0 - parts[name]) for name in PRDC_PARTS]))

@@ -1,4 +1,4 @@
-"""Generative HPO (seed 001): a diffusion model that proposes the next configuration.
+"""Generative HPO: a diffusion model, trained on the study's history, proposes the next configuration.
 
 A DDPM is trained on triples (x, I, C) drawn from the history H = {(x_i, y_i)}: x is one observed
 configuration, C a random subset of H (the context), and I = 1 iff no (x', y') in C has y' > y.
@@ -6,8 +6,9 @@ The network sees the noisy x, the timestep, I and an embedding of C from a permu
 Transformer encoder. To suggest, it denoises Gaussian noise with I = 1 and C = all of H: "a configuration
 that beats everything seen so far".
 
-The seed asks for these parts by name: ``Sampler``, ``NoiseAdder``, ``Network``, ``Loss``,
-``Denoiser`` and the inference loop (``GenerativeHPO.generate``). Configurations live in [0, 1]^d
+The method as first proposed ("the original method" below; the defaults here add choices of ours,
+each marked in ``GenerativeConfig``) names these parts: ``Sampler``, ``NoiseAdder``, ``Network``,
+``Loss``, ``Denoiser`` and the inference loop (``GenerativeHPO.generate``). Configurations live in [0, 1]^d
 (HPO-B's convention); the model works on z = 2x - 1 in [-1, 1], the DDPM convention.
 ``GenerativeHPO.observe_and_suggest`` has HPO-B's interface; ``GenerativeSampler`` (generative_sampler.py)
 makes it an Optuna sampler for every flat space.
@@ -29,7 +30,7 @@ from torch import nn
 @dataclass
 class GenerativeConfig:
     timesteps: int = 1000            # DDPM steps, for training and for the inference loop
-    sample_steps: int = 0            # reverse steps of the inference loop: 0 = every step (DDPM, the seed); fewer = DDIM
+    sample_steps: int = 0            # reverse steps of the inference loop: 0 = every step (DDPM, the original method); fewer = DDIM
     width: int = 128                 # hidden units of the denoising MLP
     context_width: int = 32          # Transformer model width
     context_layers: int = 2
@@ -41,15 +42,15 @@ class GenerativeConfig:
     refit_steps: int = 60            # fine-tuning steps each later call (the history grew by one)
     pretrain_steps: int = 1000       # gradient steps on earlier studies' histories (GenerativeHPO.pretrain), if any
     source_share: float = 0.5        # after pretrain, the share of fine-tuning batches still drawn from those histories
-    prior_functions: int = 0         # with no earlier study to pre-train on, pre-train on random search over this many random functions of the space (generative_prior.py); 0 = a cold start (the seed)
-    candidates: int = 64             # configurations generated per call; the one the model rates most likely to improve is returned (1: the seed)
+    prior_functions: int = 0         # with no earlier study to pre-train on, pre-train on random search over this many random functions of the space (generative_prior.py); 0 = a cold start (the original method)
+    candidates: int = 64             # configurations generated per call; the one the model rates most likely to improve is returned (1: the original method)
     score_draws: int = 32            # (t, eps) draws per candidate when ranking candidates
-    guidance: float = 0.0            # classifier-free guidance on I: eps(1) + w (eps(1) - eps(0)); 0 = the seed's
-    improve_share: float | None = 0.5   # share of I = 1 triples per training batch (None: as p_H draws them, the seed)
-    queries_per_context: int = 8     # training triples sharing one drawn context (1: every triple its own, the seed)
-    novel_only: bool = True          # with a projection onto the space, drop candidates already evaluated (False: the seed)
+    guidance: float = 0.0            # classifier-free guidance on I: eps(1) + w (eps(1) - eps(0)); 0 = the original method's
+    improve_share: float | None = 0.5   # share of I = 1 triples per training batch (None: as p_H draws them, the original method)
+    queries_per_context: int = 8     # training triples sharing one drawn context (1: every triple its own, the original method)
+    novel_only: bool = True          # with a projection onto the space, drop candidates already evaluated (False: the original method)
     y_scaling: str = "rank"          # how the context sees y: "rank" (its quantile in the history) or "minmax"
-    dropout: float | None = None     # dropout after each hidden layer of the denoising MLP; None: 0.3 on a cold start, 0 (the seed's network) once pre-trained (pretrain)
+    dropout: float | None = None     # dropout after each hidden layer of the denoising MLP; None: 0.3 on a cold start, 0 (the original method's network) once pre-trained (pretrain)
     thompson: bool = True            # with dropout, each suggestion samples and ranks with one fixed dropout mask (Thompson sampling)
     losses: list[float] = field(default_factory=list)
 
@@ -71,8 +72,8 @@ class GenerativeConfig:
 
 # ----------------------------------------------------------------------------------------- Sampler
 class Sampler:
-    """Draws training triples (x, I, C) from the history, the seed's p_H: a context C (a uniform random
-    subset of 1..max_context points) and a query x from H, with I = 1 iff no point of C beats x.
+    """Draws training triples (x, I, C) from the history, the original method's p_H: a context C (a uniform
+    random subset of 1..max_context points) and a query x from H, with I = 1 iff no point of C beats x.
 
     ``queries_per_context`` > 1 pairs each drawn context with that many queries (as neural processes
     do): every triple is still distributed as p_H, and the Transformer encodes one context per group
@@ -237,7 +238,7 @@ class Network(nn.Module):
         layers: list[nn.Module] = []
         for width_in in (inputs, config.width, config.width):
             layers += [nn.Linear(width_in, config.width), nn.SiLU()]
-            if dropout:  # no layer at all without dropout: the seed's network, parameter for parameter
+            if dropout:  # no layer without dropout: the original method's network, parameter for parameter
                 layers.append(FixableDropout(dropout))
         self.mlp = nn.Sequential(*layers, nn.Linear(config.width, dim))
 
@@ -249,8 +250,8 @@ class Network(nn.Module):
         return self.mlp(torch.cat(features, dim=1))
 
 
-def Loss(eps: torch.Tensor, eps_hat: torch.Tensor) -> torch.Tensor:  # noqa: N802 (the seed's name)
-    """Equation 2 of the seed: the mean squared error between the true and the predicted noise."""
+def Loss(eps: torch.Tensor, eps_hat: torch.Tensor) -> torch.Tensor:  # noqa: N802 (the original method's name for it)
+    """The original method's loss: the mean squared error between the true and the predicted noise."""
     return torch.mean((eps - eps_hat) ** 2)
 
 
@@ -371,20 +372,28 @@ class GenerativeHPO:
         classifier (a diffusion classifier). The ELBO difference is the gap between the noise-prediction
         errors under I=0 and I=1 at the same (t, eps); higher means "more likely to beat the history"."""
         n, d = candidates.shape
-        k = self.config.score_draws
         # eval: called straight after fit, training-mode dropout would give the I = 0 and I = 1 passes
         # different random sub-networks (suggest's generate has set eval, or fixed one mask, already)
         self.network.eval()
         context = np.concatenate([X, scale_y(y, self.config.y_scaling)[:, None]], axis=1)
         embedding = self.network.context(torch.from_numpy(context[None].astype(np.float32)),
-                                         torch.zeros(1, len(X), dtype=torch.bool)).expand(n * k, -1)
+                                         torch.zeros(1, len(X), dtype=torch.bool))
+        eps, t = self.score_noise(n, d)
+        k = len(t) // n
+        embedding = embedding.expand(n * k, -1)
         z0 = (2.0 * torch.from_numpy(np.asarray(candidates, dtype=np.float32)) - 1.0).repeat_interleave(k, dim=0)
-        eps = torch.randn(z0.shape, generator=self.generator)
-        t = torch.randint(0, self.config.timesteps, (n * k,), generator=self.generator)
         z_t = self.noise_adder(z0, eps, t)
         error = {flag: ((self.network(z_t, t, torch.full((n * k,), flag), embedding) - eps) ** 2).sum(dim=1)
                  for flag in (0.0, 1.0)}
         return (error[0.0] - error[1.0]).reshape(n, k).mean(dim=1).numpy()
+
+    def score_noise(self, n: int, d: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (eps, t) draws ``improvement_score`` rates ``n`` candidates of ``d`` dimensions on, the
+        candidates' rows one after another: ``score_draws`` independent draws for each candidate."""
+        k = self.config.score_draws
+        eps = torch.randn((n * k, d), generator=self.generator)
+        t = torch.randint(0, self.config.timesteps, (n * k,), generator=self.generator)
+        return eps, t
 
     def suggest(self, X: np.ndarray, y: np.ndarray, project: Projection | None = None) -> np.ndarray:
         """One configuration: a sample given I = 1, or with ``candidates`` > 1 the sample the model

@@ -16,6 +16,8 @@ unless ``config.dropout`` says otherwise: with it, both warm starts ranked lower
 from __future__ import annotations
 
 import math
+import secrets
+import threading
 from typing import Any, Sequence
 
 import numpy as np
@@ -76,12 +78,22 @@ class SpaceCodec:
                 value = int(round((value - lo) / dist.step)) * dist.step + lo
             elif dist.step is not None:
                 value = round((value - lo) / dist.step) * dist.step + lo
-            params[name] = min(max(value, lo), hi)
+            # built-in types, as Optuna promises the objective (x[...] is a numpy scalar); same value
+            value = min(max(value, lo), hi)
+            params[name] = int(value) if isinstance(dist, IntDistribution) else float(value)
         return params
 
 
 class GenerativeSampler(optuna.samplers.BaseSampler):
-    """Optuna sampler: a few random trials, then each suggestion from the diffusion model."""
+    """Optuna sampler: a few random trials, then each suggestion from the diffusion model.
+
+    Single-objective only: a multi-objective study gets a ValueError from the first call into the
+    sampler, as from CmaEsSampler. Threads of one study (``study.optimize(..., n_jobs=2)``) share the
+    one model and take turns with it (a lock): fitting and suggesting are serialised, the objectives
+    still run side by side. ``reseed_rng`` (Optuna calls it in each of those threads) reseeds every
+    generator the sampler owns, from fresh entropy: the random sampler's, the model's numpy and torch
+    generators, and the one a model built later starts from.
+    """
 
     def __init__(self, seed: int | None = None, n_startup_trials: int = 5, config: GenerativeConfig | None = None,
                  source_studies: Sequence[optuna.Study] = ()):
@@ -93,20 +105,57 @@ class GenerativeSampler(optuna.samplers.BaseSampler):
         self._config = config
         self._model: GenerativeHPO | None = None
         self._model_space: tuple | None = None
+        self._lock = threading.Lock()  # one model and one optimiser: threads (n_jobs > 1) take turns
+        self._space_lock = threading.Lock()  # IntersectionSearchSpace updates a cache as it goes
+
+    def __getstate__(self) -> dict[str, Any]:  # picklable and deep-copyable, as Optuna's samplers are
+        state = self.__dict__.copy()
+        del state["_lock"], state["_space_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock, self._space_lock = threading.Lock(), threading.Lock()
 
     def reseed_rng(self) -> None:
-        self._random.reseed_rng()
+        """Fresh entropy for every generator the sampler owns, so that copies (a process or thread
+        each) stop repeating each other's suggestions: the start-up random sampler, the model's numpy
+        and torch generators, and the seed a model not built yet will start from."""
+        with self._lock:
+            self._random.reseed_rng()
+            self._seed = secrets.randbits(63)
+            if self._model is not None:
+                # in place: the model's training-data samplers hold this very numpy generator
+                self._model.rng.bit_generator.state = np.random.default_rng(self._seed).bit_generator.state
+                self._model.generator.manual_seed(self._seed)
+
+    def _refuse_multi_objective(self, study: optuna.Study) -> None:
+        if len(study.directions) > 1:
+            raise ValueError(f"{type(self).__name__} supports single-objective studies only; this study has "
+                             f"{len(study.directions)} objectives. Use a multi-objective sampler "
+                             "(e.g. TPESampler, NSGAIISampler or GPSampler) instead.")
 
     def infer_relative_search_space(self, study, trial) -> dict[str, BaseDistribution]:
-        return {name: dist for name, dist in self._intersection.calculate(study).items() if not dist.single()}
+        # the first sampler call of a trial in Optuna's flow that can fail it cleanly (before_trial runs
+        # inside study.ask, where an error would leave the new trial RUNNING forever)
+        self._refuse_multi_objective(study)
+        with self._space_lock:
+            space = self._intersection.calculate(study)
+        return {name: dist for name, dist in space.items() if not dist.single()}
 
     def sample_relative(self, study, trial, search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        self._refuse_multi_objective(study)
         if not search_space:
             return {}
         history = [t for t in study._get_trials(deepcopy=False, states=(TrialState.COMPLETE,), use_cache=True)
                    if all(name in t.params for name in search_space)]
         if len(history) < max(1, self._n_startup_trials):  # the model needs a history to learn from
             return {}
+        with self._lock:  # two threads training one network and one Adam at once corrupt both
+            return self._sample_from_model(study, search_space, history)
+
+    def _sample_from_model(self, study, search_space: dict[str, BaseDistribution],
+                           history: list[FrozenTrial]) -> dict[str, Any]:
         codec = SpaceCodec(search_space)
         X, y = encode_history(codec, study, history)
         key = tuple((name, repr(dist)) for name, dist in codec.space.items())
@@ -122,11 +171,13 @@ class GenerativeSampler(optuna.samplers.BaseSampler):
             self._model.pretrain(histories)
         self._model.fit(X, y)
         # samples are snapped to valid configurations and those already evaluated are dropped
-        # before the model ranks them (GenerativeHPO.suggest); off for the seed's method as written
+        # before the model ranks them (GenerativeHPO.suggest); off for the original method as written
         project = codec.project if self._model.config.novel_only else None
         return codec.decode(self._model.suggest(X, y, project=project))
 
     def sample_independent(self, study, trial: FrozenTrial, param_name: str, param_distribution) -> Any:
+        self._refuse_multi_objective(study)
+        # no lock: numpy's RandomState serialises its own calls, and this must not wait for a model fit
         return self._random.sample_independent(study, trial, param_name, param_distribution)
 
 

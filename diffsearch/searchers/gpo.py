@@ -1,4 +1,4 @@
-"""Gradient-based prompt optimisation (GPO, DPO-Diff seed 004 section 6.4.3).
+"""Gradient-based prompt optimisation (GPO, from DPO-Diff, Wang et al., ICML 2024).
 
 A categorical distribution per slot, relaxed with Gumbel-softmax (tau = 1): each slot's token position
 receives the probability-weighted mix of its choices' token embeddings, and the mixed sequence runs
@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from diffsearch.searchers.prompt_result import PromptSearchResult, PromptSearchSettings
 from diffsearch.spaces.prompts import PromptSpace
 
 ITERATIONS, LR, MOMENTUM, ALPHA, GRAD_CLIP, LOGIT_RANGE = 20, 0.1, 0.5, 0.99, 0.025, (0.0, 3.0)
@@ -80,14 +81,15 @@ def initial_logits(space: PromptSpace) -> list[torch.Tensor]:
 
 
 def learn(task, space: PromptSpace, seed: int, iterations: int = ITERATIONS, k: int = 1, tau: float = 1.0,
-          budget_share: float = 0.5) -> list[torch.Tensor]:
-    """Learn the slot distributions with the shortcut gradient; stops early at ``budget_share`` of the budget."""
+          budget_share: float = 0.5) -> PromptSearchResult:
+    """Learn the slot distributions with the shortcut gradient; stops early at ``budget_share`` of the budget.
+    The result holds the learned logits and the loss of every gradient step."""
     soft = SoftPrompt(task.backend, space)
     logits = initial_logits(space)
     optimizer = torch.optim.RMSprop(logits, lr=LR, momentum=MOMENTUM, alpha=ALPHA)
     generator = torch.Generator().manual_seed(seed)
     steps = task.backend.steps
-    task.gradient_log = []
+    log: list[dict] = []
     for i in range(iterations):
         t_index = t_schedule(i, steps)
         if task.spent + task.backend.shortcut_cost(t_index, k) > budget_share * task.budget:
@@ -104,8 +106,9 @@ def learn(task, space: PromptSpace, seed: int, iterations: int = ITERATIONS, k: 
         with torch.no_grad():
             for lg in logits:
                 lg.clamp_(*LOGIT_RANGE)
-        task.gradient_log.append({"iteration": i, "t_index": t_index, "loss": float(loss.detach())})
-    return [lg.detach().clone() for lg in logits]  # copies: no aliasing of the live optimiser state
+        log.append({"iteration": i, "t_index": t_index, "loss": float(loss.detach())})
+    # copies: no aliasing of the live optimiser state
+    return PromptSearchResult(gradient_steps=log, learned_logits=[lg.detach().clone() for lg in logits])
 
 
 def sample_candidates(logits: list[torch.Tensor], n: int, seed: int, max_draws: int = 1000) -> list[tuple[int, ...]]:
@@ -121,7 +124,8 @@ def sample_candidates(logits: list[torch.Tensor], n: int, seed: int, max_draws: 
     return found
 
 
-def search(task, space: PromptSpace, seed: int, iterations: int = ITERATIONS, k: int = 1) -> None:
-    logits = learn(task, space, seed, iterations, k)
-    task.learned_logits = logits
-    task.evaluate_many(sample_candidates(logits, int(np.ceil(task.remaining)) + 1, seed + 1))
+def search(task, space: PromptSpace, seed: int, settings: PromptSearchSettings) -> PromptSearchResult:
+    """Learn the distributions (half the budget at most), then evaluate their mode and samples."""
+    learned = learn(task, space, seed, settings.iterations, settings.k)
+    task.evaluate_many(sample_candidates(learned.learned_logits, int(np.ceil(task.remaining)) + 1, seed + 1))
+    return learned

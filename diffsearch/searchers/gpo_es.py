@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from diffsearch.searchers import gpo
 from diffsearch.searchers.prompt_evolution import POPULATION, evolve
+from diffsearch.searchers.prompt_result import PromptSearchResult, PromptSearchSettings
 from diffsearch.spaces.prompts import PromptSpace
 
 GRADIENT_SHARE = 0.25
 
 
-def search(task, space: PromptSpace, seed: int, iterations: int = gpo.ITERATIONS, k: int = 1) -> None:
-    logits = gpo.learn(task, space, seed, iterations, k, budget_share=GRADIENT_SHARE)
-    task.learned_logits = logits
-    evolve(task, space, seed + 1, gpo.sample_candidates(logits, POPULATION, seed + 2))
+def search(task, space: PromptSpace, seed: int, settings: PromptSearchSettings) -> PromptSearchResult:
+    learned = gpo.learn(task, space, seed, settings.iterations, settings.k, budget_share=GRADIENT_SHARE)
+    evolve(task, space, seed + 1, gpo.sample_candidates(learned.learned_logits, POPULATION, seed + 2))
+    return learned

@@ -1,4 +1,4 @@
-"""Monte Carlo tree traversal over the super-tree of update rules (seed 004, ch. 3).
+"""Monte Carlo tree traversal over the super-tree of update rules, as in ENOS (Wang et al., NeurIPS 2022).
 
 At each level every child of the current node (each token that may fill the leftmost open slot) is
 scored by the mean objective of random completions of it; the search then moves to the best child.
@@ -10,14 +10,14 @@ untrained model's loss, or a failed training) are left out of the means (score t
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
 import numpy as np
 
 from diffsearch.searchers.tree_budget import EvaluateFn, TreeBudget
 from diffsearch.spaces.update_rule_space import UpdateRuleSpace
-from diffsearch.spaces.update_rules import Program, to_text
+from diffsearch.spaces.update_rules import Program
 
 
 @dataclass
@@ -99,4 +99,10 @@ def describe(history: list[LevelRecord]) -> str:
     return " -> ".join(r.chosen or "(stop)" for r in history)
 
 
-__all__ = ["mct_search", "thresholded_mean", "LevelRecord", "describe", "to_text"]
+__all__ = ["mct_search", "search", "thresholded_mean", "LevelRecord", "describe"]
+
+
+def search(space: UpdateRuleSpace, evaluate: EvaluateFn, budget: int, seed: int, settings) -> tuple[TreeBudget, dict]:
+    """The registry's entry point (see ``tree_registry``): the book and the levels of the traversal."""
+    book, history = mct_search(space, evaluate, budget, settings.levels, seed, threshold=settings.threshold)
+    return book, {"mct_levels": [asdict(r) for r in history], "mct_path": describe(history)}

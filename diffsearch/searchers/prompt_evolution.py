@@ -1,4 +1,4 @@
-"""Evolutionary prompt search (EPO, seed 004 section 6.4.3.3) with deap's variation operators.
+"""Evolutionary prompt search (EPO, from DPO-Diff, Wang et al., ICML 2024) with deap's variation operators.
 
 Sentences are DNA, word choices are genes. Reference settings: population 20; each generation keeps the
 top 10 of everything evaluated, and adds 10 mutants (each gene redrawn with probability 0.1) and 10
@@ -13,6 +13,7 @@ import random
 import numpy as np
 from deap import tools
 
+from diffsearch.searchers.prompt_result import PromptSearchResult, PromptSearchSettings
 from diffsearch.spaces.prompts import PromptSpace
 
 POPULATION, TOP_K, MUTANTS, CROSSOVERS, GENE_PROB = 20, 10, 10, 10, 0.1
@@ -54,6 +55,7 @@ def evolve(task, space: PromptSpace, seed: int, initial: list[tuple[int, ...]],
         task.evaluate_many([c for c in dict.fromkeys(children) if c not in task.seen])
 
 
-def search(task, space: PromptSpace, seed: int) -> None:
+def search(task, space: PromptSpace, seed: int, settings: PromptSearchSettings | None = None) -> PromptSearchResult:
     """Evolution from the user's input and random points."""
     evolve(task, space, seed, [space.user_point()])
+    return PromptSearchResult()

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from diffsearch.searchers.prompt_result import PromptSearchResult, PromptSearchSettings
 from diffsearch.spaces.prompts import PromptSpace
 
 
-def search(task, space: PromptSpace, seed: int, max_draws_per_eval: int = 20) -> None:
+def search(task, space: PromptSpace, seed: int, settings: PromptSearchSettings | None = None,
+           max_draws_per_eval: int = 20) -> PromptSearchResult:
     rng = np.random.default_rng(seed)
     draws = 0
     total = int(np.prod(np.array(space.sizes(), dtype=float)).clip(max=1e12))
@@ -21,3 +23,4 @@ def search(task, space: PromptSpace, seed: int, max_draws_per_eval: int = 20) ->
             if point not in task.seen and point not in batch:
                 batch.append(point)
         task.evaluate_many(batch)
+    return PromptSearchResult()

@@ -1,19 +1,24 @@
-"""Prompt searchers by name (``diffsearch prompt --searcher``); one module per algorithm."""
+"""Prompt searchers by name (``diffsearch prompt --searcher``); one module per algorithm.
+
+Each entry's factory is the module's ``search(task, space, seed, settings) -> PromptSearchResult``: it
+evaluates points through ``task.evaluate_many`` until the budget is spent (see ``prompt_result``).
+"""
 
 from __future__ import annotations
 
-from diffsearch.errors import UsageError
 from diffsearch.searchers import gpo, gpo_es, prompt_evolution, prompt_random
+from diffsearch.searchers.registry import SearcherEntry, lookup
 
 PROMPT_SEARCHERS = {
-    "random": (prompt_random.search, "uniform samples of the prompt space"),
-    "evolution": (prompt_evolution.search, "evolution (deap operators): top-10, mutation, uniform crossover"),
-    "gpo": (gpo.search, "Gumbel-softmax over slots, shortcut gradient through SD, then samples"),
-    "gpo+es": (gpo_es.search, "GPO, then evolution seeded from the learned distribution (DPO-Diff)"),
+    "random": SearcherEntry(prompt_random.search, "uniform samples of the prompt space"),
+    "evolution": SearcherEntry(prompt_evolution.search,
+                               "evolution (deap operators): top-10, mutation, uniform crossover"),
+    "gpo": SearcherEntry(gpo.search, "Gumbel-softmax over slots, shortcut gradient through SD, then samples"),
+    "gpo+es": SearcherEntry(gpo_es.search,
+                            "GPO, then evolution seeded from the learned distribution (DPO-Diff, Wang et al., "
+                            "ICML 2024)"),
 }
 
 
-def get_prompt_searcher(name: str):
-    if name not in PROMPT_SEARCHERS:
-        raise UsageError(f"unknown --searcher {name!r} for prompts; known: {', '.join(PROMPT_SEARCHERS)}")
-    return PROMPT_SEARCHERS[name][0]
+def get_prompt_searcher(name: str) -> SearcherEntry:
+    return lookup(PROMPT_SEARCHERS, name, "--searcher")

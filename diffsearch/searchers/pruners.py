@@ -1,7 +1,7 @@
 """Early stopping by epochs: successive halving and Hyperband (Optuna pruners).
 
-The seed's 2-D protocol: minimum resource 8 epochs, reduction factor 2, so trials are compared at
-epochs 8, 16, 32, 64 of 100. The trainer scores the model at exactly those checkpoints.
+The 2-D protocol of the thesis study of Optuna HPO for diffusion training: minimum resource 8 epochs,
+reduction factor 2, so trials are compared at epochs 8, 16, 32, 64 of 100. The trainer scores the model at exactly those checkpoints.
 """
 
 from __future__ import annotations

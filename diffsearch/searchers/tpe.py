@@ -1,4 +1,5 @@
-"""Tree-structured Parzen estimator (Optuna's TPESampler), the seed's "Bayesian optimization".
+"""Tree-structured Parzen estimator (Optuna's TPESampler), the "Bayesian optimization" of the thesis study
+of Optuna HPO for diffusion training.
 
 Multivariate and grouped so the conditional parameters (warm-up, weight decay) are modelled jointly
 with the choice that enables them; constant_liar keeps parallel workers from proposing the same point.

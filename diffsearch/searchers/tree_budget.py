@@ -1,7 +1,8 @@
 """Shared bookkeeping of the tree searchers: dedup by probe hash, rejection, and an exact budget.
 
 Duplicates (a program equivalent to one already seen) and rejected programs (descent or
-non-degeneracy test failed) are never trained and do not use the budget (seed 004, ch. 3).
+non-degeneracy test failed) are never trained and do not use the budget, as in ENOS (Wang et al.,
+NeurIPS 2022).
 """
 
 from __future__ import annotations
@@ -15,12 +16,6 @@ from diffsearch.spaces.update_rule_space import UpdateRuleSpace
 from diffsearch.spaces.update_rules import Program
 
 EvaluateFn = Callable[[Program], float]  # lower is better; inf for a failed training
-# the same for a batch of programs, trained in parallel where workers are running
-EvaluateManyFn = Callable[[Sequence[Program]], Sequence[float]]
-
-
-class BudgetSpent(Exception):
-    pass
 
 
 @dataclass
@@ -51,9 +46,11 @@ class TreeBudget:
         return self.budget - self.used - len(self.pending)
 
     def admit(self, program: Sequence[str]) -> bool:
-        """Queue ``program`` for training if it is new and passes the tests; False when it uses no budget."""
+        """Queue ``program`` for training if it is new and passes the tests; False when it uses no budget.
+
+        Callers admit only while ``left`` > 0; with no budget left nothing is queued (False)."""
         if self.left <= 0:
-            raise BudgetSpent
+            return False
         program = tuple(program)
         self.proposed += 1
         start = time.perf_counter()
@@ -81,14 +78,6 @@ class TreeBudget:
             self.scores[key] = score if math.isfinite(score) else math.inf
             self.programs[key] = program
         return [(program, self.scores[key]) for key, program in batch.items()]
-
-    def try_program(self, program: Sequence[str]) -> float | None:
-        """Train ``program`` now if it is new and passes the tests; None when it did not use budget."""
-        if self.pending:
-            raise RuntimeError("flush() the admitted programs before trying one alone")
-        if not self.admit(program):
-            return None
-        return self.flush()[0][1]
 
     def best(self) -> tuple[Program, float] | None:
         if not self.scores:

@@ -50,9 +50,21 @@ def evolution_search(space: UpdateRuleSpace, evaluate: EvaluateFn, budget: int =
                      population: int = 16, tournament: int = 3, crossover: float = 0.5,
                      max_misses: int = 5000, batch: int = 1, start: Sequence[Program] = ()) -> TreeBudget:
     """``batch`` children are bred from the same population and trained together (one per worker);
-    with ``batch=1`` this is the classic steady state."""
+    with ``batch=1`` this is the classic steady state.
+
+    deap draws from Python's global ``random`` module: it is seeded with ``seed`` for the search (so a
+    rerun replays the same draws) and put back as it was afterwards."""
+    state = random.getstate()
+    random.seed(seed)
+    try:
+        return _evolve(space, evaluate, budget, seed, population, tournament, crossover, max_misses, batch, start)
+    finally:
+        random.setstate(state)
+
+
+def _evolve(space: UpdateRuleSpace, evaluate: EvaluateFn, budget: int, seed: int, population: int,
+            tournament: int, crossover: float, max_misses: int, batch: int, start: Sequence[Program]) -> TreeBudget:
     rng = np.random.default_rng(seed)
-    random.seed(seed)  # deap draws from Python's random module
     pset = primitive_set()
     book = TreeBudget(space, evaluate, budget)
     for program in start[: min(population, budget)]:
@@ -82,3 +94,9 @@ def evolution_search(space: UpdateRuleSpace, evaluate: EvaluateFn, budget: int =
             if score <= pop[worst][1] or not math.isfinite(pop[worst][1]):
                 pop[worst] = (program, score)
     return book
+
+
+def search(space: UpdateRuleSpace, evaluate: EvaluateFn, budget: int, seed: int, settings) -> tuple[TreeBudget, dict]:
+    """The registry's entry point (see ``tree_registry``): ``settings.batch`` children per generation,
+    ``settings.start`` in the first population."""
+    return evolution_search(space, evaluate, budget, seed, batch=settings.batch, start=settings.start), {}

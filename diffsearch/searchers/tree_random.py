@@ -21,3 +21,8 @@ def random_tree_search(space: UpdateRuleSpace, evaluate: EvaluateFn, budget: int
         misses = 0 if book.admit(space.sample(rng)) else misses + 1
     book.flush()
     return book
+
+
+def search(space: UpdateRuleSpace, evaluate: EvaluateFn, budget: int, seed: int, settings) -> tuple[TreeBudget, dict]:
+    """The registry's entry point (see ``tree_registry``)."""
+    return random_tree_search(space, evaluate, budget, seed), {}

@@ -1,6 +1,7 @@
-"""Training-hyperparameter spaces of seed 000: Table 1 (2-D data) and Table 2 (images).
+"""Training-hyperparameter spaces of the thesis study of Optuna HPO for diffusion training: one for
+2-D data and one for images.
 
-Conditionals follow the seed: the warm-up ratio exists only when the lr scheduler is not
+Conditionals follow the thesis study: the warm-up ratio exists only when the lr scheduler is not
 ``constant``, the weight decay only with AdamW. Points are plain dicts of JSON values; the same
 dict is stored as the Optuna trial's params.
 """
@@ -22,7 +23,7 @@ NOISE_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid")
 
 @dataclass(frozen=True)
 class TrainingSpace:
-    """A seed-000 space. ``fixed`` holds what the space does not search (e.g. the noise schedule on 2-D)."""
+    """A space of the thesis study. ``fixed`` holds what the space does not search (e.g. the noise schedule on 2-D)."""
 
     name: str
     description: str
@@ -93,7 +94,7 @@ class TrainingSpace:
 
 TOY2D = TrainingSpace(
     name="toy2d",
-    description="seed 000 Table 1: lr, lr scheduler, warm-up, batch size, optimizer, weight decay, timesteps",
+    description="the thesis study's 2-D space: lr, lr scheduler, warm-up, batch size, optimizer, weight decay, timesteps",
     lr_range=(1e-5, 1e-2),
     batch_sizes=(1024, 2048, 4096),
     timesteps=(20, 40, 60, 80, 100),
@@ -101,7 +102,7 @@ TOY2D = TrainingSpace(
     # the toy-diffusion notebook's cosine noise schedule, diffusers' name for it
     fixed={"beta_schedule": "squaredcos_cap_v2"},
     baselines={
-        # Table 3, 2-D: the public toy-diffusion notebook's settings
+        # the thesis study's 2-D baseline: the public toy-diffusion notebook's settings
         "default": {"lr": 1e-3, "lr_scheduler": "linear", "warmup_ratio": 0.0, "batch_size": 2048,
                     "optimizer": "adam", "num_train_timesteps": 40},
     },
@@ -109,14 +110,14 @@ TOY2D = TrainingSpace(
 
 IMAGES = TrainingSpace(
     name="images",
-    description="seed 000 Table 2: lr, lr scheduler, warm-up, batch size, optimizer, weight decay, noise schedule",
+    description="the thesis study's image space: lr, lr scheduler, warm-up, batch size, optimizer, weight decay, noise schedule",
     lr_range=(1e-5, 1e-3),
     batch_sizes=(32, 64, 128),
     timesteps=None,
     noise_schedules=NOISE_SCHEDULES,
     fixed={"num_train_timesteps": 1000},
     baselines={
-        # Table 3, images: the diffusers unconditional-training tutorial's settings
+        # the thesis study's image baseline: the diffusers unconditional-training tutorial's settings
         "default": {"lr": 4e-4, "lr_scheduler": "constant", "batch_size": 64, "optimizer": "adamw",
                     "weight_decay": 0.01, "beta_schedule": "squaredcos_cap_v2"},
     },

@@ -1,4 +1,5 @@
-"""The space of update rules: top-down growth, rejection tests and equivalence hashing (seed 004, ch. 3).
+"""The space of update rules: top-down growth, rejection tests and equivalence hashing, as in ENOS
+(Wang et al., NeurIPS 2022).
 
 - ``children(partial)``: tokens that may fill the leftmost open slot (length bound + redundancy rules).
 - ``key(program)``: a hash of the program's outputs on one fixed random probe. Equivalent programs
@@ -36,7 +37,7 @@ class UpdateRuleSpace:
     descent_steps: int = 5          # steps of state (moments) each probe runs
     probe_size: int = 64
     name: str = "update-rules"
-    description: str = "expression trees of optimizer update rules (seed 004)"
+    description: str = "expression trees of optimizer update rules (ENOS, Wang et al., NeurIPS 2022)"
 
     # ----------------------------------------------------------------------------- growth
     def children(self, partial: Sequence[str]) -> list[str]:

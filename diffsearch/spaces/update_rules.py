@@ -1,4 +1,5 @@
-"""The language of update rules (seed 004, chapter 3): expression trees over gradients and their moments.
+"""The language of update rules of ENOS (Wang et al., NeurIPS 2022): expression trees over gradients
+and their moments.
 
 A program is a prefix list of tokens (deap's representation: cheap to hash, grow and walk); the
 optimizer steps ``w <- w - lr * update``. One text format, ordinary infix maths, parses and prints::

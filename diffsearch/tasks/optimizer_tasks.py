@@ -1,13 +1,14 @@
-"""Diffusion training tasks that score an update rule (seed 004 ch. 3, with diffusion in place of CIFAR).
+"""Diffusion training tasks that score an update rule (as in ENOS, Wang et al., NeurIPS 2022,
+with diffusion in place of CIFAR).
 
-- ``toy2d-<set>`` (search task): the foundation's MLP denoiser (smaller) on a 2-D toy set, a few
-  hundred steps; about a second per training run on 2 CPU cores.
+- ``toy2d-<set>`` (search task): the MLP denoiser of ``diffsearch hparams`` (smaller) on a 2-D toy
+  set, a few hundred steps; about a second per training run on 2 CPU cores.
 - ``digits`` (transfer task): a small diffusers ``UNet2DModel`` on scikit-learn's 8 x 8 digits.
 
 Score = the denoising loss after training, measured on a fixed batch (fixed points, noise and
 timesteps) so every rule is judged on the same numbers; or, on the 2-D tasks with ``score="prdc"``,
-the PRDC loss (the foundation's scalar) of 2,000 points sampled from the trained model against 2,000
-held-out points. Each rule gets its learning rate from a grid by short proxy runs (on the loss either
+the PRDC loss (``diffsearch hparams``'s scalar) of 2,000 points sampled from the trained model against
+2,000 held-out points. Each rule gets its learning rate from a grid by short proxy runs (on the loss either
 way); a run whose loss blows up stops at once.
 """
 
@@ -23,7 +24,7 @@ import torch
 from diffusers import DDPMScheduler
 
 from diffsearch.errors import UsageError
-from diffsearch.interrupt import stop_point
+from diffsearch.ledger.interrupt import stop_point
 from diffsearch.optim import RuleOptimizer
 
 LR_GRID = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)  # the reference grid
@@ -103,7 +104,7 @@ class DiffusionTrainingTask:
         return float(torch.nn.functional.mse_loss(self.predict(model, f["noisy"], f["t"]), f["noise"]))
 
     def train(self, program: Sequence[str], lr: float, steps: int, seed: int, weight_decay: float = 0.0) -> RunResult:
-        """Train from the seed's initial weights; stop early once the loss is non-finite or blows up."""
+        """Train from ``seed``'s initial weights; stop early once the loss is non-finite or blows up."""
         model = self._model(seed)
         optimizer = RuleOptimizer(model.parameters(), program, lr=lr, weight_decay=weight_decay,
                                   total_steps=steps, seed=seed)

@@ -21,10 +21,10 @@ from optuna.trial import TrialState
 
 from diffsearch.backends.stable_diffusion import SDBackend
 from diffsearch.errors import TrialFailed
-from diffsearch.interrupt import stop_point
+from diffsearch.ledger.interrupt import stop_point
 from diffsearch.objectives.clip import ClipObjective
 from diffsearch.spaces.prompts import PromptSpace
-from diffsearch.work_queue import Ledger, TrialRunner, give_up_reason
+from diffsearch.ledger.trial_loop import TrialRunner, WorkQueue, give_up_reason
 
 MIN_SIMILARITY = 0.9  # the attack's constraint (seed 004, eq. 6.5)
 
@@ -100,7 +100,7 @@ class PromptTask:
         self.trace: list[tuple[float, float | None]] = []
         # finished trials by params key (earlier runs' too): read back, never generated twice
         self.runner = PromptTrialRunner(study, backend, clip)
-        self.ledger = Ledger(study, self.runner, lambda t: t.user_attrs.get("params_key"))
+        self.queue = WorkQueue(study, self.runner, lambda t: t.user_attrs.get("params_key"))
         self._empty = None
 
     # ---- budget -------------------------------------------------------------------------------------
@@ -137,7 +137,7 @@ class PromptTask:
             attrs = {"positive": positive, "negative": negative, "params_key": key, "role": role,
                      "task": self.task, "seeds": self.seeds, "target": self.space.prompt}
             order.append(point)
-            if key not in self.ledger.done and self._rejected(positive, attrs):  # costs nothing
+            if key not in self.queue.done and self._rejected(positive, attrs):  # costs nothing
                 self._record(params, attrs, TrialState.FAIL)
                 self._finish(point, Evaluation(None, None, attrs), self.spent)
                 continue
@@ -145,9 +145,9 @@ class PromptTask:
                 self.charge(1)
             pending[key] = (point, self.spent)
             wanted[key] = self._submitter(params, attrs)
-        self.ledger.collect(wanted)
+        self.queue.collect(wanted)
         for key, (point, spent) in pending.items():
-            trial = self.ledger.done[key]
+            trial = self.queue.done[key]
             self._finish(point, Evaluation(trial.value, trial.user_attrs.get("loss"), dict(trial.user_attrs)), spent)
         return [self.seen[p] for p in order]
 

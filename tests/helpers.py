@@ -1,4 +1,11 @@
-"""A real PostgreSQL server on loopback for the multi-worker tests (Debian's `postgresql` package)."""
+"""Plain helpers shared by tests in several folders (tests/conftest.py puts this folder on sys.path).
+
+Fixtures live in conftest.py; what is here is ordinary code a test calls or reads: ``from helpers import ...``.
+
+- ``tiny_task``: the real 2-D training task on a small moons set (a trial takes well under a second);
+- ``MIXED_SPACE`` and ``fast_config``: a float / int / categorical space and a quick generative-model config;
+- ``postgres_server``: a real PostgreSQL server on loopback (the ``postgres_url`` fixture wraps it).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +17,39 @@ import subprocess
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+# diffsearch is imported inside the helpers: conftest.py imports this module before any test module
+
+
+def tiny_task(epochs=2):
+    """The real 2-D training task on a small moons set (a trial takes well under a second)."""
+    from diffsearch.datasets import load_vector_data
+    from diffsearch.tasks.vector_diffusion import VectorDiffusionTask
+
+    return VectorDiffusionTask(load_vector_data("moons", n_points=3000, held_out=1000), epochs=epochs)
+
+
+# a space with every kind of parameter: log and linear floats, a stepped float, ints, a categorical
+MIXED_SPACE = {
+    "lr": FloatDistribution(1e-5, 1e-2, log=True),
+    "dropout": FloatDistribution(0.0, 0.5),
+    "ratio": FloatDistribution(0.0, 0.2, step=0.05),
+    "layers": IntDistribution(1, 8),
+    "width": IntDistribution(16, 1024, log=True),
+    "optimizer": CategoricalDistribution(["adam", "adamw", "sgd"]),
+}
+
+
+def fast_config(**changes):
+    """A generative-model config small enough for a test (fewer timesteps and fit steps)."""
+    from diffsearch.searchers.generative import GenerativeConfig
+
+    return GenerativeConfig(**{"timesteps": 100, "first_fit_steps": 200, "refit_steps": 20, **changes})
+
+
+# A real PostgreSQL server on loopback for the multi-worker tests (Debian's `postgresql` package).
 
 
 def _as_root() -> bool:

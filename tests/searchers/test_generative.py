@@ -2,24 +2,13 @@ import numpy as np
 import optuna
 import pytest
 import torch
-from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.distributions import CategoricalDistribution, FloatDistribution
 
 from diffsearch.searchers.generative import GenerativeConfig, GenerativeHPO, Network, Sampler, scale_y
 from diffsearch.searchers.generative_sampler import GenerativeSampler, SpaceCodec, source_history
 
-SPACE = {
-    "lr": FloatDistribution(1e-5, 1e-2, log=True),
-    "dropout": FloatDistribution(0.0, 0.5),
-    "ratio": FloatDistribution(0.0, 0.2, step=0.05),
-    "layers": IntDistribution(1, 8),
-    "width": IntDistribution(16, 1024, log=True),
-    "optimizer": CategoricalDistribution(["adam", "adamw", "sgd"]),
-}
-
-
-def fast_config(**changes):
-    return GenerativeConfig(**{"timesteps": 100, "first_fit_steps": 200, "refit_steps": 20, **changes})
-
+from helpers import MIXED_SPACE as SPACE
+from helpers import fast_config
 
 def test_codec_round_trip():
     codec = SpaceCodec(SPACE)
@@ -118,16 +107,31 @@ def test_proposes_improving_points_more_often_than_random(sample_steps):
     assert method.config.losses[-1] < method.config.losses[0]
 
 
-def test_optuna_sampler_on_mixed_space():
+def test_optuna_sampler_on_mixed_space(monkeypatch):
     def objective(trial):
         params = {name: trial._suggest(name, dist) for name, dist in SPACE.items()}
         return (np.log10(params["lr"]) + 3) ** 2 + params["dropout"] + (params["optimizer"] != "adam")
 
+    proposed = []  # (trials in the model's history, the code it proposed), one per suggestion
+    suggest = GenerativeHPO.suggest
+
+    def spy(self, X, y, *args, **kwargs):
+        x = suggest(self, X, y, *args, **kwargs)
+        proposed.append((len(X), x))
+        return x
+
+    monkeypatch.setattr(GenerativeHPO, "suggest", spy)
     sampler = GenerativeSampler(seed=0, n_startup_trials=3, config=fast_config())
     study = optuna.create_study(sampler=sampler)
     study.optimize(objective, n_trials=6)
     assert len(study.trials) == 6 and all(t.state.name == "COMPLETE" for t in study.trials)
-    assert sampler._model is not None  # trials 4-6 came from the model
+    assert sampler._model is not None
+    # trials 4-6 came from the model: one suggestion each, made once the 3 start-up trials (and each
+    # model trial before it) had finished, and each trial holds exactly the configuration proposed
+    assert [seen for seen, _ in proposed] == [3, 4, 5]
+    codec = SpaceCodec(SPACE)
+    for trial, (_, x) in zip(study.trials[3:], proposed):
+        assert trial.params == codec.decode(x), trial.number
 
 
 def test_context_embedding_ignores_order_and_padding():

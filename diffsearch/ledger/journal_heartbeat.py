@@ -14,8 +14,9 @@ from typing import Callable
 
 import optuna
 from optuna.storages import JournalStorage
-from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import FrozenTrial, TrialState
+
+from diffsearch.ledger.optuna_private import BaseHeartbeat, frozen_trial_id
 
 HEARTBEAT_ATTR = "diffsearch:heartbeat"
 
@@ -39,7 +40,7 @@ class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
         # the journal file is shared by processes of one machine, so their clocks agree
         now = time.time()
-        return [trial._trial_id for trial in self.get_all_trials(study_id, deepcopy=False,
+        return [frozen_trial_id(trial) for trial in self.get_all_trials(study_id, deepcopy=False,
                                                                   states=(TrialState.RUNNING,))
                 if HEARTBEAT_ATTR in trial.system_attrs
                 and now - trial.system_attrs[HEARTBEAT_ATTR] > self.grace_period]

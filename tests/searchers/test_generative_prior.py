@@ -6,7 +6,9 @@ from optuna.distributions import FloatDistribution
 from diffsearch.searchers.generative import GenerativeConfig, GenerativeHPO
 from diffsearch.searchers.generative_prior import bump_function, prior_histories
 from diffsearch.searchers.generative_sampler import GenerativeSampler, SpaceCodec
-from test_generative import SPACE, fast_config
+
+from helpers import MIXED_SPACE as SPACE
+from helpers import fast_config
 
 
 def test_prior_histories_are_random_search_on_bump_functions():

@@ -1,4 +1,5 @@
 import json
+import math
 import signal
 import sqlite3
 import subprocess
@@ -37,6 +38,25 @@ def test_search_end_to_end_writes_results_plot_and_ledger(tmp_path, tiny_args, c
     for key in ("precision", "recall", "density", "coverage", "seconds", "config"):
         assert key in trial.user_attrs
     assert study.user_attrs["job"] == "hparams" and study.user_attrs["dataset"] == "moons"
+    # the results hold what the ledger holds: every trial scored with its PRDC parts, the best one named
+    prdc_parts = {"precision", "recall", "density", "coverage"}
+    for record in saved["trials"]:
+        assert record["state"] == "COMPLETE" and math.isfinite(record["score"]) and record["params"]
+        assert set(record["parts"]) == prdc_parts and all(math.isfinite(v) for v in record["parts"].values())
+        assert record["params"] == study.trials[record["number"]].params
+    best = saved["best"]
+    assert math.isfinite(best["score"]) and best["number"] == trial.number and best["score"] == trial.value
+    assert best["params"] == trial.params and set(best["params"]) >= {"lr", "batch_size", "optimizer"}
+    assert set(best["parts"]) == prdc_parts
+    # without --json the same command resumes (nothing to train) and its table names the best configuration
+    assert run_cli("hparams", "--dataset", "moons", "--searcher", "tpe", "--trials", 3, *tiny_args,
+                   "--repeats", 2, "--out", out) == 0
+    table = capsys.readouterr().out
+    assert f"best of study hparams-moons-tpe (trial {best['number']})" in table
+    for name, value in best["params"].items():
+        shown = f"{value:.3g}" if isinstance(value, float) else str(value)
+        assert any(name in line and shown in line for line in table.splitlines()), (name, shown, table)
+    assert len(load(out, "hparams-moons-tpe").trials) == 3
 
 
 def test_rerun_resumes_without_repeating(tmp_path, tiny_args):

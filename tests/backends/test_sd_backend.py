@@ -1,6 +1,5 @@
-"""Stable Diffusion backend on the tiny pipeline: our loop, the shortcut gradient, loading, CLIP loss."""
-
-import math
+"""Stable Diffusion backend on the tiny pipeline: our loop, the shortcut gradient (scored by the tiny CLIP
+objective, the ``clip`` fixture of conftest.py), loading."""
 
 import pytest
 import torch
@@ -8,7 +7,6 @@ import torch
 from diffsearch.backends.stable_diffusion import SDBackend, load_pipeline
 from diffsearch.backends.tiny_sd import clip_tokenizer
 from diffsearch.errors import UsageError
-from diffsearch.objectives.clip import ClipObjective, spherical_loss
 
 STEPS = 6
 
@@ -16,11 +14,6 @@ STEPS = 6
 @pytest.fixture(scope="module")
 def pipe():
     return load_pipeline("tiny", seed=0)
-
-
-@pytest.fixture(scope="module")
-def clip():
-    return ClipObjective("tiny")
 
 
 def test_tokenizer_matches_open_clip():
@@ -103,28 +96,3 @@ def test_saved_tiny_pipeline_loads_through_the_user_path(pipe, tmp_path):
         load_pipeline(str(tmp_path / "sd"))  # weights missing
 
 
-def test_spherical_loss_is_half_the_squared_angle(clip):
-    a = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
-    b = torch.tensor([[0.0, 3.0], [1.0, 1.0]])
-    torch.testing.assert_close(spherical_loss(a, b), torch.tensor([(math.pi / 2) ** 2 / 2, (math.pi / 4) ** 2 / 2]))
-    images = torch.rand(2, 3, 16, 16, requires_grad=True)
-    loss = clip.loss(images, clip.text_features(["a cat"]))
-    loss.sum().backward()
-    assert loss.shape == (2,) and images.grad.abs().sum() > 0
-    assert ((clip.score(images, clip.text_features(["a cat"])) >= 0)).all()
-
-
-def test_missing_clip_weights_is_a_usage_error(tmp_path):
-    with pytest.raises(UsageError, match="cannot load CLIP"):
-        ClipObjective(f"ViT-B-32:{tmp_path / 'missing.pt'}")
-    with pytest.raises(UsageError, match="MODEL:TAG"):
-        ClipObjective("no-such-spec")
-
-
-def test_transformers_clip_directory_loads(clip, tmp_path):
-    clip.model.save_pretrained(tmp_path / "clip")
-    clip.tokenizer.save_pretrained(tmp_path / "clip")
-    loaded = ClipObjective(str(tmp_path / "clip"))
-    images = torch.rand(1, 3, 16, 16)
-    torch.testing.assert_close(loaded.image_features(images), clip.image_features(images))
-    torch.testing.assert_close(loaded.text_features(["a cat"]), clip.text_features(["a cat"]))

@@ -1,8 +1,4 @@
-"""The ledger: every evaluation is an Optuna trial in one storage (SQLite, PostgreSQL, journal file, ...).
-
-Studies record their job and settings as user attrs, so a study can be resumed (or joined) with only
-the storage URL and the study name, and so a study is never reused by a different job by mistake.
-"""
+"""Opening a storage: a database URL (SQLite, PostgreSQL, ...) or a journal file, with heartbeats."""
 
 from __future__ import annotations
 
@@ -13,13 +9,9 @@ from typing import Any
 
 import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
-from optuna.trial import FrozenTrial, TrialState
 
 from diffsearch.errors import UsageError
-from diffsearch.journal_heartbeat import HeartbeatJournalStorage
-
-# attrs that must match when a study is resumed; the others (budget, ...) may change between runs
-IDENTITY_ATTRS = ("job", "space", "dataset", "epochs", "width", "resolution", "fid_samples", "score", "lr_grid")
+from diffsearch.ledger.journal_heartbeat import HeartbeatJournalStorage
 
 
 def default_storage_url(run_dir: Path) -> str:
@@ -89,36 +81,3 @@ def _rdb_storage(url: str, beats: dict[str, Any], attempts: int = 5) -> optuna.s
                 raise
             time.sleep(0.2 * (attempt + 1))
     raise AssertionError("unreachable")
-
-
-def create_or_load_study(storage: optuna.storages.BaseStorage, name: str, attrs: dict[str, Any],
-                         sampler: optuna.samplers.BaseSampler | None = None,
-                         pruner: optuna.pruners.BasePruner | None = None) -> optuna.Study:
-    """Create the study, or load it after checking it was made by the same job on the same data."""
-    study = optuna.create_study(storage=storage, study_name=name, direction="minimize",
-                                sampler=sampler, pruner=pruner, load_if_exists=True)
-    existing = study.user_attrs
-    for key in IDENTITY_ATTRS:
-        if key in existing and key in attrs and existing[key] != attrs[key]:
-            raise UsageError(f"study {name!r} was made with {key}={existing[key]!r}, not {attrs[key]!r}: "
-                             "use another --study name")
-    for key, value in attrs.items():
-        if existing.get(key) != value:
-            study.set_user_attr(key, value)
-    return study
-
-
-def is_done(trial: FrozenTrial) -> bool:
-    """Finished trials count against the budget; a trial cut by Ctrl-C or a crash does not."""
-    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
-        return True
-    return trial.state == TrialState.FAIL and "fail_reason" in trial.user_attrs
-
-
-def done_trials(study: optuna.Study) -> list[FrozenTrial]:
-    return [t for t in study.get_trials(deepcopy=False) if is_done(t)]
-
-
-def best_trial(study: optuna.Study) -> FrozenTrial | None:
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    return min(complete, key=lambda t: t.value) if complete else None

@@ -11,9 +11,7 @@ from diffsearch.searchers import make_pruner, report_epochs
 from diffsearch.spaces.training import TOY2D
 from diffsearch.tasks.vector_diffusion import VectorDiffusionTask
 
-
-def tiny_task(epochs=2):
-    return VectorDiffusionTask(load_vector_data("moons", n_points=3000, held_out=1000), epochs=epochs)
+from helpers import tiny_task
 
 
 def test_diverging_trial_is_recorded_and_study_goes_on():
@@ -68,20 +66,3 @@ def test_out_of_memory_trial_is_recorded_with_its_reason_and_study_goes_on():
     assert first.state == TrialState.FAIL
     assert first.user_attrs["fail_reason"].startswith("out of memory: CUDA out of memory")
     assert second.state == TrialState.COMPLETE
-
-
-def test_busy_minutes_counts_overlaps_once_and_skips_gaps():
-    from datetime import datetime, timedelta
-    from types import SimpleNamespace
-
-    from diffsearch.jobs.hparams import busy_minutes
-
-    t0 = datetime(2026, 1, 1)
-    at = lambda minutes: t0 + timedelta(minutes=minutes)  # noqa: E731
-    trials = [SimpleNamespace(datetime_start=at(0), datetime_complete=at(10)),    # two workers side by side
-              SimpleNamespace(datetime_start=at(5), datetime_complete=at(12)),
-              SimpleNamespace(datetime_start=at(600), datetime_complete=at(603)),  # resumed hours later
-              SimpleNamespace(datetime_start=at(601), datetime_complete=None)]     # still running
-    assert busy_minutes(trials) == 15.0
-    assert busy_minutes(trials, until=at(8)) == 8.0
-    assert busy_minutes(trials, until=at(602)) == 14.0

@@ -15,6 +15,8 @@ from optuna.trial import TrialState
 from diffsearch.dead_workers import fail_dead_workers_trials
 from diffsearch.ledger import open_storage
 
+from helpers import tiny_task
+
 
 def _storage_url(tmp_path, kind: str) -> str:
     return f"sqlite:///{tmp_path / 'h.db'}" if kind == "sqlite" else str(tmp_path / "h.log")
@@ -72,7 +74,6 @@ def test_a_dead_trial_retried_by_two_workers_runs_once(tmp_path):
     # (seen in a benchmark ledger on SQLite); the second retry must be dropped, not trained again
     from diffsearch.run import run_search
     from diffsearch.spaces.training import TOY2D
-    from test_run import tiny_task
 
     storage = open_storage(_storage_url(tmp_path, "sqlite"), heartbeat=10)
     study = optuna.create_study(storage=storage, sampler=optuna.samplers.RandomSampler(seed=0))
@@ -100,7 +101,6 @@ def test_the_retry_of_a_dead_retry_runs(tmp_path):
     # died too must not be taken for a duplicate of its predecessor and dropped (seen in CI)
     from diffsearch.run import run_search
     from diffsearch.spaces.training import TOY2D
-    from test_run import tiny_task
 
     storage = open_storage(_storage_url(tmp_path, "sqlite"), heartbeat=10)
     study = optuna.create_study(storage=storage, sampler=optuna.samplers.RandomSampler(seed=0))
@@ -128,7 +128,6 @@ def test_a_live_worker_whose_trial_was_failed_as_stale_goes_on(tmp_path, monkeyp
     # and Optuna's tell then raises in the live worker (optuna/optuna#5470): it must survive that
     import diffsearch.run as run
     from diffsearch.spaces.training import TOY2D
-    from test_run import tiny_task
 
     storage = open_storage(_storage_url(tmp_path, "journal"), heartbeat=10)
     study = optuna.create_study(storage=storage, sampler=optuna.samplers.RandomSampler(seed=0))
@@ -156,7 +155,6 @@ def test_a_bug_in_the_objective_still_stops_the_worker(tmp_path, monkeypatch):
     # only a trial failed and retried by another worker is let go; an unexpected error is not swallowed
     import diffsearch.run as run
     from diffsearch.spaces.training import TOY2D
-    from test_run import tiny_task
 
     study = optuna.create_study(storage=open_storage(_storage_url(tmp_path, "journal"), heartbeat=10))
 

@@ -1,6 +1,6 @@
 """Trials left RUNNING by a worker that is gone, found without waiting for heartbeats where possible.
 
-Heartbeats (Optuna's, see ledger.py) find dead workers on any machine after a grace period. Two cases
+Heartbeats (Optuna's, see storage.py) find dead workers on any machine after a grace period. Two cases
 they miss or find late: a worker on this machine whose process is gone (its pid says so at once), and
 trials started by a worker without heartbeats (an older diffsearch, a crash before the first beat),
 which heartbeats never report. Both are failed here and handed to the storage's retry callback, the
@@ -14,8 +14,10 @@ import os
 import socket
 
 import optuna
-from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.trial import TrialState
+
+from diffsearch.ledger.optuna_private import (fail_stale_trials, frozen_trial_id, stale_trial_callback, storage_of,
+                                             trial_id)
 
 # legacy trials without a worker record are failed once they have run this long without one
 NO_RECORD_GRACE_SECONDS = 60
@@ -51,21 +53,21 @@ def _is_dead(trial: optuna.trial.FrozenTrial, host: str, now: datetime.datetime)
 
 def fail_dead_workers_trials(study: optuna.Study) -> list[int]:
     """Fail the RUNNING trials whose worker is known to be gone; retry them as stale trials are. Numbers."""
-    storage = study._storage
+    storage = storage_of(study)
     host, now = socket.gethostname(), datetime.datetime.now()
-    retry = storage.get_heartbeat_stale_trial_callback() if is_heartbeat_enabled(storage) else None
+    retry = stale_trial_callback(study)
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if not _is_dead(trial, host, now):
             continue
         try:
-            if not storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+            if not storage.set_trial_state_values(frozen_trial_id(trial), state=TrialState.FAIL):
                 continue
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another worker got there first
         failed.append(trial.number)
         if retry is not None:
-            retry(study, storage.get_trial(trial._trial_id))
+            retry(study, storage.get_trial(frozen_trial_id(trial)))
     return failed
 
 
@@ -87,7 +89,7 @@ def earlier_retry(study: optuna.Study, trial: optuna.Trial) -> int | None:
     the first retry should run; the caller drops the others. A retry of that retry (it died too) is
     not a duplicate: it re-runs a different failed trial.
     """
-    failed = retried_trial(study._storage.get_trial_system_attrs(trial._trial_id))
+    failed = retried_trial(storage_of(study).get_trial_system_attrs(trial_id(trial)))
     if failed is None:
         return None
     for other in study.get_trials(deepcopy=False):
@@ -96,18 +98,25 @@ def earlier_retry(study: optuna.Study, trial: optuna.Trial) -> int | None:
     return None
 
 
-def failed_by_another_worker(study: optuna.Study, trial_id: int | None) -> bool:
+def failed_by_another_worker(study: optuna.Study, running_id: int | None) -> bool:
     """Whether this process's trial was failed as heartbeat-stale by another worker while it still ran.
 
     Under load a live worker can miss its beats for the grace period. Optuna then fails its trial and
     queues the retry, and the live worker's own ``tell`` raises (optuna/optuna#5470) instead of ending
     the trial; the caller catches that and goes on, since the retry runs the same params elsewhere.
     """
-    if trial_id is None:
+    if running_id is None:
         return False
-    trial = study._storage.get_trial(trial_id)
+    trial = storage_of(study).get_trial(running_id)
     if trial.state != TrialState.FAIL or "fail_reason" in trial.user_attrs or "surplus" in trial.user_attrs:
         return False
     # its retry is the mark of the stale check: a bug in the objective also ends FAIL, but unretried
     return any(retried_trial(t.system_attrs) == trial.number for t in study.get_trials(deepcopy=False))
 
+
+
+def sweep_dead_workers(study: optuna.Study) -> None:
+    """Fail (and queue the retries of) trials whose worker is gone: by its pid on this machine at once,
+    and by Optuna's heartbeat check on any machine."""
+    fail_dead_workers_trials(study)
+    fail_stale_trials(study)

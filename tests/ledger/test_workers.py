@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import optuna
 import pytest
@@ -21,9 +20,7 @@ from optuna.trial import TrialState
 from diffsearch.dead_workers import retried_trial
 from diffsearch.ledger import done_trials, is_done, open_storage
 
-sys.path.insert(0, str(Path(__file__).parent))
-from postgres_server import postgres_server  # noqa: E402
-
+pytestmark = pytest.mark.slow  # real worker processes for tens of seconds
 TRIALS = 30
 CHEAP = ["--dataset", "moons", "--searcher", "random", "--points", "2000", "--held-out", "500",
          "--epochs", "40", "--baseline-runs", "0", "--heartbeat", "1"]
@@ -59,16 +56,25 @@ def _kill_one_mid_trial(storage_url: str, study: str, pids: set[int] | None, tim
             for trial in loaded.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
                 worker = trial.user_attrs.get("worker", ":0")
                 pid = int(worker.rsplit(":", 1)[1])
-                if pid and (pids is None or pid in pids):
-                    # frozen first, so it cannot finish the trial between this check and the kill (it
-                    # did once: the killed worker's last trial was then COMPLETE, not FAIL)
-                    os.kill(pid, signal.SIGSTOP)
-                    if _load(storage_url, study).trials[trial.number].state == TrialState.RUNNING:
-                        os.kill(pid, signal.SIGKILL)
-                        return worker
-                    os.kill(pid, signal.SIGCONT)
+                if pid and (pids is None or pid in pids) and _kill_if_still_running(storage_url, study,
+                                                                                     trial.number, pid):
+                    return worker
         time.sleep(0.05)
     raise AssertionError("no worker was caught running a trial")
+
+
+def _kill_if_still_running(storage_url: str, study: str, number: int, pid: int) -> bool:
+    """SIGKILL worker ``pid`` if its trial ``number``, seen RUNNING, still runs; whether it was killed.
+
+    Frozen first, so it cannot finish the trial between this check and the kill (it did once: the
+    killed worker's last trial was then COMPLETE, not FAIL); let go again if it had finished it.
+    """
+    os.kill(pid, signal.SIGSTOP)
+    if _load(storage_url, study).trials[number].state == TrialState.RUNNING:
+        os.kill(pid, signal.SIGKILL)
+        return True
+    os.kill(pid, signal.SIGCONT)
+    return False
 
 
 def _check_ledger(storage_url: str, study_name: str, killed_worker: str) -> None:
@@ -91,12 +97,6 @@ def _check_ledger(storage_url: str, study_name: str, killed_worker: str) -> None
     # the dead worker's config is in the finished trials exactly once: re-run, not duplicated
     assert sum(drawn <= t.params.items() for t in done) == 1
     assert len({json.dumps(t.params, sort_keys=True) for t in done}) == TRIALS
-
-
-@pytest.fixture(scope="module")
-def postgres_url():
-    with postgres_server() as url:
-        yield url
 
 
 def test_three_workers_on_postgres_survive_a_sigkill(tmp_path, postgres_url):
@@ -169,8 +169,7 @@ def test_optimizer_search_shared_by_workers_survives_a_sigkill(tmp_path):
         for trial in _load(storage, study_name).get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             worker = trial.user_attrs.get("worker", "")
             pid = int(worker.rsplit(":", 1)[1]) if ":" in worker else 0
-            if pid and pid != job.pid:
-                os.kill(pid, signal.SIGKILL)
+            if pid and pid != job.pid and _kill_if_still_running(storage, study_name, trial.number, pid):
                 killed = worker
                 break
         time.sleep(0.05)
