@@ -16,14 +16,13 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
-from diffusers.optimization import get_scheduler
 
-from diffsearch.backends.vector_trainer import make_optimizer
-from diffsearch.errors import TrialDiverged, UsageError
+from diffsearch.backends.vector_trainer import make_lr_schedule, make_optimizer, record_epoch
+from diffsearch.errors import UsageError
 from diffsearch.ledger.interrupt import stop_point
 
 BASE_CHANNELS = (64, 128, 128, 256)
-SAMPLERS = ("ddim", "ddpm")
+SAMPLING_SCHEDULERS = ("ddim", "ddpm")  # how images are drawn from a trained model (not an Optuna sampler)
 # report(epoch, sample_fn) -> None; raises optuna.TrialPruned to stop the run
 ReportFn = Callable[[int, Callable[[], np.ndarray]], None]
 
@@ -73,8 +72,8 @@ class TrainedUNet:
     def sample(self, n: int, generator: torch.Generator, steps: int = 50, sampler: str = "ddim",
                batch_size: int = 256) -> np.ndarray:
         """uint8 N x H x W x C images; noise drawn on the CPU from ``generator`` so runs repeat on any device."""
-        if sampler not in SAMPLERS:
-            raise UsageError(f"unknown sampler {sampler!r}; known: {', '.join(SAMPLERS)}")
+        if sampler not in SAMPLING_SCHEDULERS:
+            raise UsageError(f"unknown sampler {sampler!r}; known: {', '.join(SAMPLING_SCHEDULERS)}")
         cls = DDIMScheduler if sampler == "ddim" else DDPMScheduler
         # pass the betas themselves: DDIMScheduler cannot build the sigmoid schedule by name
         sched = cls.from_config(self.noise_scheduler.config,
@@ -126,11 +125,7 @@ def train_unet(
     n_timesteps = noise_scheduler.config.num_train_timesteps
     optimizer = make_optimizer(config, model.parameters())
     batch_size = int(config["batch_size"])
-    steps_per_epoch = math.ceil(len(data) / batch_size)
-    total_steps = steps_per_epoch * epochs
-    lr_schedule = get_scheduler(config["lr_scheduler"], optimizer,
-                                num_warmup_steps=int(config.get("warmup_ratio", 0.0) * total_steps),
-                                num_training_steps=total_steps)
+    lr_schedule = make_lr_schedule(config, optimizer, math.ceil(len(data) / batch_size) * epochs)
     trained = TrainedUNet(model, noise_scheduler, device)
     alphas = noise_scheduler.alphas_cumprod.to(device)
     model.train()
@@ -153,10 +148,7 @@ def train_unet(
             optimizer.step()
             lr_schedule.step()
             loss_sum += loss.detach() * len(x0)
-        epoch_loss = float(loss_sum) / len(data)
-        if not math.isfinite(epoch_loss):
-            raise TrialDiverged(f"training loss became {epoch_loss} at epoch {epoch}")
-        trained.epoch_losses.append(epoch_loss)
+        record_epoch(trained.epoch_losses, float(loss_sum) / len(data), epoch)
         if report is not None and epoch in report_epochs and epoch < epochs:
             report(epoch, trained)
     return trained

@@ -41,6 +41,13 @@ def make_optimizer(config: dict[str, Any], params) -> torch.optim.Optimizer:
     raise ValueError(f"unknown optimizer {config['optimizer']!r}")
 
 
+def make_lr_schedule(config: dict[str, Any], optimizer: torch.optim.Optimizer, total_steps: int):
+    """diffusers' lr schedule of the config; warm-up steps = warm-up ratio x total steps."""
+    return get_scheduler(config["lr_scheduler"], optimizer,
+                         num_warmup_steps=int(config.get("warmup_ratio", 0.0) * total_steps),
+                         num_training_steps=total_steps)
+
+
 @dataclass
 class TrainedDenoiser:
     model: MLPDenoiser
@@ -90,13 +97,7 @@ def train_denoiser(
     n_timesteps = noise_scheduler.config.num_train_timesteps
     optimizer = make_optimizer(config, model.parameters())
     batch_size = int(config["batch_size"])
-    steps_per_epoch = math.ceil(len(data) / batch_size)
-    total_steps = steps_per_epoch * epochs
-    lr_schedule = get_scheduler(
-        config["lr_scheduler"], optimizer,
-        num_warmup_steps=int(config.get("warmup_ratio", 0.0) * total_steps),
-        num_training_steps=total_steps,
-    )
+    lr_schedule = make_lr_schedule(config, optimizer, math.ceil(len(data) / batch_size) * epochs)
     trained = TrainedDenoiser(model, noise_scheduler)
     sample_generator = torch.Generator().manual_seed(seed + 1)
     model.train()
@@ -115,13 +116,17 @@ def train_denoiser(
             optimizer.step()
             lr_schedule.step()
             loss_sum += loss.detach() * len(x0)
-        epoch_loss = float(loss_sum) / len(data)
-        if not math.isfinite(epoch_loss):
-            raise TrialDiverged(f"training loss became {epoch_loss} at epoch {epoch}")
-        trained.epoch_losses.append(epoch_loss)
+        record_epoch(trained.epoch_losses, float(loss_sum) / len(data), epoch)
         if report is not None and epoch in report_epochs and epoch < epochs:
             report(epoch, lambda: checked_samples(trained, sample_count, sample_generator))
     return trained
+
+
+def record_epoch(losses: list[float], epoch_loss: float, epoch: int) -> None:
+    """Keep an epoch's mean training loss; a non-finite one ends the trial as diverged."""
+    if not math.isfinite(epoch_loss):
+        raise TrialDiverged(f"training loss became {epoch_loss} at epoch {epoch}")
+    losses.append(epoch_loss)
 
 
 def checked_samples(trained: TrainedDenoiser, n: int, generator: torch.Generator) -> np.ndarray:

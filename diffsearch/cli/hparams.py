@@ -10,7 +10,7 @@ from rich.table import Table
 from diffsearch.cli.parser import add_worker_arguments
 from diffsearch.cli.progress import best_so_far_bar, finish
 
-from diffsearch.backends.unet_trainer import SAMPLERS
+from diffsearch.backends.unet_trainer import SAMPLING_SCHEDULERS
 from diffsearch.datasets import TOY_DATASETS
 from diffsearch.datasets.images import IMAGE_DATASETS
 from diffsearch.jobs.hparams import HparamsOptions, run_hparams
@@ -87,7 +87,7 @@ def add_parser(subparsers, parser_class, formatter, help_text: str) -> None:
                         help="images generated per FID, and training images in the reference "
                         "(Inception runs at ~11 images/s on 2 CPU cores)")
     images.add_argument("--sample-steps", type=int, default=50, help="denoising steps when sampling")
-    images.add_argument("--sampler", default="ddim", choices=SAMPLERS, help="sampling scheduler")
+    images.add_argument("--sampler", default="ddim", choices=SAMPLING_SCHEDULERS, help="sampling scheduler")
     images.add_argument("--device", default="auto", help="auto, cpu or cuda (mixed precision on cuda)")
     images.add_argument("--train-images", type=int, help="train on the first N training images only")
     p.add_argument("--json", action="store_true", help="print results.json to stdout instead of tables")

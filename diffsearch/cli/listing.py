@@ -20,7 +20,9 @@ from diffsearch.tasks.optimizer_tasks import SCORES, TASKS
 
 
 def add_parser(subparsers, parser_class, formatter, help_text: str) -> None:
-    p = subparsers.add_parser("list", help=help_text)
+    p = subparsers.add_parser("list", help=help_text, description="Everything a command line can name, "
+                              "read from the registries.", formatter_class=formatter)
+    p.add_argument("--markdown", action="store_true", help="print a Markdown table (the README's) instead")
     p.set_defaults(handler=main)
 
 
@@ -50,7 +52,17 @@ def rows() -> list[tuple[str, str, str]]:
     return [(kind, name, text) for kind, entries in sections for name, text in entries.items()]
 
 
+def markdown() -> str:
+    lines = ["| kind | name | what it is |", "|---|---|---|"]
+    cell = lambda text: text.replace("|", "\\|")  # noqa: E731  (a formula's |x| must not end the cell)
+    lines += [f"| {kind} | `{name}` | {cell(text)} |" for kind, name, text in rows()]
+    return "\n".join(lines) + "\n"
+
+
 def main(args: argparse.Namespace) -> int:
+    if args.markdown:
+        print(markdown(), end="")
+        return 0
     table = Table(title="diffsearch")
     for column in ("kind", "name", "what it is"):
         table.add_column(column)

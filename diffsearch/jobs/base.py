@@ -47,8 +47,9 @@ class Run:
 
 
 class Job(Protocol):
+    """A job's module holds one ``JOB``; its one-line description is its ``JOBS`` entry."""
+
     name: str                        # the CLI command, and the ``job`` attr of its studies
-    description: str                 # one line for --help and ``diffsearch list``
     identity: tuple[str, ...]        # study attrs a resumed study must match (they change what values mean)
     renamed: Mapping[str, str]       # attr -> the name older studies stored it under
 

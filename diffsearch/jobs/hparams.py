@@ -21,7 +21,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from diffsearch.backends.unet_trainer import SAMPLERS, resolve_device, unet_channels
+from diffsearch.backends.unet_trainer import SAMPLING_SCHEDULERS, resolve_device, unet_channels
 from diffsearch.datasets import load_vector_data
 from diffsearch.datasets.images import default_resolution, is_image_dataset, load_image_data
 from diffsearch.errors import UsageError
@@ -95,8 +95,8 @@ class HparamsOptions:
                 raise UsageError("--fid-samples must be at least 2 and --sample-steps at least 1")
             unet_channels(o.width)       # each raises UsageError on a bad value
             resolve_device(o.device)
-            if o.sampler not in SAMPLERS:
-                raise UsageError(f"unknown sampler {o.sampler!r}; known: {', '.join(SAMPLERS)}")
+            if o.sampler not in SAMPLING_SCHEDULERS:
+                raise UsageError(f"unknown --sampler {o.sampler!r}; known: {', '.join(SAMPLING_SCHEDULERS)}")
         if o.trials < 1 and not o.baseline:
             raise UsageError(f"--trials must be at least 1 (got {o.trials})")
         if o.epochs < 1:
@@ -191,8 +191,6 @@ class HparamsJob:
     budget) and its companion ``<study>.repeats`` (re-trainings of the best config and the baseline)."""
 
     name = "hparams"
-    description = ("tune the training hyperparameters of a diffusion model: PRDC on vectors, FID on images "
-                   "(the thesis study of Optuna HPO for diffusion training)")
     # scores are comparable only on the same data, space, training length and (images) FID set-up
     identity = ("job", "space", "dataset", "epochs", "width", "resolution", "fid_samples")
     renamed: dict[str, str] = {}

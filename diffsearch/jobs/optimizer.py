@@ -89,7 +89,6 @@ class OptimizerJob:
     each a waiting trial that any worker trains."""
 
     name = "optimizer"
-    description = "discover optimizer update rules for diffusion training (ENOS, Wang et al., NeurIPS 2022)"
     identity = ("job", "space", "dataset", "scale", "score", "lr_grid")
     renamed = {"scale": "epochs"}  # studies before 0.2 stored the step scale as "epochs"
 

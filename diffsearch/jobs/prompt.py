@@ -181,8 +181,6 @@ class PromptJob:
     """``diffsearch prompt``: one study per prompt; each generation is a waiting trial any worker runs."""
 
     name = "prompt"
-    description = ("optimise a Stable Diffusion prompt: negative prompt or attack "
-                   "(DPO-Diff, Wang et al., ICML 2024)")
     # everything that changes what an evaluation means: cached generations are valid only for these
     identity = ("job", "space", "dataset", "task", "model", "clip", "steps", "guidance", "seeds", "seed",
                 "lexicon")

@@ -26,7 +26,7 @@ from diffsearch.objectives.clip import ClipObjective
 from diffsearch.spaces.prompts import PromptSpace
 from diffsearch.ledger.trial_loop import TrialRunner, WorkQueue, give_up_reason
 
-MIN_SIMILARITY = 0.9  # the attack's constraint (seed 004, eq. 6.5)
+MIN_SIMILARITY = 0.9  # the attack's constraint (DPO-Diff, Wang et al., ICML 2024)
 
 
 class SentenceSimilarity:
