@@ -48,8 +48,10 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError(f"no study {args.study!r} in {args.storage}")
     name = study.user_attrs.get("job")
     if name not in JOBS:
-        raise UsageError(f"study {args.study!r} was not made by a diffsearch job "
-                         f"({', '.join(JOBS)}; its job={name!r})")
+        first, *others = JOBS
+        made_by = f"`diffsearch {first}`" + "".join(
+            f"{' or ' if i == len(others) - 1 else ', '}`{other}`" for i, other in enumerate(others))
+        raise UsageError(f"study {args.study!r} was not made by {made_by} (job={name!r})")
     job = load_job(name)
     settings = WorkerSettings(study=args.study, storage=args.storage, heartbeat=args.heartbeat, out=args.out,
                               trials=args.trials, device=args.device, dtype=args.dtype)

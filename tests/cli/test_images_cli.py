@@ -18,6 +18,7 @@ def fid_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("DIFFSEARCH_CACHE", str(tmp_path / "cache"))
 
 
+@pytest.mark.slow
 def test_cli_end_to_end_tiny(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["hparams", *TINY_IMAGES, "--searcher", "tpe", "--trials", "2", "--out", str(out), "--json"]) == 0
@@ -37,14 +38,23 @@ def test_cli_end_to_end_tiny(tmp_path, capsys):
     assert "made with width=0.125" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cli_prunes_by_epochs_with_fid_checkpoints(tmp_path):
     out = tmp_path / "run"
     args = [a if a != "1" else "2" for a in TINY_IMAGES]  # 2 epochs
+    # seed 1: the second random configuration's FID at epoch 1 is worse than the first's (by ~8, of ~500),
+    # so successive halving (reduction factor 2: only the best of two goes on) prunes it there
     assert main(["hparams", *args, "--searcher", "random", "--trials", "2", "--prune", "sh", "--min-epochs", "1",
-                 "--out", str(out), "--baseline-runs", "0"]) == 0
+                 "--seed", "1", "--out", str(out), "--baseline-runs", "0"]) == 0
     study = optuna.load_study(study_name="hparams-digits-random-sh", storage=f"sqlite:///{out}/study.db")
     assert len(study.trials) == 2
     assert all(set(t.intermediate_values) == {1} for t in study.trials)  # FID reported at epoch 1
+    first, second = study.trials
+    assert first.state == optuna.trial.TrialState.COMPLETE and first.value is not None
+    assert second.state == optuna.trial.TrialState.PRUNED and second.user_attrs["pruned_at_epoch"] == 1
+    assert second.intermediate_values[1] > first.intermediate_values[1]  # pruned for the worse FID
+    results = json.loads((out / "results.json").read_text())
+    assert [t["pruned_at_epoch"] for t in results["trials"]] == [None, 1]
 
 
 @pytest.mark.parametrize("args, message", [

@@ -16,6 +16,7 @@ def run_cli(*args):
     return main([str(a) for a in args])
 
 
+@pytest.mark.slow
 def test_cli_end_to_end_and_resume(tmp_path, capsys):
     out = tmp_path / "run"
     common = ["optimizer", "--budget", 3, "--levels", 1, "--scale", 0.03, "--baselines", "Adam,AdamW,Lion",
@@ -55,6 +56,7 @@ def test_check_prints_the_verdict(capsys):
     assert result["expr"] == "-g" and "descent" in result["rejected"] and result["descent_cosine"] < -0.99
 
 
+@pytest.mark.slow
 def test_ctrl_c_mid_level_then_rerun_trains_each_rule_once(tmp_path):
     import signal
     import sqlite3
@@ -87,6 +89,7 @@ def test_ctrl_c_mid_level_then_rerun_trains_each_rule_once(tmp_path):
                                                        optuna.trial.TrialState.RUNNING)]
 
 
+@pytest.mark.slow
 def test_prdc_score_ranks_a_trained_rule_above_a_useless_one(tmp_path, capsys):
     from diffsearch.tasks.optimizer_tasks import make_task
 
@@ -105,6 +108,7 @@ def test_prdc_score_ranks_a_trained_rule_above_a_useless_one(tmp_path, capsys):
     assert run_cli("optimizer", "--score", "fid", "--out", out) == 2
 
 
+@pytest.mark.slow
 def test_lr_grid_option_reaches_every_training_and_guards_the_study(tmp_path, capsys):
     out = tmp_path / "run"
     common = ["optimizer", "--budget", 2, "--levels", 1, "--scale", 0.03, "--baselines", "Adam", "--top", 1,
@@ -123,6 +127,7 @@ def test_lr_grid_option_reaches_every_training_and_guards_the_study(tmp_path, ca
     assert "lr_grid" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_start_from_is_trained_but_not_listed_as_a_discovery(tmp_path, capsys):
     out = tmp_path / "run"
     assert run_cli("optimizer", "--searcher", "evolution", "--start-from", "Adam", "--budget", 3, "--scale", 0.03,

@@ -14,6 +14,7 @@ def tiny(tmp_path):
     return [str(a) if a is not None else str(tmp_path / "lexicon.json") for a in TINY]
 
 
+@pytest.mark.slow
 def test_enhance_end_to_end(tmp_path, capsys):
     out = tmp_path / "run"
     argv = ["prompt", "a happy old man reading a book", "--space", "antonym+library", "--searcher", "gpo+es",
@@ -40,6 +41,7 @@ def test_enhance_end_to_end(tmp_path, capsys):
     assert "steps=8" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_attack_keeps_the_meaning_and_prompt_sets(tmp_path, capsys):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("# two prompts\na happy old man reading a book\na quick dog running on a big beach\n")

@@ -12,8 +12,9 @@ from diffsearch.jobs.prompt import Models, PromptOptions, study_attrs
 from diffsearch.ledger import create_or_load_study, open_storage
 from diffsearch.spaces.prompts import build_space
 from diffsearch.tasks.prompt_sd import PromptTask
-from diffsearch.work_queue import FINISHED_ATTR
+from diffsearch.ledger import FINISHED_ATTR
 
+pytestmark = pytest.mark.slow  # a `diffsearch worker` process loads the models and generates the batch
 PROMPT = "a happy old man reading a book"
 
 

@@ -12,7 +12,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from diffsearch.dead_workers import fail_dead_workers_trials
+from diffsearch.ledger.dead_workers import fail_dead_workers_trials
 from diffsearch.ledger import open_storage
 
 from helpers import tiny_task
@@ -31,6 +31,7 @@ def _running_trial(study: optuna.Study, worker: str) -> optuna.Trial:
     return trial
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])
 def test_silent_trial_is_failed_after_grace_and_retried_with_its_params(tmp_path, kind):
     storage = open_storage(_storage_url(tmp_path, kind), heartbeat=1)  # grace period: 3 s
@@ -72,7 +73,7 @@ def test_trial_of_a_dead_local_process_is_failed_at_once(tmp_path, kind):
 def test_a_dead_trial_retried_by_two_workers_runs_once(tmp_path):
     # two workers sweeping at the same moment can both fail a dead trial and both enqueue its retry
     # (seen in a benchmark ledger on SQLite); the second retry must be dropped, not trained again
-    from diffsearch.run import run_search
+    from diffsearch.jobs.training_trials import run_search
     from diffsearch.spaces.training import TOY2D
 
     storage = open_storage(_storage_url(tmp_path, "sqlite"), heartbeat=10)
@@ -99,7 +100,7 @@ def test_a_dead_trial_retried_by_two_workers_runs_once(tmp_path):
 def test_the_retry_of_a_dead_retry_runs(tmp_path):
     # Optuna's retry keeps ``failed_trial`` at the first failure of a chain: the retry of a retry that
     # died too must not be taken for a duplicate of its predecessor and dropped (seen in CI)
-    from diffsearch.run import run_search
+    from diffsearch.jobs.training_trials import run_search
     from diffsearch.spaces.training import TOY2D
 
     storage = open_storage(_storage_url(tmp_path, "sqlite"), heartbeat=10)
@@ -126,12 +127,12 @@ def test_the_retry_of_a_dead_retry_runs(tmp_path):
 def test_a_live_worker_whose_trial_was_failed_as_stale_goes_on(tmp_path, monkeypatch):
     # under load a live worker can miss its beats; another worker fails its trial and queues the retry,
     # and Optuna's tell then raises in the live worker (optuna/optuna#5470): it must survive that
-    import diffsearch.run as run
+    import diffsearch.jobs.training_trials as run
     from diffsearch.spaces.training import TOY2D
 
     storage = open_storage(_storage_url(tmp_path, "journal"), heartbeat=10)
     study = optuna.create_study(storage=storage, sampler=optuna.samplers.RandomSampler(seed=0))
-    evaluate, judged_stale = run._evaluate_trial, []
+    evaluate, judged_stale = run.evaluate_trial, []
 
     def evaluated_while_judged_stale(trial, *args):
         score = evaluate(trial, *args)
@@ -141,7 +142,7 @@ def test_a_live_worker_whose_trial_was_failed_as_stale_goes_on(tmp_path, monkeyp
             storage.get_heartbeat_stale_trial_callback()(study, storage.get_trial(trial._trial_id))
         return score
 
-    monkeypatch.setattr(run, "_evaluate_trial", evaluated_while_judged_stale)
+    monkeypatch.setattr(run, "evaluate_trial", evaluated_while_judged_stale)
     run.run_search(study, TOY2D, tiny_task(1), n_trials=2, seed=0)
     trials = study.get_trials()
     (stale,) = judged_stale
@@ -153,7 +154,7 @@ def test_a_live_worker_whose_trial_was_failed_as_stale_goes_on(tmp_path, monkeyp
 
 def test_a_bug_in_the_objective_still_stops_the_worker(tmp_path, monkeypatch):
     # only a trial failed and retried by another worker is let go; an unexpected error is not swallowed
-    import diffsearch.run as run
+    import diffsearch.jobs.training_trials as run
     from diffsearch.spaces.training import TOY2D
 
     study = optuna.create_study(storage=open_storage(_storage_url(tmp_path, "journal"), heartbeat=10))
@@ -161,13 +162,13 @@ def test_a_bug_in_the_objective_still_stops_the_worker(tmp_path, monkeypatch):
     def broken(trial, *args):
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(run, "_evaluate_trial", broken)
+    monkeypatch.setattr(run, "evaluate_trial", broken)
     with pytest.raises(RuntimeError, match="a bug"):
         run.run_search(study, TOY2D, tiny_task(1), n_trials=2, seed=0)
 
 
 def test_the_work_queue_runs_a_twice_retried_trial_once(tmp_path):
-    from diffsearch.work_queue import TrialRunner
+    from diffsearch.ledger.trial_loop import TrialRunner
 
     class Counting(TrialRunner):
         def __init__(self, study):
@@ -195,7 +196,7 @@ def test_the_work_queue_runs_a_twice_retried_trial_once(tmp_path):
 
 
 def test_the_work_queue_survives_its_trial_failed_as_stale(tmp_path):
-    from diffsearch.work_queue import TrialRunner
+    from diffsearch.ledger.trial_loop import TrialRunner
 
     storage = open_storage(_storage_url(tmp_path, "journal"), heartbeat=10)
     study = optuna.create_study(storage=storage)

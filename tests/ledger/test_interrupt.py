@@ -2,7 +2,7 @@ import signal
 
 import pytest
 
-from diffsearch.interrupt import graceful_interrupts, stop_point
+from diffsearch.ledger.interrupt import graceful_interrupts, stop_point
 
 
 @pytest.fixture(autouse=True)

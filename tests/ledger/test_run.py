@@ -1,12 +1,13 @@
 import dataclasses
 
 import optuna
+import pytest
 import torch
 from optuna.trial import TrialState
 
 from diffsearch.datasets import load_vector_data
 from diffsearch.ledger import done_trials
-from diffsearch.run import run_search
+from diffsearch.jobs.training_trials import run_search
 from diffsearch.searchers import make_pruner, report_epochs
 from diffsearch.spaces.training import TOY2D
 from diffsearch.tasks.vector_diffusion import VectorDiffusionTask
@@ -29,6 +30,7 @@ def test_diverging_trial_is_recorded_and_study_goes_on():
     assert len(done_trials(study)) == 3
 
 
+@pytest.mark.slow
 def test_hyperband_runs_on_the_geometric_checkpoints():
     epochs, min_epochs = 8, 1
     # Hyperband assigns trials to brackets by hashing the study name: fix it for a repeatable test

@@ -17,7 +17,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from diffsearch.dead_workers import retried_trial
+from diffsearch.ledger.dead_workers import retried_trial
 from diffsearch.ledger import done_trials, is_done, open_storage
 
 pytestmark = pytest.mark.slow  # real worker processes for tens of seconds
@@ -46,8 +46,10 @@ def _load(storage_url: str, study: str) -> optuna.Study | None:
         return None
 
 
-def _kill_one_mid_trial(storage_url: str, study: str, pids: set[int] | None, timeout: float = 120) -> str:
-    """SIGKILL a worker while it runs a trial (any worker when ``pids`` is None); its ``host:pid``."""
+def _kill_one_mid_trial(storage_url: str, study: str, pids: set[int] | None, timeout: float = 120,
+                        spare: int | None = None) -> str:
+    """SIGKILL a worker while it runs a trial (any worker but ``spare`` when ``pids`` is None); its
+    ``host:pid``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         loaded = _load(storage_url, study)
@@ -56,7 +58,7 @@ def _kill_one_mid_trial(storage_url: str, study: str, pids: set[int] | None, tim
             for trial in loaded.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
                 worker = trial.user_attrs.get("worker", ":0")
                 pid = int(worker.rsplit(":", 1)[1])
-                if pid and (pids is None or pid in pids) and _kill_if_still_running(storage_url, study,
+                if pid and pid != spare and (pids is None or pid in pids) and _kill_if_still_running(storage_url, study,
                                                                                      trial.number, pid):
                     return worker
         time.sleep(0.05)
@@ -124,7 +126,8 @@ def test_four_local_workers_on_a_journal_file_survive_a_sigkill(tmp_path):
     job = subprocess.Popen(_cli("hparams", *CHEAP, "--trials", str(TRIALS), "--workers", "4",
                                 "--storage", storage, "--study", study, "--out", str(tmp_path / "job")),
                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    killed = _kill_one_mid_trial(storage, study, None)
+    # the job's own process trains trials too (--workers 4: it and 3 started beside it); kill another
+    killed = _kill_one_mid_trial(storage, study, None, spare=job.pid)
     _, err = job.communicate(timeout=300)
     assert job.returncode == 0, err
     _check_ledger(storage, study, killed)

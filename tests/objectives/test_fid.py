@@ -64,6 +64,7 @@ def test_inception_input_range_and_grey_to_rgb():
     assert np.allclose(x[0, 0].numpy(), x[0, 2].numpy())
 
 
+@pytest.mark.slow
 def test_real_inception_features_and_disk_cache(tmp_path):
     rng = np.random.default_rng(3)
     images = rng.integers(0, 256, size=(3, 16, 16, 3), dtype=np.uint8)

@@ -92,6 +92,7 @@ def test_hpob_interface_continuous_and_discrete():
     assert isinstance(index, int) and 0 <= index < 20
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sample_steps", [0, 20])  # the full DDPM loop; 20 DDIM steps
 def test_proposes_improving_points_more_often_than_random(sample_steps):
     rng = np.random.default_rng(0)
@@ -162,6 +163,7 @@ def test_guided_generation_stays_in_the_unit_cube():
     assert proposals.shape == (16, 4) and proposals.min() >= 0 and proposals.max() <= 1
 
 
+@pytest.mark.slow
 def test_model_rates_improving_candidates_above_the_rest():
     rng = np.random.default_rng(0)
     X = rng.uniform(size=(30, 2)).astype(np.float32)
@@ -289,6 +291,7 @@ def test_rank_scaling_is_not_squeezed_by_one_outlier():
         GenerativeConfig(y_scaling="zscore")
 
 
+@pytest.mark.slow
 def test_pretraining_on_earlier_studies_transfers_where_the_optimum_lies():
     rng = np.random.default_rng(0)
     quadratic = lambda P: -((P - 0.75) ** 2).sum(axis=1)  # noqa: E731

@@ -47,6 +47,7 @@ def _pretrained_histories(monkeypatch, **sampler_kwargs) -> list:
     return seen[0]
 
 
+@pytest.mark.slow
 def test_the_sampler_pretrains_on_the_prior_only_without_earlier_studies(monkeypatch):
     config = fast_config(pretrain_steps=20, prior_functions=3)
     histories = _pretrained_histories(monkeypatch, config=config)
