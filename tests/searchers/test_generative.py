@@ -81,6 +81,7 @@ def test_stratified_sampler_keeps_the_conditional_of_p_H():
     assert stratified[np.argmax(y)] > 0.3  # the best point carries I = 1 most often
 
 
+@pytest.mark.slow
 def test_hpob_interface_continuous_and_discrete():
     rng = np.random.default_rng(0)
     X, y = rng.uniform(size=(8, 3)), rng.normal(size=(8, 1))
@@ -108,6 +109,7 @@ def test_proposes_improving_points_more_often_than_random(sample_steps):
     assert method.config.losses[-1] < method.config.losses[0]
 
 
+@pytest.mark.slow
 def test_optuna_sampler_on_mixed_space(monkeypatch):
     def objective(trial):
         params = {name: trial._suggest(name, dist) for name, dist in SPACE.items()}
@@ -252,6 +254,7 @@ def test_novel_rows_drops_seen_and_repeated_rows():
     assert novel_rows(candidates[:1], seen).shape == (0, 2)
 
 
+@pytest.mark.slow
 def test_discrete_space_trials_never_repeat_a_configuration():
     # 3 x 3 x 3 = 27 configurations: without the novelty filter the model's samples pile up on the best
     # configurations seen and most suggestions repeat one
