@@ -109,3 +109,16 @@ def postgres_server():
     finally:
         subprocess.run(ctl + ["-m", "immediate", "stop"], capture_output=True)
         shutil.rmtree(data, ignore_errors=True)
+
+
+def tiny_png(path, colour=(255, 0, 0)):
+    """A 1x1 PNG of ``colour`` at ``path``, written without an image library; the path."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(bytes([0, *colour]))) + chunk(b"IEND", b""))
+    return path

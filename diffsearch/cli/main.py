@@ -14,6 +14,7 @@ from diffsearch.jobs import JOBS
 COMMANDS = {name: (f"diffsearch.cli.{name}", entry.description) for name, entry in JOBS.items()} | {
     "worker": ("diffsearch.cli.worker", "join a study of any job (from any machine) and run its trials"),
     "list": ("diffsearch.cli.listing", "list jobs, spaces, searchers, pruners, objectives, datasets"),
+    "report": ("diffsearch.cli.report", "explain a study: importance, best or per-role scores, an HTML page"),
 }
 
 

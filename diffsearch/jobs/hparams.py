@@ -25,13 +25,15 @@ from diffsearch.backends.unet_trainer import SAMPLING_SCHEDULERS, resolve_device
 from diffsearch.datasets import load_vector_data
 from diffsearch.datasets.images import default_resolution, is_image_dataset, load_image_data
 from diffsearch.errors import UsageError
+from diffsearch.jobs import notes
 from diffsearch.jobs.base import ProgressFn, Run, WorkerSettings, run_job
 from diffsearch.jobs.training_trials import TrainingTask, run_repeats, run_search
 from diffsearch.ledger import (DEFAULT_HEARTBEAT_SECONDS, best_trial, create_or_load_study, done_trials,
                                open_storage, run_location)
 from diffsearch.ledger.dead_workers import worker_id
+from diffsearch.ledger.importance import importance_or_none
 from diffsearch.objectives.prdc import PRDC_PARTS
-from diffsearch.searchers import make_pruner, make_sampler, report_epochs
+from diffsearch.searchers import make_pruner, make_sampler
 from diffsearch.searchers.generative_sampler import GenerativeSampler
 from diffsearch.spaces.training import TrainingSpace, get_space
 from diffsearch.tasks.image_diffusion import IMAGE_PARTS, ImageDiffusionTask
@@ -181,8 +183,7 @@ def run_worker(o: HparamsOptions, worker: int = 0,
     setup = setup or _setup(o)
     study = _search_study(o, open_storage(o.storage, o.heartbeat), worker)
     run_search(study, setup.space, setup.task, o.trials, o.seed,
-               report_epochs(o.prune, o.min_epochs, o.epochs, o.reduction_factor), Path(o.out) / "samples",
-               on_trial_end)
+               notes.hparams_checkpoints(o), Path(o.out) / "samples", on_trial_end)
     return study
 
 
@@ -196,8 +197,8 @@ class HparamsJob:
     renamed: dict[str, str] = {}
 
     def studies(self, o: HparamsOptions) -> dict[str, dict[str, Any]]:
-        names = [f"{o.study}.repeats"] if o.baseline else [o.study, f"{o.study}.repeats"]
-        return {name: study_attrs(o) for name in names}
+        repeats = {f"{o.study}.repeats": study_attrs(o) | notes.hparams_repeats(o)[2]}  # kind, repeats_of, roles
+        return repeats if o.baseline else {o.study: study_attrs(o)} | repeats
 
     def serve(self, o: HparamsOptions) -> int:
         if o.baseline:
@@ -221,6 +222,11 @@ class HparamsJob:
         o, out, setup = run.options, run.out, run.prepared
         samples_dir = out / "samples"
         repeats_study = run.studies[f"{o.study}.repeats"]
+        # --- what the studies say in optuna-dashboard (diffsearch.jobs.notes) ---
+        explained = [repeats_study] if o.baseline else [run.studies[o.study], repeats_study]
+        notes.explain(repeats_study, notes.hparams_repeats(o))
+        if not o.baseline:
+            notes.explain(run.studies[o.study], notes.hparams_search(o))
 
         def on_repeat(trial: FrozenTrial) -> None:
             run.log(f"  {trial.user_attrs['role']} repeat {trial.user_attrs['repeat'] + 1}: "
@@ -256,6 +262,9 @@ class HparamsJob:
                 samples_dir, on_repeat))
             results["baseline"]["params"] = baseline_params
         results["plot"] = _plot(results, setup, out)
+        notes.attach_images(explained, [results["plot"]], out)
+        if not o.baseline:
+            results["importance"] = importance_or_none(run.studies[o.study])
         return results
 
 

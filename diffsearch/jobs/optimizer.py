@@ -23,6 +23,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from diffsearch.errors import UsageError
+from diffsearch.jobs import notes
 from diffsearch.jobs.base import ProgressFn, Run, WorkerSettings, run_job
 from diffsearch.jobs.optimizer_ledger import LedgerEvaluator, RuleTrialRunner
 from diffsearch.ledger import DEFAULT_HEARTBEAT_SECONDS, load_study, open_storage, run_location
@@ -102,8 +103,10 @@ class OptimizerJob:
 
     def search(self, run: Run) -> dict[str, Any]:
         o, task = run.options, run.prepared
+        notes.explain(run.studies[o.study], notes.optimizer_study(o))  # what the study says in optuna-dashboard
         results = _search_and_compare(o, run.studies[o.study], UpdateRuleSpace(max_length=o.max_length), task, run)
         results["plot"] = _plot(results["leaderboard"], o, run.out)
+        notes.attach_images([run.studies[o.study]], [results["plot"]], run.out)
         return results
 
     def serve(self, o: OptimizerOptions) -> int:

@@ -49,7 +49,7 @@ class RuleTrialRunner(TrialRunner):
         except Exception as exc:  # a failed evaluation is recorded, not fatal
             trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}"[:500])
             raise TrialFailed(str(exc)) from exc
-        for attr, value in (("lr", ev.lr), ("lr_grid", ev.grid), ("curve", ev.curve), ("seconds", ev.seconds),
+        for attr, value in (("lr", ev.lr), ("lr_grid", ev.grid), ("curve", ev.curve), ("seconds", round(ev.seconds, 3)),
                             ("final_loss", ev.final_loss)):
             if value is not None:
                 trial.set_user_attr(attr, value)

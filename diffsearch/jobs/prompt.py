@@ -19,6 +19,7 @@ from typing import Any, Callable
 from diffsearch.backends.stable_diffusion import DEFAULT_MODEL, SDBackend, load_pipeline
 from diffsearch.datasets.lexicon import Lexicon
 from diffsearch.errors import UsageError
+from diffsearch.jobs import notes
 from diffsearch.jobs.base import ProgressFn, Run, WorkerSettings, run_job
 from diffsearch.ledger import (DEFAULT_HEARTBEAT_SECONDS, FINISHED_ATTR, create_or_load_study, load_study,
                                mark_finished, open_storage, run_location)
@@ -204,14 +205,16 @@ class PromptJob:
         for i, (name, attrs) in enumerate(self.studies(o).items()):
             prompt = attrs["dataset"]
             run.log(f"[{i + 1}/{len(run.studies)}] {prompt}")
+            notes.explain(run.studies[name], notes.prompt_study(o, prompt))  # what it says in optuna-dashboard
             record, task = optimise_prompt(o, models, prompt, run.storage, name, run.progress)
             records.append(record)
             tasks.append(task)
         objective = "spherical CLIP loss 2*arcsin(|a/|a|-b/|b||/2)^2"
+        grid = _grid(records[: 4], tasks[: 4], run.out, o)
+        notes.attach_images([run.studies[r["study"]] for r in records[: 4]], [grid], run.out)  # the prompts shown
         return {"job": "prompt", "options": asdict(o),
                 "objective": objective + (" (minimised)" if o.task == "enhance" else " (maximised)"),
-                "prompts": records, "summary": _summary(records),
-                "grid": _grid(records[: 4], tasks[: 4], run.out, o)}
+                "prompts": records, "summary": _summary(records), "grid": grid}
 
     def serve(self, o: PromptOptions) -> int:
         return serve_prompt_studies(o.storage, list(self.studies(o)), o.device, o.dtype, o.heartbeat)

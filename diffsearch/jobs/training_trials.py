@@ -16,6 +16,7 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from diffsearch.errors import TrialFailed, TrialOutOfMemory
+from diffsearch.ledger.explain import display_number
 from diffsearch.ledger.trial_loop import BudgetLoop, TrialRunner, run_to_budget
 from diffsearch.spaces.training import TrainingSpace
 from diffsearch.tasks.image_diffusion import ImageDiffusionTask
@@ -24,6 +25,8 @@ from diffsearch.tasks.vector_diffusion import VectorDiffusionTask
 TrainingTask = VectorDiffusionTask | ImageDiffusionTask
 
 
+CONFIG_PREFIX = "config."  # trial attrs config.<key>: training settings that are not params
+
 _OutOfMemory = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
 
@@ -31,7 +34,9 @@ def evaluate_trial(trial: optuna.Trial, space: TrainingSpace, task: TrainingTask
                     report_epochs: tuple[int, ...], samples_dir: Path | None) -> float:
     params = space.suggest(trial)
     config = space.complete(params)
-    trial.set_user_attr("config", config)
+    for key, value in config.items():  # short attrs for what the params do not say (fixed values, defaults)
+        if key not in params:
+            trial.set_user_attr(f"{CONFIG_PREFIX}{key}", value)
     trial.set_user_attr("seed", seed)
 
     def report(epoch: int, value: float) -> None:
@@ -49,8 +54,10 @@ def evaluate_trial(trial: optuna.Trial, space: TrainingSpace, task: TrainingTask
         trial.set_user_attr("fail_reason", str(exc))
         raise
     for name, value in evaluation.parts.items():
-        trial.set_user_attr(name, value)
-    trial.set_user_attr("seconds", evaluation.seconds)
+        trial.set_user_attr(name, value)  # exact: results.json and the benchmarks read them
+    trial.set_user_attr("scores", ", ".join(f"{name} {display_number(value)}"  # the same, for reading
+                                            for name, value in evaluation.parts.items()))
+    trial.set_user_attr("seconds", round(evaluation.seconds, 3))
     trial.set_user_attr("final_train_loss", evaluation.epoch_losses[-1])
     if samples_dir is not None:
         samples_dir.mkdir(parents=True, exist_ok=True)
@@ -58,6 +65,14 @@ def evaluate_trial(trial: optuna.Trial, space: TrainingSpace, task: TrainingTask
         np.save(path, evaluation.samples)
         trial.set_user_attr("samples_file", str(path))
     return evaluation.score
+
+
+def trial_config(trial: FrozenTrial) -> dict[str, Any]:
+    """The full training config of a trial: its params and its ``config.*`` attrs (older trials: ``config``)."""
+    if "config" in trial.user_attrs:
+        return dict(trial.user_attrs["config"])
+    return {**{k[len(CONFIG_PREFIX):]: v for k, v in trial.user_attrs.items() if k.startswith(CONFIG_PREFIX)},
+            **trial.params}
 
 
 def run_search(study: optuna.Study, space: TrainingSpace, task: TrainingTask, n_trials: int,

@@ -14,10 +14,15 @@ import os
 import socket
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from diffsearch.ledger.optuna_private import (fail_stale_trials, frozen_trial_id, stale_trial_callback, storage_of,
                                              trial_id)
+
+# Why a dead worker's trial failed, for a person: kept apart from ``fail_reason``, which marks a trial that
+# counts against the budget (``studies.is_done``); a lost trial does not count, its retry does.
+LOST_ATTR = "lost_reason"
+RETRY_OF_ATTR = "retry_of"  # on a retry: the number of the lost trial it re-runs
 
 # legacy trials without a worker record are failed once they have run this long without one
 NO_RECORD_GRACE_SECONDS = 60
@@ -51,6 +56,53 @@ def _is_dead(trial: optuna.trial.FrozenTrial, host: str, now: datetime.datetime)
     return (now - trial.datetime_start).total_seconds() > NO_RECORD_GRACE_SECONDS
 
 
+def lost_reason(trial: FrozenTrial, why: str, max_retry: int | None, retried: bool = True) -> str:
+    """``why`` the trial's worker is gone, and what happens to its params, in one line."""
+    if not retried:
+        return f"{why}; not queued again by the ledger (heartbeats are off)"
+    tries = len(trial.system_attrs.get("retry_history", [])) + 1
+    if max_retry is not None and tries > max_retry:
+        return f"{why}; not retried again: its params ran {tries} times and every worker died"
+    return f"{why}; its params run again in a new trial (user attr {RETRY_OF_ATTR} = {trial.number})"
+
+
+def record_lost(storage: optuna.storages.BaseStorage, trial: FrozenTrial, why: str,
+                max_retry: int | None, retried: bool = True) -> None:
+    """Write ``lost_reason`` on a RUNNING trial about to be failed (Optuna refuses attrs once it has ended,
+    so the reason cannot name the retry's number: the retry names this trial in ``retry_of``)."""
+    try:
+        storage.set_trial_user_attr(frozen_trial_id(trial), LOST_ATTR, lost_reason(trial, why, max_retry, retried))
+    except optuna.exceptions.UpdateFinishedTrialError:
+        pass  # another worker failed it first (and wrote its reason)
+
+
+def lost_heartbeat(storage: optuna.storages.BaseStorage, trial_ids: list[int], grace: float,
+                   max_retry: int | None) -> None:
+    """The storages' hook before Optuna fails heartbeat-stale trials: each gets its ``lost_reason``."""
+    for tid in trial_ids:
+        trial = storage.get_trial(tid)
+        worker = trial.user_attrs.get("worker", "(unrecorded)")
+        record_lost(storage, trial, f"worker {worker} lost its heartbeat (silent for over {grace:g} s)", max_retry)
+
+
+class RetryWithReason:
+    """Optuna's RetryHeartbeatStaleTrialCallback (same system attrs, same limit), except that the retry
+    carries ``retry_of`` and not its predecessor's ``lost_reason``."""
+
+    def __init__(self, max_retry: int | None):
+        self.max_retry = max_retry
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        system_attrs = {"failed_trial": trial.number, "retry_history": [], **trial.system_attrs}
+        system_attrs["retry_history"] = [*system_attrs["retry_history"], trial.number]
+        if self.max_retry is not None and self.max_retry < len(system_attrs["retry_history"]):
+            return
+        user_attrs = {k: v for k, v in trial.user_attrs.items() if k != LOST_ATTR} | {RETRY_OF_ATTR: trial.number}
+        study.add_trial(optuna.trial.create_trial(state=TrialState.WAITING, params=trial.params,
+                                                  distributions=trial.distributions, user_attrs=user_attrs,
+                                                  system_attrs=system_attrs))
+
+
 def fail_dead_workers_trials(study: optuna.Study) -> list[int]:
     """Fail the RUNNING trials whose worker is known to be gone; retry them as stale trials are. Numbers."""
     storage = storage_of(study)
@@ -60,6 +112,10 @@ def fail_dead_workers_trials(study: optuna.Study) -> list[int]:
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if not _is_dead(trial, host, now):
             continue
+        worker = trial.user_attrs.get("worker")
+        record_lost(storage, trial, f"worker {worker} is gone (its process ended)" if worker else
+                    f"its worker never recorded itself in {NO_RECORD_GRACE_SECONDS} s (an older diffsearch, "
+                    "or a crash before the first beat)", getattr(retry, "max_retry", None), retry is not None)
         try:
             if not storage.set_trial_state_values(frozen_trial_id(trial), state=TrialState.FAIL):
                 continue

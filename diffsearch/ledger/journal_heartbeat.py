@@ -40,10 +40,15 @@ class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
         # the journal file is shared by processes of one machine, so their clocks agree
         now = time.time()
-        return [frozen_trial_id(trial) for trial in self.get_all_trials(study_id, deepcopy=False,
+        ids = [frozen_trial_id(trial) for trial in self.get_all_trials(study_id, deepcopy=False,
                                                                   states=(TrialState.RUNNING,))
                 if HEARTBEAT_ATTR in trial.system_attrs
                 and now - trial.system_attrs[HEARTBEAT_ATTR] > self.grace_period]
+        from diffsearch.ledger.dead_workers import lost_heartbeat  # each one's lost_reason, before Optuna fails it
+        from diffsearch.ledger.storage import MAX_RETRIES
+
+        lost_heartbeat(self, ids, self.grace_period, MAX_RETRIES)
+        return ids
 
     def get_heartbeat_interval(self) -> int | None:
         return self.heartbeat_interval

@@ -1,8 +1,9 @@
 """Every use of Optuna's private API, behind one named function each.
 
 Optuna keeps heartbeats, trial ids and the storage of a study private. The ledger needs them to find
-dead workers and to read a trial while it runs, so this module is the one place that reaches in: when
-Optuna changes these names, only this file changes.
+dead workers and to read a trial while it runs, so this module is the one place that calls in. The
+ledger's two storages (storage.py, journal_heartbeat.py) also override Optuna's stale-trial hook
+``_get_stale_trial_ids``; nothing outside ``diffsearch/ledger`` touches private API.
 """
 
 from __future__ import annotations

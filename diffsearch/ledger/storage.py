@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.storages import RetryHeartbeatStaleTrialCallback
 
 from diffsearch.errors import UsageError
+from diffsearch.ledger.dead_workers import RetryWithReason, lost_heartbeat
 from diffsearch.ledger.journal_heartbeat import HeartbeatJournalStorage
 
 
@@ -42,9 +42,7 @@ def open_storage(url: str, heartbeat: int | None = None) -> optuna.storages.Base
     """
     beats: dict[str, Any] = {}
     if heartbeat is not None:
-        with warnings.catch_warnings():  # "experimental" since Optuna 2.8; we rely on it on purpose
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)
+        retry = RetryWithReason(max_retry=MAX_RETRIES)  # Optuna's retry callback, with retry_of on the retry
         beats = {"heartbeat_interval": heartbeat, "grace_period": 3 * heartbeat,
                  "heartbeat_stale_trial_callback": retry}
     try:
@@ -65,6 +63,16 @@ def open_storage(url: str, heartbeat: int | None = None) -> optuna.storages.Base
         raise UsageError(f"cannot open storage {url!r}: {reason}") from None
 
 
+class _RDBStorage(optuna.storages.RDBStorage):
+    """Optuna's RDBStorage; a trial about to be failed for a stale heartbeat first gets its ``lost_reason``."""
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        ids = super()._get_stale_trial_ids(study_id)
+        grace = self.grace_period if self.grace_period is not None else 2 * self.heartbeat_interval
+        lost_heartbeat(self, ids, grace, MAX_RETRIES)
+        return ids
+
+
 _SCHEMA_RACE = ("UNIQUE constraint", "duplicate key", "already exists", "database is locked")
 
 
@@ -75,7 +83,7 @@ def _rdb_storage(url: str, beats: dict[str, Any], attempts: int = 5) -> optuna.s
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return optuna.storages.RDBStorage(url, **beats)
+                return _RDBStorage(url, **beats)
         except Exception as exc:
             if attempt == attempts - 1 or not any(sign in str(exc) for sign in _SCHEMA_RACE):
                 raise

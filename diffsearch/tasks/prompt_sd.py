@@ -81,7 +81,7 @@ class PromptTrialRunner(TrialRunner):
             raise TrialFailed("non-finite CLIP loss")
         loss = float(losses.mean())
         for name, value in (("loss", loss), ("losses", [float(x) for x in losses]),
-                            ("clip_score", float(scores.mean())), ("seconds", time.perf_counter() - start)):
+                            ("clip_score", float(scores.mean())), ("seconds", round(time.perf_counter() - start, 3))):
             trial.set_user_attr(name, value)
         return (1.0 if a["task"] == "enhance" else -1.0) * loss
 

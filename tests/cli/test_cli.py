@@ -11,6 +11,7 @@ import optuna
 import pytest
 
 from diffsearch.cli.main import main
+from diffsearch.jobs.training_trials import trial_config
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 
@@ -36,7 +37,7 @@ def test_search_end_to_end_writes_results_plot_and_ledger(tmp_path, tiny_args, c
     assert saved["elapsed_seconds"] > 0 and (out / "samples.png").stat().st_size > 10_000
     study = load(out, "hparams-moons-tpe")
     trial = study.best_trial
-    for key in ("precision", "recall", "density", "coverage", "seconds", "config"):
+    for key in ("precision", "recall", "density", "coverage", "seconds", "scores", "config.beta_schedule"):
         assert key in trial.user_attrs
     assert study.user_attrs["job"] == "hparams" and study.user_attrs["dataset"] == "moons"
     # the results hold what the ledger holds: every trial scored with its PRDC parts, the best one named
@@ -218,7 +219,7 @@ def test_worker_joins_study_from_its_recorded_settings(tmp_path, tiny_args, caps
     assert run_cli("worker", "--study", "shared", "--storage", storage, "--trials", 3, "--out", tmp_path) == 0
     study = optuna.load_study(study_name="shared", storage=storage)
     assert len(study.trials) == 3 and study.user_attrs["trials"] == 3
-    assert {t.user_attrs["config"]["num_train_timesteps"] for t in study.trials} <= {20, 40, 60, 80, 100}
+    assert {trial_config(t)["num_train_timesteps"] for t in study.trials} <= {20, 40, 60, 80, 100}
     assert run_cli("worker", "--study", "missing", "--storage", storage) == 2
     assert "no study 'missing'" in capsys.readouterr().err
 
