@@ -9,6 +9,7 @@ from rich.table import Table
 
 from diffsearch.cli.parser import add_worker_arguments
 from diffsearch.cli.progress import best_so_far_bar, finish
+from diffsearch.cli.report import print_importance
 
 from diffsearch.backends.unet_trainer import SAMPLING_SCHEDULERS
 from diffsearch.datasets import TOY_DATASETS
@@ -142,18 +143,7 @@ def print_summary(results: dict, console: Console) -> None:
         table.add_row(f"real held-out images ({sanity['count']})", f"{sanity['fid']:.4f}",
                       f"{sanity['kid']:.3f}", f"{sanity['kid_std']:.3f}")
     console.print(table)
-    importance = results.get("importance") or {}
-    if importance.get("importances"):  # over the params every complete trial has (diffsearch.ledger.importance)
-        imp = Table(title=f"parameter importance over the {importance['trials']} complete trials "
-                          f"({importance['evaluator']})")
-        imp.add_column("hyperparameter")
-        imp.add_column("importance", justify="right")
-        for key, value in importance["importances"].items():
-            imp.add_row(key, f"{value:.3f}")
-        console.print(imp)
-        if importance.get("left_out_conditional"):
-            console.print("left out of the importance (only some trials have them): "
-                          + ", ".join(importance["left_out_conditional"]))
+    print_importance(results.get("importance"), console)  # over the params every complete trial has
     if "best_repeats" in results:
         console.print(f"best config re-trained: {_fmt(results['best_repeats'])}")
     if results.get("baseline"):

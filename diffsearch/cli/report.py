@@ -120,20 +120,7 @@ def print_summary(summary: dict[str, Any], console) -> None:
         for key, value in best["params"].items():
             table.add_row(key, _fmt(value))
         console.print(table)
-    imp = summary.get("importance")
-    if imp and imp["importances"]:
-        few = " - few trials: read with care" if imp["trials"] < 10 else ""
-        table = Table(title=f"parameter importance over the {imp['trials']} complete trials "
-                            f"({imp['evaluator']}){few}")
-        table.add_column("param")
-        table.add_column("importance", justify="right")
-        for key, value in imp["importances"].items():
-            table.add_row(key, f"{value:.3f}")
-        console.print(table)
-    if imp and imp["left_out_conditional"]:
-        console.print("left out (conditional: only some trials have them): " + ", ".join(imp["left_out_conditional"]))
-    if imp and imp["left_out_constant"]:
-        console.print("left out (one value in every trial): " + ", ".join(imp["left_out_constant"]))
+    print_importance(summary.get("importance"), console)
     for lost in summary["lost"]:
         retry = f" -> retried as trial {lost['retried_by']}" if lost["retried_by"] is not None else ""
         console.print(f"trial {lost['number']} lost: {lost['reason']}{retry}")
@@ -277,3 +264,22 @@ def main(args: argparse.Namespace) -> int:
     print_summary(summary, console)
     console.print(f"page: {page}")
     return 0
+
+
+def print_importance(imp: dict | None, console: Console) -> None:
+    """The importance table (``diffsearch.ledger.importance``) and the params it left out, and why."""
+    from rich.table import Table
+
+    if imp and imp.get("importances"):
+        few = " - few trials: read with care" if imp["trials"] < 10 else ""
+        table = Table(title=f"parameter importance over the {imp['trials']} complete trials "
+                            f"({imp['evaluator']}){few}")
+        table.add_column("param")
+        table.add_column("importance", justify="right")
+        for key, value in imp["importances"].items():
+            table.add_row(key, f"{value:.3f}")
+        console.print(table)
+    if imp and imp.get("left_out_conditional"):
+        console.print("left out (conditional: only some trials have them): " + ", ".join(imp["left_out_conditional"]))
+    if imp and imp.get("left_out_constant"):
+        console.print("left out (one value in every trial): " + ", ".join(imp["left_out_constant"]))
