@@ -26,12 +26,20 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 
 
 def load_pipeline(model: str, device: str = "cpu", dtype: str = "float32", seed: int = 0):
-    """``tiny`` or a diffusers Stable Diffusion directory / hub id (cached locally); a clear error if absent."""
+    """``tiny``, ``fashion`` or a diffusers Stable Diffusion directory / hub id (cached locally); a clear
+    error if absent."""
     from diffusers import StableDiffusionPipeline
     from diffusers.utils import logging as diffusers_logging
 
     if dtype not in DTYPES:
         raise UsageError(f"unknown dtype {dtype!r}; known: {', '.join(DTYPES)}")
+    if model == "fashion":  # the miniature SD trained on Fashion-MNIST that ships with diffsearch
+        from diffsearch.backends.fashion_sd import PIPELINE_DIR
+
+        if not (PIPELINE_DIR / "model_index.json").is_file():
+            raise UsageError("--model fashion is not built yet: `python benchmarks/build_fashion_sd.py` trains it "
+                             "(about 40 min on 2 cores; see benchmarks/results/fashion_sd.md)")
+        model = str(PIPELINE_DIR)
     if model == "tiny":
         from diffsearch.backends.tiny_sd import tiny_pipeline
 
@@ -42,7 +50,7 @@ def load_pipeline(model: str, device: str = "cpu", dtype: str = "float32", seed:
         if looks_local and not (path / "model_index.json").is_file():
             raise UsageError(f"--model {model}: no diffusers pipeline there (model_index.json missing); "
                              "give a directory saved with StableDiffusionPipeline.save_pretrained, a hub id, "
-                             "or 'tiny'")
+                             "'tiny' or 'fashion'")
         diffusers_logging.set_verbosity_error()  # its retry notes would break our one-line error
         try:
             pipe = StableDiffusionPipeline.from_pretrained(

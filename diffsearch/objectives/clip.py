@@ -9,8 +9,11 @@ the shortcut gradient reaches the prompt.
 ``--clip`` specs:
   ``ViT-B-32:openai``           open_clip model name and pretrained tag (the reference's CLIP ViT-B/32)
   ``ViT-B-32:/path/weights.pt`` open_clip model name and a local weights file
-  ``/path/to/dir``              a transformers ``CLIPModel`` saved with ``save_pretrained``
+  ``/path/to/dir``              a transformers ``CLIPModel`` saved with ``save_pretrained`` (without
+                                tokenizer files: CLIP's own BPE tokenizer)
   ``tiny``                      a randomly initialised transformers CLIP with the real tokenizer (tests)
+  ``fashion``                   the judge CLIP trained on Fashion-MNIST that ships with diffsearch (a
+                                transformers directory; for ``--model fashion``)
 """
 
 from __future__ import annotations
@@ -44,6 +47,10 @@ class ClipObjective:
     def __init__(self, spec: str = DEFAULT_CLIP, device: str = "cpu", seed: int = 0):
         self.spec, self.device = spec, device
         self.mean, self.std = OPENAI_MEAN, OPENAI_STD
+        if spec == "fashion":
+            from diffsearch.backends.fashion_sd import JUDGE_CLIP_DIR
+
+            spec = str(JUDGE_CLIP_DIR)
         if spec == "tiny":
             self._load_tiny(seed)
         elif Path(spec).expanduser().is_dir():
@@ -52,7 +59,7 @@ class ClipObjective:
             self._load_open_clip(*spec.split(":", 1))
         else:
             raise UsageError(f"--clip {spec!r}: give MODEL:TAG (open_clip, e.g. ViT-B-32:openai), "
-                             "MODEL:/path/weights.pt, a transformers CLIP directory, or 'tiny'")
+                             "MODEL:/path/weights.pt, a transformers CLIP directory, 'tiny' or 'fashion'")
         self.model.to(device).eval().requires_grad_(False)
 
     # ---- loading ------------------------------------------------------------------------------------
@@ -73,7 +80,12 @@ class ClipObjective:
 
         try:
             self.model = CLIPModel.from_pretrained(str(path), local_files_only=True)
-            self.tokenizer = CLIPTokenizer.from_pretrained(str(path), local_files_only=True)
+            if any((path / name).is_file() for name in ("tokenizer.json", "vocab.json", "tokenizer_config.json")):
+                self.tokenizer = CLIPTokenizer.from_pretrained(str(path), local_files_only=True)
+            else:  # no tokenizer saved: CLIP's own (every CLIP uses the same BPE vocabulary)
+                from diffsearch.backends.tiny_sd import clip_tokenizer
+
+                self.tokenizer = clip_tokenizer()
         except Exception as exc:
             raise UsageError(f"--clip {path}: not a transformers CLIPModel directory with its tokenizer "
                              f"({str(exc).splitlines()[0][:160]})") from None
