@@ -245,6 +245,7 @@ class HparamsJob:
             results["sanity"] = setup.task.sanity()
         if not o.baseline:
             search_study = run_worker(o, on_trial_end=on_trial_end, setup=setup)
+            on_trial_end(search_study, None)  # the bar's last step: other workers' last trials ended after ours
             best = best_trial(search_study)
             results["trials"] = [_trial_record(t) for t in search_study.get_trials(deepcopy=False)]
             results["study_minutes"] = _study_minutes(search_study)

@@ -90,8 +90,11 @@ def _check_ledger(storage_url: str, study_name: str, killed_worker: str) -> None
     dead = max((t for t in trials if t.user_attrs.get("worker") == killed_worker
                 and "surplus" not in t.user_attrs), key=lambda t: t.number)
     assert dead.state == TrialState.FAIL and "fail_reason" not in dead.user_attrs
+    # a person reads why it failed; it does not count against the budget (no fail_reason), its retry does
+    assert killed_worker in dead.user_attrs["lost_reason"]
     retries = [t for t in trials if retried_trial(t.system_attrs) == dead.number and "surplus" not in t.user_attrs]
     assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
+    assert retries[0].user_attrs["retry_of"] == dead.number
     # a worker killed while its objective was still suggesting has drawn only some params: the retry
     # re-runs those and draws the rest (Optuna's RetryFailedTrialCallback enqueues what the trial had)
     drawn = dead.params.items()
@@ -189,6 +192,7 @@ def test_optimizer_search_shared_by_workers_survives_a_sigkill(tmp_path):
     assert len(done) == budget and len({t.user_attrs["key"] for t in done}) == budget
     dead = max((t for t in trials if t.user_attrs.get("worker") == killed), key=lambda t: t.number)
     assert dead.state == TrialState.FAIL and "fail_reason" not in dead.user_attrs
+    assert killed in dead.user_attrs["lost_reason"]
     rerun = [t for t in done if t.user_attrs["key"] == dead.user_attrs["key"]]
     # the kill may land while the dead trial was still filling in its params: same rule, as far as it got
     assert len(rerun) == 1 and all(rerun[0].params[name] == value for name, value in dead.params.items())
