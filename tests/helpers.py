@@ -122,3 +122,15 @@ def tiny_png(path, colour=(255, 0, 0)):
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0))
                      + chunk(b"IDAT", zlib.compress(bytes([0, *colour]))) + chunk(b"IEND", b""))
     return path
+
+
+def running_trial(study, worker: str):
+    """A trial left RUNNING as a worker named ``worker`` (``host:pid``) would leave it, one param drawn."""
+    import warnings
+
+    with warnings.catch_warnings():  # "Heartbeat of storage is supposed to be used with Study.optimize"
+        warnings.simplefilter("ignore")
+        trial = study.ask()
+    trial.suggest_float("lr", 1e-5, 1e-1, log=True)
+    trial.set_user_attr("worker", worker)
+    return trial

@@ -21,7 +21,7 @@ from diffsearch.ledger.dead_workers import LOST_ATTR, RETRY_OF_ATTR, fail_dead_w
 from diffsearch.ledger.explain import attach, explain_study
 from diffsearch.ledger.importance import common_params, param_importance
 
-from helpers import tiny_png
+from helpers import running_trial, tiny_png
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 
@@ -85,15 +85,6 @@ def test_importance_is_over_the_params_every_trial_has():
     assert abs(sum(result["importances"].values()) - 1) < 1e-6
 
 
-def _running_trial(study, worker):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        trial = study.ask()
-    trial.suggest_float("lr", 1e-5, 1e-1, log=True)
-    trial.set_user_attr("worker", worker)
-    return trial
-
-
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])
 def test_a_dead_workers_trial_says_why_and_its_retry_says_what_it_retries(tmp_path, kind):
     url = f"sqlite:///{tmp_path / 'h.db'}" if kind == "sqlite" else str(tmp_path / "h.log")
@@ -101,7 +92,7 @@ def test_a_dead_workers_trial_says_why_and_its_retry_says_what_it_retries(tmp_pa
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     worker = f"{socket.gethostname()}:{gone.pid}"
-    dead = _running_trial(study, worker)
+    dead = running_trial(study, worker)
     assert fail_dead_workers_trials(study) == [dead.number]
     lost = study.get_trials()[dead.number]
     assert lost.state == TrialState.FAIL and not is_done(lost)  # its retry counts, not it
@@ -117,7 +108,7 @@ def test_a_silent_workers_trial_says_it_lost_its_heartbeat(tmp_path, kind):
     url = f"sqlite:///{tmp_path / 'h.db'}" if kind == "sqlite" else str(tmp_path / "h.log")
     storage = open_storage(url, heartbeat=1)  # grace period: 3 s
     study = optuna.create_study(storage=storage)
-    silent = _running_trial(study, "another-machine:7")
+    silent = running_trial(study, "another-machine:7")
     storage.record_heartbeat(silent._trial_id)
     time.sleep(4.5)
     with warnings.catch_warnings():

@@ -15,20 +15,11 @@ from optuna.trial import TrialState
 from diffsearch.ledger.dead_workers import fail_dead_workers_trials
 from diffsearch.ledger import open_storage
 
-from helpers import tiny_task
+from helpers import running_trial, tiny_task
 
 
 def _storage_url(tmp_path, kind: str) -> str:
     return f"sqlite:///{tmp_path / 'h.db'}" if kind == "sqlite" else str(tmp_path / "h.log")
-
-
-def _running_trial(study: optuna.Study, worker: str) -> optuna.Trial:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        trial = study.ask()
-    trial.suggest_float("lr", 1e-5, 1e-1, log=True)
-    trial.set_user_attr("worker", worker)
-    return trial
 
 
 @pytest.mark.slow
@@ -36,8 +27,8 @@ def _running_trial(study: optuna.Study, worker: str) -> optuna.Trial:
 def test_silent_trial_is_failed_after_grace_and_retried_with_its_params(tmp_path, kind):
     storage = open_storage(_storage_url(tmp_path, kind), heartbeat=1)  # grace period: 3 s
     study = optuna.create_study(storage=storage)
-    silent = _running_trial(study, "another-machine:1")
-    alive = _running_trial(study, "another-machine:2")
+    silent = running_trial(study, "another-machine:1")
+    alive = running_trial(study, "another-machine:2")
     storage.record_heartbeat(silent._trial_id)
     time.sleep(2.5)  # SQLite's clock has one-second resolution: keep clear of the 3 s boundary
     storage.record_heartbeat(alive._trial_id)
@@ -60,9 +51,9 @@ def test_trial_of_a_dead_local_process_is_failed_at_once(tmp_path, kind):
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     host = socket.gethostname()
-    dead = _running_trial(study, f"{host}:{gone.pid}")
-    living = _running_trial(study, f"{host}:{subprocess.os.getpid()}")
-    remote = _running_trial(study, "another-machine:1")
+    dead = running_trial(study, f"{host}:{gone.pid}")
+    living = running_trial(study, f"{host}:{subprocess.os.getpid()}")
+    remote = running_trial(study, "another-machine:1")
     assert fail_dead_workers_trials(study) == [dead.number]
     states = {t.number: t.state for t in study.get_trials()}
     assert states[dead.number] == TrialState.FAIL
@@ -183,7 +174,7 @@ def test_the_work_queue_runs_a_twice_retried_trial_once(tmp_path):
     study = optuna.create_study(storage=storage)
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
-    dead = _running_trial(study, f"{socket.gethostname()}:{gone.pid}")
+    dead = running_trial(study, f"{socket.gethostname()}:{gone.pid}")
     dead.set_user_attr("key", "rule-1")
     fail_dead_workers_trials(study)
     storage.get_heartbeat_stale_trial_callback()(study, storage.get_trial(dead._trial_id))
