@@ -1,6 +1,6 @@
 """What each job's studies say about themselves in optuna-dashboard (see ``diffsearch.ledger.explain``).
 
-One function per study kind returns ``(metric name, note, extra study attrs)``; ``explain_run`` and
+One function per study kind returns ``(metric name, note, extra study attrs)``; ``explain`` and
 ``attach_images`` are the jobs' two calls (at the start of ``search`` and once the plots are written).
 """
 
