@@ -11,10 +11,11 @@ Every part is a real diffusers / transformers class, saved in Stable Diffusion's
   6. pipeline           StableDiffusionPipeline.save_pretrained (DDIM, fp16 files)  -> OUT/pipeline
   7. report             measurements written to benchmarks/results/fashion_sd.md
 
-Resumable: a part whose files exist is skipped (delete its folder to train it again). ``--minutes`` is the
-training budget shared by parts 1-5 in fixed fractions; each part trains until its share is spent.
+Resumable: a part whose files exist is skipped (delete its folder to train it again). Each part trains a fixed
+number of steps (``STEPS``; ``--steps-scale`` multiplies them) from a fixed random seed, so a rebuild gives the
+same weights on a busy machine as on a quiet one, only later (about 40 minutes on 2 quiet cores).
 
-    python benchmarks/build_fashion_sd.py --minutes 35
+    python benchmarks/build_fashion_sd.py
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ from diffsearch.backends.tiny_sd import MAX_LENGTH, clip_tokenizer, write_clip_t
 
 # SD's CLIP needs as long as the judge: with 20 steps (the shipped weights) its text tower separates
 # "a photo of a sneaker" from "a photo of a bag" by 2.6 % of the embedding and the UNet ignored the class
-SHARES = {"classifier": 0.10, "judge_clip": 0.12, "clip_sd": 0.15, "vae": 0.13, "unet": 0.50}
+# steps of each part (batch sizes in the part's function); seconds per step on 2 quiet cores: SD's CLIP 0.24,
+# VAE 0.25, UNet 0.6. Steps, not minutes: a time budget made the shipped quality depend on the machine's load
+STEPS = {"classifier": 2000, "judge_clip": 600, "clip_sd": 1500, "vae": 1000, "unet": 1800}
 UNET_IMAGES = 30_000  # the UNet sees a few epochs of these in its budget
 SEEDS = {"classifier": 0, "clip_sd": 1, "judge_clip": 2, "vae": 3, "unet": 4}
 OPENAI_MEAN = torch.tensor((0.48145466, 0.4578275, 0.40821073)).view(1, 3, 1, 1)
@@ -60,19 +63,24 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-class Timer:
-    """A progress bar over a time budget (seconds)."""
+class Steps:
+    """A progress bar over a fixed number of training steps."""
 
-    def __init__(self, name: str, seconds: float):
-        self.seconds, self.start = seconds, time.perf_counter()
-        self.bar = tqdm(total=int(seconds), desc=name, unit="s", dynamic_ncols=True, mininterval=2)
+    def __init__(self, name: str, total: int):
+        self.total, self.done, self.start = total, 0, time.perf_counter()
+        self.bar = tqdm(total=total, desc=name, unit="step", dynamic_ncols=True, mininterval=2)
+
+    @property
+    def frac(self) -> float:
+        return min(1.0, self.done / self.total)
 
     def tick(self, **postfix) -> bool:
-        elapsed = time.perf_counter() - self.start
-        self.bar.n = min(int(elapsed), int(self.seconds))
-        self.bar.set_postfix(postfix, refresh=False)
-        self.bar.refresh()
-        return elapsed < self.seconds
+        """Count one step; False once the last one is done."""
+        self.done += 1
+        self.bar.update(1)
+        if self.done % 10 == 0:
+            self.bar.set_postfix(postfix, refresh=False)
+        return self.done < self.total
 
     def close(self) -> float:
         self.bar.close()
@@ -144,7 +152,7 @@ def unique_ids(texts: list[str]) -> tuple[list[str], np.ndarray]:
 
 
 # ---- 1. classifier -------------------------------------------------------------------------------------
-def train_classifier(data: Data, out: Path, seconds: float, init: Path | None = None, lr: float = 2e-3) -> float:
+def train_classifier(data: Data, out: Path, steps: int, init: Path | None = None, lr: float = 2e-3) -> float:
     """``init``: continue from a saved classifier (its folder) instead of a fresh one."""
     from safetensors.torch import load_file, save_file
 
@@ -155,19 +163,17 @@ def train_classifier(data: Data, out: Path, seconds: float, init: Path | None = 
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     x = torch.from_numpy(data.train_x).float().div(255)
     y = torch.from_numpy(data.train_y)
-    timer, step, gen = Timer("classifier", seconds), 0, torch.Generator().manual_seed(0)
+    timer, gen = Steps("classifier", steps), torch.Generator().manual_seed(0)
     model.train()
     while True:
         idx = torch.randint(len(x), (64,), generator=gen)
         loss = F.cross_entropy(model(x[idx]), y[idx])
-        frac = min(1.0, (time.perf_counter() - timer.start) / seconds)
-        for group in opt.param_groups:  # cosine decay over the budget
-            group["lr"] = lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+        for group in opt.param_groups:  # cosine decay over the steps
+            group["lr"] = lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * timer.frac)))
         opt.zero_grad()
         loss.backward()
         opt.step()
-        step += 1
-        if step % 20 == 0 and not timer.tick(loss=f"{loss.item():.3f}", step=step):
+        if not timer.tick(loss=f"{loss.item():.3f}"):
             break
     minutes = timer.close()
     model.eval()
@@ -179,8 +185,8 @@ def train_classifier(data: Data, out: Path, seconds: float, init: Path | None = 
     save_file({k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()},
               str(out / "model.safetensors"))
     (out / "attributes.json").write_text(json.dumps(data.thresholds, indent=1))
-    (out / "train.json").write_text(json.dumps({"minutes": minutes, "steps": step, "test_accuracy": acc}))
-    log(f"classifier: {step} steps, {minutes:.1f} min, test accuracy {acc:.4f}")
+    (out / "train.json").write_text(json.dumps({"minutes": minutes, "steps": steps, "test_accuracy": acc}))
+    log(f"classifier: {steps} steps, {minutes:.1f} min, test accuracy {acc:.4f}")
     return minutes
 
 
@@ -214,7 +220,7 @@ def compatible(img_lbs: torch.Tensor, said: torch.Tensor) -> torch.Tensor:
     return same & b_ok & s_ok
 
 
-def train_clip(name: str, data: Data, out: Path, seconds: float) -> float:
+def train_clip(name: str, data: Data, out: Path, steps: int) -> float:
     model = build_clip(name)
     texts, said = data.captions("train", 4, SEEDS[name], empty=0.0)
     vocab, index = unique_ids(texts)
@@ -228,7 +234,7 @@ def train_clip(name: str, data: Data, out: Path, seconds: float) -> float:
     lbs = torch.from_numpy(np.stack([data.train_y, data.train_b, data.train_s], 1))
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.05)
     gen = torch.Generator().manual_seed(SEEDS[name])
-    timer, step, batch = Timer(name, seconds), 0, 256
+    timer, batch = Steps(name, steps), 256
     model.train()
     while True:
         idx = torch.randint(len(images), (batch,), generator=gen)
@@ -244,15 +250,14 @@ def train_clip(name: str, data: Data, out: Path, seconds: float) -> float:
         opt.zero_grad()
         loss.backward()
         opt.step()
-        step += 1
-        if step % 5 == 0 and not timer.tick(loss=f"{loss.item():.3f}", step=step):
+        if not timer.tick(loss=f"{loss.item():.3f}"):
             break
     minutes = timer.close()
     model.eval()
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(out))
-    (out / "train.json").write_text(json.dumps({"minutes": minutes, "steps": step}))
-    log(f"{name}: {step} steps, {minutes:.1f} min")
+    (out / "train.json").write_text(json.dumps({"minutes": minutes, "steps": steps}))
+    log(f"{name}: {steps} steps, {minutes:.1f} min")
     return minutes
 
 
@@ -266,12 +271,12 @@ def build_vae():
                          layers_per_block=1, norm_num_groups=8, sample_size=32)
 
 
-def train_vae(data: Data, out: Path, seconds: float) -> float:
+def train_vae(data: Data, out: Path, steps: int) -> float:
     vae = build_vae()
     x = torch.from_numpy(data.train_x)
     opt = torch.optim.AdamW(vae.parameters(), lr=1e-3, weight_decay=0.0)
     gen = torch.Generator().manual_seed(SEEDS["vae"])
-    timer, step = Timer("vae", seconds), 0
+    timer = Steps("vae", steps)
     vae.train()
     while True:
         idx = torch.randint(len(x), (64,), generator=gen)
@@ -284,8 +289,7 @@ def train_vae(data: Data, out: Path, seconds: float) -> float:
         opt.zero_grad()
         loss.backward()
         opt.step()
-        step += 1
-        if step % 10 == 0 and not timer.tick(rec=f"{rec.item():.4f}", kl=f"{kl.item():.2f}", step=step):
+        if not timer.tick(rec=f"{rec.item():.4f}", kl=f"{kl.item():.2f}"):
             break
     minutes = timer.close()
     vae.eval()
@@ -297,9 +301,9 @@ def train_vae(data: Data, out: Path, seconds: float) -> float:
         mse = float(F.mse_loss(vae.decode(vae.encode(test).latent_dist.mode()).sample.clamp(-1, 1), test) / 4)
     out.mkdir(parents=True, exist_ok=True)
     vae.save_pretrained(str(out))
-    (out / "train.json").write_text(json.dumps({"minutes": minutes, "steps": step, "test_mse_01": mse,
+    (out / "train.json").write_text(json.dumps({"minutes": minutes, "steps": steps, "test_mse_01": mse,
                                                 "scaling_factor": vae.config.scaling_factor}))
-    log(f"vae: {step} steps, {minutes:.1f} min, test MSE (0..1 scale) {mse:.5f}, "
+    log(f"vae: {steps} steps, {minutes:.1f} min, test MSE (0..1 scale) {mse:.5f}, "
         f"scaling factor {vae.config.scaling_factor:.4f}")
     return minutes
 
@@ -333,7 +337,7 @@ def text_encoder_from(clip_dir: Path):
     return text.eval()
 
 
-def train_unet(data: Data, work: Path, out: Path, seconds: float) -> float:
+def train_unet(data: Data, work: Path, out: Path, steps: int, judge_dir: Path | None = None) -> float:
     from diffusers import AutoencoderKL
 
     vae = AutoencoderKL.from_pretrained(str(work / "vae")).eval()
@@ -361,7 +365,7 @@ def train_unet(data: Data, work: Path, out: Path, seconds: float) -> float:
     alphas = sched.alphas_cumprod
     opt = torch.optim.AdamW(unet.parameters(), lr=1e-3, weight_decay=1e-2)
     gen = torch.Generator().manual_seed(SEEDS["unet"])
-    timer, step, batch = Timer("unet", seconds), 0, 128
+    timer, step, batch = Steps("unet", steps), 0, 64
     unet.train()
     while True:
         idx = torch.randint(len(x), (batch,), generator=gen)
@@ -374,8 +378,7 @@ def train_unet(data: Data, work: Path, out: Path, seconds: float) -> float:
         pred = unet(zt, t, encoder_hidden_states=embeds[index[idx, which]]).sample
         loss = F.mse_loss(pred, noise)
         for group in opt.param_groups:  # warm up, then cosine down to 10 %
-            frac = (time.perf_counter() - timer.start) / seconds
-            group["lr"] = 2e-3 * min(1.0, (step + 1) / 50) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(frac, 1))))
+            group["lr"] = 2e-3 * min(1.0, (step + 1) / 50) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * timer.frac)))
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
@@ -385,7 +388,10 @@ def train_unet(data: Data, work: Path, out: Path, seconds: float) -> float:
         with torch.no_grad():
             for pe, p in zip(ema.parameters(), unet.parameters()):
                 pe.lerp_(p, 1 - decay)
-        if step % 10 == 0 and not timer.tick(loss=f"{loss.item():.4f}", step=step):
+        if judge_dir is not None and step % 400 == 0:  # is it learning the class yet? (monitoring only)
+            timer.bar.write(f"unet step {step}: {probe(ema, vae, text_encoder, judge_dir):.0%} of 50 probe images "
+                            "are judged the class asked for")
+        if not timer.tick(loss=f"{loss.item():.4f}"):
             break
     minutes = timer.close()
     out.mkdir(parents=True, exist_ok=True)
@@ -393,6 +399,24 @@ def train_unet(data: Data, work: Path, out: Path, seconds: float) -> float:
     (out / "train.json").write_text(json.dumps({"minutes": minutes, "steps": step, "batch": batch}))
     log(f"unet: {step} steps, {minutes:.1f} min")
     return minutes
+
+
+@torch.no_grad()
+def probe(unet, vae, text_encoder, judge_dir: Path, steps: int = 20, guidance: float = 7.5) -> float:
+    """Judge-classifier accuracy of 50 images (5 per class) from plain class prompts: a quick DDIM sample."""
+    labels = np.repeat(np.arange(10), 5)
+    ids = tokenize([fs.plain_prompt(int(c)) for c in labels] + [""])
+    embeds = text_encoder(ids)[0]
+    cond, uncond = embeds[:-1], embeds[-1:].expand(len(labels), -1, -1)
+    sched = sd_scheduler()
+    sched.set_timesteps(steps)
+    z = torch.randn(len(labels), 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    for t in sched.timesteps:
+        eps = unet(torch.cat([z, z]), t, encoder_hidden_states=torch.cat([uncond, cond])).sample
+        e_u, e_c = eps.chunk(2)
+        z = sched.step(e_u + guidance * (e_c - e_u), t, z).prev_sample
+    images = (vae.decode(z / vae.config.scaling_factor).sample.clamp(-1, 1) + 1) / 2
+    return float((fs.Judge(judge_dir).classify(images) == labels).mean())
 
 
 # ---- 6. pipeline --------------------------------------------------------------------------------------
@@ -697,10 +721,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(fs.MODEL_DIR), help="where the shipped model goes (%(default)s)")
     parser.add_argument("--work", default=str(Path.home() / ".cache" / "diffsearch" / "fashion-build"),
                         help="intermediate parts not shipped: SD's full CLIP, VAE and UNet in fp32 (%(default)s)")
-    parser.add_argument("--minutes", type=float, default=40.0,
-                        help="training budget for parts 1-5 together (%(default)s); shares: " + ", ".join(f"{k} {v * 100:.0f}%%" for k, v in SHARES.items()))
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (%(default)s: on shared cores one thread per process runs faster than two)")
+    parser.add_argument("--steps-scale", type=float, default=1.0,
+                        help="multiplies every part's training steps (%(default)s); steps: " + ", ".join(f"{k} {v}" for k, v in STEPS.items()))
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (%(default)s)")
     parser.add_argument("--no-report", action="store_true", help="skip the measurements (part 7)")
     parser.add_argument("--report", default=str(ROOT / "benchmarks" / "results" / "fashion_sd.md"),
                         help="where the measurements go (%(default)s, and .json beside it)")
@@ -716,7 +739,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     out, work = Path(args.out), Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    budget = {k: v * args.minutes * 60 for k, v in SHARES.items()}
+    budget = {k: max(1, round(v * args.steps_scale)) for k, v in STEPS.items()}
     log("reading Fashion-MNIST")
     data = Data()
     minutes = {}
@@ -730,7 +753,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (work / "vae" / "diffusion_pytorch_model.safetensors").is_file():
         minutes["vae"] = train_vae(data, work / "vae", budget["vae"])
     if not (work / "unet" / "diffusion_pytorch_model.safetensors").is_file():
-        minutes["unet"] = train_unet(data, work, work / "unet", budget["unet"])
+        minutes["unet"] = train_unet(data, work, work / "unet", budget["unet"], out / "judge_classifier")
     if not (out / "pipeline" / "model_index.json").is_file():
         assemble(work, out / "pipeline")
     log(f"trained this run (minutes): {json.dumps({k: round(v, 1) for k, v in minutes.items()})}")
