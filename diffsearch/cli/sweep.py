@@ -1,0 +1,129 @@
+"""``diffsearch sweep``: arguments and printing for tuning any training program from a sweep file."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.console import Console
+from rich.table import Table
+
+from diffsearch.cli.parser import add_worker_arguments
+from diffsearch.cli.progress import best_so_far_bar, finish
+
+DESCRIPTION = """\
+Tune any training program. The sweep file follows W&B's sweep-file convention (program, command,
+method, metric, parameters, early_terminate), plus `when:` for conditional parameters:
+
+  program: train.py                      # relative to the sweep file
+  method: tpe                            # tpe, random, gp, generative, grid (W&B's bayes = tpe)
+  metric: {name: fid, goal: minimize}
+  trials: 12                             # W&B's run_cap is accepted too
+  parameters:
+    learning_rate: {distribution: log_uniform_values, min: 1.0e-5, max: 1.0e-2}
+    lr_scheduler: {values: [constant, cosine]}
+    lr_warmup_steps: {distribution: int_uniform, min: 0, max: 50, when: {lr_scheduler: {not: constant}}}
+  early_terminate: {type: hyperband, min_iter: 1, eta: 3}
+
+Each trial runs `python train.py --learning_rate=... --lr_scheduler=...` (only the active parameters)
+and reads its stdout as it comes: a JSON line such as {"step": 8, "fid": 123.4} (what
+diffsearch.report(step=8, fid=123.4) prints) is a report, which early_terminate (successive halving,
+Hyperband) may stop the program at; the trial's value is the metric's last report. A non-zero exit,
+--trial-timeout, a metric never reported or not finite fails the trial (the reason is kept) and the
+sweep goes on to its budget. Logs: <out>/trials/<number>/stdout.log and stderr.log.
+
+Every trial is an Optuna trial in one storage (default: a SQLite file in --out): rerunning the same
+command resumes the sweep and repeats no finished trial; `diffsearch worker --study NAME --storage URL`
+joins it from another machine (the program must exist at the same path there).
+
+examples:
+  diffsearch sweep sweep.yaml
+  diffsearch sweep sweep.yaml --trials 50 --searcher random --workers 4 --gpus 0,1,2,3
+  diffsearch sweep sweep.yaml --trial-timeout 600 --storage postgresql://user@host/db --study fid-sweep
+"""
+
+
+def add_parser(subparsers, parser_class, formatter, help_text: str) -> None:
+    p = subparsers.add_parser("sweep", help=help_text, description=DESCRIPTION, formatter_class=formatter)
+    p.add_argument("sweep_file", metavar="SWEEP.yaml", help="the sweep file")
+    p.add_argument("--trials", type=int, help="finished trials the study should hold (default: the file's "
+                   "trials or run_cap, else 20; grid: every point)")
+    p.add_argument("--searcher", help="overrides the file's method: a searcher of `diffsearch list` "
+                   "(tpe, random, gp, generative) or grid")
+    add_worker_arguments(p, "running trials")
+    p.add_argument("--gpus", help="devices for the programs, e.g. 0,1: worker i runs its trials with "
+                   "CUDA_VISIBLE_DEVICES=gpus[i %% len(gpus)]")
+    p.add_argument("--trial-timeout", type=float, metavar="SECONDS",
+                   help="a program still running after this long is stopped and its trial failed")
+    p.add_argument("--seed", type=int, default=0, help="seed of the searcher")
+    p.add_argument("--study", help="study name (default: the file's name, else sweep-<program>-<method>)")
+    p.add_argument("--storage", help="Optuna storage URL (sqlite:///x.db, postgresql://...) or a journal "
+                   "file ending in .log (default: sqlite file in --out)")
+    p.add_argument("--out", help="run directory for results.json and the trials' logs (default: runs/<study>)")
+    p.add_argument("--json", action="store_true", help="print results.json to stdout instead of tables")
+    p.set_defaults(handler=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    from diffsearch.jobs.sweep import SweepOptions, run_sweep
+
+    options = SweepOptions(file=args.sweep_file, searcher=args.searcher, trials=args.trials,
+                           workers=args.workers, gpus=args.gpus, trial_timeout=args.trial_timeout,
+                           seed=args.seed, study=args.study, storage=args.storage, out=args.out,
+                           heartbeat=args.heartbeat)
+    console = Console(stderr=True)
+    with best_so_far_bar(console) as update:
+        results = run_sweep(options, progress=update, log=console.print)
+    code = finish(results, args.json, print_summary)
+    if results.get("best") is None:  # nothing to use: say why (also under --json), and fail the command
+        Console(stderr=True).print(f"diffsearch: {results.get('note') or 'no trial completed'}")
+        return 1
+    return code
+
+
+SHOWN_TRIALS = 10     # the best complete trials in the table
+SHOWN_FAILURES = 5    # failed trials named one by one
+
+
+def _value(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def print_summary(results: dict, console: Console) -> None:
+    metric, goal = results["metric"], results["goal"]
+    best = results.get("best")
+    if best:
+        table = Table(title=f"best: trial {best['number']}, {metric} {best['value']:.6g}")
+        table.add_column("parameter")
+        table.add_column("value", justify="right")
+        for name, value in best["params"].items():
+            table.add_row(name, _value(value))
+        console.print(table)
+    complete = [t for t in results["trials"] if t["state"] == "COMPLETE"]
+    complete.sort(key=lambda t: t["value"], reverse=goal == "maximize")
+    if complete:
+        names = list(dict.fromkeys(name for t in complete[:SHOWN_TRIALS] for name in t["params"]))
+        table = Table(title=f"the {min(len(complete), SHOWN_TRIALS)} best of {len(complete)} complete trials")
+        table.add_column("trial", justify="right")
+        table.add_column(metric, justify="right")
+        for name in names:
+            table.add_column(name, justify="right")
+        for t in complete[:SHOWN_TRIALS]:
+            table.add_row(str(t["number"]), f"{t['value']:.6g}",
+                          *[_value(t["params"][n]) if n in t["params"] else "-" for n in names])
+        console.print(table)
+    failed = [t for t in results["trials"] if t["state"] == "FAIL"]
+    for t in failed[:SHOWN_FAILURES]:
+        console.print(f"trial {t['number']} failed: {t['fail_reason']}")
+    if len(failed) > SHOWN_FAILURES:
+        console.print(f"... and {len(failed) - SHOWN_FAILURES} more failed trials (results.json)")
+    counts = results["counts"]
+    console.print(f"trials: {counts['complete']} complete, {counts['pruned']} pruned, {counts['failed']} failed"
+                  + (f", {counts['cut_short']} cut short (not counted)" if counts["cut_short"] else "")
+                  + f" of a budget of {results['budget']}")
+    if results.get("note"):
+        console.print(results["note"])
+    console.print(f"elapsed {results['elapsed_seconds'] / 60:.1f} min; results: {results['results_file']}"
+                  + (f"; logs: {results['logs']}" if results.get("logs") else ""))
+    console.print(f"ledger: {results['storage']} (study {results['study']})")

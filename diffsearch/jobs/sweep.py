@@ -1,0 +1,262 @@
+"""``diffsearch sweep``: tune any training program (a W&B-style sweep file), or a Python function
+(``diffsearch.search``), on the same engine as every job: one study, a budget of trials proposed by an
+hparams searcher, pruning by the program's reports, workers, resume.
+
+Python use::
+
+    from diffsearch.jobs.sweep import SweepOptions, run_sweep
+    results = run_sweep(SweepOptions(file="sweep.yaml", trials=12, workers=2))
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import optuna
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+
+from diffsearch.errors import UsageError
+from diffsearch.jobs.base import ProgressFn, Run, WorkerSettings, run_job
+from diffsearch.ledger import (DEFAULT_HEARTBEAT_SECONDS, create_or_load_study, done_trials, load_study,
+                               open_storage, run_location)
+from diffsearch.ledger.dead_workers import LOST_ATTR, worker_id
+from diffsearch.ledger.explain import explain_study
+from diffsearch.ledger.importance import importance_or_none
+from diffsearch.ledger.trial_loop import BudgetLoop, run_to_budget
+from diffsearch.searchers import make_sampler
+from diffsearch.sweeps.early_terminate import make_sweep_pruner
+from diffsearch.sweeps.function_trial import FunctionTrial, importable_name, load_objective, objective_name
+from diffsearch.sweeps.gpu_slots import gpu_slot, parse_gpus
+from diffsearch.sweeps.program_trial import NEVER_REPORTED, ProgramTrial
+from diffsearch.sweeps.schema import GRID, Sweep, parse_sweep, plain, read_sweep_file
+
+PYTHON_METRIC = "value"  # what diffsearch.search calls the objective's return value
+
+
+@dataclass
+class SweepOptions:
+    file: str | None = None                 # the sweep file (``diffsearch sweep sweep.yaml``)
+    config: dict[str, Any] | None = None    # or the sweep as a mapping (the Python API; a study's stored sweep)
+    objective: Any = None                   # Python API: a function or "module:function" instead of a program
+    where: str | None = None                # how messages name ``config`` (default: the file)
+    searcher: str | None = None             # overrides the file's method
+    trials: int | None = None               # overrides the file's trials / run_cap
+    workers: int = 1
+    gpus: Any = None                        # "0,1": worker i runs its programs on gpus[i % len(gpus)]
+    trial_timeout: float | None = None      # seconds; a program running longer fails its trial
+    seed: int = 0
+    study: str | None = None                # default: the file's name, else sweep-<program>-<method>
+    storage: str | None = None              # default: sqlite:///<out>/study.db
+    out: str | None = None                  # default: runs/<study>
+    heartbeat: int | None = DEFAULT_HEARTBEAT_SECONDS
+    sweep: Sweep | None = field(default=None, repr=False)  # set by resolved()
+
+    def resolved(self) -> "SweepOptions":
+        """Read and check everything before any study is opened; one UsageError line for anything wrong."""
+        o = replace(self)
+        if o.workers < 1:
+            raise UsageError(f"--workers must be at least 1 (got {o.workers})")
+        if o.heartbeat is not None and o.heartbeat < 1:
+            raise UsageError(f"--heartbeat must be at least 1 second (got {o.heartbeat})")
+        if o.trial_timeout is not None and not o.trial_timeout > 0:
+            raise UsageError(f"--trial-timeout must be above 0 seconds (got {o.trial_timeout})")
+        if o.trials is not None and o.trials < 1:
+            raise UsageError(f"--trials must be at least 1 (got {o.trials})")
+        o.gpus = parse_gpus(o.gpus)
+        if (o.file is None) == (o.config is None):
+            raise UsageError("give a sweep file or a sweep mapping (one of them)")
+        if o.file is not None:
+            config, where = read_sweep_file(o.file), str(o.file)
+        else:
+            config, where = o.config, o.where or "sweep"
+        config = plain(config, where)
+        o.sweep = parse_sweep(config, where, o.searcher, o.trials, runs_program=o.objective is None)
+        o.config, o.file = o.sweep.config, None
+        if o.objective is not None:
+            if o.workers > 1 or isinstance(o.objective, str):  # other processes import it by name
+                o.objective = importable_name(o.objective)
+            elif not callable(o.objective):
+                raise UsageError(f"objective: expected a function or 'module:function', got {o.objective!r}")
+        if o.study is None:
+            named = config.get("name") if isinstance(config.get("name"), str) else None
+            stem = Path(o.sweep.program).stem if o.sweep.program else _function_stem(o.objective)
+            o.study = named or f"{'sweep' if o.objective is None else 'search'}-{stem}-{o.sweep.config['method']}"
+        o.out, o.storage = run_location(o.study, o.out, o.storage)
+        return o
+
+
+def _function_stem(objective: Any) -> str:
+    return objective_name(objective).rpartition(":")[2].rpartition(".")[2].replace("<", "").replace(">", "")
+
+
+def study_attrs(o: SweepOptions) -> dict[str, Any]:
+    s = o.sweep
+    objective = None if o.objective is None else objective_name(o.objective)
+    return {"job": "sweep", "sweep": s.config, "program": s.program, "command": list(s.command),
+            "objective": objective, "objective_importable": isinstance(o.objective, str),
+            "metric": s.metric, "goal": s.goal, "parameters": s.config["parameters"], "method": s.method,
+            "trials": s.trials, "seed": o.seed, "trial_timeout": o.trial_timeout}
+
+
+def make_sweep_sampler(sweep: Sweep, seed: int) -> optuna.samplers.BaseSampler:
+    if sweep.method == GRID:
+        return optuna.samplers.GridSampler(sweep.space.grid(sweep.where), seed=seed)
+    return make_sampler(sweep.method, seed)
+
+
+def run_worker(o: SweepOptions, worker: int = 0,
+               on_trial_end: Callable[[optuna.Study, FrozenTrial], None] | None = None) -> optuna.Study:
+    """Join the study and run trials until it holds its budget; the study."""
+    storage = open_storage(o.storage, o.heartbeat)
+    probe = create_or_load_study(storage, o.study, study_attrs(o), SweepJob.identity)
+    # seeded by worker and history, so a resumed (or joined) random search does not redraw old points
+    seed = o.seed + 7919 * worker + len(probe.get_trials(deepcopy=False))
+    study = create_or_load_study(storage, o.study, study_attrs(o), SweepJob.identity,
+                                 sampler=make_sweep_sampler(o.sweep, seed),
+                                 pruner=make_sweep_pruner(o.sweep.early_terminate))
+    with gpu_slot(o.gpus, o.out) as cuda_visible_devices:
+        if o.objective is None:
+            evaluate = ProgramTrial(o.sweep, Path(o.out), o.trial_timeout, cuda_visible_devices)
+        else:
+            function = load_objective(o.objective) if isinstance(o.objective, str) else o.objective
+            evaluate = FunctionTrial(function, o.sweep.space)
+        run_to_budget(BudgetLoop(study, o.sweep.trials, evaluate), on_trial_end)
+    return study
+
+
+class SweepJob:
+    """``diffsearch sweep`` and ``diffsearch.search``: one study, trials proposed by an Optuna sampler."""
+
+    name = "sweep"
+    # values are comparable only for the same program (or function), command, metric and space
+    identity = ("job", "program", "command", "objective", "metric", "goal", "parameters")
+    renamed: dict[str, str] = {}
+
+    def prepare(self, o: SweepOptions) -> None:
+        """Create the study with the sweep's direction (the ledger creates minimising studies), or check it."""
+        storage = open_storage(o.storage)
+        direction = StudyDirection.MAXIMIZE if o.sweep.goal == "maximize" else StudyDirection.MINIMIZE
+        existing = load_study(storage, o.study)
+        if existing is None:
+            optuna.create_study(storage=storage, study_name=o.study, direction=direction)
+        elif existing.direction != direction:
+            made = existing.direction.name.lower()
+            raise UsageError(f"study {o.study!r} was made to {made} its value, not to {o.sweep.goal} it: "
+                             "use another --study name (or another --out)")
+
+    def studies(self, o: SweepOptions) -> dict[str, dict[str, Any]]:
+        return {o.study: study_attrs(o)}
+
+    def serve(self, o: SweepOptions) -> int:
+        study = run_worker(o, worker=os.getpid())
+        return sum(1 for t in study.get_trials(deepcopy=False) if t.user_attrs.get("worker") == worker_id())
+
+    def worker_options(self, study: optuna.Study, w: WorkerSettings) -> SweepOptions:
+        attrs = study.user_attrs
+        if attrs.get("objective") and not attrs.get("objective_importable"):
+            raise UsageError(f"study {w.study!r} calls the Python function {attrs['objective']}, which another "
+                             "process cannot import: run diffsearch.search with the function's 'module:function'")
+        if w.trials is not None:
+            study.set_user_attr("trials", w.trials)
+        return SweepOptions(config=attrs["sweep"], objective=attrs.get("objective"), where=f"study {w.study}",
+                            trials=w.trials or attrs.get("trials"), seed=attrs.get("seed", 0),
+                            trial_timeout=attrs.get("trial_timeout"), study=w.study, storage=w.storage,
+                            out=w.out, heartbeat=w.heartbeat).resolved()
+
+    def search(self, run: Run) -> dict[str, Any]:
+        o, sweep = run.options, run.options.sweep
+        study = run.studies[o.study]
+        what = f"the program {sweep.program}" if o.objective is None else f"the function {objective_name(o.objective)}"
+        explain_study(study, sweep.metric, f"**{sweep.metric}** ({sweep.goal}) of {what}, one trial per "
+                      f"configuration proposed by **{sweep.method}** (`diffsearch sweep`).")
+
+        def on_trial_end(study: optuna.Study, trial: FrozenTrial | None) -> None:
+            if trial is not None and "surplus" not in trial.user_attrs:
+                run.log(describe_trial(trial, sweep.metric))
+            best = _best(study)
+            run.report("trials", len(done_trials(study)), sweep.trials, best.value if best else None)
+
+        study = run_worker(o, on_trial_end=on_trial_end)
+        on_trial_end(study, None)  # the bar's last step: other workers' last trials ended after ours
+        return summarise(study, o)
+
+
+JOB = SweepJob()
+
+
+def run_sweep(options: SweepOptions, progress: ProgressFn | None = None,
+              log: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+    """Run the sweep to its budget (resuming its study) and write results.json to ``out``; the results."""
+    return run_job(JOB, options, progress, log)
+
+
+def _best(study: optuna.Study) -> FrozenTrial | None:
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        return None
+    pick = max if study.direction == StudyDirection.MAXIMIZE else min
+    return pick(complete, key=lambda t: t.value)
+
+
+def describe_trial(trial: FrozenTrial, metric: str) -> str:
+    """One line for the log: the trial's value, where it was pruned, or why it failed."""
+    if trial.state == TrialState.COMPLETE:
+        return f"  trial {trial.number}: {metric} {trial.value:.6g}"
+    if trial.state == TrialState.PRUNED:
+        return f"  trial {trial.number}: pruned at step {trial.user_attrs.get('pruned_at_step')}"
+    return f"  trial {trial.number}: failed: {trial.user_attrs.get('fail_reason', 'cut short')}"
+
+
+def trial_record(trial: FrozenTrial) -> dict[str, Any]:
+    attrs = trial.user_attrs
+    reason = attrs.get("fail_reason")
+    if trial.state == TrialState.FAIL and reason is None:
+        reason = attrs.get(LOST_ATTR, "cut short (Ctrl-C or a lost worker); not counted, not repeated")
+    return {"number": trial.number, "state": trial.state.name, "value": trial.value,
+            "params": attrs.get("arguments", trial.params), "fail_reason": reason,
+            "fail_kind": attrs.get("fail_kind"), "pruned_at_step": attrs.get("pruned_at_step"),
+            "seconds": attrs.get("seconds"), "stdout_log": attrs.get("stdout_log"),
+            "stderr_log": attrs.get("stderr_log"), "worker": attrs.get("worker"),
+            "cuda_visible_devices": attrs.get("cuda_visible_devices")}
+
+
+def summarise(study: optuna.Study, o: SweepOptions) -> dict[str, Any]:
+    sweep = o.sweep
+    trials = [t for t in study.get_trials(deepcopy=False) if "surplus" not in t.user_attrs]
+    records = [trial_record(t) for t in trials]
+    best = _best(study)
+    counted = [t for t in done_trials(study)]
+    states = Counter(r["state"] for r in records)
+    options = {f.name: getattr(o, f.name) for f in fields(o) if f.name not in ("sweep", "config", "objective")}
+    results: dict[str, Any] = {
+        "job": "sweep", "metric": sweep.metric, "goal": sweep.goal, "method": sweep.method,
+        "program": sweep.program, "objective": None if o.objective is None else objective_name(o.objective),
+        "sweep": sweep.config, "options": options, "budget": sweep.trials,
+        "counts": {"complete": states.get("COMPLETE", 0), "pruned": states.get("PRUNED", 0),
+                   "failed": sum(1 for t in counted if t.state == TrialState.FAIL),
+                   "cut_short": sum(1 for t in trials if t.state == TrialState.FAIL and "fail_reason" not in t.user_attrs)},
+        "best": trial_record(best) if best else None,
+        "trials": records, "logs": str(Path(o.out) / "trials") if o.objective is None else None,
+        "importance": importance_or_none(study) if best else None,
+        "note": _note(counted, sweep.metric, o),
+    }
+    return results
+
+
+def _note(counted: list[FrozenTrial], metric: str, o: SweepOptions) -> str | None:
+    """Said at the end when no trial completed: why, in one line."""
+    if not counted or any(t.state == TrialState.COMPLETE for t in counted):
+        return None
+    failed = [t for t in counted if t.state == TrialState.FAIL]
+    if failed and len(failed) == len(counted) and all(t.user_attrs.get("fail_kind") == NEVER_REPORTED for t in failed):
+        return (f"no trial reported metric {metric!r}: the program must print JSON lines such as "
+                f'{{"step": 1, "{metric}": 0.5}} on stdout (or call diffsearch.report(step=1, {metric}=0.5)); '
+                f"see what it printed in {failed[0].user_attrs.get('stdout_log')}")
+    if failed and len(failed) == len(counted):
+        return f"every trial failed; the first: {failed[0].user_attrs.get('fail_reason')}"
+    return "no trial completed (every trial was pruned or failed)"

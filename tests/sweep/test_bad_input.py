@@ -1,0 +1,102 @@
+"""Bad input to ``diffsearch sweep`` and ``diffsearch.search``: one line naming the file and key, exit code 2,
+and no study written (the storage file is not even created)."""
+
+import pytest
+
+import diffsearch
+from diffsearch.cli.main import main
+from diffsearch.errors import UsageError
+
+
+def run_cli(*args):
+    return main([str(a) for a in args])
+
+
+@pytest.mark.parametrize("settings, words", [
+    ({"trails": 3}, ["unknown key 'trails'"]),
+    ({"parameters": {"lr": {"distribution": "gaussian", "min": 0, "max": 1}}}, ["parameters.lr.distribution", "gaussian"]),
+    ({"parameters": {"learning_rate": {"distribution": "uniform", "min": 0.5, "max": 0.1}}}, ["parameters.learning_rate", "below max"]),
+    ({"parameters": {"learning_rate": {"distribution": "log_uniform_values", "min": 0, "max": 0.1}}}, ["min > 0"]),
+    ({"parameters": {"optimizer": {"distribution": "categorical"}}}, ["parameters.optimizer.values"]),
+    ({"parameters": {"optimizer": {"values": ["sgd", "momentum"], "when": {"momentum": 0.5}}}}, ["parameters.optimizer.when.momentum", "categorical"]),
+    ({"parameters": {"a": {"values": [1, 2], "when": {"b": 1}}, "b": {"values": [1, 2], "when": {"a": 2}}}}, ["cycle"]),
+    ({"parameters": {"momentum": {"min": 0.5, "max": 0.9, "when": {"optimiser": "momentum"}}}}, ["unknown parent 'optimiser'"]),
+    ({"program": "no_such_train.py"}, ["program:", "no_such_train.py does not exist"]),
+    ({"method": "bayesian"}, ["method: unknown searcher 'bayesian'", "tpe"]),
+    ({"metric": {"name": "val_loss", "goal": "lowest"}}, ["metric.goal"]),
+    ({"metric": None}, ["metric: expected"]),
+    ({"command": ["${interpreter}", "${program}", "${arguments}"]}, ["unknown macro '${arguments}'"]),
+    ({"command": ["no-such-launcher", "${program}", "${args}"]}, ["'no-such-launcher' is not a program on PATH"]),
+    ({"early_terminate": {"type": "median"}}, ["early_terminate.type"]),
+    ({"trials": 0}, ["trials"]),
+    ({"method": "grid", "trials": 50}, ["method grid needs `values`", "learning_rate"]),
+])
+def test_a_bad_sweep_file_is_one_line_and_writes_nothing(sweep_file, tmp_path, capsys, settings, words):
+    settings = dict(settings)
+    parameters = settings.pop("parameters", None)
+    if settings.get("program") == "no_such_train.py":
+        settings["program"] = "no_such_train.py"  # relative to the sweep file, as users write it
+    path = sweep_file(parameters=parameters, **settings)
+    if "metric" in settings and settings["metric"] is None:
+        path.write_text(path.read_text() + "metric: null\n")
+    out = tmp_path / "run"
+    assert run_cli("sweep", path, "--out", out) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("diffsearch: error: ")
+    assert str(path) in err or words[0].startswith(("--",)), err
+    for word in words:
+        assert word in err, err
+    assert not out.exists()  # no folder, no storage, no study
+
+
+def test_bad_yaml_a_missing_file_and_bad_flags(tmp_path, capsys, sweep_file):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("program: train.py\nparameters: {lr: [1, 2\n")
+    for args, words in (([broken], ["broken.yaml: not valid YAML", "line"]),
+                        ([tmp_path / "absent.yaml"], ["absent.yaml", "not found"]),
+                        ([sweep_file(), "--searcher", "cmaes"], ["--searcher: unknown searcher 'cmaes'"]),
+                        ([sweep_file(), "--trial-timeout", 0], ["--trial-timeout"]),
+                        ([sweep_file(), "--gpus", "0,,1"], ["--gpus"]),
+                        ([sweep_file(), "--workers", 0], ["--workers"])):
+        assert run_cli("sweep", *args, "--out", tmp_path / "run") == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and all(word in err for word in words), err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_study_made_for_another_space_is_refused_and_left_unchanged(sweep_file, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run_cli("sweep", sweep_file(trials=1), "--out", out) == 0
+    before = (out / "study.db").read_bytes()
+    capsys.readouterr()
+    changed = sweep_file(trials=1, parameters={"steps": {"value": 5}})
+    assert run_cli("sweep", changed, "--out", out) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "was made with parameters=" in err and "another --study name" in err
+    assert (out / "study.db").read_bytes() == before
+
+
+def quadratic_local():
+    return lambda params, report: params["x"] ** 2
+
+
+@pytest.mark.parametrize("objective, workers, words", [
+    ("no_such_module_xyz:objective", 1, ["'no_such_module_xyz:objective' cannot be imported", "ModuleNotFoundError"]),
+    ("sweep_objectives:no_such_function", 1, ["has no function 'no_such_function'"]),
+    ("just_a_name", 1, ["expected 'module:function'"]),
+    (quadratic_local(), 2, ["cannot be imported by worker processes", "lambda"]),
+])
+def test_python_api_refuses_an_objective_it_cannot_import(tmp_path, objective, workers, words):
+    with pytest.raises(UsageError) as error:
+        diffsearch.search(objective, {"x": {"min": -1.0, "max": 1.0}}, trials=2, workers=workers,
+                          out=str(tmp_path / "run"))
+    assert "\n" not in str(error.value) and all(word in str(error.value) for word in words), str(error.value)
+    assert not (tmp_path / "run").exists()
+
+
+def test_python_api_names_its_space_in_errors(tmp_path):
+    with pytest.raises(UsageError, match=r"^diffsearch.search\(\): parameters.x: min 1.0 must be below max -1.0$"):
+        diffsearch.search(lambda p, r: 0.0, {"x": {"min": 1.0, "max": -1.0}}, out=str(tmp_path / "run"))
+    with pytest.raises(UsageError, match="pruner"):
+        diffsearch.search(lambda p, r: 0.0, {"x": {"min": 0.0, "max": 1.0}}, pruner="median", out=str(tmp_path / "r"))
+    assert not (tmp_path / "run").exists()
