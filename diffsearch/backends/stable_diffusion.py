@@ -30,6 +30,7 @@ def load_pipeline(model: str, device: str = "cpu", dtype: str = "float32", seed:
     error if absent."""
     from diffusers import StableDiffusionPipeline
     from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
 
     if dtype not in DTYPES:
         raise UsageError(f"unknown dtype {dtype!r}; known: {', '.join(DTYPES)}")
@@ -52,6 +53,9 @@ def load_pipeline(model: str, device: str = "cpu", dtype: str = "float32", seed:
                              "give a directory saved with StableDiffusionPipeline.save_pretrained, a hub id, "
                              "'tiny' or 'fashion'")
         diffusers_logging.set_verbosity_error()  # its retry notes would break our one-line error
+        # loading takes a second here; per-component bars from both libraries would bury our own output
+        diffusers_logging.disable_progress_bar()
+        transformers_logging.disable_progress_bar()
         try:
             pipe = StableDiffusionPipeline.from_pretrained(
                 str(path) if looks_local else model, dtype=DTYPES[dtype], safety_checker=None,

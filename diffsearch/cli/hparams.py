@@ -54,6 +54,9 @@ def add_parser(subparsers, parser_class, formatter, help_text: str) -> None:
                    f"images: {', '.join(IMAGE_DATASETS)}, or a folder of images (or a saved Hugging Face "
                    "dataset)")
     p.add_argument("--searcher", default="tpe", help=f"one of: {', '.join(SEARCHERS)}")
+    p.add_argument("--space", default=None,
+                   help="training space (`diffsearch list`: built-in or a plugin's); default toy2d for vectors, "
+                        "images for images")
     p.add_argument("--trials", type=int, default=50, help="finished trials the study should hold")
     p.add_argument("--warm-start", nargs="+", default=[], metavar="STUDY",
                    help="generative searcher only: earlier studies of the same space in this storage "
@@ -97,7 +100,7 @@ def add_parser(subparsers, parser_class, formatter, help_text: str) -> None:
 
 def main(args: argparse.Namespace) -> int:
     options = HparamsOptions(
-        dataset=args.dataset, searcher=args.searcher, trials=args.trials, epochs=args.epochs,
+        dataset=args.dataset, searcher=args.searcher, space=args.space, trials=args.trials, epochs=args.epochs,
         prune=args.prune, min_epochs=args.min_epochs, reduction_factor=args.reduction_factor,
         seed=args.seed, study=args.study, storage=args.storage, out=args.out, baseline=args.baseline,
         repeats=args.repeats, baseline_runs=args.baseline_runs, jobs=args.workers, heartbeat=args.heartbeat,

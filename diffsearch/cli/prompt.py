@@ -13,16 +13,19 @@ from diffsearch.cli.progress import best_so_far_bar, finish
 from diffsearch.backends.stable_diffusion import DEFAULT_MODEL
 from diffsearch.jobs.prompt import TASKS, PromptOptions, run_prompt
 from diffsearch.objectives.clip import DEFAULT_CLIP
+from diffsearch.objectives.rewards import REWARDS
 from diffsearch.searchers.prompt_registry import PROMPT_SEARCHERS
 from diffsearch.spaces.prompts import PROMPT_SPACES
 
 DESCRIPTION = """\
-Optimise a Stable Diffusion prompt (DPO-Diff, Wang et al., ICML 2024). The objective is the spherical CLIP
-loss between each generated image and your prompt, 2*arcsin(|a/|a| - b/|b||/2)^2 (usually 0.7-1.0 with
-real CLIP; a change of 0.05 is large).
+Optimise a Stable Diffusion prompt (DPO-Diff, Wang et al., ICML 2024). The default objective is the
+spherical CLIP loss between each generated image and your prompt, 2*arcsin(|a/|a| - b/|b||/2)^2 (usually
+0.7-1.0 with real CLIP; a change of 0.05 is large).
   --task enhance  finds a negative prompt (antonym / library spaces) or a rewording (synonym space) that
                   makes the images follow your prompt better (lower loss);
   --task attack   finds a rewording with sentence similarity >= 0.9 that makes the model fail (higher loss).
+rewards (--reward; higher is better, the search minimises the loss: CLIP's own, or minus the score):
+""" + "\n".join(f"  {k:16s} {v}" for k, v in REWARDS.items()) + """
 spaces:
 """ + "\n".join(f"  {k:16s} {v}" for k, v in PROMPT_SPACES.items()) + """
 searchers:
@@ -33,6 +36,7 @@ in --out); rerunning the same command resumes from it.
 
 Weights: --model takes a diffusers SD 1.x / 2.x directory or hub id, --clip an open_clip MODEL:TAG,
 MODEL:/path/weights.pt or a transformers CLIP directory. 'tiny' builds small random models (tests, demos).
+--reward-model takes PickScore's transformers directory (or hub id) or HPSv2's checkpoint file.
 
 examples:
   diffsearch prompt "a dedicated gardener tending a bonsai" --model tiny --clip tiny --space antonym+library
@@ -40,6 +44,11 @@ examples:
       --clip ViT-B-32:~/clip/vit_b_32-openai.pt --device cuda --dtype float16 --seeds 3
   diffsearch prompt "a red boat on a calm lake" --task attack --space synonym --model tiny --clip tiny
   diffsearch prompt --prompts my_prompts.txt --space antonym+library --model tiny --clip tiny
+  diffsearch prompt "a red boat on a calm lake" --reward pickscore --reward-model ~/models/pickscore \\
+      --model ~/sd-v1-4 --device cuda
+  diffsearch prompt "a red boat on a calm lake" --reward hpsv2 --reward-model ~/models/HPS_v2.1_compressed.pt \\
+      --model ~/sd-v1-4 --device cuda
+  diffsearch prompt "a red boat on a calm lake" --reward my_rewards:sharpness --searcher evolution --model tiny
 """
 
 
@@ -55,6 +64,14 @@ def add_parser(subparsers, parser_class, formatter, help_text: str) -> None:
     p.add_argument("--model", default=DEFAULT_MODEL, help="diffusers SD pipeline: directory, hub id, or tiny")
     p.add_argument("--clip", default=DEFAULT_CLIP,
                    help="open_clip MODEL:TAG or MODEL:/weights.pt, a transformers CLIP directory, or tiny")
+    p.add_argument("--reward", default="clip",
+                   help="clip (DPO-Diff's spherical CLIP loss), pickscore, hpsv2, or MODULE:FUNCTION: your "
+                        "function(images N x 3 x H x W in [0, 1], prompt) -> N scores, higher is better")
+    p.add_argument("--reward-model", help="pickscore: a transformers CLIPModel + CLIPProcessor directory "
+                                          "(or hub id; default yuvalkirstain/PickScore_v1); hpsv2: the "
+                                          "checkpoint file (HPS_v2.1_compressed.pt)")
+    p.add_argument("--reward-arch", help="hpsv2: the open_clip architecture (default ViT-H-14) or a "
+                                         "model-config .json file")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, mps)")
     p.add_argument("--dtype", default="float32", help="float32, float16 or bfloat16 for SD")
     p.add_argument("--steps", type=int, default=50, help="DDIM sampling steps (DPO-Diff: 50)")
@@ -81,7 +98,8 @@ def add_parser(subparsers, parser_class, formatter, help_text: str) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    names = ("prompt", "prompts_file", "task", "space", "searcher", "budget", "model", "clip", "device", "dtype",
+    names = ("prompt", "prompts_file", "task", "space", "searcher", "budget", "model", "clip", "reward",
+             "reward_model", "reward_arch", "device", "dtype",
              "steps", "guidance", "seeds", "seed", "k", "iterations", "lexicon", "llm_url", "llm_model",
              "lexicon_cache", "word_tokens", "study", "storage", "out", "workers", "heartbeat")
     options = PromptOptions(**{n: getattr(args, n) for n in names})
@@ -92,7 +110,8 @@ def main(args: argparse.Namespace) -> int:
 
 def print_summary(results: dict, console: Console) -> None:
     task = results["options"]["task"]
-    table = Table(title=f"spherical CLIP loss ({'lower' if task == 'enhance' else 'higher'} is better)")
+    loss = results["reward"]["loss"]
+    table = Table(title=f"{loss} ({'lower' if task == 'enhance' else 'higher'} is better)")
     for column in ("prompt", "user input", "best", "best prompt / negative prompt"):
         table.add_column(column, justify="right" if column in ("user input", "best") else "left")
     for r in results["prompts"]:

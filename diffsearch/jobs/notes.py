@@ -121,22 +121,26 @@ Each trial trains a diffusion model with one update rule (params: the program's 
 
 
 def prompt_study(o, prompt: str) -> Explained:
-    metric = "spherical CLIP loss" if o.task == "enhance" else "minus spherical CLIP loss"
+    reward = getattr(o, "reward", "clip") or "clip"
+    loss = "spherical CLIP loss" if reward == "clip" else f"minus the {reward} reward"
+    metric = loss if o.task == "enhance" else f"minus the {loss}"
     goal = ("minimised: the images match the prompt better" if o.task == "enhance" else
             "the loss is maximised (value = minus the loss): an attack that keeps the meaning "
             "(sentence similarity >= 0.9) but breaks the images")
+    scorer = f"CLIP `{o.clip}`" if reward == "clip" else f"reward `{reward}`"
+    formula = (", 2*arcsin(|a/|a| - b/|b||/2)^2 between image and text embeddings" if reward == "clip" else
+               " (the reward is higher-is-better; the search minimises its negative)")
     note = f"""
 # prompt study: "{prompt}"
 
 After DPO-Diff (Wang et al., ICML 2024): task `{o.task}`, space `{o.space}`, searcher `{o.searcher}`,
-budget {o.budget} generations, model `{o.model}`, CLIP `{o.clip}`.
+budget {o.budget} generations, model `{o.model}`, {scorer}.
 Each trial generates {o.seeds} image(s) (seeds {o.seed}..{o.seed + o.seeds - 1}, {o.steps} steps, guidance {o.guidance})
-for one prompt pair and scores them with CLIP against the user's prompt. **Value: {metric}**,
-2*arcsin(|a/|a| - b/|b||/2)^2 between image and text embeddings, {goal}.
+for one prompt pair and scores them against the user's prompt. **Value: {metric}**{formula}, {goal}.
 
 ## How to read it
 - Params are the word chosen for each slot of the prompt; user attrs `positive` and `negative` are the
-  resulting prompts, `clip_score` the CLIP score, `role` `user_input` (the prompt as given) or `search`.
+  resulting prompts, `score` the reward's score (`clip_score` for CLIP), `role` `user_input` (the prompt as given) or `search`.
 - A rejected attack candidate ends failed with its `fail_reason` (the similarity) without generating.
 - {LOST}
 - {DASHBOARD_HINT}

@@ -5,6 +5,11 @@ Python use::
     from diffsearch.jobs.prompt import PromptOptions, run_prompt
     results = run_prompt(PromptOptions(prompt="a dedicated gardener tending a bonsai", model="tiny",
                                        clip="tiny", space="antonym+library", searcher="gpo+es"))
+    results = run_prompt(PromptOptions(prompt="a red boat on a calm lake", reward="pickscore",
+                                       reward_model="~/models/pickscore", searcher="evolution"))
+
+The reward (``--reward``, objectives/rewards.py) is higher-is-better; the search minimises its loss
+(the spherical CLIP loss for ``clip``, minus the score otherwise) and the attack maximises it.
 """
 
 from __future__ import annotations
@@ -23,13 +28,17 @@ from diffsearch.jobs import notes
 from diffsearch.jobs.base import ProgressFn, Run, WorkerSettings, run_job
 from diffsearch.ledger import (DEFAULT_HEARTBEAT_SECONDS, FINISHED_ATTR, create_or_load_study, load_study,
                                mark_finished, open_storage, run_location)
-from diffsearch.objectives.clip import DEFAULT_CLIP, ClipObjective
+from diffsearch.objectives.clip import DEFAULT_CLIP
+from diffsearch.objectives.rewards import Reward, RewardSpec
 from diffsearch.searchers.prompt_registry import get_prompt_searcher
 from diffsearch.searchers.prompt_result import PromptSearchSettings
 from diffsearch.spaces.prompts import PROMPT_SPACES, build_space
 from diffsearch.tasks.prompt_sd import PromptTask, PromptTrialRunner, SentenceSimilarity
 
 TASKS = ("enhance", "attack")
+# searchers that backpropagate through the reward (DPO-Diff's shortcut gradient): they need a reward
+# whose loss has a grad_fn; a MODULE:FUNCTION reward without one is refused before the run starts
+GRADIENT_SEARCHERS = ("gpo", "gpo+es")
 
 
 @dataclass
@@ -42,6 +51,9 @@ class PromptOptions:
     budget: float = 40                # full generations, as in DPO-Diff
     model: str = DEFAULT_MODEL
     clip: str = DEFAULT_CLIP
+    reward: str = "clip"              # clip, pickscore, hpsv2 or MODULE:FUNCTION (objectives/rewards.py)
+    reward_model: str | None = None   # pickscore: directory or hub id; hpsv2: checkpoint file
+    reward_arch: str | None = None    # hpsv2: open_clip architecture (default ViT-H-14) or a config .json
     device: str = "cpu"
     dtype: str = "float32"
     steps: int = 50
@@ -74,6 +86,7 @@ class PromptOptions:
         if o.task == "attack" and o.space != "synonym":
             raise UsageError("--task attack searches the synonym space (keeps the meaning): use --space synonym")
         get_prompt_searcher(o.searcher)
+        o.reward_spec().check()  # names, paths, the function's import: before any model loads
         for name, value, low in (("--budget", o.budget, 1), ("--steps", o.steps, 1), ("--seeds", o.seeds, 1),
                                  ("--k", o.k, 1), ("--iterations", o.iterations, 0),
                                  ("--word-tokens", o.word_tokens, 1), ("--workers", o.workers, 1),
@@ -84,9 +97,13 @@ class PromptOptions:
             raise UsageError(f"--k {o.k} is more than --steps {o.steps}")
         if o.study is None:
             stem = "set-" + Path(o.prompts_file).stem if o.prompts_file else _slug(o.prompt)
-            o.study = f"prompt-{o.task}-{o.space}-{o.searcher}-{stem}"
+            reward = "" if o.reward == "clip" else f"-{_slug(o.reward)}"  # clip: the names of earlier studies
+            o.study = f"prompt-{o.task}-{o.space}-{o.searcher}{reward}-{stem}"
         o.out, o.storage = run_location(o.study, o.out, o.storage)
         return o
+
+    def reward_spec(self) -> RewardSpec:
+        return RewardSpec(self.reward, self.reward_model, self.reward_arch, self.clip)
 
     def prompt_list(self) -> list[str]:
         if self.prompt is not None:
@@ -106,16 +123,24 @@ def _slug(text: str) -> str:
 
 
 class Models:
-    """SD, CLIP, lexicon and (for the attack) the sentence model, loaded once for a prompt set."""
+    """SD, the reward, lexicon and (for the attack) the sentence model, loaded once for a prompt set."""
 
     def __init__(self, o: PromptOptions):
+        self.reward: Reward = o.reward_spec().load(o.device, o.seed)  # first: a bad reward fails fast
+        if o.searcher in GRADIENT_SEARCHERS and not self.reward.differentiable:
+            raise UsageError(f"--reward {o.reward} is not differentiable (its scores have no grad_fn) and "
+                             f"--searcher {o.searcher} backpropagates through it; use --searcher evolution or random")
         self.backend = SDBackend(load_pipeline(o.model, o.device, o.dtype, o.seed), steps=o.steps,
                                  guidance=o.guidance)
-        self.clip = ClipObjective(o.clip, o.device, o.seed)
         self.one_token = lambda w: len(self.backend.token_ids(w)) <= o.word_tokens  # short enough to keep
         self.lexicon = Lexicon(o.lexicon, self.one_token, Path(o.lexicon_cache) if o.lexicon_cache else None,
                                o.llm_url, o.llm_model)
         self.similarity = SentenceSimilarity(o.device) if o.task == "attack" else None
+
+    @property
+    def clip(self) -> Reward:
+        """The reward (its name before rewards other than CLIP could be chosen)."""
+        return self.reward
 
     def check_prompt(self, prompt: str) -> None:
         n = len(self.backend.token_ids(prompt))
@@ -127,7 +152,8 @@ class Models:
 def study_attrs(o: PromptOptions, prompt: str) -> dict[str, Any]:
     # everything that changes what an evaluation means; a resumed study must match it
     return {"job": "prompt", "space": o.space, "dataset": prompt, "task": o.task, "model": o.model,
-            "clip": o.clip, "steps": o.steps, "guidance": o.guidance, "seeds": o.seeds, "seed": o.seed,
+            "clip": o.clip, "reward": o.reward, "reward_model": o.reward_model, "reward_arch": o.reward_arch,
+            "steps": o.steps, "guidance": o.guidance, "seeds": o.seeds, "seed": o.seed,
             "lexicon": o.lexicon, "searcher": o.searcher, "budget": o.budget, "word_tokens": o.word_tokens}
 
 
@@ -155,7 +181,7 @@ def _search(o: PromptOptions, models: Models, prompt: str, space, study, study_n
             best = task.best()
             progress(prompt, min(task.spent, task.budget), task.budget, best[1].value if best else None)
 
-    task = PromptTask(models.backend, models.clip, space, study, o.task, seeds, o.budget,
+    task = PromptTask(models.backend, models.reward, space, study, o.task, seeds, o.budget,
                       models.similarity, on_eval)
     start = time.perf_counter()
     user = task.evaluate(space.user_point(), role="user_input")
@@ -166,9 +192,11 @@ def _search(o: PromptOptions, models: Models, prompt: str, space, study, study_n
     return {
         "prompt": prompt, "study": study_name, "space": o.space,
         "slots": {s.name: s.choices for s in space.slots},
-        "user_input": {"loss": user.loss, "value": user.value, "clip_score": user.attrs.get("clip_score")},
+        "user_input": {"loss": user.loss, "value": user.value, "score": user.attrs.get("score"),
+                       "clip_score": user.attrs.get("clip_score")},
         "best": {"positive": positive, "negative": negative, "loss": best.loss, "value": best.value,
-                 "clip_score": best.attrs.get("clip_score"), "params": space.to_params(best_point),
+                 "score": best.attrs.get("score"), "clip_score": best.attrs.get("clip_score"),
+                 "params": space.to_params(best_point),
                  "similarity": best.attrs.get("similarity")},
         "improvement": (user.value - best.value) if user.value is not None and best.value is not None else None,
         "spent_generations": task.spent, "evaluations": len(task.seen),
@@ -183,8 +211,8 @@ class PromptJob:
 
     name = "prompt"
     # everything that changes what an evaluation means: cached generations are valid only for these
-    identity = ("job", "space", "dataset", "task", "model", "clip", "steps", "guidance", "seeds", "seed",
-                "lexicon")
+    identity = ("job", "space", "dataset", "task", "model", "clip", "reward", "reward_model", "reward_arch",
+                "steps", "guidance", "seeds", "seed", "lexicon")
     renamed: dict[str, str] = {}
 
     def __init__(self, models: Models | None = None):
@@ -209,11 +237,12 @@ class PromptJob:
             record, task = optimise_prompt(o, models, prompt, run.storage, name, run.progress)
             records.append(record)
             tasks.append(task)
-        objective = "spherical CLIP loss 2*arcsin(|a/|a|-b/|b||/2)^2"
+        objective = models.reward.loss_formula
         grid = _grid(records[: 4], tasks[: 4], run.out, o)
         notes.attach_images([run.studies[r["study"]] for r in records[: 4]], [grid], run.out)  # the prompts shown
         return {"job": "prompt", "options": asdict(o),
                 "objective": objective + (" (minimised)" if o.task == "enhance" else " (maximised)"),
+                "reward": {"name": o.reward, "score": models.reward.score_name, "loss": models.reward.loss_name},
                 "prompts": records, "summary": _summary(records), "grid": grid}
 
     def serve(self, o: PromptOptions) -> int:
@@ -249,7 +278,8 @@ def serve_prompt_studies(storage_url: str, names: list[str], device: str, dtype:
             a = study.user_attrs
             backend = SDBackend(load_pipeline(a["model"], device, dtype, a["seed"]), steps=a["steps"],
                                 guidance=a["guidance"])
-            runner = PromptTrialRunner(study, backend, ClipObjective(a["clip"], device, a["seed"]))
+            reward = RewardSpec(a.get("reward", "clip"), a.get("reward_model"), a.get("reward_arch"), a["clip"])
+            runner = PromptTrialRunner(study, backend, reward.load(device, a["seed"]))
         runner.study = study
         ran += runner.serve()
     return ran

@@ -14,6 +14,9 @@ the shortcut gradient reaches the prompt.
   ``tiny``                      a randomly initialised transformers CLIP with the real tokenizer (tests)
   ``fashion``                   the judge CLIP trained on Fashion-MNIST that ships with diffsearch (a
                                 transformers directory; for ``--model fashion``)
+
+``ClipReward`` is this objective as ``--reward clip`` (objectives/rewards.py): loss = the spherical loss,
+score = the CLIP score.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from diffsearch.errors import UsageError
+from diffsearch.objectives.rewards import Reward
 
 DEFAULT_CLIP = "ViT-B-32:openai"
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -39,6 +43,20 @@ def spherical_loss(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def clip_score(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (100 * F.cosine_similarity(a, b, dim=-1)).clamp(min=0)
+
+
+def preprocess_images(images: torch.Tensor, size: int, mean, std) -> torch.Tensor:
+    """[0, 1] images B x 3 x H x W -> a CLIP image tower's input with torch ops (so gradients pass):
+    resize the short side to ``size`` (bicubic), centre crop ``size`` x ``size``, normalise."""
+    h, w = images.shape[-2:]
+    scale = size / min(h, w)
+    resized = (max(size, round(h * scale)), max(size, round(w * scale)))
+    images = F.interpolate(images.float(), size=resized, mode="bicubic", align_corners=False, antialias=scale < 1)
+    top, left = (resized[0] - size) // 2, (resized[1] - size) // 2
+    images = images[..., top:top + size, left:left + size]
+    mean = torch.tensor(mean, device=images.device).view(1, 3, 1, 1)
+    std = torch.tensor(std, device=images.device).view(1, 3, 1, 1)
+    return (images - mean) / std
 
 
 class ClipObjective:
@@ -77,7 +95,9 @@ class ClipObjective:
 
     def _load_transformers(self, path: Path) -> None:
         from transformers import CLIPModel, CLIPTokenizer
+        from transformers.utils import logging as transformers_logging
 
+        transformers_logging.disable_progress_bar()  # a per-tensor bar for a one-second load
         try:
             self.model = CLIPModel.from_pretrained(str(path), local_files_only=True)
             if any((path / name).is_file() for name in ("tokenizer.json", "vocab.json", "tokenizer_config.json")):
@@ -115,22 +135,13 @@ class ClipObjective:
     # ---- embeddings ---------------------------------------------------------------------------------
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """[0, 1] images B x 3 x H x W -> CLIP input: resize the short side, centre crop, normalise."""
-        h, w = images.shape[-2:]
-        scale = self.image_size / min(h, w)
-        size = (max(self.image_size, round(h * scale)), max(self.image_size, round(w * scale)))
-        images = F.interpolate(images.float(), size=size, mode="bicubic", align_corners=False,
-                               antialias=scale < 1)
-        top, left = (size[0] - self.image_size) // 2, (size[1] - self.image_size) // 2
-        images = images[..., top:top + self.image_size, left:left + self.image_size]
-        mean = torch.tensor(self.mean, device=images.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, device=images.device).view(1, 3, 1, 1)
-        return (images - mean) / std
+        return preprocess_images(images, self.image_size, self.mean, self.std)
 
     def image_features(self, images: torch.Tensor) -> torch.Tensor:
         pixels = self.preprocess(images.to(self.device))
         if self.kind == "open_clip":
             return self.model.encode_image(pixels)
-        return _features(self.model.get_image_features(pixel_values=pixels))
+        return embedding_tensor(self.model.get_image_features(pixel_values=pixels))
 
     @torch.no_grad()
     def text_features(self, texts: list[str]) -> torch.Tensor:
@@ -138,7 +149,7 @@ class ClipObjective:
             return self.model.encode_text(self.tokenizer(texts).to(self.device))
         ids = self.tokenizer(texts, padding="max_length", max_length=77, truncation=True,
                              return_tensors="pt").input_ids.to(self.device)
-        return _features(self.model.get_text_features(input_ids=ids))
+        return embedding_tensor(self.model.get_text_features(input_ids=ids))
 
     def loss(self, images: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
         """Spherical loss of each image against the text (one value per image)."""
@@ -149,8 +160,34 @@ class ClipObjective:
             return clip_score(self.image_features(images), text_features)
 
 
-def _features(output) -> torch.Tensor:
+def embedding_tensor(output) -> torch.Tensor:
     # transformers 5 returns a model output object from get_*_features; older versions a tensor
     if isinstance(output, torch.Tensor):
         return output
     return output.pooler_output if getattr(output, "pooler_output", None) is not None else output[0]
+
+
+class ClipReward(Reward):
+    """``--reward clip``: DPO-Diff's objective (Wang et al., ICML 2024). The loss is the spherical CLIP
+    loss itself (lower is better; it is not minus the score); the score is the CLIP score, 100 * cosine."""
+
+    loss_formula = "spherical CLIP loss 2*arcsin(|a/|a|-b/|b||/2)^2"
+    score_name, loss_name = "CLIP score", "spherical CLIP loss"
+
+    def __init__(self, clip: ClipObjective):
+        super().__init__()
+        self.clip, self.name = clip, "clip"
+
+    def text_features(self, prompt: str) -> torch.Tensor:
+        return self.clip.text_features([prompt])
+
+    def score(self, images: torch.Tensor, prompt: str) -> torch.Tensor:
+        return clip_score(self.clip.image_features(images), self.cached_text(prompt))
+
+    def loss(self, images: torch.Tensor, prompt: str) -> torch.Tensor:
+        return self.clip.loss(images, self.cached_text(prompt))
+
+    @torch.no_grad()
+    def loss_and_score(self, images: torch.Tensor, prompt: str) -> tuple[torch.Tensor, torch.Tensor]:
+        features, text = self.clip.image_features(images), self.cached_text(prompt)  # one image pass for both
+        return spherical_loss(features, text), clip_score(features, text)

@@ -7,6 +7,7 @@ evaluates points through ``task.evaluate_many`` until the budget is spent (see `
 from __future__ import annotations
 
 from diffsearch.searchers import gpo, gpo_es, prompt_evolution, prompt_random
+from diffsearch import plugins
 from diffsearch.searchers.registry import SearcherEntry, lookup
 
 PROMPT_SEARCHERS = {
@@ -21,4 +22,9 @@ PROMPT_SEARCHERS = {
 
 
 def get_prompt_searcher(name: str) -> SearcherEntry:
-    return lookup(PROMPT_SEARCHERS, name, "--searcher")
+    return lookup(PROMPT_SEARCHERS, name, "--searcher", job="prompt")  # installed packages' searchers too
+
+
+def prompt_searchers() -> dict[str, SearcherEntry]:
+    """``PROMPT_SEARCHERS`` and the prompt searchers of installed packages (for listings)."""
+    return plugins.searchers("prompt", PROMPT_SEARCHERS)

@@ -4,7 +4,9 @@
 - ``tree_registry.TREE_SEARCHERS``: update-rule searchers for ``diffsearch optimizer``;
 - ``prompt_registry.PROMPT_SEARCHERS``: prompt searchers for ``diffsearch prompt``.
 
-Adding a searcher is adding its module and one ``SearcherEntry`` line to the registry of its job.
+Adding a searcher is adding its module and one ``SearcherEntry`` line to the registry of its job. Other
+installed packages add searchers by entry points (group ``diffsearch.searchers``, diffsearch/plugins.py):
+``lookup`` with a ``job`` finds them, the ``*_searchers()`` functions list them; a built-in name wins.
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ from typing import Any, Callable, Mapping, NamedTuple
 
 import optuna
 
+from diffsearch import plugins
 from diffsearch.errors import UsageError
 from diffsearch.searchers import gp, random, tpe
-from diffsearch.searchers.generative_sampler import GenerativeSampler
 
 
 class SearcherEntry(NamedTuple):
@@ -23,22 +25,43 @@ class SearcherEntry(NamedTuple):
     description: str             # one line for --help and ``diffsearch list``
 
 
-def lookup(registry: Mapping[str, SearcherEntry], name: str, flag: str = "searcher") -> SearcherEntry:
-    """The entry, or a one-line UsageError that lists the known names."""
-    if name not in registry:
-        raise UsageError(f"unknown {flag} {name!r}; known: {', '.join(registry)}")
-    return registry[name]
+def lookup(registry: Mapping[str, SearcherEntry], name: str, flag: str = "searcher",
+           job: str | None = None) -> SearcherEntry:
+    """The entry, or a one-line UsageError that lists the known names. With ``job`` (hparams, optimizer,
+    prompt), the searchers that installed packages declare for that job are looked up too."""
+    if name in registry:
+        if job is not None:
+            plugins.warn_shadowed(plugins.SEARCHERS_GROUP, name, f"{job} searcher")
+        return registry[name]
+    if job is not None:
+        found = plugins.find_searcher(job, name)  # imports only the entry points called ``name``
+        if found is not None:
+            return found
+        registry = plugins.searchers(job, registry)
+    raise UsageError(f"unknown {flag} {name!r}; known: {', '.join(registry)}")
 
 
 SEARCHERS = {
     "random": SearcherEntry(random.make, "random search (Optuna RandomSampler)"),
     "tpe": SearcherEntry(tpe.make, "tree-structured Parzen estimator (Optuna TPESampler, multivariate)"),
     "gp": SearcherEntry(gp.make, "Gaussian-process BO (Optuna GPSampler)"),
-    "generative": SearcherEntry(lambda seed: GenerativeSampler(seed=seed),
+    "generative": SearcherEntry(lambda seed: _generative(seed),
                                 "generative HPO: a diffusion model trained on the study's history proposes "
                                 "the next configuration"),
 }
 
 
+def _generative(seed: int) -> optuna.samplers.BaseSampler:
+    # imported when chosen: it needs torch, which a sweep of someone else's program need not load
+    from diffsearch.searchers.generative_sampler import GenerativeSampler
+
+    return GenerativeSampler(seed=seed)
+
+
+def hparams_searchers() -> dict[str, SearcherEntry]:
+    """``SEARCHERS`` and the hparams searchers of installed packages (for listings)."""
+    return plugins.searchers("hparams", SEARCHERS)
+
+
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
-    return lookup(SEARCHERS, name).factory(seed)
+    return lookup(SEARCHERS, name, job="hparams").factory(seed)

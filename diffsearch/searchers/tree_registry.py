@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from diffsearch.searchers import mct, tree_evolution, tree_random
+from diffsearch import plugins
 from diffsearch.searchers.registry import SearcherEntry, lookup
 from diffsearch.spaces.update_rules import Program
 
@@ -34,4 +35,9 @@ TREE_SEARCHERS = {
 
 
 def get_tree_searcher(name: str) -> SearcherEntry:
-    return lookup(TREE_SEARCHERS, name)
+    return lookup(TREE_SEARCHERS, name, job="optimizer")  # installed packages' searchers too
+
+
+def tree_searchers() -> dict[str, SearcherEntry]:
+    """``TREE_SEARCHERS`` and the optimizer searchers of installed packages (for listings)."""
+    return plugins.searchers("optimizer", TREE_SEARCHERS)

@@ -13,6 +13,7 @@ from typing import Any
 
 import optuna
 
+from diffsearch import plugins
 from diffsearch.errors import UsageError
 
 LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine")
@@ -127,6 +128,17 @@ SPACES = {space.name: space for space in (TOY2D, IMAGES)}
 
 
 def get_space(name: str) -> TrainingSpace:
-    if name not in SPACES:
-        raise UsageError(f"unknown space {name!r}; known: {', '.join(SPACES)}")
-    return SPACES[name]
+    """A built-in space, or one an installed package declares (entry point group ``diffsearch.spaces``,
+    diffsearch/plugins.py); a built-in name wins."""
+    if name in SPACES:
+        plugins.warn_shadowed(plugins.SPACES_GROUP, name, "space")
+        return SPACES[name]
+    found = plugins.find_space(name)  # imports only the entry points called ``name``
+    if found is None:
+        raise UsageError(f"unknown space {name!r}; known: {', '.join(training_spaces())}")
+    return found
+
+
+def training_spaces() -> dict[str, TrainingSpace]:
+    """``SPACES`` and the training spaces of installed packages (for listings)."""
+    return plugins.spaces(SPACES)

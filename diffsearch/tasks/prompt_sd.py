@@ -1,9 +1,10 @@
-"""One evaluation of a prompt point: generate with Stable Diffusion, score with CLIP, record a trial.
+"""One evaluation of a prompt point: generate with Stable Diffusion, score with the reward, record a trial.
 
 Every evaluated prompt is an Optuna trial in the study (params = the slots' chosen words, value = the
-value minimised: the spherical CLIP loss for enhancement, minus it for the attack). A rerun with the same
-seed replays the searcher and reads finished evaluations back from the ledger instead of generating
-again. The budget is counted in full generations (of ``len(seeds)`` images each): an evaluation costs 1,
+value minimised: the reward's loss for enhancement, minus it for the attack). The loss is the reward's
+own (``--reward clip``: the spherical CLIP loss) or minus its score (objectives/rewards.py). A rerun
+with the same seed replays the searcher and reads finished evaluations back from the ledger instead of
+generating again. The budget is counted in full generations (of ``len(seeds)`` images each): an evaluation costs 1,
 a shortcut-gradient step its share (backend.shortcut_cost); prompts already evaluated in this run are
 free, and attack candidates that break the similarity constraint are rejected before generating.
 """
@@ -20,9 +21,9 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
 from diffsearch.backends.stable_diffusion import SDBackend
-from diffsearch.errors import TrialFailed
+from diffsearch.errors import TrialFailed, UsageError
 from diffsearch.ledger.interrupt import stop_point
-from diffsearch.objectives.clip import ClipObjective
+from diffsearch.objectives.rewards import Reward, as_reward
 from diffsearch.spaces.prompts import PromptSpace
 from diffsearch.ledger.trial_loop import TrialRunner, WorkQueue, give_up_reason
 
@@ -52,54 +53,53 @@ class Evaluation:
 
 
 class PromptTrialRunner(TrialRunner):
-    """Generates and scores the prompt pair a waiting trial carries; needs only the two models."""
+    """Generates and scores the prompt pair a waiting trial carries; needs only SD and the reward."""
 
     key_attr = "params_key"
 
-    def __init__(self, study: optuna.Study, backend: SDBackend, clip: ClipObjective):
+    def __init__(self, study: optuna.Study, backend: SDBackend, reward: Reward):
         super().__init__(study)
-        self.backend, self.clip = backend, clip
-        self.targets: dict[str, torch.Tensor] = {}
+        self.backend, self.reward = backend, as_reward(reward)
 
     def evaluate(self, trial: optuna.Trial) -> float:
         a = trial.user_attrs
-        if a["target"] not in self.targets:
-            self.targets[a["target"]] = self.clip.text_features([a["target"]])
-        target = self.targets[a["target"]]
         start = time.perf_counter()
         try:
             with torch.no_grad():
                 cond, uncond = self.backend.encode([a["positive"]]), self.backend.encode([a["negative"]])
             images = self.backend.generate(cond, uncond, list(a["seeds"]))
-            losses = self.clip.loss(images, target).detach()
-            scores = self.clip.score(images, target)
-        except (RuntimeError, ValueError) as exc:  # out of memory, NaN weights...: recorded, not fatal
+            losses, scores = self.reward.loss_and_score(images, a["target"])
+        except (RuntimeError, ValueError) as exc:  # out of memory, NaN weights, a reward's bad return...
             trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
             raise TrialFailed(str(exc)) from exc
         if not torch.isfinite(losses).all():
-            trial.set_user_attr("fail_reason", "non-finite CLIP loss")
-            raise TrialFailed("non-finite CLIP loss")
+            trial.set_user_attr("fail_reason", f"non-finite {self.reward.name} loss")
+            raise TrialFailed(f"non-finite {self.reward.name} loss")
         loss = float(losses.mean())
-        for name, value in (("loss", loss), ("losses", [float(x) for x in losses]),
-                            ("clip_score", float(scores.mean())), ("seconds", round(time.perf_counter() - start, 3))):
+        attrs = {"loss": loss, "losses": [float(x) for x in losses], "score": float(scores.mean()),
+                 "seconds": round(time.perf_counter() - start, 3)}
+        if self.reward.name == "clip":  # the name studies made before --reward use (and the dashboard notes)
+            attrs["clip_score"] = attrs["score"]
+        for name, value in attrs.items():
             trial.set_user_attr(name, value)
         return (1.0 if a["task"] == "enhance" else -1.0) * loss
 
 
 class PromptTask:
-    def __init__(self, backend: SDBackend, clip: ClipObjective, space: PromptSpace, study: optuna.Study,
+    def __init__(self, backend: SDBackend, reward: Reward, space: PromptSpace, study: optuna.Study,
                  task: str = "enhance", seeds: tuple[int, ...] = (0,), budget: float = 40,
                  similarity: SentenceSimilarity | None = None, on_eval=None):
-        self.backend, self.clip, self.space, self.study = backend, clip, space, study
+        """``reward``: a ``Reward`` (objectives/rewards.py); a ``ClipObjective`` is taken as ``--reward clip``."""
+        reward = as_reward(reward)
+        self.backend, self.reward, self.space, self.study = backend, reward, space, study
         self.task, self.seeds, self.budget = task, list(seeds), float(budget)
         self.sign = 1.0 if task == "enhance" else -1.0
         self.similarity, self.on_eval = similarity, on_eval
-        self.target = clip.text_features([space.prompt])
         self.spent = 0.0
         self.seen: dict[tuple[int, ...], Evaluation] = {}  # this run's evaluations
         self.trace: list[tuple[float, float | None]] = []
         # finished trials by params key (earlier runs' too): read back, never generated twice
-        self.runner = PromptTrialRunner(study, backend, clip)
+        self.runner = PromptTrialRunner(study, backend, reward)
         self.queue = WorkQueue(study, self.runner, lambda t: t.user_attrs.get("params_key"))
         self._empty = None
 
@@ -194,7 +194,11 @@ class PromptTask:
         """Minimised value through the shortcut gradient; charges its cost to the budget."""
         images = self.backend.shortcut_images(cond, uncond, self.seeds, t_index, k)
         self.charge(self.backend.shortcut_cost(t_index, k))
-        return self.sign * self.clip.loss(images, self.target).mean()
+        loss = self.sign * self.reward.loss(images, self.space.prompt).mean()
+        if loss.grad_fn is None:  # jobs/prompt.py refuses this before starting; a searcher of a plugin may not
+            raise UsageError(f"--reward {self.reward.name} gives no gradient (no grad_fn): a gradient searcher "
+                             "cannot use it; use --searcher evolution or random")
+        return loss
 
     def best(self) -> tuple[tuple[int, ...], Evaluation] | None:
         done = [(p, e) for p, e in self.seen.items() if e.value is not None]
