@@ -16,6 +16,7 @@ from diffsearch.searchers.tree_registry import TREE_SEARCHERS
 from diffsearch.optim import HAND_DESIGNED
 from diffsearch.spaces.update_rules import BINARY, LEAVES, UNARY, parse
 from diffsearch.tasks.optimizer_tasks import SCORES, TASKS
+from diffsearch.tasks.user_task import is_user_task
 
 DESCRIPTION = f"""\
 Discover an optimizer update rule for diffusion training, as ENOS (Wang et al., NeurIPS 2022) does.
@@ -34,12 +35,18 @@ Use a found rule in your own code:  diffsearch.optim.from_expr("m1h / sqrt(m2h)"
 Every training is an Optuna trial in one storage (default: a SQLite file in --out): rerunning the same
 command replays the search from the storage and trains nothing twice.
 
-tasks: {'; '.join(f'{k}: {v}' for k, v in TASKS.items())}
+tasks: {'; '.join(f'{k}: {v}' for k, v in TASKS.items())}.
+A task of your own: --task module:factory, where factory() returns an object with name (str), steps (int: optimizer
+steps per training) and train(make_optimizer, seed) -> float (lower is better) that builds its model from seed,
+its optimizer with make_optimizer(model.parameters()), trains and returns a final loss or FID. Each rule is trained
+once per lr of --lr-grid (each a full train()), and scored by the lowest value. The module is imported from the
+current folder; workers rebuild the task from the same module:factory (see diffsearch/tasks/user_task.py).
 
 examples:
   diffsearch optimizer --task toy2d-moons --searcher mct --budget 128
   diffsearch optimizer --searcher evolution --budget 64 --transfer digits --seed 1
   diffsearch optimizer --check "exp(ld * sg * sm1) * g"
+  diffsearch optimizer --task examples.optimizer_task:make_task --budget 16 --lr-grid 1e-3,1e-2
   diffsearch optimizer --workers 4 --storage postgresql://user@host/db --study big   # then, elsewhere:
   diffsearch worker --study big --storage postgresql://user@host/db
 """
@@ -48,14 +55,15 @@ examples:
 def add_parser(subparsers, parser_class, formatter, help_text: str) -> None:
     p = subparsers.add_parser("optimizer", help=help_text,
                               description=DESCRIPTION, formatter_class=formatter)
-    p.add_argument("--task", default="toy2d-moons", help=f"search task: {', '.join(TASKS)}")
+    p.add_argument("--task", default="toy2d-moons", help=f"search task: {', '.join(TASKS)}, or module:factory "
+                   "(a training of your own, see above)")
     p.add_argument("--searcher", default="mct", help=f"one of: {', '.join(TREE_SEARCHERS)}")
     p.add_argument("--budget", type=int, default=128, help="trained candidates (duplicates and rejected "
                    "programs do not count)")
     p.add_argument("--levels", type=int, default=4, help="mct: levels of the traversal")
     p.add_argument("--max-length", type=int, default=10, help="tokens per program (super-tree depth)")
     p.add_argument("--transfer", help=f"re-train the top rules and the baselines on this task too: "
-                   f"{', '.join(TASKS)}")
+                   f"{', '.join(TASKS)}, or module:factory")
     p.add_argument("--top", type=int, default=3, help="discovered rules shown, transferred and plotted")
     p.add_argument("--baselines", default=",".join(HAND_DESIGNED),
                    help="hand-designed optimizers trained for the leaderboard (comma list, or none)")
@@ -119,7 +127,8 @@ def _num(value, fmt=".4f") -> str:
 def print_summary(results: dict, console: Console) -> None:
     o = results["options"]
     transfer = o.get("transfer")
-    what = "PRDC loss of samples" if o.get("score") == "prdc" else "loss after training"
+    what = ("score its train() returns" if is_user_task(o["task"]) else
+            "PRDC loss of samples" if o.get("score") == "prdc" else "loss after training")
     table = Table(title=f"update rules on {o['task']} ({what}, lower is better)")
     for column in ("rank", "optimizer", "update rule (w -= lr * rule)", "lr", o["task"]) + (
             ("lr", transfer) if transfer else ()):

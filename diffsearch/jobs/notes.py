@@ -98,15 +98,23 @@ so differences between trials are training noise, and the dashboard's best trial
 def optimizer_study(o) -> Explained:
     from diffsearch.tasks.optimizer_tasks import SCORES
 
-    metric = "PRDC loss" if o.score == "prdc" else "denoising loss"
+    if ":" in o.task:  # a user's task (--task module:factory): its train() says what the value is
+        how = (f"Each trial trains the task `{o.task}` (its `train(make_optimizer, seed)`) with one update rule "
+               "(params: the program's tokens; user attrs `expr` and `formula` say it in words) at every lr of the "
+               f"`{o.lr_grid}` grid (user attr `lr_grid`). **Value: the lowest score `train` returned**; lower "
+               "is better.")
+    else:
+        metric = "PRDC loss" if o.score == "prdc" else "denoising loss"
+        how = ("Each trial trains a diffusion model with one update rule (params: the program's tokens; user attrs "
+               "`expr` and `formula` say it in words) in short proxy runs at every lr of the "
+               f"`{o.lr_grid}` grid (user attr `lr_grid`), then fully at the best of them (`lr`). **Value: "
+               f"{metric}** = {SCORES[o.score]}; lower is better. `curve` holds the loss on a fixed batch during "
+               "training.")
     note = f"""
 # {o.study}: discovering an update rule for diffusion training
 
 After ENOS (Wang et al., NeurIPS 2022): searcher `{o.searcher}`, budget {o.budget} rules, task `{o.task}`.
-Each trial trains a diffusion model with one update rule (params: the program's tokens; user attrs `expr` and
-`formula` say it in words) in short proxy runs at every lr of the `{o.lr_grid}` grid
-(user attr `lr_grid`), then fully at the best of them (`lr`). **Value: {metric}** = {SCORES[o.score]}; lower is better.
-`curve` holds the loss on a fixed batch during training.
+{how}
 
 ## How to read it
 - The study holds three kinds of trials, by user attr `role`: `search` (the searcher's candidates),

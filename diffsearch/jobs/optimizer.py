@@ -32,18 +32,19 @@ from diffsearch.searchers.tree_registry import TreeSearchSettings, get_tree_sear
 from diffsearch.spaces.update_rule_space import UpdateRuleSpace, formula
 from diffsearch.spaces.update_rules import Program, parse, to_text
 from diffsearch.tasks.optimizer_tasks import SCORES, TASKS, DiffusionTrainingTask, make_task, parse_lr_grid
+from diffsearch.tasks.user_task import is_user_task, load_user_task
 
 CURVE_BASELINES = ("Adam", "AdamW", "Lion")
 
 
 @dataclass
 class OptimizerOptions:
-    task: str = "toy2d-moons"
+    task: str = "toy2d-moons"        # a TASKS name, or module:factory for your own (diffsearch.tasks.user_task)
     searcher: str = "mct"
     budget: int = 128
     levels: int = 4                   # mct: levels of the traversal (budget / levels samples each)
     max_length: int = 10              # tokens per program (the super-tree's depth)
-    transfer: str | None = None       # e.g. "digits": re-train the top rules and the baselines there
+    transfer: str | None = None       # e.g. "digits" or module:factory: re-train the top rules and the baselines there
     top: int = 3                      # rules shown, re-trained on the transfer task and plotted
     baselines: tuple[str, ...] = tuple(HAND_DESIGNED)
     seed: int = 0
@@ -62,8 +63,14 @@ class OptimizerOptions:
         o.baselines = tuple(o.baselines)
         get_tree_searcher(o.searcher)
         for name in (o.task, o.transfer):
-            if name is not None and name not in TASKS:
-                raise UsageError(f"unknown task {name!r}; known: {', '.join(TASKS)}")
+            if is_user_task(name):
+                load_user_task(name)  # import it and check its protocol now, before anything is written
+            elif name is not None and name not in TASKS:
+                raise UsageError(f"unknown task {name!r}; known: {', '.join(TASKS)}, "
+                                 "or module:factory for a task of your own")
+        if is_user_task(o.task) and (o.score != "loss" or o.scale != 1.0):
+            raise UsageError("--score and --scale apply to the built-in tasks; a task of your own "
+                             "(module:factory) is as long as it trains and scored by what its train() returns")
         if o.budget < 1 or o.levels < 1 or o.top < 0:
             raise UsageError("--budget and --levels must be at least 1, --top at least 0")
         if o.workers < 1 or o.heartbeat < 1:
@@ -79,7 +86,7 @@ class OptimizerOptions:
         if o.score not in SCORES:
             raise UsageError(f"unknown --score {o.score!r}; known: {', '.join(SCORES)}")
         grid = parse_lr_grid(o.lr_grid)
-        o.study = o.study or (f"optimizer-{o.task}-{o.searcher}" + (f"-{o.score}" if o.score != "loss" else "")
+        o.study = o.study or (f"optimizer-{o.task.replace(':', '-')}-{o.searcher}" + (f"-{o.score}" if o.score != "loss" else "")
                               + ("" if o.lr_grid == "decade" else "-lr-" + "_".join(f"{v:g}" for v in grid)))
         o.out, o.storage = run_location(o.study, o.out, o.storage)
         return o

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -26,6 +26,9 @@ from diffusers import DDPMScheduler
 from diffsearch.errors import UsageError
 from diffsearch.ledger.interrupt import stop_point
 from diffsearch.optim import RuleOptimizer
+
+if TYPE_CHECKING:
+    from diffsearch.tasks.user_task import UserTrainingTask
 
 LR_GRID = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)  # the reference grid
 # half decades: a rule whose best lr falls between two decades is not judged a decade off
@@ -222,10 +225,18 @@ SCORES = {"loss": "denoising loss on a fixed batch after training (every task)",
 
 
 def make_task(name: str, scale: float = 1.0, score: str = "loss",
-              lr_grid: Sequence[float] = LR_GRID) -> DiffusionTrainingTask:
-    """A task by name; ``scale`` multiplies its step counts (smaller for tests, larger on a GPU)."""
+              lr_grid: Sequence[float] = LR_GRID) -> DiffusionTrainingTask | UserTrainingTask:
+    """A task by name; ``scale`` multiplies its step counts (smaller for tests, larger on a GPU).
+
+    ``module:factory`` is a task of your own (``diffsearch.tasks.user_task``): it sets its own length and
+    score, so ``scale`` and ``score`` do not apply to it.
+    """
+    from diffsearch.tasks.user_task import UserTrainingTask, is_user_task
+
+    if is_user_task(name):
+        return UserTrainingTask(name, lr_grid)
     if name not in TASKS:
-        raise UsageError(f"unknown task {name!r}; known: {', '.join(TASKS)}")
+        raise UsageError(f"unknown task {name!r}; known: {', '.join(TASKS)}, or module:factory for your own")
     if score not in SCORES:
         raise UsageError(f"unknown score {score!r}; known: {', '.join(SCORES)}")
     if name == "digits":
