@@ -8,6 +8,10 @@ without gradient; on a GPU it is torch.cuda.max_memory_allocated above the same 
 
     nice -n 10 python benchmarks/prompt_gradient.py                      # tiny pipeline, CPU
     python benchmarks/prompt_gradient.py --sd-v1-size --device cuda      # random SD v1-size pipeline, GPU
+    nice -n 10 python benchmarks/prompt_gradient.py --model fashion --clip fashion   # trained Fashion-MNIST SD
+
+``--model`` takes what ``diffsearch prompt --model`` takes ('fashion', 'tiny', a pipeline directory); its
+results go to prompt_gradient_<model>.{md,json} beside the tiny pipeline's.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -32,7 +37,9 @@ def child(args) -> dict:
     from diffsearch.objectives.clip import ClipObjective
 
     torch.manual_seed(0)
-    if args.sd_v1_size:
+    if args.model:
+        pipe = load_pipeline(args.model, args.device)
+    elif args.sd_v1_size:
         pipe = sd_v1_size_pipeline().to(args.device)
         pipe.set_progress_bar_config(disable=True)
         for m in (pipe.unet, pipe.vae, pipe.text_encoder):
@@ -44,9 +51,10 @@ def child(args) -> dict:
     else:
         pipe = load_pipeline("tiny", args.device)
     backend = SDBackend(pipe, steps=args.steps)
-    clip = ClipObjective("tiny", args.device)
-    target = clip.text_features(["a red boat on a calm lake"])
-    cond = backend.encode(["a red boat on a calm lake"])
+    clip = ClipObjective(args.clip, args.device)
+    prompt = "a photo of a dark large sneaker" if args.model else "a red boat on a calm lake"
+    target = clip.text_features([prompt])
+    cond = backend.encode([prompt])
     uncond0 = backend.encode(["blurry, dark"])
     seeds = list(range(args.batch))
     cuda = args.device.startswith("cuda")
@@ -79,12 +87,17 @@ def main() -> None:
     p.add_argument("--size", type=int, default=64, help="tiny pipeline image size (latents size/2)")
     p.add_argument("--batch", type=int, default=1, help="images per step")
     p.add_argument("--sd-v1-size", action="store_true", help="random pipeline of exactly SD v1's size (512 px)")
+    p.add_argument("--model", help="a pipeline as `diffsearch prompt --model` takes it ('fashion', a directory); "
+                                   "default: the random tiny pipeline of --size")
+    p.add_argument("--clip", default="tiny", help="the CLIP of the loss ('fashion' with --model fashion)")
     p.add_argument("--repeats", type=int, default=2, help="fresh processes per measurement; the fastest is kept")
-    p.add_argument("--out", default=str(RESULTS / "prompt_gradient"))
+    p.add_argument("--out", help="output stem (default results/prompt_gradient, or prompt_gradient_<model>)")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--mode", help=argparse.SUPPRESS)
     p.add_argument("--steps", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.model and args.sd_v1_size:
+        p.error("--model and --sd-v1-size name two pipelines: give one")
     if args.child:
         print(json.dumps(child(args)))
         return
@@ -94,8 +107,8 @@ def main() -> None:
             runs = []
             for _ in range(args.repeats):
                 cmd = [sys.executable, __file__, "--child", "--mode", mode, "--steps", str(steps), "--device",
-                       args.device, "--size", str(args.size), "--batch", str(args.batch)] + \
-                      (["--sd-v1-size"] if args.sd_v1_size else [])
+                       args.device, "--size", str(args.size), "--batch", str(args.batch), "--clip", args.clip] + \
+                      (["--sd-v1-size"] if args.sd_v1_size else []) + (["--model", args.model] if args.model else [])
                 out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
                 if out.returncode != 0:
                     runs.append({"mode": mode, "steps": steps, "error": out.stderr.strip().splitlines()[-1]})
@@ -105,8 +118,11 @@ def main() -> None:
             row = ok[0] if ok else runs[-1]  # the fastest: the machine is shared, slow runs are contention
             rows.append(row)
             print(json.dumps(row), flush=True)
-    setting = ("random SD v1-size pipeline (512 px)" if args.sd_v1_size else f"tiny pipeline ({args.size} px)") + \
-        f", batch {args.batch}, {args.device}"
+    if args.model:
+        setting = f"--model {args.model}, --clip {args.clip}"
+    else:
+        setting = "random SD v1-size pipeline (512 px)" if args.sd_v1_size else f"tiny pipeline ({args.size} px)"
+    setting += f", batch {args.batch}, {args.device}"
     lines = [f"# Shortcut gradient vs full backpropagation ({setting})", "",
              "| steps T | shortcut s | full s | full / shortcut time | shortcut extra MB | full extra MB |",
              "|---|---|---|---|---|---|"]
@@ -121,7 +137,8 @@ def main() -> None:
     lines += ["", "shortcut: t = T/2, K = 1 (the reference's setting); full: t = 0, K = T. Extra memory: peak above "
               "a warm-up generation without gradient (CPU: peak RSS, coarse; GPU: max_memory_allocated).",
               f"command: python benchmarks/prompt_gradient.py {' '.join(sys.argv[1:])}"]
-    out = Path(args.out)
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", args.model).strip("-")[-40:] if args.model else ""
+    out = Path(args.out or RESULTS / ("prompt_gradient" + (f"_{slug}" if slug else "")))
     out.parent.mkdir(parents=True, exist_ok=True)
     Path(str(out) + ".json").write_text(json.dumps({"setting": setting, "rows": rows}, indent=2))
     Path(str(out) + ".md").write_text("\n".join(lines) + "\n")

@@ -71,8 +71,7 @@ def main() -> None:
         for i, prompt in enumerate(prompts):
             o = replace(base, prompt=prompt, searcher=searcher)
             start = time.perf_counter()
-            record = optimise_prompt(o, models, prompt, storage, f"{searcher}-{i}")
-            task = record.pop("_task")
+            record, task = optimise_prompt(o, models, prompt, storage, f"{searcher}-{i}")
             rows.append({"searcher": searcher, "prompt": prompt, "user_loss": record["user_input"]["loss"],
                          "best_loss": record["best"]["loss"], "negative": record["best"]["negative"],
                          "positive": record["best"]["positive"], "spent": task.spent,

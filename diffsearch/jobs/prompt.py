@@ -158,7 +158,7 @@ def study_attrs(o: PromptOptions, prompt: str) -> dict[str, Any]:
 
 
 def optimise_prompt(o: PromptOptions, models: Models, prompt: str, storage, study_name: str,
-                    progress: ProgressFn | None = None) -> dict[str, Any]:
+                    progress: ProgressFn | None = None) -> tuple[dict[str, Any], PromptTask]:
     """Search one prompt; returns its record (user input vs best, both prompts, losses, trials) and the
     task that holds its evaluations."""
     models.check_prompt(prompt)
@@ -173,7 +173,7 @@ def optimise_prompt(o: PromptOptions, models: Models, prompt: str, storage, stud
 
 
 def _search(o: PromptOptions, models: Models, prompt: str, space, study, study_name: str,
-            progress: ProgressFn | None) -> dict[str, Any]:
+            progress: ProgressFn | None) -> tuple[dict[str, Any], PromptTask]:
     seeds = tuple(o.seed + i for i in range(o.seeds))
 
     def on_eval(task: PromptTask, _result) -> None:

@@ -7,6 +7,10 @@ or the empty option), so the all-zero point is the user input.
   antonym          a negative prompt from the antonyms of the user's words, each slot may stay empty
   library          a negative prompt from our negative-word library (datasets/negative_words.txt), 4 slots
   antonym+library  both
+  sister           a negative prompt from the sister terms of the input's nouns (co-hyponyms in WordNet:
+                   sneaker -> sandal, boot), the offline analogue of DPO-Diff's "opposite concepts" that it
+                   asks a language model for; one slot per noun-phrase head ("ankle boot" -> boot, "tennis
+                   shoe" as one compound, "pair of trousers" -> trousers), each slot may stay empty
 
 ``layout()`` describes the token positions of both prompts (fixed text or a slot), which is what the
 Gumbel-softmax relaxation mixes: a slot fills one token position, the empty option the pad token.
@@ -21,7 +25,7 @@ from typing import Callable
 
 import numpy as np
 
-from diffsearch.datasets.lexicon import STOP_WORDS, Lexicon
+from diffsearch.datasets.lexicon import STOP_WORDS, Lexicon, wordnet_head_noun
 from diffsearch.errors import UsageError
 
 PROMPT_SPACES = {
@@ -29,8 +33,11 @@ PROMPT_SPACES = {
     "antonym": "negative prompt from antonyms of the input's words; any slot may stay empty",
     "library": "negative prompt from our library of ~200 generic negative words, 4 slots",
     "antonym+library": "antonym slots and library slots in one negative prompt",
+    "sister": "negative prompt from sister terms of the input's nouns (WordNet co-hyponyms: sneaker -> sandal, "
+              "boot), the offline analogue of DPO-Diff's opposite concepts",
 }
 LIBRARY_SLOTS = 4  # the reference splits its library into 4 slots
+ARTICLES = frozenset({"a", "an", "the"})  # what follows one is a noun phrase: its last word may be the head
 
 
 @dataclass
@@ -90,6 +97,35 @@ def split_words(prompt: str) -> list[tuple[str, bool]]:
     return pieces
 
 
+def noun_heads(pieces: list[tuple[str, bool]]) -> dict[int, str]:
+    """Noun-phrase heads of a prompt split by ``split_words``: {index of the head's first piece: phrase}.
+
+    A run is consecutive content words joined by spaces only ("dark large sneaker"); its head is found in
+    WordNet (``wordnet_head_noun``); a compound head keeps its words ("tennis shoe")."""
+    heads: dict[int, str] = {}
+    run: list[int] = []
+    before = None  # the stop word before the run
+
+    def close(next_word: str | None) -> None:
+        if run:
+            span = wordnet_head_noun([pieces[i][0] for i in run], next_word, before in ARTICLES)
+            if span is not None:
+                heads[run[span[0]]] = " ".join(pieces[i][0] for i in run[span[0]:span[1]])
+            run.clear()
+
+    for i, (text, is_word) in enumerate(pieces):
+        if is_word and text.lower() not in STOP_WORDS:
+            run.append(i)
+        elif is_word:
+            close(text)
+            before = text.lower()
+        elif text.strip():  # punctuation ends a phrase
+            close(None)
+            before = None
+    close(None)
+    return heads
+
+
 def load_negative_library(is_one_token: Callable[[str], bool] = lambda w: True) -> list[str]:
     text = resources.files("diffsearch.datasets").joinpath("negative_words.txt").read_text()
     words = [w.strip() for w in text.splitlines() if w.strip() and not w.startswith("#")]
@@ -120,8 +156,14 @@ def build_space(name: str, prompt: str, lexicon: Lexicon, is_one_token: Callable
         negative.append(len(slots))
         slots.append(slot)
 
-    for text, is_word in split_words(prompt):
+    pieces = split_words(prompt)
+    heads = noun_heads(pieces) if name == "sister" else {}
+    for index, (text, is_word) in enumerate(pieces):
         word_slot = None
+        if index in heads:
+            sisters = lexicon.lookup("sister", heads[index], prompt)
+            if sisters:
+                add_negative(Slot(unique(f"sis:{heads[index]}"), [""] + sisters))
         if is_word and text.lower() not in STOP_WORDS:
             if name == "synonym" and is_one_token(text):
                 subs = [w for w in lexicon.lookup("synonym", text, prompt) if w != text.lower()]
@@ -148,7 +190,7 @@ def build_space(name: str, prompt: str, lexicon: Lexicon, is_one_token: Callable
             negative = negative[:-2] if len(negative) > 1 else []
             slots = slots[:max((p for p in positive + negative if isinstance(p, int)), default=-1) + 1]
     if not slots:
-        raise UsageError(f"the {name} space of {prompt!r} is empty: no word has a short enough "
-                         f"{'synonym' if name == 'synonym' else 'antonym'} in the lexicon; try --space "
-                         "antonym+library, --word-tokens 3 (longer substitutes) or --lexicon llm")
+        kind = {"synonym": "synonym", "sister": "sister term (a noun's co-hyponym)"}.get(name, "antonym")
+        raise UsageError(f"the {name} space of {prompt!r} is empty: no word has a short enough {kind} in the "
+                         "lexicon; try --space antonym+library, --word-tokens 3 (longer substitutes) or --lexicon llm")
     return PromptSpace(name, prompt, slots, positive, negative, PROMPT_SPACES[name])
