@@ -134,3 +134,21 @@ def running_trial(study, worker: str):
     trial.suggest_float("lr", 1e-5, 1e-1, log=True)
     trial.set_user_attr("worker", worker)
     return trial
+
+
+def wait_for_a_complete_trial(db: Path, seconds: float, poll: float = 0.1) -> bool:
+    """Poll a job's sqlite study read-only (never racing the job creating its schema) until a trial is
+    COMPLETE; False after ``seconds``."""
+    import sqlite3
+    import time
+
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        time.sleep(poll)
+        try:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+                if conn.execute("SELECT count(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0]:
+                    return True
+        except sqlite3.Error:
+            continue
+    return False

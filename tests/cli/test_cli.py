@@ -1,10 +1,8 @@
 import json
 import math
 import signal
-import sqlite3
 import subprocess
 import sys
-import time
 
 import numpy as np
 import optuna
@@ -12,6 +10,7 @@ import pytest
 
 from diffsearch.cli.main import main
 from diffsearch.jobs.training_trials import trial_config
+from helpers import wait_for_a_complete_trial
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 
@@ -165,15 +164,7 @@ def test_ctrl_c_keeps_finished_trials_and_resume_finishes(tmp_path):
     # a shell's background job inherits SIGINT ignored; Ctrl-C in a terminal is never ignored
     process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.time() + 120
-    while time.time() < deadline:  # read-only polling: never races the job creating its schema
-        time.sleep(0.1)
-        try:
-            with sqlite3.connect(f"file:{out}/study.db?mode=ro", uri=True) as db:
-                if db.execute("SELECT count(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0]:
-                    break
-        except sqlite3.Error:
-            continue
+    wait_for_a_complete_trial(out / "study.db", 120)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130, err

@@ -2,7 +2,6 @@
 
 import json
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -12,6 +11,7 @@ import pytest
 from optuna.trial import TrialState
 
 from conftest import PROGRAMS
+from helpers import wait_for_a_complete_trial
 from diffsearch.cli.main import main
 from diffsearch.jobs.sweep import SweepOptions, run_sweep
 from diffsearch.ledger.interrupt import graceful_interrupts
@@ -183,16 +183,7 @@ def test_a_real_ctrl_c_then_rerun(sweep_file, tmp_path):
     cmd = [sys.executable, "-m", "diffsearch", "sweep", str(path), "--out", str(out)]
     process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.time() + 300
-    while time.time() < deadline:  # read-only polling
-        time.sleep(0.2)
-        try:
-            with sqlite3.connect(f"file:{out}/study.db?mode=ro", uri=True) as db:
-                if db.execute("SELECT count(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0]:
-                    break
-        except sqlite3.Error:
-            continue
-    else:
+    if not wait_for_a_complete_trial(out / "study.db", 300, poll=0.2):
         process.kill()
         pytest.fail("no trial completed within 300 s")
     process.send_signal(signal.SIGINT)
