@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from diffsearch.cli.parser import add_worker_arguments
-from diffsearch.cli.progress import best_so_far_bar, finish
+from diffsearch.cli.progress import best_so_far_bar, finish, params_table
 from diffsearch.cli.report import print_importance
 
 from diffsearch.backends.unet_trainer import SAMPLING_SCHEDULERS
@@ -123,12 +123,8 @@ def _fmt(summary) -> str:
 def print_summary(results: dict, console: Console) -> None:
     best = results.get("best")
     if best:
-        params = Table(title=f"best of study {results['study']} (trial {best['number']})")
-        params.add_column("hyperparameter")
-        params.add_column("value", justify="right")
-        for key, value in best["params"].items():
-            params.add_row(key, f"{value:.3g}" if isinstance(value, float) else str(value))
-        console.print(params)
+        console.print(params_table(f"best of study {results['study']} (trial {best['number']})", best["params"],
+                                   fmt=lambda v: f"{v:.3g}" if isinstance(v, float) else str(v)))
     images = results.get("scalar") == "fid"
     parts_shown = ("kid", "kid_std") if images else ("precision", "recall", "density", "coverage")
     table = Table(title="FID (lower is better)" if images else "PRDC loss (lower is better)")

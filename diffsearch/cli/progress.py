@@ -46,3 +46,15 @@ def finish(results: dict, as_json: bool, print_summary: Callable[[dict, Console]
     else:
         print_summary(results, Console())
     return 0
+
+
+def params_table(title: str, params: dict, column: str = "hyperparameter", fmt: Callable = str):
+    """The best trial's parameters, one row each: the table every job's summary ends with."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column(column)
+    table.add_column("value", justify="right")
+    for name, value in params.items():
+        table.add_row(name, fmt(value))
+    return table

@@ -100,6 +100,8 @@ def _fmt(value: Any) -> str:
 def print_summary(summary: dict[str, Any], console) -> None:
     from rich.table import Table
 
+    from diffsearch.cli.progress import params_table
+
     finished = "finished" if summary["finished"] else "running or stopped"
     console.print(f"study {summary['study']} ({summary['job'] or 'no job'}, {summary['kind']}, {finished}): "
                   f"value = {summary['metric']}, {summary['direction']}d")
@@ -114,12 +116,8 @@ def print_summary(summary: dict[str, Any], console) -> None:
         console.print(table)
     if summary.get("best"):
         best = summary["best"]
-        table = Table(title=f"best trial {best['number']}: {summary['metric']} {best['value']:.4f}")
-        table.add_column("param")
-        table.add_column("value", justify="right")
-        for key, value in best["params"].items():
-            table.add_row(key, _fmt(value))
-        console.print(table)
+        console.print(params_table(f"best trial {best['number']}: {summary['metric']} {best['value']:.4f}",
+                                   best["params"], "param", _fmt))
     print_importance(summary.get("importance"), console)
     for lost in summary["lost"]:
         retry = f" -> retried as trial {lost['retried_by']}" if lost["retried_by"] is not None else ""

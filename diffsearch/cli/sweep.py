@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from diffsearch.cli.parser import add_worker_arguments
-from diffsearch.cli.progress import best_so_far_bar, finish
+from diffsearch.cli.progress import best_so_far_bar, finish, params_table
 
 DESCRIPTION = """\
 Tune any training program. The sweep file follows W&B's sweep-file convention (program, command,
@@ -94,12 +94,8 @@ def print_summary(results: dict, console: Console) -> None:
     metric, goal = results["metric"], results["goal"]
     best = results.get("best")
     if best:
-        table = Table(title=f"best: trial {best['number']}, {metric} {best['value']:.6g}")
-        table.add_column("parameter")
-        table.add_column("value", justify="right")
-        for name, value in best["params"].items():
-            table.add_row(name, _value(value))
-        console.print(table)
+        console.print(params_table(f"best: trial {best['number']}, {metric} {best['value']:.6g}", best["params"],
+                                   "parameter", _value))
     complete = [t for t in results["trials"] if t["state"] == "COMPLETE"]
     complete.sort(key=lambda t: t["value"], reverse=goal == "maximize")
     if complete:
