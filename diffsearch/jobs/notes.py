@@ -103,6 +103,7 @@ def optimizer_study(o) -> Explained:
                "(params: the program's tokens; user attrs `expr` and `formula` say it in words) at every lr of the "
                f"`{o.lr_grid}` grid (user attr `lr_grid`). **Value: the lowest score `train` returned**; lower "
                "is better.")
+        metric = f"score of {o.task}"
     else:
         metric = "PRDC loss" if o.score == "prdc" else "denoising loss"
         how = ("Each trial trains a diffusion model with one update rule (params: the program's tokens; user attrs "
