@@ -74,6 +74,13 @@ class Steps:
     def frac(self) -> float:
         return min(1.0, self.done / self.total)
 
+    def step(self, opt, loss, **postfix) -> bool:
+        """One optimiser step on ``loss``, counted; False once the last one is done."""
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return self.tick(loss=f"{loss.item():.4g}", **postfix)
+
     def tick(self, **postfix) -> bool:
         """Count one step; False once the last one is done."""
         self.done += 1
@@ -170,10 +177,7 @@ def train_classifier(data: Data, out: Path, steps: int, init: Path | None = None
         loss = F.cross_entropy(model(x[idx]), y[idx])
         for group in opt.param_groups:  # cosine decay over the steps
             group["lr"] = lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * timer.frac)))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if not timer.tick(loss=f"{loss.item():.3f}"):
+        if not timer.step(opt, loss):
             break
     minutes = timer.close()
     model.eval()
@@ -247,10 +251,7 @@ def train_clip(name: str, data: Data, out: Path, steps: int) -> float:
         target = compatible(lbs[idx], said[idx, which]).float()
         loss = (torch.sum(-F.log_softmax(logits, 1) * target / target.sum(1, keepdim=True), 1).mean()
                 + torch.sum(-F.log_softmax(logits.T, 1) * target.T / target.T.sum(1, keepdim=True), 1).mean()) / 2
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if not timer.tick(loss=f"{loss.item():.3f}"):
+        if not timer.step(opt, loss):
             break
     minutes = timer.close()
     model.eval()
@@ -286,10 +287,7 @@ def train_vae(data: Data, out: Path, steps: int) -> float:
         rec = (recon - xb).abs().mean() + F.mse_loss(recon, xb)
         kl = posterior.kl().mean() / (4 * 8 * 8)
         loss = rec + 1e-4 * kl
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if not timer.tick(rec=f"{rec.item():.4f}", kl=f"{kl.item():.2f}"):
+        if not timer.step(opt, loss, rec=f"{rec.item():.4f}", kl=f"{kl.item():.2f}"):
             break
     minutes = timer.close()
     vae.eval()
