@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from contextlib import ExitStack
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -119,9 +120,9 @@ def run_worker(o: SweepOptions, worker: int = 0,
     study = create_or_load_study(storage, o.study, study_attrs(o), SweepJob.identity,
                                  sampler=make_sweep_sampler(o.sweep, seed),
                                  pruner=make_sweep_pruner(o.sweep.early_terminate))
-    with gpu_slot(o.gpus, o.out) as cuda_visible_devices:
-        if o.objective is None:
-            evaluate = ProgramTrial(o.sweep, Path(o.out), o.trial_timeout, cuda_visible_devices)
+    with gpu_slot(o.gpus, o.out) as cuda_visible_devices, ExitStack() as held:
+        if o.objective is None:  # held: the warm interpreter, when the sweep preloads modules
+            evaluate = held.enter_context(ProgramTrial(o.sweep, Path(o.out), o.trial_timeout, cuda_visible_devices))
         else:
             function = load_objective(o.objective) if isinstance(o.objective, str) else o.objective
             evaluate = FunctionTrial(function, o.sweep.space)

@@ -30,6 +30,7 @@ from diffsearch.errors import TrialFailed
 from diffsearch.ledger.interrupt import stop_point
 from diffsearch.sweeps.report_lines import Report, check_finite, read_report
 from diffsearch.sweeps.schema import Sweep
+from diffsearch.sweeps.warm_interpreter import ForkedProcess, WarmInterpreter
 
 GRACE_SECONDS = 3.0   # between SIGTERM and SIGKILL: time to save a checkpoint, not to finish an epoch
 POLL_SECONDS = 0.2    # how often a silent program is checked for Ctrl-C and its timeout
@@ -53,11 +54,28 @@ def command_line(sweep: Sweep, params: dict[str, Any]) -> list[str]:
 
 
 class ProgramTrial:
-    """Evaluates an Optuna trial by running the sweep's program; the value is the metric's last report."""
+    """Evaluates an Optuna trial by running the sweep's program; the value is the metric's last report.
+
+    Use it in a ``with`` block: with the sweep's ``preload``, the block holds the warm interpreter its
+    trials are forked from (``warm_interpreter``).
+    """
 
     def __init__(self, sweep: Sweep, out: Path, timeout: float | None = None,
                  cuda_visible_devices: str | None = None):
         self.sweep, self.out, self.timeout, self.cuda = sweep, Path(out), timeout, cuda_visible_devices
+        self.warm: WarmInterpreter | None = None
+
+    def __enter__(self) -> "ProgramTrial":
+        if self.sweep.preload:
+            self.out.mkdir(parents=True, exist_ok=True)
+            self.warm = WarmInterpreter(self.sweep.preload, self.sweep.program,
+                                        self.out / f"warm-interpreter-{os.getpid()}.log", stop_point)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.warm is not None:
+            self.warm.close()
+            self.warm = None
 
     def __call__(self, trial: optuna.Trial) -> float:
         params = self.sweep.space.suggest(trial)
@@ -75,7 +93,7 @@ class ProgramTrial:
             trial.set_user_attr("cuda_visible_devices", self.cuda)
         started = time.monotonic()
         try:
-            last = _ProgramRun(argv, env, folder, self.sweep.metric, self.timeout, trial).run()
+            last = _ProgramRun(argv, env, folder, self.sweep.metric, self.timeout, trial, self.warm).run()
         except ProgramFailed as exc:
             trial.set_user_attr("fail_reason", str(exc))
             trial.set_user_attr("fail_kind", exc.kind)
@@ -104,9 +122,9 @@ class _ProgramRun:
     """One process: started, followed line by line, stopped; ``run`` returns its last report."""
 
     def __init__(self, argv: list[str], env: dict[str, str], folder: Path, metric: str,
-                 timeout: float | None, trial: optuna.Trial):
-        self.argv, self.env, self.folder, self.metric, self.timeout, self.trial = \
-            argv, env, folder, metric, timeout, trial
+                 timeout: float | None, trial: optuna.Trial, warm: WarmInterpreter | None = None):
+        self.argv, self.env, self.folder, self.metric, self.timeout, self.trial, self.warm = \
+            argv, env, folder, metric, timeout, trial, warm
         self.reports = 0
         self.last: Report | None = None
 
@@ -114,16 +132,13 @@ class _ProgramRun:
         self.deadline = None if self.timeout is None else time.monotonic() + self.timeout
         with open(self.folder / "stdout.log", "wb") as stdout_log, \
                 open(self.folder / "stderr.log", "wb") as stderr_log:
+            process, stdout = self._start(stderr_log)
             try:
-                process = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=stderr_log,
-                                           stdin=subprocess.DEVNULL, env=self.env, start_new_session=True)
-            except OSError as exc:
-                raise _failed(EXIT, f"cannot start {self.argv[0]}: {exc.strerror or exc}") from None
-            try:
-                self._follow(process, stdout_log)
+                self._follow(stdout, stdout_log)
                 code = self._wait(process)
             finally:
                 _stop(process)  # pruned, failed, timed out or Ctrl-C: nothing is left running
+                stdout.close()
         if code != 0:
             raise _failed(EXIT, f"{_exit_text(code)}: {_last_line(self.folder / 'stderr.log')}")
         if self.last is None:
@@ -131,9 +146,29 @@ class _ProgramRun:
                           f'{{"step": 1, "{self.metric}": 0.5}} or call diffsearch.report)')
         return self.last
 
-    def _follow(self, process: subprocess.Popen, log: BinaryIO) -> None:
+    def _start(self, stderr_log: BinaryIO) -> tuple[subprocess.Popen | ForkedProcess, BinaryIO]:
+        """The program's process and its stdout: a new process, or a fork of the warm interpreter."""
+        if self.warm is not None:  # the command is [env] interpreter program args (schema checks)
+            argv = self.argv[self.argv.index(sys.executable):]
+            read, write = os.pipe()
+            try:
+                process = self.warm.fork(argv, self.env, write, stderr_log.fileno())
+            except OSError as exc:
+                os.close(read)
+                raise _failed(EXIT, f"cannot start {argv[1]}: {exc}") from None
+            finally:
+                os.close(write)
+            return process, open(read, "rb", buffering=0)
+        try:
+            process = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=stderr_log,
+                                       stdin=subprocess.DEVNULL, env=self.env, start_new_session=True)
+        except OSError as exc:
+            raise _failed(EXIT, f"cannot start {self.argv[0]}: {exc.strerror or exc}") from None
+        return process, process.stdout
+
+    def _follow(self, stdout: BinaryIO, log: BinaryIO) -> None:
         """Read stdout until it closes: log it, report each metric line, stop when pruned."""
-        fd = process.stdout.fileno()
+        fd = stdout.fileno()
         pending = b""
         with selectors.DefaultSelector() as selector:
             selector.register(fd, selectors.EVENT_READ)
@@ -172,7 +207,7 @@ class _ProgramRun:
             self.trial.set_user_attr("pruned_at_step", step)
             raise optuna.TrialPruned(f"pruned at step {step} with {self.metric} {report.value:.6g}")
 
-    def _wait(self, process: subprocess.Popen) -> int:
+    def _wait(self, process: subprocess.Popen | ForkedProcess) -> int:
         """The exit code, once the program ends (it may run on after closing its stdout)."""
         while True:
             stop_point()
@@ -192,7 +227,7 @@ class _ProgramRun:
             raise _failed(TIMEOUT, f"timed out after {self.timeout:g} s (--trial-timeout)")
 
 
-def _stop(process: subprocess.Popen) -> None:
+def _stop(process: subprocess.Popen | ForkedProcess) -> None:
     """SIGTERM to the program's process group, SIGKILL after the grace period; nothing if all have ended."""
     for sig, wait in ((signal.SIGTERM, GRACE_SECONDS), (signal.SIGKILL, None)):
         try:
@@ -210,8 +245,6 @@ def _stop(process: subprocess.Popen) -> None:
             except (ProcessLookupError, PermissionError):
                 pass
             break
-    if process.stdout is not None:
-        process.stdout.close()
 
 
 def _exit_text(code: int) -> str:

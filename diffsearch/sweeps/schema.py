@@ -8,7 +8,9 @@ study attr (``Sweep.config``, plain JSON), so ``diffsearch worker`` rebuilds it 
 from __future__ import annotations
 
 import shutil
+import sys
 from dataclasses import dataclass
+from importlib.machinery import PathFinder
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -23,7 +25,7 @@ METHOD_ALIASES = {"bayes": "tpe"}
 GRID = "grid"
 GOALS = ("minimize", "maximize")
 TOP_LEVEL_KEYS = ("program", "command", "method", "metric", "trials", "run_cap", "parameters", "early_terminate",
-                  "name", "description")
+                  "name", "description", "preload")
 
 
 @dataclass
@@ -38,6 +40,7 @@ class Sweep:
     early_terminate: dict[str, Any] | None
     program: str | None = None
     command: tuple[str, ...] = tuple(DEFAULT_COMMAND)
+    preload: tuple[str, ...] = ()  # modules (or module:function) a warm interpreter loads once per worker
 
 
 def plain(config: Mapping[str, Any], where: str) -> dict[str, Any]:
@@ -80,7 +83,8 @@ def parse_sweep(config: Mapping[str, Any], where: str, method: str | None = None
 
     ``runs_program=False``: the Python API's sweep, whose trials call a function (no program, no command).
     """
-    known = TOP_LEVEL_KEYS if runs_program else tuple(k for k in TOP_LEVEL_KEYS if k not in ("program", "command"))
+    known = TOP_LEVEL_KEYS if runs_program else \
+        tuple(k for k in TOP_LEVEL_KEYS if k not in ("program", "command", "preload"))
     for key in config:
         if key not in known:
             raise UsageError(f"{where}: unknown key {key!r}; known: {', '.join(known)}")
@@ -102,11 +106,41 @@ def parse_sweep(config: Mapping[str, Any], where: str, method: str | None = None
     first = command[0]
     if first not in MACROS and shutil.which(first) is None and not Path(first).is_file():
         raise UsageError(f"{where}: command: {first!r} is not a program on PATH")
-    return _finish(config, where, space, metric, goal, method, trials, program, tuple(command))
+    preload = _preload(config.get("preload"), command, program, where)
+    return _finish(config, where, space, metric, goal, method, trials, program, tuple(command), preload)
+
+
+def _preload(preload: Any, command: list[str], program: str | None, where: str) -> tuple[str, ...]:
+    """``preload``: module names (or ``module:function``) for the warm interpreter; only for a command that
+    runs ``${interpreter} ${program}``, the Python file a trial is forked into."""
+    if preload is None:
+        return ()
+    if isinstance(preload, str):
+        preload = [preload]
+    if not isinstance(preload, list) or not preload or not all(
+            isinstance(entry, str) and _is_import_name(entry) for entry in preload):
+        raise UsageError(f"{where}: preload: expected a list of modules to import once per worker, such as "
+                         f"[torch, diffusers] (or module:function to call once), got {preload!r}")
+    words = command[1:] if command[0] == "${env}" else command
+    if words[:2] != ["${interpreter}", "${program}"]:
+        raise UsageError(f"{where}: preload needs a command that runs ${{interpreter}} ${{program}} (a Python "
+                         f"program, forked from a warm interpreter), not {command}")
+    for entry in preload:  # found without importing it here; the warm interpreter imports it
+        top = entry.partition(":")[0].partition(".")[0]
+        if top not in sys.builtin_module_names and \
+                PathFinder.find_spec(top, [str(Path(program).parent), *sys.path]) is None:
+            raise UsageError(f"{where}: preload: no module named {top!r} (beside the program or installed)")
+    return tuple(preload)
+
+
+def _is_import_name(entry: str) -> bool:
+    module, _, function = entry.partition(":")
+    return all(part.isidentifier() for part in module.split(".")) and (not function or function.isidentifier())
 
 
 def _finish(config: Mapping[str, Any], where: str, space: Space, metric: str, goal: str, method: str | None,
-            trials: int | None, program: str | None, command: tuple[str, ...]) -> Sweep:
+            trials: int | None, program: str | None, command: tuple[str, ...],
+            preload: tuple[str, ...] = ()) -> Sweep:
     chosen_method = method if method is not None else config.get("method", "tpe")
     flag = "--searcher" if method is not None else f"{where}: method"
     resolved_method = check_method(chosen_method, flag)
@@ -128,7 +162,7 @@ def _finish(config: Mapping[str, Any], where: str, space: Space, metric: str, go
     if program is not None:
         checked["command"] = list(command)
     return Sweep(config=checked, where=where, space=space, method=resolved_method, metric=metric, goal=goal,
-                 trials=trials, early_terminate=early, program=program, command=command)
+                 trials=trials, early_terminate=early, program=program, command=command, preload=preload)
 
 
 def check_method(name: Any, flag: str) -> str:

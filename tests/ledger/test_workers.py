@@ -21,7 +21,7 @@ from diffsearch.ledger.dead_workers import retried_trial
 from diffsearch.ledger import done_trials, is_done, open_storage
 
 pytestmark = pytest.mark.slow  # real worker processes for tens of seconds
-TRIALS = 30
+TRIALS = 18
 CHEAP = ["--dataset", "moons", "--searcher", "random", "--points", "2000", "--held-out", "500",
          "--epochs", "40", "--baseline-runs", "0", "--heartbeat", "1"]
 ENV = dict(os.environ, OMP_NUM_THREADS="1")

@@ -28,6 +28,9 @@ def run_cli(*args):
     ({"command": ["${interpreter}", "${program}", "${arguments}"]}, ["unknown macro '${arguments}'"]),
     ({"command": ["no-such-launcher", "${program}", "${args}"]}, ["'no-such-launcher' is not a program on PATH"]),
     ({"early_terminate": {"type": "median"}}, ["early_terminate.type"]),
+    ({"preload": ["torch", "not a module"]}, ["preload: expected a list of modules"]),
+    ({"preload": ["no_such_module_anywhere"]}, ["preload: no module named 'no_such_module_anywhere'"]),
+    ({"preload": ["numpy"], "command": ["bash", "${program}", "${args}"]}, ["preload needs a command that runs"]),
     ({"trials": 0}, ["trials"]),
     ({"method": "grid", "trials": 50}, ["method grid needs `values`", "learning_rate"]),
 ])
