@@ -21,8 +21,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 sys.path.insert(0, str(EXAMPLES))
-# a short run of the example for the overhead check (one epoch, the example's defaults otherwise)
-OVERHEAD_ARGS = ["--dataset=mnist", "--num_epochs=1", "--seed=0"]
+# a short run of the example for the overhead check (one epoch of 64 images, FID of 8): a fixed cost is
+# measured best on a short run, whose time varies less on shared cores
+OVERHEAD_ARGS = ["--dataset=mnist", "--num_epochs=1", "--max_train_samples=64", "--num_fid_samples=8", "--seed=0"]
 
 
 def in_process(argv: list[str]) -> float:
@@ -98,11 +99,13 @@ def main(argv: list[str] | None = None) -> int:
 
     preload = yaml.safe_load((EXAMPLES / "sweep.yaml").read_text())["preload"]
     work.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()[0]
     with WarmInterpreter(preload, str(EXAMPLES / "train_unet.py"), work / "warm-interpreter.log") as warm:
         triples = [(as_subprocess(OVERHEAD_ARGS), forked(warm, OVERHEAD_ARGS), in_process(OVERHEAD_ARGS))
                    for _ in range(args.repeats)]
         warm_start = warm.start_seconds
-    r["overhead"] = {"preload": preload, "warm_interpreter_start_s": warm_start,
+    r["overhead"] = {"preload": preload, "warm_interpreter_start_s": warm_start, "args": OVERHEAD_ARGS,
+                     "load_average": [load_before, os.getloadavg()[0]],
                      "subprocess_s": [a for a, _, _ in triples], "forked_s": [b for _, b, _ in triples],
                      "in_process_s": [c for _, _, c in triples],
                      "median_overhead_subprocess_s": statistics.median(a - c for a, _, c in triples),
@@ -141,8 +144,9 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {name} | {s['best_fid']:.1f} | {s['heldout_fid']:.1f} | {s['complete']} / {s['pruned']} / "
                      f"{s['failed']} | {s['wall_minutes']:.1f} |")
     seconds = ", ".join
-    lines += ["", f"Overhead per trial ({' '.join(OVERHEAD_ARGS)}, {args.repeats} alternating triples, the same "
-              "training run each time):", "",
+    lines += ["", f"Overhead per trial (`{' '.join(o['args'])}`, {len(o['forked_s'])} alternating triples, the same "
+              f"training run each time; load average {o['load_average'][0]:.1f} / {o['load_average'][1]:.1f} at "
+              "start / end on 2 cores):", "",
               "| route | seconds per run | median overhead vs in-process |", "|---|---|---|",
               f"| new process (no `preload`) | {seconds(f'{x:.1f}' for x in o['subprocess_s'])} | "
               f"{o['median_overhead_subprocess_s']:.2f} s |",
