@@ -1,39 +1,85 @@
-"""Stable Diffusion on diffusers: generation from prompt embeddings, and the shortcut gradient.
+"""Text-to-image pipelines on diffusers: loading, and the backend that generates and gives the shortcut gradient.
 
-Any SD 1.x / 2.x pipeline loads from a local directory or a hub id (``--model``). The pipeline's
-``__call__`` runs under ``torch.no_grad()``, so generation and gradients both go through our own DDIM
-loop over the pipeline's components (same scheduler settings, classifier-free guidance, VAE decode);
-a test checks it reproduces ``__call__`` exactly.
+``--model`` takes a diffusers pipeline directory (saved with ``save_pretrained``) or a hub id cached
+locally; its ``model_index.json`` names the pipeline class, which names the family (backends/families/:
+SD 1.x / 2.x, SDXL, SD3 / 3.5, FLUX.1). ``tiny``, ``tiny-sdxl``, ``tiny-sd3``, ``tiny-flux`` build small
+random pipelines (tests, demos); ``fashion`` is the miniature SD that ships with diffsearch. The
+pipelines' ``__call__`` runs under ``torch.no_grad()``, so generation and gradients go through our own
+loop over the pipeline's components (families/base.py); tests check it reproduces ``__call__``.
 
-Shortcut gradient (DPO-Diff, Wang et al., ICML 2024): sample without gradient from T down to step
-index t, run K UNet steps with gradient, take the scheduler's ``pred_original_sample`` (closed-form x0)
-of the last of them, decode it with the VAE. Memory and time do not grow with T. When the gradient
-window reaches the end of the schedule (t = 0, K = T) the decoded sample is the generated image itself,
-so the result is exactly full backpropagation through the sampling loop.
+``SDBackend`` (SD 1.x / 2.x) is importable from here as before.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
+
+import json
 
 import torch
 
+from diffsearch.backends.families import FAMILIES, PipelineBackend, SDBackend, backend_class, make_backend
 from diffsearch.errors import UsageError
 
 DEFAULT_MODEL = "CompVis/stable-diffusion-v1-4"  # the reference's model
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
-def load_pipeline(model: str, device: str = "cpu", dtype: str = "float32", seed: int = 0):
-    """``tiny``, ``fashion`` or a diffusers Stable Diffusion directory / hub id (cached locally); a clear
-    error if absent."""
-    from diffusers import StableDiffusionPipeline
+MEMORY_SAVERS = {
+    "vae-slicing": "decode the images of a batch one at a time",
+    "vae-tiling": "decode large images tile by tile",
+    "attention-slicing": "compute UNet attention in slices (SD 1.x / 2.x, SDXL; SD3 and FLUX use SDPA already)",
+    "cpu-offload": "keep each model on the CPU until it runs (needs accelerate and a GPU)",
+}
+TINY = ("tiny", "tiny-sdxl", "tiny-sd3", "tiny-flux")
+
+
+def pipeline_class_name(model: str) -> str:
+    """``_class_name`` of a model's model_index.json (a local directory, or a hub id in the local cache)."""
+    path = Path(model).expanduser()
+    if (path / "model_index.json").is_file():
+        return json.loads((path / "model_index.json").read_text()).get("_class_name", "?")
+    from diffusers import DiffusionPipeline
+
+    try:
+        return DiffusionPipeline.load_config(model, local_files_only=True).get("_class_name", "?")
+    except Exception:  # not cached: from_pretrained says it in its own words below
+        return "StableDiffusionPipeline"
+
+
+def default_guidance(model: str) -> float:
+    """The guidance scale the model's own pipeline uses by default (SD 7.5, SDXL 5, SD3 7, FLUX 3.5)."""
+    names = {"tiny-sdxl": "StableDiffusionXLPipeline", "tiny-sd3": "StableDiffusion3Pipeline",
+             "tiny-flux": "FluxPipeline"}
+    if model in ("tiny", "fashion"):
+        return SDBackend.default_guidance
+    name = names.get(model) or pipeline_class_name(model)
+    return FAMILIES[name].default_guidance if name in FAMILIES else SDBackend.default_guidance
+
+
+def _tiny(model: str, seed: int):
+    if model == "tiny":
+        from diffsearch.backends.tiny_sd import tiny_pipeline
+
+        return tiny_pipeline(seed)
+    from diffsearch.backends.tiny_families import TINY_PIPELINES
+
+    return TINY_PIPELINES[model](seed)
+
+
+def load_pipeline(model: str, device: str = "cpu", dtype: str = "float32", seed: int = 0,
+                  memory: tuple[str, ...] = ()):
+    """``tiny*``, ``fashion`` or a diffusers pipeline directory / hub id (cached locally) of a served family
+    (backends/families); a clear one-line error otherwise. ``memory``: names of ``MEMORY_SAVERS``."""
+    import diffusers
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
     if dtype not in DTYPES:
         raise UsageError(f"unknown dtype {dtype!r}; known: {', '.join(DTYPES)}")
+    for name in memory:
+        if name not in MEMORY_SAVERS:
+            raise UsageError(f"unknown memory saver {name!r}; known: {', '.join(MEMORY_SAVERS)}")
     if model == "fashion":  # the miniature SD trained on Fashion-MNIST that ships with diffsearch
         from diffsearch.backends.fashion_sd import PIPELINE_DIR
 
@@ -41,148 +87,77 @@ def load_pipeline(model: str, device: str = "cpu", dtype: str = "float32", seed:
             raise UsageError("--model fashion is not built yet: `python benchmarks/build_fashion_sd.py` trains it "
                              "(about 40 min on 2 cores; see benchmarks/results/fashion_sd.md)")
         model = str(PIPELINE_DIR)
-    if model == "tiny":
-        from diffsearch.backends.tiny_sd import tiny_pipeline
-
-        pipe = tiny_pipeline(seed)
+    if model in TINY:
+        pipe = _tiny(model, seed)
     else:
         path = Path(model).expanduser()
         looks_local = path.exists() or model.startswith((".", "/", "~"))
         if looks_local and not (path / "model_index.json").is_file():
             raise UsageError(f"--model {model}: no diffusers pipeline there (model_index.json missing); "
-                             "give a directory saved with StableDiffusionPipeline.save_pretrained, a hub id, "
-                             "'tiny' or 'fashion'")
+                             "give a directory saved with a pipeline's save_pretrained (SD 1.x / 2.x, SDXL, "
+                             "SD3, FLUX), a hub id, 'tiny' or 'fashion'")
+        class_name = pipeline_class_name(model)
+        backend_class(class_name, model)  # an unserved family: one line, before loading gigabytes
         diffusers_logging.set_verbosity_error()  # its retry notes would break our one-line error
         # loading takes a second here; per-component bars from both libraries would bury our own output
         diffusers_logging.disable_progress_bar()
         transformers_logging.disable_progress_bar()
+        extra = {"safety_checker": None, "requires_safety_checker": False} \
+            if class_name == "StableDiffusionPipeline" else {}
         try:
-            pipe = StableDiffusionPipeline.from_pretrained(
-                str(path) if looks_local else model, dtype=DTYPES[dtype], safety_checker=None,
-                requires_safety_checker=False, local_files_only=looks_local or None)
+            pipe = getattr(diffusers, class_name).from_pretrained(
+                str(path) if looks_local else model, dtype=DTYPES[dtype], local_files_only=looks_local or None,
+                **extra)
         except Exception as exc:  # no network, no cache, wrong files: one line that says what to do
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-            raise UsageError(f"cannot load Stable Diffusion weights {model!r} ({first}); download them on a "
+            raise UsageError(f"cannot load the {class_name} weights {model!r} ({first}); download them on a "
                              "machine with internet (huggingface-cli download "
                              f"{model if not looks_local else DEFAULT_MODEL}) and pass the directory with "
                              "--model, or use --model tiny") from None
     pipe.set_progress_bar_config(disable=True)
     try:
-        pipe.to(device)
-        if model == "tiny" and dtype != "float32":
+        if "cpu-offload" in memory:
+            try:
+                pipe.enable_model_cpu_offload(device=device)
+            except ImportError as exc:
+                raise UsageError(f"--save-memory cpu-offload: {str(exc).splitlines()[0][:160]} "
+                                 "(pip install accelerate)") from None
+        else:
+            pipe.to(device)
+        if model in TINY and dtype != "float32":
             pipe.to(dtype=DTYPES[dtype])
-    except (RuntimeError, AssertionError) as exc:
+    except (RuntimeError, AssertionError, ValueError) as exc:
         raise UsageError(f"cannot use device {device!r}: {str(exc).splitlines()[0]}") from None
-    for module in (pipe.unet, pipe.vae, pipe.text_encoder):
-        module.requires_grad_(False)  # gradients flow to the prompt, never to weights
-        module.eval()
+    _save_memory(pipe, memory)
+    for module in pipe.components.values():
+        if isinstance(module, torch.nn.Module):
+            module.requires_grad_(False)  # gradients flow to the prompt, never to weights
+            module.eval()
     return pipe
 
 
-@dataclass
-class SDBackend:
-    pipe: object
-    steps: int = 50
-    guidance: float = 7.5
-    height: int | None = None
-    width: int | None = None
+def _save_memory(pipe, memory: tuple[str, ...]) -> None:
+    if "vae-slicing" in memory:
+        pipe.vae.enable_slicing()
+    if "vae-tiling" in memory:
+        pipe.vae.enable_tiling()
+    if "attention-slicing" in memory:
+        if not hasattr(pipe, "unet"):
+            raise UsageError(f"--save-memory attention-slicing applies to UNet models; {type(pipe).__name__} "
+                             "computes attention with PyTorch's SDPA already (use vae-slicing or cpu-offload)")
+        pipe.enable_attention_slicing()
 
-    def __post_init__(self):
-        from diffusers import DDIMScheduler
 
-        self.device = self.pipe.unet.device
-        self.dtype = self.pipe.unet.dtype
-        self.tokenizer = self.pipe.tokenizer
-        # DDIM, as in the reference (deterministic with eta 0), built from the model's own scheduler config
-        self.scheduler = DDIMScheduler.from_config(self.pipe.scheduler.config)
-        self.scheduler.set_timesteps(self.steps, device=self.device)
-        factor = self.pipe.vae_scale_factor
-        self.height = self.height or self.pipe.unet.config.sample_size * factor
-        self.width = self.width or self.pipe.unet.config.sample_size * factor
-        self.latent_shape = (self.pipe.unet.config.in_channels, self.height // factor, self.width // factor)
+def load_backend(model: str, device: str = "cpu", dtype: str = "float32", seed: int = 0, steps: int = 50,
+                 guidance: float | None = None, true_cfg: float = 1.0, size: int | None = None,
+                 memory: tuple[str, ...] = ()) -> PipelineBackend:
+    """The backend of ``model``'s family, ready to generate (what the prompt job and its workers use)."""
+    pipe = load_pipeline(model, device, dtype, seed, memory)
+    if true_cfg > 1 and type(pipe).__name__ != "FluxPipeline":
+        raise UsageError(f"--true-cfg applies to FLUX (guidance-distilled); {type(pipe).__name__} runs "
+                         "classifier-free guidance with --guidance already")
+    return make_backend(pipe, steps=steps, guidance=guidance, true_cfg=true_cfg, size=size)
 
-    # ---- text ---------------------------------------------------------------------------------------
-    def token_ids(self, text: str) -> list[int]:
-        """Ids of ``text`` without bos / eos."""
-        return self.tokenizer(text, add_special_tokens=False, verbose=False).input_ids
 
-    def max_tokens(self) -> int:
-        return self.tokenizer.model_max_length - 2
-
-    def encode(self, texts: list[str]) -> torch.Tensor:
-        """SD's prompt embeddings (last hidden state of the text encoder over 77 padded positions)."""
-        ids = self.tokenizer(texts, padding="max_length", max_length=self.tokenizer.model_max_length,
-                             truncation=True, return_tensors="pt").input_ids.to(self.device)
-        return self.pipe.text_encoder(ids)[0]
-
-    def token_embedding(self) -> torch.nn.Embedding:
-        return self.pipe.text_encoder.get_input_embeddings()
-
-    def encode_embeds(self, token_embeds: torch.Tensor) -> torch.Tensor:
-        """The text encoder applied to token embeddings (B x 77 x D) instead of ids.
-
-        transformers' CLIPTextModel takes no ``inputs_embeds``; a forward hook swaps the token lookup's
-        output, so every layer of the real encoder (positions, causal attention, final norm) still runs.
-        """
-        lookup = self.token_embedding()
-        handle = lookup.register_forward_hook(lambda _m, _i, _o: token_embeds)
-        try:
-            dummy = torch.full(token_embeds.shape[:2], self.tokenizer.eos_token_id, device=self.device)
-            return self.pipe.text_encoder(dummy)[0]
-        finally:
-            handle.remove()
-
-    # ---- sampling -----------------------------------------------------------------------------------
-    def initial_latents(self, seeds: list[int]) -> torch.Tensor:
-        latents = [torch.randn(self.latent_shape, generator=torch.Generator("cpu").manual_seed(s))
-                   for s in seeds]
-        return torch.stack(latents).to(self.device, self.dtype) * self.scheduler.init_noise_sigma
-
-    def _step(self, latents, t, cond, uncond):
-        model_in = self.scheduler.scale_model_input(torch.cat([latents, latents]), t)
-        eps = self.pipe.unet(model_in, t, encoder_hidden_states=torch.cat([uncond, cond])).sample
-        eps_uncond, eps_cond = eps.chunk(2)
-        eps = eps_uncond + self.guidance * (eps_cond - eps_uncond)
-        out = self.scheduler.step(eps, t, latents)
-        return out.prev_sample, out.pred_original_sample
-
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """Latents -> images in [0, 1], B x 3 x H x W (differentiable)."""
-        images = self.pipe.vae.decode(latents / self.pipe.vae.config.scaling_factor).sample
-        return (images / 2 + 0.5).clamp(0, 1)
-
-    def _expand(self, embeds: torch.Tensor, n: int) -> torch.Tensor:
-        return embeds.expand(n, *embeds.shape[1:]) if embeds.shape[0] == 1 else embeds
-
-    @torch.no_grad()
-    def generate(self, cond: torch.Tensor, uncond: torch.Tensor, seeds: list[int],
-                 latents: torch.Tensor | None = None) -> torch.Tensor:
-        """Full DDIM sampling without gradient: images in [0, 1] for each seed."""
-        latents = self.initial_latents(seeds) if latents is None else latents
-        cond, uncond = self._expand(cond, len(latents)), self._expand(uncond, len(latents))
-        for t in self.scheduler.timesteps:
-            latents, _ = self._step(latents, t, cond, uncond)
-        return self.decode(latents)
-
-    def shortcut_images(self, cond: torch.Tensor, uncond: torch.Tensor, seeds: list[int], t_index: int,
-                        k: int = 1) -> torch.Tensor:
-        """Images whose gradient w.r.t. the embeddings is the shortcut gradient (steps t_index .. t_index+K-1)."""
-        timesteps = self.scheduler.timesteps
-        if not 0 <= t_index < len(timesteps) or k < 1:
-            raise UsageError(f"shortcut window t={t_index}, K={k} does not fit {len(timesteps)} steps")
-        k = min(k, len(timesteps) - t_index)
-        latents = self.initial_latents(seeds)
-        cond, uncond = self._expand(cond, len(latents)), self._expand(uncond, len(latents))
-        with torch.no_grad():  # (1) T -> t without gradient
-            for t in timesteps[:t_index]:
-                latents, _ = self._step(latents, t, cond.detach(), uncond.detach())
-        for t in timesteps[t_index:t_index + k]:  # (2) K steps with gradient
-            latents, x0 = self._step(latents, t, cond, uncond)
-        # (3) closed-form x0 of the last gradient step; at the end of the schedule, the sample itself
-        return self.decode(latents if t_index + k == len(timesteps) else x0)
-
-    def shortcut_cost(self, t_index: int, k: int) -> float:
-        """Cost of one shortcut step in full generations: forward steps, plus backward ~ 2 forwards."""
-        k = min(k, self.steps - t_index)
-        return (t_index + 3 * k) / self.steps
-
+__all__ = ["DEFAULT_MODEL", "DTYPES", "FAMILIES", "default_guidance", "MEMORY_SAVERS", "PipelineBackend", "SDBackend", "load_backend",
+           "load_pipeline", "make_backend", "pipeline_class_name"]

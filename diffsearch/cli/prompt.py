@@ -10,7 +10,7 @@ from rich.table import Table
 from diffsearch.cli.parser import add_worker_arguments
 from diffsearch.cli.progress import best_so_far_bar, finish
 
-from diffsearch.backends.stable_diffusion import DEFAULT_MODEL
+from diffsearch.backends.stable_diffusion import DEFAULT_MODEL, MEMORY_SAVERS
 from diffsearch.jobs.prompt import TASKS, PromptOptions, run_prompt
 from diffsearch.objectives.clip import DEFAULT_CLIP
 from diffsearch.objectives.rewards import REWARDS
@@ -34,14 +34,24 @@ The budget counts full generations (one evaluation = one sampling of --seeds ima
 step counts its share). Every evaluated prompt is an Optuna trial in the storage (default: a SQLite file
 in --out); rerunning the same command resumes from it.
 
-Weights: --model takes a diffusers SD 1.x / 2.x directory or hub id, --clip an open_clip MODEL:TAG,
-MODEL:/path/weights.pt or a transformers CLIP directory. 'tiny' builds small random models (tests, demos).
+Weights: --model takes a diffusers pipeline directory or hub id: SD 1.x / 2.x, SDXL, SD3 / 3.5 or FLUX.1
+(read from its model_index.json). A negative prompt acts only with classifier-free guidance (--guidance > 1;
+FLUX: --true-cfg > 1, twice the cost); without it the negative-prompt spaces are refused and --space
+synonym (the positive prompt) works. --clip an open_clip MODEL:TAG,
+MODEL:/path/weights.pt or a transformers CLIP directory. 'tiny' (SD), 'tiny-sdxl', 'tiny-sd3',
+'tiny-flux' build small random pipelines (tests, demos; tiny-flux needs --size 16).
+memory savers (--save-memory, comma-separated):
+""" + "\n".join(f"  {k:18s} {v}" for k, v in MEMORY_SAVERS.items()) + """
 --reward-model takes PickScore's transformers directory (or hub id) or HPSv2's checkpoint file.
 
 examples:
   diffsearch prompt "a dedicated gardener tending a bonsai" --model tiny --clip tiny --space antonym+library
   diffsearch prompt "a happy old man reading a book" --searcher gpo+es --budget 40 --model ~/sd-v1-4 \\
       --clip ViT-B-32:~/clip/vit_b_32-openai.pt --device cuda --dtype float16 --seeds 3
+  diffsearch prompt "a red boat on a calm lake" --model ~/sdxl-base --device cuda --dtype float16 \\
+      --steps 30 --save-memory vae-slicing --clip ViT-B-32:~/clip/vit_b_32-openai.pt
+  diffsearch prompt "a red boat on a calm lake" --model ~/flux-dev --true-cfg 4 --size 512 --device cuda \\
+      --dtype bfloat16 --steps 28 --searcher evolution --clip ViT-B-32:~/clip/vit_b_32-openai.pt
   diffsearch prompt "a red boat on a calm lake" --task attack --space synonym --model tiny --clip tiny
   diffsearch prompt --prompts my_prompts.txt --space antonym+library --model tiny --clip tiny
   diffsearch prompt "a red boat on a calm lake" --reward pickscore --reward-model ~/models/pickscore \\
@@ -61,7 +71,8 @@ def add_parser(subparsers, parser_class, formatter, help_text: str) -> None:
     p.add_argument("--space", default="antonym", help=f"one of: {', '.join(PROMPT_SPACES)}")
     p.add_argument("--searcher", default="gpo+es", help=f"one of: {', '.join(PROMPT_SEARCHERS)}")
     p.add_argument("--budget", type=float, default=40, help="full generations to spend (DPO-Diff: 40)")
-    p.add_argument("--model", default=DEFAULT_MODEL, help="diffusers SD pipeline: directory, hub id, or tiny")
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help="diffusers pipeline (SD 1.x/2.x, SDXL, SD3, FLUX): directory, hub id, or tiny[-sdxl|-sd3|-flux]")
     p.add_argument("--clip", default=DEFAULT_CLIP,
                    help="open_clip MODEL:TAG or MODEL:/weights.pt, a transformers CLIP directory, or tiny")
     p.add_argument("--reward", default="clip",
@@ -73,9 +84,16 @@ def add_parser(subparsers, parser_class, formatter, help_text: str) -> None:
     p.add_argument("--reward-arch", help="hpsv2: the open_clip architecture (default ViT-H-14) or a "
                                          "model-config .json file")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, mps)")
-    p.add_argument("--dtype", default="float32", help="float32, float16 or bfloat16 for SD")
-    p.add_argument("--steps", type=int, default=50, help="DDIM sampling steps (DPO-Diff: 50)")
-    p.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance scale (DPO-Diff: 7.5)")
+    p.add_argument("--dtype", default="float32", help="float32, float16 or bfloat16 for the pipeline")
+    p.add_argument("--save-memory", help=f"comma-separated: {', '.join(MEMORY_SAVERS)}")
+    p.add_argument("--size", type=int, help="image height and width (default: the model's own)")
+    p.add_argument("--steps", type=int, default=50, help="sampling steps (DPO-Diff: 50 DDIM steps)")
+    p.add_argument("--guidance", type=float, default=None,
+                   help="classifier-free guidance scale (default: the pipeline's own: SD 7.5 as DPO-Diff, SDXL 5, "
+                        "SD3 7; FLUX: its distilled guidance, 3.5)")
+    p.add_argument("--true-cfg", type=float, default=1.0,
+                   help="FLUX: true classifier-free guidance scale; > 1 lets a negative prompt act (two passes "
+                        "a step; 1 = off)")
     p.add_argument("--seeds", type=int, default=1, help="images per evaluation; the loss is their mean")
     p.add_argument("--seed", type=int, default=0, help="first generation seed and the searchers' seed")
     p.add_argument("--k", type=int, default=1, help="shortcut gradient: UNet steps with gradient (DPO-Diff: 1)")
@@ -100,7 +118,7 @@ def add_parser(subparsers, parser_class, formatter, help_text: str) -> None:
 def main(args: argparse.Namespace) -> int:
     names = ("prompt", "prompts_file", "task", "space", "searcher", "budget", "model", "clip", "reward",
              "reward_model", "reward_arch", "device", "dtype",
-             "steps", "guidance", "seeds", "seed", "k", "iterations", "lexicon", "llm_url", "llm_model",
+             "steps", "guidance", "true_cfg", "size", "save_memory", "seeds", "seed", "k", "iterations", "lexicon", "llm_url", "llm_model",
              "lexicon_cache", "word_tokens", "study", "storage", "out", "workers", "heartbeat")
     options = PromptOptions(**{n: getattr(args, n) for n in names})
     with best_so_far_bar(Console(stderr=True), unit="gen") as update:

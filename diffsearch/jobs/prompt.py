@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from diffsearch.backends.stable_diffusion import DEFAULT_MODEL, SDBackend, load_pipeline
+from diffsearch.backends.stable_diffusion import DEFAULT_MODEL, MEMORY_SAVERS, default_guidance, load_backend
 from diffsearch.datasets.lexicon import Lexicon
 from diffsearch.errors import UsageError
 from diffsearch.jobs import notes
@@ -39,6 +39,8 @@ TASKS = ("enhance", "attack")
 # searchers that backpropagate through the reward (DPO-Diff's shortcut gradient): they need a reward
 # whose loss has a grad_fn; a MODULE:FUNCTION reward without one is refused before the run starts
 GRADIENT_SEARCHERS = ("gpo", "gpo+es")
+# spaces that search a negative prompt: refused where the model's guidance leaves it without effect
+NEGATIVE_SPACES = ("antonym", "library", "antonym+library", "sister")
 
 
 @dataclass
@@ -57,7 +59,10 @@ class PromptOptions:
     device: str = "cpu"
     dtype: str = "float32"
     steps: int = 50
-    guidance: float = 7.5
+    guidance: float | None = None     # classifier-free guidance (FLUX: distilled guidance); None: the family's default
+    true_cfg: float = 1.0             # FLUX: true classifier-free guidance scale (> 1 lets a negative prompt act)
+    size: int | None = None           # image height and width; None: the model's default
+    save_memory: str | None = None    # comma-separated MEMORY_SAVERS (vae-slicing, vae-tiling, attention-slicing, ...)
     seeds: int = 1                    # images per evaluation (loss = their mean), generation seeds seed..
     seed: int = 0
     k: int = 1                        # shortcut gradient: UNet steps with gradient
@@ -93,6 +98,13 @@ class PromptOptions:
                                  ("--heartbeat", o.heartbeat, 1)):
             if value < low:
                 raise UsageError(f"{name} must be at least {low} (got {value})")
+        if o.guidance is None:
+            o.guidance = default_guidance(o.model)
+        if o.true_cfg < 1:
+            raise UsageError(f"--true-cfg must be at least 1 (1 = off; got {o.true_cfg})")
+        if o.size is not None and (o.size < 8 or o.size % 8):
+            raise UsageError(f"--size must be a positive multiple of 8 (got {o.size})")
+        o.memory()  # names checked before any model loads
         if o.k > o.steps:
             raise UsageError(f"--k {o.k} is more than --steps {o.steps}")
         if o.study is None:
@@ -101,6 +113,13 @@ class PromptOptions:
             o.study = f"prompt-{o.task}-{o.space}-{o.searcher}{reward}-{stem}"
         o.out, o.storage = run_location(o.study, o.out, o.storage)
         return o
+
+    def memory(self) -> tuple[str, ...]:
+        names = tuple(n.strip() for n in (self.save_memory or "").split(",") if n.strip())
+        for name in names:
+            if name not in MEMORY_SAVERS:
+                raise UsageError(f"unknown --save-memory {name!r}; known: {', '.join(MEMORY_SAVERS)}")
+        return names
 
     def reward_spec(self) -> RewardSpec:
         return RewardSpec(self.reward, self.reward_model, self.reward_arch, self.clip)
@@ -130,8 +149,11 @@ class Models:
         if o.searcher in GRADIENT_SEARCHERS and not self.reward.differentiable:
             raise UsageError(f"--reward {o.reward} is not differentiable (its scores have no grad_fn) and "
                              f"--searcher {o.searcher} backpropagates through it; use --searcher evolution or random")
-        self.backend = SDBackend(load_pipeline(o.model, o.device, o.dtype, o.seed), steps=o.steps,
-                                 guidance=o.guidance)
+        self.backend = load_backend(o.model, o.device, o.dtype, o.seed, steps=o.steps, guidance=o.guidance,
+                                    true_cfg=o.true_cfg, size=o.size, memory=o.memory())
+        refusal = self.backend.negative_prompt_refusal() if o.space in NEGATIVE_SPACES else None
+        if refusal:  # the search would only find noise: say why, and what works
+            raise UsageError(f"--space {o.space} searches a negative prompt, but {refusal}")
         self.one_token = lambda w: len(self.backend.token_ids(w)) <= o.word_tokens  # short enough to keep
         self.lexicon = Lexicon(o.lexicon, self.one_token, Path(o.lexicon_cache) if o.lexicon_cache else None,
                                o.llm_url, o.llm_model)
@@ -153,7 +175,7 @@ def study_attrs(o: PromptOptions, prompt: str) -> dict[str, Any]:
     # everything that changes what an evaluation means; a resumed study must match it
     return {"job": "prompt", "space": o.space, "dataset": prompt, "task": o.task, "model": o.model,
             "clip": o.clip, "reward": o.reward, "reward_model": o.reward_model, "reward_arch": o.reward_arch,
-            "steps": o.steps, "guidance": o.guidance, "seeds": o.seeds, "seed": o.seed,
+            "steps": o.steps, "guidance": o.guidance, "true_cfg": o.true_cfg, "size": o.size, "seeds": o.seeds, "seed": o.seed,
             "lexicon": o.lexicon, "searcher": o.searcher, "budget": o.budget, "word_tokens": o.word_tokens}
 
 
@@ -212,7 +234,7 @@ class PromptJob:
     name = "prompt"
     # everything that changes what an evaluation means: cached generations are valid only for these
     identity = ("job", "space", "dataset", "task", "model", "clip", "reward", "reward_model", "reward_arch",
-                "steps", "guidance", "seeds", "seed", "lexicon")
+                "steps", "guidance", "true_cfg", "size", "seeds", "seed", "lexicon")
     renamed: dict[str, str] = {}
 
     def __init__(self, models: Models | None = None):
@@ -276,8 +298,8 @@ def serve_prompt_studies(storage_url: str, names: list[str], device: str, dtype:
             raise UsageError(f"no study {name!r} in {storage_url}")
         if runner is None:
             a = study.user_attrs
-            backend = SDBackend(load_pipeline(a["model"], device, dtype, a["seed"]), steps=a["steps"],
-                                guidance=a["guidance"])
+            backend = load_backend(a["model"], device, dtype, a["seed"], steps=a["steps"], guidance=a["guidance"],
+                                   true_cfg=a.get("true_cfg", 1.0), size=a.get("size"))
             reward = RewardSpec(a.get("reward", "clip"), a.get("reward_model"), a.get("reward_arch"), a["clip"])
             runner = PromptTrialRunner(study, backend, reward.load(device, a["seed"]))
         runner.study = study

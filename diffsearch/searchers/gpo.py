@@ -2,8 +2,8 @@
 
 A categorical distribution per slot, relaxed with Gumbel-softmax (tau = 1): each slot's token position
 receives the probability-weighted mix of its choices' token embeddings, and the mixed sequence runs
-through the whole CLIP text encoder (the reference feeds mixed embeddings straight to the UNet, skipping
-the text transformer; we do not). The loss comes through the shortcut gradient (K UNet steps with
+through the whole text encoder (the reference feeds mixed embeddings straight to the UNet, skipping
+the text transformer; we do not), and through every encoder of SDXL, SD3 and FLUX (SoftPrompt). The loss comes through the shortcut gradient (K UNet steps with
 gradient from step index t, closed-form x0, VAE decode, spherical CLIP loss).
 
 Reference update: gradients clipped to +-0.025, RMSprop (lr 0.1, momentum 0.5, alpha 0.99), logits
@@ -29,41 +29,61 @@ def t_schedule(iteration: int, steps: int) -> int:
 
 
 class SoftPrompt:
-    """Builds the 77 token embeddings of a layout from per-slot choice probabilities."""
+    """Builds each text encoder's token embeddings of a layout from per-slot choice probabilities.
+
+    Every encoder of the family gets the same mix (SDXL's two CLIPs, SD3's CLIP-L, CLIP-G and T5, FLUX's
+    CLIP and T5: prompt_2 / prompt_3 and negative_prompt_2 / _3 alike), each through its own token
+    embedding table. A slot's choices are tokenized by each encoder's own tokenizer: a word that is one
+    CLIP token may be several T5 pieces ("bonsai" -> "▁bon", "s", "a", "i"), so a slot spans, per encoder,
+    as many positions as its longest choice there; shorter choices, and the empty one, are padded with
+    that encoder's pad token. Fixed text between slots is tokenized piece by piece (for T5 each piece
+    starts a new word, so a comma right after a word gains T5's word marker: the only difference from
+    tokenizing the whole sentence). CLIP sequences start with bos, T5's do not; all end with eos.
+    """
 
     def __init__(self, backend, space: PromptSpace):
         self.backend, self.space = backend, space
-        tok = backend.tokenizer
-        self.bos, self.eos, self.pad = tok.bos_token_id, tok.eos_token_id, tok.pad_token_id
-        self.length = tok.model_max_length
-        # a slot spans as many positions as its longest choice (1 with the reference's one-token words);
-        # shorter choices, and the empty one, are padded with the pad token
+        self.encoders = backend.encoders
+        # choice_ids[e][slot]: choices x width ids for encoder e
         self.choice_ids = []
-        for slot in space.slots:
-            ids = [backend.token_ids(c) if c else [] for c in slot.choices]
-            width = max(1, max(len(i) for i in ids))
-            padded = [i + [self.pad] * (width - len(i)) for i in ids]
-            self.choice_ids.append(torch.tensor(padded, device=backend.device))
+        for enc in self.encoders:
+            pad = enc.special()[2]
+            per_slot = []
+            for slot in space.slots:
+                ids = [enc.token_ids(c) if c else [] for c in slot.choices]
+                width = max(1, max(len(i) for i in ids))
+                per_slot.append(torch.tensor([i + [pad] * (width - len(i)) for i in ids], device=backend.device))
+            self.choice_ids.append(per_slot)
 
-    def embeds(self, layout, probs: list[torch.Tensor]) -> torch.Tensor:
-        table = self.backend.token_embedding().weight
-        rows = [table[[self.bos]]]
+    def sequence(self, e: int, layout, probs: list[torch.Tensor]) -> tuple[torch.Tensor, int]:
+        """(1 x L x D token embeddings for encoder ``e``, position of its eos)."""
+        enc = self.encoders[e]
+        bos, eos, pad = enc.special()
+        table = enc.token_embedding().weight
+        rows = [table[[bos]]] if bos is not None else []
         for item in layout:
             if isinstance(item, str):
-                ids = self.backend.token_ids(item)
+                ids = enc.token_ids(item if enc.bos else item.strip())
                 if ids:
                     rows.append(table[ids])
             else:
-                rows.append(torch.einsum("n,nwd->wd", probs[item].to(table.dtype), table[self.choice_ids[item]]))
-        rows.append(table[[self.eos]])
-        seq = torch.cat(rows)[: self.length]
-        pad = table[[self.pad]].expand(self.length - len(seq), -1)
-        return torch.cat([seq, pad])[None]
+                rows.append(torch.einsum("n,nwd->wd", probs[item].to(table.dtype), table[self.choice_ids[e][item]]))
+        seq = torch.cat(rows)[: enc.length - 1] if rows else table[:0]
+        seq = torch.cat([seq, table[[eos]]])
+        filler = table[[pad]].expand(enc.length - len(seq), -1)
+        return torch.cat([seq, filler])[None], len(seq) - 1
 
-    def encode(self, probs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(prompt, negative prompt) encoder states for the mixed choices."""
-        return (self.backend.encode_embeds(self.embeds(self.space.positive, probs)),
-                self.backend.encode_embeds(self.embeds(self.space.negative, probs)))
+    def _encode(self, layout, probs):
+        parts = [self.sequence(e, layout, probs) for e in range(len(self.encoders))]
+        return self.backend.encode_token_embeds([p[0] for p in parts], [p[1] for p in parts])
+
+    def embeds(self, layout, probs: list[torch.Tensor]) -> torch.Tensor:
+        """The first encoder's token embeddings (SD 1.x / 2.x: the only one)."""
+        return self.sequence(0, layout, probs)[0]
+
+    def encode(self, probs: list[torch.Tensor]):
+        """(prompt, negative prompt) conditionings for the mixed choices."""
+        return self._encode(self.space.positive, probs), self._encode(self.space.negative, probs)
 
 
 def gumbel(shape, generator: torch.Generator) -> torch.Tensor:

@@ -74,3 +74,56 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys, args, message):
     assert main(["prompt", *args, "--out", str(tmp_path / "bad"), *model_args]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+# ---- SDXL, SD3, FLUX: tiny pipelines saved with save_pretrained, passed as --model DIR --------------------
+
+@pytest.fixture(scope="module")
+def family_dirs(tmp_path_factory):
+    from diffsearch.backends.tiny_families import TINY_PIPELINES
+
+    root = tmp_path_factory.mktemp("families")
+    for name, build in TINY_PIPELINES.items():
+        build(0).save_pretrained(root / name)
+    return {name: str(root / name) for name in TINY_PIPELINES}
+
+
+def _family_args(family_dirs, name, tmp_path, out="run"):
+    extra = ["--size", "16", "--true-cfg", "3"] if name == "tiny-flux" else []
+    return ["--model", family_dirs[name], "--clip", "tiny", "--steps", "3", "--lexicon-cache",
+            str(tmp_path / "lexicon.json"), "--out", str(tmp_path / out), "--json", *extra]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["tiny-sdxl", "tiny-sd3", "tiny-flux"])
+def test_enhance_and_attack_on_each_family(family_dirs, name, tmp_path, capsys):
+    args = _family_args(family_dirs, name, tmp_path)
+    assert main(["prompt", "a happy old man reading a book", "--space", "antonym+library", "--searcher", "gpo",
+                 "--budget", "3", "--iterations", "1", *args]) == 0  # half the budget pays one gradient step
+    record = json.loads(capsys.readouterr().out)["prompts"][0]
+    assert record["gradient_steps"] and record["best"]["loss"] <= record["user_input"]["loss"]
+    assert main(["prompt", "a happy old man reading a book", "--task", "attack", "--space", "synonym",
+                 "--searcher", "random", "--budget", "2", *_family_args(family_dirs, name, tmp_path, "attack")]) == 0
+    record = json.loads(capsys.readouterr().out)["prompts"][0]
+    assert record["best"]["loss"] >= record["user_input"]["loss"]
+
+
+@pytest.mark.slow
+def test_negative_prompt_spaces_refused_where_they_cannot_act(family_dirs, tmp_path, capsys):
+    args = _family_args(family_dirs, "tiny-flux", tmp_path)
+    args = args[:args.index("--true-cfg")] + args[args.index("--true-cfg") + 2:]  # FLUX without true CFG
+    assert main(["prompt", "a red boat", "--space", "library", "--budget", "2", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--true-cfg" in err and "--space synonym" in err
+    turbo = _family_args(family_dirs, "tiny-sdxl", tmp_path) + ["--guidance", "0"]  # SDXL-Turbo's setting
+    assert main(["prompt", "a red boat", "--space", "antonym", "--budget", "2", *turbo]) == 2
+    assert "turns classifier-free guidance off" in capsys.readouterr().err
+
+
+def test_unserved_pipeline_exits_2(tmp_path, capsys):
+    (tmp_path / "up").mkdir()
+    (tmp_path / "up" / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionUpscalePipeline"}))
+    assert main(["prompt", "a red boat", "--model", str(tmp_path / "up"), "--clip", "tiny", "--out",
+                 str(tmp_path / "run"), "--lexicon-cache", str(tmp_path / "lex.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "StableDiffusionUpscalePipeline is not served" in err
