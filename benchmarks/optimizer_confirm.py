@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from diffsearch.errors import UsageError  # noqa: E402
 from diffsearch.jobs.optimizer import LedgerEvaluator  # noqa: E402
 from diffsearch.ledger import create_or_load_study, open_storage  # noqa: E402
-from diffsearch.optim import HAND_DESIGNED  # noqa: E402
+from diffsearch.optim import baseline, baseline_names  # noqa: E402
 from diffsearch.spaces.update_rule_space import UpdateRuleSpace  # noqa: E402
 from diffsearch.spaces.update_rules import parse, to_text  # noqa: E402
 from diffsearch.tasks.optimizer_tasks import LR_GRID, make_task  # noqa: E402
@@ -45,7 +45,7 @@ def winners(table_json: Path) -> list[tuple[str, str]]:
     """(name, expr) of the table's discovered rules whose means beat AdamW's on both tasks."""
     table = json.loads(table_json.read_text())["table"]
     adamw = next(r for r in table if r["name"] == "AdamW")
-    return [(r["name"], r["expr"]) for r in table if r["name"] not in HAND_DESIGNED
+    return [(r["name"], r["expr"]) for r in table if r["name"] not in baseline_names()
             and all(r[f"{k}_mean"] is not None and r[f"{k}_mean"] < adamw[f"{k}_mean"] for k in ("search", "transfer"))]
 
 
@@ -69,8 +69,8 @@ def main() -> int:
     try:
         if args.seeds < 3:
             raise UsageError("--seeds must be at least 3 for a paired test")
-        if args.reference not in HAND_DESIGNED:
-            raise UsageError(f"unknown --reference {args.reference!r}; known: {', '.join(HAND_DESIGNED)}")
+        if args.reference not in baseline_names():
+            raise UsageError(f"unknown --reference {args.reference!r}; known: {', '.join(baseline_names())}")
         rules = ([(f"rule {i + 1}", to_text(parse(e))) for i, e in enumerate(args.rules)] if args.rules is not None
                  else winners(out / "optimizer_search.json"))
     except (UsageError, ValueError, FileNotFoundError) as exc:
@@ -82,8 +82,7 @@ def main() -> int:
     storage = open_storage(unpacked_ledger(out))
     study = create_or_load_study(storage, "bench-table", {"job": "optimizer-benchmark", "lr_grid": list(LR_GRID)})
     space = UpdateRuleSpace()
-    ref_expr, ref_wd = HAND_DESIGNED[args.reference]
-    rows = [(args.reference, parse(ref_expr), ref_wd)] + [(name, parse(expr), 0.0) for name, expr in rules]
+    rows = [(args.reference, *baseline(args.reference))] + [(name, parse(expr), 0.0) for name, expr in rules]
     scores: dict[str, dict[str, list[float]]] = {name: {} for name, _, _ in rows}
     for task_name, role in ((args.task, "search"), (args.transfer, "transfer")):
         task = make_task(task_name)

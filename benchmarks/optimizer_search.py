@@ -38,12 +38,12 @@ sys.path.insert(0, str(ROOT))
 from diffsearch.errors import UsageError  # noqa: E402
 from diffsearch.jobs.optimizer import LedgerEvaluator, OptimizerOptions, run_optimizer  # noqa: E402
 from diffsearch.ledger import create_or_load_study, open_storage  # noqa: E402
-from diffsearch.optim import HAND_DESIGNED  # noqa: E402
+from diffsearch.optim import baseline  # noqa: E402
 from diffsearch.spaces.update_rule_space import UpdateRuleSpace, to_sympy  # noqa: E402
 from diffsearch.spaces.update_rules import parse, to_text  # noqa: E402
 from diffsearch.tasks.optimizer_tasks import make_task, parse_lr_grid  # noqa: E402
 
-BASELINES = ("SGD", "Adam", "AdamW", "Lion", "PowerSign", "AddSign")
+BASELINES = ("SGD", "Adam", "AdamW", "Lion", "PowerSign", "AddSign", "Muon")
 LEDGER = "optimizer_search.db"  # kept in git gzipped (7x smaller): every training, so a rerun replays them
 
 
@@ -186,8 +186,9 @@ def main() -> None:
             if expr not in seen:
                 seen.add(expr)
                 rows.append((f"{run['searcher']} seed {run['seed']} #{rank}", parse(expr), 0.0))
-    rows += [(name, parse(HAND_DESIGNED[name][0]), HAND_DESIGNED[name][1]) for name in BASELINES]
-    table = [{"name": name, "expr": to_text(program), "weight_decay": wd} for name, program, wd in rows]
+    rows += [(name, *baseline(name)) for name in BASELINES]
+    table = [{"name": name, "expr": program if isinstance(program, str) else to_text(program), "weight_decay": wd}
+             for name, program, wd in rows]
     # every row is trained with several seeds on both tasks: seed-to-seed noise is of the order of the
     # gaps between optimizers
     for task_name, key, seeds in ((args.task, "search", args.table_seeds),

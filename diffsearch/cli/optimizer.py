@@ -13,7 +13,9 @@ from diffsearch.cli.progress import best_so_far_bar, finish
 
 from diffsearch.jobs.optimizer import OptimizerOptions, run_optimizer
 from diffsearch.searchers.tree_registry import TREE_SEARCHERS
-from diffsearch.optim import HAND_DESIGNED
+from diffsearch.errors import UsageError
+from diffsearch.optim import baseline_names
+from diffsearch.optimizers import TORCH_BASELINES
 from diffsearch.spaces.update_rules import BINARY, LEAVES, UNARY, parse
 from diffsearch.tasks.optimizer_tasks import SCORES, TASKS
 from diffsearch.tasks.user_task import is_user_task
@@ -30,6 +32,15 @@ The language (one text format, infix):
   leaves:    {', '.join(f'{k} ({v})' for k, v in LEAVES.items())}
   unary:     {', '.join(f'{k}: {v}' for k, v in UNARY.items())}
   binary:    {', '.join(f'{k}: {v}' for k, v in BINARY.items())}; written + - * / ** or add(x, y) ...
+Baselines: the hand-designed rules written in the language (SGD, Adam, AdamW, Lion, PowerSign, AddSign...) and
+torch optimizers that are not programs: {'; '.join(f'{k}: {v[2]}' for k, v in TORCH_BASELINES.items())}.
+Each gets its lr from the same grid as the rules.
+
+Judging at the length that matters (--promote 4,10): the search trains every candidate at the task's length; the
+best quarter of its rules (at least --top) is re-trained at 4x that length, the best quarter of those at 10x, and
+the leaderboard ranks rules and baselines by the longest run (10x), with the search length's score as a column
+(successive halving over training steps: moons 300 -> 1,200 -> 3,000 steps). --transfer then trains at 10x too.
+
 Use a found rule in your own code:  diffsearch.optim.from_expr("m1h / sqrt(m2h)", params, lr=1e-3)
 
 Every training is an Optuna trial in one storage (default: a SQLite file in --out): rerunning the same
@@ -65,14 +76,22 @@ def add_parser(subparsers, parser_class, formatter, help_text: str) -> None:
     p.add_argument("--transfer", help=f"re-train the top rules and the baselines on this task too: "
                    f"{', '.join(TASKS)}, or module:factory")
     p.add_argument("--top", type=int, default=3, help="discovered rules shown, transferred and plotted")
-    p.add_argument("--baselines", default=",".join(HAND_DESIGNED),
+    p.add_argument("--baselines", default=",".join(baseline_names()),
                    help="hand-designed optimizers trained for the leaderboard (comma list, or none)")
     p.add_argument("--scale", type=float, default=1.0, help="multiply the tasks' training steps")
+    p.add_argument("--matrix-ops", action="store_true",
+                   help="grow the matrix operators too: orth (Muon's Newton-Schulz orthogonalisation), rownorm, "
+                        "colnorm, and Muon's momentum mn; orth(mn) is Muon's rule (--start-from Muon starts there)")
+    p.add_argument("--promote", default="", metavar="FACTORS",
+                   help="comma list of increasing length factors (e.g. 4,10): re-train the search's best rules at "
+                        "these multiples of the task's length (each rung keeps the best quarter, at least --top) "
+                        "and rank everything by the longest run; see above")
     p.add_argument("--score", default="loss", help="what a rule is judged on: "
                    + "; ".join(f"{k}: {v}" for k, v in SCORES.items()))
     p.add_argument("--start-from", default="", metavar="NAMES",
-                   help="evolution: hand-designed rules (comma list, e.g. Adam or Adam,Lion) that open the first "
-                        "population, as the Lion search starts from AdamW; they are not listed as discoveries")
+                   help="evolution: hand-designed rules (comma list, e.g. Adam or Adam,Lion; Muon = orth(mn) with "
+                        "--matrix-ops) that open the first population, as the Lion search starts from AdamW; they are "
+                        "not listed as discoveries")
     p.add_argument("--lr-grid", default="decade", help="learning rates the proxy runs try for every rule: "
                    "'decade' (1e-5, 1e-4, ..., 1; the reference's), 'half-decade' (1e-5, 3e-5, 1e-4, ..., 1; "
                    "twice the proxy runs) or a comma list such as 1e-4,3e-4,1e-3")
@@ -113,6 +132,11 @@ def main(args: argparse.Namespace) -> int:
         seed=args.seed, scale=args.scale, study=args.study, storage=args.storage, out=args.out,
         workers=args.workers, heartbeat=args.heartbeat, score=args.score, lr_grid=args.lr_grid,
         start_from=tuple(n.strip() for n in args.start_from.split(",") if n.strip()))
+    try:
+        promote = tuple(float(f) for f in args.promote.split(",") if f.strip())
+    except ValueError:
+        raise UsageError(f"--promote takes a comma list of length factors such as 4,10, not {args.promote!r}") from None
+    options.promote, options.matrix_ops = promote, args.matrix_ops
     console = Console(stderr=True)
     with best_so_far_bar(console) as update:
         results = run_optimizer(options, progress=update,
@@ -129,15 +153,20 @@ def print_summary(results: dict, console: Console) -> None:
     transfer = o.get("transfer")
     what = ("score its train() returns" if is_user_task(o["task"]) else
             "PRDC loss of samples" if o.get("score") == "prdc" else "loss after training")
+    rows = results["leaderboard"]
+    promoted = bool(o.get("promote")) and rows and "short_score" in rows[0]
+    length = f"{o['task']}, {rows[0]['steps']} steps" if promoted else o["task"]
     table = Table(title=f"update rules on {o['task']} ({what}, lower is better)")
-    for column in ("rank", "optimizer", "update rule (w -= lr * rule)", "lr", o["task"]) + (
-            ("lr", transfer) if transfer else ()):
+    for column in ("rank", "optimizer", "update rule (w -= lr * rule)", "lr", length) + (
+            (f"{rows[0]['short_steps']} steps",) if promoted else ()) + (("lr", transfer) if transfer else ()):
         text = column in ("optimizer", "update rule (w -= lr * rule)")
         table.add_column(column, justify="left" if text else "right", overflow="fold" if text else "ellipsis")
-    for i, r in enumerate(results["leaderboard"], 1):
+    for i, r in enumerate(rows, 1):
         name = f"[bold]{r['name']}[/bold]" if r["kind"] == "rule" else r["name"]
         rule = r["expr"] + (f"  (+ decoupled wd {r['weight_decay']:g})" if r["weight_decay"] else "")
         cells = [str(i), name, rule, _num(r["lr"], "g"), _num(r["score"])]
+        if promoted:
+            cells.append(_num(r.get("short_score")))
         if transfer:
             cells += [_num(r.get("transfer_lr"), "g"), _num(r.get("transfer_score"))]
         table.add_row(*cells)
@@ -146,6 +175,9 @@ def print_summary(results: dict, console: Console) -> None:
     console.print(f"search: {s['evaluated']} trained, {s['duplicates']} duplicates and {s['rejected']} rejected "
                   f"programs skipped ({s['proposed']} proposed); {s['replayed_from_storage']} taken from the "
                   f"storage; the untrained model scores {results.get('initial_score', results['initial_loss']):.4f}")
+    for rung in results.get("promotion", []):
+        console.print(f"promoted: {rung['trained']} rules trained {rung['steps']} steps ({rung['factor']:g}x); "
+                      f"best {rung['best']}")
     if results.get("mct_path"):
         console.print(f"mct path: {results['mct_path']}")
     console.print(f"elapsed {results['elapsed_seconds'] / 60:.1f} min; results: {results['results_file']}"

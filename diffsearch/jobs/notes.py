@@ -118,9 +118,11 @@ After ENOS (Wang et al., NeurIPS 2022): searcher `{o.searcher}`, budget {o.budge
 {how}
 
 ## How to read it
-- The study holds three kinds of trials, by user attr `role`: `search` (the searcher's candidates),
-  `baseline` (hand-designed optimizers: Adam, AdamW, Lion...) and `transfer` (the top rules and the baselines
-  re-trained on another task, user attr `task`). Only `search` trials are the search; compare the others by role.
+- The study holds four kinds of trials, by user attr `role`: `search` (the searcher's candidates),
+  `baseline` (hand-designed optimizers: Adam, AdamW, Lion...; Muon, a torch optimizer, has empty token params and
+  user attr `optimizer`), `promote` (the best rules re-trained longer, user attr `scale`, with --promote) and
+  `transfer` (the top rules and the baselines re-trained on another task, user attr `task`). Only `search` trials
+  are the search; compare the others by role and scale.
 - The params are program tokens: the importance chart says which token positions mattered, not which
   hyperparameters.
 - {LOST}

@@ -27,13 +27,15 @@ _DEAP_NAME = {"1": "one", "2": "two"}  # deap terminal names must be identifiers
 _TOKEN = {v: k for k, v in _DEAP_NAME.items()}
 
 
-def primitive_set() -> gp.PrimitiveSet:
+def primitive_set(space: UpdateRuleSpace | None = None) -> gp.PrimitiveSet:
+    """deap's primitives: the space's tokens (without --matrix-ops, the same set and order as before them)."""
+    tokens = set(space.tokens if space is not None else UpdateRuleSpace().tokens)
     pset = gp.PrimitiveSet("update", 0)
-    for name in UNARY:
+    for name in (n for n in UNARY if n in tokens):
         pset.addPrimitive(lambda x: x, 1, name=name)   # never compiled: we evaluate our own way
     for name in BINARY:
         pset.addPrimitive(lambda x, y: x, 2, name=name)
-    for leaf in LEAVES:
+    for leaf in (n for n in LEAVES if n in tokens):
         pset.addTerminal(leaf, name=_DEAP_NAME.get(leaf, leaf))
     return pset
 
@@ -65,7 +67,7 @@ def evolution_search(space: UpdateRuleSpace, evaluate: EvaluateFn, budget: int =
 def _evolve(space: UpdateRuleSpace, evaluate: EvaluateFn, budget: int, seed: int, population: int,
             tournament: int, crossover: float, max_misses: int, batch: int, start: Sequence[Program]) -> TreeBudget:
     rng = np.random.default_rng(seed)
-    pset = primitive_set()
+    pset = primitive_set(space)
     book = TreeBudget(space, evaluate, budget)
     for program in start[: min(population, budget)]:
         book.admit(program)

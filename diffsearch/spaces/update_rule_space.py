@@ -8,6 +8,10 @@
 - ``check(program)``: None for a program worth training, else why not: the descent test (mean cosine
   between the update and the gradient over random Gaussian gradients > 0.15) and non-degeneracy (finite,
   both signs, depends on the gradient).
+
+Probes are matrices (the hash probe 4 x 16, each descent probe 5 x 5) so the matrix operators (orth, rownorm,
+colnorm; ``matrix_ops=True``) are hashed and tested on what they act on; elementwise programs get the same
+keys and verdicts as on flat probes.
 """
 
 from __future__ import annotations
@@ -22,10 +26,11 @@ import torch
 
 from diffsearch.errors import UsageError
 from diffsearch.spaces.update_rules import (ARITY, BETA1, BETA2, CONSTANTS, DECAYS, GRADIENT_LEAVES, LEAVES,
-                                            TOKENS, Program, RuleState, evaluate, forbidden, frontier,
+                                            MATRIX_TOKENS, TOKENS, Program, RuleState, evaluate, forbidden, frontier,
                                             parse, to_text, violations)
 
 PAD = "."  # unused token positions in the trial params
+PROBE_SHAPE = (4, 16)  # the hash probe: a non-square matrix, so rownorm and colnorm differ on it
 
 
 @dataclass(frozen=True)
@@ -35,9 +40,14 @@ class UpdateRuleSpace:
     descent_probes: int = 25        # random gradient sequences of ``descent_dim`` numbers (reference: 25 x 25)
     descent_dim: int = 25
     descent_steps: int = 5          # steps of state (moments) each probe runs
-    probe_size: int = 64
+    probe_size: int = 64            # = 4 x 16 (PROBE_SHAPE)
+    matrix_ops: bool = False        # grow orth, rownorm, colnorm and mn too (a study's token choices change)
     name: str = "update-rules"
     description: str = "expression trees of optimizer update rules (ENOS, Wang et al., NeurIPS 2022)"
+
+    @property
+    def tokens(self) -> tuple[str, ...]:
+        return TOKENS if self.matrix_ops else tuple(t for t in TOKENS if t not in MATRIX_TOKENS)
 
     # ----------------------------------------------------------------------------- growth
     def children(self, partial: Sequence[str]) -> list[str]:
@@ -45,7 +55,7 @@ class UpdateRuleSpace:
         if front is None:
             return []
         room = self.max_length - len(partial) - 1 - (front.open_slots - 1)  # tokens left for new slots
-        return [t for t in TOKENS if ARITY[t] <= room
+        return [t for t in self.tokens if ARITY[t] <= room
                 and forbidden(front.parent, front.index, front.sibling, t) is None]
 
     def is_complete(self, partial: Sequence[str]) -> bool:
@@ -83,7 +93,7 @@ class UpdateRuleSpace:
     def distributions(self) -> dict[str, Any]:
         import optuna
 
-        choice = optuna.distributions.CategoricalDistribution((*TOKENS, PAD))
+        choice = optuna.distributions.CategoricalDistribution((*self.tokens, PAD))
         return {f"token{i}": choice for i in range(self.max_length)}
 
     # ---------------------------------------------------------------------- equivalence
@@ -95,7 +105,7 @@ class UpdateRuleSpace:
         """
         rng = np.random.default_rng(20231004)
         n = self.probe_size
-        as_t = lambda a: torch.from_numpy(np.asarray(a, dtype=np.float64))  # noqa: E731
+        as_t = lambda a: torch.from_numpy(np.asarray(a, dtype=np.float64).reshape(PROBE_SHAPE))  # noqa: E731
         signed = lambda: rng.choice([-1.0, 1.0], n) * 10.0 ** rng.uniform(-5, 1, n)  # noqa: E731
         t = np.round(10.0 ** rng.uniform(0, 3, n))
         g, m1, w = signed(), signed(), signed()
@@ -105,14 +115,15 @@ class UpdateRuleSpace:
                 "sm1": as_t(np.sign(m1)), "m1h": as_t(m1 / (1 - BETA1 ** t)), "m2h": as_t(m2 / (1 - BETA2 ** t)),
                 "ml": as_t(signed()), "w": as_t(w), "1": 1.0, "2": 2.0,
                 "ld": as_t(1 - frac), "cd": as_t(0.5 * (1 + np.cos(np.pi * frac))),
-                "rd": as_t(0.5 * (1 + np.cos(np.pi * ((4 * frac) % 1)))), "noise": as_t(signed())}
+                "rd": as_t(0.5 * (1 + np.cos(np.pi * ((4 * frac) % 1)))), "noise": as_t(signed()),
+                "mn": as_t(signed())}
 
     def outputs(self, program: Sequence[str]) -> np.ndarray:
         if not hasattr(self, "_probe_cache"):
             object.__setattr__(self, "_probe_cache", self._probe())
         with np.errstate(all="ignore"):
             value = evaluate(program, self._probe_cache, torch.Generator().manual_seed(7))
-        return np.broadcast_to(np.asarray(value, dtype=np.float64), (self.probe_size,))
+        return np.broadcast_to(np.asarray(value, dtype=np.float64), PROBE_SHAPE).reshape(-1)
 
     def key(self, program: Sequence[str]) -> str:
         """Hash of the outputs on the probe, mantissas rounded to 28 bits (so x*2 == x+x)."""
@@ -130,15 +141,18 @@ class UpdateRuleSpace:
     def descent_cosine(self, program: Sequence[str], seed: int = 0) -> tuple[float, np.ndarray]:
         """Mean cosine(update, gradient) over random Gaussian gradient sequences, and the updates seen."""
         gen = torch.Generator().manual_seed(seed)
+        side = max(d for d in range(1, int(self.descent_dim ** 0.5) + 1) if self.descent_dim % d == 0)
+        matrix = (side, self.descent_dim // side)  # each probe a matrix (5 x 5), so orth sees one
         shape = (self.descent_probes, self.descent_dim)
-        w = torch.randn(shape, generator=gen, dtype=torch.float64)
+        w = torch.randn(shape, generator=gen, dtype=torch.float64).view(-1, *matrix)
         state = RuleState(program, w, total_steps=100, generator=gen)
         cosines, updates = [], []
         for _ in range(self.descent_steps):
-            g = torch.randn(shape, generator=gen, dtype=torch.float64)
-            u = torch.as_tensor(evaluate(program, state.leaves(g, w), gen), dtype=torch.float64).expand(shape)
+            g = torch.randn(shape, generator=gen, dtype=torch.float64).view(-1, *matrix)
+            u = torch.as_tensor(evaluate(program, state.leaves(g, w), gen), dtype=torch.float64).expand(g.shape)
+            u, flat_g = u.reshape(shape), g.reshape(shape)
             updates.append(u)
-            cosines.append(torch.nn.functional.cosine_similarity(u, g, dim=1, eps=1e-30))
+            cosines.append(torch.nn.functional.cosine_similarity(u, flat_g, dim=1, eps=1e-30))
         return float(torch.stack(cosines).mean()), torch.stack(updates).numpy()
 
     def check(self, program: Sequence[str]) -> str | None:
@@ -165,13 +179,15 @@ _SYMBOLS = {leaf: sp.Symbol(leaf, real=True, **({"nonnegative": True} if leaf in
 # leaves that are functions of other leaves, so the exact check sees sign(g) == sg
 _DERIVED = {"sg": sp.sign(_SYMBOLS["g"]), "sm1": sp.sign(_SYMBOLS["m1"]), "g2": _SYMBOLS["g"] ** 2}
 _CLIP, _DROP, _SPOW = sp.Function("clip"), sp.Function("drop"), sp.Function("spow")
+_MATRIX = {op: sp.Function(op) for op in ("orth", "rownorm", "colnorm")}
 
 
 def to_sympy(program: Sequence[str]) -> sp.Expr:
     """The program as a sympy expression (safe division and log|x| shown without their 1e-8)."""
     stack: list[sp.Expr] = []
     unary = {"neg": lambda x: -x, "exp": sp.exp, "log": lambda x: sp.log(sp.Abs(x)),
-             "sqrt": lambda x: sp.sqrt(sp.Abs(x)), "sign": sp.sign, "clip": _CLIP, "drop": _DROP}
+             "sqrt": lambda x: sp.sqrt(sp.Abs(x)), "sign": sp.sign, "clip": _CLIP, "drop": _DROP,
+             **_MATRIX}
     binary = {"add": lambda x, y: x + y, "sub": lambda x, y: x - y, "mul": lambda x, y: x * y,
               "div": lambda x, y: x / y, "pow": _SPOW}
     for token in reversed(program):

@@ -8,6 +8,10 @@ optimizer steps ``w <- w - lr * update``. One text format, ordinary infix maths,
     exp(ld * sg * sm1) * g              PowerSign with linear decay
     sign(ml)                            Lion
 
+Matrix-aware operators (``orth``, ``rownorm``, ``colnorm``) act on each parameter's update viewed as a
+matrix (rows = its first dimension, columns = the rest, as Muon views a conv kernel; a vector is one row);
+with them and Muon's momentum ``mn`` the language writes Muon itself: ``orth(mn)``.
+
 The search space is a super-tree grown top-down by filling the leftmost open slot (appending a token to
 a prefix list does exactly that); ``max_length`` tokens bound every program. Redundancy constraints are
 applied while growing; equivalent programs are found by evaluating them on one fixed random probe.
@@ -32,10 +36,14 @@ CLIP = 1e-3         # clip(x) = clamp(x, -1e-3, 1e-3), the reference operator
 DROP = 0.1          # drop(x) = dropout(x, p=0.1)
 BETA1, BETA2, BETA_SLOW = 0.9, 0.999, 0.99
 RESTARTS = 4        # rd: cosine decay restarted this many times over training
+BETA_MUON = 0.95    # mn: Muon's (torch's default) momentum
+NS_COEFFICIENTS, NS_STEPS, NS_EPS = (3.4445, -4.7750, 2.0315), 5, 1e-7  # Muon's Newton-Schulz iteration
 
 UNARY = {
     "neg": "-x", "exp": "e^x", "log": "log(|x| + 1e-8)", "sqrt": "sqrt(|x|)", "sign": "sign(x)",
     "clip": "clamp(x, -1e-3, 1e-3)", "drop": "dropout(x, p=0.1)",
+    "orth": "the matrix x orthogonalised by 5 Newton-Schulz steps (Muon's), x 0.2 sqrt(max(rows, cols))",
+    "rownorm": "each row of the matrix x divided by its RMS", "colnorm": "each column of the matrix x divided by its RMS",
 }
 BINARY = {"add": "x + y", "sub": "x - y", "mul": "x * y", "div": "x / (y + 1e-8)",
           "pow": "sign(x) |x|^y"}
@@ -47,6 +55,7 @@ LEAVES = {
     "1": "constant 1", "2": "constant 2",
     "ld": "linear decay 1 - t/T", "cd": "cosine decay (1 + cos(pi t/T)) / 2",
     "rd": f"cosine decay restarted {RESTARTS} times", "noise": "Gaussian noise, variance 0.01 / (1 + t)^0.55",
+    "mn": "Muon's Nesterov momentum: 0.95 * EMA(g, 0.95) + 0.05 * g",
 }
 ARITY = {**{k: 1 for k in UNARY}, **{k: 2 for k in BINARY}, **{k: 0 for k in LEAVES}}
 TOKENS = tuple(ARITY)
@@ -54,10 +63,12 @@ CONSTANTS = frozenset({"1", "2"})
 DECAYS = frozenset({"ld", "cd", "rd"})
 NONNEGATIVE = frozenset({"g2", "m2", "m2h"})
 SIGNS = frozenset({"sg", "sm1"})
-GRADIENT_LEAVES = frozenset({"g", "g2", "sg", "m1", "m2", "sm1", "m1h", "m2h", "ml"})
+GRADIENT_LEAVES = frozenset({"g", "g2", "sg", "m1", "m2", "sm1", "m1h", "m2h", "ml", "mn"})
+MATRIX_OPS = frozenset({"orth", "rownorm", "colnorm"})  # need each parameter's shape (see RuleOptimizer)
+MATRIX_TOKENS = MATRIX_OPS | {"mn"}  # what --matrix-ops adds to the search space
 NEEDS_TOTAL_STEPS = DECAYS
 # which optimizer state each leaf needs (state exists only for the leaves a program uses)
-LEAF_STATE = {"m1": ("m1",), "sm1": ("m1",), "m1h": ("m1",), "m2": ("m2",), "m2h": ("m2",), "ml": ("mslow",)}
+LEAF_STATE = {"m1": ("m1",), "sm1": ("m1",), "m1h": ("m1",), "m2": ("m2",), "m2h": ("m2",), "ml": ("mslow",), "mn": ("mmuon",)}
 
 
 # ---------------------------------------------------------------------------------------- evaluation
@@ -80,6 +91,9 @@ class RuleState:
         if "ml" in used:  # Lion: interpolate with the slow momentum first, then update it
             out["ml"] = mo["mslow"] * BETA1 + g * (1 - BETA1)
             mo["mslow"].mul_(BETA_SLOW).add_(g, alpha=1 - BETA_SLOW)
+        if "mn" in used:  # torch.optim.Muon's ops, so orth(mn) reproduces it
+            mo["mmuon"].lerp_(g, 1 - BETA_MUON)
+            out["mn"] = g.lerp(mo["mmuon"], BETA_MUON)
         if "m1" in mo:
             mo["m1"].mul_(BETA1).add_(g, alpha=1 - BETA1)
             out["m1"], out["sm1"], out["m1h"] = mo["m1"], torch.sign(mo["m1"]), mo["m1"] / (1 - BETA1 ** t)
@@ -108,6 +122,46 @@ def _drop(x, generator):
     return x * keep / (1 - DROP)
 
 
+def _newton_schulz(x: torch.Tensor) -> torch.Tensor:
+    """Muon's quintic Newton-Schulz iteration on the last two dims (bfloat16, as torch.optim.Muon computes it)."""
+    a, b, c = NS_COEFFICIENTS
+    tall = x.size(-2) > x.size(-1)
+    y = x.bfloat16()
+    y = y.mT if tall else y
+    y = y / y.norm(dim=(-2, -1), keepdim=True).clamp(min=NS_EPS)
+    for _ in range(NS_STEPS):
+        if y.ndim == 2:  # torch's own ops, so the rounding matches torch.optim.Muon
+            gram = y @ y.T
+            y = torch.addmm(y, torch.addmm(gram, gram, gram, beta=b, alpha=c), y, beta=a)
+        else:
+            gram = y @ y.mT
+            y = torch.baddbmm(y.flatten(0, -3), torch.baddbmm(gram.flatten(0, -3), gram.flatten(0, -3),
+                                                              gram.flatten(0, -3), beta=b, alpha=c),
+                              y.flatten(0, -3), beta=a).view(y.shape)
+    return (y.mT if tall else y).to(x.dtype)
+
+
+def _matrix(x):
+    """A vector is one row; a tensor's last two dims are the matrix (leading dims: a batch of probes)."""
+    return x.unsqueeze(0) if x.ndim == 1 else x
+
+
+def _orth(x, _):
+    if not isinstance(x, torch.Tensor) or x.ndim == 0:
+        return x
+    m = _matrix(x)
+    return (_newton_schulz(m) * (0.2 * math.sqrt(max(m.shape[-2:])))).view_as(x)
+
+
+def _rms_norm(dim: int) -> Callable:
+    def norm(x, _):
+        if not isinstance(x, torch.Tensor) or x.ndim == 0:
+            return x
+        m = _matrix(x)
+        return (m / (m.square().mean(dim=dim, keepdim=True).sqrt() + EPS)).view_as(x)
+    return norm
+
+
 _UNARY_FN: dict[str, Callable] = {
     "neg": lambda x, _: -x,
     "exp": lambda x, _: torch.exp(x) if isinstance(x, torch.Tensor) else math.exp(x),
@@ -116,6 +170,7 @@ _UNARY_FN: dict[str, Callable] = {
     "sign": lambda x, _: torch.sign(x) if isinstance(x, torch.Tensor) else float(np.sign(x)),
     "clip": lambda x, _: torch.clamp(x, -CLIP, CLIP) if isinstance(x, torch.Tensor) else min(max(x, -CLIP), CLIP),
     "drop": _drop,
+    "orth": _orth, "rownorm": _rms_norm(-1), "colnorm": _rms_norm(-2),
 }
 
 
@@ -234,11 +289,11 @@ def forbidden(parent: str | None, index: int, sibling: Program | None, token: st
     if ARITY[parent] == 1:
         if token in CONSTANTS:
             return f"{parent} of a constant"
-        if token == parent and parent in ("neg", "sign", "clip", "drop"):
+        if token == parent and parent in ("neg", "sign", "clip", "drop", *MATRIX_OPS):
             return f"{parent}({parent}(x))"
         if parent == "log" and token == "exp":
             return "log(exp(x))"
-        if parent in ("sign", "clip", "drop", "log") and token in DECAYS:
+        if parent in ("sign", "clip", "drop", "log", *MATRIX_OPS) and token in DECAYS:
             return f"{parent} of a decay"
         if parent == "sign" and token in SIGNS | NONNEGATIVE | {"neg", "clip", "exp", "sqrt"}:
             return f"sign({token}) simplifies"

@@ -25,7 +25,7 @@ from diffusers import DDPMScheduler
 
 from diffsearch.errors import UsageError
 from diffsearch.ledger.interrupt import stop_point
-from diffsearch.optim import RuleOptimizer
+from diffsearch.optim import make_optimizer
 
 if TYPE_CHECKING:
     from diffsearch.tasks.user_task import UserTrainingTask
@@ -106,11 +106,13 @@ class DiffusionTrainingTask:
         f = self._fixed
         return float(torch.nn.functional.mse_loss(self.predict(model, f["noisy"], f["t"]), f["noise"]))
 
-    def train(self, program: Sequence[str], lr: float, steps: int, seed: int, weight_decay: float = 0.0) -> RunResult:
-        """Train from ``seed``'s initial weights; stop early once the loss is non-finite or blows up."""
+    def train(self, program: Sequence[str] | str, lr: float, steps: int, seed: int, weight_decay: float = 0.0) -> RunResult:
+        """Train from ``seed``'s initial weights; stop early once the loss is non-finite or blows up.
+
+        ``program``: a rule's tokens, or the name of a torch baseline (``diffsearch.optimizers``, e.g. "Muon")."""
         model = self._model(seed)
-        optimizer = RuleOptimizer(model.parameters(), program, lr=lr, weight_decay=weight_decay,
-                                  total_steps=steps, seed=seed)
+        optimizer = make_optimizer(program, model.parameters(), lr=lr, weight_decay=weight_decay,
+                                   total_steps=steps, seed=seed)
         gen = torch.Generator().manual_seed(seed + 1)
         limit = self.diverge_factor * self.initial_loss
         curve = []
@@ -132,7 +134,7 @@ class DiffusionTrainingTask:
         score = curve[-1]
         return RunResult(lr, score if math.isfinite(score) and score <= limit else math.inf, curve, model=model)
 
-    def evaluate(self, program: Sequence[str], seed: int = 0, weight_decay: float = 0.0) -> Evaluation:
+    def evaluate(self, program: Sequence[str] | str, seed: int = 0, weight_decay: float = 0.0) -> Evaluation:
         """Pick the lr by proxy runs over the grid, then train the full run with it."""
         start = time.perf_counter()
         proxies = [self.train(program, lr, self.proxy_steps, seed, weight_decay) for lr in self.lr_grid]

@@ -31,7 +31,7 @@ import torch
 
 from diffsearch.errors import TrialFailed, UsageError
 from diffsearch.ledger.interrupt import stop_point
-from diffsearch.optim import RuleOptimizer
+from diffsearch.optim import make_optimizer as build_optimizer
 from diffsearch.tasks.optimizer_tasks import Evaluation
 
 MakeOptimizer = Callable[[Iterable[Any]], torch.optim.Optimizer]
@@ -151,8 +151,8 @@ class UserTrainingTask:
         grid: dict[str, float] = {}
         for lr in self.lr_grid:
             def make_optimizer(params: Iterable[Any], lr: float = lr) -> torch.optim.Optimizer:
-                return RuleOptimizer(params, program, lr=lr, weight_decay=weight_decay,
-                                     total_steps=int(self.user.steps), seed=seed)
+                return build_optimizer(program, params, lr=lr, weight_decay=weight_decay,
+                                       total_steps=int(self.user.steps), seed=seed)
             grid[f"{lr:g}"] = self._train(make_optimizer, seed)
         best_lr, best = min(zip(self.lr_grid, grid.values()), key=lambda pair: pair[1])
         seconds = time.perf_counter() - start

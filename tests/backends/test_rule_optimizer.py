@@ -132,3 +132,43 @@ def test_optimizer_trains_a_model():
         opt.step()
     assert float(loss.detach()) < first * 0.9 and math.isfinite(float(loss.detach()))
     assert "exp(ld * sg * sm1) * g" in repr(opt)
+
+
+def test_muon_and_adamw_written_in_the_language_reproduce_torch():
+    """orth(mn) on the matrices and m1h / sqrt(m2h) on the rest = torch.optim.Muon + torch.optim.AdamW."""
+    from diffsearch.optim import MUON_RULE
+
+    def model():
+        torch.manual_seed(0)
+        return torch.nn.Sequential(torch.nn.Linear(6, 10), torch.nn.Tanh(), torch.nn.Linear(10, 12), torch.nn.Tanh(),
+                                   torch.nn.Linear(12, 3))
+
+    ours, ref = model(), model()
+    split = lambda m: ([p for p in m.parameters() if p.ndim == 2], [p for p in m.parameters() if p.ndim != 2])  # noqa: E731
+    (mats, rest), (ref_mats, ref_rest) = split(ours), split(ref)
+    language = [RuleOptimizer(mats, MUON_RULE[0], lr=0.02, weight_decay=MUON_RULE[1]),
+                RuleOptimizer(rest, HAND_DESIGNED["AdamW"][0], lr=0.02, weight_decay=HAND_DESIGNED["AdamW"][1])]
+    torch_own = [torch.optim.Muon(ref_mats, lr=0.02, weight_decay=0.01, adjust_lr_fn="match_rms_adamw"),
+                 torch.optim.AdamW(ref_rest, lr=0.02, weight_decay=0.01)]
+    for step in range(6):
+        gen = torch.Generator().manual_seed(step)
+        x, y = torch.randn(16, 6, generator=gen), torch.randn(16, 3, generator=gen)
+        for m, optimizers in ((ours, language), (ref, torch_own)):
+            m.zero_grad()
+            torch.nn.functional.mse_loss(m(x), y).backward()
+            for o in optimizers:
+                o.step()
+    for a, b, start in zip(ours.parameters(), ref.parameters(), model().parameters()):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+        assert not torch.equal(a, start)
+
+
+def test_a_matrix_rule_sees_each_parameter_as_a_matrix():
+    conv = torch.nn.Parameter(torch.zeros(4, 2, 3, 3))
+    bias = torch.nn.Parameter(torch.zeros(4))
+    opt = RuleOptimizer([conv, bias], "rownorm(g)", lr=1.0)
+    conv.grad = torch.arange(72.0).view(4, 2, 3, 3) + 1
+    bias.grad = torch.tensor([1.0, -2.0, 3.0, 4.0])
+    opt.step()
+    rms = conv.detach().view(4, -1).square().mean(1).sqrt()
+    assert torch.allclose(rms, torch.ones(4)) and torch.allclose(bias.detach().square().mean().sqrt(), torch.tensor(1.0))

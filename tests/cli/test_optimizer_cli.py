@@ -19,14 +19,14 @@ def run_cli(*args):
 @pytest.mark.slow
 def test_cli_end_to_end_and_resume(tmp_path, capsys):
     out = tmp_path / "run"
-    common = ["optimizer", "--budget", 3, "--levels", 1, "--scale", 0.03, "--baselines", "Adam,AdamW,Lion",
+    common = ["optimizer", "--budget", 3, "--levels", 1, "--scale", 0.03, "--baselines", "Adam,AdamW,Lion,Muon",
               "--top", 2, "--transfer", "digits", "--out", out]
     assert run_cli(*common, "--json") == 0
     printed = json.loads(capsys.readouterr().out)
     saved = json.loads((out / "results.json").read_text())
     assert printed["leaderboard"] == saved["leaderboard"]
     names = [r["name"] for r in saved["leaderboard"]]
-    assert {"Adam", "AdamW", "Lion"} <= set(names) and sum(n.startswith("rule") for n in names) >= 1
+    assert {"Adam", "AdamW", "Lion", "Muon"} <= set(names) and sum(n.startswith("rule") for n in names) >= 1
     assert all("transfer_score" in r for r in saved["leaderboard"])
     assert saved["search"]["evaluated"] == 3 and (out / "loss_curves.png").stat().st_size > 10_000
     study = optuna.load_study(study_name="optimizer-toy2d-moons-mct", storage=f"sqlite:///{out}/study.db")
@@ -43,7 +43,9 @@ def test_cli_end_to_end_and_resume(tmp_path, capsys):
 @pytest.mark.parametrize("args", [["--check", "m1h / (sqrt(m2h)"], ["--check", "foo + g"],
                                   ["--searcher", "nope"], ["--task", "cifar"], ["--budget", 0],
                                   ["--baselines", "Adam,Nadam"], ["--lr-grid", "quarter"],
-                                  ["--lr-grid", "1e-3,-1"], ["--lr-grid", "1e-3,,1"]])
+                                  ["--lr-grid", "1e-3,-1"], ["--lr-grid", "1e-3,,1"], ["--promote", "1,4"],
+                                  ["--promote", "4,x"], ["--promote", "10,4"],
+                                  ["--searcher", "evolution", "--start-from", "Muon"]])
 def test_bad_input_is_one_line_exit_2(args, capsys, tmp_path):
     assert run_cli("optimizer", *args, "--out", tmp_path) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -70,3 +70,37 @@ def test_malformed_expressions_raise_usage_error(bad):
         parse(bad)
 
 
+
+
+# ------------------------------------------------------------------------------ matrix operators
+MATRIX = UpdateRuleSpace(matrix_ops=True)
+
+
+def test_matrix_ops_are_grown_only_when_asked_and_leave_old_keys_alone():
+    assert not {"orth", "rownorm", "colnorm", "mn"} & set(SPACE.children(()))
+    assert {"orth", "rownorm", "colnorm", "mn"} <= set(MATRIX.children(()))
+    assert "orth" not in SPACE.distributions()["token0"].choices  # studies without them keep their choices
+    # keys as stored in the committed benchmark ledger before the probes became matrices
+    assert SPACE.key(parse("m1h / sqrt(m2h)")) == "05280464aabf2590" and SPACE.key(parse("sign(ml)")) == "b64d34d600f42126"
+    assert "orth(orth(x))" in violations(parse("orth(orth(g))")) and violations(parse("rownorm(ld) * g"))
+
+
+def test_matrix_ops_are_told_apart_by_the_matrix_probe_and_tested_for_descent():
+    keys = {MATRIX.key(parse(e)) for e in ("g", "orth(g)", "rownorm(g)", "colnorm(g)", "orth(mn)", "orth(m1)")}
+    assert len(keys) == 6  # a non-square probe: rows and columns differ
+    assert MATRIX.check(parse("orth(mn)")) is None and MATRIX.check(parse("rownorm(g) + colnorm(m1)")) is None
+    assert "descent" in MATRIX.check(parse("-orth(mn)"))
+    assert formula(parse("orth(mn)")) == "orth(mn)"
+
+
+def test_orth_orthogonalises_each_matrix_of_a_batch():
+    import torch
+
+    from diffsearch.spaces.update_rules import evaluate
+
+    x = torch.randn(3, 6, 10, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    out = evaluate(parse("orth(g)"), {"g": x}) / (0.2 * 10 ** 0.5)
+    singular = torch.linalg.svdvals(out)
+    assert singular.shape == (3, 6) and 0.5 < singular.min() and singular.max() < 1.5  # Muon's US'V^T
+    rows = evaluate(parse("rownorm(g)"), {"g": x})
+    assert torch.allclose(rows.square().mean(-1), torch.ones(3, 6, dtype=torch.float64))
