@@ -6,6 +6,13 @@ decay only with AdamW) are drawn at random. Configurations are encoded to [0, 1]
 their (log) scale, categoricals one-hot, decoded by rounding and argmax. The model's samples are snapped
 to valid codes and configurations already evaluated are dropped before it picks one.
 
+Categories the history has tried fewer than ``category_tries`` times are tried first: while a categorical
+parameter has such a choice, every candidate gets one of its least-tried choices, and the model still
+proposes and ranks the other parameters. A model trained on a history where one category dominates
+(say four of five random start-up trials) generates only that category, and argmax decoding never
+leaves it; with this, every choice of a k-way categorical is tried within k - 1 model suggestions
+(``category_tries=0`` is the searcher without it).
+
 ``source_studies`` warm-starts the model, as CmaEsSampler's ``source_trials`` does: finished studies of
 the same space on other data sets are its pre-training histories (HPO-B's meta-train split). Without
 them, ``config.prior_functions`` > 0 pre-trains on random search over random functions of the space
@@ -61,6 +68,26 @@ class SpaceCodec:
         """Each row snapped to the code of the configuration it decodes to."""
         return np.stack([self.encode(self.decode(row)) for row in points])
 
+    def least_tried(self, X: np.ndarray, tries: int) -> dict[str, np.ndarray]:
+        """Per categorical parameter that has a choice tried fewer than ``tries`` times in the codes
+        ``X``: the indices of its least-tried choices."""
+        found = {}
+        for name, dist in self.space.items():
+            if isinstance(dist, CategoricalDistribution):
+                counts = X[:, self.slices[name]].sum(axis=0)
+                if counts.min() < tries:
+                    found[name] = np.flatnonzero(counts == counts.min())
+        return found
+
+    def with_choices(self, codes: np.ndarray, choices: dict[str, np.ndarray], rng: np.random.Generator) -> np.ndarray:
+        """``codes`` with each named categorical set, row by row, to one of its ``choices`` at random."""
+        codes = codes.copy()
+        for name, allowed in choices.items():
+            cols = self.slices[name]
+            codes[:, cols] = 0.0
+            codes[np.arange(len(codes)), cols.start + rng.choice(allowed, size=len(codes))] = 1.0
+        return codes
+
     def decode(self, x: np.ndarray) -> dict[str, Any]:
         x = np.clip(np.asarray(x, dtype=np.float64), 0.0, 1.0)
         params: dict[str, Any] = {}
@@ -96,8 +123,11 @@ class GenerativeSampler(optuna.samplers.BaseSampler):
     """
 
     def __init__(self, seed: int | None = None, n_startup_trials: int = 5, config: GenerativeConfig | None = None,
-                 source_studies: Sequence[optuna.Study] = ()):
+                 source_studies: Sequence[optuna.Study] = (), category_tries: int = 1):
+        if category_tries < 0:
+            raise ValueError(f"category_tries must be >= 0, got {category_tries}")
         self._seed = 0 if seed is None else seed
+        self._category_tries = category_tries
         self._source_studies = list(source_studies)
         self._random = optuna.samplers.RandomSampler(seed=seed)
         self._intersection = IntersectionSearchSpace()
@@ -114,6 +144,7 @@ class GenerativeSampler(optuna.samplers.BaseSampler):
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        state.setdefault("_category_tries", 1)  # a sampler pickled before the option existed
         self.__dict__.update(state)
         self._lock, self._space_lock = threading.Lock(), threading.Lock()
 
@@ -173,6 +204,10 @@ class GenerativeSampler(optuna.samplers.BaseSampler):
         # samples are snapped to valid configurations and those already evaluated are dropped
         # before the model ranks them (GenerativeHPO.suggest); off for the original method as written
         project = codec.project if self._model.config.novel_only else None
+        untried = codec.least_tried(X, self._category_tries)
+        if untried:  # every candidate gets a choice the history has (nearly) never tried
+            rng = self._model.rng
+            project = lambda P: codec.with_choices(codec.project(P), untried, rng)  # noqa: E731
         return codec.decode(self._model.suggest(X, y, project=project))
 
     def sample_independent(self, study, trial: FrozenTrial, param_name: str, param_distribution) -> Any:
