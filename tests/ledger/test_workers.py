@@ -145,7 +145,7 @@ def test_workers_started_together_on_a_fresh_sqlite_file_all_open_it(tmp_path):
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")
-    for round_ in range(6):  # the schema race is timing-dependent: several fresh files
+    for round_ in range(3):  # the schema race is timing-dependent: several fresh files
         url = f"sqlite:///{tmp_path}/fresh{round_}.db"
         barrier = context.Barrier(4)
         workers = [context.Process(target=_open_when_released, args=(url, barrier)) for _ in range(4)]
@@ -158,7 +158,7 @@ def test_workers_started_together_on_a_fresh_sqlite_file_all_open_it(tmp_path):
 
 def test_optimizer_search_shared_by_workers_survives_a_sigkill(tmp_path):
     """The tree search hands each level to 3 local workers and a joining `diffsearch worker`; one is killed."""
-    storage, study_name, budget = str(tmp_path / "rules.log"), "rules", 16
+    storage, study_name, budget = str(tmp_path / "rules.log"), "rules", 10
     job = subprocess.Popen(_cli("optimizer", "--budget", str(budget), "--levels", "1", "--scale", "1",
                                 "--baselines", "none", "--top", "1", "--workers", "3", "--heartbeat", "1",
                                 "--storage", storage, "--study", study_name, "--out", str(tmp_path / "run"),
