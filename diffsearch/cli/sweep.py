@@ -23,6 +23,7 @@ method, metric, parameters, early_terminate), plus `when:` for conditional param
     lr_scheduler: {values: [constant, cosine]}
     lr_warmup_steps: {distribution: int_uniform, min: 0, max: 50, when: {lr_scheduler: {not: constant}}}
   early_terminate: {type: hyperband, min_iter: 1, eta: 3}
+  preload: [torch, diffusers]            # optional: imported once per worker, trials forked from it
 
 Each trial runs `python train.py --learning_rate=... --lr_scheduler=...` (only the active parameters)
 and reads its stdout as it comes: a JSON line such as {"step": 8, "fid": 123.4} (what
