@@ -7,8 +7,8 @@ study attr (``Sweep.config``, plain JSON), so ``diffsearch worker`` rebuilds it 
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
-import sys
 from dataclasses import dataclass
 from importlib.machinery import PathFinder
 from pathlib import Path
@@ -127,8 +127,8 @@ def _preload(preload: Any, command: list[str], program: str | None, where: str) 
                          f"program, forked from a warm interpreter), not {command}")
     for entry in preload:  # found without importing it here; the warm interpreter imports it
         top = entry.partition(":")[0].partition(".")[0]
-        if top not in sys.builtin_module_names and \
-                PathFinder.find_spec(top, [str(Path(program).parent), *sys.path]) is None:
+        # importlib's find_spec also sees packages installed in editable mode (a finder, not a path entry)
+        if PathFinder.find_spec(top, [str(Path(program).parent)]) is None and importlib.util.find_spec(top) is None:
             raise UsageError(f"{where}: preload: no module named {top!r} (beside the program or installed)")
     return tuple(preload)
 

@@ -85,3 +85,15 @@ def test_a_preload_that_fails_to_import_is_one_line(tmp_path, capsys):
     assert run_cli("sweep", sweep, "--out", tmp_path / "run") == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "preload: broken_helper: ImportError: needs a GPU build of something" in err
+
+
+def test_the_example_sweep_file_preloads_an_editable_install_and_a_module_beside_it():
+    """examples/sweep.yaml preloads diffsearch (installed in editable mode: found by a finder, not a path
+    entry) and train_unet (beside the program)."""
+    from pathlib import Path
+
+    from diffsearch.sweeps.schema import parse_sweep, read_sweep_file
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "sweep.yaml"
+    sweep = parse_sweep(read_sweep_file(path), str(path))
+    assert sweep.preload == ("train_unet", "diffsearch.objectives.fid:load_inception")
