@@ -10,6 +10,9 @@ the same proxy runs, whose length also scales) at scale 1 and scale 10, for a fe
     python benchmarks/optimizer_long.py --max-minutes 60      # stop starting cells after an hour
     python benchmarks/optimizer_long.py --tasks digits --out /tmp/d &   # a second process, merged later:
     python benchmarks/optimizer_long.py --merge /tmp/d/optimizer_long.json --max-minutes 0
+    python benchmarks/optimizer_long.py --tasks mnist-unet --scales 1 --lr-grid 1e-4,1e-3,1e-2   # the MNIST UNet
+
+``--notes FILE`` stores hand-written Markdown ("where it holds") in the JSON; it is printed under the tables.
 
 Every cell (task, scale, seed, optimizer) is saved to benchmarks/results/optimizer_long.json as soon as it
 is trained, so a rerun skips the cells already there (resumable); the .md is rewritten from the .json.
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import sys
 import time
@@ -33,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from diffsearch.optim import baseline, baseline_names  # noqa: E402
 from diffsearch.spaces.update_rules import parse, to_text  # noqa: E402
-from diffsearch.tasks.optimizer_tasks import make_task  # noqa: E402
+from diffsearch.tasks.optimizer_tasks import LR_GRID, make_task, parse_lr_grid  # noqa: E402
 
 RULE = "sqrt(ld) + (sign(m1h) + (sign(m1h) + sg))"  # the headline rule of optimizer_confirm.md
 # the issue's figures (3 seeds, same code) that this benchmark reproduces
@@ -62,6 +66,9 @@ def main() -> int:
     ap.add_argument("--rule", default=RULE)
     ap.add_argument("--max-minutes", type=float, default=math.inf, help="start no cell after this many minutes")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: the cores are shared)")
+    ap.add_argument("--lr-grid", default="decade", help="the proxy runs' lrs: 'decade' (1e-5 .. 1, the project's) "
+                    "or a comma list (recorded in every cell; the table names a task's grid when it is not 'decade')")
+    ap.add_argument("--notes", help="a Markdown file of hand-written conclusions, kept in the JSON and printed last")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     ap.add_argument("--merge", nargs="*", default=[], metavar="JSON",
                     help="first add the cells of other runs' optimizer_long.json (e.g. a second process run with "
@@ -71,6 +78,7 @@ def main() -> int:
     if unknown:
         ap.error(f"unknown optimizer {unknown[0]!r}; known: rule, {', '.join(baseline_names())}")
     parse(args.rule)
+    lr_grid = parse_lr_grid(args.lr_grid)
     torch.set_num_threads(args.threads)
     path = Path(args.out) / "optimizer_long.json"
     report = json.loads(path.read_text()) if path.exists() else {"cells": {}}
@@ -79,6 +87,8 @@ def main() -> int:
         report["cells"] = {**merged["cells"], **report["cells"]}
         report.setdefault("calls", []).extend(c + " (merged)" for c in merged.get("calls", []))
     report.setdefault("calls", []).append(" ".join(["nice -n 10 python benchmarks/optimizer_long.py", *sys.argv[1:]]))
+    if args.notes:
+        report["notes"] = Path(args.notes).read_text()
     report["rule"], report["args"] = to_text(parse(args.rule)), vars(args) | {"max_minutes": str(args.max_minutes)}
     start = time.perf_counter()
     for task_name in args.tasks:
@@ -91,12 +101,15 @@ def main() -> int:
                         continue
                     if (time.perf_counter() - start) / 60 > args.max_minutes:
                         return finish(report, path, args, stopped=True)
-                    task = task or make_task(task_name, scale)
+                    task = task or make_task(task_name, scale, lr_grid=lr_grid)
                     what, weight_decay = optimizer(name, args.rule)
                     ev = task.evaluate(what, seed=seed, weight_decay=weight_decay)
                     report["cells"][key] = {"task": task_name, "scale": scale, "steps": task.steps, "seed": seed,
                                             "optimizer": name, "score": ev.score if math.isfinite(ev.score) else None,
-                                            "lr": ev.lr, "grid": ev.grid, "seconds": round(ev.seconds, 1)}
+                                            "lr": ev.lr, "grid": ev.grid, "seconds": round(ev.seconds, 1),
+                                            "load": round(os.getloadavg()[0], 1)}
+                    if lr_grid != LR_GRID:
+                        report["cells"][key]["lr_grid"] = list(lr_grid)
                     print(key, report["cells"][key]["score"], ev.lr, f"{ev.seconds:.0f}s", flush=True)
                     finish(report, path, args, stopped=False)
     return finish(report, path, args, stopped=False)
@@ -123,7 +136,8 @@ def markdown(report: dict) -> str:
     lines = ["# The headline rule at 1x and 10x the training length, against AdamW, Lion and Muon", "",
              "Commands (in order; resumable: cells already in optimizer_long.json are not re-trained): "
              + "; ".join(f"`{c}`" for c in report.get("calls", [])) + ". 2 CPU cores shared with other "
-             "sessions (load average 6-11 during the run), 1 torch thread; seconds per cell below are wall time on those shared cores.", "",
+             "sessions, 1 torch thread; seconds per cell below are wall time on those shared cores (the cells without a "
+             f"recorded load ran at load average 6-11; the others at {_load_range(cells)}, 1-minute load at each cell's end).", "",
              f"Rule: `{report['rule']}` (2 sign(m1) + sign(g) + sqrt(1 - t/T)). Muon: `torch.optim.Muon` on the "
              "hidden matrices (conv kernels viewed as 2-D), AdamW on biases, norms and the input and output layers, "
              "one lr for both (Muon's `match_rms_adamw` scaling), decoupled weight decay 0.01 as AdamW's. Every cell "
@@ -168,11 +182,22 @@ def markdown(report: dict) -> str:
                            f"{statistics.fmean(a - b for a, b in pairs):+.4f}"])
             if n not in ("AdamW",) or parts[2] != "-":
                 lines.append(f"| {task} | {steps} | {n} | " + " | ".join(parts) + " |")
-    lines += ["", "Per-cell lrs, proxy losses and seconds are in optimizer_long.json."]
+    narrow = {c["task"]: c["lr_grid"] for c in cells if c.get("lr_grid")}
+    for task, grid in narrow.items():
+        lines += ["", f"{task}: lr grid {', '.join(f'{g:g}' for g in grid)} for every optimizer (a narrower grid than "
+                  "the project's, for time: each lr costs a proxy run of 1/3 the length)."]
+    lines += ["", "Per-cell lrs, proxy losses, seconds and load are in optimizer_long.json."]
     if report.get("stopped_early"):
         lines += ["", "**Stopped early** (--max-minutes): the cells missing from the table were not trained in this "
                   "call; rerunning the command trains them and keeps the rest."]
+    if report.get("notes"):
+        lines += ["", report["notes"].strip()]
     return "\n".join(lines) + "\n"
+
+
+def _load_range(cells: list[dict]) -> str:
+    loads = [c["load"] for c in cells if "load" in c]
+    return f"{min(loads):g}-{max(loads):g}" if loads else "-"
 
 
 if __name__ == "__main__":

@@ -28,3 +28,14 @@ def test_lr_grid_presets_and_lists():
     for bad in ("", "0", "1e-3,nan", "fast"):
         with pytest.raises(UsageError):
             parse_lr_grid(bad)
+
+
+def test_mnist_unet_task_trains_the_image_jobs_unet_on_mnist():
+    task = make_task("mnist-unet", scale=0.005, lr_grid=(1e-3,))  # 6 steps of 64 at 16 px
+    assert task.data.shape[1:] == (1, 16, 16) and len(task.data) == 50_000
+    assert task.steps == 6 and task.noise_scheduler.config.num_train_timesteps == 1000
+    adam = parse("m1h / sqrt(m2h)")
+    run = task.train(adam, lr=1e-3, steps=task.steps, seed=0)
+    assert math.isfinite(run.score) and run.score < task.initial_loss
+    same = task.train(adam, lr=1e-3, steps=task.steps, seed=0)
+    assert same.score == run.score  # seeded: a rule is judged on the same batches as its rivals
