@@ -91,6 +91,33 @@ def _value(value) -> str:
     return str(value)
 
 
+def best_trials_table(shown: list[dict], complete: int, metric: str, width: int) -> Table:
+    """A trial per row; when that is too wide for the terminal (many parameters), a parameter per row and as
+    many of the best trials as fit (the rest are in results.json)."""
+    names = list(dict.fromkeys(name for t in shown for name in t["params"]))
+    cells = {name: [_value(t["params"][name]) if name in t["params"] else "-" for t in shown] for name in names}
+    table = Table(title=f"the {len(shown)} best of {complete} complete trials")
+    for column in ("trial", metric, *names):
+        table.add_column(column, justify="right")
+    for i, t in enumerate(shown):
+        table.add_row(str(t["number"]), f"{t['value']:.6g}", *[cells[name][i] for name in names])
+    measure = Console(width=10_000).measure
+    if measure(table).maximum <= width:
+        return table
+    for k in range(len(shown), 0, -1):
+        table = Table(title=f"the {k} best of {complete} complete trials"
+                      + (" (more in results.json)" if k < len(shown) else ""))
+        table.add_column("trial", no_wrap=True)
+        for t in shown[:k]:
+            table.add_column(str(t["number"]), justify="right", no_wrap=True)
+        table.add_row(metric, *[f"{t['value']:.6g}" for t in shown[:k]])
+        for name in names:
+            table.add_row(name, *cells[name][:k])
+        if measure(table).maximum <= width:
+            break
+    return table
+
+
 def print_summary(results: dict, console: Console) -> None:
     metric, goal = results["metric"], results["goal"]
     best = results.get("best")
@@ -100,16 +127,7 @@ def print_summary(results: dict, console: Console) -> None:
     complete = [t for t in results["trials"] if t["state"] == "COMPLETE"]
     complete.sort(key=lambda t: t["value"], reverse=goal == "maximize")
     if complete:
-        names = list(dict.fromkeys(name for t in complete[:SHOWN_TRIALS] for name in t["params"]))
-        table = Table(title=f"the {min(len(complete), SHOWN_TRIALS)} best of {len(complete)} complete trials")
-        table.add_column("trial", justify="right")
-        table.add_column(metric, justify="right")
-        for name in names:
-            table.add_column(name, justify="right")
-        for t in complete[:SHOWN_TRIALS]:
-            table.add_row(str(t["number"]), f"{t['value']:.6g}",
-                          *[_value(t["params"][n]) if n in t["params"] else "-" for n in names])
-        console.print(table)
+        console.print(best_trials_table(complete[:SHOWN_TRIALS], len(complete), metric, console.width))
     failed = [t for t in results["trials"] if t["state"] == "FAIL"]
     for t in failed[:SHOWN_FAILURES]:
         console.print(f"trial {t['number']} failed: {t['fail_reason']}")

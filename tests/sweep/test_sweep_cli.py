@@ -197,3 +197,20 @@ def test_a_real_ctrl_c_then_rerun(sweep_file, tmp_path):
     trials = load(out, "sweep-train_regression-tpe").trials
     assert sum(1 for t in trials if t.state == TrialState.COMPLETE) == 8
     assert all(trials[n].params == p for n, p in kept.items())
+
+
+def test_best_trials_table_fits_an_80_column_terminal():
+    from rich.console import Console
+
+    from diffsearch.cli.sweep import best_trials_table
+
+    params = {f"hyperparameter_{j}": 1e-3 * j for j in range(10)} | {"lr_scheduler": "cosine_with_restarts"}
+    shown = [{"number": i, "value": 0.5 + i, "params": params} for i in range(10)]
+    console = Console(width=80, record=True)
+    console.print(best_trials_table(shown, 12, "fid", 80))
+    text = console.export_text()
+    assert max(map(len, text.splitlines())) <= 80 and "…" not in text  # nothing cut
+    assert all(name in text for name in params) and "more in results.json" in text
+    few = [{"number": i, "value": 0.5 + i, "params": {"lr": 1e-3}} for i in range(3)]
+    table = best_trials_table(few, 3, "fid", 80)
+    assert [c.header for c in table.columns] == ["trial", "fid", "lr"]  # a trial per row when it fits
