@@ -133,12 +133,14 @@ def markdown(report: dict) -> str:
     cells = list(report["cells"].values())
     names = list(dict.fromkeys(c["optimizer"] for c in cells))
     groups = list(dict.fromkeys((c["task"], c["scale"]) for c in cells))
-    lines = ["# The headline rule at 1x and 10x the training length, against AdamW, Lion and Muon", "",
+    headline = report["rule"] == to_text(parse(RULE))
+    lines = [f"# {'The headline' if headline else 'A'} rule at 1x and 10x the training length, against AdamW, Lion "
+             "and Muon", "",
              "Commands (in order; resumable: cells already in optimizer_long.json are not re-trained): "
              + "; ".join(f"`{c}`" for c in report.get("calls", [])) + ". 2 CPU cores shared with other "
              "sessions, 1 torch thread; seconds per cell below are wall time on those shared cores (the cells without a "
              f"recorded load ran at load average 6-11; the others at {_load_range(cells)}, 1-minute load at each cell's end).", "",
-             f"Rule: `{report['rule']}` (2 sign(m1) + sign(g) + sqrt(1 - t/T)). Muon: `torch.optim.Muon` on the "
+             f"Rule: `{report['rule']}`" + (" (2 sign(m1) + sign(g) + sqrt(1 - t/T))" if headline else "") + ". Muon: `torch.optim.Muon` on the "
              "hidden matrices (conv kernels viewed as 2-D), AdamW on biases, norms and the input and output layers, "
              "one lr for both (Muon's `match_rms_adamw` scaling), decoupled weight decay 0.01 as AdamW's. Every cell "
              "picks its lr from the grid 1e-5, 1e-4, ..., 1 by proxy runs (1/3 of the training length on moons and "
@@ -146,7 +148,8 @@ def markdown(report: dict) -> str:
              "(lower is better). Mean ± std over the training seeds done; in brackets the issue's figure (its Muon "
              "set-up is not recorded: it may differ from this one in which layers go to AdamW and in the lr scaling).",
              "", "Held out from the search that found the rule (moons, 300 steps, seed 0 of the search): the 10x "
-             "length on both tasks and the digits UNet. Nothing here was tuned on these cells.", "",
+             "length on both tasks and the digits UNet. Nothing here was tuned on these cells." if headline else
+             "What the search that found the rule saw, and so what is held out here, is in the notes below.", "",
              "| task | steps | " + " | ".join(names) + " | seeds | minutes per cell (mean) |",
              "|---|---|" + "---|" * len(names) + "---|---|"]
     for task, scale in groups:
@@ -156,7 +159,7 @@ def markdown(report: dict) -> str:
         out = []
         for n in names:
             mean, std, count = _summary([c for c in row if c["optimizer"] == n])
-            issue = ISSUE.get((task, scale), {}).get(n)
+            issue = ISSUE.get((task, scale), {}).get(n) if headline or n != "rule" else None
             text = "-" if not count else ("diverged" if mean is None else f"{mean:.4f}"
                                           + (f" ± {std:.4f}" if count > 1 else ""))
             if mean is not None and mean == best:
