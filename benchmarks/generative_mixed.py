@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 import warnings
@@ -50,7 +51,7 @@ CACHE = RESULTS / "generative_mixed_runs.json"
 MAIN = ("random", "tpe", "gp", "generative")
 VARIANTS = {"generative-before": 0, "generative-tries2": 2}  # searcher name -> category_tries
 SCREEN_TASKS = ("mixed-issue",)
-SCREEN_SEEDS = (100, 101)
+SCREEN_SEEDS = (100, 101, 102)
 HELD_OUT_TASKS = ("mixed-cat6", "mixed-cond5", "training-toy2d", "training-images")
 
 
@@ -221,10 +222,14 @@ def make(searcher: str, seed: int) -> optuna.samplers.BaseSampler:
 
 
 def run_one(task: bench.Task, searcher: str, seed: int, trials: int) -> dict:
+    """One run; it records the machine's 1-minute load average as it starts and as it ends, since the
+    seconds per suggestion mean little without it on shared cores."""
+    load = os.getloadavg()[0]
     sampler = make(searcher, seed)
     result = bench.optimize(optuna.create_study(sampler=sampler), task, trials)
     model = getattr(sampler, "_model", None)
-    return {**result, "random_fallbacks": getattr(model, "random_fallbacks", 0)}
+    return {**result, "random_fallbacks": getattr(model, "random_fallbacks", 0),
+            "load": [round(load, 2), round(os.getloadavg()[0], 2)]}
 
 
 # ------------------------------------------------------------------------------------------ tables
@@ -313,6 +318,35 @@ def main(argv=None) -> int:
     return 0
 
 
+def where_this_holds(runs, suite, seeds, trials) -> list[str]:
+    """What ran (cells per family and the seeds of each task), the load it ran under, what did not run."""
+    done = {t.name: common_seeds(runs, t, MAIN, seeds) for t in suite}
+    cells = sum(len(v) for v in done.values())
+    families = sorted({t.family for t in suite})
+    per_family = "; ".join(f"{f}: " + ", ".join(f"{t.name} ({len(done[t.name])})" for t in suite if t.family == f)
+                           for f in families)
+    gen = [runs[k] for k in runs if k.split("|")[1] == "generative" and int(k.split("|")[2]) in seeds]
+    gen_secs = [np.mean(r["seconds"][5:trials]) for r in gen if len(r["seconds"]) >= trials]
+    loads = [x for r in runs.values() for x in r.get("load", [])]
+    lines = ["**Where this holds.** " + (
+        f"{cells} of {len(suite) * len(seeds)} (task, seed) cells of seeds {seeds[0]}-{seeds[-1]} ran for all four "
+        f"searchers (seeds per task: {per_family}). The tables below use only those cells, listed in each; "
+        "a family's figures are means over its cells, so a family with fewer seeds is a looser estimate.")]
+    if gen_secs:
+        lines[0] += (f" A generative suggestion took {np.median(gen_secs):.1f} s (median over runs; "
+                     f"{min(gen_secs):.1f}-{max(gen_secs):.1f} s) of wall time on 2 CPU cores shared with other "
+                     "benchmarks, the run under `nice -n 10` with one torch thread")
+        lines[0] += (f"; the 1-minute load average was {min(loads):.1f}-{max(loads):.1f} where runs recorded it "
+                     f"({sum('load' in r for r in runs.values())} runs; earlier runs did not record it)." if loads
+                     else ".")
+    missing = [f"{t.name} (seeds {', '.join(str(s) for s in seeds if s not in done[t.name])})"
+               for t in suite if len(done[t.name]) < len(seeds)]
+    if missing:
+        lines[0] += (" Not run (no time on the shared cores; rerunning the command resumes from the cache): "
+                     + "; ".join(missing) + ".")
+    return lines + [""]
+
+
 def write_tables(runs, suite, trials) -> None:
     seeds = tuple(range(5))
     text = ["# The generative searcher on mixed, smooth and training spaces (random / TPE / GP / generative)", "",
@@ -322,15 +356,8 @@ def write_tables(runs, suite, trials) -> None:
             "cores shared with other sessions: seconds per suggestion are inflated and only comparable within "
             "this table. The training family is an analytic surrogate of toy2d's and images' spaces (their "
             "real parameters and conditionals, a fixed formula as the score), not real training runs.", ""]
-    text += ["**Where this holds.** A generative run of 40 trials took 10-20 minutes of wall time here (load "
-             "average 7-10 on 2 cores), so this session ran only a few cells; tables use the (task, seed) cells "
-             "every searcher of the table has, listed in each. Read them as a first look, not a 5-seed result: "
-             "the smooth family, mixed-cond5 and training-images were not run, and the screen holds one seed "
-             "per variant. Rerun the command to fill the rest (cached cells are kept).", ""]
+    text += where_this_holds(runs, suite, seeds, trials)
     ran = [t for t in suite if common_seeds(runs, t, MAIN, seeds)]
-    missing = [t.name for t in suite if t not in ran]
-    if missing:
-        text += [f"Not run yet (no time on the shared cores; the script resumes): {', '.join(missing)}.", ""]
     text += ["## Random / TPE / GP / generative, seeds 0-4 (never screened on)", ""]
     text += rank_table(runs, ran, seeds, trials, MAIN, "all tasks run")
     text += rank_table(runs, [t for t in ran if t.name in HELD_OUT_TASKS], seeds, trials, MAIN,

@@ -47,8 +47,9 @@ SEARCHERS = {
     "gp": SearcherEntry(gp.make, "Gaussian-process BO (Optuna GPSampler)"),
     "generative": SearcherEntry(lambda seed: _generative(seed),
                                 "generative HPO: a diffusion model trained on the study's history proposes "
-                                "the next configuration; level with TPE/GP on tabular benchmarks, behind GP on "
-                                "smooth functions and TPE on mixed/conditional spaces; ~0.5 s per suggestion"),
+                                "the next configuration; level with TPE/GP on tabular benchmarks; on "
+                                "mixed/conditional and training spaces behind random search (use tpe), on smooth "
+                                "functions behind GP and TPE (use gp); ~1 s per suggestion on an idle core"),
 }
 
 
