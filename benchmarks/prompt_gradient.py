@@ -15,6 +15,9 @@ without gradient; on a GPU it is torch.cuda.max_memory_allocated above the same 
 (tiny_families.real_size_pipeline; text encoders at their real widths with one layer: the gradient is taken
 w.r.t. their outputs); ``--family tiny-sdxl|tiny-sd3|tiny-flux`` the tiny pipelines.
 
+At real sizes on a CPU the full backpropagation is far too slow to run: benchmarks/prompt_memory.py counts its
+memory per family under fake tensors (no compute) instead.
+
 ``--model`` takes what ``diffsearch prompt --model`` takes ('fashion', 'tiny', a pipeline directory); its
 results go to prompt_gradient_<model>.{md,json} beside the tiny pipeline's.
 """

@@ -108,6 +108,58 @@ def test_enhance_and_attack_on_each_family(family_dirs, name, tmp_path, capsys):
     assert record["best"]["loss"] >= record["user_input"]["loss"]
 
 
+# every prompt searcher, enhance and attack, on each family: the job's own search (optimise_prompt) on models
+# loaded once per family, studies in memory (the CLI's files and images are tested above)
+SEARCHER_BUDGETS = {"random": 2, "evolution": 2, "gpo": 3, "gpo+es": 6}  # gpo(+es): room for one gradient step
+
+
+@pytest.fixture(scope="module")
+def family_models(family_dirs, tmp_path_factory):
+    from diffsearch.jobs.prompt import Models, PromptOptions
+
+    lexicon = tmp_path_factory.mktemp("lexicon") / "lexicon.json"
+    loaded = {}
+
+    def options(name, **kw):
+        extra = {"size": 16, "true_cfg": 3.0} if name == "tiny-flux" else {}
+        return PromptOptions(prompt="a happy old man reading a book", model=family_dirs[name], clip="tiny", steps=3,
+                             iterations=1, lexicon_cache=str(lexicon), out=str(lexicon.parent / "out"),
+                             **extra, **kw).resolved()
+
+    def get(name):
+        if name not in loaded:  # the attack's models (the sentence model too) serve the enhance search as well
+            loaded[name] = Models(options(name, task="attack", space="synonym", searcher="random"))
+        return loaded[name]
+    return options, get
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("searcher", list(SEARCHER_BUDGETS))
+@pytest.mark.parametrize("name", ["tiny-sdxl", "tiny-sd3", "tiny-flux"])
+def test_every_searcher_enhances_and_attacks_on_each_family(family_models, name, searcher):
+    from diffsearch.jobs.prompt import optimise_prompt
+
+    options, get = family_models
+    models, budget = get(name), SEARCHER_BUDGETS[searcher]
+    for task, space in (("enhance", "antonym+library"), ("attack", "synonym")):
+        o = options(name, task=task, space=space, searcher=searcher, budget=budget)
+        storage = optuna.storages.InMemoryStorage()
+        record, run = optimise_prompt(o, models, o.prompt, storage, "s")
+        trials = optuna.load_study(study_name="s", storage=storage).trials
+        assert len(trials) == record["evaluations"] == len(run.seen) > 1, (task, record)
+        assert budget - 1.5 < record["spent_generations"] <= budget + 1e-9 or \
+            (task == "attack" and all(e.value is None for p, e in run.seen.items()
+                                      if p != tuple(record["points"]["user"])))  # every candidate too far: rejected
+        assert bool(record["gradient_steps"]) == searcher.startswith("gpo"), (task, record["gradient_steps"])
+        user, best = record["user_input"]["loss"], record["best"]["loss"]
+        losses = [e.loss for e in run.seen.values() if e.loss is not None]
+        if task == "enhance":
+            assert best == min(losses) <= user and record["best"]["positive"] == o.prompt
+        else:
+            assert best == max(losses) >= user
+            assert record["best"]["similarity"] is None or record["best"]["similarity"] >= 0.9
+
+
 @pytest.mark.slow
 def test_negative_prompt_spaces_refused_where_they_cannot_act(family_dirs, tmp_path, capsys):
     args = _family_args(family_dirs, "tiny-flux", tmp_path)

@@ -21,12 +21,28 @@ PROMPT = "a happy old man reading a book"
 def _task(options, models, study):
     space = build_space(options.space, PROMPT, models.lexicon, models.one_token, models.backend.max_tokens(),
                         lambda s: len(models.backend.token_ids(s)))
-    return PromptTask(models.backend, models.clip, space, study, options.task, (0, 1), budget=10)
+    return PromptTask(models.backend, models.clip, space, study, options.task, tuple(range(options.seeds)), budget=10)
 
 
-def test_a_joining_worker_generates_the_batch_and_the_search_reads_it_back(tmp_path):
-    options = PromptOptions(prompt=PROMPT, model="tiny", clip="tiny", steps=6, seeds=2, space="antonym+library",
-                            lexicon_cache=str(tmp_path / "lexicon.json")).resolved()
+@pytest.fixture(scope="module")
+def family_dirs(tmp_path_factory):
+    """SDXL, SD3 and FLUX tiny pipelines saved with save_pretrained: the worker loads them from --model DIR."""
+    from diffsearch.backends.tiny_families import TINY_PIPELINES
+
+    root = tmp_path_factory.mktemp("families")
+    for name, build in TINY_PIPELINES.items():
+        build(0).save_pretrained(root / name)
+    return {name: str(root / name) for name in TINY_PIPELINES}
+
+
+@pytest.mark.parametrize("name", ["tiny", "tiny-sdxl", "tiny-sd3", "tiny-flux"])
+def test_a_joining_worker_generates_the_batch_and_the_search_reads_it_back(tmp_path, name, request):
+    model = name if name == "tiny" else request.getfixturevalue("family_dirs")[name]
+    family = {"steps": 6, "seeds": 2} if name == "tiny" else {"steps": 3, "seeds": 1}  # SD 1.x: as before
+    if name == "tiny-flux":
+        family.update(size=16, true_cfg=3.0)  # FLUX's default size is 128 latent pixels; true CFG: negatives act
+    options = PromptOptions(prompt=PROMPT, model=model, clip="tiny", space="antonym+library",
+                            lexicon_cache=str(tmp_path / "lexicon.json"), **family).resolved()
     models = Models(options)
     storage_url = str(tmp_path / "prompts.log")
     study = create_or_load_study(open_storage(storage_url, heartbeat=1), "shared",
