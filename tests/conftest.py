@@ -42,3 +42,14 @@ def clip():
     from diffsearch.objectives.clip import ClipObjective
 
     return ClipObjective("tiny")
+
+
+@pytest.fixture(scope="session")
+def family_dirs(tmp_path_factory):
+    """The tiny SDXL, SD3 and FLUX pipelines, each saved once with save_pretrained: ``--model DIR`` loads them."""
+    from diffsearch.backends.tiny_families import TINY_PIPELINES
+
+    root = tmp_path_factory.mktemp("families")
+    for name, build in TINY_PIPELINES.items():
+        build(0).save_pretrained(root / name)
+    return {name: str(root / name) for name in TINY_PIPELINES}

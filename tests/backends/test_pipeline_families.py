@@ -19,14 +19,8 @@ pytestmark = pytest.mark.slow  # three pipelines saved and reloaded: ~10 s each 
 
 
 @pytest.fixture(scope="module")
-def saved(tmp_path_factory):
-    """Each tiny pipeline saved once; its directory, as ``--model DIR`` takes it."""
-    root = tmp_path_factory.mktemp("pipelines")
-    dirs = {}
-    for name, build in TINY_PIPELINES.items():
-        build(0).save_pretrained(root / name)
-        dirs[name] = str(root / name)
-    return dirs
+def saved(family_dirs):
+    return family_dirs
 
 
 def _backend(saved, name, **kw):

@@ -78,16 +78,6 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys, args, message):
 
 # ---- SDXL, SD3, FLUX: tiny pipelines saved with save_pretrained, passed as --model DIR --------------------
 
-@pytest.fixture(scope="module")
-def family_dirs(tmp_path_factory):
-    from diffsearch.backends.tiny_families import TINY_PIPELINES
-
-    root = tmp_path_factory.mktemp("families")
-    for name, build in TINY_PIPELINES.items():
-        build(0).save_pretrained(root / name)
-    return {name: str(root / name) for name in TINY_PIPELINES}
-
-
 def _family_args(family_dirs, name, tmp_path, out="run"):
     extra = ["--size", "16", "--true-cfg", "3"] if name == "tiny-flux" else []
     return ["--model", family_dirs[name], "--clip", "tiny", "--steps", "3", "--lexicon-cache",

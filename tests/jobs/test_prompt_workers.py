@@ -24,17 +24,6 @@ def _task(options, models, study):
     return PromptTask(models.backend, models.clip, space, study, options.task, tuple(range(options.seeds)), budget=10)
 
 
-@pytest.fixture(scope="module")
-def family_dirs(tmp_path_factory):
-    """SDXL, SD3 and FLUX tiny pipelines saved with save_pretrained: the worker loads them from --model DIR."""
-    from diffsearch.backends.tiny_families import TINY_PIPELINES
-
-    root = tmp_path_factory.mktemp("families")
-    for name, build in TINY_PIPELINES.items():
-        build(0).save_pretrained(root / name)
-    return {name: str(root / name) for name in TINY_PIPELINES}
-
-
 @pytest.mark.parametrize("name", ["tiny", "tiny-sdxl", "tiny-sd3", "tiny-flux"])
 def test_a_joining_worker_generates_the_batch_and_the_search_reads_it_back(tmp_path, name, request):
     model = name if name == "tiny" else request.getfixturevalue("family_dirs")[name]
