@@ -23,9 +23,19 @@ The budget counts full generations as the job does (an evaluation of --seeds ima
 shortcut-gradient step its share). Cells (prompt, searcher, space) are written to the JSON as they
 finish; a rerun with the same settings skips them.
 
+Hard prompts (``--hard N --pool M``), as DPO-Diff evaluates prompt improvement on prompts the model renders
+poorly: a pool of M prompts (classes x brightness / size words x caption templates x class names, WordNet
+synonyms the captions never used among them), each user input generated on the search's seeds only (never
+the held-out ones, so the choice does not favour prompts that were unlucky on the seeds they are judged on)
+and ranked by its judge-CLIP loss there (what a user sees without the classifier); the N with the highest
+loss are the prompt set, hardest first. The judge classifier's choice on the same images (most images wrong)
+is recorded beside it for comparison, never used.
+
     nice -n 10 python benchmarks/prompt_testbed.py --quick                      # a few minutes: it works
     nice -n 10 python benchmarks/prompt_testbed.py                              # the full run (see defaults)
     python benchmarks/prompt_testbed.py --model ~/pilot/pipeline --prompts 10 --searchers gpo+es,random
+    nice -n 10 python benchmarks/prompt_testbed.py --hard 40 --pool 200 --budget 24 --threads 1 \
+        --out benchmarks/results/prompt_testbed_hard                           # the hardest 40 of 200
 """
 
 from __future__ import annotations
@@ -118,6 +128,50 @@ def check_unused_synonyms() -> None:
         assert caption_word in lemmas, f"{word} is no WordNet synonym of {caption_word}"
 
 
+def prompt_pool(size: int, seed: int) -> list[Case]:
+    """``size`` distinct prompts drawn without replacement, the same number per class (the first ``size``
+    mod 10 classes get one more): a class name (the captions' names and the unused WordNet synonyms), a
+    brightness word or none, a size word or none, a caption template; the same draw for the same seed."""
+    import random
+
+    rng = random.Random(seed)
+    unused = {label: [w for w, lab, _ in UNUSED_SYNONYMS if lab == label] for label in range(10)}
+    per_class = []
+    for label in range(10):
+        combos = [(name, b, sz, t) for name in fs.CLASS_NAMES[label] + unused[label]
+                  for b in (None, "dark", "bright", "light") for sz in (None, "small", "large", "big")
+                  for t in fs.TEMPLATES]
+        rng.shuffle(combos)
+        per_class.append(combos)
+    cases: list[Case] = []
+    seen: set[str] = set()
+    for i in range(size):
+        label = i % 10
+        while per_class[label]:
+            name, b, sz, template = per_class[label].pop()
+            words = [w for w in (b, sz) if w]
+            prompt = template.format(fs.article(" ".join(words + [name])))
+            if prompt in seen:
+                continue
+            seen.add(prompt)
+            kind = ("synonym" if name in unused[label] else
+                    "both" if b and sz else "brightness" if b else "size" if sz else "plain")
+            cases.append(Case(prompt, label, BRIGHTNESS_SIDE.get(b), SIZE_SIDE.get(sz), kind))
+            break
+    return cases
+
+
+def select_hard(pool: list[Case], measured: dict, n: int) -> tuple[list[Case], list[Case]]:
+    """The ``n`` prompts whose user input has the highest judge-CLIP loss on the search's seeds (hardest
+    first; ties by pool order), and, for comparison only, the ``n`` the judge classifier finds hardest on
+    the same images (lowest class + attribute accuracy, then highest loss)."""
+    order = {c.prompt: i for i, c in enumerate(pool)}
+    by_clip = sorted(pool, key=lambda c: (-measured[c.prompt]["loss"], order[c.prompt]))[:n]
+    by_classifier = sorted(pool, key=lambda c: (measured[c.prompt]["all_right"], -measured[c.prompt]["loss"],
+                                                order[c.prompt]))[:n]
+    return by_clip, by_classifier
+
+
 # ---- judging ------------------------------------------------------------------------------------------
 class HeldOutJudge:
     """Generates a prompt pair on the held-out seeds and measures it with the judge CLIP, the judge
@@ -202,16 +256,110 @@ def held_out_of(cells: dict, users: dict, case: Case, key: str) -> dict | None:
     return users[case.prompt] if "empty" in cell else cell["held_out"]
 
 
-def summarise(cases: list[Case], cells: dict, users: dict, args, seconds_per_search: float | None) -> list[str]:
+def searcher_lines(cases: list[Case], cells: dict, users: dict, args) -> list[str]:
+    """Each pair of searchers on the same space and prompts (the paper's ordering question), held-out seeds."""
+    lines = []
+    for space in args.spaces:
+        for i, a in enumerate(args.searchers):
+            for b in args.searchers[i + 1:]:
+                pairs = [(held_out_of(cells, users, c, cell_key(c, a, space)),
+                          held_out_of(cells, users, c, cell_key(c, b, space))) for c in cases if c.prompt in users]
+                pairs = [(x, y) for x, y in pairs if x is not None and y is not None]
+                if len(pairs) < 2:
+                    continue
+                row = f"| {a} vs {b} | {space} | {len(pairs)} |"
+                for metric in ("loss", "all_right"):
+                    xs, ys = [x[metric] for x, _ in pairs], [y[metric] for _, y in pairs]
+                    w, t = paired_tests(xs, ys)
+                    better = sum((x < y) if metric == "loss" else (x > y) for x, y in zip(xs, ys))
+                    worse = sum((x > y) if metric == "loss" else (x < y) for x, y in zip(xs, ys))
+                    row += (f" {statistics.fmean(xs) - statistics.fmean(ys):+.3f} | {better} / {worse} | "
+                            f"{fmt_p(w)} / {fmt_p(t)} |")
+                lines.append(row)
+    if not lines:
+        return []
+    return ["## Searcher against searcher (held-out seeds, paired over prompts)", "",
+            "Difference of means (first minus second; loss: negative favours the first, class + attributes: "
+            "positive does), prompts where the first is better / worse, and p (W / t).", "",
+            "| searchers | space | prompts | loss diff | better / worse | p | class + attr. diff | better / worse "
+            "| p |", "|---|---|---|---|---|---|---|---|---|"] + lines + [""]
+
+
+def detail_lines(cases: list[Case], cells: dict, users: dict, args) -> list[str]:
+    """Class + attribute accuracy per prompt where the user input is wrong on some held-out image (a
+    description of where the effect is; the prompt set was chosen without these seeds)."""
+    wrong = [c for c in cases if c.prompt in users and users[c.prompt]["all_right"] < 1]
+    columns = [(s, sp) for s in args.searchers for sp in args.spaces]
+    rows = []
+    for c in wrong:
+        values = [held_out_of(cells, users, c, cell_key(c, s, sp)) for s, sp in columns]
+        if all(v is None for v in values):
+            continue
+        rows.append(f"| {c.prompt} | {users[c.prompt]['all_right']:.2f} | "
+                    + " | ".join("-" if v is None else f"{v['all_right']:.2f}" for v in values) + " |")
+    if not rows:
+        return []
+    return ["## Prompts the user input gets partly wrong on the held-out seeds", "",
+            "Class + attributes accuracy on the held-out images, user input then each searcher, space.", "",
+            "| prompt | user input | " + " | ".join(f"{s}, {sp}" for s, sp in columns) + " |",
+            "|---|---|" + "---|" * len(columns)] + rows + [""]
+
+
+def selection_lines(data: dict, args) -> list[str]:
+    """The hard-prompt set's rule, its pool and what the classifier would have chosen."""
+    sel = data.get("selection")
+    if not sel:
+        return []
+    pool, users = data["pool"], data["users"]
+    chosen, by_classifier = sel["chosen"], sel["by_classifier"]
+    some = [p for p in pool if pool[p]["all_right"] < 1]
+    none = [p for p in pool if pool[p]["all_right"] == 0]
+    losses = sorted((v["loss"] for v in pool.values()), reverse=True)
+    lines = ["## Prompt set: the hardest by the user input's judge-CLIP loss", "",
+             f"Rule: {sel['rule']}", "",
+             f"Pool: {len(pool)} prompts ({sel['pool_rule']}). Judge-CLIP loss of the user input on the search "
+             f"seeds: pool {statistics.fmean(losses):.3f} (max {losses[0]:.3f}, median "
+             f"{statistics.median(losses):.3f}); the chosen {len(chosen)} have loss >= "
+             f"{min(pool[p]['loss'] for p in chosen):.3f}.", "",
+             f"On the same search-seed images the judge classifier (class + asked attributes) finds at least one "
+             f"image wrong for {len(some)} of the {len(pool)} pool prompts ({len(set(some) & set(chosen))} of them "
+             f"among the {len(chosen)} chosen by CLIP loss), every image wrong for {len(none)} "
+             f"({len(set(none) & set(chosen))} chosen). A selection by the classifier instead (lowest class + attribute "
+             f"accuracy on the search seeds; recorded in the JSON, not searched) would share "
+             f"{len(set(chosen) & set(by_classifier))} of its {len(by_classifier)} prompts with it.", ""]
+    held = [users[p]["all_right"] for p in chosen if p in users]
+    if held:
+        lines += [f"The chosen prompts' user input on the held-out seeds: class + attributes "
+                  f"{statistics.fmean(held):.3f} (search seeds: {statistics.fmean(pool[p]['all_right'] for p in chosen):.3f}); "
+                  f"{sum(h < 1 for h in held)} of {len(held)} prompts have at least one wrong held-out image.", ""]
+    held_clf = [users[p]["all_right"] for p in by_classifier if p in users]
+    if held_clf:
+        lines += [f"The classifier's choice (for comparison, not searched) on the held-out seeds: class + attributes "
+                  f"{statistics.fmean(held_clf):.3f} (search seeds: "
+                  f"{statistics.fmean(pool[p]['all_right'] for p in by_classifier):.3f}); "
+                  f"{sum(h < 1 for h in held_clf)} of {len(held_clf)} prompts have at least one wrong held-out image.", ""]
+    kinds = {}
+    for p in chosen:
+        kinds[sel["kinds"][p]] = kinds.get(sel["kinds"][p], 0) + 1
+    lines += ["Kinds among the chosen: " + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())) + "; classes: "
+              + ", ".join(f"{fs.PLAIN[c]} {sum(sel['labels'][p] == c for p in chosen)}" for c in range(10)) + ".", ""]
+    return lines
+
+
+def summarise(cases: list[Case], cells: dict, users: dict, args, seconds_per_search: float | None,
+              data: dict | None = None) -> list[str]:
     lines = [f"# Prompt testbed: DPO-Diff searchers x spaces on `--model {args.model}`", "",
              f"Judged on {args.heldout_seeds} held-out generation seeds ({HELD_OUT_FIRST_SEED}..), searched on "
              f"{args.seeds} ({args.seed}..) with the judge CLIP (`--clip {args.clip}`); budget {args.budget:g} full "
              f"generations per search, {args.steps} DDIM steps, guidance {args.guidance}; {len(cases)} prompts "
-             f"({sum(c.kind == 'synonym' for c in cases)} with WordNet synonyms the captions never used).", ""]
+             f"({sum(c.kind == 'synonym' for c in cases)} with WordNet synonyms the captions never used"
+             + (f"; the {len(cases)} hardest of a pool of {args.pool} by the user input's judge-CLIP loss on the "
+                "search seeds, see below" if args.hard else "") + ").", ""]
     if seconds_per_search is not None:
-        total = sum(cell.get("seconds", 0.0) for cell in cells.values())
+        mine = [cell for key, cell in cells.items() if key.split(" | ")[0] in {c.prompt for c in cases}]
+        total = sum(cell.get("seconds", 0.0) for cell in mine)
         lines += [f"Mean wall time of one search (with its held-out judging): {seconds_per_search:.1f} s; all "
-                  f"{len(cells)} cells: {total / 60:.1f} min.", ""]
+                  f"{len(mine)} cells: {total / 60:.1f} min.", ""]
     lines += ["Mean ± std over prompts. p: paired tests against the user input over the same prompts "
               "(W: Wilcoxon signed-rank, t: paired t; - where nothing changed). Loss: lower is better.", "",
               "| searcher | space | prompts | empty | "
@@ -259,7 +407,9 @@ def summarise(cases: list[Case], cells: dict, users: dict, args, seconds_per_sea
                     f"{statistics.fmean(h['loss'] for _, h in done):.3f}") if done else "-"
             lines.append(f"| {searcher} | {len(mine)} | {empty} | {len(attackable)} | {wins} | {rate} | {acc} "
                          f"| {loss} |")
-    lines += ["", f"command: python benchmarks/prompt_testbed.py {' '.join(sys.argv[1:])}"]
+    lines += [""] + searcher_lines(cases, cells, users, args) + detail_lines(cases, cells, users, args)
+    lines += selection_lines(data or {}, args)
+    lines += [f"command: python benchmarks/prompt_testbed.py {' '.join(sys.argv[1:])}"]
     return lines
 
 
@@ -304,6 +454,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--searchers", default=",".join(PROMPT_SEARCHERS))
     p.add_argument("--spaces", default=",".join(SPACES))
     p.add_argument("--no-attack", action="store_true", help="skip the synonym-space attack")
+    p.add_argument("--hard", type=int, help="prompt set: the N hardest of --pool prompts by the user input's "
+                   "judge-CLIP loss on the search's seeds (instead of the fixed 45)")
+    p.add_argument("--pool", type=int, default=200, help="candidate prompts drawn for --hard (default 200)")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     p.add_argument("--guidance", type=float, default=7.5)
     p.add_argument("--seed", type=int, default=0, help="searcher seed and first search generation seed")
     p.add_argument("--device", default="cpu")
@@ -331,6 +485,15 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
     if args.budget < 1:
         raise UsageError("--budget must be at least 1 (full generations)")
+    if args.hard is not None:
+        if args.hard < 1 or args.pool < args.hard:
+            raise UsageError(f"--hard {args.hard} --pool {args.pool}: need 1 <= --hard <= --pool")
+        if args.pool > 2000:
+            raise UsageError(f"--pool {args.pool}: at most 2000")
+        if any(a.startswith("--prompts") for a in (argv if argv is not None else sys.argv[1:])):
+            raise UsageError("--prompts picks from the fixed set; with --hard the set is the N hardest of --pool")
+    if args.threads is not None and args.threads < 1:
+        raise UsageError("--threads must be at least 1")
     if args.prompts > len(prompt_set()):
         raise UsageError(f"--prompts {args.prompts}: the set has {len(prompt_set())}")
     return args
@@ -341,11 +504,12 @@ SETTINGS = ("model", "clip", "budget", "steps", "seeds", "heldout_seeds", "guida
 
 def load_results(path: Path, args) -> dict:
     """The JSON of an earlier run with the same settings (its cells are skipped), or a fresh one."""
-    settings = {k: getattr(args, k) for k in SETTINGS}
+    # a hard set's identity is its pool: --hard N takes the N hardest, so a smaller N reuses a larger run's cells
+    settings = {k: getattr(args, k) for k in SETTINGS + (("pool",) if args.hard else ())}
     if path.is_file():
         data = json.loads(path.read_text())
         if data.get("settings") != settings:
-            changed = [k for k in SETTINGS if data.get("settings", {}).get(k) != settings[k]]
+            changed = [k for k in settings if data.get("settings", {}).get(k) != settings[k]]
             raise UsageError(f"{path} holds a run with other settings ({', '.join(changed)}); give --out "
                              "elsewhere or delete it to start again")
         return data
@@ -358,8 +522,42 @@ def save(path: Path, data: dict) -> None:
     os.replace(tmp, path)  # a run killed while writing leaves the previous file whole
 
 
+def hard_prompts(args, models: Models, clip: ClipObjective, data: dict, json_path: Path) -> list[Case]:
+    """Measure every pool prompt's user input on the search's seeds (resumable) and keep the hardest."""
+    pool = prompt_pool(args.pool, args.seed)
+    on_search_seeds = HeldOutJudge(models, clip, list(range(args.seed, args.seed + args.seeds)))
+    measured = data.setdefault("pool", {})
+    todo = [c for c in pool if c.prompt not in measured]
+    start = time.perf_counter()
+    for i, case in enumerate(todo):
+        models.check_prompt(case.prompt)
+        measured[case.prompt] = on_search_seeds.measure(case, case.prompt, "")
+        if (i + 1) % 20 == 0 or i + 1 == len(todo):
+            save(json_path, data)
+            print(f"pool: {i + 1}/{len(todo)} user inputs on the search seeds ({time.perf_counter() - start:.0f} s)",
+                  flush=True)
+    chosen, by_classifier = select_hard(pool, measured, args.hard)
+    per_class = str(args.pool // 10) if args.pool % 10 == 0 else f"{args.pool // 10}-{args.pool // 10 + 1}"
+    data["selection"] = {
+        "rule": (f"the {args.hard} prompts of the pool whose user input (no negative prompt) has the highest "
+                 f"judge-CLIP loss on the search's {args.seeds} generation seeds ({args.seed}..), hardest first; "
+                 "the held-out seeds are not used to choose"),
+        "pool_rule": (f"drawn with seed {args.seed}, {per_class} per class: class name "
+                      f"(the captions' names and {len(UNUSED_SYNONYMS)} unused WordNet synonyms) x brightness word "
+                      "(none, dark, bright, light) x size word (none, small, large, big) x the "
+                      f"{len(fs.TEMPLATES)} caption templates"),
+        "chosen": [c.prompt for c in chosen], "by_classifier": [c.prompt for c in by_classifier],
+        "kinds": {c.prompt: c.kind for c in pool}, "labels": {c.prompt: c.label for c in pool},
+        "pool_prompts": [asdict(c) for c in pool],
+    }
+    save(json_path, data)
+    return chosen
+
+
 def run(args) -> int:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     check_unused_synonyms()
     cases = prompt_set()[: args.prompts]
     out = Path(args.out)
@@ -374,12 +572,21 @@ def run(args) -> int:
     models = Models(base)  # with the sentence model when the attack runs
     judge = HeldOutJudge(models, ClipObjective(args.clip, args.device, args.seed), list(range(HELD_OUT_FIRST_SEED, HELD_OUT_FIRST_SEED + args.heldout_seeds)))
     storage = optuna.storages.InMemoryStorage()
+    if args.hard:
+        cases = hard_prompts(args, models, judge.clip, data, json_path)
+        # the classifier's choice is only described: its user inputs on the held-out seeds, never searched
+        by_prompt = {c["prompt"]: Case(**c) for c in data["selection"]["pool_prompts"]}
+        extra = [by_prompt[p] for p in data["selection"]["by_classifier"] if p not in data["users"]]
+        for case in extra:
+            data["users"][case.prompt] = judge.measure(case, case.prompt, "")
+        save(json_path, data)
     for case in cases:
         if case.prompt not in data["users"]:
             data["users"][case.prompt] = judge.measure(case, case.prompt, "")
             save(json_path, data)
-    jobs = [(c, s, sp, "enhance") for c in cases for s in args.searchers for sp in args.spaces]
-    jobs += [(c, s, "synonym", "attack") for c in cases for s in args.searchers] if attack else []
+    # prompt by prompt (its searches, then its attacks): a run stopped early leaves whole prompts
+    jobs = [job for c in cases for job in [(c, s, sp, "enhance") for s in args.searchers for sp in args.spaces]
+            + ([(c, s, "synonym", "attack") for s in args.searchers] if attack else [])]
     todo = [j for j in jobs if cell_key(j[0], j[1], j[2] if j[3] == "enhance" else "attack") not in data["cells"]]
     print(f"{len(jobs) - len(todo)} of {len(jobs)} cells already in {json_path}; {len(todo)} to run", flush=True)
     for i, (case, searcher, space, task) in enumerate(todo):
@@ -392,7 +599,8 @@ def run(args) -> int:
             f"loss {data['users'][case.prompt]['loss']:.3f} -> {cell['held_out']['loss']:.3f}, "
             f"negative {cell['negative']!r}" + (f", positive {cell['positive']!r}" if task == "attack" else ""))
         print(f"[{i + 1}/{len(todo)}] {key}: {shown} ({cell['seconds']:.1f} s)", flush=True)
-    searched = [c["seconds"] for c in data["cells"].values() if "empty" not in c]
+    prompts = {c.prompt for c in cases}
+    searched = [c["seconds"] for k, c in data["cells"].items() if "empty" not in c and k.split(" | ")[0] in prompts]
     seconds = statistics.fmean(searched) if searched else None
     data["grid"] = grid(cases, data["cells"], judge, args, Path(str(out) + ".png"))
     data["summary_settings"] = {**asdict(base), "prompts": len(cases), "heldout_seeds": args.heldout_seeds,
@@ -400,7 +608,7 @@ def run(args) -> int:
                                 "mean_seconds_per_search": seconds}
     data["prompts"] = [asdict(c) for c in cases]
     save(json_path, data)
-    lines = summarise(cases, data["cells"], data["users"], args, seconds)
+    lines = summarise(cases, data["cells"], data["users"], args, seconds, data)
     Path(str(out) + ".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
