@@ -254,7 +254,7 @@ TASKS = {
 
 SCORES = {"loss": "denoising loss on a fixed batch after training (every task)",
           "prdc": "PRDC loss of 2,000 sampled points vs 2,000 held-out ones (2-D tasks; digits keeps the loss)",
-          "fid": "FID of 500 DDIM-50 samples vs MNIST test images (mnist-unet; the other tasks keep their score)"}
+          "fid": "FID of 500 DDIM-50 samples vs MNIST test images (mnist-unet only)"}
 
 
 def make_task(name: str, scale: float = 1.0, score: str = "loss",
@@ -272,6 +272,9 @@ def make_task(name: str, scale: float = 1.0, score: str = "loss",
         raise UsageError(f"unknown task {name!r}; known: {', '.join(TASKS)}, or module:factory for your own")
     if score not in SCORES:
         raise UsageError(f"unknown score {score!r}; known: {', '.join(SCORES)}")
+    if score == "fid" and name != "mnist-unet":  # the other tasks draw no images: refuse rather than score the loss
+        raise UsageError(f"--score fid needs images: only mnist-unet has them ({name} takes loss"
+                         + (" or prdc)" if name.startswith("toy2d") else ")"))
     if name == "mnist-unet":
         return mnist_task(steps=max(2, int(1200 * scale)), proxy_steps=max(1, int(400 * scale)),
                           score=score, lr_grid=tuple(lr_grid))

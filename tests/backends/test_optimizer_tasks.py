@@ -39,3 +39,9 @@ def test_mnist_unet_task_trains_the_image_jobs_unet_on_mnist():
     assert math.isfinite(run.score) and run.score < task.initial_loss
     same = task.train(adam, lr=1e-3, steps=task.steps, seed=0)
     assert same.score == run.score  # seeded: a rule is judged on the same batches as its rivals
+
+
+def test_fid_score_is_refused_where_there_are_no_images():
+    for name in ("toy2d-moons", "digits"):
+        with pytest.raises(UsageError, match="only mnist-unet"):
+            make_task(name, score="fid")
