@@ -244,6 +244,22 @@ def loss_curve(path: Path, steps: int = 1500) -> list[float]:
     return losses
 
 
+def add_threads_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+
+
+def quiet_and_threaded(threads: int) -> None:
+    """torch's thread count (when given) and no Optuna chatter: the shared start of the searcher benchmarks."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    import warnings
+
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite", choices=("five", "all"), default="five",
@@ -256,16 +272,9 @@ def main(argv=None) -> int:
     parser.add_argument("--trials", type=int, default=50)
     parser.add_argument("--rerun", nargs="*", default=[], choices=METHODS,
                         help="run these methods again (after a change to them) instead of reading the cache")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    add_threads_option(parser)
     args = parser.parse_args(argv)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    import warnings
-
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    quiet_and_threaded(args.threads)
     methods = tuple(m for m in METHODS if m in args.methods)
     suite = all_tasks(args.suite)
     unknown = set(args.tasks or ()) - {t.name for t in suite}

@@ -32,7 +32,6 @@ import math
 import os
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -286,14 +285,9 @@ def main(argv=None) -> int:
     parser.add_argument("--screen", action="store_true",
                         help=f"the screen: {', '.join(SCREEN_TASKS)} at seeds {SCREEN_SEEDS}, generative variants only")
     parser.add_argument("--rerun", nargs="*", default=[], choices=names, help="run these again instead of reading the cache")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    bench.add_threads_option(parser)
     args = parser.parse_args(argv)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    bench.quiet_and_threaded(args.threads)
     suite = tasks()
     unknown = set(args.tasks or ()) - {t.name for t in suite}
     if unknown:
