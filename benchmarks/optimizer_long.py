@@ -37,7 +37,8 @@ sys.path.insert(0, str(ROOT))
 
 from diffsearch.optim import baseline, baseline_names  # noqa: E402
 from diffsearch.spaces.update_rules import parse, to_text  # noqa: E402
-from diffsearch.tasks.optimizer_tasks import LR_GRID, make_task, parse_lr_grid  # noqa: E402
+from diffsearch.errors import UsageError  # noqa: E402
+from diffsearch.tasks.optimizer_tasks import LR_GRID, TASKS, make_task, parse_lr_grid  # noqa: E402
 
 RULE = "sqrt(ld) + (sign(m1h) + (sign(m1h) + sg))"  # the headline rule of optimizer_confirm.md
 # the figures (3 seeds, same code) that this benchmark reproduces
@@ -77,8 +78,15 @@ def main() -> int:
     unknown = [n for n in args.optimizers if n != "rule" and n not in baseline_names()]
     if unknown:
         ap.error(f"unknown optimizer {unknown[0]!r}; known: rule, {', '.join(baseline_names())}")
-    parse(args.rule)
-    lr_grid = parse_lr_grid(args.lr_grid)
+    try:
+        parse(args.rule)
+        lr_grid = parse_lr_grid(args.lr_grid)
+        for name in args.tasks:  # builds nothing: a bad name fails here, not after hours of other cells
+            if name not in TASKS:
+                raise UsageError(f"unknown task {name!r}; known: {', '.join(TASKS)}")
+    except UsageError as exc:
+        ap.error(str(exc))
+    Path(args.out).mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
     path = Path(args.out) / "optimizer_long.json"
     report = json.loads(path.read_text()) if path.exists() else {"cells": {}}
