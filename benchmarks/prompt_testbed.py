@@ -602,8 +602,9 @@ def run(args) -> int:
     prompts = {c.prompt for c in cases}
     searched = [c["seconds"] for k, c in data["cells"].items() if "empty" not in c and k.split(" | ")[0] in prompts]
     seconds = statistics.fmean(searched) if searched else None
-    data["grid"] = grid(cases, data["cells"], judge, args, Path(str(out) + ".png"))
-    data["summary_settings"] = {**asdict(base), "prompts": len(cases), "heldout_seeds": args.heldout_seeds,
+    png = grid(cases, data["cells"], judge, args, Path(str(out) + ".png"))
+    data["grid"] = png and Path(png).name  # beside the JSON: no machine's absolute path in a committed file
+    data["summary_settings"] = {**asdict(base), "out": out.name, "prompts": len(cases), "heldout_seeds": args.heldout_seeds,
                                 "searchers": args.searchers, "spaces": args.spaces, "attack": attack,
                                 "mean_seconds_per_search": seconds}
     data["prompts"] = [asdict(c) for c in cases]
