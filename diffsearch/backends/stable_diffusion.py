@@ -47,13 +47,20 @@ def pipeline_class_name(model: str) -> str:
         return "StableDiffusionPipeline"
 
 
+BUILT_IN_CLASSES = {"tiny": "StableDiffusionPipeline", "fashion": "StableDiffusionPipeline",
+                    "tiny-sdxl": "StableDiffusionXLPipeline", "tiny-sd3": "StableDiffusion3Pipeline",
+                    "tiny-flux": "FluxPipeline"}
+
+
+def family_of(model: str) -> type[PipelineBackend]:
+    """The backend class that serves ``model``, from its short name or model_index.json (no weights loaded);
+    UsageError for a pipeline no family serves."""
+    return backend_class(BUILT_IN_CLASSES.get(model) or pipeline_class_name(model), model)
+
+
 def default_guidance(model: str) -> float:
     """The guidance scale the model's own pipeline uses by default (SD 7.5, SDXL 5, SD3 7, FLUX 3.5)."""
-    names = {"tiny-sdxl": "StableDiffusionXLPipeline", "tiny-sd3": "StableDiffusion3Pipeline",
-             "tiny-flux": "FluxPipeline"}
-    if model in ("tiny", "fashion"):
-        return SDBackend.default_guidance
-    name = names.get(model) or pipeline_class_name(model)
+    name = BUILT_IN_CLASSES.get(model) or pipeline_class_name(model)
     return FAMILIES[name].default_guidance if name in FAMILIES else SDBackend.default_guidance
 
 

@@ -7,6 +7,7 @@ import json
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from diffsearch.cli.parser import add_worker_arguments
 from diffsearch.cli.progress import best_so_far_bar, finish
@@ -148,7 +149,17 @@ def _num(value, fmt=".4f") -> str:
     return "-" if value is None else format(value, fmt)
 
 
-def print_summary(results: dict, console: Console) -> None:
+RULE_HEADER = "update rule (w -= lr * rule)"
+
+
+def _rule_text(r: dict) -> str:
+    return r["expr"] + (f"; wd {r['weight_decay']:g}" if r["weight_decay"] else "")
+
+
+def leaderboard(results: dict, width: int) -> tuple[Table, list[str]]:
+    """The leaderboard at most ``width`` columns wide with one line per row, and its notes: a torch baseline's
+    description (prose, not a rule) and, when the terminal is too narrow, any rule too long for its column are
+    shown as [n] and written in full under the table (results.json keeps every text as it is)."""
     o = results["options"]
     transfer = o.get("transfer")
     what = ("score its train() returns" if is_user_task(o["task"]) else
@@ -156,21 +167,57 @@ def print_summary(results: dict, console: Console) -> None:
     rows = results["leaderboard"]
     promoted = bool(o.get("promote")) and rows and "short_score" in rows[0]
     length = f"{o['task']}, {rows[0]['steps']} steps" if promoted else o["task"]
-    table = Table(title=f"update rules on {o['task']} ({what}, lower is better)")
-    for column in ("rank", "optimizer", "update rule (w -= lr * rule)", "lr", length) + (
-            (f"{rows[0]['short_steps']} steps",) if promoted else ()) + (("lr", transfer) if transfer else ()):
-        text = column in ("optimizer", "update rule (w -= lr * rule)")
-        table.add_column(column, justify="left" if text else "right", overflow="fold" if text else "ellipsis")
+    headers = ("rank", "optimizer", RULE_HEADER, "lr", length) + (
+        (f"{rows[0]['short_steps']} steps",) if promoted else ()) + (("lr", transfer) if transfer else ())
+    body = []
     for i, r in enumerate(rows, 1):
         name = f"[bold]{r['name']}[/bold]" if r["kind"] == "rule" else r["name"]
-        rule = r["expr"] + (f"  (+ decoupled wd {r['weight_decay']:g})" if r["weight_decay"] else "")
-        cells = [str(i), name, rule, _num(r["lr"], "g"), _num(r["score"])]
+        cells = [str(i), name, _rule_text(r), _num(r["lr"], "g"), _num(r["score"])]
         if promoted:
             cells.append(_num(r.get("short_score")))
         if transfer:
             cells += [_num(r.get("transfer_lr"), "g"), _num(r.get("transfer_score"))]
-        table.add_row(*cells)
+        body.append(cells)
+    rule_col = headers.index(RULE_HEADER)
+    texts = [cells[rule_col] for cells in body]
+    noted = [r["kind"] != "rule" and r["name"] in TORCH_BASELINES for r in rows]
+
+    def build(widths: list[int | None] | None) -> Table:
+        table = Table(title=f"update rules on {o['task']} ({what}, lower is better)")
+        for k, column in enumerate(headers):
+            text = column in ("optimizer", RULE_HEADER)
+            table.add_column(column, justify="left" if text else "right", overflow="fold",
+                             width=widths[k] if widths else None)
+        n = 0
+        for cells, text, note in zip(body, texts, noted):
+            n += note
+            table.add_row(*cells[:rule_col], f"[{n}]" if note else text, *cells[rule_col + 1:])
+        return table
+
+    table = build(None)
+    if Console(width=10_000).measure(table).maximum > width:
+        # too wide: every other column keeps its values' width (a header wraps, a long header word is folded)
+        # and the rule column gets what is left; the rules that do not fit it become notes
+        fixed = [max(max((Text.from_markup(cells[k]).cell_len for cells in body), default=1),
+                     min(12, max(map(len, headers[k].split())))) for k in range(len(headers))]
+        borders = len(headers) + 1 + 2 * len(headers)  # a vertical line between columns and a space either side
+        room = max(4, width - borders - (sum(fixed) - fixed[rule_col]))
+        noted = [note or len(text) > room for text, note in zip(texts, noted)]
+        kept = [len(text) for text, note in zip(texts, noted) if not note]
+        fixed[rule_col] = max([min(room, len(RULE_HEADER)), len(f"[{sum(noted)}]")] + kept)
+        table = build(fixed)
+    notes = [f"[{n}] {r['name']}: {text}" for n, (r, text) in
+             enumerate(((r, t) for r, t, note in zip(rows, texts, noted) if note), 1)]
+    if any(r["weight_decay"] for r in rows):
+        notes.append("wd: decoupled weight decay, w <- w * (1 - lr * wd) each step as in AdamW")
+    return table, notes
+
+
+def print_summary(results: dict, console: Console) -> None:
+    table, notes = leaderboard(results, console.width)
     console.print(table)
+    for note in notes:
+        console.print(note, markup=False, highlight=False)
     s = results["search"]
     console.print(f"search: {s['evaluated']} trained, {s['duplicates']} duplicates and {s['rejected']} rejected "
                   f"programs skipped ({s['proposed']} proposed); {s['replayed_from_storage']} taken from the "

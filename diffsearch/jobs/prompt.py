@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from diffsearch.backends.stable_diffusion import DEFAULT_MODEL, MEMORY_SAVERS, default_guidance, load_backend
+from diffsearch.backends.stable_diffusion import DEFAULT_MODEL, MEMORY_SAVERS, default_guidance, family_of, load_backend
 from diffsearch.datasets.lexicon import Lexicon
 from diffsearch.errors import UsageError
 from diffsearch.jobs import notes
@@ -145,14 +145,20 @@ class Models:
     """SD, the reward, lexicon and (for the attack) the sentence model, loaded once for a prompt set."""
 
     def __init__(self, o: PromptOptions):
-        self.reward: Reward = o.reward_spec().load(o.device, o.seed)  # first: a bad reward fails fast
+        # first, before any weights: the model's family (an unserved pipeline) and a space it cannot serve
+        family = family_of(o.model)
+        guidance = family.default_guidance if o.guidance is None else o.guidance  # what the backend will use
+        refusal = family.refusal_for(guidance, o.true_cfg) if o.space in NEGATIVE_SPACES else None
+        if refusal:
+            raise UsageError(f"--space {o.space} searches a negative prompt, but {refusal}")
+        self.reward: Reward = o.reward_spec().load(o.device, o.seed)  # next: a bad reward fails before SD loads
         if o.searcher in GRADIENT_SEARCHERS and not self.reward.differentiable:
             raise UsageError(f"--reward {o.reward} is not differentiable (its scores have no grad_fn) and "
                              f"--searcher {o.searcher} backpropagates through it; use --searcher evolution or random")
         self.backend = load_backend(o.model, o.device, o.dtype, o.seed, steps=o.steps, guidance=o.guidance,
                                     true_cfg=o.true_cfg, size=o.size, memory=o.memory())
         refusal = self.backend.negative_prompt_refusal() if o.space in NEGATIVE_SPACES else None
-        if refusal:  # the search would only find noise: say why, and what works
+        if refusal:  # as above, on the loaded backend's own settings: the search would only find noise
             raise UsageError(f"--space {o.space} searches a negative prompt, but {refusal}")
         self.one_token = lambda w: len(self.backend.token_ids(w)) <= o.word_tokens  # short enough to keep
         self.lexicon = Lexicon(o.lexicon, self.one_token, Path(o.lexicon_cache) if o.lexicon_cache else None,

@@ -140,3 +140,48 @@ def test_start_from_is_trained_but_not_listed_as_a_discovery(tmp_path, capsys):
     assert "m1h / sqrt(m2h)" in search and len(search) == 3
     rules = [r["expr"] for r in results["leaderboard"] if r["kind"] == "rule"]
     assert len(rules) == 2 and "m1h / sqrt(m2h)" not in rules
+
+
+def _summary_results(promote=False, transfer=None):
+    """A finished run's results as the job writes them: two found rules, Adam, AdamW and Muon (whose rule
+    column is a torch optimizer's description, not a program)."""
+    def row(name, expr, wd, score):
+        return {"name": name, "kind": "rule" if name.startswith("rule") else "hand-designed", "expr": expr,
+                "formula": expr, "weight_decay": wd, "trial": 0, "score": score, "lr": 1e-3, "curve": [],
+                "fail_reason": None, **({"short_score": 0.5, "steps": 3000, "short_steps": 300} if promote else {}),
+                **({"transfer_score": 0.3, "transfer_lr": 1e-2} if transfer else {})}
+    from diffsearch.optimizers import TORCH_BASELINES
+    rows = [row("rule 1", "m1h / sqrt(m2h + exp(sm1 * sg)) * clip(g)", 0.0, 0.41), row("rule 2", "sign(ml)", 0.0, 0.42),
+            row("Adam", "m1h / sqrt(m2h)", 0.0, 0.43), row("AdamW", "m1h / sqrt(m2h)", 0.01, 0.44),
+            row("Muon", TORCH_BASELINES["Muon"][2], 0.01, 0.45)]
+    return {"options": {"task": "toy2d-moons", "score": "loss", "transfer": transfer,
+                        "promote": [4, 10] if promote else []},
+            "leaderboard": rows, "initial_loss": 1.0, "initial_score": 1.0, "elapsed_seconds": 12.0,
+            "search": {"evaluated": 3, "duplicates": 1, "rejected": 2, "proposed": 6, "replayed_from_storage": 0},
+            "results_file": "runs/x/results.json", "storage": "sqlite:///runs/x/study.db", "study": "s"}
+
+
+@pytest.mark.parametrize("width", [80, 120])
+@pytest.mark.parametrize("promote,transfer", [(False, None), (True, "digits")])
+def test_leaderboard_is_one_line_per_row_at_80_columns(width, promote, transfer):
+    import io
+
+    from rich.console import Console
+
+    from diffsearch.cli.optimizer import print_summary
+
+    results = _summary_results(promote, transfer)
+    before = json.dumps(results)
+    out = io.StringIO()
+    print_summary(results, Console(file=out, width=width, color_system=None))
+    lines = out.getvalue().splitlines()
+    assert max(map(len, lines)) <= width
+    body = [line for line in lines if line.startswith("│")]  # the table's rows (the header uses ┃)
+    assert len(body) == len(results["leaderboard"])
+    notes = lines[next(i for i, line in enumerate(lines) if line.startswith("└")) + 1:
+                  next(i for i, line in enumerate(lines) if line.startswith("search:"))]
+    assert 1 <= len(notes) <= 2 * len(results["leaderboard"])
+    words = " ".join(out.getvalue().split())
+    # every rule is readable somewhere: in its cell or, in full, in a note under the table
+    assert all(" ".join(r["expr"].split()) in words for r in results["leaderboard"])
+    assert any(note.startswith("[1] ") for note in notes) and json.dumps(results) == before

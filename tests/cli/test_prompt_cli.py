@@ -169,3 +169,17 @@ def test_unserved_pipeline_exits_2(tmp_path, capsys):
                  str(tmp_path / "run"), "--lexicon-cache", str(tmp_path / "lex.json")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "StableDiffusionUpscalePipeline is not served" in err
+
+
+@pytest.mark.parametrize("name,extra", [("tiny-flux", []), ("tiny-sdxl", ["--guidance", "0"])])
+def test_space_refusal_comes_before_missing_clip_weights(family_dirs, tmp_path, capsys, name, extra):
+    # the model/space mismatch needs no weights to tell: it is said first, not the CLIP weights that are missing
+    common = ["--clip", f"ViT-B-32:{tmp_path / 'missing.pt'}", "--out", str(tmp_path / "run"),
+              "--lexicon-cache", str(tmp_path / "lexicon.json"), *extra]
+    for model in (name, family_dirs[name]):  # a built-in name, and a pipeline saved with save_pretrained
+        assert main(["prompt", "a red boat", "--space", "antonym", "--model", model, *common]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and err.startswith("diffsearch: error: --space antonym searches a negative")
+    assert main(["prompt", "a red boat", "--space", "synonym", "--model", name, *common]) == 2  # a space it serves
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "cannot load CLIP" in err

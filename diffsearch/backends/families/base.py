@@ -143,8 +143,13 @@ class PipelineBackend:
     # ---- negative prompts ----------------------------------------------------------------------------
     def negative_prompt_refusal(self) -> str | None:
         """Why a negative prompt cannot act with these settings, and what works instead; None if it acts."""
-        if self.guidance <= 1:
-            return (f"--guidance {self.guidance:g} turns classifier-free guidance off, so a negative prompt has no "
+        return self.refusal_for(self.guidance, getattr(self, "true_cfg", 1.0))
+
+    @classmethod
+    def refusal_for(cls, guidance: float, true_cfg: float = 1.0) -> str | None:
+        """The same, from the settings alone: a job asks before loading any weights."""
+        if guidance <= 1:
+            return (f"--guidance {guidance:g} turns classifier-free guidance off, so a negative prompt has no "
                     "effect on this model; search the positive prompt (--space synonym) or raise --guidance above 1")
         return None
 

@@ -38,8 +38,9 @@ class FluxBackend(FlowMatchingBackend):
     def _default_size(self) -> int:
         return self.pipe.default_sample_size * self.pipe.vae_scale_factor
 
-    def negative_prompt_refusal(self) -> str | None:
-        if self.true_cfg <= 1:
+    @classmethod
+    def refusal_for(cls, guidance: float, true_cfg: float = 1.0) -> str | None:
+        if true_cfg <= 1:
             return ("FLUX is guidance-distilled: a negative prompt acts only with true classifier-free guidance; "
                     "pass --true-cfg 4 (a second transformer pass per step) or search the positive prompt "
                     "(--space synonym)")
