@@ -41,8 +41,10 @@ from diffsearch.searchers.generative_sampler import GenerativeSampler
 
 RESULTS = Path(__file__).parent / "results"
 # generative: 64 samples per suggestion, the model picks the one it rates most likely to improve;
-# generative-1: generative HPO as first proposed, one sample per suggestion (the ablation)
-METHODS = ("random", "tpe", "gp", "generative", "generative-1")
+# generative-1: generative HPO as first proposed, one sample per suggestion (the ablation);
+# generative-argmax: categoricals left to the model's samples once each was tried (category_choice="model",
+# the default before Thompson sampling)
+METHODS = ("random", "tpe", "gp", "generative", "generative-1", "generative-argmax")
 
 
 @dataclass
@@ -142,7 +144,9 @@ def run_one(task: Task, method: str, seed: int, trials: int) -> dict:
     if method == "generative-1":
         sampler = GenerativeSampler(seed=seed, config=GenerativeConfig(
             candidates=1, novel_only=False, improve_share=None, queries_per_context=1, y_scaling="minmax",
-            dropout=0.0))
+            dropout=0.0), category_choice="model")  # as its cached runs: categoricals by the model
+    elif method == "generative-argmax":
+        sampler = GenerativeSampler(seed=seed, category_choice="model")
     else:
         sampler = make_sampler(method, seed)
     result = optimize(optuna.create_study(sampler=sampler), task, trials)

@@ -13,6 +13,13 @@ proposes and ranks the other parameters. A model trained on a history where one 
 leaves it; with this, every choice of a k-way categorical is tried within k - 1 model suggestions
 (``category_tries=0`` is the searcher without it).
 
+Once every choice was tried, trying each once is weak evidence: left to the model, 26 of 27 later
+suggestions of a traced run on a 6/4-way space kept one pair of choices. So each categorical is then drawn
+per suggestion by Thompson sampling (``category_choice="thompson"``, the default): a Beta posterior of
+each choice's share of the best quarter of trials, the highest draw wins, and the model proposes and
+ranks the other parameters. ``category_choice="model"`` leaves categoricals to the model's samples
+(argmax of their one-hot codes), the searcher before it.
+
 ``source_studies`` warm-starts the model, as CmaEsSampler's ``source_trials`` does: finished studies of
 the same space on other data sets are its pre-training histories (HPO-B's meta-train split). Without
 them, ``config.prior_functions`` > 0 pre-trains on random search over random functions of the space
@@ -34,8 +41,12 @@ from optuna.search_space import IntersectionSearchSpace
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from diffsearch.searchers.generative import GenerativeConfig, GenerativeHPO
+from diffsearch.searchers.generative import GenerativeConfig, GenerativeHPO, novel_rows
 from diffsearch.searchers.generative_prior import prior_histories
+
+# how a categorical is chosen once every choice was tried: by the model's samples (argmax of their one-hot
+# codes), or drawn per suggestion by Thompson sampling over each choice's share of the best trials
+CATEGORY_CHOICES = ("model", "thompson")
 
 
 class SpaceCodec:
@@ -77,6 +88,25 @@ class SpaceCodec:
                 counts = X[:, self.slices[name]].sum(axis=0)
                 if counts.min() < tries:
                     found[name] = np.flatnonzero(counts == counts.min())
+        return found
+
+    @property
+    def has_categoricals(self) -> bool:
+        return any(isinstance(dist, CategoricalDistribution) for dist in self.space.values())
+
+    def thompson_choices(self, X: np.ndarray, y: np.ndarray, rng: np.random.Generator,
+                         top: float = 0.25) -> dict[str, np.ndarray]:
+        """Per categorical parameter, one choice drawn by Thompson sampling: each choice's chance of
+        landing in the best ``top`` fraction of the history (``y``, higher is better) has a Beta(1 + in,
+        1 + out) posterior; the choice with the highest draw wins. Choices that did well are drawn most,
+        the rarely tried keep a chance (a wide posterior), so the search does not settle on one."""
+        good = y >= np.quantile(y, 1.0 - top)
+        found = {}
+        for name, dist in self.space.items():
+            if isinstance(dist, CategoricalDistribution):
+                onehot = X[:, self.slices[name]] > 0.5
+                wins, tries = onehot[good].sum(axis=0), onehot.sum(axis=0)
+                found[name] = np.array([int(np.argmax(rng.beta(1.0 + wins, 1.0 + tries - wins)))])
         return found
 
     def with_choices(self, codes: np.ndarray, choices: dict[str, np.ndarray], rng: np.random.Generator) -> np.ndarray:
@@ -123,9 +153,13 @@ class GenerativeSampler(optuna.samplers.BaseSampler):
     """
 
     def __init__(self, seed: int | None = None, n_startup_trials: int = 5, config: GenerativeConfig | None = None,
-                 source_studies: Sequence[optuna.Study] = (), category_tries: int = 1):
+                 source_studies: Sequence[optuna.Study] = (), category_tries: int = 1,
+                 category_choice: str = "thompson"):
         if category_tries < 0:
             raise ValueError(f"category_tries must be >= 0, got {category_tries}")
+        if category_choice not in CATEGORY_CHOICES:
+            raise ValueError(f"category_choice must be one of {', '.join(CATEGORY_CHOICES)}, got {category_choice!r}")
+        self._category_choice = category_choice
         self._seed = 0 if seed is None else seed
         self._category_tries = category_tries
         self._source_studies = list(source_studies)
@@ -144,7 +178,8 @@ class GenerativeSampler(optuna.samplers.BaseSampler):
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        state.setdefault("_category_tries", 1)  # a sampler pickled before the option existed
+        state.setdefault("_category_tries", 1)  # a sampler pickled before the options existed
+        state.setdefault("_category_choice", "model")  # what such a sampler did
         self.__dict__.update(state)
         self._lock, self._space_lock = threading.Lock(), threading.Lock()
 
@@ -204,10 +239,22 @@ class GenerativeSampler(optuna.samplers.BaseSampler):
         # samples are snapped to valid configurations and those already evaluated are dropped
         # before the model ranks them (GenerativeHPO.suggest); off for the original method as written
         project = codec.project if self._model.config.novel_only else None
-        untried = codec.least_tried(X, self._category_tries)
-        if untried:  # every candidate gets a choice the history has (nearly) never tried
-            rng = self._model.rng
-            project = lambda P: codec.with_choices(codec.project(P), untried, rng)  # noqa: E731
+        rng = self._model.rng
+        forced = codec.least_tried(X, self._category_tries)  # every candidate gets a (nearly) untried choice
+        if forced:
+            project = lambda P: codec.with_choices(codec.project(P), forced, rng)  # noqa: E731
+        elif self._category_choice == "thompson" and codec.has_categoricals:
+            drawn = codec.thompson_choices(X, y, rng)
+            # a trial is a repeat only when no parameter lies outside this space (conditionals are drawn
+            # at random, so with them the same codes still make a new trial)
+            whole = all(set(t.params) <= set(search_space) for t in history)
+
+            def project(P):
+                snapped = codec.project(P)
+                chosen = codec.with_choices(snapped, drawn, rng)
+                # in a discrete space the drawn choices can leave nothing new (every candidate evaluated
+                # before): then the model's own choices, rather than a repeat
+                return snapped if whole and not len(novel_rows(chosen, X)) else chosen
         return codec.decode(self._model.suggest(X, y, project=project))
 
     def sample_independent(self, study, trial: FrozenTrial, param_name: str, param_distribution) -> Any:
