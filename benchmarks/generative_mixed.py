@@ -3,10 +3,10 @@ smooth functions in 2-10 dimensions, and the training spaces (toy2d, images) thr
 
 Each searcher runs as a user runs it, ``make_sampler(name, seed)``, for 40 trials (5 seeds), and is
 ranked against random, TPE and GP by normalised regret (value - best) / (worst - best), best known by
-construction, worst the largest of 5,000 random draws. ``generative-before`` is the generative
-searcher without the exploration of untried categories (``category_tries=0``, the searcher before
-issue 28); ``generative-tries2`` asks each category to be tried twice and ``generative-thompson``
-draws every categorical by Thompson sampling once each was tried (screened alternatives).
+construction, worst the largest of 5,000 random draws. ``generative`` is the default searcher (every category tried once,
+then categoricals drawn by Thompson sampling); ``generative-before`` leaves categoricals to the model
+from the start (``category_tries=0``, the searcher before any category exploration), ``generative-argmax`` after one try
+each (``category_choice="model"``), ``generative-tries2`` after two tries each (screened alternatives).
 
 Families:
 - mixed: synthetic mixed spaces; categoricals with 3-6 choices, ints, log floats, conditionals;
@@ -15,7 +15,7 @@ Families:
   surrogate of a training run (not a trained model: lr optimum moving with batch size, scheduler,
   warm-up, optimizer and weight decay, timesteps or noise schedule each adding a fixed amount).
 
-Screening (choosing category_tries) used SCREEN_TASKS at seeds 100-102 only; the table's seeds 0-4
+Screening (choosing category_tries and category_choice) used SCREEN_TASKS at seeds 100-102 only; the table's seeds 0-4
 were never screened on, and HELD_OUT_TASKS never at all. Runs are cached per (task, searcher, seed)
 in benchmarks/results/generative_mixed_runs.json, so a stopped run resumes and processes given
 different --tasks share the cache.

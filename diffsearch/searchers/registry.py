@@ -48,8 +48,9 @@ SEARCHERS = {
     "generative": SearcherEntry(lambda seed: _generative(seed),
                                 "generative HPO: a diffusion model trained on the study's history proposes "
                                 "the next configuration; level with TPE/GP on tabular benchmarks; on "
-                                "mixed/conditional and training spaces behind random search (use tpe), on smooth "
-                                "functions behind GP and TPE (use gp); ~1 s per suggestion on an idle core"),
+                                "mixed/conditional and training spaces ahead of random search but behind TPE "
+                                "(use tpe), on smooth functions behind GP and TPE (use gp); ~1 s per suggestion "
+                                "on an idle core"),
 }
 
 
