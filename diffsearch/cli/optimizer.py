@@ -182,11 +182,11 @@ def leaderboard(results: dict, width: int) -> tuple[Table, list[str]]:
     texts = [cells[rule_col] for cells in body]
     noted = [r["kind"] != "rule" and r["name"] in TORCH_BASELINES for r in rows]
 
-    def build(widths: list[int | None] | None) -> Table:
+    def build(widths: list[int | None] | None, rule_header: str = RULE_HEADER) -> Table:
         table = Table(title=f"update rules on {o['task']} ({what}, lower is better)")
         for k, column in enumerate(headers):
-            text = column in ("optimizer", RULE_HEADER)
-            table.add_column(column, justify="left" if text else "right", overflow="fold",
+            text = k in (rule_col - 1, rule_col)  # optimizer and rule: text, left-aligned
+            table.add_column(rule_header if k == rule_col else column, justify="left" if text else "right", overflow="fold",
                              width=widths[k] if widths else None)
         n = 0
         for cells, text, note in zip(body, texts, noted):
@@ -204,10 +204,12 @@ def leaderboard(results: dict, width: int) -> tuple[Table, list[str]]:
         room = max(4, width - borders - (sum(fixed) - fixed[rule_col]))
         noted = [note or len(text) > room for text, note in zip(texts, noted)]
         kept = [len(text) for text, note in zip(texts, noted) if not note]
-        fixed[rule_col] = max([min(room, len(RULE_HEADER)), len(f"[{sum(noted)}]")] + kept)
-        table = build(fixed)
+        fixed[rule_col] = max([len("rule"), len(f"[{sum(noted)}]")] + kept)
+        table = build(fixed, "rule")  # its meaning goes under the table: a long header would wrap into many lines
     notes = [f"[{n}] {r['name']}: {text}" for n, (r, text) in
              enumerate(((r, t) for r, t, note in zip(rows, texts, noted) if note), 1)]
+    if table.columns[rule_col].header == "rule":
+        notes.insert(0, "rule: each step w -= lr * rule")
     if any(r["weight_decay"] for r in rows):
         notes.append("wd: decoupled weight decay, w <- w * (1 - lr * wd) each step as in AdamW")
     return table, notes
