@@ -158,7 +158,8 @@ class Models:
         self.backend = load_backend(o.model, o.device, o.dtype, o.seed, steps=o.steps, guidance=o.guidance,
                                     true_cfg=o.true_cfg, size=o.size, memory=o.memory())
         refusal = self.backend.negative_prompt_refusal() if o.space in NEGATIVE_SPACES else None
-        if refusal:  # as above, on the loaded backend's own settings: the search would only find noise
+        # again on the loaded backend: a hub id not in the local cache was guessed to be SD 1.x above
+        if refusal:
             raise UsageError(f"--space {o.space} searches a negative prompt, but {refusal}")
         self.one_token = lambda w: len(self.backend.token_ids(w)) <= o.word_tokens  # short enough to keep
         self.lexicon = Lexicon(o.lexicon, self.one_token, Path(o.lexicon_cache) if o.lexicon_cache else None,
