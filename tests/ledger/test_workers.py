@@ -59,20 +59,23 @@ def _kill_one_mid_trial(storage_url: str, study: str, pids: set[int] | None, tim
                 worker = trial.user_attrs.get("worker", ":0")
                 pid = int(worker.rsplit(":", 1)[1])
                 if pid and pid != spare and (pids is None or pid in pids) and _kill_if_still_running(storage_url, study,
-                                                                                     trial.number, pid):
+                                                                                     trial.number, pid, drawn=True):
                     return worker
         time.sleep(0.05)
     raise AssertionError("no worker was caught running a trial")
 
 
-def _kill_if_still_running(storage_url: str, study: str, number: int, pid: int) -> bool:
+def _kill_if_still_running(storage_url: str, study: str, number: int, pid: int, drawn: bool = False) -> bool:
     """SIGKILL worker ``pid`` if its trial ``number``, seen RUNNING, still runs; whether it was killed.
 
     Frozen first, so it cannot finish the trial between this check and the kill (it did once: the
-    killed worker's last trial was then COMPLETE, not FAIL); let go again if it had finished it.
+    killed worker's last trial was then COMPLETE, not FAIL); let go again if it had finished it. With
+    ``drawn``, killed only once it has drawn a parameter (CI once caught a worker between creating its
+    trial and its first suggestion; ``_check_ledger`` needs something drawn to compare with the retry).
     """
     os.kill(pid, signal.SIGSTOP)
-    if _load(storage_url, study).trials[number].state == TrialState.RUNNING:
+    trial = _load(storage_url, study).trials[number]
+    if trial.state == TrialState.RUNNING and (trial.params or not drawn):
         os.kill(pid, signal.SIGKILL)
         return True
     os.kill(pid, signal.SIGCONT)
