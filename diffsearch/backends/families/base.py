@@ -88,6 +88,7 @@ class PipelineBackend:
 
     family = "base"
     uses_negative_prompt = True  # False where guidance settings leave the negative prompt without effect
+    true_cfg = 1.0  # true classifier-free guidance on a guidance-distilled model (FLUX sets it; 1 = off)
 
     def __init__(self, pipe, steps: int = 50, guidance: float | None = None, height: int | None = None,
                  width: int | None = None):
@@ -143,7 +144,7 @@ class PipelineBackend:
     # ---- negative prompts ----------------------------------------------------------------------------
     def negative_prompt_refusal(self) -> str | None:
         """Why a negative prompt cannot act with these settings, and what works instead; None if it acts."""
-        return self.refusal_for(self.guidance, getattr(self, "true_cfg", 1.0))
+        return self.refusal_for(self.guidance, self.true_cfg)
 
     @classmethod
     def refusal_for(cls, guidance: float, true_cfg: float = 1.0) -> str | None:
