@@ -62,7 +62,9 @@ def summarise(study) -> dict[str, Any]:
     attrs = study.user_attrs
     states: dict[str, int] = {}
     for t in trials:
-        states[t.state.name] = states.get(t.state.name, 0) + 1
+        # a worker's extra trial past the budget ends FAIL but never ran: not a failure a person should chase
+        state = "SURPLUS" if "surplus" in t.user_attrs else t.state.name
+        states[state] = states.get(state, 0) + 1
     summary: dict[str, Any] = {
         "study": study.study_name, "job": attrs.get("job"),
         "kind": attrs.get("kind") or ("repeats" if study.study_name.endswith(".repeats") else "search"),
@@ -106,6 +108,8 @@ def print_summary(summary: dict[str, Any], console) -> None:
     console.print(f"study {summary['study']} ({summary['job'] or 'no job'}, {summary['kind']}, {finished}): "
                   f"value = {summary['metric']}, {summary['direction']}d")
     console.print("trials: " + ", ".join(f"{n} {s.lower()}" for s, n in sorted(summary["states"].items())))
+    if summary["states"].get("SURPLUS"):
+        console.print("(surplus: started by a worker after others had met the budget, ended at once, never run)")
     if summary.get("roles"):
         table = Table(title=f"re-trainings of fixed configs (of {summary.get('repeats_of')}): "
                             "mean ± std over training seeds")

@@ -22,7 +22,8 @@ RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
 
 
 def _ledger(tmp_path: Path) -> str:
-    """A search study with a conditional param, a lost trial and its retry, an image; and its repeats study."""
+    """A search study with a conditional param, a lost trial and its retry, a surplus trial, an image; and its
+    repeats study."""
     url = f"sqlite:///{tmp_path / 'study.db'}"
     search = optuna.create_study(storage=url, study_name="s")
     explain_study(search, "PRDC loss", "# s\nthe search")
@@ -37,6 +38,8 @@ def _ledger(tmp_path: Path) -> str:
     search.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL,
                                                user_attrs={"lost_reason": "worker h:1 is gone"}))
     search.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.WAITING, user_attrs={"retry_of": 16}))
+    search.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL,
+                                               user_attrs={"surplus": "the budget was met by earlier trials"}))
     attach(search, tiny_png(tmp_path / "samples.png"), tmp_path)
     repeats = optuna.create_study(storage=url, study_name="s.repeats")
     explain_study(repeats, "PRDC loss", "re-trainings", {"kind": "repeats", "repeats_of": "s",
@@ -56,6 +59,11 @@ def test_report_of_a_search_study(tmp_path, capsys):
     assert set(summary["importance"]["importances"]) == {"lr", "optimizer"}
     assert summary["importance"]["left_out_conditional"] == ["weight_decay"]
     assert summary["lost"] == [{"number": 16, "reason": "worker h:1 is gone", "retried_by": 17}]
+    # the surplus trial (FAIL in Optuna, never run) is counted apart from the lost one
+    assert summary["states"] == {"COMPLETE": 16, "FAIL": 1, "WAITING": 1, "SURPLUS": 1}
+    assert main(["report", "--study", "s", "--storage", url, "--out", str(tmp_path / "pages")]) == 0
+    printed = capsys.readouterr().out
+    assert "16 complete, 1 fail, 1 surplus, 1 waiting" in printed and "never run" in printed
     page = Path(summary["page"]).read_text()
     assert page.count("plotly-graph-div") >= 4  # history, importance, parallel coordinates, intermediate values
     assert "artifact: samples.png" in page and "data:image/png;base64," in page and "the search" in page
