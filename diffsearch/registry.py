@@ -6,18 +6,23 @@ job needs to know about an entry to decide what to do with it (needs a gradient,
 prompt, families served ...) is data on the entry (``capabilities``), never an ``if name in (...)`` in the
 job, so a plugin can say it too.
 
-Installed packages add entries through an entry-point group (``entry_point_group``); they are merged in
-when a name is not built in, or when the whole registry is listed. A built-in name always wins.
+Installed packages add entries through an entry-point group (``entry_point_group``, diffsearch/plugins.py);
+they are merged in when a name is not built in, or when the whole registry is listed. A built-in name
+always wins (with a warning, once). ``adapt`` turns a loaded object into an ``Entry[T]``; it raises
+``ForeignEntry`` for an object that belongs to another registry of the same group (a prompt searcher asked
+for as an hparams searcher), ``UsageError`` for one that is not what the group takes.
 
-This module is a leaf: it imports nothing from diffsearch but ``errors``.
+This module is a leaf: it imports nothing from diffsearch but ``errors`` and ``plugins``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, Iterator, Mapping, TypeVar
 
+from diffsearch import plugins
 from diffsearch.errors import UsageError
 
 T = TypeVar("T")
@@ -38,29 +43,33 @@ class Entry(Generic[T]):
         return self.capabilities.get(capability, False)
 
 
+class ForeignEntry(UsageError):
+    """An entry point of the group that another registry takes (its message says which)."""
+
+
+Adapter = Callable[[importlib.metadata.EntryPoint, Any], Entry[T]]
+
+
 class Registry(Generic[T]):
     """Names to ``Entry[T]``; collisions refused; unknown names refused in one line.
 
-    ``kind`` names what the registry holds in messages ("searcher", "reward", ...); ``entry_point_group``
-    (optional) is the group installed packages declare entries in; ``adapt`` turns a loaded entry point
-    object into an ``Entry[T]`` (or raises ``UsageError``) so that each registry keeps its own rule for what
-    a plugin may be.
+    ``kind`` names what the registry holds in messages ("hparams searcher", "reward", ...);
+    ``entry_point_group`` (optional) is the group installed packages declare entries in; ``adapt`` turns a
+    loaded entry point object into an ``Entry[T]`` (or raises ``UsageError``), so that each registry keeps
+    its own rule for what a plugin may be. Without ``adapt`` a plugin must be an ``Entry`` itself.
     """
 
     def __init__(self, kind: str, entry_point_group: str | None = None,
-                 adapt: Callable[[str, Any], Entry[T]] | None = None) -> None:
+                 adapt: Adapter[T] | None = None) -> None:
         self.kind = kind
         self.entry_point_group = entry_point_group
         self._adapt = adapt
         self._entries: dict[str, Entry[T]] = {}
-        self._plugins: dict[str, Entry[T]] = {}
 
     # -- built-in entries ------------------------------------------------------------------------
     def register(self, name: str, value: T, description: str, **capabilities: Any) -> T:
         """Add an entry; a second entry under the same name is a programming error (ValueError)."""
-        if name in self._entries:
-            raise ValueError(f"{self.kind} {name!r} is registered twice")
-        self._entries[name] = Entry(name, value, description, dict(capabilities))
+        self.add(Entry(name, value, description, dict(capabilities)))
         return value
 
     def add(self, entry: Entry[T]) -> None:
@@ -78,16 +87,29 @@ class Registry(Generic[T]):
     def __len__(self) -> int:
         return len(self._entries)
 
+    def __getitem__(self, name: str) -> Entry[T]:
+        return self._entries[name]
+
+    def items(self) -> list[tuple[str, Entry[T]]]:
+        """The built-in entries (``all()`` adds the installed packages')."""
+        return list(self._entries.items())
+
     def names(self) -> list[str]:
         return list(self._entries)
 
     def builtin(self) -> dict[str, Entry[T]]:
         return dict(self._entries)
 
+    def descriptions(self) -> dict[str, str]:
+        """Name -> one line, built-in and installed (for ``--help`` and ``diffsearch list``)."""
+        return {name: entry.description for name, entry in self.all().items()}
+
     def lookup(self, name: str, flag: str | None = None) -> Entry[T]:
         """The entry (built in, else from an installed package), or a one-line ``UsageError`` listing
         the known names. ``flag`` names the option in the message (``--searcher``)."""
         if name in self._entries:
+            if self.entry_point_group is not None:
+                plugins.warn_shadowed(self.entry_point_group, name, self.kind)
             return self._entries[name]
         found = self._plugin(name)
         if found is not None:
@@ -99,14 +121,33 @@ class Registry(Generic[T]):
         return self.lookup(name).value
 
     def all(self) -> dict[str, Entry[T]]:
-        """Built-in entries, then every installed package's (a built-in name wins)."""
+        """Built-in entries, then every installed package's that loads (a built-in name wins)."""
         merged = dict(self._entries)
         for ep in self._entry_points():
-            if ep.name not in merged:
+            if ep.name in merged:
+                continue
+            try:
                 found = self._plugin(ep.name)
-                if found is not None:
-                    merged[ep.name] = found
+            except UsageError:  # another registry's, or broken: ``broken()`` lists the latter
+                continue
+            if found is not None:
+                merged[ep.name] = found
         return merged
+
+    def broken(self) -> list[tuple[str, str]]:
+        """(name, one-line reason) of the group's entry points that cannot be loaded or are not what the
+        group takes (another registry's entries are not broken)."""
+        found = []
+        for ep in self._entry_points():
+            if ep.name in self._entries:
+                continue
+            try:
+                self._adapted(ep)
+            except ForeignEntry:
+                continue
+            except UsageError as exc:
+                found.append((ep.name, str(exc)))
+        return found
 
     def with_capability(self, capability: str) -> list[str]:
         return [name for name, entry in self.all().items() if entry.can(capability)]
@@ -115,26 +156,29 @@ class Registry(Generic[T]):
     def _entry_points(self) -> tuple[importlib.metadata.EntryPoint, ...]:
         if self.entry_point_group is None:
             return ()
-        return tuple(importlib.metadata.entry_points(group=self.entry_point_group))
+        return plugins.entry_points(self.entry_point_group)
 
     def _plugin(self, name: str) -> Entry[T] | None:
-        if name in self._plugins:
-            return self._plugins[name]
+        """The entry of the entry point called ``name`` (None when there is none); only it is imported."""
+        foreign = []
         for ep in self._entry_points():
-            if ep.name != name:
-                continue
-            try:
-                loaded = ep.load()
-            except Exception as exc:  # a broken package breaks only the command that names it
-                first = str(exc).splitlines()[0][:160] if str(exc) else ""
-                raise UsageError(f"{self.kind} {name!r} from entry point {ep.value} cannot be loaded "
-                                 f"({type(exc).__name__}: {first})") from None
-            if isinstance(loaded, Entry):
-                entry = loaded
-            elif self._adapt is not None:
-                entry = self._adapt(name, loaded)
-            else:
-                raise UsageError(f"entry point {name!r} ({ep.value}) is not a diffsearch Entry")
-            self._plugins[name] = entry
-            return entry
+            if ep.name == name:
+                try:
+                    return self._adapted(ep)
+                except ForeignEntry as exc:
+                    foreign.append(str(exc))
+        if foreign:
+            raise UsageError("; ".join(foreign))
         return None
+
+    def _adapted(self, ep: importlib.metadata.EntryPoint) -> Entry[T]:
+        loaded = plugins.load(ep)
+        if self._adapt is not None:
+            entry = self._adapt(ep, loaded)
+        elif isinstance(loaded, Entry):
+            entry = loaded
+        else:
+            raise UsageError(f"{plugins.describe(ep)} is a {type(loaded).__name__}, not a diffsearch Entry")
+        # the entry point's name is the entry's name; the listing says which package it comes from
+        return dataclasses.replace(entry, name=ep.name,
+                                   description=f"{entry.description} (plugin: {plugins.package(ep)})")

@@ -61,7 +61,7 @@ def family_of(model: str) -> type[PipelineBackend]:
 def default_guidance(model: str) -> float:
     """The guidance scale the model's own pipeline uses by default (SD 7.5, SDXL 5, SD3 7, FLUX 3.5)."""
     name = BUILT_IN_CLASSES.get(model) or pipeline_class_name(model)
-    return FAMILIES[name].default_guidance if name in FAMILIES else SDBackend.default_guidance
+    return FAMILIES[name].value.default_guidance if name in FAMILIES else SDBackend.default_guidance
 
 
 def _tiny(model: str, seed: int):

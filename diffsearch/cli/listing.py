@@ -1,6 +1,7 @@
-"""``diffsearch list``: what can be run, read from the registries (jobs, spaces, searchers, ...), with the
-searchers and spaces of installed packages (entry points, diffsearch/plugins.py); an entry point that
-cannot be loaded is a row saying why (and a line on stderr), not a crash."""
+"""``diffsearch list``: what can be run, read from the registries (each a ``diffsearch.registry.Registry``:
+jobs, spaces, searchers, pruners, rewards, tasks ...), with the entries of installed packages (entry
+points, diffsearch/plugins.py); an entry point that cannot be loaded is a row saying why (and a line on
+stderr), not a crash."""
 
 from __future__ import annotations
 
@@ -10,18 +11,18 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-from diffsearch import plugins
 from diffsearch.datasets import TOY_DATASETS
 from diffsearch.datasets.images import IMAGE_DATASETS
 from diffsearch.jobs import JOBS
 from diffsearch.objectives import OBJECTIVES
 from diffsearch.objectives.rewards import REWARDS
+from diffsearch.registry import Registry
 from diffsearch.searchers import PRUNERS
-from diffsearch.searchers.prompt_registry import prompt_searchers
-from diffsearch.searchers.registry import hparams_searchers
-from diffsearch.searchers.tree_registry import tree_searchers
-from diffsearch.spaces.training import training_spaces
+from diffsearch.searchers.prompt_registry import PROMPT_SEARCHERS
+from diffsearch.searchers.registry import SEARCHERS
+from diffsearch.searchers.tree_registry import TREE_SEARCHERS
 from diffsearch.spaces.prompts import PROMPT_SPACES
+from diffsearch.spaces.training import SPACES
 from diffsearch.tasks.optimizer_tasks import SCORES, TASKS
 
 
@@ -34,29 +35,28 @@ def add_parser(subparsers, parser_class, formatter, help_text: str) -> None:
 
 def rows() -> list[tuple[str, str, str]]:
     """(kind, name, what it is) for everything a user can name on the command line, job by job."""
-    described = lambda registry: {name: entry.description for name, entry in registry.items()}  # noqa: E731
-    sections = (
-        ("job", {name: entry.description for name, entry in JOBS.items()}
-         | {"worker": "join a study of any job from any machine and run its trials"}),
-        ("hparams space", {name: space.description for name, space in training_spaces().items()}),
-        ("hparams searcher", described(hparams_searchers())),
-        ("hparams pruner", PRUNERS),
-        ("hparams objective", OBJECTIVES),
+    sections: tuple[tuple[str, dict[str, str]], ...] = (
+        ("job", JOBS.descriptions() | {"worker": "join a study of any job from any machine and run its trials"}),
+        ("hparams space", SPACES.descriptions()),
+        ("hparams searcher", SEARCHERS.descriptions()),
+        ("hparams pruner", PRUNERS.descriptions()),
+        ("hparams objective", OBJECTIVES.descriptions()),
         ("hparams dataset", {name: "2-D toy set, 100,000 points, 20,000 held out" for name in TOY_DATASETS}
          | {"FILE.npy / FILE.csv": "your own N x D float matrix, 80/20 split"}
          | IMAGE_DATASETS | {"FOLDER": "your own images (or a saved Hugging Face dataset), 80/20 split, 64x64"}),
         ("optimizer space", {"update-rules": "expression trees of update rules"}),
-        ("optimizer searcher", described(tree_searchers())),
-        ("optimizer task", TASKS),
-        ("optimizer score", SCORES),
-        ("prompt space", PROMPT_SPACES),
-        ("prompt searcher", described(prompt_searchers())),
-        ("prompt reward", REWARDS),
+        ("optimizer searcher", TREE_SEARCHERS.descriptions()),
+        ("optimizer task", TASKS.descriptions()),
+        ("optimizer score", SCORES.descriptions()),
+        ("prompt space", PROMPT_SPACES.descriptions()),
+        ("prompt searcher", PROMPT_SEARCHERS.descriptions()),
+        ("prompt reward", REWARDS.descriptions()),
         ("prompt dataset", {"prompts.txt": "our prompt set for diffsearch prompt --prompts (12 prompts)",
                             "negative_words.txt": "our negative-word library (~200 words) for the library space"}),
     )
-    broken = [("broken plugin", name, error) for group in (plugins.SEARCHERS_GROUP, plugins.SPACES_GROUP)
-              for name, error in plugins.broken(group)]
+    plugged: tuple[Registry, ...] = (SEARCHERS, TREE_SEARCHERS, PROMPT_SEARCHERS, SPACES)
+    broken = [("broken plugin", name, error)
+              for name, error in dict(pair for registry in plugged for pair in registry.broken()).items()]
     for _, _, error in broken:
         sys.stderr.write(f"diffsearch: warning: {error}\n")
     return [(kind, name, text) for kind, entries in sections for name, text in entries.items()] + broken

@@ -25,11 +25,11 @@ spherical CLIP loss between each generated image and your prompt, 2*arcsin(|a/|a
                   makes the images follow your prompt better (lower loss);
   --task attack   finds a rewording with sentence similarity >= 0.9 that makes the model fail (higher loss).
 rewards (--reward; higher is better, the search minimises the loss: CLIP's own, or minus the score):
-""" + "\n".join(f"  {k:16s} {v}" for k, v in REWARDS.items()) + """
+""" + "\n".join(f"  {k:16s} {v}" for k, v in REWARDS.descriptions().items()) + """
 spaces:
-""" + "\n".join(f"  {k:16s} {v}" for k, v in PROMPT_SPACES.items()) + """
+""" + "\n".join(f"  {k:16s} {v}" for k, v in PROMPT_SPACES.descriptions().items()) + """
 searchers:
-""" + "\n".join(f"  {k:16s} {v[1]}" for k, v in PROMPT_SEARCHERS.items()) + """
+""" + "\n".join(f"  {k:16s} {v.description}" for k, v in PROMPT_SEARCHERS.builtin().items()) + """
 The budget counts full generations (one evaluation = one sampling of --seeds images; a shortcut-gradient
 step counts its share). Every evaluated prompt is an Optuna trial in the storage (default: a SQLite file
 in --out); rerunning the same command resumes from it.

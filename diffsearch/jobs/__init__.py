@@ -7,14 +7,14 @@ job is adding its module, its CLI module ``diffsearch/cli/<name>.py`` and a line
 import importlib
 from typing import NamedTuple
 
-from diffsearch.errors import UsageError
+from diffsearch.registry import Registry
 
 
 class JobEntry(NamedTuple):
     module: str        # imported only when the job runs: each job loads its own heavy libraries
     description: str
 
-JOBS = {
+_JOBS = {
     "hparams": JobEntry("diffsearch.jobs.hparams",
                         "tune the training hyperparameters of a diffusion model: PRDC on vectors, FID on images "
                         "(the thesis study of Optuna HPO for diffusion training)"),
@@ -28,8 +28,12 @@ JOBS = {
 }
 
 
+# name -> the job's module (a string: imported only when the job runs)
+JOBS: Registry[str] = Registry("job")
+for _name, _entry in _JOBS.items():
+    JOBS.register(_name, _entry.module, _entry.description)
+
+
 def load_job(name: str):
     """The ``JOB`` object of a job's module (see ``diffsearch.jobs.base.Job``)."""
-    if name not in JOBS:
-        raise UsageError(f"unknown job {name!r}; known: {', '.join(JOBS)}")
-    return importlib.import_module(JOBS[name].module).JOB
+    return importlib.import_module(JOBS.lookup(name).value).JOB

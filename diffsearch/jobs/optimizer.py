@@ -190,15 +190,17 @@ def _search_and_compare(o: OptimizerOptions, study: optuna.Study, space: UpdateR
                                "initial_score": task.initial_score}
     settings = TreeSearchSettings(levels=o.levels, threshold=task.initial_score, batch=o.workers,
                                   start=[_start_program(name) for name in o.start_from])
-    book, extras = get_tree_searcher(o.searcher).factory(space, counted, o.budget, o.seed, settings)
+    tree_budget, extras = get_tree_searcher(o.searcher).value(space, counted, o.budget, o.seed, settings)
     results.update(extras)
     search_seconds = time.perf_counter() - search_start
-    results["search"] = {**book.stats(), "replayed_from_storage": evaluator.replayed, "seconds": search_seconds}
+    results["search"] = {**tree_budget.stats(), "replayed_from_storage": evaluator.replayed,
+                         "seconds": search_seconds}
 
     # a rule the search started from is a baseline, not a discovery
     started = {space.key(_start_program(name)) for name in o.start_from}
-    ranked = [(key, program) for key, program in sorted(book.programs.items(), key=lambda kp: book.scores[kp[0]])
-              if key not in started and math.isfinite(book.scores[key])]
+    scores = tree_budget.scores
+    ranked = [(key, program) for key, program in sorted(tree_budget.programs.items(), key=lambda kp: scores[kp[0]])
+              if key not in started and math.isfinite(scores[key])]
     grid = parse_lr_grid(o.lr_grid)
     long_scale = o.scale * (o.promote[-1] if o.promote else 1.0)
     if o.promote:

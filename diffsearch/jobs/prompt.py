@@ -36,11 +36,6 @@ from diffsearch.spaces.prompts import PROMPT_SPACES, build_space
 from diffsearch.tasks.prompt_sd import PromptTask, PromptTrialRunner, SentenceSimilarity
 
 TASKS = ("enhance", "attack")
-# searchers that backpropagate through the reward (DPO-Diff's shortcut gradient): they need a reward
-# whose loss has a grad_fn; a MODULE:FUNCTION reward without one is refused before the run starts
-GRADIENT_SEARCHERS = ("gpo", "gpo+es")
-# spaces that search a negative prompt: refused where the model's guidance leaves it without effect
-NEGATIVE_SPACES = ("antonym", "library", "antonym+library", "sister")
 
 
 @dataclass
@@ -86,8 +81,7 @@ class PromptOptions:
             raise UsageError("the prompt is empty")
         if o.task not in TASKS:
             raise UsageError(f"unknown --task {o.task!r}; known: {', '.join(TASKS)}")
-        if o.space not in PROMPT_SPACES:
-            raise UsageError(f"unknown --space {o.space!r}; known: {', '.join(PROMPT_SPACES)}")
+        PROMPT_SPACES.lookup(o.space)
         if o.task == "attack" and o.space != "synonym":
             raise UsageError("--task attack searches the synonym space (keeps the meaning): use --space synonym")
         get_prompt_searcher(o.searcher)
@@ -147,17 +141,20 @@ class Models:
     def __init__(self, o: PromptOptions):
         # first, before any weights: the model's family (an unserved pipeline) and a space it cannot serve
         family = family_of(o.model)
+        # a space that searches a negative prompt is refused where the model's guidance leaves it no effect
+        negative = PROMPT_SPACES.lookup(o.space).can("acts_through_negative_prompt")
         guidance = family.default_guidance if o.guidance is None else o.guidance  # what the backend will use
-        refusal = family.refusal_for(guidance, o.true_cfg) if o.space in NEGATIVE_SPACES else None
+        refusal = family.refusal_for(guidance, o.true_cfg) if negative else None
         if refusal:
             raise UsageError(f"--space {o.space} searches a negative prompt, but {refusal}")
         self.reward: Reward = o.reward_spec().load(o.device, o.seed)  # next: a bad reward fails before SD loads
-        if o.searcher in GRADIENT_SEARCHERS and not self.reward.differentiable:
+        # a searcher that backpropagates through the reward (DPO-Diff's shortcut gradient) needs a grad_fn
+        if get_prompt_searcher(o.searcher).can("needs_gradient") and not self.reward.differentiable:
             raise UsageError(f"--reward {o.reward} is not differentiable (its scores have no grad_fn) and "
                              f"--searcher {o.searcher} backpropagates through it; use --searcher evolution or random")
         self.backend = load_backend(o.model, o.device, o.dtype, o.seed, steps=o.steps, guidance=o.guidance,
                                     true_cfg=o.true_cfg, size=o.size, memory=o.memory())
-        refusal = self.backend.negative_prompt_refusal() if o.space in NEGATIVE_SPACES else None
+        refusal = self.backend.negative_prompt_refusal() if negative else None
         # again on the loaded backend: a hub id not in the local cache was guessed to be SD 1.x above
         if refusal:
             raise UsageError(f"--space {o.space} searches a negative prompt, but {refusal}")
@@ -214,7 +211,7 @@ def _search(o: PromptOptions, models: Models, prompt: str, space, study, study_n
                       models.similarity, on_eval)
     start = time.perf_counter()
     user = task.evaluate(space.user_point(), role="user_input")
-    found = get_prompt_searcher(o.searcher).factory(task, space, o.seed,
+    found = get_prompt_searcher(o.searcher).value(task, space, o.seed,
                                                     PromptSearchSettings(iterations=o.iterations, k=o.k))
     best_point, best = task.best() or (space.user_point(), user)
     positive, negative = space.texts(best_point)

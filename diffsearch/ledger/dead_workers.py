@@ -27,6 +27,8 @@ RETRY_OF_ATTR = "retry_of"  # on a retry: the number of the lost trial it re-run
 # legacy trials without a worker record are failed once they have run this long without one
 NO_RECORD_GRACE_SECONDS = 60
 RECORD_GRACE_SECONDS = 5
+# a dead worker's trial is re-run at most this many times (Optuna's retry callback, both storages)
+MAX_RETRIES = 3
 
 
 def worker_id() -> str:

@@ -16,6 +16,7 @@ import optuna
 from optuna.storages import JournalStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from diffsearch.ledger.dead_workers import MAX_RETRIES, lost_heartbeat
 from diffsearch.ledger.optuna_private import BaseHeartbeat, frozen_trial_id
 
 HEARTBEAT_ATTR = "diffsearch:heartbeat"
@@ -44,10 +45,7 @@ class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
                                                                   states=(TrialState.RUNNING,))
                 if HEARTBEAT_ATTR in trial.system_attrs
                 and now - trial.system_attrs[HEARTBEAT_ATTR] > self.grace_period]
-        from diffsearch.ledger.dead_workers import lost_heartbeat  # each one's lost_reason, before Optuna fails it
-        from diffsearch.ledger.storage import MAX_RETRIES
-
-        lost_heartbeat(self, ids, self.grace_period, MAX_RETRIES)
+        lost_heartbeat(self, ids, self.grace_period, MAX_RETRIES)  # each one's lost_reason, before Optuna fails it
         return ids
 
     def get_heartbeat_interval(self) -> int | None:

@@ -10,7 +10,7 @@ from typing import Any
 import optuna
 
 from diffsearch.errors import UsageError
-from diffsearch.ledger.dead_workers import RetryWithReason, lost_heartbeat
+from diffsearch.ledger.dead_workers import MAX_RETRIES, RetryWithReason, lost_heartbeat
 from diffsearch.ledger.journal_heartbeat import HeartbeatJournalStorage
 
 
@@ -30,7 +30,6 @@ def run_location(study: str, out: str | None, storage: str | None) -> tuple[str,
 # A worker that dies mid-trial (SIGKILL, lost machine) stops beating; after the grace period the next
 # worker to start a trial marks it failed and Optuna's retry callback enqueues the same params again.
 DEFAULT_HEARTBEAT_SECONDS = 10
-MAX_RETRIES = 3
 
 
 def open_storage(url: str, heartbeat: int | None = None) -> optuna.storages.BaseStorage:

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from diffsearch.errors import UsageError
-from diffsearch.objectives.rewards import Reward
+from diffsearch.objectives.reward_base import Reward, RewardOptions
 
 DEFAULT_CLIP = "ViT-B-32:openai"
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -191,3 +191,12 @@ class ClipReward(Reward):
     def loss_and_score(self, images: torch.Tensor, prompt: str) -> tuple[torch.Tensor, torch.Tensor]:
         features, text = self.clip.image_features(images), self.cached_text(prompt)  # one image pass for both
         return spherical_loss(features, text), clip_score(features, text)
+
+
+# ``--reward clip`` (objectives/rewards.py's registry): nothing to check before the model loads
+def check(options: RewardOptions) -> None:
+    pass
+
+
+def load(options: RewardOptions, device: str, seed: int) -> Reward:
+    return ClipReward(ClipObjective(options.clip or DEFAULT_CLIP, device, seed))

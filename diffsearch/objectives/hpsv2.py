@@ -20,7 +20,9 @@ import torch
 
 from diffsearch.errors import UsageError
 from diffsearch.objectives.clip import preprocess_images
-from diffsearch.objectives.rewards import Reward
+from diffsearch.objectives.reward_base import Reward, RewardOptions
+
+HPSV2_ARCH = "ViT-H-14"  # the published checkpoints' open_clip architecture
 
 
 def check_checkpoint(checkpoint: str | None, arch: str) -> None:
@@ -82,3 +84,12 @@ class HPSv2(Reward):
         pixels = preprocess_images(images.to(self.device), self.size, self.mean, self.std)
         embedded = self.model.encode_image(pixels, normalize=True)
         return 100 * (embedded @ self.cached_text(prompt).T).squeeze(-1)
+
+
+# ``--reward hpsv2`` (objectives/rewards.py's registry)
+def check(options: RewardOptions) -> None:
+    check_checkpoint(options.model, options.arch or HPSV2_ARCH)
+
+
+def load(options: RewardOptions, device: str, seed: int) -> Reward:
+    return HPSv2(Path(str(options.model)).expanduser(), options.arch or HPSV2_ARCH, device)

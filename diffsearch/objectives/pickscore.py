@@ -24,7 +24,9 @@ import torch.nn.functional as F
 
 from diffsearch.errors import UsageError
 from diffsearch.objectives.clip import embedding_tensor, preprocess_images
-from diffsearch.objectives.rewards import Reward
+from diffsearch.objectives.reward_base import Reward, RewardOptions
+
+PICKSCORE_HUB_ID = "yuvalkirstain/PickScore_v1"  # the published checkpoint (where a hub is reachable)
 
 PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
 
@@ -83,3 +85,12 @@ class PickScore(Reward):
         pixels = preprocess_images(images.to(self.device), self.size, self.mean, self.std)
         embedded = F.normalize(embedding_tensor(self.model.get_image_features(pixel_values=pixels)), dim=-1)
         return self.model.logit_scale.exp() * (embedded @ self.cached_text(prompt).T).squeeze(-1)
+
+
+# ``--reward pickscore`` (objectives/rewards.py's registry)
+def check(options: RewardOptions) -> None:
+    check_source(options.model or PICKSCORE_HUB_ID)
+
+
+def load(options: RewardOptions, device: str, seed: int) -> Reward:
+    return PickScore(options.model or PICKSCORE_HUB_ID, device)

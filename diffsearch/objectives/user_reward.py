@@ -24,7 +24,7 @@ from typing import Callable
 import torch
 
 from diffsearch.errors import UsageError
-from diffsearch.objectives.rewards import Reward
+from diffsearch.objectives.reward_base import Reward, RewardOptions
 
 PROBE_SHAPE = (2, 3, 64, 64)
 PROBE_PROMPT = "a photograph of a cat"
@@ -82,3 +82,12 @@ class UserReward(Reward):
 
     def score(self, images: torch.Tensor, prompt: str) -> torch.Tensor:
         return as_scores(self.function(images, prompt), len(images))
+
+
+# ``--reward MODULE:FUNCTION`` (objectives/rewards.py's registry)
+def check(options: RewardOptions) -> None:
+    import_function(options.name)
+
+
+def load(options: RewardOptions, device: str, seed: int) -> Reward:
+    return UserReward(options.name, device)

@@ -17,6 +17,8 @@ import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution
 
+from diffsearch.searchers.space_codec import SpaceCodec
+
 PRIOR_SEED = 2000  # any fixed number: the prior is a property of the space, not of the study's seed
 
 
@@ -34,8 +36,6 @@ def prior_histories(search_space: dict[str, BaseDistribution], functions: int, t
     """``functions`` random-search histories (codes, values) of ``trials`` points each, one per bump
     function. Configurations are drawn as Optuna's RandomSampler draws them, parameter by parameter in
     the order of ``search_space``, so the codes carry the space's own rounding and one-hot structure."""
-    from diffsearch.searchers.generative_sampler import SpaceCodec  # the sampler imports this module
-
     codec = SpaceCodec(search_space)
     rng = np.random.default_rng(seed)
     histories = []

@@ -50,11 +50,11 @@ def _admit_new(budget: TreeBudget, space: UpdateRuleSpace, partial: Program, rng
 def mct_search(space: UpdateRuleSpace, evaluate: EvaluateFn, budget: int = 128, levels: int = 4,
                seed: int = 0, threshold: float = math.inf, max_tries: int = 200) -> tuple[TreeBudget, list[LevelRecord]]:
     rng = np.random.default_rng(seed)
-    book = TreeBudget(space, evaluate, budget)
+    tree_budget = TreeBudget(space, evaluate, budget)
     node: Program = ()
     history: list[LevelRecord] = []
     for level in range(levels):
-        target = book.used + budget // levels + (1 if level < budget % levels else 0)
+        target = tree_budget.used + budget // levels + (1 if level < budget % levels else 0)
         children = space.children(node)
         if not children:
             break
@@ -65,17 +65,17 @@ def mct_search(space: UpdateRuleSpace, evaluate: EvaluateFn, budget: int = 128, 
         i = 0
         # round robin, so every child gets a sample before any gets a second; the level's samples do
         # not depend on each other's scores, so they are trained as one batch (in parallel by workers)
-        while book.used + len(book.pending) < target and len(exhausted) < len(order):
+        while tree_budget.used + len(tree_budget.pending) < target and len(exhausted) < len(order):
             child = order[i % len(order)]
             i += 1
             if child in exhausted:
                 continue
-            program = _admit_new(book, space, node + (child,), rng, max_tries)
+            program = _admit_new(tree_budget, space, node + (child,), rng, max_tries)
             if program is None:
                 exhausted.add(child)
             else:
                 child_of[program] = child
-        for program, score in book.flush():
+        for program, score in tree_budget.flush():
             samples[child_of[program]].append(score)
         record = LevelRecord(" ".join(node), {c: thresholded_mean(s, threshold) for c, s in samples.items()},
                              {c: len(s) for c, s in samples.items()})
@@ -88,11 +88,11 @@ def mct_search(space: UpdateRuleSpace, evaluate: EvaluateFn, budget: int = 128, 
         node = node + (record.chosen,)
     # budget left when a level ran out of new programs: completions of the last node, then of the root
     for partial in (node, ()):
-        while book.left > 0:
-            if _admit_new(book, space, partial, rng, max_tries * 5) is None:
+        while tree_budget.left > 0:
+            if _admit_new(tree_budget, space, partial, rng, max_tries * 5) is None:
                 break
-        book.flush()
-    return book, history
+        tree_budget.flush()
+    return tree_budget, history
 
 
 def describe(history: list[LevelRecord]) -> str:
@@ -103,6 +103,6 @@ __all__ = ["mct_search", "search", "thresholded_mean", "LevelRecord", "describe"
 
 
 def search(space: UpdateRuleSpace, evaluate: EvaluateFn, budget: int, seed: int, settings) -> tuple[TreeBudget, dict]:
-    """The registry's entry point (see ``tree_registry``): the book and the levels of the traversal."""
-    book, history = mct_search(space, evaluate, budget, settings.levels, seed, threshold=settings.threshold)
-    return book, {"mct_levels": [asdict(r) for r in history], "mct_path": describe(history)}
+    """The registry's entry point (see ``tree_registry``): the tree_budget and the levels of the traversal."""
+    tree_budget, history = mct_search(space, evaluate, budget, settings.levels, seed, threshold=settings.threshold)
+    return tree_budget, {"mct_levels": [asdict(r) for r in history], "mct_path": describe(history)}

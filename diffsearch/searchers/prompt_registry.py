@@ -1,30 +1,36 @@
 """Prompt searchers by name (``diffsearch prompt --searcher``); one module per algorithm.
 
-Each entry's factory is the module's ``search(task, space, seed, settings) -> PromptSearchResult``: it
-evaluates points through ``task.evaluate_many`` until the budget is spent (see ``prompt_result``).
+Each entry's value is the module's ``search(task, space, seed, settings) -> PromptSearchResult``
+(``prompt_result.PromptSearcher``): it evaluates points through ``task.evaluate_many`` until the budget is
+spent. ``needs_gradient``: the searcher backpropagates through the reward (DPO-Diff's shortcut gradient),
+so the job refuses a reward without one before anything starts.
 """
 
 from __future__ import annotations
 
-from diffsearch.searchers import gpo, gpo_es, prompt_evolution, prompt_random
 from diffsearch import plugins
-from diffsearch.searchers.registry import SearcherEntry, lookup
+from diffsearch.registry import Entry, Registry
+from diffsearch.searchers import gpo, gpo_es, prompt_evolution, prompt_random
+from diffsearch.searchers.base import searcher_adapter
+from diffsearch.searchers.prompt_result import PromptSearcher
 
-PROMPT_SEARCHERS = {
-    "random": SearcherEntry(prompt_random.search, "uniform samples of the prompt space"),
-    "evolution": SearcherEntry(prompt_evolution.search,
-                               "evolution (deap operators): top-10, mutation, uniform crossover"),
-    "gpo": SearcherEntry(gpo.search, "Gumbel-softmax over slots, shortcut gradient through SD, then samples"),
-    "gpo+es": SearcherEntry(gpo_es.search,
-                            "GPO, then evolution seeded from the learned distribution (DPO-Diff, Wang et al., "
-                            "ICML 2024)"),
-}
+PROMPT_SEARCHERS: Registry[PromptSearcher] = Registry("prompt searcher", plugins.SEARCHERS_GROUP,
+                                                      searcher_adapter("prompt"))
+PROMPT_SEARCHERS.register("random", prompt_random.search, "uniform samples of the prompt space")
+PROMPT_SEARCHERS.register("evolution", prompt_evolution.search,
+                          "evolution (deap operators): top-10, mutation, uniform crossover")
+PROMPT_SEARCHERS.register("gpo", gpo.search,
+                          "Gumbel-softmax over slots, shortcut gradient through SD, then samples",
+                          needs_gradient=True)
+PROMPT_SEARCHERS.register("gpo+es", gpo_es.search,
+                          "GPO, then evolution seeded from the learned distribution (DPO-Diff, Wang et al., "
+                          "ICML 2024)", needs_gradient=True)
 
 
-def get_prompt_searcher(name: str) -> SearcherEntry:
-    return lookup(PROMPT_SEARCHERS, name, "--searcher", job="prompt")  # installed packages' searchers too
+def get_prompt_searcher(name: str) -> Entry[PromptSearcher]:
+    return PROMPT_SEARCHERS.lookup(name, "--searcher")  # installed packages' searchers too
 
 
-def prompt_searchers() -> dict[str, SearcherEntry]:
+def prompt_searchers() -> dict[str, Entry[PromptSearcher]]:
     """``PROMPT_SEARCHERS`` and the prompt searchers of installed packages (for listings)."""
-    return plugins.searchers("prompt", PROMPT_SEARCHERS)
+    return PROMPT_SEARCHERS.all()

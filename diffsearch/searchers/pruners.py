@@ -6,33 +6,36 @@ reduction factor 2, so trials are compared at epochs 8, 16, 32, 64 of 100. The t
 
 from __future__ import annotations
 
+from typing import Callable
+
 import optuna
 
 from diffsearch.errors import UsageError
+from diffsearch.registry import Registry
 
-PRUNERS = {
-    "none": "train every trial for all epochs",
-    "sh": "successive halving (Optuna SuccessiveHalvingPruner)",
-    "hyperband": "Hyperband: several successive-halving brackets (Optuna HyperbandPruner)",
-}
+# make(min_epochs, epochs, reduction_factor) -> the Optuna pruner
+PrunerFactory = Callable[[int, int, int], optuna.pruners.BasePruner]
+
+PRUNERS: Registry[PrunerFactory] = Registry("pruner")
+PRUNERS.register("none", lambda low, high, factor: optuna.pruners.NopPruner(), "train every trial for all epochs",
+                 prunes=False)
+PRUNERS.register("sh", lambda low, high, factor: optuna.pruners.SuccessiveHalvingPruner(
+    min_resource=low, reduction_factor=factor), "successive halving (Optuna SuccessiveHalvingPruner)", prunes=True)
+PRUNERS.register("hyperband", lambda low, high, factor: optuna.pruners.HyperbandPruner(
+    min_resource=low, max_resource=high, reduction_factor=factor),
+    "Hyperband: several successive-halving brackets (Optuna HyperbandPruner)", prunes=True)
 
 
 def make_pruner(name: str, min_epochs: int, epochs: int, reduction_factor: int = 2) -> optuna.pruners.BasePruner:
-    if name not in PRUNERS:
-        raise UsageError(f"unknown pruner {name!r}; known: {', '.join(PRUNERS)}")
-    if name != "none" and not 1 <= min_epochs < epochs:
+    entry = PRUNERS.lookup(name)
+    if entry.can("prunes") and not 1 <= min_epochs < epochs:
         raise UsageError(f"--min-epochs {min_epochs} must be at least 1 and below --epochs {epochs}")
-    if name == "sh":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=min_epochs, reduction_factor=reduction_factor)
-    if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=min_epochs, max_resource=epochs,
-                                              reduction_factor=reduction_factor)
-    return optuna.pruners.NopPruner()
+    return entry.value(min_epochs, epochs, reduction_factor)
 
 
 def report_epochs(name: str, min_epochs: int, epochs: int, reduction_factor: int = 2) -> tuple[int, ...]:
     """Checkpoints min * factor^k below the last epoch (the last epoch is the final score)."""
-    if name == "none":
+    if not PRUNERS.lookup(name).can("prunes"):
         return ()
     checkpoints, epoch = [], min_epochs
     while epoch < epochs:

@@ -1,57 +1,28 @@
-"""Searchers by name, one registry per job; one module per algorithm, these files only list them.
+"""Hparams searchers by name (``diffsearch hparams --searcher``, a sweep's ``method``): Optuna samplers.
 
-- ``SEARCHERS`` (here): Optuna samplers for ``diffsearch hparams``: ``factory(seed) -> BaseSampler``;
+The three searcher registries, one per search problem, each a ``Registry`` (diffsearch/registry.py):
+
+- ``SEARCHERS`` (here): ``make(seed) -> optuna.samplers.BaseSampler`` (``base.HparamsSearcher``);
 - ``tree_registry.TREE_SEARCHERS``: update-rule searchers for ``diffsearch optimizer``;
 - ``prompt_registry.PROMPT_SEARCHERS``: prompt searchers for ``diffsearch prompt``.
 
-Adding a searcher is adding its module and one ``SearcherEntry`` line to the registry of its job. Other
-installed packages add searchers by entry points (group ``diffsearch.searchers``, diffsearch/plugins.py):
-``lookup`` with a ``job`` finds them, the ``*_searchers()`` functions list them; a built-in name wins.
+Adding a searcher is adding its module and one ``register`` line to the registry of its job. Other
+installed packages add searchers by entry points (group ``diffsearch.searchers``, searchers/base.py says
+what the object may be); a built-in name wins.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, NamedTuple
+from typing import Any
 
 import optuna
 
 from diffsearch import plugins
-from diffsearch.errors import UsageError
-from diffsearch.searchers import gp, random, tpe
+from diffsearch.registry import Entry, Registry
+from diffsearch.searchers import gp, random_search, tpe
+from diffsearch.searchers.base import HparamsSearcher, SearcherEntry, searcher_adapter
 
-
-class SearcherEntry(NamedTuple):
-    factory: Callable[..., Any]  # what the job calls; its signature is the registry's
-    description: str             # one line for --help and ``diffsearch list``
-
-
-def lookup(registry: Mapping[str, SearcherEntry], name: str, flag: str = "searcher",
-           job: str | None = None) -> SearcherEntry:
-    """The entry, or a one-line UsageError that lists the known names. With ``job`` (hparams, optimizer,
-    prompt), the searchers that installed packages declare for that job are looked up too."""
-    if name in registry:
-        if job is not None:
-            plugins.warn_shadowed(plugins.SEARCHERS_GROUP, name, f"{job} searcher")
-        return registry[name]
-    if job is not None:
-        found = plugins.find_searcher(job, name)  # imports only the entry points called ``name``
-        if found is not None:
-            return found
-        registry = plugins.searchers(job, registry)
-    raise UsageError(f"unknown {flag} {name!r}; known: {', '.join(registry)}")
-
-
-SEARCHERS = {
-    "random": SearcherEntry(random.make, "random search (Optuna RandomSampler)"),
-    "tpe": SearcherEntry(tpe.make, "tree-structured Parzen estimator (Optuna TPESampler, multivariate)"),
-    "gp": SearcherEntry(gp.make, "Gaussian-process BO (Optuna GPSampler)"),
-    "generative": SearcherEntry(lambda seed: _generative(seed),
-                                "generative HPO: a diffusion model trained on the study's history proposes "
-                                "the next configuration; level with TPE/GP on tabular benchmarks; on "
-                                "mixed/conditional and training spaces ahead of random search but behind TPE "
-                                "(use tpe), on smooth functions behind GP and TPE (use gp); ~1 s per suggestion "
-                                "on an idle core"),
-}
+__all__ = ["SEARCHERS", "SearcherEntry", "hparams_searchers", "lookup", "make_sampler"]
 
 
 def _generative(seed: int) -> optuna.samplers.BaseSampler:
@@ -61,10 +32,27 @@ def _generative(seed: int) -> optuna.samplers.BaseSampler:
     return GenerativeSampler(seed=seed)
 
 
-def hparams_searchers() -> dict[str, SearcherEntry]:
+SEARCHERS: Registry[HparamsSearcher] = Registry("hparams searcher", plugins.SEARCHERS_GROUP,
+                                                searcher_adapter("hparams"))
+SEARCHERS.register("random", random_search.make, "random search (Optuna RandomSampler)")
+SEARCHERS.register("tpe", tpe.make, "tree-structured Parzen estimator (Optuna TPESampler, multivariate)")
+SEARCHERS.register("gp", gp.make, "Gaussian-process BO (Optuna GPSampler)")
+SEARCHERS.register("generative", _generative,
+                   "generative HPO: a diffusion model trained on the study's history proposes the next "
+                   "configuration; level with TPE/GP on tabular benchmarks; on mixed/conditional and training "
+                   "spaces ahead of random search but behind TPE (use tpe), on smooth functions behind GP and "
+                   "TPE (use gp); ~1 s per suggestion on an idle core")
+
+
+def lookup(registry: Registry[Any], name: str, flag: str = "searcher", job: str | None = None) -> Entry[Any]:
+    """``registry.lookup(name, flag)`` (``job`` is the registry's own; kept for older callers)."""
+    return registry.lookup(name, flag)
+
+
+def hparams_searchers() -> dict[str, Entry[HparamsSearcher]]:
     """``SEARCHERS`` and the hparams searchers of installed packages (for listings)."""
-    return plugins.searchers("hparams", SEARCHERS)
+    return SEARCHERS.all()
 
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
-    return lookup(SEARCHERS, name, job="hparams").factory(seed)
+    return SEARCHERS.lookup(name, "searcher").value(seed)

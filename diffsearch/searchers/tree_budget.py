@@ -1,4 +1,5 @@
-"""Shared bookkeeping of the tree searchers: dedup by probe hash, rejection, and an exact budget.
+"""What a tree searcher is (``TreeSearcher``, its ``TreeEvaluator``) and their shared bookkeeping (``TreeBudget``):
+dedup by probe hash, rejection, and an exact budget.
 
 Duplicates (a program equivalent to one already seen) and rejected programs (descent or
 non-degeneracy test failed) are never trained and do not use the budget, as in ENOS (Wang et al.,
@@ -10,12 +11,41 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
 from diffsearch.spaces.update_rule_space import UpdateRuleSpace
 from diffsearch.spaces.update_rules import Program
 
-EvaluateFn = Callable[[Program], float]  # lower is better; inf for a failed training
+
+
+@runtime_checkable
+class TreeEvaluator(Protocol):
+    """Trains update-rule programs; lower is better, ``inf`` for a failed training. ``many`` trains a batch
+    at once (on every worker of the study, jobs/optimizer_ledger.py); one program is ``many([p])[0]``."""
+
+    def __call__(self, program: Program) -> float: ...
+
+    def many(self, programs: Sequence[Program]) -> list[float]: ...
+
+
+class OneByOne:
+    """A plain ``program -> score`` function as a ``TreeEvaluator`` (tests, notebooks): a batch in order."""
+
+    def __init__(self, function: Callable[[Program], float]) -> None:
+        self.function = function
+
+    def __call__(self, program: Program) -> float:
+        return self.function(program)
+
+    def many(self, programs: Sequence[Program]) -> list[float]:
+        return [self.function(p) for p in programs]
+
+
+def as_evaluator(evaluate: TreeEvaluator | Callable[[Program], float]) -> TreeEvaluator:
+    return evaluate if isinstance(evaluate, TreeEvaluator) else OneByOne(evaluate)
+
+
+EvaluateFn = TreeEvaluator | Callable[[Program], float]  # what a tree searcher takes (made a TreeEvaluator)
 
 
 @dataclass
@@ -27,7 +57,7 @@ class TreeBudget:
     """
 
     space: UpdateRuleSpace
-    evaluate: EvaluateFn
+    evaluate: TreeEvaluator
     budget: int
     scores: dict[str, float] = field(default_factory=dict)      # key -> score of evaluated programs
     programs: dict[str, Program] = field(default_factory=dict)  # key -> the first program with that key
@@ -36,6 +66,9 @@ class TreeBudget:
     duplicates: int = 0
     proposed: int = 0
     check_seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.evaluate = as_evaluator(self.evaluate)
 
     @property
     def used(self) -> int:
@@ -72,8 +105,7 @@ class TreeBudget:
         batch, self.pending = self.pending, {}
         if not batch:
             return []
-        many = getattr(self.evaluate, "many", None)
-        scores = list(many(list(batch.values()))) if many else [self.evaluate(p) for p in batch.values()]
+        scores = self.evaluate.many(list(batch.values()))
         for (key, program), score in zip(batch.items(), scores):
             self.scores[key] = score if math.isfinite(score) else math.inf
             self.programs[key] = program
@@ -88,3 +120,12 @@ class TreeBudget:
     def stats(self) -> dict[str, float]:
         return {"evaluated": self.used, "proposed": self.proposed, "duplicates": self.duplicates,
                 "rejected": len(self.rejected), "check_seconds": self.check_seconds}
+
+
+class TreeSearcher(Protocol):
+    """A tree searcher (searchers/tree_registry.py): admits programs to a ``TreeBudget`` (dedup, rejection,
+    the exact budget), has them trained by ``evaluate`` and returns the ``TreeBudget`` with its own extras
+    for results.json. ``settings`` is a ``TreeSearchSettings``; each searcher reads only its own fields."""
+
+    def __call__(self, space: UpdateRuleSpace, evaluate: EvaluateFn, budget: int, seed: int,
+                 settings: Any) -> tuple[TreeBudget, dict[str, Any]]: ...

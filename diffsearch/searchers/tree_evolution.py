@@ -68,13 +68,13 @@ def _evolve(space: UpdateRuleSpace, evaluate: EvaluateFn, budget: int, seed: int
             tournament: int, crossover: float, max_misses: int, batch: int, start: Sequence[Program]) -> TreeBudget:
     rng = np.random.default_rng(seed)
     pset = primitive_set(space)
-    book = TreeBudget(space, evaluate, budget)
+    tree_budget = TreeBudget(space, evaluate, budget)
     for program in start[: min(population, budget)]:
-        book.admit(program)
+        tree_budget.admit(program)
     misses = 0
-    while book.left > 0 and len(book.pending) < min(population, budget) and misses < max_misses:
-        misses = 0 if book.admit(space.sample(rng)) else misses + 1
-    pop: list[tuple[Program, float]] = book.flush()
+    while tree_budget.left > 0 and len(tree_budget.pending) < min(population, budget) and misses < max_misses:
+        misses = 0 if tree_budget.admit(space.sample(rng)) else misses + 1
+    pop: list[tuple[Program, float]] = tree_budget.flush()
     grow = partial(gp.genGrow, min_=0, max_=2)
 
     def pick() -> Program:
@@ -82,20 +82,20 @@ def _evolve(space: UpdateRuleSpace, evaluate: EvaluateFn, budget: int, seed: int
         return min(contenders, key=lambda ps: ps[1])[0]
 
     misses = 0
-    while book.left > 0 and pop and misses < max_misses:
-        while book.left > 0 and len(book.pending) < batch and misses < max_misses:
+    while tree_budget.left > 0 and pop and misses < max_misses:
+        while tree_budget.left > 0 and len(tree_budget.pending) < batch and misses < max_misses:
             if rng.random() < crossover and len(pop) > 1:
                 child, _ = gp.cxOnePoint(to_tree(pick(), pset), to_tree(pick(), pset))
             else:
                 (child,) = gp.mutUniform(to_tree(pick(), pset), expr=grow, pset=pset)
             program = to_tokens(child)
-            admitted = len(program) <= space.max_length and not violations(program) and book.admit(program)
+            admitted = len(program) <= space.max_length and not violations(program) and tree_budget.admit(program)
             misses = 0 if admitted else misses + 1
-        for program, score in book.flush():
+        for program, score in tree_budget.flush():
             worst = max(range(len(pop)), key=lambda i: (pop[i][1], -i))
             if score <= pop[worst][1] or not math.isfinite(pop[worst][1]):
                 pop[worst] = (program, score)
-    return book
+    return tree_budget
 
 
 def search(space: UpdateRuleSpace, evaluate: EvaluateFn, budget: int, seed: int, settings) -> tuple[TreeBudget, dict]:

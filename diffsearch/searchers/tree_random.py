@@ -15,12 +15,12 @@ def random_tree_search(space: UpdateRuleSpace, evaluate: EvaluateFn, budget: int
     Draws do not depend on scores: every admitted program is trained in one batch (by all workers).
     """
     rng = np.random.default_rng(seed)
-    book = TreeBudget(space, evaluate, budget)
+    tree_budget = TreeBudget(space, evaluate, budget)
     misses = 0
-    while book.left > 0 and misses < max_misses:
-        misses = 0 if book.admit(space.sample(rng)) else misses + 1
-    book.flush()
-    return book
+    while tree_budget.left > 0 and misses < max_misses:
+        misses = 0 if tree_budget.admit(space.sample(rng)) else misses + 1
+    tree_budget.flush()
+    return tree_budget
 
 
 def search(space: UpdateRuleSpace, evaluate: EvaluateFn, budget: int, seed: int, settings) -> tuple[TreeBudget, dict]:

@@ -1,18 +1,20 @@
 """Update-rule searchers by name (``diffsearch optimizer --searcher``); one module per algorithm.
 
-Each entry's factory is the module's ``search(space, evaluate, budget, seed, settings) -> (book, extras)``:
-``evaluate`` trains programs through the ledger (``evaluate.many`` trains a batch on every worker), the
-book (``TreeBudget``) holds every program admitted, scored or rejected, and ``extras`` the searcher's own
-records for results.json.
+Each entry's value is the module's ``search(space, evaluate, budget, seed, settings) -> (tree_budget,
+extras)`` (``tree_budget.TreeSearcher``): ``evaluate`` (a ``TreeEvaluator``) trains programs through the
+ledger, ``evaluate.many`` a batch on every worker; the ``TreeBudget`` holds every program admitted, scored or
+rejected, and ``extras`` the searcher's own records for results.json.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from diffsearch.searchers import mct, tree_evolution, tree_random
 from diffsearch import plugins
-from diffsearch.searchers.registry import SearcherEntry, lookup
+from diffsearch.registry import Entry, Registry
+from diffsearch.searchers import mct, tree_evolution, tree_random
+from diffsearch.searchers.base import searcher_adapter
+from diffsearch.searchers.tree_budget import TreeSearcher
 from diffsearch.spaces.update_rules import Program
 
 
@@ -26,18 +28,19 @@ class TreeSearchSettings:
     start: list[Program] = field(default_factory=list)  # evolution: programs in the first population
 
 
-TREE_SEARCHERS = {
-    "mct": SearcherEntry(mct.search, "Monte Carlo tree traversal: levels x samples, best mean child expanded "
-                                     "(ENOS, Wang et al., NeurIPS 2022)"),
-    "random": SearcherEntry(tree_random.search, "random programs grown top-down"),
-    "evolution": SearcherEntry(tree_evolution.search, "deap gp: tournament, one-point crossover, subtree mutation"),
-}
+TREE_SEARCHERS: Registry[TreeSearcher] = Registry("optimizer searcher", plugins.SEARCHERS_GROUP,
+                                                  searcher_adapter("optimizer"))
+TREE_SEARCHERS.register("mct", mct.search, "Monte Carlo tree traversal: levels x samples, best mean child "
+                                           "expanded (ENOS, Wang et al., NeurIPS 2022)")
+TREE_SEARCHERS.register("random", tree_random.search, "random programs grown top-down")
+TREE_SEARCHERS.register("evolution", tree_evolution.search,
+                        "deap gp: tournament, one-point crossover, subtree mutation")
 
 
-def get_tree_searcher(name: str) -> SearcherEntry:
-    return lookup(TREE_SEARCHERS, name, job="optimizer")  # installed packages' searchers too
+def get_tree_searcher(name: str) -> Entry[TreeSearcher]:
+    return TREE_SEARCHERS.lookup(name, "searcher")  # installed packages' searchers too
 
 
-def tree_searchers() -> dict[str, SearcherEntry]:
+def tree_searchers() -> dict[str, Entry[TreeSearcher]]:
     """``TREE_SEARCHERS`` and the optimizer searchers of installed packages (for listings)."""
-    return plugins.searchers("optimizer", TREE_SEARCHERS)
+    return TREE_SEARCHERS.all()

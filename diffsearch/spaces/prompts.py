@@ -27,15 +27,25 @@ import numpy as np
 
 from diffsearch.datasets.lexicon import STOP_WORDS, Lexicon, wordnet_head_noun
 from diffsearch.errors import UsageError
+from diffsearch.registry import Registry
 
-PROMPT_SPACES = {
-    "synonym": "positive prompt: each word of the input -> itself or a synonym (attack, or enhance)",
-    "antonym": "negative prompt from antonyms of the input's words; any slot may stay empty",
-    "library": "negative prompt from our library of ~200 generic negative words, 4 slots",
-    "antonym+library": "antonym slots and library slots in one negative prompt",
-    "sister": "negative prompt from sister terms of the input's nouns (WordNet co-hyponyms: sneaker -> sandal, "
-              "boot), the offline analogue of DPO-Diff's opposite concepts",
-}
+# The spaces by name; ``acts_through_negative_prompt``: its points are negative prompts, so the job refuses a
+# pipeline or guidance under which a negative prompt has no effect. The value is the slot kinds it builds.
+PROMPT_SPACES: Registry[tuple[str, ...]] = Registry("--space")
+PROMPT_SPACES.register("synonym", ("synonym",),
+                       "positive prompt: each word of the input -> itself or a synonym (attack, or enhance)")
+PROMPT_SPACES.register("antonym", ("antonym",),
+                       "negative prompt from antonyms of the input's words; any slot may stay empty",
+                       acts_through_negative_prompt=True)
+PROMPT_SPACES.register("library", ("library",),
+                       "negative prompt from our library of ~200 generic negative words, 4 slots",
+                       acts_through_negative_prompt=True)
+PROMPT_SPACES.register("antonym+library", ("antonym", "library"),
+                       "antonym slots and library slots in one negative prompt", acts_through_negative_prompt=True)
+PROMPT_SPACES.register("sister", ("sister",),
+                       "negative prompt from sister terms of the input's nouns (WordNet co-hyponyms: sneaker -> "
+                       "sandal, boot), the offline analogue of DPO-Diff's opposite concepts",
+                       acts_through_negative_prompt=True)
 LIBRARY_SLOTS = 4  # the reference splits its library into 4 slots
 ARTICLES = frozenset({"a", "an", "the"})  # what follows one is a noun phrase: its last word may be the head
 
@@ -135,8 +145,8 @@ def load_negative_library(is_one_token: Callable[[str], bool] = lambda w: True) 
 def build_space(name: str, prompt: str, lexicon: Lexicon, is_one_token: Callable[[str], bool],
                 max_tokens: int | None = None, count_tokens: Callable[[str], int] | None = None) -> PromptSpace:
     """The space ``name`` around ``prompt``; raises UsageError for an unknown name or a space with no slots."""
-    if name not in PROMPT_SPACES:
-        raise UsageError(f"unknown --space {name!r}; known: {', '.join(PROMPT_SPACES)}")
+    entry = PROMPT_SPACES.lookup(name)
+    kinds, description = entry.value, entry.description
     slots: list[Slot] = []
     positive: list[str | int] = []
     negative: list[str | int] = []
@@ -157,7 +167,7 @@ def build_space(name: str, prompt: str, lexicon: Lexicon, is_one_token: Callable
         slots.append(slot)
 
     pieces = split_words(prompt)
-    heads = noun_heads(pieces) if name == "sister" else {}
+    heads = noun_heads(pieces) if "sister" in kinds else {}
     for index, (text, is_word) in enumerate(pieces):
         word_slot = None
         if index in heads:
@@ -165,11 +175,11 @@ def build_space(name: str, prompt: str, lexicon: Lexicon, is_one_token: Callable
             if sisters:
                 add_negative(Slot(unique(f"sis:{heads[index]}"), [""] + sisters))
         if is_word and text.lower() not in STOP_WORDS:
-            if name == "synonym" and is_one_token(text):
+            if "synonym" in kinds and is_one_token(text):
                 subs = [w for w in lexicon.lookup("synonym", text, prompt) if w != text.lower()]
                 if subs:
                     word_slot = Slot(unique(f"syn:{text}"), [text] + subs)
-            if name in ("antonym", "antonym+library"):
+            if "antonym" in kinds:
                 ants = lexicon.lookup("antonym", text, prompt)
                 if ants:
                     add_negative(Slot(unique(f"ant:{text}"), [""] + ants))
@@ -178,7 +188,7 @@ def build_space(name: str, prompt: str, lexicon: Lexicon, is_one_token: Callable
             slots.append(word_slot)
         else:
             positive.append(text)
-    if name in ("library", "antonym+library"):
+    if "library" in kinds:
         library = load_negative_library(is_one_token)
         for i, chunk in enumerate(np.array_split(np.array(library, dtype=object), LIBRARY_SLOTS)):
             add_negative(Slot(unique(f"lib{i + 1}"), [""] + [str(w) for w in chunk]))
@@ -193,4 +203,4 @@ def build_space(name: str, prompt: str, lexicon: Lexicon, is_one_token: Callable
         kind = {"synonym": "synonym", "sister": "sister term (a noun's co-hyponym)"}.get(name, "antonym")
         raise UsageError(f"the {name} space of {prompt!r} is empty: no word has a short enough {kind} in the "
                          "lexicon; try --space antonym+library, --word-tokens 3 (longer substitutes) or --lexicon llm")
-    return PromptSpace(name, prompt, slots, positive, negative, PROMPT_SPACES[name])
+    return PromptSpace(name, prompt, slots, positive, negative, description)

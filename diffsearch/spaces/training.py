@@ -8,6 +8,7 @@ dict is stored as the Optuna trial's params.
 
 from __future__ import annotations
 
+import importlib.metadata
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +16,7 @@ import optuna
 
 from diffsearch import plugins
 from diffsearch.errors import UsageError
+from diffsearch.registry import Entry, Registry
 
 LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine")
 WARMUP_RATIOS = (0.0, 0.05, 0.10, 0.15, 0.20)
@@ -124,21 +126,26 @@ IMAGES = TrainingSpace(
     },
 )
 
-SPACES = {space.name: space for space in (TOY2D, IMAGES)}
+def _space_of(ep: importlib.metadata.EntryPoint, obj: Any) -> Entry[TrainingSpace]:
+    """A ``diffsearch.spaces`` entry point's object: a ``TrainingSpace`` named as the entry point."""
+    if not isinstance(obj, TrainingSpace):
+        raise UsageError(f"{plugins.describe(ep)} is a {type(obj).__name__}, not a TrainingSpace")
+    if obj.name != ep.name:
+        raise UsageError(f"{plugins.describe(ep)} is the TrainingSpace {obj.name!r}: the names must match")
+    return Entry(obj.name, obj, obj.description)
+
+
+SPACES: Registry[TrainingSpace] = Registry("space", plugins.SPACES_GROUP, _space_of)
+for _space in (TOY2D, IMAGES):
+    SPACES.register(_space.name, _space, _space.description)
 
 
 def get_space(name: str) -> TrainingSpace:
-    """A built-in space, or one an installed package declares (entry point group ``diffsearch.spaces``,
-    diffsearch/plugins.py); a built-in name wins."""
-    if name in SPACES:
-        plugins.warn_shadowed(plugins.SPACES_GROUP, name, "space")
-        return SPACES[name]
-    found = plugins.find_space(name)  # imports only the entry points called ``name``
-    if found is None:
-        raise UsageError(f"unknown space {name!r}; known: {', '.join(training_spaces())}")
-    return found
+    """A built-in space, or one an installed package declares (entry point group ``diffsearch.spaces``);
+    a built-in name wins."""
+    return SPACES.get(name)
 
 
 def training_spaces() -> dict[str, TrainingSpace]:
     """``SPACES`` and the training spaces of installed packages (for listings)."""
-    return plugins.spaces(SPACES)
+    return {name: entry.value for name, entry in SPACES.all().items()}

@@ -18,7 +18,7 @@ from diffsearch.backends.unet_trainer import TrainedUNet, resolve_device, train_
 from diffsearch.datasets.images import ImageData
 from diffsearch.errors import TrialDiverged, UsageError
 from diffsearch.objectives.fid import FidReference, inception_features
-from diffsearch.tasks.evaluation import Evaluation
+from diffsearch.tasks.evaluation import TrainingEvaluation
 
 IMAGE_PARTS = ("fid", "kid", "kid_std")
 
@@ -71,7 +71,7 @@ class ImageDiffusionTask:
 
     def evaluate(self, config: dict[str, Any], seed: int,
                  report: Callable[[int, float], None] | None = None,
-                 report_epochs: tuple[int, ...] = ()) -> Evaluation:
+                 report_epochs: tuple[int, ...] = ()) -> TrainingEvaluation:
         """Train with ``config``; ``report(epoch, fid)`` gets the FID at each checkpoint epoch."""
         start = time.perf_counter()
         self.reference  # noqa: B018 - compute (or load) the reference before training, not inside a trial's pruning
@@ -84,4 +84,4 @@ class ImageDiffusionTask:
         score, parts = self.score(samples)
         if not np.isfinite(score):
             raise TrialDiverged(f"FID is {score}")
-        return Evaluation(score, parts, time.perf_counter() - start, samples, trained.epoch_losses)
+        return TrainingEvaluation(score, parts, time.perf_counter() - start, samples, trained.epoch_losses)

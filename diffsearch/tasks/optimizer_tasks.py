@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -26,9 +26,9 @@ from diffusers import DDPMScheduler
 from diffsearch.errors import UsageError
 from diffsearch.ledger.interrupt import stop_point
 from diffsearch.optim import make_optimizer
-
-if TYPE_CHECKING:
-    from diffsearch.tasks.user_task import UserTrainingTask
+from diffsearch.registry import Registry
+from diffsearch.tasks.evaluation import RuleEvaluation
+from diffsearch.tasks.user_task import UserTrainingTask, is_user_task
 
 LR_GRID = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)  # the reference grid
 # half decades: a rule whose best lr falls between two decades is not judged a decade off
@@ -57,16 +57,6 @@ class RunResult:
     curve: list[float]            # loss on the fixed batch at ``curve_every`` steps
     diverged_at: int | None = None
     model: torch.nn.Module | None = field(default=None, repr=False)
-
-
-@dataclass
-class Evaluation:
-    lr: float
-    score: float
-    curve: list[float]
-    grid: dict[str, float]        # proxy loss per lr ("inf": diverged)
-    seconds: float
-    final_loss: float | None = None  # the fixed-batch loss, when the score is something else
 
 
 @dataclass
@@ -134,19 +124,19 @@ class DiffusionTrainingTask:
         score = curve[-1]
         return RunResult(lr, score if math.isfinite(score) and score <= limit else math.inf, curve, model=model)
 
-    def evaluate(self, program: Sequence[str] | str, seed: int = 0, weight_decay: float = 0.0) -> Evaluation:
+    def evaluate(self, program: Sequence[str] | str, seed: int = 0, weight_decay: float = 0.0) -> RuleEvaluation:
         """Pick the lr by proxy runs over the grid, then train the full run with it."""
         start = time.perf_counter()
         proxies = [self.train(program, lr, self.proxy_steps, seed, weight_decay) for lr in self.lr_grid]
         grid = {f"{p.lr:g}": p.score for p in proxies}
         best = min(proxies, key=lambda p: p.score)
         if not math.isfinite(best.score):
-            return Evaluation(math.nan, math.inf, [], grid, time.perf_counter() - start)
+            return RuleEvaluation(math.nan, math.inf, [], grid, time.perf_counter() - start)
         run = best if self.proxy_steps == self.steps else self.train(program, best.lr, self.steps, seed, weight_decay)
         if self.score_model is None or not math.isfinite(run.score):
-            return Evaluation(best.lr, run.score, run.curve, grid, time.perf_counter() - start)
+            return RuleEvaluation(best.lr, run.score, run.curve, grid, time.perf_counter() - start)
         score = self.score_model(run.model)
-        return Evaluation(best.lr, score, run.curve, grid, time.perf_counter() - start, final_loss=run.score)
+        return RuleEvaluation(best.lr, score, run.curve, grid, time.perf_counter() - start, final_loss=run.score)
 
     @property
     def initial_score(self) -> float:
@@ -243,18 +233,34 @@ def mnist_task(steps: int = 1200, proxy_steps: int = 400, width: float = 0.125, 
     return task
 
 
-TASKS = {
-    "toy2d-moons": "MLP denoiser on 2-D moons, 300 steps (search task, 1-2 s per candidate with its lr grid on 2 cores)",
-    "toy2d-swissroll": "the same on the swiss roll", "toy2d-spirals": "the same on two spirals",
-    "digits": "UNet2DModel (8/16 channels) on scikit-learn's 8x8 digits, 120 steps (transfer task)",
-    "mnist-unet": "the image job's UNet (attention blocks, width 0.125) on MNIST 16 px, 1,200 steps of 64 "
-                  "(1.5 epochs; a realistic transfer task, minutes per rule on 2 cores)",
-}
+# A task's value builds it: ``build(scale, score, lr_grid)``; ``scores``: the scores it can be judged by.
+TaskBuilder = Callable[[float, str, Sequence[float]], DiffusionTrainingTask]
 
 
-SCORES = {"loss": "denoising loss on a fixed batch after training (every task)",
-          "prdc": "PRDC loss of 2,000 sampled points vs 2,000 held-out ones (2-D tasks; digits keeps the loss)",
-          "fid": "FID of 500 DDIM-50 samples vs MNIST test images (mnist-unet only)"}
+def _toy2d(dataset: str) -> TaskBuilder:
+    return lambda scale, score, lr_grid: toy2d_task(dataset, steps=max(2, int(300 * scale)),
+                                                    proxy_steps=max(1, int(100 * scale)), score=score,
+                                                    lr_grid=tuple(lr_grid))
+
+
+TASKS: Registry[TaskBuilder] = Registry("task")
+TASKS.register("toy2d-moons", _toy2d("moons"), "MLP denoiser on 2-D moons, 300 steps (search task, 1-2 s per "
+               "candidate with its lr grid on 2 cores)", scores=("loss", "prdc"))
+TASKS.register("toy2d-swissroll", _toy2d("swissroll"), "the same on the swiss roll", scores=("loss", "prdc"))
+TASKS.register("toy2d-spirals", _toy2d("spirals"), "the same on two spirals", scores=("loss", "prdc"))
+TASKS.register("digits", lambda scale, score, lr_grid: digits_task(
+    steps=max(2, int(120 * scale)), proxy_steps=max(1, int(40 * scale)), lr_grid=tuple(lr_grid)),
+    "UNet2DModel (8/16 channels) on scikit-learn's 8x8 digits, 120 steps (transfer task)", scores=("loss", "prdc"))
+TASKS.register("mnist-unet", lambda scale, score, lr_grid: mnist_task(
+    steps=max(2, int(1200 * scale)), proxy_steps=max(1, int(400 * scale)), score=score, lr_grid=tuple(lr_grid)),
+    "the image job's UNet (attention blocks, width 0.125) on MNIST 16 px, 1,200 steps of 64 (1.5 epochs; a "
+    "realistic transfer task, minutes per rule on 2 cores)", scores=("loss", "fid"))
+
+SCORES: Registry[None] = Registry("score")
+SCORES.register("loss", None, "denoising loss on a fixed batch after training (every task)")
+SCORES.register("prdc", None, "PRDC loss of 2,000 sampled points vs 2,000 held-out ones (2-D tasks; digits "
+                "keeps the loss)")
+SCORES.register("fid", None, "FID of 500 DDIM-50 samples vs MNIST test images (mnist-unet only)", needs_images=True)
 
 
 def make_task(name: str, scale: float = 1.0, score: str = "loss",
@@ -264,22 +270,15 @@ def make_task(name: str, scale: float = 1.0, score: str = "loss",
     ``module:factory`` is a task of your own (``diffsearch.tasks.user_task``): it sets its own length and
     score, so ``scale`` and ``score`` do not apply to it.
     """
-    from diffsearch.tasks.user_task import UserTrainingTask, is_user_task
-
     if is_user_task(name):
         return UserTrainingTask(name, lr_grid)
     if name not in TASKS:
         raise UsageError(f"unknown task {name!r}; known: {', '.join(TASKS)}, or module:factory for your own")
-    if score not in SCORES:
-        raise UsageError(f"unknown score {score!r}; known: {', '.join(SCORES)}")
-    if score == "fid" and name != "mnist-unet":  # the other tasks draw no images: refuse rather than score the loss
-        raise UsageError(f"--score fid needs images: only mnist-unet has them ({name} takes loss"
-                         + (" or prdc)" if name.startswith("toy2d") else ")"))
-    if name == "mnist-unet":
-        return mnist_task(steps=max(2, int(1200 * scale)), proxy_steps=max(1, int(400 * scale)),
-                          score=score, lr_grid=tuple(lr_grid))
-    if name == "digits":
-        return digits_task(steps=max(2, int(120 * scale)), proxy_steps=max(1, int(40 * scale)),
-                           lr_grid=tuple(lr_grid))
-    return toy2d_task(name.split("-", 1)[1], steps=max(2, int(300 * scale)), proxy_steps=max(1, int(100 * scale)),
-                      score=score, lr_grid=tuple(lr_grid))
+    SCORES.lookup(score)
+    entry = TASKS[name]
+    if SCORES[score].can("needs_images") and score not in entry.can("scores"):
+        # the other tasks draw no images: refuse rather than score the loss
+        with_images = ", ".join(n for n in TASKS if score in TASKS[n].can("scores"))
+        takes = " or ".join(s for s in entry.can("scores") if s != "prdc" or name.startswith("toy2d"))
+        raise UsageError(f"--score {score} needs images: only {with_images} has them ({name} takes {takes})")
+    return entry.value(scale, score, lr_grid)

@@ -46,7 +46,9 @@ class SentenceSimilarity:
 
 
 @dataclass
-class Evaluation:
+class PromptEvaluation:
+    """One prompt point's record: the value the search minimises, the reward loss, the trial's attrs."""
+
     value: float | None      # minimised; None when rejected or failed
     loss: float | None
     attrs: dict = field(default_factory=dict)
@@ -96,7 +98,7 @@ class PromptTask:
         self.sign = 1.0 if task == "enhance" else -1.0
         self.similarity, self.on_eval = similarity, on_eval
         self.spent = 0.0
-        self.seen: dict[tuple[int, ...], Evaluation] = {}  # this run's evaluations
+        self.seen: dict[tuple[int, ...], PromptEvaluation] = {}  # this run's evaluations
         self.trace: list[tuple[float, float | None]] = []
         # finished trials by params key (earlier runs' too): read back, never generated twice
         self.runner = PromptTrialRunner(study, backend, reward)
@@ -116,10 +118,10 @@ class PromptTask:
         self.spent += generations
 
     # ---- evaluation ---------------------------------------------------------------------------------
-    def evaluate(self, point, role: str = "search") -> Evaluation:
+    def evaluate(self, point, role: str = "search") -> PromptEvaluation:
         return self.evaluate_many([point], role, respect_budget=False)[0]
 
-    def evaluate_many(self, points, role: str = "search", respect_budget: bool = True) -> list[Evaluation]:
+    def evaluate_many(self, points, role: str = "search", respect_budget: bool = True) -> list[PromptEvaluation]:
         """Evaluate ``points`` in order (stopping when the budget is spent); the new generations are
         handed to the workers as one batch through the study. Returns the evaluations made."""
         stop_point()
@@ -139,7 +141,7 @@ class PromptTask:
             order.append(point)
             if key not in self.queue.done and self._rejected(positive, attrs):  # costs nothing
                 self._record(params, attrs, TrialState.FAIL)
-                self._finish(point, Evaluation(None, None, attrs), self.spent)
+                self._finish(point, PromptEvaluation(None, None, attrs), self.spent)
                 continue
             if role == "search":
                 self.charge(1)
@@ -148,7 +150,7 @@ class PromptTask:
         self.queue.collect(wanted)
         for key, (point, spent) in pending.items():
             trial = self.queue.done[key]
-            self._finish(point, Evaluation(trial.value, trial.user_attrs.get("loss"), dict(trial.user_attrs)), spent)
+            self._finish(point, PromptEvaluation(trial.value, trial.user_attrs.get("loss"), dict(trial.user_attrs)), spent)
         return [self.seen[p] for p in order]
 
     def _rejected(self, positive: str, attrs: dict) -> bool:
@@ -161,7 +163,7 @@ class PromptTask:
             return True
         return False
 
-    def _finish(self, point, result: Evaluation, spent: float) -> None:
+    def _finish(self, point, result: PromptEvaluation, spent: float) -> None:
         self.seen[point] = result
         self.trace.append((spent, result.value))  # objective against budget, for benchmarks
         if self.on_eval is not None:
@@ -200,6 +202,6 @@ class PromptTask:
                              "cannot use it; use --searcher evolution or random")
         return loss
 
-    def best(self) -> tuple[tuple[int, ...], Evaluation] | None:
+    def best(self) -> tuple[tuple[int, ...], PromptEvaluation] | None:
         done = [(p, e) for p, e in self.seen.items() if e.value is not None]
         return min(done, key=lambda pe: pe[1].value) if done else None

@@ -32,7 +32,7 @@ import torch
 from diffsearch.errors import TrialFailed, UsageError
 from diffsearch.ledger.interrupt import stop_point
 from diffsearch.optim import make_optimizer as build_optimizer
-from diffsearch.tasks.optimizer_tasks import Evaluation
+from diffsearch.tasks.evaluation import RuleEvaluation
 
 MakeOptimizer = Callable[[Iterable[Any]], torch.optim.Optimizer]
 PROTOCOL = ("name (str), steps (int >= 1: optimizer steps per training) and "
@@ -110,7 +110,7 @@ def _one_line(exc: BaseException) -> str:
 
 class UserTrainingTask:
     """A user's task seen as the optimizer job sees its built-in tasks: ``evaluate(program, seed, weight_decay)``
-    picks the lr on the grid and returns an ``Evaluation``; ``initial_score`` is the untrained model's.
+    picks the lr on the grid and returns an ``RuleEvaluation``; ``initial_score`` is the untrained model's.
 
     ``name`` is the ``module:factory`` text (what the trials' ``task`` attr and the workers look it up by);
     ``title`` is the task's own ``name``.
@@ -145,7 +145,7 @@ class UserTrainingTask:
         value = float(value)
         return value if math.isfinite(value) else math.inf
 
-    def evaluate(self, program: Sequence[str], seed: int = 0, weight_decay: float = 0.0) -> Evaluation:
+    def evaluate(self, program: Sequence[str], seed: int = 0, weight_decay: float = 0.0) -> RuleEvaluation:
         """Train once per lr of the grid; the best run gives the score and the lr."""
         start = time.perf_counter()
         grid: dict[str, float] = {}
@@ -157,8 +157,8 @@ class UserTrainingTask:
         best_lr, best = min(zip(self.lr_grid, grid.values()), key=lambda pair: pair[1])
         seconds = time.perf_counter() - start
         if not math.isfinite(best):
-            return Evaluation(math.nan, math.inf, [], grid, seconds)
-        return Evaluation(best_lr, best, [], grid, seconds)
+            return RuleEvaluation(math.nan, math.inf, [], grid, seconds)
+        return RuleEvaluation(best_lr, best, [], grid, seconds)
 
     @property
     def initial_score(self) -> float:

@@ -11,7 +11,7 @@ import numpy as np
 from diffsearch.backends.vector_trainer import checked_samples, train_denoiser
 from diffsearch.datasets import VectorData
 from diffsearch.objectives.prdc import prdc, prdc_loss
-from diffsearch.tasks.evaluation import Evaluation
+from diffsearch.tasks.evaluation import TrainingEvaluation
 
 import torch
 
@@ -29,7 +29,7 @@ class VectorDiffusionTask:
 
     def evaluate(self, config: dict[str, Any], seed: int,
                  report: Callable[[int, float], None] | None = None,
-                 report_epochs: tuple[int, ...] = ()) -> Evaluation:
+                 report_epochs: tuple[int, ...] = ()) -> TrainingEvaluation:
         """Train with ``config``; ``report(epoch, score)`` gets the PRDC loss at each checkpoint epoch."""
         start = time.perf_counter()
         n = self.sample_count or len(self.data.held_out)
@@ -39,4 +39,4 @@ class VectorDiffusionTask:
         trained = train_denoiser(config, self.data.train, self.epochs, seed, on_checkpoint, report_epochs, n)
         samples = checked_samples(trained, n, torch.Generator().manual_seed(seed + 2))
         score, parts = self.score(samples)
-        return Evaluation(score, parts, time.perf_counter() - start, samples, trained.epoch_losses)
+        return TrainingEvaluation(score, parts, time.perf_counter() - start, samples, trained.epoch_losses)

@@ -122,7 +122,7 @@ def test_hparams_searchers_and_spaces_come_from_entry_points(installed):
     assert "third-party-search 0.1" in listed["qmc"].description and "optuna-random" in listed
     assert "greedy" not in listed and "greedy" in prompt_searchers()
     assert get_space("toy2d-narrow").batch_sizes == (1024,) and "toy2d-narrow" in training_spaces()
-    assert get_prompt_searcher("greedy").factory.__name__ == "search"
+    assert get_prompt_searcher("greedy").value.__name__ == "search"
 
 
 def test_a_built_in_name_wins_with_one_warning(installed, capsys):

@@ -13,7 +13,7 @@ from diffsearch.searchers.prompt_result import PromptSearchSettings
 from diffsearch.spaces.prompts import build_space, load_negative_library
 from diffsearch.tasks.prompt_sd import PromptTask
 
-PROMPT = "a happy old man reading a book"
+PROMPT = "a happy old man reading a tree_budget"
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def test_gradients_reach_the_gumbel_logits(setup):
 def test_each_searcher_beats_the_user_input(setup, name):
     task, space, study = make_task(setup)
     user = task.evaluate(space.user_point(), role="user_input")
-    get_prompt_searcher(name).factory(task, space, 0, PromptSearchSettings())
+    get_prompt_searcher(name).value(task, space, 0, PromptSearchSettings())
     best_point, best = task.best()
     assert best.value < user.value and best_point != space.user_point()
     assert task.spent <= task.budget + 1e-9 and task.spent >= task.budget - 1.5
@@ -80,11 +80,11 @@ def test_each_searcher_beats_the_user_input(setup, name):
 
 def test_rerun_reads_evaluations_back_from_the_ledger(setup, monkeypatch):
     task, space, study = make_task(setup, budget=6)
-    get_prompt_searcher("evolution").factory(task, space, 1, PromptSearchSettings())
+    get_prompt_searcher("evolution").value(task, space, 1, PromptSearchSettings())
     first = {p: e.value for p, e in task.seen.items()}
     again, _, _ = make_task(setup, budget=6, study=study)
     monkeypatch.setattr(again, "images", lambda point: pytest.fail("generated again"))
-    get_prompt_searcher("evolution").factory(again, space, 1, PromptSearchSettings())
+    get_prompt_searcher("evolution").value(again, space, 1, PromptSearchSettings())
     assert {p: e.value for p, e in again.seen.items()} == first and len(study.trials) == len(first)
 
 

@@ -39,15 +39,15 @@ class Recorded:
 
 def _tree_run(name, seed, budget=12):
     evaluate = Recorded()
-    book, extras = get_tree_searcher(name).factory(SPACE, evaluate, budget, seed,
+    tree_budget, extras = get_tree_searcher(name).value(SPACE, evaluate, budget, seed,
                                                    TreeSearchSettings(levels=3, batch=2))
-    return evaluate.keys, book, extras
+    return evaluate.keys, tree_budget, extras
 
 
 @pytest.mark.parametrize("name", list(TREE_SEARCHERS))
 def test_tree_searcher_is_seeded_and_spends_its_budget_exactly(name):
-    keys, book, extras = _tree_run(name, seed=5)
-    assert len(keys) == book.used == 12 and len(set(keys)) == 12   # no rule trained twice
+    keys, tree_budget, extras = _tree_run(name, seed=5)
+    assert len(keys) == tree_budget.used == 12 and len(set(keys)) == 12   # no rule trained twice
     assert isinstance(extras, dict)
     again, _, _ = _tree_run(name, seed=5)
     assert again == keys                                            # same seed, same rules in the same order
@@ -72,7 +72,7 @@ def test_bad_searcher_or_space_is_refused_in_one_line(argv, words, tmp_path, cap
 def test_registries_name_their_entries_in_one_line_each():
     for registry in (TREE_SEARCHERS, PROMPT_SEARCHERS):
         for name, entry in registry.items():
-            assert callable(entry.factory) and entry.description and "\n" not in entry.description
+            assert callable(entry.value) and entry.description and "\n" not in entry.description
     with pytest.raises(UsageError, match="known: mct, random, evolution"):
         get_tree_searcher("nope")
 
@@ -82,7 +82,7 @@ def prompt_setup(tmp_path_factory):
     backend = SDBackend(load_pipeline("tiny"), steps=4)
     one = lambda w: len(backend.token_ids(w)) == 1  # noqa: E731
     lexicon = Lexicon("wordnet", one, tmp_path_factory.mktemp("lex") / "cache.json")
-    space = build_space("antonym+library", "a happy old man reading a book", lexicon, one, backend.max_tokens(),
+    space = build_space("antonym+library", "a happy old man reading a tree_budget", lexicon, one, backend.max_tokens(),
                         lambda s: len(backend.token_ids(s)))
     return backend, ClipObjective("tiny"), space
 
@@ -90,7 +90,7 @@ def prompt_setup(tmp_path_factory):
 def _prompt_run(prompt_setup, name, seed, budget=4):
     backend, clip, space = prompt_setup
     task = PromptTask(backend, clip, space, optuna.create_study(), seeds=(0,), budget=budget)
-    found = get_prompt_searcher(name).factory(task, space, seed, PromptSearchSettings(iterations=2))
+    found = get_prompt_searcher(name).value(task, space, seed, PromptSearchSettings(iterations=2))
     return list(task.seen), task, found
 
 

@@ -103,7 +103,7 @@ def test_the_space_is_a_negative_prompt_around_the_users_words(words, tmp_path):
     point = (0, 2)
     assert space.texts(point) == (prompt, space.slots[1].choices[2])
     assert space.from_params(space.to_params(point)) == point
-    assert "sister" in PROMPT_SPACES and "WordNet" in PROMPT_SPACES["sister"]
+    assert "sister" in PROMPT_SPACES and "WordNet" in PROMPT_SPACES["sister"].description
 
 
 def test_the_word_token_limit_holds(words, tmp_path):

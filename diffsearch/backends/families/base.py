@@ -18,6 +18,7 @@ embeddings, pooled embeddings) for the others; callers pass it back untouched.
 from __future__ import annotations
 
 import inspect
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import torch
@@ -83,8 +84,9 @@ class TextEncoder:
             handle.remove()
 
 
-class PipelineBackend:
-    """Generation and the shortcut gradient over a diffusers pipeline's components (subclass per family)."""
+class PipelineBackend(ABC):
+    """Generation and the shortcut gradient over a diffusers pipeline's components: one subclass per family
+    supplies the abstract methods below; the loop, the shortcut gradient and the cost count are here."""
 
     family = "base"
     uses_negative_prompt = True  # False where guidance settings leave the negative prompt without effect
@@ -116,30 +118,33 @@ class PipelineBackend:
     def _default_size(self) -> int:
         return self.pipe.unet.config.sample_size * self.pipe.vae_scale_factor
 
+    @abstractmethod
     def _encoders(self) -> list[TextEncoder]:
-        raise NotImplementedError
+        """The pipeline's text encoders, the first a CLIP (word lengths and the prompt limit)."""
 
+    @abstractmethod
     def _scheduler(self):
-        raise NotImplementedError
+        """The sampling scheduler this backend steps with (a copy of the pipeline's)."""
 
+    @abstractmethod
     def condition(self, outputs: list):
         """Encoder outputs (one per encoder, in ``self.encoders`` order) -> the denoiser's conditioning."""
-        raise NotImplementedError
 
+    @abstractmethod
     def initial_latents(self, seeds: list[int]) -> torch.Tensor:
-        raise NotImplementedError
+        """One latent per seed, drawn as the pipeline draws them (so ``pipe(generator=...)`` reproduces it)."""
 
+    @abstractmethod
     def predict(self, latents, i: int, t, cond, uncond) -> torch.Tensor:
         """The guided model output at step index ``i`` (timestep ``t``)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def step(self, model_output, i: int, t, latents) -> tuple[torch.Tensor, torch.Tensor]:
         """(next latents, closed-form x0) for step index ``i``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Latents -> images in [0, 1], B x 3 x H x W (differentiable)."""
-        raise NotImplementedError
 
     # ---- negative prompts ----------------------------------------------------------------------------
     def negative_prompt_refusal(self) -> str | None:
@@ -212,9 +217,6 @@ class PipelineBackend:
             latents, x0 = self.step(self.predict(latents, i, timesteps[i], cond, uncond), i, timesteps[i], latents)
         # (3) closed-form x0 of the last gradient step; at the end of the schedule, the sample itself
         return self.decode(latents if t_index + k == len(timesteps) else x0)
-
-    def passes_per_step(self) -> int:
-        return 1
 
     def shortcut_cost(self, t_index: int, k: int) -> float:
         """Cost of one shortcut step in full generations: forward steps, plus backward ~ 2 forwards."""

@@ -63,9 +63,6 @@ class SDBackend(PipelineBackend):
         out = self.scheduler.step(model_output, t, latents)
         return out.prev_sample, out.pred_original_sample
 
-    def passes_per_step(self) -> int:
-        return 2 if self.guidance > 1 else 1  # conditional and unconditional in one batch
-
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         images = self.pipe.vae.decode(latents / self.pipe.vae.config.scaling_factor).sample
         return (images / 2 + 0.5).clamp(0, 1)
