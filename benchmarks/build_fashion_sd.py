@@ -502,7 +502,7 @@ def report(out: Path, work: Path, path: Path, minutes: dict, fid_n: int = 1000, 
     from diffusers import StableDiffusionPipeline
 
     from diffsearch.backends.stable_diffusion import SDBackend, load_pipeline
-    from diffsearch.image_grid import image_grid
+    from diffsearch.plots.images import image_grid
     from diffsearch.objectives.fid import FidReference, inception_features
 
     t0 = time.perf_counter()

@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from diffsearch.errors import UsageError  # noqa: E402
 from diffsearch.jobs.optimizer import LedgerEvaluator  # noqa: E402
 from diffsearch.ledger import create_or_load_study, open_storage  # noqa: E402
-from diffsearch.optim import baseline, baseline_names  # noqa: E402
+from diffsearch.optimizers.rules import baseline, baseline_names  # noqa: E402
 from diffsearch.spaces.update_rule_space import UpdateRuleSpace  # noqa: E402
 from diffsearch.spaces.update_rules import parse, to_text  # noqa: E402
 from diffsearch.tasks.optimizer_tasks import LR_GRID, make_task  # noqa: E402

@@ -35,7 +35,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from diffsearch.optim import baseline, baseline_names  # noqa: E402
+from diffsearch.optimizers.rules import baseline, baseline_names  # noqa: E402
 from diffsearch.spaces.update_rules import parse, to_text  # noqa: E402
 from diffsearch.errors import UsageError  # noqa: E402
 from diffsearch.tasks.optimizer_tasks import LR_GRID, TASKS, make_task, parse_lr_grid  # noqa: E402

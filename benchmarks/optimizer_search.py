@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 from diffsearch.errors import UsageError  # noqa: E402
 from diffsearch.jobs.optimizer import LedgerEvaluator, OptimizerOptions, run_optimizer  # noqa: E402
 from diffsearch.ledger import create_or_load_study, open_storage  # noqa: E402
-from diffsearch.optim import baseline  # noqa: E402
+from diffsearch.optimizers.rules import baseline  # noqa: E402
 from diffsearch.spaces.update_rule_space import UpdateRuleSpace, to_sympy  # noqa: E402
 from diffsearch.spaces.update_rules import parse, to_text  # noqa: E402
 from diffsearch.tasks.optimizer_tasks import make_task, parse_lr_grid  # noqa: E402

@@ -421,7 +421,7 @@ def cell_key(case: Case, searcher: str, space: str) -> str:
 def grid(cases: list[Case], cells: dict, judge: HeldOutJudge, args, path: Path, n: int = 3) -> str | None:
     """User input vs the best negative prompt of each space (first searcher of --searchers that has it) for
     the first ``n`` prompts that ask for attributes, on the held-out seeds."""
-    from diffsearch.image_grid import image_grid
+    from diffsearch.plots.images import image_grid
 
     rows = []
     for case in [c for c in cases if c.kind != "plain"][:n]:

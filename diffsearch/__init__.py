@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 
 __all__ = ["search", "report", "__version__"]
 
-_LAZY = {"search": "diffsearch.sweeps.python_api", "report": "diffsearch.report_line"}
+_LAZY = {"search": "diffsearch.sweeps.python_api", "report": "diffsearch.reporter"}
 
 
 def __getattr__(name: str):

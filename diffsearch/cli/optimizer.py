@@ -15,7 +15,7 @@ from diffsearch.cli.progress import best_so_far_bar, finish
 from diffsearch.jobs.optimizer import OptimizerOptions, run_optimizer
 from diffsearch.searchers.tree_registry import TREE_SEARCHERS
 from diffsearch.errors import UsageError
-from diffsearch.optim import baseline_names
+from diffsearch.optimizers.rules import baseline_names
 from diffsearch.optimizers import TORCH_BASELINES
 from diffsearch.spaces.update_rules import BINARY, LEAVES, UNARY, parse
 from diffsearch.tasks.optimizer_tasks import SCORES, TASKS
@@ -34,7 +34,7 @@ The language (one text format, infix):
   unary:     {', '.join(f'{k}: {v}' for k, v in UNARY.items())}
   binary:    {', '.join(f'{k}: {v}' for k, v in BINARY.items())}; written + - * / ** or add(x, y) ...
 Baselines: the hand-designed rules written in the language (SGD, Adam, AdamW, Lion, PowerSign, AddSign...) and
-torch optimizers that are not programs: {'; '.join(f'{k}: {v[2]}' for k, v in TORCH_BASELINES.items())}.
+torch optimizers that are not programs: {'; '.join(f'{k}: {v[2]}' for k, v in TORCH_BASELINES.descriptions().items())}.
 Each gets its lr from the same grid as the rules.
 
 Judging at the length that matters (--promote 4,10): the search trains every candidate at the task's length; the
@@ -42,7 +42,7 @@ best quarter of its rules (at least --top) is re-trained at 4x that length, the 
 the leaderboard ranks rules and baselines by the longest run (10x), with the search length's score as a column
 (successive halving over training steps: moons 300 -> 1,200 -> 3,000 steps). --transfer then trains at 10x too.
 
-Use a found rule in your own code:  diffsearch.optim.from_expr("m1h / sqrt(m2h)", params, lr=1e-3)
+Use a found rule in your own code:  diffsearch.optimizers.from_expr("m1h / sqrt(m2h)", params, lr=1e-3)
 
 Every training is an Optuna trial in one storage (default: a SQLite file in --out): rerunning the same
 command replays the search from the storage and trains nothing twice.

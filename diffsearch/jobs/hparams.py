@@ -327,7 +327,7 @@ def busy_minutes(trials, until=None) -> float:
 def _plot(results: dict[str, Any], setup: _Setup, out: Path) -> str | None:
     """Generated vs real points for the baseline and the best config (first two dimensions); for images,
     grids of real, baseline and best-config images."""
-    from diffsearch.plots import scatter_panels
+    from diffsearch.plots.training import scatter_panels
 
     if isinstance(setup.task, ImageDiffusionTask):
         return _image_grids(results, setup.task, out)
@@ -345,7 +345,7 @@ def _plot(results: dict[str, Any], setup: _Setup, out: Path) -> str | None:
 
 
 def _image_grids(results: dict[str, Any], task: ImageDiffusionTask, out: Path) -> str | None:
-    from diffsearch.image_plots import image_grid_panels
+    from diffsearch.plots.images import image_grid_panels
 
     panels = [("real training images", task.data.train[:64], None)]
     for label, record in (("baseline", _first_samples(results.get("baseline"))),

@@ -4,7 +4,7 @@ Python use::
 
     from diffsearch.jobs.optimizer import OptimizerOptions, run_optimizer
     results = run_optimizer(OptimizerOptions(task="toy2d-moons", searcher="mct", budget=128))
-    results["leaderboard"][0]["expr"]   # -> use it with diffsearch.optim.from_expr(expr, params, lr=...)
+    results["leaderboard"][0]["expr"]   # -> use it with diffsearch.optimizers.from_expr(expr, params, lr=...)
 
 Every training of a rule is an Optuna trial (params: the program's tokens; user attrs: role, expr,
 formula, key, lr, the lr grid's proxy losses, the loss curve), so a rerun replays the search from the
@@ -27,7 +27,7 @@ from diffsearch.jobs import notes
 from diffsearch.jobs.base import ProgressFn, Run, WorkerSettings, run_job
 from diffsearch.jobs.optimizer_ledger import LedgerEvaluator, RuleTrialRunner
 from diffsearch.ledger import DEFAULT_HEARTBEAT_SECONDS, load_study, open_storage, run_location
-from diffsearch.optim import HAND_DESIGNED, MUON_RULE, baseline, baseline_names
+from diffsearch.optimizers.rules import HAND_DESIGNED, MUON_RULE, baseline, baseline_names
 from diffsearch.searchers.tree_registry import TreeSearchSettings, get_tree_searcher
 from diffsearch.spaces.update_rule_space import UpdateRuleSpace, formula
 from diffsearch.spaces.update_rules import Program, parse, to_text

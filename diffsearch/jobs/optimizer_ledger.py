@@ -75,7 +75,7 @@ def item_key(space: UpdateRuleSpace, program: Program | str) -> str:
 def describe(program: Program | str) -> tuple[str, str]:
     """(expr, formula) shown for a trial."""
     if isinstance(program, str):
-        return program, TORCH_BASELINES[program][2]
+        return program, TORCH_BASELINES[program].description
     return to_text(program), formula(program)
 
 

@@ -324,7 +324,7 @@ def _summary(records) -> dict[str, Any]:
 
 def _grid(records, tasks: list[PromptTask], out: Path, o: PromptOptions) -> str | None:
     """Before / after images (one row per prompt, the generation seeds side by side)."""
-    from diffsearch.image_grid import image_grid
+    from diffsearch.plots.images import image_grid
 
     rows = []
     for r, task in zip(records, tasks):

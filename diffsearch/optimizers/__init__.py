@@ -1,16 +1,15 @@
-"""Baselines that are not programs of the update-rule language: torch optimizers, trained by the optimizer job
-beside the hand-designed rules (``diffsearch.optim.HAND_DESIGNED``) with their lr from the same grid.
+"""Optimizers you can train with: an update rule compiled to a ``torch.optim.Optimizer`` (``from_expr``,
+``RuleOptimizer``, the hand-designed rules; rules.py) and the torch baselines that are not rules
+(``TORCH_BASELINES``; baselines.py, muon.py).
 
-Add one by adding a file with a class taking ``(params, lr, weight_decay, total_steps, seed)`` and a line here:
-name -> (class, decoupled weight decay, one-line description).
+    import diffsearch.optimizers
+    opt = diffsearch.optimizers.from_expr("exp(ld * sg * sm1) * g", model.parameters(), lr=1e-3, total_steps=10_000)
 """
 
 from __future__ import annotations
 
+from diffsearch.optimizers.baselines import TORCH_BASELINES
 from diffsearch.optimizers.muon import MuonAdamW
+from diffsearch.optimizers.rules import HAND_DESIGNED, RuleOptimizer, from_expr
 
-TORCH_BASELINES = {
-    "Muon": (MuonAdamW, 0.01, "torch.optim.Muon on hidden matrices (conv kernels as 2-D), AdamW on the rest"),
-}
-
-__all__ = ["TORCH_BASELINES", "MuonAdamW"]
+__all__ = ["HAND_DESIGNED", "TORCH_BASELINES", "MuonAdamW", "RuleOptimizer", "from_expr"]

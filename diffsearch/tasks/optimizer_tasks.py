@@ -25,7 +25,7 @@ from diffusers import DDPMScheduler
 
 from diffsearch.errors import UsageError
 from diffsearch.ledger.interrupt import stop_point
-from diffsearch.optim import make_optimizer
+from diffsearch.optimizers.rules import make_optimizer
 from diffsearch.registry import Registry
 from diffsearch.tasks.evaluation import RuleEvaluation
 from diffsearch.tasks.user_task import UserTrainingTask, is_user_task

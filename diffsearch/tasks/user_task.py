@@ -31,7 +31,7 @@ import torch
 
 from diffsearch.errors import TrialFailed, UsageError
 from diffsearch.ledger.interrupt import stop_point
-from diffsearch.optim import make_optimizer as build_optimizer
+from diffsearch.optimizers.rules import make_optimizer as build_optimizer
 from diffsearch.tasks.evaluation import RuleEvaluation
 
 MakeOptimizer = Callable[[Iterable[Any]], torch.optim.Optimizer]

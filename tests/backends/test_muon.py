@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from diffsearch.optim import baseline, baseline_names, make_optimizer
+from diffsearch.optimizers.rules import baseline, baseline_names, make_optimizer
 from diffsearch.optimizers.muon import MuonAdamW, split_params
 from diffsearch.tasks.optimizer_tasks import make_task
 

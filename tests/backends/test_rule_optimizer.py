@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from diffsearch.errors import UsageError
-from diffsearch.optim import HAND_DESIGNED, RuleOptimizer, from_expr
+from diffsearch.optimizers.rules import HAND_DESIGNED, RuleOptimizer, from_expr
 
 SHAPES = [(3, 4), (5,)]
 STEPS = 25
@@ -136,7 +136,7 @@ def test_optimizer_trains_a_model():
 
 def test_muon_and_adamw_written_in_the_language_reproduce_torch():
     """orth(mn) on the matrices and m1h / sqrt(m2h) on the rest = torch.optim.Muon + torch.optim.AdamW."""
-    from diffsearch.optim import MUON_RULE
+    from diffsearch.optimizers.rules import MUON_RULE
 
     def model():
         torch.manual_seed(0)

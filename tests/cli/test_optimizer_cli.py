@@ -153,7 +153,7 @@ def _summary_results(promote=False, transfer=None):
     from diffsearch.optimizers import TORCH_BASELINES
     rows = [row("rule 1", "m1h / sqrt(m2h + exp(sm1 * sg)) * clip(g)", 0.0, 0.41), row("rule 2", "sign(ml)", 0.0, 0.42),
             row("Adam", "m1h / sqrt(m2h)", 0.0, 0.43), row("AdamW", "m1h / sqrt(m2h)", 0.01, 0.44),
-            row("Muon", TORCH_BASELINES["Muon"][2], 0.01, 0.45)]
+            row("Muon", TORCH_BASELINES["Muon"].description, 0.01, 0.45)]
     return {"options": {"task": "toy2d-moons", "score": "loss", "transfer": transfer,
                         "promote": [4, 10] if promote else []},
             "leaderboard": rows, "initial_loss": 1.0, "initial_score": 1.0, "elapsed_seconds": 12.0,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from diffsearch.errors import UsageError
-from diffsearch.optim import HAND_DESIGNED
+from diffsearch.optimizers.rules import HAND_DESIGNED
 from diffsearch.spaces.update_rule_space import UpdateRuleSpace, formula, sympy_equal
 from diffsearch.spaces.update_rules import parse, to_text, violations
 

@@ -50,7 +50,7 @@ def test_preloaded_and_fresh_trials_give_the_same_study(sweep_file, tmp_path):
     successive halving stops forked programs from their reports as it stops fresh ones."""
     halving = {"type": "successive_halving", "min_iter": 1, "eta": 2}
     studies = {}
-    for route, preload in (("fresh", None), ("forked", ["numpy", "diffsearch.report_line"])):
+    for route, preload in (("fresh", None), ("forked", ["numpy", "diffsearch.reporter"])):
         path = sweep_file(name=f"{route}.yaml", method="random", trials=5, early_terminate=halving, preload=preload,
                           parameters={"steps": {"value": 5}, "step_seconds": {"value": 0.05}})
         assert run_cli("sweep", path, "--out", tmp_path / route, "--seed", 3) == 0

@@ -1,7 +1,7 @@
 """Compile an update rule into a ``torch.optim.Optimizer`` for your own training code.
 
-    import diffsearch.optim
-    opt = diffsearch.optim.from_expr("exp(ld * sg * sm1) * g", model.parameters(), lr=1e-3, total_steps=10_000)
+    import diffsearch.optimizers
+    opt = diffsearch.optimizers.from_expr("exp(ld * sg * sm1) * g", model.parameters(), lr=1e-3, total_steps=10_000)
 
 Each step is ``w <- w * (1 - lr * weight_decay) - lr * update`` (weight decay decoupled, as in AdamW).
 The rule is evaluated once per parameter group on all its gradients at once (flattened into one vector),
@@ -16,6 +16,7 @@ from typing import Iterable, Sequence
 
 import torch
 
+from diffsearch.optimizers.baselines import TORCH_BASELINES
 from diffsearch.spaces.update_rules import MATRIX_OPS, Program, RuleState, evaluate, parse, to_text
 
 
@@ -91,10 +92,9 @@ def from_expr(expr: str | Sequence[str], params: Iterable, lr: float = 1e-3, wei
 def make_optimizer(what: Program | str, params: Iterable, lr: float, weight_decay: float = 0.0,
                    total_steps: int | None = None, seed: int = 0) -> torch.optim.Optimizer:
     """The optimizer a task trains with: a program of the language, or a torch baseline by name ("Muon")."""
-    from diffsearch.optimizers import TORCH_BASELINES
-
     if isinstance(what, str) and what in TORCH_BASELINES:
-        return TORCH_BASELINES[what][0](params, lr=lr, weight_decay=weight_decay, total_steps=total_steps, seed=seed)
+        return TORCH_BASELINES[what].value(params, lr=lr, weight_decay=weight_decay, total_steps=total_steps,
+                                           seed=seed)
     return RuleOptimizer(params, what, lr=lr, weight_decay=weight_decay, total_steps=total_steps, seed=seed)
 
 
@@ -118,16 +118,12 @@ MUON_RULE = ("orth(mn)", 0.01)
 
 def baseline(name: str) -> tuple[Program | str, float]:
     """(what ``make_optimizer`` takes, weight decay) of a hand-designed rule or a torch baseline, by name."""
-    from diffsearch.optimizers import TORCH_BASELINES
-
     if name in TORCH_BASELINES:
-        return name, TORCH_BASELINES[name][1]
+        return name, TORCH_BASELINES[name].can("weight_decay")
     expr, weight_decay = HAND_DESIGNED[name]
     return parse(expr), weight_decay
 
 
 def baseline_names() -> tuple[str, ...]:
     """Every baseline the job knows: the hand-designed rules, then the torch optimizers (Muon)."""
-    from diffsearch.optimizers import TORCH_BASELINES
-
-    return (*HAND_DESIGNED, *TORCH_BASELINES)
+    return (*HAND_DESIGNED, *TORCH_BASELINES.names())

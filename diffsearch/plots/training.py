@@ -1,14 +1,12 @@
-"""PNG plots: people would rather look at generated points than read a score."""
+"""Scatter plots of generated points (PNG): people would rather look at them than read a score."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from diffsearch.plots import plt
 
 
 def scatter_panels(panels: list[tuple[str, np.ndarray, float | None]], path: Path, title: str = "",

@@ -1,14 +1,14 @@
-"""Image grids (PNG): baseline vs best config vs real images, side by side."""
+"""Image grids (PNG): baseline vs best config vs real images side by side (hparams), image rows with captions
+(before / after pictures of the prompt job)."""
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from diffsearch.plots import plt
 
 
 def tile(images: np.ndarray, columns: int = 8) -> np.ndarray:
@@ -34,4 +34,20 @@ def image_grid_panels(panels: list[tuple[str, np.ndarray, float | None]], path: 
     fig.suptitle(title)
     fig.tight_layout(rect=(0, 0, 1, 0.94))  # leave room for the suptitle
     fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def image_grid(rows: list[tuple[str, np.ndarray]], path: Path, title: str = "") -> None:
+    """One row per (caption, images N x H x W x 3 in [0, 1])."""
+    cols = max(len(images) for _, images in rows)
+    fig, axes = plt.subplots(len(rows), cols, figsize=(3.2 * cols, 3.6 * len(rows)), squeeze=False)
+    for (caption, images), row in zip(rows, axes):
+        for j, ax in enumerate(row):
+            ax.axis("off")
+            if j < len(images):
+                ax.imshow(np.clip(images[j], 0, 1), interpolation="nearest")
+        row[0].set_title(caption, fontsize=8, loc="left", wrap=True)
+    fig.suptitle(textwrap.fill(title, width=45 * cols), fontsize=9)  # wrapped: one column is narrow
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
     plt.close(fig)
