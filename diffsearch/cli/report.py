@@ -18,7 +18,10 @@ import json
 import statistics
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # rich is imported when the table is printed
+    from rich.console import Console
 
 DESCRIPTION = """\
 Read a study back from its storage and explain it. Works on finished and running studies of any job:

@@ -49,9 +49,17 @@ class Run:
 class Job(Protocol):
     """A job's module holds one ``JOB``; its one-line description is its ``JOBS`` entry."""
 
-    name: str                        # the CLI command, and the ``job`` attr of its studies
-    identity: tuple[str, ...]        # study attrs a resumed study must match (they change what values mean)
-    renamed: Mapping[str, str]       # attr -> the name older studies stored it under
+    @property
+    def name(self) -> str:
+        """The CLI command, and the ``job`` attr of its studies."""
+
+    @property
+    def identity(self) -> tuple[str, ...]:
+        """Study attrs a resumed study must match (they change what values mean)."""
+
+    @property
+    def renamed(self) -> Mapping[str, str]:
+        """Attr -> the name older studies stored it under."""
 
     def prepare(self, options: Any) -> Any:
         """Load what the search needs (data, models) before any study or worker starts."""

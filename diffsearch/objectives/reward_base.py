@@ -37,7 +37,7 @@ class Reward(ABC):
     score_name = "reward"          # what the score is called in tables
     differentiable = True          # gpo / gpo+es backpropagate through ``loss`` (the shortcut gradient)
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._texts: dict[str, torch.Tensor] = {}
 
     @property
@@ -51,10 +51,10 @@ class Reward(ABC):
     def loss(self, images: torch.Tensor, prompt: str) -> torch.Tensor:
         return -self.score(images, prompt)
 
-    @torch.no_grad()
     def loss_and_score(self, images: torch.Tensor, prompt: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Both for a trial's record, from one pass of the model."""
-        scores = self.score(images, prompt)
+        """Both for a trial's record, from one pass of the model (no gradient)."""
+        with torch.no_grad():
+            scores = self.score(images, prompt)
         return -scores, scores
 
     def text_features(self, prompt: str) -> torch.Tensor:

@@ -67,7 +67,7 @@ REWARDS.register(USER_FUNCTION, LazyReward("diffsearch.objectives.user_reward"),
                  "loss = -score", pattern=True)
 
 
-def as_reward(reward_or_clip) -> Reward:
+def as_reward(reward_or_clip: Any) -> Reward:
     """A ``Reward``; a bare ``ClipObjective`` (as benchmarks and tests build it) becomes ``--reward clip``."""
     from diffsearch.objectives.clip import ClipObjective, ClipReward
 

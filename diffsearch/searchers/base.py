@@ -17,7 +17,7 @@ This module is light (Optuna, no torch: ``diffsearch sweep`` imports it) and imp
 from __future__ import annotations
 
 import importlib.metadata
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Protocol, cast
 
 import optuna
 
@@ -53,7 +53,8 @@ def searcher_adapter(job: str) -> Callable[[importlib.metadata.EntryPoint, Any],
             declared, entry = obj.capabilities.get("job", "hparams"), obj
         elif isinstance(obj, type) and issubclass(obj, optuna.samplers.BaseSampler):
             text = plugins.first_line(obj.__doc__) or f"Optuna sampler {obj.__name__}"
-            declared, entry = "hparams", Entry(ep.name, lambda seed: obj(seed=seed), text)
+            sampler_class = cast(Any, obj)  # a BaseSampler subclass that takes seed=
+            declared, entry = "hparams", Entry(ep.name, lambda seed: sampler_class(seed=seed), text)
         elif getattr(obj, "JOB", None) in ("optimizer", "prompt") and callable(getattr(obj, "search", None)):
             declared = obj.JOB
             text = getattr(obj, "DESCRIPTION", None) or plugins.first_line(obj.__doc__) or f"{declared} searcher"

@@ -114,7 +114,7 @@ class TreeBudget:
     def best(self) -> tuple[Program, float] | None:
         if not self.scores:
             return None
-        key = min(self.scores, key=self.scores.get)
+        key = min(self.scores, key=lambda k: self.scores[k])
         return self.programs[key], self.scores[key]
 
     def stats(self) -> dict[str, float]:

@@ -18,7 +18,7 @@ def test_denoiser_shape_matches_seed():
     model = MLPDenoiser(2)
     assert len(model.blocks) == 4
     linears = [m for m in model.blocks[0].net if isinstance(m, torch.nn.Linear)]
-    assert [(l.in_features, l.out_features) for l in linears] == [(65, 65), (65, 64)]
+    assert [(layer.in_features, layer.out_features) for layer in linears] == [(65, 65), (65, 64)]
     assert model(torch.zeros(5, 2), torch.zeros(5)).shape == (5, 2)
 
 
