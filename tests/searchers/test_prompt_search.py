@@ -13,7 +13,7 @@ from diffsearch.searchers.prompt_result import PromptSearchSettings
 from diffsearch.spaces.prompts import build_space, load_negative_library
 from diffsearch.tasks.prompt_sd import PromptTask
 
-PROMPT = "a happy old man reading a tree_budget"
+PROMPT = "a happy old man reading a book"
 
 
 @pytest.fixture(scope="module")
