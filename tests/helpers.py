@@ -152,3 +152,14 @@ def wait_for_a_complete_trial(db: Path, seconds: float, poll: float = 0.1) -> bo
         except sqlite3.Error:
             continue
     return False
+
+
+def write_dist_info(root: Path, name: str, entry_points: str) -> Path:
+    """A distribution as pip leaves it in site-packages, without its modules: ``NAME-0.1.dist-info`` with
+    METADATA and entry_points.txt, under ``root`` (put ``root`` on the path to install it)."""
+    root.mkdir(parents=True, exist_ok=True)
+    info = root / f"{name.replace('-', '_')}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(entry_points)
+    return root

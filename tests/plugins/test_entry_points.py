@@ -15,6 +15,7 @@ from diffsearch.errors import UsageError
 from diffsearch.searchers.prompt_registry import get_prompt_searcher, prompt_searchers
 from diffsearch.searchers.registry import hparams_searchers, make_sampler
 from diffsearch.spaces.training import get_space, training_spaces
+from helpers import write_dist_info
 
 MODULE = textwrap.dedent('''
     """diffsearch searchers and spaces of a third party."""
@@ -87,13 +88,9 @@ CHEAP = ["--points", "3000", "--held-out", "1000", "--epochs", "2", "--baseline-
 
 def write_package(root, name, entry_points, module=None):
     """A distribution as pip leaves it in site-packages: its module and ``NAME-0.1.dist-info``."""
-    root.mkdir(parents=True, exist_ok=True)
+    write_dist_info(root, name, entry_points)
     if module:
         (root / "third_party_search.py").write_text(module)
-    info = root / f"{name.replace('-', '_')}-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(entry_points)
     return root
 
 
@@ -105,14 +102,10 @@ def installed(tmp_path, monkeypatch):
     for path in (good, bad):
         monkeypatch.syspath_prepend(str(path))
 
-    def reset():
-        plugins.entry_points.cache_clear()
-        plugins._load.cache_clear()
-        plugins._warned.clear()
-    reset()
+    plugins.reset()
     yield good, bad
     monkeypatch.undo()
-    reset()
+    plugins.reset()
 
 
 def test_hparams_searchers_and_spaces_come_from_entry_points(installed):
