@@ -163,11 +163,6 @@ class Models:
                                o.llm_url, o.llm_model)
         self.similarity = SentenceSimilarity(o.device) if o.task == "attack" else None
 
-    @property
-    def clip(self) -> Reward:
-        """The reward (its name before rewards other than CLIP could be chosen)."""
-        return self.reward
-
     def check_prompt(self, prompt: str) -> None:
         n = len(self.backend.token_ids(prompt))
         if n > self.backend.max_tokens():

@@ -77,10 +77,6 @@ class SoftPrompt:
         parts = [self.sequence(e, layout, probs) for e in range(len(self.encoders))]
         return self.backend.encode_token_embeds([p[0] for p in parts], [p[1] for p in parts])
 
-    def embeds(self, layout, probs: list[torch.Tensor]) -> torch.Tensor:
-        """The first encoder's token embeddings (SD 1.x / 2.x: the only one)."""
-        return self.sequence(0, layout, probs)[0]
-
     def encode(self, probs: list[torch.Tensor]):
         """(prompt, negative prompt) conditionings for the mixed choices."""
         return self._encode(self.space.positive, probs), self._encode(self.space.negative, probs)

@@ -1,4 +1,5 @@
-"""One evaluation of a prompt point: generate with Stable Diffusion, score with the reward, record a trial.
+"""One evaluation of a prompt point: generate with the pipeline (SD, SDXL, SD3, FLUX), score with the reward,
+record a trial.
 
 Every evaluated prompt is an Optuna trial in the study (params = the slots' chosen words, value = the
 value minimised: the reward's loss for enhancement, minus it for the attack). The loss is the reward's
@@ -20,7 +21,7 @@ import torch
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
-from diffsearch.backends.stable_diffusion import SDBackend
+from diffsearch.backends.families.base import PipelineBackend
 from diffsearch.errors import TrialFailed, UsageError
 from diffsearch.ledger.interrupt import stop_point
 from diffsearch.objectives.rewards import Reward, as_reward
@@ -59,7 +60,7 @@ class PromptTrialRunner(TrialRunner):
 
     key_attr = "params_key"
 
-    def __init__(self, study: optuna.Study, backend: SDBackend, reward: Reward):
+    def __init__(self, study: optuna.Study, backend: PipelineBackend, reward: Reward):
         super().__init__(study)
         self.backend, self.reward = backend, as_reward(reward)
 
@@ -88,7 +89,7 @@ class PromptTrialRunner(TrialRunner):
 
 
 class PromptTask:
-    def __init__(self, backend: SDBackend, reward: Reward, space: PromptSpace, study: optuna.Study,
+    def __init__(self, backend: PipelineBackend, reward: Reward, space: PromptSpace, study: optuna.Study,
                  task: str = "enhance", seeds: tuple[int, ...] = (0,), budget: float = 40,
                  similarity: SentenceSimilarity | None = None, on_eval=None):
         """``reward``: a ``Reward`` (objectives/rewards.py); a ``ClipObjective`` is taken as ``--reward clip``."""

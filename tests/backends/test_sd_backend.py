@@ -75,10 +75,11 @@ def test_shortcut_with_k_equal_t_is_full_backprop(pipe, clip):
     assert backend.shortcut_cost(2, 1) == pytest.approx(5 / STEPS)
 
 
-def test_encode_embeds_runs_the_whole_text_encoder(pipe):
+def test_token_embeddings_run_the_whole_text_encoder(pipe):
     backend = SDBackend(pipe, steps=STEPS)
-    ids = backend.tokenizer(["a cat on a mat"], padding="max_length", max_length=77, return_tensors="pt").input_ids
-    via_embeds = backend.encode_embeds(backend.token_embedding()(ids))
+    encoder = backend.encoders[0]
+    ids = encoder.ids(["a cat on a mat"])
+    via_embeds = backend.encode_token_embeds([encoder.token_embedding()(ids)])
     torch.testing.assert_close(via_embeds, backend.encode(["a cat on a mat"]))
 
 

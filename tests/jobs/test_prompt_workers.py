@@ -21,7 +21,7 @@ PROMPT = "a happy old man reading a book"
 def _task(options, models, study):
     space = build_space(options.space, PROMPT, models.lexicon, models.one_token, models.backend.max_tokens(),
                         lambda s: len(models.backend.token_ids(s)))
-    return PromptTask(models.backend, models.clip, space, study, options.task, tuple(range(options.seeds)), budget=10)
+    return PromptTask(models.backend, models.reward, space, study, options.task, tuple(range(options.seeds)), budget=10)
 
 
 @pytest.mark.parametrize("name", ["tiny", "tiny-sdxl", "tiny-sd3", "tiny-flux"])

@@ -28,16 +28,9 @@ class SDBackend(PipelineBackend):
     def latent_shape(self) -> tuple[int, int, int]:
         return (self.denoiser.config.in_channels, self.height // self.factor, self.width // self.factor)
 
-    # ---- text (SD's own names, kept for callers and tests) ---------------------------------------------
+    # ---- text ---------------------------------------------------------------------------------------
     def condition(self, outputs: list):
         return outputs[0][0]  # last hidden state
-
-    def token_embedding(self) -> torch.nn.Embedding:
-        return self.encoders[0].token_embedding()
-
-    def encode_embeds(self, token_embeds: torch.Tensor) -> torch.Tensor:
-        """The text encoder applied to token embeddings (B x 77 x D) instead of ids."""
-        return self.encode_token_embeds([token_embeds])
 
     # ---- sampling -----------------------------------------------------------------------------------
     def initial_latents(self, seeds: list[int]) -> torch.Tensor:
