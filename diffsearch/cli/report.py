@@ -15,7 +15,6 @@ import base64
 import html
 import io
 import json
-import statistics
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,6 +56,7 @@ def summarise(study) -> dict[str, Any]:
     """What the report says about ``study``, as plain data (also the --json output)."""
     from optuna.trial import TrialState
 
+    from diffsearch.jobs.base import mean_std
     from diffsearch.ledger.dead_workers import LOST_ATTR, RETRY_OF_ATTR
     from diffsearch.ledger.importance import importance_or_none
 
@@ -83,9 +83,7 @@ def summarise(study) -> dict[str, Any]:
         roles: dict[str, list[float]] = {}
         for t in complete:
             roles.setdefault(str(t.user_attrs.get("role", "?")), []).append(t.value)
-        summary["roles"] = {role: {"runs": len(v), "mean": statistics.fmean(v),
-                                   "std": statistics.stdev(v) if len(v) > 1 else 0.0}
-                            for role, v in roles.items()}
+        summary["roles"] = {role: {"runs": len(v), **mean_std(v)} for role, v in roles.items()}
         summary["repeats_of"] = attrs.get("repeats_of")
         return summary
     if complete:

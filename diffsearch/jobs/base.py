@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import json
 import math
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,6 +118,21 @@ def run_job(job: Job, options: Any, progress: ProgressFn | None = None,
     write_results(path, results)
     results["results_file"] = str(path)
     return results
+
+
+def mean_std(values: list[float]) -> dict[str, float | None]:
+    """Mean and sample standard deviation, as every summary reports them (std 0 for one value, both None
+    for none)."""
+    return {"mean": statistics.fmean(values) if values else None,
+            "std": statistics.stdev(values) if len(values) > 1 else 0.0 if values else None}
+
+
+def worker_sampler_seed(storage: optuna.storages.BaseStorage, study: str, attrs: dict[str, Any],
+                        identity: tuple[str, ...], seed: int, worker: int) -> int:
+    """The seed of a worker's sampler: the run's seed, the worker's index and the trials the study holds
+    already, so two workers (and a resumed or joined random search) never redraw the same points."""
+    probe = create_or_load_study(storage, study, attrs, identity)
+    return seed + 7919 * worker + len(probe.get_trials(deepcopy=False))
 
 
 def _serve_spawned(module: str, options: Any, threads: int) -> None:

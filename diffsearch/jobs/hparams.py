@@ -12,7 +12,6 @@ Python use::
 from __future__ import annotations
 
 import os
-import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -26,7 +25,7 @@ from diffsearch.datasets import load_vector_data
 from diffsearch.datasets.images import default_resolution, is_image_dataset, load_image_data
 from diffsearch.errors import UsageError
 from diffsearch.jobs import notes
-from diffsearch.jobs.base import ProgressFn, Run, WorkerSettings, run_job
+from diffsearch.jobs.base import ProgressFn, Run, WorkerSettings, mean_std, run_job, worker_sampler_seed
 from diffsearch.jobs.training_trials import TrainingTask, run_repeats, run_search
 from diffsearch.ledger import (DEFAULT_HEARTBEAT_SECONDS, best_trial, create_or_load_study, done_trials,
                                open_storage, run_location)
@@ -154,9 +153,7 @@ def _setup(o: HparamsOptions) -> _Setup:
 
 
 def _search_study(o: HparamsOptions, storage: optuna.storages.BaseStorage, worker: int = 0) -> optuna.Study:
-    # sampler seeded by worker and history, so a resumed random search does not redraw old points
-    probe = create_or_load_study(storage, o.study, study_attrs(o), HparamsJob.identity)
-    sampler_seed = o.seed + 7919 * worker + len(probe.get_trials(deepcopy=False))
+    sampler_seed = worker_sampler_seed(storage, o.study, study_attrs(o), HparamsJob.identity, o.seed, worker)
     if o.warm_start:  # earlier studies of the space pre-train the generative model (resolved() checked the searcher)
         sampler = GenerativeSampler(seed=sampler_seed, source_studies=[
             _source_study(storage, name, o.study) for name in o.warm_start])
@@ -291,9 +288,7 @@ def _trial_record(trial: FrozenTrial) -> dict[str, Any]:
 def summarise_repeats(trials: list[FrozenTrial]) -> dict[str, Any]:
     scores = [t.value for t in trials if t.state == TrialState.COMPLETE]
     return {
-        "runs": len(trials), "failed": len(trials) - len(scores),
-        "mean": statistics.fmean(scores) if scores else None,
-        "std": statistics.stdev(scores) if len(scores) > 1 else 0.0 if scores else None,
+        "runs": len(trials), "failed": len(trials) - len(scores), **mean_std(scores),
         "scores": scores, "trials": [_trial_record(t) for t in trials],
     }
 

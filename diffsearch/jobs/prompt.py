@@ -15,7 +15,6 @@ The reward (``--reward``, objectives/rewards.py) is higher-is-better; the search
 from __future__ import annotations
 
 import re
-import statistics
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ from diffsearch.backends.stable_diffusion import DEFAULT_MODEL, MEMORY_SAVERS, d
 from diffsearch.datasets.lexicon import Lexicon
 from diffsearch.errors import UsageError
 from diffsearch.jobs import notes
-from diffsearch.jobs.base import ProgressFn, Run, WorkerSettings, run_job
+from diffsearch.jobs.base import ProgressFn, Run, WorkerSettings, mean_std, run_job
 from diffsearch.ledger import (DEFAULT_HEARTBEAT_SECONDS, FINISHED_ATTR, create_or_load_study, load_study,
                                mark_finished, open_storage, run_location)
 from diffsearch.objectives.clip import DEFAULT_CLIP
@@ -310,8 +309,7 @@ def _summary(records) -> dict[str, Any]:
     """Mean +- std over the prompts of the user input's and the best prompt's losses (DPO-Diff's tables)."""
     def stats(values):
         values = [v for v in values if v is not None]
-        return {"mean": statistics.fmean(values) if values else None,
-                "std": statistics.stdev(values) if len(values) > 1 else 0.0 if values else None, "n": len(values)}
+        return {**mean_std(values), "n": len(values)}
     return {"user_input_loss": stats([r["user_input"]["loss"] for r in records]),
             "best_loss": stats([r["best"]["loss"] for r in records]),
             "improved": sum(1 for r in records if (r["improvement"] or 0) > 0), "prompts": len(records)}
