@@ -11,6 +11,7 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
+from diffsearch.backends.families import FAMILIES
 from diffsearch.datasets import TOY_DATASETS
 from diffsearch.datasets.images import IMAGE_DATASETS
 from diffsearch.jobs import JOBS
@@ -51,6 +52,7 @@ def rows() -> list[tuple[str, str, str]]:
         ("prompt space", PROMPT_SPACES.descriptions()),
         ("prompt searcher", PROMPT_SEARCHERS.descriptions()),
         ("prompt reward", REWARDS.descriptions()),
+        ("prompt pipeline", FAMILIES.descriptions()),
         ("prompt dataset", {"prompts.txt": "our prompt set for diffsearch prompt --prompts (12 prompts)",
                             "negative_words.txt": "our negative-word library (~200 words) for the library space"}),
     )
