@@ -38,6 +38,11 @@ class Entry(Generic[T]):
     description: str
     capabilities: Mapping[str, Any] = field(default_factory=dict)
 
+    @property
+    def factory(self) -> T:
+        """The value, under the name searcher entries had before ``Registry`` (callers written then)."""
+        return self.value
+
     def can(self, capability: str) -> Any:
         """The capability's value (``False`` when the entry does not declare it)."""
         return self.capabilities.get(capability, False)

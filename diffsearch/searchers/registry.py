@@ -13,11 +13,12 @@ what the object may be); a built-in name wins.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import optuna
 
 from diffsearch import plugins
+from diffsearch.errors import UsageError
 from diffsearch.registry import Entry, Registry
 from diffsearch.searchers import gp, random_search, tpe
 from diffsearch.searchers.base import HparamsSearcher, SearcherEntry, searcher_adapter
@@ -44,9 +45,15 @@ SEARCHERS.register("generative", _generative,
                    "TPE (use gp); ~1 s per suggestion on an idle core")
 
 
-def lookup(registry: Registry[Any], name: str, flag: str = "searcher", job: str | None = None) -> Entry[Any]:
-    """``registry.lookup(name, flag)`` (``job`` is the registry's own; kept for older callers)."""
-    return registry.lookup(name, flag)
+def lookup(registry: Registry[Any] | Mapping[str, Any], name: str, flag: str = "searcher",
+           job: str | None = None) -> Any:
+    """``registry.lookup(name, flag)``, for callers written before ``Registry`` (``job`` is the registry's
+    own); a plain mapping of entries gets the same one-line refusal."""
+    if isinstance(registry, Registry):
+        return registry.lookup(name, flag)
+    if name not in registry:
+        raise UsageError(f"unknown {flag} {name!r}; known: {', '.join(registry)}")
+    return registry[name]
 
 
 def hparams_searchers() -> dict[str, Entry[HparamsSearcher]]:
