@@ -68,7 +68,8 @@ def test_a_condition_on_a_conditional_parent_needs_the_parent_active():
 
 
 @pytest.mark.parametrize("spec, words", [
-    ({"lr": {"distribution": "normal", "min": 0, "max": 1}}, ["parameters.lr.distribution", "unknown distribution 'normal'"]),
+    ({"lr": {"distribution": "gaussian", "min": 0, "max": 1}}, ["parameters.lr.distribution", "unknown distribution 'gaussian'"]),
+    ({"lr": {"distribution": "normal", "min": 0, "max": 1}}, ["parameters.lr", "unknown key 'min' for distribution normal"]),
     ({"lr": {"distribution": "uniform", "min": 1.0, "max": 0.1}}, ["parameters.lr", "min 1.0 must be below max 0.1"]),
     ({"lr": {"distribution": "uniform", "min": 1.0, "max": 1.0}}, ["parameters.lr", "must be below"]),
     ({"lr": {"distribution": "log_uniform_values", "min": 0.0, "max": 1.0}}, ["parameters.lr", "min > 0"]),
@@ -77,7 +78,7 @@ def test_a_condition_on_a_conditional_parent_needs_the_parent_active():
     ({"lr": {"distribution": "uniform", "max": 1.0}}, ["parameters.lr", "needs `min` and `max`"]),
     ({"lr": {"min": 0.1, "max": 1.0, "mu": 3}}, ["parameters.lr", "unknown key 'mu'"]),
     ({"lr": {"distribution": "int_uniform", "min": 0.5, "max": 3}}, ["parameters.lr.min", "whole numbers"]),
-    ({"lr": {"distribution": "q_uniform", "min": 0, "max": 1, "q": 0.3}}, ["parameters.lr", "multiple of q"]),
+    ({"lr": {"distribution": "q_uniform", "min": 0.1, "max": 0.4, "q": 1}}, ["parameters.lr", "no multiple of q"]),
     ({"lr": {"min": "low", "max": 1.0}}, ["parameters.lr.min", "expected a finite number"]),
     ({"lr": {"desc": 1}}, ["parameters.lr", "give `value`, `values`, or `min` and `max`"]),
     ({"a": {"values": [1, 2], "when": {"b": 1}}, "b": {"values": [1, 2], "when": {"a": 1}}},
@@ -120,7 +121,8 @@ def test_early_terminate_is_checked():
     assert parse_early_terminate({"type": "hyperband"}, "s") == {"type": "hyperband", "min_iter": 1,
                                                                  "max_iter": None, "eta": 3}
     for spec, words in (({"type": "median"}, "expected hyperband or successive_halving"),
-                        ({"type": "hyperband", "s": 2}, "unknown key 's'"),
+                        ({"type": "hyperband", "s": 2}, "give max_iter too"),
+                        ({"type": "hyperband", "bands": 2}, "unknown key 'bands'"),
                         ({"type": "hyperband", "eta": 1}, "eta"),
                         ({"type": "hyperband", "min_iter": 4, "max_iter": 2}, "must be above")):
         with pytest.raises(UsageError, match=words):
