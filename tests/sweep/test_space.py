@@ -1,5 +1,7 @@
 """The sweep file's parameters as a space: distributions, W&B's implied ones, conditionals, drawing order."""
 
+import math
+
 import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
@@ -127,3 +129,64 @@ def test_early_terminate_is_checked():
                         ({"type": "hyperband", "min_iter": 4, "max_iter": 2}, "must be above")):
         with pytest.raises(UsageError, match=words):
             parse_early_terminate(spec, "s")
+
+
+def draws(spec, n=400, seed=0):
+    """n random-search draws of one parameter, as the program gets them."""
+    space = parse_parameters({"p": spec}, "sweep.yaml")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    values = []
+    for _ in range(n):
+        trial = study.ask()
+        values.append(space.suggest(trial)["p"])
+        study.tell(trial, 0.0)
+    return values
+
+
+@pytest.mark.parametrize("spec, reference", [
+    # W&B's definitions (wandb/sweeps params.py): the same distribution under random search
+    ({"distribution": "normal", "mu": 100, "sigma": 10}, lambda s: s.norm(100, 10)),
+    ({"distribution": "normal"}, lambda s: s.norm(0, 1)),
+    ({"distribution": "log_normal", "mu": -3, "sigma": 0.5}, lambda s: s.lognorm(s=0.5, scale=math.exp(-3))),
+    ({"distribution": "beta", "a": 2, "b": 5}, lambda s: s.beta(2, 5)),
+    ({"distribution": "log_uniform", "min": -9.2, "max": -2.3}, lambda s: s.loguniform(math.exp(-9.2), math.exp(-2.3))),
+    ({"distribution": "inv_log_uniform", "min": 2.3, "max": 9.2}, lambda s: s.loguniform(math.exp(-9.2), math.exp(-2.3))),
+    ({"distribution": "inv_log_uniform_values", "min": 1e-4, "max": 0.1}, lambda s: s.loguniform(1e-4, 0.1)),
+])
+def test_unbounded_and_log_distributions_draw_as_wandb_defines_them(spec, reference):
+    from scipy import stats
+
+    values = draws(spec)
+    assert stats.kstest(values, reference(stats).cdf).pvalue > 0.01
+
+
+def test_quantized_forms_round_to_q_as_wandb_does():
+    for spec, q in (({"distribution": "q_normal", "mu": 100, "sigma": 20, "q": 10}, 10),
+                    ({"distribution": "q_log_normal", "mu": 4.6, "sigma": 0.5, "q": 16}, 16),
+                    ({"distribution": "q_log_uniform", "min": 2.0, "max": 6.0, "q": 8}, 8)):
+        values = draws(spec, n=50)
+        assert all(isinstance(v, int) and v % q == 0 for v in values), values
+    keep = draws({"distribution": "q_beta", "a": 2, "b": 5, "q": 0.05}, n=50)
+    assert all(0 <= v <= 1 and abs(v / 0.05 - round(v / 0.05)) < 1e-9 for v in keep)
+    assert len(set(keep)) > 3
+    rates = draws({"distribution": "q_uniform", "min": 0, "max": 1, "q": 0.3}, n=50)  # W&B: max - min need not be k*q
+    assert set(rates) <= {0.0, 0.3, 0.6, 0.9} and len(set(rates)) >= 3
+
+
+def test_probabilities_weight_a_random_categorical():
+    values = draws({"values": ["a", "b", "c"], "probabilities": [0.7, 0.0, 0.3]}, n=500)
+    assert values.count("b") == 0 and 0.62 < values.count("a") / 500 < 0.78
+    assert parse_parameters({"p": {"values": [1, 2], "probabilities": [0.5, 0.5]}}, "s").parameters[0].choices == (1, 2)
+
+
+def test_nested_parameters_are_searched_flat_and_passed_nested():
+    space = parse_parameters({"batch_size": {"values": [32, 64]},
+                              "optimizer": {"parameters": {"lr": {"values": [0.1, 0.01]},
+                                                           "nadam": {"parameters": {"beta": {"value": 0.9}}}}},
+                              "momentum": {"min": 0.1, "max": 0.9, "when": {"optimizer.lr": 0.1}}}, "sweep.yaml")
+    assert [p.name for p in space.parameters] == ["batch_size", "optimizer.lr", "optimizer.nadam.beta", "momentum"]
+    trial = optuna.trial.FixedTrial({"batch_size": 32, "optimizer.lr": 0.1, "momentum": 0.5})
+    assert space.suggest(trial) == {"batch_size": 32, "optimizer": {"lr": 0.1, "nadam": {"beta": 0.9}}, "momentum": 0.5}
+    # a flat name with a dot stays flat (as in W&B): only `parameters:` nests
+    flat = parse_parameters({"model.depth": {"values": [2, 3]}}, "s")
+    assert flat.suggest(optuna.trial.FixedTrial({"model.depth": 2})) == {"model.depth": 2}
