@@ -38,7 +38,7 @@ from diffsearch.sweeps.warm_interpreter import ForkedProcess, WarmInterpreter
 
 GRACE_SECONDS = 3.0   # between SIGTERM and SIGKILL: time to save a checkpoint, not to finish an epoch
 POLL_SECONDS = 0.2    # how often a silent program is checked for Ctrl-C and its timeout
-FILE_POLL_SECONDS = 1.0  # how often the files of TensorBoard and wandb are read for new reports
+FILE_POLL_SECONDS = 0.5  # how often the files of TensorBoard and wandb are read for new reports
 NO_METRIC_VALUE = 0.0    # a grid sweep without a metric: each trial completes with this constant, unranked
 
 NEVER_REPORTED = "never_reported"   # fail_kind values, for the end-of-run summary
