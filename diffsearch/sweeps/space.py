@@ -4,7 +4,8 @@ Every distribution of W&B's sweep schema is read. How each is searched, so that 
 TPE, GP, grid) can move in it:
 
 - ``constant``: passed as it is, never suggested; ``categorical`` (``values``): an Optuna categorical;
-  ``values`` under another distribution (``distribution: uniform, values: [...]``) is read the same way;
+  ``values`` (or ``value``) under another distribution (``distribution: uniform, values: [...]``, seen in
+  public sweep files) is read the same way: the values listed;
 - ``int_uniform``, ``uniform``, ``log_uniform_values``: Optuna's int, float and log float distributions;
   ``log_uniform`` (W&B's bounds are natural-log exponents: the value is ``exp(U(min, max))``) and
   ``inv_log_uniform`` (``exp(-U(min, max))``) are log floats on the values' bounds, the same distribution;
@@ -250,10 +251,11 @@ def _parse_one(name: str, settings: Any, where: str) -> Parameter:
     kind = settings["distribution"] if "distribution" in settings else _implied_distribution(settings, where)
     if kind not in DISTRIBUTIONS:
         raise UsageError(f"{where}.distribution: unknown distribution {kind!r}; known: {', '.join(DISTRIBUTIONS)}")
-    if "values" in settings and kind not in ("categorical", "constant"):
-        kind = "categorical"  # `values` under another distribution: a list is what the file gives
+    if kind not in ("categorical", "constant") and ("values" in settings or "value" in settings):
+        # `values` (or `value`) under another distribution, as public sweep files write it: what is listed
         if any(key in settings for key in ("min", "max")):
-            raise UsageError(f"{where}: give `values` or `min` and `max`, not both")
+            raise UsageError(f"{where}: give `values` (or `value`) or `min` and `max`, not both")
+        kind = "categorical" if "values" in settings else "constant"
     allowed = {"distribution", "when", *DISTRIBUTIONS[kind]}
     for key in settings:
         if key not in allowed:
