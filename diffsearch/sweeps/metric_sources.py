@@ -208,8 +208,11 @@ class _TransactionLog:
         self.broken = False
 
     def histories(self) -> Iterator[Any]:
-        from wandb.proto import wandb_internal_pb2
-
+        try:
+            from wandb.proto import wandb_internal_pb2
+        except ImportError:  # the program ran wandb from another environment than diffsearch's
+            raise TrialFailed(f"the program wrote a wandb run ({self.path}), which diffsearch reads with the wandb "
+                              "package: install it beside diffsearch (pip install wandb)") from None
         if self.broken:
             return
         with open(self.path, "rb") as handle:
