@@ -33,6 +33,7 @@ first (a topological order that otherwise keeps the file's order).
 from __future__ import annotations
 
 import bisect
+import json
 import math
 from dataclasses import dataclass, replace
 from typing import Any, Mapping
@@ -66,7 +67,6 @@ DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
 QUANTILE_KINDS = ("normal", "q_normal", "log_normal", "q_log_normal", "beta", "q_beta")
 QUANTILE_EDGE = 1e-6
 GRID_KINDS = ("constant", "categorical", "int_uniform", "q_uniform")  # what W&B's grid search takes
-_CHOICE_TYPES = (str, int, float, bool, type(None))  # what an Optuna categorical can hold
 
 
 @dataclass(frozen=True)
@@ -92,11 +92,14 @@ class Parameter:
     path: tuple[str, ...] = ()               # where the value goes in the program's (nested) values
     settings: tuple = ()                     # (key, value) pairs of the distribution (mu, sigma, a, b, min...)
     weighted: tuple = ()                     # categorical with probabilities: (values, cumulative probabilities)
+    listed: tuple = ()                       # values that are lists or mappings; Optuna's choices are their JSON
 
     @property
     def choices(self) -> tuple:
         if self.weighted:
             return self.weighted[0]
+        if self.listed:
+            return self.listed
         return tuple(self.distribution.choices) if isinstance(self.distribution, CategoricalDistribution) else ()
 
 
@@ -168,7 +171,8 @@ class Space:
 def _suggest(trial: optuna.Trial, p: Parameter) -> Any:
     d = p.distribution
     if isinstance(d, CategoricalDistribution):
-        return trial.suggest_categorical(p.name, d.choices)
+        choice = trial.suggest_categorical(p.name, d.choices)
+        return p.listed[d.choices.index(choice)] if p.listed else choice
     if isinstance(d, IntDistribution):
         return trial.suggest_int(p.name, d.low, d.high, step=d.step, log=d.log)
     value = trial.suggest_float(p.name, d.low, d.high, step=d.step, log=d.log)
@@ -303,10 +307,13 @@ def _categorical(name: str, settings: Mapping, where: str) -> Parameter:
     values = settings.get("values")
     if not isinstance(values, list) or not values:
         raise UsageError(f"{where}.values: expected a non-empty list, got {_shown(values)}")
-    choices = tuple(_choice(v, f"{where}.values") for v in values)
-    if len({repr(c) for c in choices}) < len(choices):
+    choices = tuple(_constant(v, f"{where}.values") for v in values)
+    keys = [json.dumps(v, sort_keys=True) for v in choices]
+    if len(set(keys)) < len(keys):
         raise UsageError(f"{where}.values: a value is listed twice")
     if "probabilities" not in settings:
+        if any(isinstance(v, (list, dict)) for v in choices):  # W&B takes any value: Optuna holds its JSON
+            return Parameter(name, "categorical", CategoricalDistribution(tuple(keys)), listed=choices)
         return Parameter(name, "categorical", CategoricalDistribution(choices))
     weights = settings["probabilities"]
     if not isinstance(weights, list) or len(weights) != len(choices) or not all(
@@ -443,16 +450,8 @@ def _integer(value: float | int, where: str) -> int:
     return int(value)
 
 
-def _choice(value: Any, where: str) -> Any:
-    if not isinstance(value, _CHOICE_TYPES):
-        raise UsageError(f"{where}: values must be text, numbers, booleans or null, got {_shown(value)}")
-    return value
-
-
 def _constant(value: Any, where: str) -> Any:
-    """A constant may be any plain value W&B would pass (a list or mapping too); JSON is what studies keep."""
-    import json
-
+    """A value may be any plain value W&B would pass (a list or mapping too); JSON is what studies keep."""
     try:
         json.dumps(value)
     except (TypeError, ValueError):

@@ -1,5 +1,6 @@
 """The sweep file's parameters as a space: distributions, W&B's implied ones, conditionals, drawing order."""
 
+import datetime
 import math
 
 import optuna
@@ -89,7 +90,8 @@ def test_a_condition_on_a_conditional_parent_needs_the_parent_active():
     ({"a": {"values": [1, 2], "when": {"ghost": 1}}}, ["parameters.a.when", "unknown parent 'ghost'"]),
     ({"a": {"values": [1, 2]}, "b": {"min": 0, "max": 1, "when": {"a": 3}}}, ["parameters.b.when.a", "3 is not one of its values"]),
     ({"a": {"min": 0, "max": 1}, "b": {"min": 0, "max": 1, "when": {"a": 0.5}}}, ["parameters.b.when.a", "must be a categorical"]),
-    ({"a": {"values": [[1, 2]]}}, ["parameters.a.values", "text, numbers, booleans or null"]),
+    ({"a": {"values": [datetime.date(2024, 1, 1)]}}, ["parameters.a.values", "a value JSON can hold"]),
+    ({"a": {"values": [[1, 2], [1, 2]]}}, ["parameters.a.values", "listed twice"]),
     ([], ["parameters: expected a mapping"]),
 ])
 def test_a_bad_parameter_is_one_line_naming_the_file_and_key(spec, words):
@@ -190,3 +192,12 @@ def test_nested_parameters_are_searched_flat_and_passed_nested():
     # a flat name with a dot stays flat (as in W&B): only `parameters:` nests
     flat = parse_parameters({"model.depth": {"values": [2, 3]}}, "s")
     assert flat.suggest(optuna.trial.FixedTrial({"model.depth": 2})) == {"model.depth": 2}
+
+
+def test_values_may_be_lists_as_in_wandb():
+    space = parse_parameters({"encoder": {"values": [[8, 16, 32], [32, 64, 128]]},
+                              "head": {"values": ["mlp", "linear"], "when": {"encoder": [[8, 16, 32]]}}}, "s")
+    assert space.parameters[0].distribution == CategoricalDistribution(("[8, 16, 32]", "[32, 64, 128]"))
+    assert space.suggest(optuna.trial.FixedTrial({"encoder": "[8, 16, 32]", "head": "mlp"})) == \
+        {"encoder": [8, 16, 32], "head": "mlp"}
+    assert space.suggest(optuna.trial.FixedTrial({"encoder": "[32, 64, 128]"})) == {"encoder": [32, 64, 128]}
