@@ -111,6 +111,7 @@ class ProgramTrial:
                 trial.set_user_attr("metric_source", run.source)
         trial.set_user_attr("seconds", round(time.monotonic() - started, 3))
         if last is None:  # a grid without a metric: the program ran to its end, nothing to rank it by
+            trial.set_user_attr("no_metric", True)
             return NO_METRIC_VALUE
         trial.set_user_attr("last_report", last.line)
         return last.value
