@@ -23,8 +23,7 @@ DEFAULT_COMMAND = ["${env}", "${interpreter}", "${program}", "${args}"]
 DEFAULT_TRIALS = 20
 # W&B's method names that are not names of our searchers; grid is Optuna's GridSampler over `values`
 METHOD_ALIASES = {"bayes": "gp"}
-BAYES_NOTE = ("method bayes: W&B's Bayesian search is a Gaussian process; it runs here as gp "
-              "(Optuna's GPSampler)")
+BAYES_NOTE = "method bayes runs as gp (a Gaussian process, as W&B's bayes is)"
 GRID = "grid"
 GOALS = ("minimize", "maximize")
 SOURCES = ("auto", "stdout", "tensorboard", "wandb")   # where a trial's metric is read from
@@ -117,7 +116,7 @@ def parse_sweep(config: Mapping[str, Any], where: str, method: str | None = None
     metric = _metric(config.get("metric"), where, METHOD_ALIASES.get(chosen_method, chosen_method) == GRID,
                      runs_program)
     ignored += [f"metric.{key}" for key in metric.pop("ignored")]
-    notes = [f"ignored (they mean something only to W&B's servers): {', '.join(ignored)}"] if ignored else []
+    notes = [f"ignored (only W&B's servers use them): {', '.join(ignored)}"] if ignored else []
     if not runs_program:
         return _finish(config, where, space, metric, method, trials, None, (), notes=notes)
     command = _command(config.get("command", DEFAULT_COMMAND), where)
@@ -196,7 +195,7 @@ def _finish(config: Mapping[str, Any], where: str, space: Space, metric: dict[st
         raise UsageError(f"{where}: early_terminate needs a metric to compare trials by: add "
                          "metric: {name: <what the program reports>, goal: minimize}")
     if early is not None and "strict" in config["early_terminate"]:
-        notes.append("early_terminate.strict: ignored (W&B's own stopping rule does not read it either)")
+        notes.append("early_terminate.strict: ignored (W&B's stopping code does not read it)")
     checked = {**config, "method": chosen_method}
     if program is not None:
         checked["command"] = list(command)

@@ -58,14 +58,14 @@ def number(text):
 
 CHECKS = {
     "top_level_keys.yaml": lambda s, r, t, got: (
-        s.notes == ("ignored (they mean something only to W&B's servers): entity, project",)
+        s.notes == ("ignored (only W&B's servers use them): entity, project",)
         and s.trials == 5 and s.config["name"] == "top-level-keys" and r["study"] == "top-level-keys"),
     "method_grid.yaml": lambda s, r, t, got: (
         s.space.grid(s.where) == {"batch_size": [16, 32, 64], "epochs": [1, 2], "width": [0, 128]}
         and s.trials == 12 and s.method == "grid"),
     "method_grid_without_metric.yaml": lambda s, r, t, got: s.metric is None and s.trials == 4,
     "method_random.yaml": lambda s, r, t, got: s.method == "random" and 0.0001 <= t["params"]["lr"] <= 0.1,
-    "method_bayes.yaml": lambda s, r, t, got: s.method == "gp" and s.notes[0].startswith("method bayes:"),
+    "method_bayes.yaml": lambda s, r, t, got: s.method == "gp" and s.notes[0].startswith("method bayes runs as gp"),
     "metric_target.yaml": lambda s, r, t, got: s.target == 0.95 and s.goal == "maximize",
     "dist_constant.yaml": lambda s, r, t, got: (
         t["params"]["parameter_name"] == 2.71828 and "--parameter_name=2.71828" in got["argv"]
@@ -138,6 +138,9 @@ def test_every_file_has_its_check():
 def test_a_wandb_sweep_file_parses_and_runs_one_trial(name, tmp_path, monkeypatch, capsys):
     sweep, results, trial, got, err = run_file(name, tmp_path, monkeypatch, capsys)
     assert CHECKS[name](sweep, results, trial, got), (trial["params"], got, sweep.notes)
+    said = " ".join(err.split())  # the terminal may wrap a line
+    for note in sweep.notes:  # bayes runs gp, keys only W&B's servers use: each said once
+        assert said.count(note) == 1, err
 
 
 def test_a_sweep_file_without_program_runs_a_function(tmp_path):
