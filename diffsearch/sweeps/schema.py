@@ -248,6 +248,9 @@ def _metric(metric: Any, where: str, grid: bool, runs_program: bool) -> dict[str
         raise UsageError(f"{where}: metric.source: expected one of {', '.join(SOURCES)} (where the trial writes "
                          f"{metric['name']!r}: JSON lines on stdout, TensorBoard event files, wandb's offline "
                          f"run), got {source!r}")
+    if source == "wandb" and importlib.util.find_spec("wandb") is None:
+        raise UsageError(f"{where}: metric.source: wandb: a trial's offline wandb run is read with the wandb "
+                         "package, which is not installed here (pip install wandb)")
     if not runs_program and source != "auto":
         raise UsageError(f"{where}: metric.source: diffsearch.search takes the value your function returns; "
                          "leave source out")

@@ -156,3 +156,15 @@ def test_python_api_refuses_what_a_function_cannot_use(tmp_path):
             diffsearch.search(lambda p, r: 0.0, {**sweep, **extra}, trials=1, out=str(tmp_path / "run"))
         assert "\n" not in str(error.value)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_wandb_source_without_the_wandb_package_is_refused(sweep_file, tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
+    path = sweep_file(metric={"name": "val_loss", "source": "wandb"})
+    assert run_cli("sweep", path, "--out", tmp_path / "run") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "metric.source: wandb" in err and "pip install wandb" in err and str(path) in err
+    assert not (tmp_path / "run").exists()
