@@ -253,6 +253,10 @@ def _parse_one(name: str, settings: Any, where: str) -> Parameter:
         raise UsageError(f"{where}: expected a mapping such as {{values: [a, b]}} or "
                          f"{{distribution: uniform, min: 0, max: 1}}, got {_shown(settings)}")
     kind = settings["distribution"] if "distribution" in settings else _implied_distribution(settings, where)
+    if kind == "categorical_w_probabilities":  # the name W&B's schema gives a categorical with probabilities
+        if "probabilities" not in settings:
+            raise UsageError(f"{where}: distribution categorical_w_probabilities needs `probabilities`")
+        kind = "categorical"
     if kind not in DISTRIBUTIONS:
         raise UsageError(f"{where}.distribution: unknown distribution {kind!r}; known: {', '.join(DISTRIBUTIONS)}")
     if kind not in ("categorical", "constant") and ("values" in settings or "value" in settings):

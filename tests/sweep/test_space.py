@@ -179,6 +179,8 @@ def test_probabilities_weight_a_random_categorical():
     values = draws({"values": ["a", "b", "c"], "probabilities": [0.7, 0.0, 0.3]}, n=500)
     assert values.count("b") == 0 and 0.62 < values.count("a") / 500 < 0.78
     assert parse_parameters({"p": {"values": [1, 2], "probabilities": [0.5, 0.5]}}, "s").parameters[0].choices == (1, 2)
+    named = {"distribution": "categorical_w_probabilities", "values": [1, 2], "probabilities": [0.25, 0.75]}
+    assert parse_parameters({"p": named}, "s").parameters[0].weighted == ((1, 2), (0.25, 1.0))
 
 
 def test_nested_parameters_are_searched_flat_and_passed_nested():
