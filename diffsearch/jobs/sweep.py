@@ -235,12 +235,14 @@ class SweepJob:
         direction = StudyDirection.MAXIMIZE if o.sweep.goal == "maximize" else StudyDirection.MINIMIZE
         existing = load_study(storage, o.study)
         if existing is None:
-            existing = optuna.create_study(storage=storage, study_name=o.study, direction=direction)
+            optuna.create_study(storage=storage, study_name=o.study, direction=direction)
         elif existing.direction != direction:
             made = existing.direction.name.lower()
             raise UsageError(f"study {o.study!r} was made to {made} its value, not to {o.sweep.goal} it: "
                              "use another --study name (or another --out)")
-        return start_run(existing)
+        # checked (a study of another sweep is refused here, before anything is written) before the run starts
+        study = create_or_load_study(storage, o.study, study_attrs(o), self.identity, self.renamed)
+        return start_run(study)
 
     def studies(self, o: SweepOptions) -> dict[str, dict[str, Any]]:
         return {o.study: study_attrs(o)}
