@@ -113,8 +113,8 @@ def parse_sweep(config: Mapping[str, Any], where: str, method: str | None = None
     check_values(config.get("parameters"), f"{where}: parameters")
     space = parse_parameters(config.get("parameters"), where)
     chosen_method = method if method is not None else config.get("method", "tpe")
-    metric = _metric(config.get("metric"), where, METHOD_ALIASES.get(chosen_method, chosen_method) == GRID,
-                     runs_program)
+    grid = check_method(chosen_method, "--searcher" if method is not None else f"{where}: method") == GRID
+    metric = _metric(config.get("metric"), where, grid, runs_program)
     ignored += [f"metric.{key}" for key in metric.pop("ignored")]
     notes = [f"ignored (only W&B's servers use them): {', '.join(ignored)}"] if ignored else []
     if not runs_program:
@@ -209,10 +209,10 @@ def check_method(name: Any, flag: str) -> str:
     """A searcher name of the hparams registry (W&B's ``bayes`` is tpe), or ``grid``."""
     from diffsearch.searchers.registry import SEARCHERS, lookup
 
+    if not isinstance(name, str):
+        raise UsageError(f"{flag}: expected a searcher name (grid, random, bayes, tpe...), got {name!r}")
     resolved = METHOD_ALIASES.get(name, name)
     if resolved != GRID:
-        if not isinstance(resolved, str):
-            raise UsageError(f"{flag}: expected a searcher name, got {name!r}")
         try:
             lookup(SEARCHERS, resolved, job="hparams")  # installed packages' searchers too
         except UsageError as exc:

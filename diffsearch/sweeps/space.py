@@ -257,8 +257,9 @@ def _parse_one(name: str, settings: Any, where: str) -> Parameter:
         if "probabilities" not in settings:
             raise UsageError(f"{where}: distribution categorical_w_probabilities needs `probabilities`")
         kind = "categorical"
-    if kind not in DISTRIBUTIONS:
-        raise UsageError(f"{where}.distribution: unknown distribution {kind!r}; known: {', '.join(DISTRIBUTIONS)}")
+    if not isinstance(kind, str) or kind not in DISTRIBUTIONS:
+        raise UsageError(f"{where}.distribution: unknown distribution {_shown(kind)}; known: "
+                         f"{', '.join(DISTRIBUTIONS)}")
     if kind not in ("categorical", "constant") and ("values" in settings or "value" in settings):
         # `values` (or `value`) under another distribution, as public sweep files write it: what is listed
         if any(key in settings for key in ("min", "max")):
@@ -354,7 +355,7 @@ def _quantile(name: str, kind: str, settings: Mapping, where: str) -> Parameter:
 def _q_uniform(name: str, low: float, high: float, q: float, where: str) -> Parameter:
     """Bounds on multiples of q: Optuna's stepped distribution; otherwise a draw rounded as W&B rounds it."""
     settings = (("min", low), ("max", high), ("q", q))
-    on_grid = all(abs(v / q - round(v / q)) <= 1e-9 * max(1.0, abs(v / q)) for v in (low, high))
+    on_grid = all(abs(v - round(v / q) * q) <= 1e-9 * max(abs(v), 1e-12) for v in (low, high))
     if on_grid and all(float(v).is_integer() for v in (low, high, q)):  # whole numbers: ints, not 32.0
         return Parameter(name, "q_uniform", IntDistribution(int(low), int(high), step=int(q)), settings=settings)
     if on_grid:
