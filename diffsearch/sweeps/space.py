@@ -191,14 +191,16 @@ def _suggest(trial: optuna.Trial, p: Parameter) -> Any:
 
 def _inverse_cdf(p: Parameter, u: float) -> float:
     """The value at quantile u of W&B's normal, log_normal or beta (scipy.stats, W&B's parameterisation)."""
+    import numpy as np
     from scipy import stats
 
     s = dict(p.settings)
-    if p.kind in ("normal", "q_normal"):
-        return float(stats.norm.ppf(u, loc=s["mu"], scale=s["sigma"]))
-    if p.kind in ("log_normal", "q_log_normal"):
-        return float(stats.lognorm.ppf(u, s=s["sigma"], scale=math.exp(s["mu"])))
-    return float(stats.beta.ppf(u, a=s["a"], b=s["b"]))
+    with np.errstate(over="ignore"):  # an overflow is inf, which parsing refuses
+        if p.kind in ("normal", "q_normal"):
+            return float(stats.norm.ppf(u, loc=s["mu"], scale=s["sigma"]))
+        if p.kind in ("log_normal", "q_log_normal"):
+            return float(stats.lognorm.ppf(u, s=s["sigma"], scale=math.exp(s["mu"])))
+        return float(stats.beta.ppf(u, a=s["a"], b=s["b"]))
 
 
 def _rounded(value: float, q: float) -> int | float:
@@ -349,7 +351,16 @@ def _quantile(name: str, kind: str, settings: Mapping, where: str) -> Parameter:
         q = _number(settings.get("q", 1), f"{where}.q")
         if q <= 0:
             raise UsageError(f"{where}.q: must be above 0 (got {q})")
-    return Parameter(name, kind, FloatDistribution(0.0, 1.0), q=q, settings=tuple(values.items()))
+    parameter = Parameter(name, kind, FloatDistribution(0.0, 1.0), q=q, settings=tuple(values.items()))
+    for u in (QUANTILE_EDGE, 1 - QUANTILE_EDGE):  # the extremes a trial can get must be numbers
+        try:
+            edge = _inverse_cdf(parameter, u)
+        except OverflowError:
+            edge = math.inf
+        if not math.isfinite(edge) or (q is not None and not math.isfinite(edge / q)):
+            raise UsageError(f"{where}: {kind} with {', '.join(f'{k} {v:g}' for k, v in values.items())} reaches "
+                             f"{edge:g} at its {u:g} quantile: use a smaller mu or sigma")
+    return parameter
 
 
 def _q_uniform(name: str, low: float, high: float, q: float, where: str) -> Parameter:

@@ -93,6 +93,8 @@ def test_a_condition_on_a_conditional_parent_needs_the_parent_active():
     ({"a": {"values": [datetime.date(2024, 1, 1)]}}, ["parameters.a.values", "a value JSON can hold"]),
     ({"a": {"values": [[1, 2], [1, 2]]}}, ["parameters.a.values", "listed twice"]),
     ([], ["parameters: expected a mapping"]),
+    ({"lr": {"distribution": "log_normal", "mu": 0, "sigma": 500}}, ["parameters.lr", "log_normal", "smaller mu or sigma"]),
+    ({"lr": {"distribution": "q_log_normal", "mu": 800, "sigma": 1}}, ["parameters.lr", "smaller mu or sigma"]),
 ])
 def test_a_bad_parameter_is_one_line_naming_the_file_and_key(spec, words):
     with pytest.raises(UsageError) as error:
