@@ -136,3 +136,15 @@ def test_a_parameter_named_parameters_is_still_a_space():
 
     assert _sweep_config({"parameters": {"values": [1, 2]}})[0] == {"parameters": {"parameters": {"values": [1, 2]}}}
     assert _sweep_config({"method": "grid", "parameters": {"a": {"values": [1]}}})[0]["method"] == "grid"
+
+
+def test_the_sweeps_layer_imports_nothing_above_it():
+    """docs/architecture.md: imports run downwards; diffsearch.search (which runs the sweep job) is in jobs/."""
+    import ast
+
+    above = ("diffsearch.jobs", "diffsearch.cli")
+    for path in (Path(diffsearch.__file__).parent / "sweeps").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else \
+                [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            assert not [n for n in names if n.startswith(above)], f"{path.name} imports {names}"
