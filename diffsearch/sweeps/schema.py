@@ -25,6 +25,7 @@ DEFAULT_TRIALS = 20
 METHOD_ALIASES = {"bayes": "gp"}
 BAYES_NOTE = "method bayes runs as gp (a Gaussian process, as W&B's bayes is)"
 GRID = "grid"
+UNRANKED_METHODS = (GRID, "random")  # W&B runs these without a metric: every trial runs, none is ranked
 GOALS = ("minimize", "maximize")
 SOURCES = ("auto", "stdout", "tensorboard", "wandb")   # where a trial's metric is read from
 TOP_LEVEL_KEYS = ("program", "command", "method", "metric", "trials", "run_cap", "parameters", "early_terminate",
@@ -43,7 +44,7 @@ class Sweep:
     where: str                 # the file (or "space" for the Python API), for messages
     space: Space
     method: str                # a searcher of the hparams registry, or "grid"
-    metric: str | None         # None only for a grid without a metric: every combination runs, none ranked
+    metric: str | None         # None only for a grid or random sweep without a metric: trials run, none ranked
     goal: str
     trials: int
     early_terminate: dict[str, Any] | None
@@ -113,8 +114,8 @@ def parse_sweep(config: Mapping[str, Any], where: str, method: str | None = None
     check_values(config.get("parameters"), f"{where}: parameters")
     space = parse_parameters(config.get("parameters"), where)
     chosen_method = method if method is not None else config.get("method", "tpe")
-    grid = check_method(chosen_method, "--searcher" if method is not None else f"{where}: method") == GRID
-    metric = _metric(config.get("metric"), where, grid, runs_program)
+    resolved = check_method(chosen_method, "--searcher" if method is not None else f"{where}: method")
+    metric = _metric(config.get("metric"), where, resolved in UNRANKED_METHODS, runs_program)
     ignored += [f"metric.{key}" for key in metric.pop("ignored")]
     notes = [f"ignored (only W&B's servers use them): {', '.join(ignored)}"] if ignored else []
     if not runs_program:
@@ -206,7 +207,7 @@ def _finish(config: Mapping[str, Any], where: str, space: Space, metric: dict[st
 
 
 def check_method(name: Any, flag: str) -> str:
-    """A searcher name of the hparams registry (W&B's ``bayes`` is tpe), or ``grid``."""
+    """A searcher name of the hparams registry (W&B's ``bayes`` is gp), or ``grid``."""
     from diffsearch.searchers.registry import SEARCHERS, lookup
 
     if not isinstance(name, str):
@@ -216,14 +217,17 @@ def check_method(name: Any, flag: str) -> str:
         try:
             lookup(SEARCHERS, resolved, job="hparams")  # installed packages' searchers too
         except UsageError as exc:
-            raise UsageError(f"{flag}: {exc}, or grid (W&B's bayes is tpe)") from None
+            raise UsageError(f"{flag}: {exc}, grid, or W&B's bayes (which runs as gp)") from None
     return resolved
 
 
-def _metric(metric: Any, where: str, grid: bool, runs_program: bool) -> dict[str, Any]:
+def _metric(metric: Any, where: str, optional: bool, runs_program: bool) -> dict[str, Any]:
     """``metric`` checked: name, goal, target, source, path (and W&B's server-side keys, to name as ignored)."""
-    if metric is None and grid:  # W&B: a grid sweep needs no metric; every combination runs
+    if metric is None and optional and runs_program:  # W&B: grid and random sweeps need no metric
         return {"name": None, "goal": "minimize", "target": None, "source": "auto", "path": None, "ignored": []}
+    if metric is None and runs_program:
+        raise UsageError(f"{where}: metric: expected {{name: <key the program reports>, goal: minimize}}: the "
+                         "searcher learns from it (only grid and random run without one)")
     if not isinstance(metric, Mapping) or not isinstance(metric.get("name"), str) or not metric["name"]:
         raise UsageError(f"{where}: metric: expected {{name: <key the program reports>, goal: minimize}}, "
                          f"got {metric!r}")

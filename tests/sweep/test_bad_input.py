@@ -24,7 +24,7 @@ def run_cli(*args):
     ({"program": "no_such_train.py"}, ["program:", "no_such_train.py does not exist"]),
     ({"method": "bayesian"}, ["method: unknown searcher 'bayesian'", "tpe"]),
     ({"metric": {"name": "val_loss", "goal": "lowest"}}, ["metric.goal"]),
-    ({"metric": None}, ["metric: expected"]),
+    ({"metric": None}, ["metric: expected", "only grid and random run without one"]),
     ({"command": ["${interpreter}", "${program}", "${arguments}"]}, ["unknown macro '${arguments}'"]),
     ({"command": ["no-such-launcher", "${program}", "${args}"]}, ["'no-such-launcher' is not a program on PATH"]),
     ({"early_terminate": {"type": "median"}}, ["early_terminate.type"]),

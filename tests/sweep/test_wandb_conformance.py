@@ -64,6 +64,8 @@ CHECKS = {
         s.space.grid(s.where) == {"batch_size": [16, 32, 64], "epochs": [1, 2], "width": [0, 128]}
         and s.trials == 12 and s.method == "grid"),
     "method_grid_without_metric.yaml": lambda s, r, t, got: s.metric is None and s.trials == 4,
+    "method_random_without_metric.yaml": lambda s, r, t, got: (
+        s.metric is None and s.method == "random" and r["best"] is None),
     "method_random.yaml": lambda s, r, t, got: s.method == "random" and 0.0001 <= t["params"]["lr"] <= 0.1,
     "method_bayes.yaml": lambda s, r, t, got: s.method == "gp" and s.notes[0].startswith("method bayes runs as gp"),
     "metric_target.yaml": lambda s, r, t, got: s.target == 0.95 and s.goal == "maximize",
