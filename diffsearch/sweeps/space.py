@@ -406,9 +406,10 @@ def _parse_when(name: str, when: Any, parsed: Mapping[str, Parameter], where: st
         raise UsageError(f"{where}: expected a mapping {{parent: value | [values] | {{not: ...}}}}, "
                          f"got {_shown(when)}")
     conditions = []
-    for parent, test in when.items():
-        if parent not in parsed:
-            raise UsageError(f"{where}: unknown parent {parent!r} (not a parameter of this sweep)")
+    for written, test in when.items():
+        parent = _in_scope(written, name, parsed)
+        if parent is None:
+            raise UsageError(f"{where}: unknown parent {written!r} (not a parameter of this sweep)")
         if parsed[parent].kind != "categorical":
             raise UsageError(f"{where}.{parent}: the parent must be a categorical parameter (`values`), "
                              f"not {parsed[parent].kind}")
@@ -425,6 +426,19 @@ def _parse_when(name: str, when: Any, parsed: Mapping[str, Parameter], where: st
                                  f"{list(parsed[parent].choices)}")
         conditions.append(Condition(parent, values, negate))
     return tuple(conditions)
+
+
+def _in_scope(parent: Any, child: str, parsed: Mapping[str, Parameter]) -> str | None:
+    """The parameter a ``when`` names: its dotted name, or a name beside the child inside the same nested
+    parameter (``lr`` for ``optimizer.momentum`` is ``optimizer.lr``), nearest scope first."""
+    if not isinstance(parent, str):
+        return None
+    scope = child.rpartition(".")[0]
+    while scope:
+        if f"{scope}.{parent}" in parsed:
+            return f"{scope}.{parent}"
+        scope = scope.rpartition(".")[0]
+    return parent if parent in parsed else None
 
 
 def _parents_first(conditioned: Mapping[str, tuple[Condition, ...]], where: str) -> list[str]:

@@ -205,3 +205,13 @@ def test_values_may_be_lists_as_in_wandb():
     assert space.suggest(optuna.trial.FixedTrial({"encoder": "[8, 16, 32]", "head": "mlp"})) == \
         {"encoder": [8, 16, 32], "head": "mlp"}
     assert space.suggest(optuna.trial.FixedTrial({"encoder": "[32, 64, 128]"})) == {"encoder": [32, 64, 128]}
+
+
+def test_a_when_inside_a_nested_parameter_may_name_its_sibling():
+    space = parse_parameters({"optimizer": {"parameters": {
+        "name": {"values": ["adam", "sgd"]},
+        "momentum": {"min": 0.5, "max": 0.9, "when": {"name": "sgd"}}}}}, "s")
+    assert space.parameters[1].conditions[0].parent == "optimizer.name"
+    assert space.suggest(optuna.trial.FixedTrial({"optimizer.name": "adam"})) == {"optimizer": {"name": "adam"}}
+    assert space.suggest(optuna.trial.FixedTrial({"optimizer.name": "sgd", "optimizer.momentum": 0.7})) == \
+        {"optimizer": {"name": "sgd", "momentum": 0.7}}
