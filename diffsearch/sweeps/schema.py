@@ -119,7 +119,7 @@ def parse_sweep(config: Mapping[str, Any], where: str, method: str | None = None
     ignored += [f"metric.{key}" for key in metric.pop("ignored")]
     notes = [f"ignored (only W&B's servers use them): {', '.join(ignored)}"] if ignored else []
     if not runs_program:
-        return _finish(config, where, space, metric, method, trials, None, (), notes=notes)
+        return _finish(config, where, space, metric, chosen_method, resolved, trials, None, (), notes=notes)
     command = _command(config.get("command", DEFAULT_COMMAND), where)
     program = config.get("program")
     if program is not None and not isinstance(program, str):
@@ -137,7 +137,8 @@ def parse_sweep(config: Mapping[str, Any], where: str, method: str | None = None
     if first not in WORD_MACROS + TEXT_MACROS and shutil.which(first) is None and not Path(first).is_file():
         raise UsageError(f"{where}: command: {first!r} is not a program on PATH")
     preload = _preload(config.get("preload"), command, program, where)
-    return _finish(config, where, space, metric, method, trials, program, tuple(command), preload, notes)
+    return _finish(config, where, space, metric, chosen_method, resolved, trials, program, tuple(command), preload,
+                   notes)
 
 
 def _preload(preload: Any, command: list[str], program: str | None, where: str) -> tuple[str, ...]:
@@ -168,12 +169,11 @@ def _is_import_name(entry: str) -> bool:
     return all(part.isidentifier() for part in module.split(".")) and (not function or function.isidentifier())
 
 
-def _finish(config: Mapping[str, Any], where: str, space: Space, metric: dict[str, Any], method: str | None,
-            trials: int | None, program: str | None, command: tuple[str, ...],
+def _finish(config: Mapping[str, Any], where: str, space: Space, metric: dict[str, Any], chosen_method: str,
+            resolved_method: str, trials: int | None, program: str | None, command: tuple[str, ...],
             preload: tuple[str, ...] = (), notes: list[str] = ()) -> Sweep:
-    chosen_method = method if method is not None else config.get("method", "tpe")
-    flag = "--searcher" if method is not None else f"{where}: method"
-    resolved_method = check_method(chosen_method, flag)
+    """The checked ``Sweep``: method (``chosen_method`` as written, ``resolved_method`` as run), budget,
+    early_terminate, and the lines to say once at the start."""
     notes = list(notes)
     if chosen_method == "bayes":
         notes.insert(0, BAYES_NOTE)
