@@ -1,7 +1,9 @@
-"""A sweep file (W&B's sweep-file convention plus ``when`` conditionals), read and checked into a ``Sweep``.
+"""A sweep file (W&B's whole sweep schema, plus ``when``, ``${trial_dir}``, ``preload``, ``metric.source``),
+read and checked into a ``Sweep``; docs/sweep-files.md says what each key does here.
 
-Everything wrong is one ``UsageError`` line naming the file and the key, raised before any study is
-opened. The file is read with PyYAML's ``safe_load`` (no tags, no code). A ``Sweep`` is also stored as a
+Keys only W&B's servers use (``project``, ``entity``...) are accepted and named once as ignored
+(``Sweep.notes``), as is ``method: bayes`` running as gp. Everything wrong is one ``UsageError`` line naming
+the file and the key, raised before any study is opened. The file is read with PyYAML's ``safe_load`` (no tags, no code). A ``Sweep`` is also stored as a
 study attr (``Sweep.config``, plain JSON), so ``diffsearch worker`` rebuilds it from the study alone.
 """
 
