@@ -111,6 +111,8 @@ def expand_command(sweep: "Sweep", params: dict[str, Any], trial_dir: str) -> li
     words["${env}"] = [shutil.which("env")] if shutil.which("env") else []  # none on Windows: the same without
     text = {"${interpreter}": sys.executable, "${program}": sweep.program or "", TRIAL_DIR: str(trial_dir)}
     if any("${args_json_file}" in word for word in sweep.command):
+        if not str(trial_dir):
+            raise ValueError("${args_json_file} is written into the trial's folder: give trial_dir")
         path = Path(trial_dir) / ARGS_JSON_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(params))
