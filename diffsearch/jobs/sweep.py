@@ -270,7 +270,7 @@ class SweepJob:
         metric = sweep.metric or "every combination (no metric)"
         explain_study(study, metric, f"**{metric}** ({sweep.goal}) of {what}, one trial per "
                       f"configuration proposed by **{sweep.method}** (`diffsearch sweep`).")
-        for note in getattr(sweep, "notes", ()):
+        for note in sweep.notes:
             run.log(note)
         if run.prepared:
             run.log(rerun_line(run.prepared))
