@@ -44,24 +44,29 @@ def test_a_broken_program_stops_the_sweep_then_after_a_fix_the_same_command_comp
     assert stop_line in said(printed)
     assert json.loads((out / "results.json").read_text())["halted"] == stop_line
 
+    assert main(command) == 1  # rerun unfixed: the values of the 3 failures run again, fail alike, stop it
+    trials = trials_of(out, study)
+    assert [t.user_attrs.get("rerun_of") for t in trials] == [None, None, None, 0, 1, 2]
+    assert all(t.state == TrialState.FAIL for t in trials) and (out / "trials" / "5").is_dir()
+    capsys.readouterr()
+
     program.write_text(WORKING)  # fixed
     assert main(command) == 0
     printed = capsys.readouterr()
-    assert ("3 trial(s) of an earlier run failed for the program's own reasons (trials 0, 1, 2): they do not "
+    assert ("3 trial(s) of an earlier run failed for the program's own reasons (trials 3, 4, 5): they do not "
             "count against the budget, and their values run again first") in said(printed)
     results = json.loads((out / "results.json").read_text())
-    assert results["counts"] == {"complete": 4, "pruned": 0, "failed": 0, "cut_short": 0, "not_counted": 3}
+    assert results["counts"] == {"complete": 4, "pruned": 0, "failed": 0, "cut_short": 0, "not_counted": 6}
     assert results["halted"] is None
     trials = trials_of(out, study)
-    assert [t.state for t in trials] == [TrialState.FAIL] * 3 + [TrialState.COMPLETE] * 4
-    for failed in trials[:3]:  # each failed trial's values ran again, in a trial that names it
-        (rerun,) = [t for t in trials if t.user_attrs.get("rerun_of") == failed.number]
-        assert rerun.params == failed.params and rerun.state == TrialState.COMPLETE
+    assert [t.state for t in trials] == [TrialState.FAIL] * 6 + [TrialState.COMPLETE] * 4
+    for first, last in zip(trials[:3], trials[6:9]):  # the failed values ran again and completed
+        assert last.params == first.params and last.user_attrs["rerun_of"] == first.number + 3
 
     assert main(command + ["--trials", "6"]) == 0  # tops the study up to 6 counted trials
     results = json.loads((out / "results.json").read_text())
     assert results["counts"]["complete"] == 6 and results["budget"] == 6
-    assert len(trials_of(out, study)) == 9  # nothing ran again: the earlier failures had been rerun
+    assert len(trials_of(out, study)) == 12  # nothing ran again: the earlier failures had been rerun
 
 
 def test_different_failures_do_not_stop_a_sweep_and_a_reached_target_does(sweep_file, tmp_path):
