@@ -96,20 +96,23 @@ class ProgramTrial:
         run = _ProgramRun(argv, env, folder, self.sweep.metric, self.timeout, trial, self.warm,
                           self.sweep.source, sources)
         started = time.monotonic()
+
+        def ended() -> None:
+            trial.set_user_attr("seconds", round(time.monotonic() - started, 3))
+            if run.source is not None:
+                trial.set_user_attr("metric_source", run.source)  # where the metric came from
+
         try:
             last = run.run()
         except ProgramFailed as exc:
             trial.set_user_attr("fail_reason", str(exc))
             trial.set_user_attr("fail_kind", exc.kind)
-            trial.set_user_attr("seconds", round(time.monotonic() - started, 3))
+            ended()
             raise
         except optuna.TrialPruned:
-            trial.set_user_attr("seconds", round(time.monotonic() - started, 3))
+            ended()
             raise
-        finally:
-            if run.source is not None:
-                trial.set_user_attr("metric_source", run.source)
-        trial.set_user_attr("seconds", round(time.monotonic() - started, 3))
+        ended()
         if last is None:  # a grid without a metric: the program ran to its end, nothing to rank it by
             trial.set_user_attr("no_metric", True)
             return NO_METRIC_VALUE
