@@ -1,6 +1,6 @@
 """diffsearch: a search engine for the decisions around diffusion models.
 
-``diffsearch.search(objective, space, ...)`` tunes a Python function (see ``diffsearch.sweeps.python_api``);
+``diffsearch.search(objective, space, ...)`` tunes a Python function (see ``diffsearch.jobs.python_api``);
 ``diffsearch.report(step=..., **metrics)`` prints the line a program tuned by ``diffsearch sweep`` reports.
 Both are imported on first use, so ``import diffsearch`` (and ``diffsearch --help``) stays light.
 """
@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 
 __all__ = ["search", "report", "__version__"]
 
-_LAZY = {"search": "diffsearch.sweeps.python_api", "report": "diffsearch.reporter"}
+_LAZY = {"search": "diffsearch.jobs.python_api", "report": "diffsearch.reporter"}
 
 
 def __getattr__(name: str):

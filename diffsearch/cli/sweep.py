@@ -11,26 +11,38 @@ from diffsearch.cli.parser import add_worker_arguments
 from diffsearch.cli.progress import best_so_far_bar, finish, params_table
 
 DESCRIPTION = """\
-Tune any training program. The sweep file follows W&B's sweep-file convention (program, command,
-method, metric, parameters, early_terminate), plus `when:` for conditional parameters:
+Tune any training program, unchanged. The sweep file follows W&B's sweep-file convention (program,
+command, method, metric, parameters, early_terminate), plus `when:` for conditional parameters:
 
-  program: train.py                      # relative to the sweep file
-  method: tpe                            # tpe, random, gp, generative, grid (W&B's bayes = tpe)
-  metric: {name: fid, goal: minimize}
+  program: train_text_to_image_lora.py   # relative to the sweep file
+  method: tpe                            # tpe, random, gp, generative, grid (W&B's bayes runs gp)
+  metric: {name: train_loss, goal: minimize}   # source: auto (default), stdout, tensorboard or wandb
   trials: 12                             # W&B's run_cap is accepted too
   parameters:
     learning_rate: {distribution: log_uniform_values, min: 1.0e-5, max: 1.0e-2}
     lr_scheduler: {values: [constant, cosine]}
     lr_warmup_steps: {distribution: int_uniform, min: 0, max: 50, when: {lr_scheduler: {not: constant}}}
+    output_dir: {value: "${trial_dir}"}  # each trial's own folder: its checkpoints and logs
   early_terminate: {type: hyperband, min_iter: 1, eta: 3}
   preload: [torch, diffusers]            # optional: imported once per worker, trials forked from it
 
 Each trial runs `python train.py --learning_rate=... --lr_scheduler=...` (only the active parameters)
-and reads its stdout as it comes: a JSON line such as {"step": 8, "fid": 123.4} (what
-diffsearch.report(step=8, fid=123.4) prints) is a report, which early_terminate (successive halving,
-Hyperband) may stop the program at; the trial's value is the metric's last report. A non-zero exit,
---trial-timeout, a metric never reported or not finite fails the trial (the reason is kept) and the
-sweep goes on to its budget. Logs: <out>/trials/<number>/stdout.log and stderr.log.
+in a folder of its own, <out>/trials/<number> (${trial_dir}), and reads its metric while it runs, from
+whichever of these reports it first (or the one metric.source names):
+  - stdout: a JSON line such as {"step": 8, "fid": 123.4} (what diffsearch.report(step=8, fid=123.4)
+    prints);
+  - TensorBoard: the event files it writes under its folder (or metric.path): accelerate's default
+    tracker, SummaryWriter, Lightning; a tag is a metric, its step the step;
+  - wandb: the program runs offline with the trial's values in wandb.config (as under W&B's agent) and
+    its wandb.log values are read from its run (nested keys as val.loss; _step the step).
+early_terminate (successive halving, Hyperband) stops programs at their reports; the trial's value is
+the metric's last report. A non-zero exit, --trial-timeout, a metric never reported (the reason says
+where it looked) or not finite fails the trial and the sweep goes on. Logs: stdout.log, stderr.log in
+the trial's folder.
+
+Budgets forgive a broken program: when the first 3 trials fail the same way, the sweep stops and says
+why; after a fix, the same command runs again the trials that failed for the program's own reasons
+(exit code, no metric): they do not count against the budget; --trials N tops the study up to N.
 
 Every trial is an Optuna trial in one storage (default: a SQLite file in --out): rerunning the same
 command resumes the sweep and repeats no finished trial; `diffsearch worker --study NAME --storage URL`
@@ -75,7 +87,8 @@ def main(args: argparse.Namespace) -> int:
     with best_so_far_bar(console) as update:
         results = run_sweep(options, progress=update, log=console.print)
     code = finish(results, args.json, print_summary)
-    if results.get("best") is None:  # nothing to use: say why (also under --json), and fail the command
+    ran_unranked = results.get("metric") is None and results["counts"]["complete"] > 0  # a grid without a metric
+    if results.get("best") is None and not ran_unranked:  # nothing to use: say why (also under --json), and fail
         Console(stderr=True).print(f"diffsearch: {results.get('note') or 'no trial completed'}")
         return 1
     return code
@@ -126,7 +139,7 @@ def print_summary(results: dict, console: Console) -> None:
                                    "parameter", _value))
     complete = [t for t in results["trials"] if t["state"] == "COMPLETE"]
     complete.sort(key=lambda t: t["value"], reverse=goal == "maximize")
-    if complete:
+    if complete and metric is not None:
         console.print(best_trials_table(complete[:SHOWN_TRIALS], len(complete), metric, console.width))
     failed = [t for t in results["trials"] if t["state"] == "FAIL"]
     for t in failed[:SHOWN_FAILURES]:
@@ -136,7 +149,11 @@ def print_summary(results: dict, console: Console) -> None:
     counts = results["counts"]
     console.print(f"trials: {counts['complete']} complete, {counts['pruned']} pruned, {counts['failed']} failed"
                   + (f", {counts['cut_short']} cut short (not counted)" if counts["cut_short"] else "")
+                  + (f", {counts['not_counted']} failed in an earlier run (not counted)"
+                     if counts.get("not_counted") else "")
                   + f" of a budget of {results['budget']}")
+    if results.get("halted") and results.get("halted") != results.get("note"):
+        console.print(results["halted"])
     if results.get("note"):
         console.print(results["note"])
     console.print(f"elapsed {results['elapsed_seconds'] / 60:.1f} min; results: {results['results_file']}"

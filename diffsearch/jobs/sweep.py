@@ -23,20 +23,33 @@ from optuna.trial import FrozenTrial, TrialState
 
 from diffsearch.errors import UsageError
 from diffsearch.jobs.base import ProgressFn, Run, WorkerSettings, run_job
-from diffsearch.ledger import (DEFAULT_HEARTBEAT_SECONDS, create_or_load_study, done_trials, load_study,
-                               open_storage, run_location)
+from diffsearch.ledger import (DEFAULT_HEARTBEAT_SECONDS, create_or_load_study, load_study, open_storage,
+                               run_location)
 from diffsearch.ledger.dead_workers import LOST_ATTR, worker_id
 from diffsearch.ledger.explain import explain_study
 from diffsearch.ledger.importance import importance_or_none
+from diffsearch.ledger.studies import is_done
 from diffsearch.ledger.trial_loop import BudgetLoop, run_to_budget
 from diffsearch.searchers import make_sampler
 from diffsearch.sweeps.early_terminate import make_sweep_pruner
 from diffsearch.sweeps.function_trial import FunctionTrial, importable_name, load_objective, objective_name
 from diffsearch.sweeps.gpu_slots import gpu_slot, parse_gpus
-from diffsearch.sweeps.program_trial import NEVER_REPORTED, ProgramTrial
+from diffsearch.sweeps.function_trial import EXCEPTION
+from diffsearch.sweeps.program_trial import BAD_REPORT, EXIT, NEVER_REPORTED, ProgramTrial
 from diffsearch.sweeps.schema import GRID, Sweep, parse_sweep, plain, read_sweep_file
 
 PYTHON_METRIC = "value"  # what diffsearch.search calls the objective's return value
+
+# Budgets that forgive a broken program. A run is one `diffsearch sweep` (or diffsearch.search) command; the
+# study remembers where the current run started. Trials of earlier runs that failed for the program's own
+# reasons (it exited with an error, reported nothing, reported garbage, or the function raised) do not count
+# against the budget: after a fix, the same command runs their values again. Timeouts and diverged values
+# (not finite) do count: they say something about the values tried.
+PROGRAM_FAULTS = (EXIT, NEVER_REPORTED, BAD_REPORT, EXCEPTION)
+RUN_START_ATTR = "run_first_trial"   # the number of the current run's first trial
+HALTED_ATTR = "halted"               # why the current run stopped before its budget (one line), or None
+RERUN_ATTR = "rerun_of"              # on a trial: the earlier failed trial whose values it runs again
+SAME_FAILURES = 3                    # the first this many trials of a run failing the same way stop it
 
 
 @dataclass
@@ -112,7 +125,7 @@ def make_sweep_sampler(sweep: Sweep, seed: int) -> optuna.samplers.BaseSampler:
 
 def run_worker(o: SweepOptions, worker: int = 0,
                on_trial_end: Callable[[optuna.Study, FrozenTrial], None] | None = None) -> optuna.Study:
-    """Join the study and run trials until it holds its budget; the study."""
+    """Join the study and run trials until it holds its budget (or the run stops early); the study."""
     storage = open_storage(o.storage, o.heartbeat)
     probe = create_or_load_study(storage, o.study, study_attrs(o), SweepJob.identity)
     # seeded by worker and history, so a resumed (or joined) random search does not redraw old points
@@ -120,14 +133,91 @@ def run_worker(o: SweepOptions, worker: int = 0,
     study = create_or_load_study(storage, o.study, study_attrs(o), SweepJob.identity,
                                  sampler=make_sweep_sampler(o.sweep, seed),
                                  pruner=make_sweep_pruner(o.sweep.early_terminate))
+    budget = Budget(study, o.sweep)
+
+    def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
+        budget.check_halt(trial)
+        if on_trial_end is not None:
+            on_trial_end(study, trial)
+
     with gpu_slot(o.gpus, o.out) as cuda_visible_devices, ExitStack() as held:
         if o.objective is None:  # held: the warm interpreter, when the sweep preloads modules
             evaluate = held.enter_context(ProgramTrial(o.sweep, Path(o.out), o.trial_timeout, cuda_visible_devices))
         else:
             function = load_objective(o.objective) if isinstance(o.objective, str) else o.objective
             evaluate = FunctionTrial(function, o.sweep.space)
-        run_to_budget(BudgetLoop(study, o.sweep.trials, evaluate), on_trial_end)
+        run_to_budget(BudgetLoop(study, o.sweep.trials, evaluate, budget.counts, budget.halted), after_trial)
     return study
+
+
+class Budget:
+    """What counts against a sweep's budget in the current run, and when the run stops before it."""
+
+    def __init__(self, study: optuna.Study, sweep: Sweep):
+        self.study, self.sweep = study, sweep
+        self.first = study.user_attrs.get(RUN_START_ATTR, 0)
+
+    def forgiven(self, trial: FrozenTrial) -> bool:
+        """A trial of an earlier run that failed for the program's own reasons: it does not count now."""
+        return trial.number < self.first and trial.state == TrialState.FAIL and \
+            trial.user_attrs.get("fail_kind") in PROGRAM_FAULTS
+
+    def counts(self, trial: FrozenTrial) -> bool:
+        return is_done(trial) and not self.forgiven(trial)
+
+    def counted(self) -> list[FrozenTrial]:
+        return [t for t in self.study.get_trials(deepcopy=False) if self.counts(t)]
+
+    def halted(self, study: optuna.Study) -> str | None:
+        return study.user_attrs.get(HALTED_ATTR)
+
+    def check_halt(self, trial: FrozenTrial) -> None:
+        """After a trial: stop the run when its first trials all failed the same way, or the target is met."""
+        if self.halted(self.study) is not None:
+            return
+        reason = self._target_reached(trial) or self._same_failures()
+        if reason is not None:
+            self.study.set_user_attr(HALTED_ATTR, reason)
+
+    def _target_reached(self, trial: FrozenTrial) -> str | None:
+        target = self.sweep.target
+        if target is None or trial.state != TrialState.COMPLETE or trial.value is None:
+            return None
+        reached = trial.value >= target if self.sweep.goal == "maximize" else trial.value <= target
+        if not reached:
+            return None
+        return f"stopped: trial {trial.number} reached metric.target {target:g} ({self.sweep.metric} {trial.value:.6g})"
+
+    def _same_failures(self) -> str | None:
+        ours = sorted((t for t in self.counted() if t.number >= self.first), key=lambda t: t.number)
+        first = ours[:min(SAME_FAILURES, self.sweep.trials)]
+        if len(first) < SAME_FAILURES or len(self.counted()) >= self.sweep.trials:
+            return None  # too few to judge, or nothing left to save
+        ways = {(t.user_attrs.get("fail_kind"), t.user_attrs.get("fail_reason")) for t in first
+                if t.state == TrialState.FAIL}
+        if len(ways) != 1 or any(t.state != TrialState.FAIL for t in first):
+            return None
+        kind, reason = ways.pop()
+        if kind not in PROGRAM_FAULTS:
+            return None
+        return (f"stopped early: the first {len(first)} trials failed the same way ({reason}); fix the program and "
+                "run the same command again: trials that failed this way do not count against the budget")
+
+
+def start_run(study: optuna.Study) -> list[int]:
+    """A new run of the sweep starts: it begins after the trials there are, is not halted, and queues the
+    values of earlier trials that failed for the program's own reasons to run again first. Their numbers."""
+    trials = study.get_trials(deepcopy=False)
+    study.set_user_attr(RUN_START_ATTR, len(trials))
+    study.set_user_attr(HALTED_ATTR, None)
+    budget = Budget(study, None)  # forgiven() needs no sweep
+    rerun = {t.user_attrs.get(RERUN_ATTR) for t in trials}
+    queued = []
+    for trial in trials:
+        if budget.forgiven(trial) and trial.number not in rerun:
+            study.enqueue_trial(trial.params, user_attrs={RERUN_ATTR: trial.number})
+            queued.append(trial.number)
+    return queued
 
 
 class SweepJob:
@@ -138,8 +228,9 @@ class SweepJob:
     identity = ("job", "program", "command", "objective", "metric", "goal", "parameters")
     renamed: dict[str, str] = {}
 
-    def prepare(self, o: SweepOptions) -> None:
-        """Create the study with the sweep's direction (the ledger creates minimising studies), or check it."""
+    def prepare(self, o: SweepOptions) -> list[int]:
+        """Create the study with the sweep's direction (the ledger creates minimising studies), or check it;
+        start this run (``start_run``). The numbers of earlier failed trials queued to run again."""
         storage = open_storage(o.storage)
         direction = StudyDirection.MAXIMIZE if o.sweep.goal == "maximize" else StudyDirection.MINIMIZE
         existing = load_study(storage, o.study)
@@ -149,6 +240,9 @@ class SweepJob:
             made = existing.direction.name.lower()
             raise UsageError(f"study {o.study!r} was made to {made} its value, not to {o.sweep.goal} it: "
                              "use another --study name (or another --out)")
+        # checked (a study of another sweep is refused here, before anything is written) before the run starts
+        study = create_or_load_study(storage, o.study, study_attrs(o), self.identity, self.renamed)
+        return start_run(study)
 
     def studies(self, o: SweepOptions) -> dict[str, dict[str, Any]]:
         return {o.study: study_attrs(o)}
@@ -173,18 +267,33 @@ class SweepJob:
         o, sweep = run.options, run.options.sweep
         study = run.studies[o.study]
         what = f"the program {sweep.program}" if o.objective is None else f"the function {objective_name(o.objective)}"
-        explain_study(study, sweep.metric, f"**{sweep.metric}** ({sweep.goal}) of {what}, one trial per "
+        metric = sweep.metric or "every combination (no metric)"
+        explain_study(study, metric, f"**{metric}** ({sweep.goal}) of {what}, one trial per "
                       f"configuration proposed by **{sweep.method}** (`diffsearch sweep`).")
+        for note in sweep.notes:
+            run.log(note)
+        if run.prepared:
+            run.log(rerun_line(run.prepared))
+        budget = Budget(study, sweep)
 
         def on_trial_end(study: optuna.Study, trial: FrozenTrial | None) -> None:
             if trial is not None and "surplus" not in trial.user_attrs:
                 run.log(describe_trial(trial, sweep.metric))
-            best = _best(study)
-            run.report("trials", len(done_trials(study)), sweep.trials, best.value if best else None)
+            best = _best(study, sweep)
+            run.report("trials", len(budget.counted()), sweep.trials, best.value if best else None)
 
         study = run_worker(o, on_trial_end=on_trial_end)
         on_trial_end(study, None)  # the bar's last step: other workers' last trials ended after ours
-        return summarise(study, o)
+        results = summarise(study, o)
+        if results["halted"]:
+            run.log(results["halted"])
+        return results
+
+
+def rerun_line(numbers: list[int]) -> str:
+    shown = ", ".join(str(n) for n in numbers[:10]) + (", ..." if len(numbers) > 10 else "")
+    return (f"{len(numbers)} trial(s) of an earlier run failed for the program's own reasons (trials {shown}): "
+            "they do not count against the budget, and their values run again first")
 
 
 JOB = SweepJob()
@@ -196,7 +305,9 @@ def run_sweep(options: SweepOptions, progress: ProgressFn | None = None,
     return run_job(JOB, options, progress, log)
 
 
-def _best(study: optuna.Study) -> FrozenTrial | None:
+def _best(study: optuna.Study, sweep: Sweep | None = None) -> FrozenTrial | None:
+    if sweep is not None and sweep.metric is None:
+        return None  # a grid without a metric ranks nothing
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
         return None
@@ -204,9 +315,11 @@ def _best(study: optuna.Study) -> FrozenTrial | None:
     return pick(complete, key=lambda t: t.value)
 
 
-def describe_trial(trial: FrozenTrial, metric: str) -> str:
+def describe_trial(trial: FrozenTrial, metric: str | None) -> str:
     """One line for the log: the trial's value, where it was pruned, or why it failed."""
     if trial.state == TrialState.COMPLETE:
+        if metric is None:
+            return f"  trial {trial.number}: ran to its end"
         return f"  trial {trial.number}: {metric} {trial.value:.6g}"
     if trial.state == TrialState.PRUNED:
         return f"  trial {trial.number}: pruned at step {trial.user_attrs.get('pruned_at_step')}"
@@ -221,43 +334,54 @@ def trial_record(trial: FrozenTrial) -> dict[str, Any]:
     return {"number": trial.number, "state": trial.state.name, "value": trial.value,
             "params": attrs.get("arguments", trial.params), "fail_reason": reason,
             "fail_kind": attrs.get("fail_kind"), "pruned_at_step": attrs.get("pruned_at_step"),
-            "seconds": attrs.get("seconds"), "stdout_log": attrs.get("stdout_log"),
+            "seconds": attrs.get("seconds"), "trial_dir": attrs.get("trial_dir"),
+            "metric_source": attrs.get("metric_source"), RERUN_ATTR: attrs.get(RERUN_ATTR),
+            "stdout_log": attrs.get("stdout_log"),
             "stderr_log": attrs.get("stderr_log"), "worker": attrs.get("worker"),
             "cuda_visible_devices": attrs.get("cuda_visible_devices")}
 
 
 def summarise(study: optuna.Study, o: SweepOptions) -> dict[str, Any]:
     sweep = o.sweep
-    trials = [t for t in study.get_trials(deepcopy=False) if "surplus" not in t.user_attrs]
+    trials = [t for t in study.get_trials(deepcopy=False)
+              if "surplus" not in t.user_attrs and t.state != TrialState.WAITING]
     records = [trial_record(t) for t in trials]
-    best = _best(study)
-    counted = [t for t in done_trials(study)]
-    states = Counter(r["state"] for r in records)
+    best = _best(study, sweep)
+    budget = Budget(study, sweep)
+    counted = budget.counted()
+    states = Counter(t.state for t in counted)
     options = {f.name: getattr(o, f.name) for f in fields(o) if f.name not in ("sweep", "config", "objective")}
+    halted = study.user_attrs.get(HALTED_ATTR)
     results: dict[str, Any] = {
         "job": "sweep", "metric": sweep.metric, "goal": sweep.goal, "method": sweep.method,
         "program": sweep.program, "objective": None if o.objective is None else objective_name(o.objective),
         "sweep": sweep.config, "options": options, "budget": sweep.trials,
-        "counts": {"complete": states.get("COMPLETE", 0), "pruned": states.get("PRUNED", 0),
-                   "failed": sum(1 for t in counted if t.state == TrialState.FAIL),
-                   "cut_short": sum(1 for t in trials if t.state == TrialState.FAIL and "fail_reason" not in t.user_attrs)},
+        "counts": {"complete": states.get(TrialState.COMPLETE, 0), "pruned": states.get(TrialState.PRUNED, 0),
+                   "failed": states.get(TrialState.FAIL, 0),
+                   "cut_short": sum(1 for t in trials if t.state == TrialState.FAIL and "fail_reason" not in t.user_attrs),
+                   # failed in an earlier run for the program's own reasons: not counted, their values ran again
+                   "not_counted": sum(1 for t in trials if budget.forgiven(t))},
         "best": trial_record(best) if best else None,
+        "halted": halted,
         "trials": records, "logs": str(Path(o.out) / "trials") if o.objective is None else None,
         "importance": importance_or_none(study) if best else None,
-        "note": _note(counted, sweep.metric, o),
+        "note": _note(counted, sweep.metric, o, halted),
     }
     return results
 
 
-def _note(counted: list[FrozenTrial], metric: str, o: SweepOptions) -> str | None:
-    """Said at the end when no trial completed: why, in one line."""
+def _note(counted: list[FrozenTrial], metric: str | None, o: SweepOptions, halted: str | None) -> str | None:
+    """Said at the end when no trial completed (or nothing is ranked): why, in one line."""
+    if metric is None:
+        return "no metric: every combination ran, none is ranked (the trials' logs are in their folders)"
     if not counted or any(t.state == TrialState.COMPLETE for t in counted):
         return None
     failed = [t for t in counted if t.state == TrialState.FAIL]
     if failed and len(failed) == len(counted) and all(t.user_attrs.get("fail_kind") == NEVER_REPORTED for t in failed):
-        return (f"no trial reported metric {metric!r}: the program must print JSON lines such as "
-                f'{{"step": 1, "{metric}": 0.5}} on stdout (or call diffsearch.report(step=1, {metric}=0.5)); '
-                f"see what it printed in {failed[0].user_attrs.get('stdout_log')}")
+        return (f"no trial reported metric {metric!r}; the first: {failed[0].user_attrs.get('fail_reason')} "
+                f"(see what the program printed in {failed[0].user_attrs.get('stdout_log')})")
+    if halted:
+        return halted
     if failed and len(failed) == len(counted):
         return f"every trial failed; the first: {failed[0].user_attrs.get('fail_reason')}"
     return "no trial completed (every trial was pruned or failed)"

@@ -81,25 +81,37 @@ class TrialLoop:
 
 
 class BudgetLoop(TrialLoop):
-    """Trials proposed by the study's sampler, until the study holds ``n_trials`` finished ones."""
+    """Trials proposed by the study's sampler, until the study holds ``n_trials`` finished ones.
 
-    def __init__(self, study: optuna.Study, n_trials: int, evaluate: Callable[[optuna.Trial], float]):
+    ``counts`` says which finished trials use up the budget (default: every finished one, ``is_done``);
+    ``halted`` returns a reason to stop before the budget is met (a sweep whose program is broken), or None.
+    """
+
+    def __init__(self, study: optuna.Study, n_trials: int, evaluate: Callable[[optuna.Trial], float],
+                 counts: Callable[[FrozenTrial], bool] = is_done,
+                 halted: Callable[[optuna.Study], str | None] = lambda study: None):
         super().__init__(study)
-        self.n_trials, self._evaluate = n_trials, evaluate
+        self.n_trials, self._evaluate, self.counts, self.halted = n_trials, evaluate, counts, halted
 
     def evaluate(self, trial: optuna.Trial) -> float:
         return self._evaluate(trial)
 
     def refuse(self, trial: optuna.Trial) -> str | None:
         # workers that decide at the same moment to start one more trial: the lowest numbers win
-        if _ahead_of(self.study, trial.number) >= self.n_trials:
+        if _ahead_of(self.study, trial.number, self.counts) >= self.n_trials:
             return "the budget was met by earlier trials of other workers"
+        if self.halted(self.study) is not None:
+            return "the sweep was stopped early"
         return None
+
+    def counted(self) -> int:
+        return sum(1 for t in self.study.get_trials(deepcopy=False) if self.counts(t))
 
 
 def run_to_budget(loop: BudgetLoop,
                   on_trial_end: Callable[[optuna.Study, FrozenTrial], None] | None = None) -> None:
-    """Run trials until the study holds ``loop.n_trials`` finished ones (complete, pruned or failed).
+    """Run trials until the study holds ``loop.n_trials`` finished ones (complete, pruned or failed) that
+    count (``loop.counts``), or until ``loop.halted`` gives a reason.
 
     Several workers may share the study. A worker stops starting trials when finished plus running
     trials meet the budget, but it only leaves once the others' trials have finished or been found
@@ -110,13 +122,13 @@ def run_to_budget(loop: BudgetLoop,
     def stop_when_budget_met(study: optuna.Study, trial: FrozenTrial) -> None:
         if on_trial_end is not None:
             on_trial_end(study, trial)
-        if _claimed(study) >= n_trials:
+        if _claimed(study, loop.counts) >= n_trials or loop.halted(study) is not None:
             study.stop()
 
-    while len(done_trials(study)) < n_trials:
+    while loop.counted() < n_trials and loop.halted(study) is None:
         stop_point()
         sweep_dead_workers(study)
-        if _claimed(study) < n_trials:
+        if _claimed(study, loop.counts) < n_trials:
             loop.optimize(None, [stop_when_budget_met])
             continue
         if not heartbeat_enabled(study):
@@ -126,23 +138,23 @@ def run_to_budget(loop: BudgetLoop,
         sweep_dead_workers(study)
 
 
-def _ahead_of(study: optuna.Study, number: int) -> int:
+def _ahead_of(study: optuna.Study, number: int, counts: Callable[[FrozenTrial], bool] = is_done) -> int:
     """Trials numbered before ``number`` that count against the budget (finished or running).
 
     Numbers are handed out atomically by the storage and this count can only shrink (when a dead
     worker's trial is failed), so of several trials started at once only those that fit proceed.
     """
     return sum(1 for t in study.get_trials(deepcopy=False)
-               if t.number < number and (t.state == TrialState.RUNNING or is_done(t)))
+               if t.number < number and (t.state == TrialState.RUNNING or counts(t)))
 
 
-def _claimed(study: optuna.Study) -> int:
+def _claimed(study: optuna.Study, counts: Callable[[FrozenTrial], bool] = is_done) -> int:
     """Trials that count against the budget now: finished ones and those running in any worker.
 
     A dead worker's trial, once failed by the heartbeat check, no longer counts; its retry waits in the
     queue and the next ``ask`` of any worker takes it.
     """
-    return len(done_trials(study)) + len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+    return sum(1 for t in study.get_trials(deepcopy=False) if counts(t) or t.state == TrialState.RUNNING)
 
 
 class TrialRunner(TrialLoop):

@@ -23,6 +23,7 @@ from diffsearch.errors import TrialFailed, UsageError
 from diffsearch.sweeps.space import Space
 
 Objective = Callable[[dict, Callable[[int, float], None]], float]
+EXCEPTION, BAD_VALUE = "exception", "bad_value"   # fail_kind values: the function raised / returned no number
 
 
 def objective_name(objective: Any) -> str:
@@ -112,6 +113,7 @@ class FunctionTrial:
         except Exception as exc:  # the user's code failed: recorded on its trial, the study goes on
             reason = str(exc) if isinstance(exc, TrialFailed) else _describe(exc)
             trial.set_user_attr("fail_reason", reason)
+            trial.set_user_attr("fail_kind", BAD_VALUE if isinstance(exc, TrialFailed) else EXCEPTION)
             trial.set_user_attr("seconds", round(time.monotonic() - started, 3))
             raise TrialFailed(reason) from exc
         trial.set_user_attr("seconds", round(time.monotonic() - started, 3))

@@ -24,7 +24,7 @@ def run_cli(*args):
     ({"program": "no_such_train.py"}, ["program:", "no_such_train.py does not exist"]),
     ({"method": "bayesian"}, ["method: unknown searcher 'bayesian'", "tpe"]),
     ({"metric": {"name": "val_loss", "goal": "lowest"}}, ["metric.goal"]),
-    ({"metric": None}, ["metric: expected"]),
+    ({"metric": None}, ["metric: expected", "only grid and random run without one"]),
     ({"command": ["${interpreter}", "${program}", "${arguments}"]}, ["unknown macro '${arguments}'"]),
     ({"command": ["no-such-launcher", "${program}", "${args}"]}, ["'no-such-launcher' is not a program on PATH"]),
     ({"early_terminate": {"type": "median"}}, ["early_terminate.type"]),
@@ -33,6 +33,38 @@ def run_cli(*args):
     ({"preload": ["numpy"], "command": ["bash", "${program}", "${args}"]}, ["preload needs a command that runs"]),
     ({"trials": 0}, ["trials"]),
     ({"method": "grid", "trials": 50}, ["method grid needs `values`", "learning_rate"]),
+    # W&B's whole schema: what is still refused names the key and what to write instead
+    ({"metric": {"name": "val_loss", "source": "mlflow"}}, ["metric.source", "'mlflow'", "tensorboard"]),
+    ({"metric": {"name": "val_loss", "source": "stdout", "path": "logs"}}, ["metric.path", "source: tensorboard"]),
+    ({"metric": {"name": "val_loss", "target": "low"}}, ["metric.target", "finite number"]),
+    ({"metric": {"name": "val_loss", "aggregate": "max"}}, ["metric: unknown key 'aggregate'"]),
+    ({"parameters": {"momentum": {"distribution": "normal", "mu": 0.9, "sigma": 0}}}, ["parameters.momentum.sigma", "above 0"]),
+    ({"parameters": {"momentum": {"distribution": "beta", "a": -1}}}, ["parameters.momentum.a", "above 0"]),
+    ({"parameters": {"learning_rate": {"distribution": "log_uniform", "min": -5, "max": 1000}}},
+     ["parameters.learning_rate.max", "natural-log exponents", "log_uniform_values"]),
+    ({"parameters": {"learning_rate": {"distribution": "inv_log_uniform_values", "min": 0, "max": 0.1}}}, ["min > 0"]),
+    ({"parameters": {"learning_rate": {"distribution": "q_log_uniform_values", "min": 0.01, "max": 0.1, "q": 1}}},
+     ["parameters.learning_rate", "no multiple of q"]),
+    ({"parameters": {"optimizer": {"values": ["sgd", "momentum"], "probabilities": [0.5, 0.6]}}},
+     ["parameters.optimizer.probabilities", "add up to 1"]),
+    ({"parameters": {"optimizer": {"values": ["sgd", "momentum"], "probabilities": [1.0]}}},
+     ["parameters.optimizer.probabilities", "one per value"]),
+    ({"parameters": {"net.depth": {"value": 2}, "net": {"parameters": {"depth": {"values": [2, 3]}}}}},
+     ["parameters.net.parameters.depth", "'net.depth'", "parameters.net.depth", "rename one"]),
+    ({"parameters": {"net": {"parameters": {"depth": {"values": [2, 3]}}, "values": [1]}}},
+     ["parameters.net", "only `parameters:`"]),
+    ({"parameters": {"output_dir": {"value": "${run_dir}/ckpt"}}}, ["parameters.output_dir.value", "'${run_dir}'", "${trial_dir}"]),
+    ({"command": ["${env}", "${interpreter}", "${program}", "--out=${run_dir}", "${args}"]}, ["command", "unknown macro '${run_dir}'"]),
+    ({"command": ["${interpreter}", "${program}", "--all=${args}"]}, ["command", "${args}", "word of its own"]),
+    ({"command": ["${interpreter}", "${program}", "--data=${envvar:NO_SUCH_VARIABLE_35}", "${args}"]},
+     ["${envvar:NO_SUCH_VARIABLE_35}", "not set"]),
+    ({"job": "team/project/train:v0"}, ["job:", "program: train.py"]),
+    ({"early_terminate": {"type": "hyperband", "max_iter": 27, "s": 2, "min_iter": 3}}, ["min_iter, or max_iter with s"]),
+    ({"early_terminate": {"type": "hyperband", "s": 2}}, ["early_terminate.s", "give max_iter too"]),
+    ({"early_terminate": {"type": "hyperband", "max_iter": 2, "s": 2, "eta": 3}}, ["no band"]),
+    ({"early_terminate": {"type": "hyperband", "min_iter": 1, "eta": 2.5}}, ["early_terminate.eta", "whole number"]),
+    ({"method": "grid", "trials": None, "parameters": {"learning_rate": {"value": 0.05}, "momentum": None,
+      "optimizer": {"values": ["sgd", "momentum"], "probabilities": [0.5, 0.5]}}}, ["parameters.optimizer", "probabilities has no grid"]),
 ])
 def test_a_bad_sweep_file_is_one_line_and_writes_nothing(sweep_file, tmp_path, capsys, settings, words):
     settings = dict(settings)
@@ -102,4 +134,37 @@ def test_python_api_names_its_space_in_errors(tmp_path):
         diffsearch.search(lambda p, r: 0.0, {"x": {"min": 1.0, "max": -1.0}}, out=str(tmp_path / "run"))
     with pytest.raises(UsageError, match="pruner"):
         diffsearch.search(lambda p, r: 0.0, {"x": {"min": 0.0, "max": 1.0}}, pruner="median", out=str(tmp_path / "r"))
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_grid_without_metric_cannot_stop_trials_early(sweep_file, tmp_path, capsys):
+    path = sweep_file(method="grid", trials=None, metric=None, parameters={
+        "learning_rate": {"values": [0.01, 0.1]}, "optimizer": {"value": "sgd"}, "momentum": None},
+        early_terminate={"type": "hyperband", "min_iter": 1})
+    assert run_cli("sweep", path, "--out", tmp_path / "run") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "early_terminate needs a metric" in err and str(path) in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_python_api_refuses_what_a_function_cannot_use(tmp_path):
+    sweep = {"method": "random", "metric": {"name": "loss"}, "parameters": {"x": {"min": 0.0, "max": 1.0}}}
+    for extra, words in (({"program": "train.py"}, "program: diffsearch.search calls your function"),
+                         ({"metric": {"name": "loss", "source": "tensorboard"}}, "metric.source"),
+                         ({"parameters": {"x": {"distribution": "normal", "sigma": -1}}}, "parameters.x.sigma")):
+        with pytest.raises(UsageError, match=words) as error:
+            diffsearch.search(lambda p, r: 0.0, {**sweep, **extra}, trials=1, out=str(tmp_path / "run"))
+        assert "\n" not in str(error.value)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_wandb_source_without_the_wandb_package_is_refused(sweep_file, tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
+    path = sweep_file(metric={"name": "val_loss", "source": "wandb"})
+    assert run_cli("sweep", path, "--out", tmp_path / "run") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "metric.source: wandb" in err and "pip install wandb" in err and str(path) in err
     assert not (tmp_path / "run").exists()

@@ -112,3 +112,39 @@ def test_report_takes_numpy_scalars(capsys):
     assert json.loads(capsys.readouterr().out) == {"step": 2, "fid": 1.5}
     with pytest.raises(TypeError, match="at least one metric"):
         diffsearch.report(step=1)
+
+
+def test_search_takes_a_whole_sweep_dict(tmp_path):
+    sweep = {"method": "random", "name": "dict-sweep", "run_cap": 3, "metric": {"name": "acc", "goal": "maximize"},
+             "parameters": {"model": {"parameters": {"width": {"values": [8, 16]}}}, "x": {"min": 0.0, "max": 1.0}},
+             "early_terminate": {"type": "hyperband", "max_iter": 9, "s": 1, "eta": 3}}
+    seen = []
+
+    def objective(params, report):
+        seen.append(params)
+        return params["x"] * params["model"]["width"]
+
+    result = diffsearch.search(objective, sweep, out=str(tmp_path / "run"), storage=str(tmp_path / "journal.log"))
+    assert len(seen) == 3 and all(set(p["model"]) == {"width"} for p in seen)  # nested, as wandb.config holds it
+    assert result.study.study_name == "dict-sweep" and result.results["goal"] == "maximize"
+    assert result.best_value == max(p["x"] * p["model"]["width"] for p in seen)
+    assert result.results["sweep"]["early_terminate"]["s"] == 1
+
+
+def test_a_parameter_named_parameters_is_still_a_space():
+    from diffsearch.jobs.python_api import _sweep_config
+
+    assert _sweep_config({"parameters": {"values": [1, 2]}})[0] == {"parameters": {"parameters": {"values": [1, 2]}}}
+    assert _sweep_config({"method": "grid", "parameters": {"a": {"values": [1]}}})[0]["method"] == "grid"
+
+
+def test_the_sweeps_layer_imports_nothing_above_it():
+    """docs/architecture.md: imports run downwards; diffsearch.search (which runs the sweep job) is in jobs/."""
+    import ast
+
+    above = ("diffsearch.jobs", "diffsearch.cli")
+    for path in (Path(diffsearch.__file__).parent / "sweeps").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else \
+                [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            assert not [n for n in names if n.startswith(above)], f"{path.name} imports {names}"

@@ -32,7 +32,7 @@ def test_tpe_runs_six_trials_with_conditionals_logs_and_results(sweep_file, tmp_
     assert run_cli("sweep", sweep_file(), "--trials", 6, "--out", out, "--json") == 0
     results = json.loads(capsys.readouterr().out)
     assert results == json.loads((out / "results.json").read_text())
-    assert results["counts"] == {"complete": 6, "pruned": 0, "failed": 0, "cut_short": 0}
+    assert results["counts"] == {"complete": 6, "pruned": 0, "failed": 0, "cut_short": 0, "not_counted": 0}
     assert results["best"]["value"] == min(t["value"] for t in results["trials"])
     study = load(out, "sweep-train_regression-tpe")
     assert study.user_attrs["job"] == "sweep" and study.direction == optuna.study.StudyDirection.MINIMIZE
@@ -73,7 +73,7 @@ def test_a_crash_a_hang_and_silence_fail_with_reasons_and_the_budget_is_kept(swe
     assert time.monotonic() - started < 60  # the hanging program was stopped, not waited for
     printed = capsys.readouterr().out
     results = json.loads((out / "results.json").read_text())
-    assert results["counts"] == {"complete": 1, "pruned": 0, "failed": 3, "cut_short": 0} and results["budget"] == 4
+    assert results["counts"] == {"complete": 1, "pruned": 0, "failed": 3, "cut_short": 0, "not_counted": 0} and results["budget"] == 4
     reasons = {t["params"]["mode"]: t for t in results["trials"]}
     assert reasons["crash"]["fail_reason"] == ("exit code 1: RuntimeError: CUDA error: an illegal memory access "
                                                "was encountered")
