@@ -12,7 +12,10 @@ LoRA weights on 256 images of Fashion-MNIST's test set in the same style, at fix
 
     curl -L -o train_text_to_image_lora.py \\
       https://raw.githubusercontent.com/huggingface/diffusers/v0.42.1/examples/text_to_image/train_text_to_image_lora.py
-    python benchmarks/sweep_diffusers_lora.py --script train_text_to_image_lora.py --trials 14
+    curl -L -o train_unconditional.py \
+      https://raw.githubusercontent.com/huggingface/diffusers/v0.42.1/examples/unconditional_image_generation/train_unconditional.py
+    python benchmarks/sweep_diffusers_lora.py --script train_text_to_image_lora.py --trials 14 \
+      --unconditional train_unconditional.py   # optional: diffusers' unconditional example, 2 trials
 
 Writes benchmarks/results/sweep_diffusers_lora.{md,json}.
 """
@@ -76,6 +79,22 @@ def build_data() -> None:
 
 SEEDS = {"tpe": 0, "random": 1}
 TPE_STARTUP = 10                  # Optuna's TPESampler: n_startup_trials   # independent draws (TPE's own first 10 trials are random: its start-up)
+
+
+UNCONDITIONAL = WORK / "train_unconditional.py"
+
+
+def unconditional(path: str) -> dict:
+    """diffusers' unconditional example under `diffsearch sweep` (benchmarks/sweeps/diffusers_unconditional.yaml):
+    does an unchanged script that logs only to TensorBoard complete its trials? Its counts and values."""
+    shutil.copyfile(path, UNCONDITIONAL)
+    cmd = [sys.executable, "-m", "diffsearch", "sweep", str(ROOT / "benchmarks" / "sweeps" / "diffusers_unconditional.yaml"),
+           "--out", str(WORK / "unconditional"), "--json"]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    results = json.loads(done.stdout)
+    return {"counts": results["counts"], "elapsed_seconds": results["elapsed_seconds"],
+            "trials": [{k: t[k] for k in ("number", "state", "value", "metric_source", "seconds", "params")}
+                       for t in results["trials"]]}
 
 
 def sweep(searcher: str, trials: int) -> dict:
@@ -156,11 +175,18 @@ def main(argv: list[str] | None = None) -> int:
                    "runs/diffusers-lora/; default: the copy there)")
     p.add_argument("--trials", type=int, default=14, help="trials per searcher (equal budget)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "sweep_diffusers_lora"))
-    p.add_argument("--report-only", action="store_true", help="rewrite the .md from the .json of the last run")
+    p.add_argument("--unconditional", metavar="SCRIPT", help="also run diffusers' examples/unconditional_image_"
+                   "generation/train_unconditional.py through benchmarks/sweeps/diffusers_unconditional.yaml")
+    p.add_argument("--report-only", action="store_true", help="rewrite the .md from the .json of the last run "
+                   "(with --unconditional: run only that sweep and add it to the last run's record)")
     args = p.parse_args(argv)
     out = Path(args.out)
     if args.report_only:
-        out.with_suffix(".md").write_text(report(json.loads(out.with_suffix(".json").read_text())) + "\n")
+        record = json.loads(out.with_suffix(".json").read_text())
+        if args.unconditional:
+            record["unconditional"] = unconditional(args.unconditional)
+            out.with_suffix(".json").write_text(json.dumps(record, indent=2, default=str))
+        out.with_suffix(".md").write_text(report(record) + "\n")
         return 0
     get_script(args.script)
     build_data()
@@ -185,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
               "held_out_loss_without_lora": base, "summary": summary,
               "trials": {s: r["trials"] for s, r in runs.items()},
               "machine": "2 CPU cores shared with other jobs; OMP_NUM_THREADS=1 per trial"}
+    if args.unconditional:
+        record["unconditional"] = unconditional(args.unconditional)
     out.with_suffix(".json").write_text(json.dumps(record, indent=2, default=str))
     out.with_suffix(".md").write_text(report(record) + "\n")
     print(report(record))
@@ -243,6 +271,16 @@ def report(r: dict) -> str:
             lines.append(f"| {searcher} | {t['number']} | {f(p.get('learning_rate'), '.2e')} | {p.get('rank')} | "
                          f"{p.get('lr_scheduler')} | {p.get('lr_warmup_steps', '-')} | "
                          f"{f(t['value']) if t['state'] == 'COMPLETE' else t['state'].lower()} | {f(t.get('held_out_loss'))} |")
+    u = r.get("unconditional")
+    if u:
+        values = ", ".join(f"{t['value']:.4f} ({t['metric_source']})" if t["value"] is not None else t["state"].lower()
+                           for t in u["trials"])
+        lines += ["", "## The unconditional example too", "",
+                  "`examples/unconditional_image_generation/train_unconditional.py`, unchanged, through "
+                  "`benchmarks/sweeps/diffusers_unconditional.yaml` (a tiny UNet config, one epoch on the 256 "
+                  f"held-out images, random search): {u['counts']['complete']} of {len(u['trials'])} trials complete, "
+                  f"`loss` read from its TensorBoard logs: {values}; {u['elapsed_seconds'] / 60:.1f} min "
+                  "(cores shared). A check that it runs end to end, not a search."]
     return "\n".join(lines)
 
 
