@@ -11,6 +11,7 @@ import optuna
 
 from diffsearch.errors import UsageError
 from diffsearch.ledger.dead_workers import RetryWithReason, lost_heartbeat
+from diffsearch.ledger.journal_file import JournalFile
 from diffsearch.ledger.journal_heartbeat import HeartbeatJournalStorage
 
 
@@ -48,7 +49,7 @@ def open_storage(url: str, heartbeat: int | None = None) -> optuna.storages.Base
     try:
         if url.endswith(".log") and "://" not in url:
             Path(url).parent.mkdir(parents=True, exist_ok=True)
-            backend = optuna.storages.journal.JournalFileBackend(url)
+            backend = JournalFile(url)  # cuts a torn last record instead of writing after it
             if heartbeat is None:
                 return optuna.storages.JournalStorage(backend)
             return HeartbeatJournalStorage(backend, **beats)
