@@ -18,3 +18,11 @@ class TrialDiverged(TrialFailed):
 
 class TrialOutOfMemory(TrialFailed):
     """The configuration does not fit in the device's (or host's) memory."""
+
+
+class DiskFull(TrialFailed):
+    """No space left where a file had to be written: the trial fails (recorded), or the run stops in one line."""
+
+
+class TrialTimedOut(TrialFailed):
+    """The trial ran past ``--trial-timeout``; it is recorded as failed with ``timeout after N s``."""

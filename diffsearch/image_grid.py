@@ -11,6 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from diffsearch.run_files import save_figure  # noqa: E402
+
 
 def image_grid(rows: list[tuple[str, np.ndarray]], path: Path, title: str = "") -> None:
     """One row per (caption, images N x H x W x 3 in [0, 1])."""
@@ -24,5 +26,5 @@ def image_grid(rows: list[tuple[str, np.ndarray]], path: Path, title: str = "") 
         row[0].set_title(caption, fontsize=8, loc="left", wrap=True)
     fig.suptitle(textwrap.fill(title, width=45 * cols), fontsize=9)  # wrapped: one column is narrow
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)

@@ -10,6 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from diffsearch.run_files import save_figure  # noqa: E402
+
 
 def tile(images: np.ndarray, columns: int = 8) -> np.ndarray:
     """uint8 N x H x W x C -> one uint8 grid image with a 1-pixel gap."""
@@ -33,5 +35,5 @@ def image_grid_panels(panels: list[tuple[str, np.ndarray, float | None]], path: 
         ax.axis("off")
     fig.suptitle(title)
     fig.tight_layout(rect=(0, 0, 1, 0.94))  # leave room for the suptitle
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)

@@ -10,6 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from diffsearch.run_files import save_figure  # noqa: E402
+
 
 def scatter_panels(panels: list[tuple[str, np.ndarray, float | None]], path: Path, title: str = "",
                    max_points: int = 5000) -> None:
@@ -29,5 +31,5 @@ def scatter_panels(panels: list[tuple[str, np.ndarray, float | None]], path: Pat
         ax.set_yticks([])
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)

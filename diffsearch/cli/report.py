@@ -20,6 +20,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from diffsearch.run_files import write_atomic
+
 DESCRIPTION = """\
 Read a study back from its storage and explain it. Works on finished and running studies of any job:
 
@@ -232,7 +234,7 @@ def write_page(study, summary: dict[str, Any], path: Path, artifact_dir: Path | 
         parts.append(f"<h2>artifact: {html.escape(name)}</h2>{fragment}")
     parts.append("</body></html>")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(parts))
+    write_atomic(path, "\n".join(parts))
     return path
 
 
