@@ -133,7 +133,12 @@ class PromptOptions:
         path = Path(self.prompts_file)
         if not path.is_file():
             raise UsageError(f"--prompts {path}: no such file")
-        prompts = [line.strip() for line in path.read_text().splitlines()
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"--prompts {path}: not UTF-8 text (byte {exc.start} cannot be read); "
+                             "save it as UTF-8") from None
+        prompts = [line.strip() for line in text.splitlines()
                    if line.strip() and not line.lstrip().startswith("#")]
         if not prompts:
             raise UsageError(f"--prompts {path}: no prompts in it")
