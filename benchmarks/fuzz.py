@@ -39,7 +39,7 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from diffsearch.errors import UsageError  # noqa: E402
+from diffsearch.errors import UsageError, one_line  # noqa: E402
 
 
 class Accepted(Exception):
@@ -207,7 +207,7 @@ def _refuse_or_accept(call: Callable[[], Any], folder: Path, outcome: Outcome, w
     except SystemExit as exc:  # argparse: --help (0) or a bad option (2)
         code = exc.code
     except UsageError as exc:
-        stderr.write(f"diffsearch: error: {exc}\n")
+        stderr.write(f"diffsearch: error: {one_line(str(exc))}\n")  # as the CLI prints it
         code = 2
     except Exception as exc:  # a traceback: what the fuzzer hunts for
         outcome.failures.append(f"{what}: {type(exc).__name__}: {exc}")
@@ -348,6 +348,9 @@ def main() -> int:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
+    import warnings
+
+    warnings.simplefilter("ignore")  # libraries' deprecation notes are not our refusals (the tests ignore them too)
     _stop_before_running(_setattr)
     rows = []
     for surface in args.surface or sorted(SURFACES):

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from diffsearch.errors import one_line
+
 
 class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
-        sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
+        sys.stderr.write(f"{self.prog}: error: {one_line(message)} (see --help)\n")
         raise SystemExit(2)
 
 

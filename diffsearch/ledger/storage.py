@@ -84,7 +84,10 @@ def _rdb_storage(url: str, beats: dict[str, Any], attempts: int = 5) -> optuna.s
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return _RDBStorage(url, **beats)
+                # a database server restarted under a running study leaves dead pooled connections:
+                # each one is tested (and replaced) before use
+                engine = {} if url.startswith("sqlite") else {"engine_kwargs": {"pool_pre_ping": True}}
+                return _RDBStorage(url, **beats, **engine)
         except Exception as exc:
             if attempt == attempts - 1 or not any(sign in str(exc) for sign in _SCHEMA_RACE):
                 raise
