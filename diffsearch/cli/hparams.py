@@ -7,7 +7,7 @@ import argparse
 from rich.console import Console
 from rich.table import Table
 
-from diffsearch.cli.parser import add_worker_arguments
+from diffsearch.cli.parser import add_trial_timeout, add_worker_arguments
 from diffsearch.cli.progress import best_so_far_bar, finish, params_table
 from diffsearch.cli.report import print_importance
 
@@ -79,6 +79,7 @@ def add_parser(subparsers, parser_class, formatter, help_text: str) -> None:
     p.add_argument("--baseline-runs", type=int, default=1,
                    help="baseline trainings to compare a search against (0 to skip)")
     add_worker_arguments(p, "training trials")
+    add_trial_timeout(p, "a training")
     p.add_argument("--points", type=int, default=100_000, dest="n_points",
                    help="points generated for a built-in data set")
     p.add_argument("--held-out", type=int, default=20_000, help="of those, points kept for scoring")
@@ -104,6 +105,7 @@ def main(args: argparse.Namespace) -> int:
         prune=args.prune, min_epochs=args.min_epochs, reduction_factor=args.reduction_factor,
         seed=args.seed, study=args.study, storage=args.storage, out=args.out, baseline=args.baseline,
         repeats=args.repeats, baseline_runs=args.baseline_runs, jobs=args.workers, heartbeat=args.heartbeat,
+        trial_timeout=args.trial_timeout,
         n_points=args.n_points, held_out=args.held_out, width=args.width, resolution=args.resolution,
         fid_samples=args.fid_samples, sample_steps=args.sample_steps, sampler=args.sampler,
         device=args.device, train_images=args.train_images, warm_start=args.warm_start)

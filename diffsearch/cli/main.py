@@ -6,7 +6,7 @@ import importlib
 import sys
 
 from diffsearch.cli.parser import Formatter, OneLineParser
-from diffsearch.errors import UsageError
+from diffsearch.errors import DiskFull, UsageError, one_line
 from diffsearch.jobs import JOBS
 
 # Only the module of the command being run is imported (each one loads torch, diffusers, open_clip...
@@ -56,8 +56,17 @@ def main(argv: list[str] | None = None) -> int:
         with graceful_interrupts():
             return args.handler(args)
     except UsageError as exc:
-        sys.stderr.write(f"diffsearch: error: {exc}\n")
+        sys.stderr.write(f"diffsearch: error: {one_line(str(exc))}\n")
         return 2
+    except Exception as exc:  # a full disk (ours, or the database's): one line, not a traceback
+        from diffsearch.run_files import is_disk_full
+
+        if not (isinstance(exc, DiskFull) or is_disk_full(exc)):
+            raise
+        where = str(exc) if isinstance(exc, DiskFull) else \
+            f"no space left on {getattr(exc, 'filename', None) or 'the disk of the run folder or the storage'}"
+        sys.stderr.write(f"diffsearch: error: {where}; free some space and rerun the same command to resume\n")
+        return 1
     except KeyboardInterrupt:
         sys.stderr.write("diffsearch: interrupted; finished trials are kept in the storage. "
                          "Rerun the same command to resume.\n")

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from diffsearch.cli.parser import add_worker_arguments
+from diffsearch.cli.parser import add_trial_timeout, add_worker_arguments
 from diffsearch.cli.progress import best_so_far_bar, finish
 
 from diffsearch.jobs.optimizer import OptimizerOptions, run_optimizer
@@ -102,6 +102,7 @@ def add_parser(subparsers, parser_class, formatter, help_text: str) -> None:
                    "(default: sqlite file in --out)")
     p.add_argument("--out", help="run directory for results.json and loss_curves.png (default: runs/<study>)")
     add_worker_arguments(p, "training candidate rules", "diffsearch worker")
+    add_trial_timeout(p, "a rule's training")
     p.add_argument("--check", metavar="EXPR", help="do not search: parse EXPR, print its canonical form "
                    "and the rejection tests' verdict")
     p.add_argument("--json", action="store_true", help="print results.json to stdout instead of tables")
@@ -131,7 +132,7 @@ def main(args: argparse.Namespace) -> int:
         task=args.task, searcher=args.searcher, budget=args.budget, levels=args.levels,
         max_length=args.max_length, transfer=args.transfer, top=args.top, baselines=baselines,
         seed=args.seed, scale=args.scale, study=args.study, storage=args.storage, out=args.out,
-        workers=args.workers, heartbeat=args.heartbeat, score=args.score, lr_grid=args.lr_grid,
+        workers=args.workers, heartbeat=args.heartbeat, trial_timeout=args.trial_timeout, score=args.score, lr_grid=args.lr_grid,
         start_from=tuple(n.strip() for n in args.start_from.split(",") if n.strip()))
     try:
         promote = tuple(float(f) for f in args.promote.split(",") if f.strip())

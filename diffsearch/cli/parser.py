@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from diffsearch.errors import one_line
+
 
 class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
-        sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
+        sys.stderr.write(f"{self.prog}: error: {one_line(message)} (see --help)\n")
         raise SystemExit(2)
 
 
@@ -31,3 +33,10 @@ def add_worker_arguments(p: argparse.ArgumentParser, work: str, join: str = "dif
     p.add_argument("--heartbeat", type=int, default=DEFAULT_HEARTBEAT_SECONDS,
                    help="seconds between heartbeats of a running trial; a trial silent for 3 beats (its worker "
                    "died) is marked failed and re-run")
+
+
+def add_trial_timeout(p: argparse.ArgumentParser, trial: str) -> None:
+    """``--trial-timeout``: a trial running longer is stopped and recorded failed ("timeout after N s")."""
+    p.add_argument("--trial-timeout", type=float, metavar="SECONDS",
+                   help=f"{trial} still running after this long is stopped at its next step and its trial "
+                   "failed with the reason (timeout after N s); the search goes on")

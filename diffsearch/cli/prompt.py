@@ -7,7 +7,7 @@ import argparse
 from rich.console import Console
 from rich.table import Table
 
-from diffsearch.cli.parser import add_worker_arguments
+from diffsearch.cli.parser import add_trial_timeout, add_worker_arguments
 from diffsearch.cli.progress import best_so_far_bar, finish
 
 from diffsearch.backends.stable_diffusion import DEFAULT_MODEL, MEMORY_SAVERS
@@ -111,6 +111,7 @@ def add_parser(subparsers, parser_class, formatter, help_text: str) -> None:
                                      "(default: sqlite file in --out)")
     p.add_argument("--out", help="run directory for results.json and before_after.png (default: runs/<study>)")
     add_worker_arguments(p, "generating a batch's images", "diffsearch worker --device cuda")
+    add_trial_timeout(p, "an evaluation (its images and reward)")
     p.add_argument("--json", action="store_true", help="print results.json to stdout instead of tables")
     p.set_defaults(handler=main)
 
@@ -119,7 +120,7 @@ def main(args: argparse.Namespace) -> int:
     names = ("prompt", "prompts_file", "task", "space", "searcher", "budget", "model", "clip", "reward",
              "reward_model", "reward_arch", "device", "dtype",
              "steps", "guidance", "true_cfg", "size", "save_memory", "seeds", "seed", "k", "iterations", "lexicon", "llm_url", "llm_model",
-             "lexicon_cache", "word_tokens", "study", "storage", "out", "workers", "heartbeat")
+             "lexicon_cache", "word_tokens", "study", "storage", "out", "workers", "heartbeat", "trial_timeout")
     options = PromptOptions(**{n: getattr(args, n) for n in names})
     with best_so_far_bar(Console(stderr=True), unit="gen") as update:
         results = run_prompt(options, progress=update, log=lambda m: None)

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # rich is imported when the table is printed
     from rich.console import Console
 
+from diffsearch.run_files import write_atomic
+
 DESCRIPTION = """\
 Read a study back from its storage and explain it. Works on finished and running studies of any job:
 
@@ -233,7 +235,7 @@ def write_page(study, summary: dict[str, Any], path: Path, artifact_dir: Path | 
         parts.append(f"<h2>artifact: {html.escape(name)}</h2>{fragment}")
     parts.append("</body></html>")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(parts))
+    write_atomic(path, "\n".join(parts))
     return path
 
 

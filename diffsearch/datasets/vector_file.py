@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,9 @@ def load_vector_file(path: str | Path) -> np.ndarray:
         if suffix == ".npy":
             array = np.load(path, allow_pickle=False)
         elif suffix == ".csv":
-            array = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2)
+            with warnings.catch_warnings():  # an empty file: our one line below, not numpy's warning too
+                warnings.simplefilter("ignore", UserWarning)
+                array = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2)
         else:
             raise UsageError(f"unsupported data file {path.name}: use .npy or .csv (N x D floats)")
     except UsageError:

@@ -25,6 +25,7 @@ import optuna
 from diffsearch.ledger import create_or_load_study, mark_finished, open_storage
 from diffsearch.ledger.studies import FINISHED_ATTR
 from diffsearch.ledger.workers import start_workers, stop_workers
+from diffsearch.run_files import write_atomic
 
 ProgressFn = Callable[[str, float, float, "float | None"], None]  # (what, done, total, best so far)
 LogFn = Callable[[str], None]
@@ -146,7 +147,7 @@ def _serve_spawned(module: str, options: Any, threads: int) -> None:
 
 def write_results(path: Path, results: Mapping[str, Any]) -> None:
     """results.json: valid JSON (non-finite numbers become null), numpy scalars as numbers."""
-    path.write_text(json.dumps(_clean(results), indent=2, default=_encode))
+    write_atomic(path, json.dumps(_clean(results), indent=2, default=_encode))  # whole, or the old file
 
 
 def _clean(value: Any) -> Any:

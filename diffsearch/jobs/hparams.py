@@ -31,6 +31,7 @@ from diffsearch.ledger import (DEFAULT_HEARTBEAT_SECONDS, best_trial, create_or_
                                open_storage, run_location)
 from diffsearch.ledger.dead_workers import worker_id
 from diffsearch.ledger.importance import importance_or_none
+from diffsearch.ledger.trial_timeout import TIME_LIMIT_ATTR, check_trial_timeout
 from diffsearch.objectives.prdc import PRDC_PARTS
 from diffsearch.searchers import make_pruner, make_sampler
 from diffsearch.searchers.generative_sampler import GenerativeSampler
@@ -73,6 +74,7 @@ class HparamsOptions:
     sampler: str = "ddim"
     device: str = "auto"
     train_images: int | None = None   # keep only the first N training images
+    trial_timeout: float | None = None  # seconds; a trial running longer fails with its reason
 
     @property
     def workers(self) -> int:
@@ -110,6 +112,7 @@ class HparamsOptions:
             raise UsageError(f"--workers must be at least 1 (got {o.jobs})")
         if o.heartbeat is not None and o.heartbeat < 1:
             raise UsageError(f"--heartbeat must be at least 1 second (got {o.heartbeat})")
+        check_trial_timeout(o.trial_timeout)
         make_sampler(o.searcher, 0)  # validates the name
         if o.warm_start and o.searcher != "generative":
             raise UsageError(f"--warm-start needs --searcher generative (got {o.searcher!r})")
@@ -126,7 +129,7 @@ class HparamsOptions:
 def study_attrs(o: HparamsOptions) -> dict[str, Any]:
     attrs = {"job": "hparams", "space": o.space, "dataset": o.dataset, "epochs": o.epochs,
              "searcher": o.searcher, "prune": o.prune, "min_epochs": o.min_epochs, "trials": o.trials,
-             "seed": o.seed, "n_points": o.n_points, "held_out": o.held_out}
+             "seed": o.seed, "n_points": o.n_points, "held_out": o.held_out, TIME_LIMIT_ATTR: o.trial_timeout}
     if o.warm_start:
         attrs["warm_start"] = list(o.warm_start)
     if o.images:  # scores are comparable only with the same model size, images and FID set-up
@@ -206,7 +209,8 @@ class HparamsJob:
     def worker_options(self, study: optuna.Study, w: WorkerSettings) -> HparamsOptions:
         fields = HparamsOptions.__dataclass_fields__
         options = HparamsOptions(**{k: v for k, v in study.user_attrs.items() if k in fields and k != "job"},
-                                 study=w.study, storage=w.storage, out=w.out, heartbeat=w.heartbeat)
+                                 study=w.study, storage=w.storage, out=w.out, heartbeat=w.heartbeat,
+                                 trial_timeout=study.user_attrs.get(TIME_LIMIT_ATTR))
         if w.trials is not None:
             options.trials = w.trials
             study.set_user_attr("trials", w.trials)

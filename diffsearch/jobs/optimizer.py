@@ -27,7 +27,9 @@ from diffsearch.jobs import notes
 from diffsearch.jobs.base import ProgressFn, Run, WorkerSettings, run_job
 from diffsearch.jobs.optimizer_ledger import LedgerEvaluator, RuleTrialRunner
 from diffsearch.ledger import DEFAULT_HEARTBEAT_SECONDS, load_study, open_storage, run_location
+from diffsearch.ledger.trial_timeout import TIME_LIMIT_ATTR, check_trial_timeout
 from diffsearch.optimizers.rules import HAND_DESIGNED, MUON_RULE, baseline, baseline_names
+from diffsearch.run_files import save_figure
 from diffsearch.searchers.tree_registry import TreeSearchSettings, get_tree_searcher
 from diffsearch.spaces.update_rule_space import UpdateRuleSpace, formula
 from diffsearch.spaces.update_rules import Program, parse, to_text
@@ -60,6 +62,7 @@ class OptimizerOptions:
     out: str | None = None            # default: runs/<study>
     workers: int = 1                  # processes training rules on this machine, this one included (--workers)
     heartbeat: int = DEFAULT_HEARTBEAT_SECONDS  # a trial silent for 3 beats is re-run by another worker
+    trial_timeout: float | None = None  # seconds; a rule trained longer fails its trial with the reason
 
     def resolved(self) -> "OptimizerOptions":
         o = OptimizerOptions(**asdict(self))
@@ -78,6 +81,7 @@ class OptimizerOptions:
             raise UsageError("--budget and --levels must be at least 1, --top at least 0")
         if o.workers < 1 or o.heartbeat < 1:
             raise UsageError("--workers and --heartbeat must be at least 1")
+        check_trial_timeout(o.trial_timeout)
         if o.max_length < 1 or not 0 < o.scale <= 100:
             raise UsageError("--max-length must be at least 1 and --scale in (0, 100]")
         o.start_from = tuple(o.start_from)
@@ -120,7 +124,7 @@ class OptimizerJob:
     def studies(self, o: OptimizerOptions) -> dict[str, dict[str, Any]]:
         return {o.study: {"job": "optimizer", "space": UpdateRuleSpace.name, "dataset": o.task, "scale": o.scale,
                           "searcher": o.searcher, "budget": o.budget, "seed": o.seed, "max_length": o.max_length,
-                          "score": o.score, "lr_grid": list(parse_lr_grid(o.lr_grid)),
+                          "score": o.score, "lr_grid": list(parse_lr_grid(o.lr_grid)), TIME_LIMIT_ATTR: o.trial_timeout,
                           **({"matrix_ops": True} if o.matrix_ops else {})}}
 
     def prepare(self, o: OptimizerOptions) -> DiffusionTrainingTask:
@@ -305,6 +309,6 @@ def _plot(rows: list[dict[str, Any]], o: OptimizerOptions, out: Path) -> str | N
         ax.legend(fontsize=7)
     fig.tight_layout()
     path = out / "loss_curves.png"
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
     return str(path)

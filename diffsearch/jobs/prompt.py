@@ -27,6 +27,7 @@ from diffsearch.jobs import notes
 from diffsearch.jobs.base import ProgressFn, Run, WorkerSettings, mean_std, run_job
 from diffsearch.ledger import (DEFAULT_HEARTBEAT_SECONDS, FINISHED_ATTR, create_or_load_study, load_study,
                                mark_finished, open_storage, run_location)
+from diffsearch.ledger.trial_timeout import TIME_LIMIT_ATTR, check_trial_timeout
 from diffsearch.objectives.clip import DEFAULT_CLIP
 from diffsearch.objectives.rewards import Reward, RewardSpec
 from diffsearch.searchers.prompt_registry import get_prompt_searcher
@@ -71,6 +72,7 @@ class PromptOptions:
     out: str | None = None
     workers: int = 1                  # processes generating on this machine, this one included (--workers)
     heartbeat: int = DEFAULT_HEARTBEAT_SECONDS
+    trial_timeout: float | None = None  # seconds; an evaluation running longer fails its trial with the reason
 
     def resolved(self) -> "PromptOptions":
         o = PromptOptions(**asdict(self))
@@ -91,6 +93,7 @@ class PromptOptions:
                                  ("--heartbeat", o.heartbeat, 1)):
             if value < low:
                 raise UsageError(f"{name} must be at least {low} (got {value})")
+        check_trial_timeout(o.trial_timeout)
         if o.guidance is None:
             o.guidance = default_guidance(o.model)
         if o.true_cfg < 1:
@@ -123,7 +126,12 @@ class PromptOptions:
         path = Path(self.prompts_file)
         if not path.is_file():
             raise UsageError(f"--prompts {path}: no such file")
-        prompts = [line.strip() for line in path.read_text().splitlines()
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"--prompts {path}: not UTF-8 text (byte {exc.start} cannot be read); "
+                             "save it as UTF-8") from None
+        prompts = [line.strip() for line in text.splitlines()
                    if line.strip() and not line.lstrip().startswith("#")]
         if not prompts:
             raise UsageError(f"--prompts {path}: no prompts in it")
@@ -174,7 +182,8 @@ def study_attrs(o: PromptOptions, prompt: str) -> dict[str, Any]:
     return {"job": "prompt", "space": o.space, "dataset": prompt, "task": o.task, "model": o.model,
             "clip": o.clip, "reward": o.reward, "reward_model": o.reward_model, "reward_arch": o.reward_arch,
             "steps": o.steps, "guidance": o.guidance, "true_cfg": o.true_cfg, "size": o.size, "seeds": o.seeds, "seed": o.seed,
-            "lexicon": o.lexicon, "searcher": o.searcher, "budget": o.budget, "word_tokens": o.word_tokens}
+            "lexicon": o.lexicon, "searcher": o.searcher, "budget": o.budget, "word_tokens": o.word_tokens,
+            TIME_LIMIT_ATTR: o.trial_timeout}
 
 
 def optimise_prompt(o: PromptOptions, models: Models, prompt: str, storage, study_name: str,
@@ -272,6 +281,7 @@ class PromptJob:
         a = study.user_attrs
         fields = PromptOptions.__dataclass_fields__
         return PromptOptions(**{k: v for k, v in a.items() if k in fields}, prompt=a["dataset"], study=w.study,
+                             trial_timeout=a.get(TIME_LIMIT_ATTR),
                              storage=w.storage, out=w.out, heartbeat=w.heartbeat, device=w.device,
                              dtype=w.dtype).resolved()
 

@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
@@ -18,6 +17,7 @@ from optuna.trial import FrozenTrial, TrialState
 from diffsearch.errors import TrialFailed, TrialOutOfMemory
 from diffsearch.ledger.explain import display_number
 from diffsearch.ledger.trial_loop import BudgetLoop, TrialRunner, run_to_budget
+from diffsearch.run_files import save_array
 from diffsearch.spaces.training import TrainingSpace
 from diffsearch.tasks.image_diffusion import ImageDiffusionTask
 from diffsearch.tasks.vector_diffusion import VectorDiffusionTask
@@ -62,7 +62,7 @@ def evaluate_trial(trial: optuna.Trial, space: TrainingSpace, task: TrainingTask
     if samples_dir is not None:
         samples_dir.mkdir(parents=True, exist_ok=True)
         path = samples_dir / f"{trial.study.study_name}-trial{trial.number}.npy"
-        np.save(path, evaluation.samples)
+        save_array(evaluation.samples, path)  # a full disk fails this trial: DiskFull is a TrialFailed
         trial.set_user_attr("samples_file", str(path))
     return evaluation.score
 

@@ -14,13 +14,16 @@ import threading
 from contextlib import contextmanager
 from typing import Iterator
 
+from diffsearch.ledger.trial_timeout import check_deadline
+
 _requested = False
 
 
 def stop_point() -> None:
-    """Raise KeyboardInterrupt here if the user asked to stop."""
+    """Raise KeyboardInterrupt here if the user asked to stop (TrialTimedOut if the trial ran too long)."""
     if _requested:
         raise KeyboardInterrupt
+    check_deadline()
 
 
 def _on_sigint(signum, frame) -> None:

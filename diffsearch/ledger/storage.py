@@ -11,6 +11,7 @@ import optuna
 
 from diffsearch.errors import UsageError
 from diffsearch.ledger.dead_workers import MAX_RETRIES, RetryWithReason, lost_heartbeat
+from diffsearch.ledger.journal_file import JournalFile
 from diffsearch.ledger.journal_heartbeat import HeartbeatJournalStorage
 
 
@@ -47,7 +48,7 @@ def open_storage(url: str, heartbeat: int | None = None) -> optuna.storages.Base
     try:
         if url.endswith(".log") and "://" not in url:
             Path(url).parent.mkdir(parents=True, exist_ok=True)
-            backend = optuna.storages.journal.JournalFileBackend(url)
+            backend = JournalFile(url)  # cuts a torn last record instead of writing after it
             if heartbeat is None:
                 return optuna.storages.JournalStorage(backend)
             return HeartbeatJournalStorage(backend, **beats)
@@ -82,7 +83,10 @@ def _rdb_storage(url: str, beats: dict[str, Any], attempts: int = 5) -> optuna.s
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return _RDBStorage(url, **beats)
+                # a database server restarted under a running study leaves dead pooled connections:
+                # each one is tested (and replaced) before use
+                engine = {} if url.startswith("sqlite") else {"engine_kwargs": {"pool_pre_ping": True}}
+                return _RDBStorage(url, **beats, **engine)
         except Exception as exc:
             if attempt == attempts - 1 or not any(sign in str(exc) for sign in _SCHEMA_RACE):
                 raise

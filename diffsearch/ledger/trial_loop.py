@@ -28,6 +28,7 @@ from diffsearch.ledger.interrupt import stop_point
 from diffsearch.ledger.optuna_private import heartbeat_enabled, heartbeat_interval, trial_id
 from diffsearch.ledger.storage import MAX_RETRIES
 from diffsearch.ledger.studies import done_trials, is_done, is_finished
+from diffsearch.ledger.trial_timeout import TIME_LIMIT_ATTR, time_limit
 
 POLL_SECONDS = 0.2
 
@@ -66,7 +67,13 @@ class TrialLoop:
             trial.set_user_attr("surplus", reason)
             raise Surplus()
         trial.set_user_attr("worker", worker_id())  # first: a trial's worker is known while it runs
-        return self.evaluate(trial)
+        try:
+            with time_limit(self.study.user_attrs.get(TIME_LIMIT_ATTR)):
+                return self.evaluate(trial)
+        except TrialFailed as exc:  # a timeout, a full disk...: the trial counts, with its reason
+            if "fail_reason" not in trial.user_attrs:
+                trial.set_user_attr("fail_reason", str(exc))
+            raise
 
     def optimize(self, n_trials: int | None, callbacks: list | None = None) -> None:
         """Run trials (a failure is recorded on its trial and the loop goes on)."""

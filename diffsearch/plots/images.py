@@ -10,6 +10,8 @@ import numpy as np
 
 from diffsearch.plots import plt
 
+from diffsearch.run_files import save_figure
+
 
 def tile(images: np.ndarray, columns: int = 8) -> np.ndarray:
     """uint8 N x H x W x C -> one uint8 grid image with a 1-pixel gap."""
@@ -33,7 +35,7 @@ def image_grid_panels(panels: list[tuple[str, np.ndarray, float | None]], path: 
         ax.axis("off")
     fig.suptitle(title)
     fig.tight_layout(rect=(0, 0, 1, 0.94))  # leave room for the suptitle
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 
@@ -49,5 +51,5 @@ def image_grid(rows: list[tuple[str, np.ndarray]], path: Path, title: str = "") 
         row[0].set_title(caption, fontsize=8, loc="left", wrap=True)
     fig.suptitle(textwrap.fill(title, width=45 * cols), fontsize=9)  # wrapped: one column is narrow
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)

@@ -8,6 +8,8 @@ import numpy as np
 
 from diffsearch.plots import plt
 
+from diffsearch.run_files import save_figure
+
 
 def scatter_panels(panels: list[tuple[str, np.ndarray, float | None]], path: Path, title: str = "",
                    max_points: int = 5000) -> None:
@@ -27,5 +29,5 @@ def scatter_panels(panels: list[tuple[str, np.ndarray, float | None]], path: Pat
         ax.set_yticks([])
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)

@@ -72,6 +72,8 @@ class PromptTrialRunner(TrialRunner):
                 cond, uncond = self.backend.encode([a["positive"]]), self.backend.encode([a["negative"]])
             images = self.backend.generate(cond, uncond, list(a["seeds"]))
             losses, scores = self.reward.loss_and_score(images, a["target"])
+        except TrialFailed:  # --trial-timeout: its reason is recorded by the trial loop
+            raise
         except (RuntimeError, ValueError) as exc:  # out of memory, NaN weights, a reward's bad return...
             trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
             raise TrialFailed(str(exc)) from exc

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from diffsearch.errors import UsageError
+from diffsearch.ledger.interrupt import stop_point
 
 
 def map_cond(fn, cond):
@@ -197,6 +198,7 @@ class PipelineBackend(ABC):
         latents = self.initial_latents(seeds) if latents is None else latents
         cond, uncond = self._expand(cond, len(latents)), self._expand(uncond, len(latents))
         for i, t in enumerate(self.timesteps):
+            stop_point()  # Ctrl-C and --trial-timeout stop between denoising steps
             latents, _ = self.step(self.predict(latents, i, t, cond, uncond), i, t, latents)
         return self.decode(latents)
 
