@@ -116,7 +116,8 @@ class NoiseSpace:
         ``path``.safetensors (the latents alone); returns what was written."""
         latents = (self.initial([candidate]) / self.sigma).float().cpu().contiguous()
         payload = {"latents": latents, "seed": candidate.seed, "moved": candidate.latent is not None,
-                   "injections": {int(i): t.float().cpu().contiguous() for i, t in candidate.injections.items()}}
+                   "injections": {int(i): t.reshape(1, *self.shape).float().cpu().contiguous()
+                                   for i, t in candidate.injections.items()}}
         torch.save(payload, path.with_suffix(".pt"))
         from safetensors.torch import save_file
 
@@ -153,7 +154,7 @@ def noise_kwargs(saved: dict, generator_device: str = "cpu") -> dict:
         return {"generator": torch.Generator(generator_device).manual_seed(int(saved["seed"]))}
     kw: dict = {"latents": saved["latents"]}
     if injections:
-        kw["callback_on_step_end"] = lambda _pipe, i, _t, k: {"latents": injections[i].to(k["latents"])} \
+        kw["callback_on_step_end"] = lambda _pipe, i, _t, k: {"latents": injections[i].reshape(k["latents"].shape).to(k["latents"])} \
             if i in injections else k
     return kw
 
