@@ -25,8 +25,10 @@ from diffsearch.backends.families.base import PipelineBackend
 from diffsearch.errors import UsageError
 
 NOISE_SPACES = {
-    "initial": "the initial latent of each image: its generator seed, or the latent itself once moved",
-    "initial+path": "the initial latent and noise injected along the sampling path (re-noised intermediate states)",
+    "initial": "the initial latent of each image: its generator seed, or the latent itself once moved "
+               "(best-of-n, zero-order, gradient)",
+    "initial+path": "the initial latent and noise injected along the sampling path: re-noised intermediate "
+                    "states (paths, particles)",
 }
 
 
