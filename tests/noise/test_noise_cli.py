@@ -51,6 +51,17 @@ def test_zero_order_end_to_end_then_start_from_the_saved_latent(tmp_path, reward
     assert r2["user"]["moved"] and r2["user"]["scores"] == pytest.approx(r["best"]["scores"], rel=1e-5)
 
 
+def test_rerun_reads_seeded_generations_back_from_the_ledger(tmp_path, rewards, capsys):
+    argv = [*BASE, "--searcher", "best-of-n", "--reward", f"{rewards}:contrast", "--budget-nfe", "18",
+            "--out", str(tmp_path / "run"), "--json"]
+    assert main(argv) == 0
+    first = json.loads(capsys.readouterr().out)["prompts"][0]
+    assert main(argv) == 0
+    second = json.loads(capsys.readouterr().out)["prompts"][0]
+    assert first["forward_nfe"] == 18 and second["forward_nfe"] == 0  # nothing generated again
+    assert second["spent_nfe"] == 18 and second["best"]["seed"] == first["best"]["seed"]
+
+
 def test_ensemble_rank_and_zscore():
     class R:
         def __init__(self, name):
