@@ -45,6 +45,8 @@ def add_parser(subparsers, parser_class, formatter, help_text: str) -> None:
     p = subparsers.add_parser("noise", help=help_text, description=DESCRIPTION, formatter_class=formatter)
     p.add_argument("prompt", nargs="?", help="your prompt (or --prompts FILE)")
     p.add_argument("--prompts", dest="prompts_file", help="a prompt set: one prompt a line")
+    p.add_argument("--negative-prompt", dest="negative", default="",
+                   help="a negative prompt (e.g. the one `diffsearch prompt` found: prompt search, then noise search)")
     p.add_argument("--searcher", default="best-of-n", help=f"one of: {', '.join(NOISE_SEARCHERS.builtin())}")
     p.add_argument("--budget-nfe", type=int, help="denoiser evaluations to spend, your image included "
                                                   "(default: 16 generations)")
@@ -80,7 +82,7 @@ def add_parser(subparsers, parser_class, formatter, help_text: str) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    names = ("prompt", "prompts_file", "searcher", "budget_nfe", "model", "clip", "reward", "ensemble",
+    names = ("prompt", "prompts_file", "negative", "searcher", "budget_nfe", "model", "clip", "reward", "ensemble",
              "reward_model", "reward_arch", "device", "dtype", "size", "steps", "guidance", "true_cfg", "seed",
              "latent", "neighbours", "radius", "branches", "potential", "lr", "batch", "study", "storage", "out")
     options = NoiseOptions(**{n: getattr(args, n) for n in names})

@@ -38,6 +38,7 @@ from diffsearch.tasks.noise_task import NoiseTask
 class NoiseOptions:
     prompt: str | None = None
     prompts_file: str | None = None
+    negative: str = ""                # a negative prompt, e.g. the one diffsearch prompt found (one after the other)
     searcher: str = "best-of-n"
     budget_nfe: int | None = None     # denoiser evaluations; None: 16 generations
     model: str = DEFAULT_MODEL
@@ -153,6 +154,9 @@ class Models:
                              f"{o.searcher} follows one; use --searcher best-of-n, zero-order, paths or particles")
         self.backend = load_backend(o.model, o.device, o.dtype, o.seed, steps=o.steps, guidance=o.guidance,
                                     true_cfg=o.true_cfg, size=o.size)
+        refusal = self.backend.negative_prompt_refusal() if o.negative else None
+        if refusal:
+            raise UsageError(f"--negative-prompt: {refusal}")
         if entry.can("needs_path") and not has_noise_hooks(self.backend):
             raise UsageError(f"--searcher {o.searcher} injects noise along the path, and the "
                              f"{self.backend.family} backend has no renoise hook; use best-of-n or zero-order")
@@ -160,7 +164,7 @@ class Models:
 
 
 def study_attrs(o: NoiseOptions, prompt: str) -> dict[str, Any]:
-    return {"job": "noise", "dataset": prompt, "model": o.model, "clip": o.clip, "reward": o.reward,
+    return {"job": "noise", "dataset": prompt, "negative": o.negative, "model": o.model, "clip": o.clip, "reward": o.reward,
             "ensemble": o.ensemble, "reward_model": o.reward_model, "steps": o.steps, "guidance": o.guidance,
             "true_cfg": o.true_cfg, "size": o.size, "searcher": o.searcher, "budget_nfe": o.budget_nfe,
             "seed": o.seed, "latent": o.latent}
@@ -176,12 +180,13 @@ def search_prompt(o: NoiseOptions, models: Models, prompt: str, study, out: Path
         if progress is not None:
             progress(prompt[:40], task.spent, task.budget, task.trace[-1][1] if task.trace else None)
 
-    task = NoiseTask(models.backend, models.verifier, prompt, study, o.budget_nfe, o.seed, user, o.batch, on_eval)
+    task = NoiseTask(models.backend, models.verifier, prompt, study, o.budget_nfe, o.seed, user, o.batch, on_eval,
+                     o.negative)
     start = time.perf_counter()
     first = task.evaluate([task.user])[0]
     found = noise_searcher(o.searcher).value().search(task, o.settings())
     best = task.best()
-    record = {"prompt": prompt, "searcher": o.searcher, "budget_nfe": task.budget, "spent_nfe": task.spent,
+    record = {"prompt": prompt, "negative": o.negative, "searcher": o.searcher, "budget_nfe": task.budget, "spent_nfe": task.spent,
               "forward_nfe": task.forward_nfe, "generation_nfe": task.generation_nfe,
               "generations": len(task.finals), "partial_evaluations": task.partials,
               "seconds": time.perf_counter() - start, "searcher_report": found,
@@ -199,10 +204,10 @@ def save_outputs(o: NoiseOptions, models: Models, task: NoiseTask, record: dict,
     for role, scored in (("user", task.finals[0]), ("best", best)):
         files = task.space.save(scored.candidate, out / f"noise_{index:03d}_{role}")
         record[role]["files"] = files
-    record["best"]["diffusers_call"] = reproduce_call(models.backend, o.model, task.prompt, record["best"])
+    record["best"]["diffusers_call"] = reproduce_call(models.backend, o.model, task.prompt, record["best"], o.negative)
     saved = torch.load(record["best"]["files"]["pt"], weights_only=False)
     ours = task.replay(best.candidate)
-    theirs = regenerate(models.backend, task.prompt, saved)
+    theirs = regenerate(models.backend, task.prompt, saved, o.negative)
     record["best"]["pipeline_max_abs_diff"] = float((ours.float().cpu() - theirs.float().cpu()).abs().max())
 
 
@@ -210,7 +215,7 @@ class NoiseJob:
     """``diffsearch noise``: one study per prompt; every scored image (complete or a path's estimate) a trial."""
 
     name = "noise"
-    identity = ("job", "dataset", "model", "clip", "reward", "ensemble", "reward_model", "steps", "guidance",
+    identity = ("job", "dataset", "negative", "model", "clip", "reward", "ensemble", "reward_model", "steps", "guidance",
                 "true_cfg", "size")
     renamed: dict[str, str] = {}
 

@@ -128,24 +128,28 @@ class NoiseSpace:
 
 
 # ---- the user's own pipeline -------------------------------------------------------------------------
-def conditioning(backend: PipelineBackend, prompt: str):
-    """(cond, uncond) as the family's pipeline builds them for ``pipe(prompt)`` without a negative prompt:
-    SDXL pipelines saved with ``force_zeros_for_empty_prompt`` use zeros for the unconditional pass."""
+def conditioning(backend: PipelineBackend, prompt: str, negative: str = ""):
+    """(cond, uncond) as the family's pipeline builds them for ``pipe(prompt, negative_prompt=negative)``:
+    without a negative prompt, SDXL pipelines saved with ``force_zeros_for_empty_prompt`` use zeros for the
+    unconditional pass."""
     with torch.no_grad():
         cond = backend.encode([prompt])
-        if backend.family == "sdxl" and getattr(backend.pipe.config, "force_zeros_for_empty_prompt", False):
+        if not negative and backend.family == "sdxl" and \
+                getattr(backend.pipe.config, "force_zeros_for_empty_prompt", False):
             uncond = tuple(torch.zeros_like(c) for c in cond)
         else:
-            uncond = backend.encode([""])
+            uncond = backend.encode([negative])
     return cond, uncond
 
 
-def pipeline_kwargs(backend: PipelineBackend, prompt: str) -> dict:
+def pipeline_kwargs(backend: PipelineBackend, prompt: str, negative: str = "") -> dict:
     """What ``pipe(...)`` needs besides the noise to run the sampler our backend runs."""
     kw = {"prompt": prompt, "num_inference_steps": backend.steps, "guidance_scale": backend.guidance,
           "height": backend.height, "width": backend.width}
+    if negative:
+        kw["negative_prompt"] = negative
     if backend.family == "flux" and backend.true_cfg > 1:
-        kw.update(true_cfg_scale=backend.true_cfg, negative_prompt="")
+        kw.update(true_cfg_scale=backend.true_cfg, negative_prompt=negative)
     return kw
 
 
@@ -161,28 +165,28 @@ def noise_kwargs(saved: dict, generator_device: str = "cpu") -> dict:
     return kw
 
 
-def regenerate(backend: PipelineBackend, prompt: str, saved: dict) -> torch.Tensor:
+def regenerate(backend: PipelineBackend, prompt: str, saved: dict, negative: str = "") -> torch.Tensor:
     """The image the user's diffusers pipeline makes from a saved noise (1 x 3 x H x W in [0, 1])."""
     pipe = backend.pipe
     if backend.family in ("sd", "sdxl"):
         from diffusers import DDIMScheduler
 
         pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
-    kw = {**pipeline_kwargs(backend, prompt), **noise_kwargs(saved)}
+    kw = {**pipeline_kwargs(backend, prompt, negative), **noise_kwargs(saved)}
     if "latents" in kw:
         kw["latents"] = kw["latents"].to(backend.device, backend.dtype)
     with torch.no_grad():
         return pipe(**kw, output_type="pt").images
 
 
-def reproduce_call(backend: PipelineBackend, model: str, prompt: str, record: dict) -> str:
+def reproduce_call(backend: PipelineBackend, model: str, prompt: str, record: dict, negative: str = "") -> str:
     """The exact Python a user runs to make the chosen image again with diffusers alone."""
     cls = type(backend.pipe).__name__
     lines = ["import torch", f"from diffusers import {cls}" + (", DDIMScheduler" if backend.family in ("sd", "sdxl") else ""),
              f"pipe = {cls}.from_pretrained({model!r})"]
     if backend.family in ("sd", "sdxl"):
         lines.append("pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)  # the sampler searched")
-    args = ", ".join(f"{k}={v!r}" for k, v in pipeline_kwargs(backend, prompt).items() if k != "prompt")
+    args = ", ".join(f"{k}={v!r}" for k, v in pipeline_kwargs(backend, prompt, negative).items() if k != "prompt")
     if record.get("seed") is not None and not record.get("moved") and not record.get("injections"):
         noise = f'generator=torch.Generator("cpu").manual_seed({record["seed"]})'
     else:

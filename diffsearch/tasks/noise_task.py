@@ -47,7 +47,8 @@ class NoiseTask:
     """What a noise searcher calls: draw seeds, run sampling segments, score, keep the complete candidates."""
 
     def __init__(self, backend: PipelineBackend, verifier: Verifier, prompt: str, study: optuna.Study | None,
-                 budget_nfe: int, seed: int = 0, user: Candidate | None = None, batch: int = 8, on_eval=None):
+                 budget_nfe: int, seed: int = 0, user: Candidate | None = None, batch: int = 8, on_eval=None,
+                 negative: str = ""):
         self.backend, self.verifier, self.prompt, self.study = backend, verifier, prompt, study
         self.space = NoiseSpace(backend)
         self.steps = len(backend.timesteps)
@@ -61,7 +62,8 @@ class NoiseTask:
         self.rng = np.random.default_rng(seed)
         self.generator = torch.Generator("cpu").manual_seed(seed)
         self.user = user or Candidate(seed=seed, origin="user")
-        self.cond, self.uncond = conditioning(backend, prompt)
+        self.negative = negative  # a negative prompt (found by diffsearch prompt, or the user's)
+        self.cond, self.uncond = conditioning(backend, prompt, negative)
         self.spent = 0           # NFE charged (forward, plus 2x forward for a backward pass)
         self.forward_nfe = 0     # denoiser evaluations run
         self.finals: list[Scored] = []
@@ -185,7 +187,7 @@ class NoiseTask:
             return None
         c = scored.candidate
         loss = -float(scored.scores[0])
-        attrs = {**attrs, **c.describe(), "nfe": scored.nfe, "prompt": self.prompt,
+        attrs = {**attrs, **c.describe(), "nfe": scored.nfe, "prompt": self.prompt, "negative": self.negative,
                  "scores": {n: float(s) for n, s in zip(self.verifier.names, scored.scores)},
                  "seconds": round(time.perf_counter() - self.start, 3)}
         if c.key() is not None and attrs["kind"] == "final":

@@ -86,3 +86,16 @@ def test_budget_seed_and_diffusers_regeneration(backend, searcher, tmp_path):
         assert any(f.candidate.injections for f in task.finals)
     if searcher in ("zero-order", "gradient"):
         assert any(f.candidate.latent is not None for f in task.finals)
+
+
+def test_a_negative_prompt_is_remade_too(backend, tmp_path):
+    if backend.negative_prompt_refusal():  # FLUX without true CFG: the job refuses a negative prompt
+        pytest.skip("a negative prompt has no effect with these settings")
+    g = STEPS * backend.passes_per_step()
+    task = NoiseTask(backend, Verifier([Brightness()]), "a red boat", None, 3 * g, seed=5, negative="blurry, dark")
+    task.evaluate([task.user])
+    NOISE_SEARCHERS.get("particles")().search(task, NoiseSearchSettings())
+    best = task.best()
+    saved = torch.load(task.space.save(best.candidate, tmp_path / "neg")["pt"], weights_only=False)
+    theirs = regenerate(backend, task.prompt, saved, negative="blurry, dark")
+    assert (task.replay(best.candidate).float() - theirs.float()).abs().max() < 1e-4
