@@ -8,7 +8,8 @@ templates, WordNet synonyms the captions never used). For each prompt and each o
 each searcher (its seed = the user's) starts from it and spends 4x, 16x (and ``--budgets``) the NFE of one
 generation (10 DDIM steps x 2 passes of classifier-free guidance = 20 NFE).
 
-Verifier (what the search maximises): the judge CLIP's score (``--clip fashion``, 100 x cosine).
+Verifier (what the search minimises): the judge CLIP's spherical loss (``--clip fashion``; the search
+maximises minus it; the tables show the loss, lower is better).
 Held-out judges (never used to choose): the judge classifier (a CNN trained on real Fashion-MNIST): is the
 asked class there; the pixel attributes asked (dark / bright, small / large: on the asked side of the
 class's median on real images); class + attributes: both right.
@@ -50,7 +51,7 @@ from diffsearch.tasks.noise_task import NoiseTask  # noqa: E402
 RESULTS = Path(__file__).parent / "results"
 HARD = RESULTS / "prompt_testbed_hard.json"
 FIRST_USER_SEED = 1000
-METRICS = (("verifier", "verifier (judge-CLIP score)"), ("accuracy", "classifier acc."),
+METRICS = (("verifier", "verifier (minus the judge-CLIP loss)"), ("accuracy", "classifier acc."),
            ("attribute_accuracy", "attribute acc."), ("all_right", "class + attributes"))
 
 
@@ -126,33 +127,32 @@ def summarise(cells: dict, cases: list[Case], args, seconds: dict) -> tuple[str,
              f"generation on seeds 0-1) x {args.reps} user seeds ({FIRST_USER_SEED}..); {args.steps} DDIM steps, "
              f"guidance 7.5: one generation = {args.steps} x 2 = {args.steps * 2} NFE. Each searcher starts from the "
              "user's image and spends the budget (NFE of one generation x the factor, the user's image included). "
-             "Verifier: judge-CLIP score (100 x cosine; the search maximises it). Held-out: the judge classifier and "
+             "Verifier: the judge-CLIP spherical loss (the search minimises it). Held-out: the judge classifier and "
              "the pixel attributes, never used to choose. Per prompt: the mean over user seeds; p: paired over "
              "prompts against the user's image (W: Wilcoxon signed-rank, S: sign test); better / worse: prompts.",
              "", f"Wall time on 2 shared CPU cores: {sum(seconds.values()) / 60:.1f} min for all searches.", "",
-             "| searcher | budget | NFE | verifier | Δ verifier (p W) | classifier acc. | Δ acc. | better / worse | p W / S "
+             "| searcher | budget | NFE | verifier: judge-CLIP loss | Δ loss (p W) | classifier acc. | Δ acc. | better / worse | p W / S "
              "| attribute acc. | class + attr. | Δ class + attr. | p W / S |", "|" + "---|" * 13]
     summary = {}
     user = {m: per_prompt(cells, cases, args.reps, "user", "1", m) for m, _ in METRICS}
     fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
-    lines.append(f"| your seed | 1x | {args.steps * 2} | {statistics.fmean(user['verifier']):.2f} | | "
+    lines.append(f"| your seed | 1x | {args.steps * 2} | {-statistics.fmean(user['verifier']):.3f} | | "
                  f"{statistics.fmean(user['accuracy']):.3f} | | | | {statistics.fmean(user['attribute_accuracy']):.3f} | "
                  f"{statistics.fmean(user['all_right']):.3f} | | |")
     for searcher, factor in sorted({(s, f) for s in args.searchers for f in args.budgets} | set(args.extra),
                                    key=lambda sf: (sf[1], (args.searchers + [x for x, _ in args.extra]).index(sf[0]))):
-        if True:
-            if not all(key(c, r, searcher, factor) in cells for c in cases for r in range(args.reps)):
-                continue
-            m = {name: per_prompt(cells, cases, args.reps, searcher, factor, name) for name, _ in METRICS}
-            tests = {name: paired(m[name], user[name]) for name, _ in METRICS}
-            summary[f"{searcher}@{factor}x"] = {"means": {n: statistics.fmean(v) for n, v in m.items()}, "tests": tests}
-            a, v, c = tests["accuracy"], tests["verifier"], tests["all_right"]
-            lines.append(
-                f"| {searcher} | {factor}x | {factor * args.steps * 2} | {statistics.fmean(m['verifier']):.2f} | "
-                f"{v['diff']:+.2f} ({fmt(v['p_wilcoxon'])}) | {statistics.fmean(m['accuracy']):.3f} | {a['diff']:+.3f} | "
-                f"{a['better']} / {a['worse']} | {fmt(a['p_wilcoxon'])} / {fmt(a['p_sign'])} | "
-                f"{statistics.fmean(m['attribute_accuracy']):.3f} | {statistics.fmean(m['all_right']):.3f} | "
-                f"{c['diff']:+.3f} | {fmt(c['p_wilcoxon'])} / {fmt(c['p_sign'])} |")
+        if not all(key(c, r, searcher, factor) in cells for c in cases for r in range(args.reps)):
+            continue
+        m = {name: per_prompt(cells, cases, args.reps, searcher, factor, name) for name, _ in METRICS}
+        tests = {name: paired(m[name], user[name]) for name, _ in METRICS}
+        summary[f"{searcher}@{factor}x"] = {"means": {n: statistics.fmean(v) for n, v in m.items()}, "tests": tests}
+        a, v, c = tests["accuracy"], tests["verifier"], tests["all_right"]
+        lines.append(
+            f"| {searcher} | {factor}x | {factor * args.steps * 2} | {-statistics.fmean(m['verifier']):.3f} | "
+            f"{-v['diff']:+.3f} ({fmt(v['p_wilcoxon'])}) | {statistics.fmean(m['accuracy']):.3f} | {a['diff']:+.3f} | "
+            f"{a['better']} / {a['worse']} | {fmt(a['p_wilcoxon'])} / {fmt(a['p_sign'])} | "
+            f"{statistics.fmean(m['attribute_accuracy']):.3f} | {statistics.fmean(m['all_right']):.3f} | "
+            f"{c['diff']:+.3f} | {fmt(c['p_wilcoxon'])} / {fmt(c['p_sign'])} |")
     return "\n".join(lines) + "\n", summary
 
 
@@ -163,11 +163,12 @@ def plot(summary: dict, user: dict, args, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    for ax, (metric, label) in zip(axes, (("verifier", "verifier: judge-CLIP score"), ("accuracy", "held-out: classifier acc."),
+    for ax, (metric, label) in zip(axes, (("verifier", "verifier: judge-CLIP loss (lower is better)"), ("accuracy", "held-out: classifier acc."),
                                           ("all_right", "held-out: class + attributes"))):
         for searcher in args.searchers:
             xs = [1] + sorted({int(k.split("@")[1][:-1]) for k in summary if k.split("@")[0] == searcher})
             ys = [user[metric]] + [summary[f"{searcher}@{f}x"]["means"][metric] for f in xs[1:]]
+            ys = [-y for y in ys] if metric == "verifier" else ys
             ax.plot([x * args.steps * 2 for x in xs], ys, marker="o", label=searcher)
         ax.set_xscale("log", base=2)
         ax.set_xlabel("NFE (denoiser evaluations per image)")
@@ -184,7 +185,7 @@ def main(argv=None) -> int:
     p.add_argument("--reps", type=int, default=2, help="user seeds per prompt")
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--budgets", default="4,16", help="NFE factors of one generation")
-    p.add_argument("--searchers", default="best-of-n,zero-order,paths,particles,gradient")
+    p.add_argument("--searchers", default="best-of-n,zero-order,paths,particles")
     p.add_argument("--extra", default="", help="more cells, e.g. best-of-n@64,zero-order@64")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--minutes", type=float, default=0, help="start no new prompt after this many minutes (0: no limit)")
@@ -223,8 +224,8 @@ def main(argv=None) -> int:
             break
         cells[k] = one_search(backend, verifier, judge, case, searcher, factor * g, FIRST_USER_SEED + rep)
         seconds[k] = cells[k]["seconds"]
+        json_path.write_text(json.dumps(data))  # a stopped run keeps every finished cell
         if (i + 1) % 20 == 0 or i + 1 == len(todo):
-            json_path.write_text(json.dumps(data))
             print(f"{i + 1}/{len(todo)} searches ({time.perf_counter() - start:.0f} s)", flush=True)
     json_path.write_text(json.dumps(data))
     cases = [c for c in cases if all(key(c, r, s, f) in cells for r in range(args.reps)

@@ -74,7 +74,6 @@ class NoiseOptions:
         if o.prompt is not None and not o.prompt.strip():
             raise UsageError("the prompt is empty")
         entry = noise_searcher(o.searcher)
-        specs(o.reward, o.reward_model, o.reward_arch, o.clip)
         for spec in specs(o.reward, o.reward_model, o.reward_arch, o.clip):
             spec.check()
         if o.ensemble not in ENSEMBLES:

@@ -7,7 +7,9 @@ searcher compares (best-of-N's N images, a pivot and its neighbours, the particl
   rank    the mean over rewards of each candidate's rank in the set (0 = worst), so no reward's scale wins;
   zscore  the mean over rewards of (score - mean) / std in the set (std 0: zeros).
 
-With one reward the comparison is its score itself.
+With one reward the comparison is its value itself. A reward's value is minus its loss: the score for
+pickscore, hpsv2 and MODULE:FUNCTION, minus the spherical CLIP loss for clip (unclamped, unlike the CLIP
+score).
 """
 
 from __future__ import annotations
@@ -51,8 +53,10 @@ class Verifier:
 
     @torch.no_grad()
     def scores(self, images: torch.Tensor, prompt: str) -> np.ndarray:
-        """R x N scores (one row per reward), higher is better."""
-        return np.stack([r.loss_and_score(images.float(), prompt)[1].float().cpu().numpy() for r in self.rewards])
+        """R x N values (one row per reward), higher is better: minus each reward's loss, so minus the
+        spherical CLIP loss for ``clip`` (the CLIP score is clamped at 0, and a clamp ties the candidates
+        a search must tell apart), the score itself for the others (their loss is minus the score)."""
+        return np.stack([(-r.loss_and_score(images.float(), prompt)[0]).float().cpu().numpy() for r in self.rewards])
 
     def combine(self, scores: np.ndarray) -> np.ndarray:
         """N comparable values of an R x N score matrix (higher is better)."""
@@ -66,8 +70,8 @@ class Verifier:
                        axis=0)
 
     def differentiable_score(self, images: torch.Tensor, prompt: str) -> torch.Tensor:
-        """The one reward's score with its graph (gradient searchers)."""
-        return self.rewards[0].score(images, prompt)
+        """The one reward's value (minus its loss) with its graph (gradient searchers)."""
+        return -self.rewards[0].loss(images, prompt)
 
 
 def specs(names: str, reward_model: str | None, reward_arch: str | None, clip: str | None) -> list[RewardSpec]:

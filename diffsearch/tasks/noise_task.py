@@ -7,8 +7,8 @@ SDXL and SD3; FLUX with ``--true-cfg`` > 1 makes two calls), a step without it 1
 twice as many for the backward pass (counted, not measured; the ``gradient`` searcher says so).
 Decoding with the VAE and scoring are not denoiser evaluations; they are timed.
 
-Every scored image is an Optuna trial in the run's study (value: minus the first reward's score, lower is better;
-attrs: each reward's score, the NFE spent when it was scored, the noise's seed or that it was moved, the
+Every scored image is an Optuna trial in the run's study (value: the first reward's loss, lower is better;
+attrs: each reward's value (minus its loss), the NFE spent when it was scored, the noise's seed or that it was moved, the
 step for a partial trajectory's estimate). A complete generation from a seed is read back from a finished
 trial of the same study when the run is repeated (charged as before, not generated again).
 """
@@ -40,7 +40,6 @@ class Scored:
     candidate: Candidate
     scores: np.ndarray      # one per reward (higher is better)
     nfe: int                # NFE spent when it was scored
-    trial: int | None = None
 
 
 class NoiseTask:
@@ -156,7 +155,7 @@ class NoiseTask:
     def finish(self, candidate: Candidate, scores: np.ndarray, trial_attrs: dict | None = None) -> Scored:
         """Keep a complete candidate whose final image has ``scores``; one trial."""
         scored = Scored(candidate, np.asarray(scores, dtype=float), self.spent)
-        scored.trial = self._record(scored, {"kind": "final", **(trial_attrs or {})})
+        self._record(scored, {"kind": "final", **(trial_attrs or {})})
         self.finals.append(scored)
         best = float(self.verifier.combine(np.stack([f.scores for f in self.finals], axis=1)).max()) \
             if len(self.verifier.names) > 1 else max(float(f.scores[0]) for f in self.finals)
@@ -182,18 +181,17 @@ class NoiseTask:
         return self.verifier.combine(np.stack([s.scores for s in scored], axis=1))
 
     # ---- ledger ---------------------------------------------------------------------------------------
-    def _record(self, scored: Scored, attrs: dict) -> int | None:
+    def _record(self, scored: Scored, attrs: dict) -> None:
         if self.study is None:
-            return None
+            return
         c = scored.candidate
-        loss = -float(scored.scores[0])
+        loss = -float(scored.scores[0])  # the verifier's values are minus the rewards' losses
         attrs = {**attrs, **c.describe(), "nfe": scored.nfe, "prompt": self.prompt, "negative": self.negative,
                  "scores": {n: float(s) for n, s in zip(self.verifier.names, scored.scores)},
                  "seconds": round(time.perf_counter() - self.start, 3)}
         if c.key() is not None and attrs["kind"] == "final":
             attrs["key"] = c.key()
         self.study.add_trial(optuna.trial.create_trial(value=loss, user_attrs=attrs))
-        return None
 
     def _finished(self) -> dict[str, list[float]]:
         out = {}
