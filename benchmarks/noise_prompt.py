@@ -94,6 +94,7 @@ def main(argv=None) -> int:
     p.add_argument("--generations", type=int, default=16)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--minutes", type=float, default=0, help="start no new prompt after this many minutes (0: no limit)")
     p.add_argument("--out", default=str(RESULTS / "noise_prompt"))
     args = p.parse_args(argv)
     if args.threads:
@@ -113,6 +114,9 @@ def main(argv=None) -> int:
     cells = data["cells"]
     start = time.perf_counter()
     for i, case in enumerate(cases):
+        if args.minutes and time.perf_counter() - start > 60 * args.minutes:
+            print(f"stopping: {args.minutes} min reached; the prompts finished so far are summarised", flush=True)
+            break
         space = build_space("antonym+library", case.prompt, models.lexicon, models.one_token, backend.max_tokens(),
                             lambda s: len(backend.token_ids(s)))
         for strategy in ("user",) + STRATEGIES:
@@ -127,6 +131,7 @@ def main(argv=None) -> int:
                           **judge(case, image)}
         json_path.write_text(json.dumps(data))
         print(f"{i + 1}/{len(cases)} prompts ({time.perf_counter() - start:.0f} s)", flush=True)
+    cases = [c for c in cases if all(f"{c.prompt}|{s}" in cells for s in ("user",) + STRATEGIES)]
     lines = [f"# Prompt search and noise search on `--model fashion`: alone, one after the other, together", "",
              f"{len(cases)} hard prompts (as benchmarks/noise_search.py), user seed {FIRST_USER_SEED}; every strategy "
              f"spends {args.generations} generations ({args.generations * args.steps * 2} NFE), the user's image "

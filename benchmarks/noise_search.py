@@ -55,12 +55,14 @@ METRICS = (("verifier", "verifier (minus the judge-CLIP loss)"), ("accuracy", "c
            ("attribute_accuracy", "attribute acc."), ("all_right", "class + attributes"))
 
 
-def hard_cases(n: int) -> list[Case]:
-    """The prompt testbed's hard prompts (its JSON), as its Cases."""
+def hard_cases(n: int, by: str = "clip") -> list[Case]:
+    """The prompt testbed's hard prompts (its JSON), as its Cases: ``clip``, the prompts it searched (highest
+    judge-CLIP loss of the plain generation on seeds 0-1); ``classifier``, the ones the judge classifier
+    got most wrong on the same seeds 0-1 (the testbed's comparison list; the user seeds here are others)."""
     if HARD.is_file():
         data = json.loads(HARD.read_text())
         pool = {c["prompt"]: Case(**c) for c in data["selection"]["pool_prompts"]}
-        return [pool[p] for p in data["selection"]["chosen"]][:n]
+        return [pool[p] for p in data["selection"]["chosen" if by == "clip" else "by_classifier"]][:n]
     return prompt_pool(n, 0)  # without the testbed's results: its pool, unselected (said in the report)
 
 
@@ -123,8 +125,9 @@ def key(case: Case, rep: int, searcher: str, budget) -> str:
 
 def summarise(cells: dict, cases: list[Case], args, seconds: dict) -> tuple[str, dict]:
     lines = ["# Noise search on `--model fashion`: verifier vs held-out judges", "",
-             f"{len(cases)} hard prompts (the prompt testbed's hardest 40 of 200 by the judge-CLIP loss of their plain "
-             f"generation on seeds 0-1) x {args.reps} user seeds ({FIRST_USER_SEED}..); {args.steps} DDIM steps, "
+             f"{len(cases)} hard prompts (the prompt testbed's hardest 40 of 200 by the "
+             f"{'judge-CLIP loss of their plain generation' if args.hard_by == 'clip' else 'judge classifier on their plain generation (class + attributes)'}"
+             f" on seeds 0-1) x {args.reps} user seeds ({FIRST_USER_SEED}..); {args.steps} DDIM steps, "
              f"guidance 7.5: one generation = {args.steps} x 2 = {args.steps * 2} NFE. Each searcher starts from the "
              "user's image and spends the budget (NFE of one generation x the factor, the user's image included). "
              "Verifier: the judge-CLIP spherical loss (the search minimises it). Held-out: the judge classifier and "
@@ -186,6 +189,10 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--budgets", default="4,16", help="NFE factors of one generation")
     p.add_argument("--searchers", default="best-of-n,zero-order,paths,particles")
+    p.add_argument("--hard-by", default="clip", choices=("clip", "classifier"),
+                   help="prompt set: the testbed's hardest by the judge-CLIP loss, or by the classifier (seeds 0-1)")
+    p.add_argument("--first-rep", type=int, default=0, help="run user seeds from this index on (a second process)")
+    p.add_argument("--merge", default="", help="comma-separated JSON files of other processes' cells to summarise with")
     p.add_argument("--extra", default="", help="more cells, e.g. best-of-n@64,zero-order@64")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--minutes", type=float, default=0, help="start no new prompt after this many minutes (0: no limit)")
@@ -203,23 +210,27 @@ def main(argv=None) -> int:
     out = Path(args.out)
     json_path = out.with_suffix(".json")
     data = json.loads(json_path.read_text()) if json_path.is_file() else {}
-    settings = {"steps": args.steps}  # more --reps later reuse the cells made
+    settings = {"steps": args.steps, "hard_by": args.hard_by}  # more --reps later reuse the cells made
     if data.get("settings", settings) != settings:
         data = {}
     data["settings"], cells, seconds = settings, data.setdefault("cells", {}), data.setdefault("seconds", {})
-    cases = hard_cases(args.prompts)
+    for other in filter(None, args.merge.split(",")):  # cells another process made (--first-rep)
+        theirs = json.loads(Path(other).read_text())
+        cells.update({k: v for k, v in theirs["cells"].items() if k not in cells})
+        seconds.update({k: v for k, v in theirs.get("seconds", {}).items() if k not in seconds})
+    cases = hard_cases(args.prompts, args.hard_by)
     backend = load_backend("fashion", steps=args.steps, guidance=7.5)
     verifier = Verifier([ClipReward(ClipObjective("fashion"))])
     judge = Judge()
     g = backend.steps * backend.passes_per_step()
-    todo = [(c, r, s, f) for c in cases for r in range(args.reps)
+    todo = [(c, r, s, f) for c in cases for r in range(args.first_rep, args.reps)
             for s, f in [("user", 1)] + [(s, f) for f in args.budgets for s in args.searchers] + args.extra]
     start = time.perf_counter()
     for i, (case, rep, searcher, factor) in enumerate(todo):
         k = key(case, rep, searcher, factor)
         if k in cells:
             continue
-        if args.minutes and searcher == "user" and rep == 0 and time.perf_counter() - start > 60 * args.minutes:
+        if args.minutes and searcher == "user" and rep == args.first_rep and time.perf_counter() - start > 60 * args.minutes:
             print(f"stopping: {args.minutes} min reached; the prompts finished so far are summarised", flush=True)
             break
         cells[k] = one_search(backend, verifier, judge, case, searcher, factor * g, FIRST_USER_SEED + rep)
