@@ -132,10 +132,10 @@ def main(argv=None) -> int:
         json_path.write_text(json.dumps(data))
         print(f"{i + 1}/{len(cases)} prompts ({time.perf_counter() - start:.0f} s)", flush=True)
     cases = [c for c in cases if all(f"{c.prompt}|{s}" in cells for s in ("user",) + STRATEGIES)]
-    lines = [f"# Prompt search and noise search on `--model fashion`: alone, one after the other, together", "",
+    lines = ["# Prompt search and noise search on `--model fashion`: alone, one after the other, together", "",
              f"{len(cases)} hard prompts (as benchmarks/noise_search.py), user seed {FIRST_USER_SEED}; every strategy "
              f"spends {args.generations} generations ({args.generations * args.steps * 2} NFE), the user's image "
-             "included, and keeps the verifier's (judge-CLIP score) favourite. Held-out: the judge classifier and "
+             "included, and keeps the verifier's favourite (verifier: minus the judge-CLIP loss, higher is better). Held-out: the judge classifier and "
              "pixel attributes. p: paired over prompts against the user's image (W: Wilcoxon, S: sign test).", "",
              "| strategy | verifier | Δ verifier | classifier acc. | Δ acc. | better / worse | p W / S | class + attr. "
              "| Δ | p W / S | negative prompt kept |", "|" + "---|" * 11]

@@ -37,7 +37,7 @@ import optuna
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from prompt_testbed import BRIGHTNESS_SIDE, SIZE_SIDE, Case, prompt_pool  # noqa: E402  (its prompts and words)
+from prompt_testbed import Case, prompt_pool  # noqa: E402  (its prompts and words)
 
 from diffsearch.backends import fashion_sd as fs  # noqa: E402
 from diffsearch.backends.stable_diffusion import load_backend  # noqa: E402
@@ -127,7 +127,7 @@ def summarise(cells: dict, cases: list[Case], args, seconds: dict) -> tuple[str,
     lines = ["# Noise search on `--model fashion`: verifier vs held-out judges", "",
              f"{len(cases)} hard prompts (the prompt testbed's hardest 40 of 200 by the "
              f"{'judge-CLIP loss of their plain generation' if args.hard_by == 'clip' else 'judge classifier on their plain generation (class + attributes)'}"
-             f" on seeds 0-1) x {args.reps} user seeds ({FIRST_USER_SEED}..); {args.steps} DDIM steps, "
+             f" on seeds 0-1) x {args.reps} user seed(s) ({FIRST_USER_SEED}..); {args.steps} DDIM steps, "
              f"guidance 7.5: one generation = {args.steps} x 2 = {args.steps * 2} NFE. Each searcher starts from the "
              "user's image and spends the budget (NFE of one generation x the factor, the user's image included). "
              "Verifier: the judge-CLIP spherical loss (the search minimises it). Held-out: the judge classifier and "
@@ -177,7 +177,7 @@ def plot(summary: dict, user: dict, args, path: Path) -> None:
         ax.set_xlabel("NFE (denoiser evaluations per image)")
         ax.set_title(label)
     axes[0].legend()
-    fig.suptitle(f"Noise search on --model fashion: {args.prompts} hard prompts x {args.reps} user seeds")
+    fig.suptitle(f"Noise search on --model fashion: {args.prompts} hard prompts x {args.reps} user seed(s)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
@@ -211,7 +211,7 @@ def main(argv=None) -> int:
     json_path = out.with_suffix(".json")
     data = json.loads(json_path.read_text()) if json_path.is_file() else {}
     settings = {"steps": args.steps, "hard_by": args.hard_by}  # more --reps later reuse the cells made
-    if data.get("settings", settings) != settings:
+    if {"hard_by": "clip", **data.get("settings", settings)} != settings:
         data = {}
     data["settings"], cells, seconds = settings, data.setdefault("cells", {}), data.setdefault("seconds", {})
     for other in filter(None, args.merge.split(",")):  # cells another process made (--first-rep)

@@ -93,7 +93,7 @@ def main(args: argparse.Namespace) -> int:
 
 def print_summary(results: dict, console: Console) -> None:
     names = results["verifier"]
-    table = Table(title=f"verifier {', '.join(names)} (higher is better)")
+    table = Table(title=f"verifier {', '.join(names)}: minus its loss (higher is better)")
     for column in ("prompt", "your image", "chosen", "chosen noise", "NFE spent / budget", "max |diff| vs diffusers"):
         table.add_column(column)
     for r in results["prompts"]:

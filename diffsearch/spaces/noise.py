@@ -182,6 +182,10 @@ def regenerate(backend: PipelineBackend, prompt: str, saved: dict, negative: str
 def reproduce_call(backend: PipelineBackend, model: str, prompt: str, record: dict, negative: str = "") -> str:
     """The exact Python a user runs to make the chosen image again with diffusers alone."""
     cls = type(backend.pipe).__name__
+    if model == "fashion":  # the shipped pipeline's own directory
+        from diffsearch.backends.fashion_sd import PIPELINE_DIR
+
+        model = str(PIPELINE_DIR)
     lines = ["import torch", f"from diffusers import {cls}" + (", DDIMScheduler" if backend.family in ("sd", "sdxl") else ""),
              f"pipe = {cls}.from_pretrained({model!r})"]
     if backend.family in ("sd", "sdxl"):
