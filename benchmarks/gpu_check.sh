@@ -4,6 +4,8 @@
 #   2. the shortcut gradient's peak GPU memory and time per family (SDXL, SD3, FLUX) at real architecture
 #      sizes with random weights, shortcut (t = T/2, K = 1) vs full backpropagation, T = 10 steps
 #   3. one short prompt search per family on the tiny pipelines, on the GPU, through the CLI
+#   4. noise search (best-of-N, zero-order) on SD 1.x at 512 px and SDXL at 1024 px: peak memory, seconds per
+#      NFE; the weights come from SD15_DIR and SDXL_DIR (diffusers pipeline directories; skipped when unset)
 # Writes benchmarks/results/gpu_check.{md,json} (plus gpu_check_images.md and
 # prompt_gradient_families_<family>_gpu.{md,json} from the scripts it calls).
 #
@@ -36,6 +38,7 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, record rc and s
 
 if [ $DRY = 1 ]; then  # every script must at least compile here
   "$PY" -m py_compile benchmarks/hparams_images.py benchmarks/prompt_gradient.py diffsearch/cli/prompt.py \
+    benchmarks/noise_gpu.py \
     || { echo "gpu_check: a script it runs does not compile" >&2; exit 1; }
 fi
 
@@ -55,6 +58,13 @@ for family in tiny-sdxl tiny-sd3 tiny-flux; do
     --clip tiny --device cuda --steps 4 --budget 8 --iterations 2 --space antonym+library --searcher gpo+es \
     --out "$TMP/search_$family" --json "${extra[@]}"
 done
+# 4. noise search on real pipelines (the user's weights), ~2 min each
+for pair in "sd15:${SD15_DIR:-}:512" "sdxl:${SDXL_DIR:-}:1024"; do
+  IFS=: read -r name dir size <<< "$pair"
+  if [ -z "$dir" ] && [ $DRY = 0 ]; then echo "noise_$name: skipped (set ${name^^}_DIR to a diffusers pipeline directory)" >&2; continue; fi
+  step "noise_$name" 150 "$PY" benchmarks/noise_gpu.py --model "${dir:-\$${name^^}_DIR}" --size $size --steps 20 \
+    --generations 4 --searchers best-of-n,zero-order --out "$RESULTS/noise_gpu_$name"
+done
 [ $DRY = 1 ] && { echo "dry run: nothing measured"; rm -rf "$TMP"; exit 0; }
 
 "$PY" - "$TMP" "$RESULTS" "${STEPS[@]}" <<'PYEOF'
@@ -73,6 +83,9 @@ lines = [f"# GPU check on {gpu}", "", "Run by `bash benchmarks/gpu_check.sh`; ea
          "Image study: gpu_check_images.md.", "", "| step | rc | seconds | last line |", "|---|---|---|---|"]
 lines += [f"| {r['step']} | {r['rc']} | {r['seconds']} | {r['last_line'].replace('|', '/')} |" for r in rows]
 for r in rows:
+    p = results / f"noise_gpu_{r['step'].removeprefix('noise_')}.md"
+    if r["step"].startswith("noise_") and p.is_file():
+        lines += ["", p.read_text()]
     p = results / f"prompt_gradient_families_{r['step'].removeprefix('gradient_')}_gpu.md"
     if r["step"].startswith("gradient_") and p.is_file():
         lines += ["", p.read_text()]

@@ -53,6 +53,9 @@ def rows() -> list[tuple[str, str, str]]:
         ("prompt searcher", PROMPT_SEARCHERS.descriptions()),
         ("prompt reward", REWARDS.descriptions()),
         ("prompt pipeline", FAMILIES.descriptions()),
+        ("noise space", _noise_spaces()),
+        ("noise searcher", _noise_searchers()),
+        ("noise verifier", _noise_verifiers()),
         ("prompt dataset", {"prompts.txt": "our prompt set for diffsearch prompt --prompts (12 prompts)",
                             "negative_words.txt": "our negative-word library (~200 words) for the library space"}),
     )
@@ -62,6 +65,25 @@ def rows() -> list[tuple[str, str, str]]:
     for _, _, error in broken:
         sys.stderr.write(f"diffsearch: warning: {error}\n")
     return [(kind, name, text) for kind, entries in sections for name, text in entries.items()] + broken
+
+
+def _noise_spaces() -> dict[str, str]:
+    from diffsearch.spaces.noise import NOISE_SPACES
+
+    return NOISE_SPACES
+
+
+def _noise_searchers() -> dict[str, str]:
+    from diffsearch.searchers.noise.registry import NOISE_SEARCHERS
+
+    return {name: entry.description for name, entry in NOISE_SEARCHERS.all().items()}
+
+
+def _noise_verifiers() -> dict[str, str]:
+    from diffsearch.objectives.ensemble import ENSEMBLES
+
+    return {"any --reward": "every prompt reward above (clip, pickscore, hpsv2, MODULE:FUNCTION)"} | \
+        {f"a,b --ensemble {k}": v for k, v in ENSEMBLES.items()}
 
 
 def markdown() -> str:

@@ -23,6 +23,8 @@ _JOBS = {
     "prompt": JobEntry("diffsearch.jobs.prompt",
                        "optimise a Stable Diffusion prompt: negative prompt or attack "
                        "(DPO-Diff, Wang et al., ICML 2024)"),
+    "noise": JobEntry("diffsearch.jobs.noise", "better images from the same model: search the initial noise and "
+                      "sampling path scored by a verifier (Ma et al., CVPR 2025)"),
     "sweep": JobEntry("diffsearch.jobs.sweep", "tune any training program from a W&B-style sweep file "
                       "(its JSON-line reports drive pruning)"),
 }

@@ -220,6 +220,17 @@ class PipelineBackend(ABC):
         # (3) closed-form x0 of the last gradient step; at the end of the schedule, the sample itself
         return self.decode(latents if t_index + k == len(timesteps) else x0)
 
+    def passes_per_step(self) -> int:
+        """Denoiser passes per sampling step (2 with classifier-free guidance): the unit the noise job
+        counts NFE in."""
+        return 1
+
+    # ---- noise search hooks (spaces/noise.py) -------------------------------------------------------
+    def renoise(self, x0: torch.Tensor, i: int, noise: torch.Tensor) -> torch.Tensor:
+        """The state after step index ``i`` rebuilt from a clean estimate ``x0`` and fresh ``noise`` (the
+        forward process at that step's noise level): how noise is injected along the path."""
+        raise NotImplementedError(f"{type(self).__name__} has no renoise hook")
+
     def shortcut_cost(self, t_index: int, k: int) -> float:
         """Cost of one shortcut step in full generations: forward steps, plus backward ~ 2 forwards."""
         k = min(k, self.steps - t_index)

@@ -36,6 +36,11 @@ class FlowMatchingBackend(PipelineBackend):
         prev = (latents.float() + (sigmas[i + 1] - sigmas[i]) * model_output).to(model_output.dtype)
         return prev, x0
 
+    def renoise(self, x0, i, noise):
+        """Flow matching: the state after step ``i`` is (1 - sigma) x0 + sigma noise at sigma_{i+1}."""
+        sigma = self.scheduler.sigmas[i + 1].to(x0.device, torch.float32)
+        return ((1 - sigma) * x0.float() + sigma * noise.float()).to(x0.dtype)
+
     def _vae_decode(self, latents: torch.Tensor) -> torch.Tensor:
         vae = self.pipe.vae
         latents = latents / vae.config.scaling_factor + vae.config.shift_factor

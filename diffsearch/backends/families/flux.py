@@ -88,6 +88,9 @@ class FluxBackend(FlowMatchingBackend):
         v_neg = self._forward(latents, t, *uncond)
         return v_neg + self.true_cfg * (v - v_neg)
 
+    def passes_per_step(self) -> int:
+        return 2 if self.true_cfg > 1 else 1
+
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         unpacked = self.pipe._unpack_latents(latents, self.height, self.width, self.factor)
         return self._vae_decode(unpacked)

@@ -56,6 +56,17 @@ class SDBackend(PipelineBackend):
         out = self.scheduler.step(model_output, t, latents)
         return out.prev_sample, out.pred_original_sample
 
+    def passes_per_step(self) -> int:
+        return 2 if self.guidance > 1 else 1  # conditional and unconditional in one batch
+
+    def renoise(self, x0, i, noise):
+        """DDIM: the state after step ``i`` sits at alpha_bar of the previous timestep (DDIMScheduler.step)."""
+        s = self.scheduler
+        prev = int(self.timesteps[i]) - s.config.num_train_timesteps // s.num_inference_steps
+        a = s.alphas_cumprod[prev] if prev >= 0 else s.final_alpha_cumprod
+        a = a.to(x0.device, torch.float32)
+        return (a.sqrt() * x0.float() + (1 - a).sqrt() * noise.float()).to(x0.dtype)
+
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         images = self.pipe.vae.decode(latents / self.pipe.vae.config.scaling_factor).sample
         return (images / 2 + 0.5).clamp(0, 1)

@@ -72,5 +72,8 @@ class SD3Backend(FlowMatchingBackend):
         v_uncond, v_cond = v.chunk(2)
         return v_uncond + self.guidance * (v_cond - v_uncond)
 
+    def passes_per_step(self) -> int:
+        return 2 if self.guidance > 1 else 1
+
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         return self._vae_decode(latents)

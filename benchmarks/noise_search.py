@@ -1,0 +1,256 @@
+"""Noise search on the shipped Fashion-MNIST Stable Diffusion (``--model fashion``): does searching the
+initial noise with a verifier give images an independent judge finds better?
+
+Prompts: the 40 hard prompts of the prompt testbed (benchmarks/prompt_testbed.py ``--hard 40 --pool 200``:
+the pool's prompts whose plain generation has the highest judge-CLIP loss on seeds 0-1; attributes, unusual
+templates, WordNet synonyms the captions never used). For each prompt and each of ``--reps`` user seeds
+(1000, 1001, ...: never used to choose the prompts), the user's image is the plain generation from that seed;
+each searcher (its seed = the user's) starts from it and spends 4x, 16x (and ``--budgets``) the NFE of one
+generation (10 DDIM steps x 2 passes of classifier-free guidance = 20 NFE).
+
+Verifier (what the search minimises): the judge CLIP's spherical loss (``--clip fashion``; the search
+maximises minus it; the tables show the loss, lower is better).
+Held-out judges (never used to choose): the judge classifier (a CNN trained on real Fashion-MNIST): is the
+asked class there; the pixel attributes asked (dark / bright, small / large: on the asked side of the
+class's median on real images); class + attributes: both right.
+
+Per prompt, the mean over user seeds; paired over prompts against the user's image: Wilcoxon signed-rank
+(scipy) and the sign test (prompts better / worse). The verifier's score sits beside the judges' so that
+verifier hacking (the verifier up, the judges not) shows. Cells are written to the JSON as they finish;
+a rerun with the same settings skips them.
+
+    nice -n 10 python benchmarks/noise_search.py --quick        # a minute: it works
+    nice -n 10 python benchmarks/noise_search.py                # the full run (~40 prompts x 2 seeds)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from prompt_testbed import Case, prompt_pool  # noqa: E402  (its prompts and words)
+
+from diffsearch.backends import fashion_sd as fs  # noqa: E402
+from diffsearch.backends.stable_diffusion import load_backend  # noqa: E402
+from diffsearch.objectives.clip import ClipObjective, ClipReward  # noqa: E402
+from diffsearch.objectives.ensemble import Verifier  # noqa: E402
+from diffsearch.searchers.noise.base import NoiseSearchSettings  # noqa: E402
+from diffsearch.searchers.noise.registry import NOISE_SEARCHERS  # noqa: E402
+from diffsearch.spaces.noise import Candidate  # noqa: E402
+from diffsearch.tasks.noise_task import NoiseTask  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results"
+HARD = RESULTS / "prompt_testbed_hard.json"
+FIRST_USER_SEED = 1000
+METRICS = (("verifier", "verifier (minus the judge-CLIP loss)"), ("accuracy", "classifier acc."),
+           ("attribute_accuracy", "attribute acc."), ("all_right", "class + attributes"))
+
+
+def hard_cases(n: int, by: str = "clip") -> list[Case]:
+    """The prompt testbed's hard prompts (its JSON), as its Cases: ``clip``, the prompts it searched (highest
+    judge-CLIP loss of the plain generation on seeds 0-1); ``classifier``, the ones the judge classifier
+    got most wrong on the same seeds 0-1 (the testbed's comparison list; the user seeds here are others)."""
+    if HARD.is_file():
+        data = json.loads(HARD.read_text())
+        pool = {c["prompt"]: Case(**c) for c in data["selection"]["pool_prompts"]}
+        return [pool[p] for p in data["selection"]["chosen" if by == "clip" else "by_classifier"]][:n]
+    return prompt_pool(n, 0)  # without the testbed's results: its pool, unselected (said in the report)
+
+
+class Judge:
+    """The held-out judges on one image of a case."""
+
+    def __init__(self):
+        self.judge = fs.Judge()
+
+    def __call__(self, case: Case, images: torch.Tensor) -> dict:
+        labels = np.full(len(images), case.label)
+        right = self.judge.classify(images.float().cpu()) == labels
+        bright, size = self.judge.attribute_sides(images.float().cpu(), labels)
+        asked = [(s == w) for s, w in ((bright, case.brightness), (size, case.size)) if w is not None]
+        all_right = right & np.all(asked, axis=0) if asked else right
+        return {"accuracy": float(right.mean()), "attribute_accuracy": float(np.mean(asked)) if asked else None,
+                "all_right": float(all_right.mean())}
+
+
+def one_search(backend, verifier, judge: Judge, case: Case, searcher: str, budget: int, seed: int) -> dict:
+    study = optuna.create_study(storage=optuna.storages.InMemoryStorage())  # every scored image a trial
+    task = NoiseTask(backend, verifier, case.prompt, study, budget, seed, Candidate(seed=seed, origin="user"))
+    start = time.perf_counter()
+    user = task.evaluate([task.user])[0]
+    info = {} if searcher == "user" else NOISE_SEARCHERS.get(searcher)().search(task, NoiseSearchSettings())
+    best = task.best()
+    seconds = time.perf_counter() - start
+    out = {"verifier": float(best.scores[0]), "user_verifier": float(user.scores[0]), "spent_nfe": task.spent,
+           "forward_nfe": task.forward_nfe, "trials": len(study.trials), "seconds": seconds,
+           "moved": best.candidate.latent is not None, "injections": len(best.candidate.injections),
+           "is_user": best is user, "info": info}
+    out.update(judge(case, task.replay(best.candidate)))
+    return out
+
+
+def paired(after: list[float], before: list[float]) -> dict:
+    from scipy.stats import binomtest, wilcoxon
+
+    d = np.array(after) - np.array(before)
+    better, worse = int((d > 0).sum()), int((d < 0).sum())
+    p_w = float(wilcoxon(after, before).pvalue) if better + worse else None
+    p_s = float(binomtest(better, better + worse).pvalue) if better + worse else None
+    return {"diff": float(d.mean()), "better": better, "worse": worse, "p_wilcoxon": p_w, "p_sign": p_s}
+
+
+def per_prompt(cells: dict, cases: list[Case], reps: int, searcher: str, budget: str, metric: str) -> list[float]:
+    """Per prompt, the mean over user seeds (None-free: prompts that ask no attribute are left out of it)."""
+    out = []
+    for case in cases:
+        values = [cells[key(case, r, searcher, budget)][metric] for r in range(reps)]
+        values = [v for v in values if v is not None]
+        if values:
+            out.append(statistics.fmean(values))
+    return out
+
+
+def key(case: Case, rep: int, searcher: str, budget) -> str:
+    return f"{case.prompt}|{rep}|{searcher}|{budget}"
+
+
+def summarise(cells: dict, cases: list[Case], args, seconds: dict) -> tuple[str, dict]:
+    lines = ["# Noise search on `--model fashion`: verifier vs held-out judges", "",
+             f"{len(cases)} hard prompts (the prompt testbed's hardest 40 of 200 by the "
+             f"{'judge-CLIP loss of their plain generation' if args.hard_by == 'clip' else 'judge classifier on their plain generation (class + attributes)'}"
+             f" on seeds 0-1) x {args.reps} user seed(s) ({FIRST_USER_SEED}..); {args.steps} DDIM steps, "
+             f"guidance 7.5: one generation = {args.steps} x 2 = {args.steps * 2} NFE. Each searcher starts from the "
+             "user's image and spends the budget (NFE of one generation x the factor, the user's image included). "
+             "Verifier: the judge-CLIP spherical loss (the search minimises it). Held-out: the judge classifier and "
+             "the pixel attributes, never used to choose. Per prompt: the mean over user seeds; p: paired over "
+             "prompts against the user's image (W: Wilcoxon signed-rank, S: sign test); better / worse: prompts.",
+             "", f"Wall time on 2 shared CPU cores: {sum(seconds.values()) / 60:.1f} min for all searches.", "",
+             "| searcher | budget | NFE | verifier: judge-CLIP loss | Δ loss (p W) | classifier acc. | Δ acc. | better / worse | p W / S "
+             "| attribute acc. | class + attr. | Δ class + attr. | p W / S |", "|" + "---|" * 13]
+    summary = {}
+    user = {m: per_prompt(cells, cases, args.reps, "user", "1", m) for m, _ in METRICS}
+    fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    lines.append(f"| your seed | 1x | {args.steps * 2} | {-statistics.fmean(user['verifier']):.3f} | | "
+                 f"{statistics.fmean(user['accuracy']):.3f} | | | | {statistics.fmean(user['attribute_accuracy']):.3f} | "
+                 f"{statistics.fmean(user['all_right']):.3f} | | |")
+    for searcher, factor in sorted({(s, f) for s in args.searchers for f in args.budgets} | set(args.extra),
+                                   key=lambda sf: (sf[1], (args.searchers + [x for x, _ in args.extra]).index(sf[0]))):
+        if not all(key(c, r, searcher, factor) in cells for c in cases for r in range(args.reps)):
+            continue
+        m = {name: per_prompt(cells, cases, args.reps, searcher, factor, name) for name, _ in METRICS}
+        tests = {name: paired(m[name], user[name]) for name, _ in METRICS}
+        summary[f"{searcher}@{factor}x"] = {"means": {n: statistics.fmean(v) for n, v in m.items()}, "tests": tests}
+        a, v, c = tests["accuracy"], tests["verifier"], tests["all_right"]
+        lines.append(
+            f"| {searcher} | {factor}x | {factor * args.steps * 2} | {-statistics.fmean(m['verifier']):.3f} | "
+            f"{-v['diff']:+.3f} ({fmt(v['p_wilcoxon'])}) | {statistics.fmean(m['accuracy']):.3f} | {a['diff']:+.3f} | "
+            f"{a['better']} / {a['worse']} | {fmt(a['p_wilcoxon'])} / {fmt(a['p_sign'])} | "
+            f"{statistics.fmean(m['attribute_accuracy']):.3f} | {statistics.fmean(m['all_right']):.3f} | "
+            f"{c['diff']:+.3f} | {fmt(c['p_wilcoxon'])} / {fmt(c['p_sign'])} |")
+    return "\n".join(lines) + "\n", summary
+
+
+def plot(summary: dict, user: dict, args, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for ax, (metric, label) in zip(axes, (("verifier", "verifier: judge-CLIP loss (lower is better)"), ("accuracy", "held-out: classifier acc."),
+                                          ("all_right", "held-out: class + attributes"))):
+        for searcher in args.searchers:
+            xs = [1] + sorted({int(k.split("@")[1][:-1]) for k in summary if k.split("@")[0] == searcher})
+            ys = [user[metric]] + [summary[f"{searcher}@{f}x"]["means"][metric] for f in xs[1:]]
+            ys = [-y for y in ys] if metric == "verifier" else ys
+            ax.plot([x * args.steps * 2 for x in xs], ys, marker="o", label=searcher)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("NFE (denoiser evaluations per image)")
+        ax.set_title(label)
+    axes[0].legend()
+    fig.suptitle(f"Noise search on --model fashion: {args.prompts} hard prompts x {args.reps} user seed(s)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--prompts", type=int, default=40)
+    p.add_argument("--reps", type=int, default=2, help="user seeds per prompt")
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--budgets", default="4,16", help="NFE factors of one generation")
+    p.add_argument("--searchers", default="best-of-n,zero-order,paths,particles")
+    p.add_argument("--hard-by", default="clip", choices=("clip", "classifier"),
+                   help="prompt set: the testbed's hardest by the judge-CLIP loss, or by the classifier (seeds 0-1)")
+    p.add_argument("--first-rep", type=int, default=0, help="run user seeds from this index on (a second process)")
+    p.add_argument("--merge", default="", help="comma-separated JSON files of other processes' cells to summarise with")
+    p.add_argument("--extra", default="", help="more cells, e.g. best-of-n@64,zero-order@64")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--minutes", type=float, default=0, help="start no new prompt after this many minutes (0: no limit)")
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--out", default=str(RESULTS / "noise_search"))
+    args = p.parse_args(argv)
+    if args.quick:
+        args.prompts, args.reps, args.budgets, args.out = 2, 1, "4", "/tmp/noise_search_quick"
+    args.budgets = [int(b) for b in args.budgets.split(",")]
+    args.searchers = args.searchers.split(",")
+    args.extra = [(x.split("@")[0], int(x.split("@")[1])) for x in args.extra.split(",") if x]
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    out = Path(args.out)
+    json_path = out.with_suffix(".json")
+    data = json.loads(json_path.read_text()) if json_path.is_file() else {}
+    settings = {"steps": args.steps, "hard_by": args.hard_by}  # more --reps later reuse the cells made
+    if {"hard_by": "clip", **data.get("settings", settings)} != settings:
+        data = {}
+    data["settings"], cells, seconds = settings, data.setdefault("cells", {}), data.setdefault("seconds", {})
+    for other in filter(None, args.merge.split(",")):  # cells another process made (--first-rep)
+        theirs = json.loads(Path(other).read_text())
+        cells.update({k: v for k, v in theirs["cells"].items() if k not in cells})
+        seconds.update({k: v for k, v in theirs.get("seconds", {}).items() if k not in seconds})
+    cases = hard_cases(args.prompts, args.hard_by)
+    backend = load_backend("fashion", steps=args.steps, guidance=7.5)
+    verifier = Verifier([ClipReward(ClipObjective("fashion"))])
+    judge = Judge()
+    g = backend.steps * backend.passes_per_step()
+    todo = [(c, r, s, f) for c in cases for r in range(args.first_rep, args.reps)
+            for s, f in [("user", 1)] + [(s, f) for f in args.budgets for s in args.searchers] + args.extra]
+    start = time.perf_counter()
+    for i, (case, rep, searcher, factor) in enumerate(todo):
+        k = key(case, rep, searcher, factor)
+        if k in cells:
+            continue
+        if args.minutes and searcher == "user" and rep == args.first_rep and time.perf_counter() - start > 60 * args.minutes:
+            print(f"stopping: {args.minutes} min reached; the prompts finished so far are summarised", flush=True)
+            break
+        cells[k] = one_search(backend, verifier, judge, case, searcher, factor * g, FIRST_USER_SEED + rep)
+        seconds[k] = cells[k]["seconds"]
+        json_path.write_text(json.dumps(data))  # a stopped run keeps every finished cell
+        if (i + 1) % 20 == 0 or i + 1 == len(todo):
+            print(f"{i + 1}/{len(todo)} searches ({time.perf_counter() - start:.0f} s)", flush=True)
+    json_path.write_text(json.dumps(data))
+    cases = [c for c in cases if all(key(c, r, s, f) in cells for r in range(args.reps)
+                                     for s, f in [("user", 1)] + [(s, f) for f in args.budgets for s in args.searchers])]
+    args.prompts = len(cases)
+    text, summary = summarise(cells, cases, args, seconds)
+    user = {m: statistics.fmean(per_prompt(cells, cases, args.reps, "user", "1", m)) for m, _ in METRICS}
+    plot(summary, user, args, out.with_suffix(".png"))
+    data["summary"] = summary
+    json_path.write_text(json.dumps(data))
+    out.with_suffix(".md").write_text(text + f"\n![curves]({out.with_suffix('.png').name})\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Noise searchers (``diffsearch noise --searcher``): see registry.py."""
