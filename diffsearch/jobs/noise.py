@@ -242,7 +242,7 @@ class NoiseJob:
                 rows += before_after_rows(task, record)
         grid = None
         if rows:
-            from diffsearch.image_grid import image_grid
+            from diffsearch.plots.images import image_grid
 
             grid = str(run.out / "before_after.png")
             image_grid(rows, Path(grid), title=f"diffsearch noise --searcher {o.searcher} --budget-nfe {o.budget_nfe}")
