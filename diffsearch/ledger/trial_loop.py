@@ -27,7 +27,7 @@ from diffsearch.ledger.dead_workers import (earlier_retry, failed_by_another_wor
 from diffsearch.ledger.interrupt import stop_point
 from diffsearch.ledger.optuna_private import heartbeat_enabled, heartbeat_interval, trial_id
 from diffsearch.ledger.storage import MAX_RETRIES
-from diffsearch.ledger.studies import done_trials, is_done, is_finished
+from diffsearch.ledger.studies import is_done, is_finished
 from diffsearch.ledger.trial_timeout import TIME_LIMIT_ATTR, time_limit
 
 POLL_SECONDS = 0.2
