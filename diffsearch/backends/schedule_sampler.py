@@ -117,8 +117,20 @@ class Sampler:
         scheduler, kwargs = self.baseline(name, nfe)
         return self.generate(scheduler, seeds, kwargs)
 
+    def _mu(self) -> dict[str, Any]:
+        return {}
+
+    def timesteps_run(self, scheduler, set_kwargs: dict) -> list[float]:
+        """The timesteps the denoiser sees with this scheduler (flow: sigma x 1000 after the shift)."""
+        scheduler.set_timesteps(**set_kwargs)
+        return [round(float(t), 3) for t in scheduler.timesteps]
+
     def baseline(self, name: str, nfe: int):
         """(scheduler, set_timesteps kwargs) of a baseline named in ``baselines()``."""
+        scheduler, kwargs = self._baseline(name, nfe)
+        return scheduler, (kwargs | self._mu()) if "num_inference_steps" in kwargs else kwargs
+
+    def _baseline(self, name: str, nfe: int):
         from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 
         if name.startswith("ddim-"):
@@ -220,8 +232,6 @@ class PipelineSampler(Sampler):
         from diffsearch.backends.families.base import map_cond
 
         indices = list(range(len(seeds))) if indices is None else list(indices)
-        if "num_inference_steps" in set_kwargs:
-            set_kwargs = set_kwargs | self._mu()
         out = []
         self.backend.scheduler = scheduler  # the backend's predict / step / initial noise use it
         empty = self._cond("")

@@ -22,6 +22,8 @@ from diffsearch.searchers.registry import hparams_searchers
 from diffsearch.searchers.tree_registry import tree_searchers
 from diffsearch.spaces.training import training_spaces
 from diffsearch.spaces.prompts import PROMPT_SPACES
+from diffsearch.searchers.schedule.registry import SCHEDULE_SEARCHERS
+from diffsearch.spaces.schedules import describe_space
 from diffsearch.tasks.optimizer_tasks import SCORES, TASKS
 
 
@@ -52,6 +54,8 @@ def rows() -> list[tuple[str, str, str]]:
         ("prompt space", PROMPT_SPACES),
         ("prompt searcher", described(prompt_searchers())),
         ("prompt reward", REWARDS),
+        ("schedule space", {"schedule": describe_space()}),
+        ("schedule searcher", described(SCHEDULE_SEARCHERS.all())),
         ("prompt dataset", {"prompts.txt": "our prompt set for diffsearch prompt --prompts (12 prompts)",
                             "negative_words.txt": "our negative-word library (~200 words) for the library space"}),
     )

@@ -23,6 +23,8 @@ JOBS = {
     "prompt": JobEntry("diffsearch.jobs.prompt",
                        "optimise a Stable Diffusion prompt: negative prompt or attack "
                        "(DPO-Diff, Wang et al., ICML 2024)"),
+    "schedule": JobEntry("diffsearch.jobs.schedule", "search the timesteps of a short sampler of a pretrained model: "
+                         "fewer steps at the same quality (AutoDiffusion, Li et al., ICCV 2023; LD3, ICLR 2025)"),
     "sweep": JobEntry("diffsearch.jobs.sweep", "tune any training program from a W&B-style sweep file "
                       "(its JSON-line reports drive pruning)"),
 }
