@@ -152,7 +152,10 @@ class Sampler:
         if self.model_range.flow:
             return ["euler"]
         names = [f"ddim-{s}" for s in SPACINGS] + ["dpm++", "dpm++-karras"]
-        return names + (["ays"] if self.ays(nfe) is not None else [])
+        names += ["ays"] if self.ays(nfe) is not None else []
+        # a scheduler whose own schedule repeats a timestep at this NFE cannot step through it (Karras sigmas
+        # on a cosine schedule: sigma_max ~ 2e4 puts the first two steps on timestep 998): not a baseline here
+        return [name for name in names if len(set(self.timesteps_run(*self.baseline(name, nfe)))) == nfe]
 
     def ays(self, nfe: int) -> Schedule | None:
         """Align Your Steps (Sabour et al. 2024) for this family, from diffusers' ``AysSchedules``: the

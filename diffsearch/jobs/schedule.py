@@ -381,6 +381,7 @@ class Row:
     kid: float | None
     teacher_mse: float | None     # on held-out seeds
     seconds: float
+    error: str | None = None
 
 
 def judge(p: Prepared, rows: dict[str, tuple[str, Callable[[list[int]], torch.Tensor], list[float], int | None]],
@@ -396,7 +397,13 @@ def judge(p: Prepared, rows: dict[str, tuple[str, Callable[[list[int]], torch.Te
     out, grids = [], {}
     for name, (kind, generate, schedule, order) in rows.items():
         start = time.perf_counter()
-        images = generate(seeds)
+        try:
+            images = generate(seeds)
+        except (RuntimeError, ValueError, IndexError) as exc:  # a sampler that breaks is a row saying so
+            out.append(Row(name, kind, schedule, order, None, None, None, 0.0,
+                           f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"))
+            log(f"  {name}: failed ({out[-1].error})")
+            continue
         fid = kid = None
         if o.reference:
             parts = p.reference("eval").score(inception_features(to_uint8(images), o.device))
@@ -472,16 +479,17 @@ def figure(rows: list[Row], grids: dict[str, np.ndarray], path: Path, title: str
     left.set_ylabel("timestep (sigma x 1000 after the shift)" if flow else "timestep")
     left.legend(fontsize=7)
     left.set_title("schedules")
+    rows = [r for r in rows if r.name in grids]
     n = len(rows)
     for i, r in enumerate(rows):
-        ax = fig.add_axes((0.42, 0.9 - (i + 1) * 0.8 / n, 0.56, 0.8 / n * 0.95))
+        ax = fig.add_axes((0.42, 0.9 - (i + 1) * 0.8 / n, 0.4, 0.8 / n * 0.95))
         images = grids[r.name]
         strip = np.concatenate(list(np.clip(images, 0, 1)), axis=1)
         ax.imshow(strip.squeeze(-1) if strip.shape[-1] == 1 else strip, cmap="gray", vmin=0, vmax=1)
         ax.set_xticks([])
         ax.set_yticks([])
         label = f"{r.name}" + (f"  FID {r.fid:.1f}" if r.fid is not None else "") + f"  MSE {r.teacher_mse:.4f}"
-        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+        ax.text(1.02, 0.5, label, transform=ax.transAxes, ha="left", va="center", fontsize=8)
     fig.suptitle(title)
     fig.savefig(path, dpi=90)
     plt.close(fig)

@@ -25,7 +25,11 @@ def tpe(seed: int) -> optuna.samplers.BaseSampler:
 
 
 def gp(seed: int) -> optuna.samplers.BaseSampler:
-    return optuna.samplers.GPSampler(seed=seed, deterministic_objective=True)
+    import warnings
+
+    with warnings.catch_warnings():  # deterministic_objective is marked experimental (same images, same value)
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.GPSampler(seed=seed, deterministic_objective=True)
 
 
 def random(seed: int) -> optuna.samplers.BaseSampler:
