@@ -63,8 +63,9 @@ def run(args) -> dict:
 
     torch.set_num_threads(1)
     inception_with_threads(args.inception_threads)
+    started = time.perf_counter()
 
-    path = RESULTS / "schedule_search.json"
+    path = Path(args.record)
     record = json.loads(path.read_text()) if path.is_file() else {}
     record.setdefault("runs", {})
     record["settings"] = {"budget": args.budget, "fid_images": args.fid_images, "search_images": args.search_images,
@@ -121,6 +122,7 @@ def run(args) -> dict:
         if name == "fashion" and "reproduction" not in record:
             record["reproduction"] = reproduction_check(record)
             save(record, path)
+    record["seconds"] = record.get("seconds", 0) + round(time.perf_counter() - started, 1)
     return record
 
 
@@ -147,6 +149,18 @@ def reproduction_check(record: dict) -> dict:
     theirs = pipe(prompts, timesteps=list(schedule.timesteps), output_type="pt",
                   generator=[torch.Generator().manual_seed(s) for s in range(4)]).images
     return {"schedule": schedule.to_dict(), "max_abs_pixel_difference": float((ours - theirs).abs().max())}
+
+
+def merged() -> dict:
+    """schedule_search.json with the parts that ran in a process of their own (``--record``) merged in."""
+    record = json.loads((RESULTS / "schedule_search.json").read_text())
+    for part in sorted(RESULTS.glob("schedule_search_*.partial.json")):
+        other = json.loads(part.read_text())
+        record["runs"].update(other.get("runs", {}))
+        for key in ("mnist_unet", "reproduction"):
+            if key in other:
+                record[key] = other[key]
+    return record
 
 
 def save(record: dict, path: Path) -> None:
@@ -266,20 +280,23 @@ def main() -> None:
     p.add_argument("--inception-threads", type=int, default=2)
     p.add_argument("--search-images", type=int, default=16)
     p.add_argument("--teacher-steps", type=int, default=50)
-    p.add_argument("--report-only", action="store_true")
+    p.add_argument("--report-only", action="store_true", help="merge the parts and write the report")
+    p.add_argument("--record", default=str(RESULTS / "schedule_search.json"),
+                   help="where the finished parts are kept (a model run in a second process: "
+                        "benchmarks/results/schedule_search_<model>.partial.json, merged by --report-only)")
     a = p.parse_args()
     a.models, a.searchers = a.models.split(","), a.searchers.split(",")
     a.nfe = [int(n) for n in a.nfe.split(",")]
-    start = time.perf_counter()
     if a.report_only:
-        record = json.loads((RESULTS / "schedule_search.json").read_text())
+        record = merged()
     else:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.ERROR)
         record = run(a)
-        record["seconds"] = round(time.perf_counter() - start, 1)
-        save(record, RESULTS / "schedule_search.json")
+        save(record, Path(a.record))
+        if Path(a.record) != RESULTS / "schedule_search.json":
+            return
     report(record)
     print((RESULTS / "schedule_search.md").read_text())
 

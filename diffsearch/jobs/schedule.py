@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -471,7 +472,7 @@ def figure(rows: list[Row], grids: dict[str, np.ndarray], path: Path, title: str
     import matplotlib.pyplot as plt
 
     fig = plt.figure(figsize=(13, 0.9 * len(rows) + 2.5))
-    left = fig.add_axes((0.06, 0.1, 0.32, 0.8))
+    left = fig.add_axes((0.06, 0.14, 0.32, 0.76))
     for r in rows:
         left.plot(range(1, len(r.schedule) + 1), r.schedule, marker="o", lw=2.5 if r.kind == "searched" else 1,
                   label=r.name)
@@ -545,7 +546,7 @@ class ScheduleJob:
 
     def serve(self, o: ScheduleOptions) -> int:
         p = Prepared(o)
-        study = _open_search(o, open_storage(o.storage, o.heartbeat), p, worker=1 + hash(o.study) % 1000)
+        study = _open_search(o, open_storage(o.storage, o.heartbeat), p, worker=os.getpid())
         before = len(done_trials(study))
         run_to_budget(ScheduleLoop(study, p, o.budget))
         return len(done_trials(study)) - before
