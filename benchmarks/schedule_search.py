@@ -7,7 +7,8 @@ images (Fashion-MNIST's test set for ``--model fashion``, class prompts in turn;
 UNet). FID on a few hundred images is biased upwards; values are comparable at equal counts only (KID beside).
 
     python benchmarks/schedule_search.py [--models fashion,mnist] [--nfe 4,6,10] [--searchers evolution,tpe]
-        [--seeds 1] [--budget 30] [--fid-images 100]
+        [--seeds 1] [--budget 30] [--fid-images 50]
+        [--full-nfe 6] [--short ddim-leading,ddim-trailing,dpm++,ays]
 
 Writes benchmarks/results/schedule_search.{json,md,png}; finished parts are kept in the .json and skipped
 when the script runs again (its runs' ledgers live under the cache directory).
@@ -68,7 +69,7 @@ def run(args) -> dict:
     path = Path(args.record)
     record = json.loads(path.read_text()) if path.is_file() else {}
     record.setdefault("runs", {})
-    record["settings"] = {"budget": args.budget, "fid_images": args.fid_images, "search_images": args.search_images,
+    record["settings"] = {"full_nfe": args.full_nfe, "short": args.short, "budget": args.budget, "fid_images": args.fid_images, "search_images": args.search_images,
                           "teacher_steps": args.teacher_steps, "searchers": args.searchers, "seeds": args.seeds,
                           "threads": f"sampling 1, Inception {args.inception_threads}",
                           "machine": "2 CPU cores shared with other work (timings are inflated and noisy)"}
@@ -89,7 +90,8 @@ def run(args) -> dict:
 
             if prepared is None:
                 prepared = Prepared(options(args.searchers[0], 0, False).resolved())
-            for searcher in args.searchers:
+            full = nfe in args.full_nfe  # every searcher and baseline; elsewhere the first searcher, --short
+            for searcher in args.searchers if full else args.searchers[:1]:
                 for seed in range(args.seeds):
                     row_name = f"{searcher} (search seed {seed})"
                     if row_name in part["rows"]:
@@ -106,7 +108,8 @@ def run(args) -> dict:
                     if nfe == 6 and seed == 0:
                         shutil.copy(results["figure"], RESULTS / f"schedule_search_{name}_nfe6_{searcher}.png")
                     save(record, path)
-            missing = [n for n in prepared.sampler.baselines(nfe) if n not in part["rows"]]
+            missing = [n for n in prepared.sampler.baselines(nfe) if n not in part["rows"]
+                       and (full or n in args.short)]
             if missing:
                 print(f"{key}: baselines {', '.join(missing)}", flush=True)
                 o = options(args.searchers[0], 0, True).resolved()
@@ -184,7 +187,10 @@ def report(record: dict) -> None:
              f"seeds (1,000,000 ..) against {s['fid_images']} held-out real images (the test split), and teacher "
              f"matching on the first {s['search_images']} held-out seeds. FID on {s['fid_images']} images is biased "
              "upwards; compare values at equal counts only (KID beside it). Search seeds per searcher: "
-             f"{s['seeds']}.", ""]
+             f"{s['seeds']} (one search per searcher and NFE: no spread over search seeds is measured). At NFE "
+             f"{', '.join(map(str, s.get('full_nfe', [6])))} every searcher ({', '.join(s['searchers'])}) and every "
+             f"baseline is judged; at the other NFE only {s['searchers'][0]} and {', '.join(s.get('short', []))} "
+             "(Inception on 2 shared cores ran at about 0.5 images/s, which set these sizes).", ""]
     if "mnist_unet" in record:
         m = record["mnist_unet"]
         lines += [f"MNIST UNet: `UNet2DModel` of `diffsearch hparams --dataset mnist` (width {m['width']}, "
@@ -276,7 +282,10 @@ def main() -> None:
     p.add_argument("--searchers", default="evolution,tpe")
     p.add_argument("--seeds", type=int, default=1)
     p.add_argument("--budget", type=int, default=30)
-    p.add_argument("--fid-images", type=int, default=100)
+    p.add_argument("--fid-images", type=int, default=50)
+    p.add_argument("--full-nfe", default="6", help="NFE at which every searcher and baseline is judged")
+    p.add_argument("--short", default="ddim-leading,ddim-trailing,dpm++,ays",
+                   help="the baselines judged at the other NFE (with the first searcher)")
     p.add_argument("--inception-threads", type=int, default=2)
     p.add_argument("--search-images", type=int, default=16)
     p.add_argument("--teacher-steps", type=int, default=50)
@@ -287,6 +296,7 @@ def main() -> None:
     a = p.parse_args()
     a.models, a.searchers = a.models.split(","), a.searchers.split(",")
     a.nfe = [int(n) for n in a.nfe.split(",")]
+    a.full_nfe, a.short = [int(n) for n in a.full_nfe.split(",")], a.short.split(",")
     if a.report_only:
         record = merged()
     else:
