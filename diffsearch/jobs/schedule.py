@@ -111,6 +111,8 @@ class ScheduleOptions:
             check_reference(o.reference, o.fid_images)
             if o.objective == "fid":
                 check_reference(o.reference, o.search_images, split="training")
+        if SCHEDULE_SEARCHERS.lookup(o.searcher, "--searcher").can("gradient") and o.objective != "teacher":
+            raise UsageError(f"--searcher {o.searcher} differentiates the teacher-matching loss; use --objective teacher")
         if o.objective == "fid" and o.search_images < MIN_FID_IMAGES:
             raise UsageError(f"--objective fid needs --search-images of at least {MIN_FID_IMAGES} (got {o.search_images})")
         if o.study is None:
@@ -364,11 +366,34 @@ def search(o: ScheduleOptions, p: Prepared, storage, report: Callable[[float, fl
             best = best_trial(s)
             report(len(done_trials(s)), best.value if best else None)
 
-    run_to_budget(ScheduleLoop(study, p, o.budget), on_trial_end)
+    loop = ScheduleLoop(study, p, o.budget)
+    entry = SCHEDULE_SEARCHERS.lookup(o.searcher, "--searcher")
+    if entry.can("gradient"):
+        _gradient_search(o, p, study, loop, entry.value, on_trial_end)
+    else:
+        run_to_budget(loop, on_trial_end)
     best = best_trial(study)
     if best is None:
         raise UsageError(f"every trial of study {o.study} failed; see fail_reason in its trials")
     return study, Schedule.from_dict(best.user_attrs["schedule"]), float(best.value)
+
+
+def _gradient_search(o: ScheduleOptions, p: Prepared, study: optuna.Study, loop: ScheduleLoop, searcher,
+                     on_trial_end: Callable) -> None:
+    """The start points first (as every searcher), then the gradient's steps, each run as an enqueued trial."""
+    start_trials = len(start_points(p))
+    while len(done_trials(study)) < min(start_trials, o.budget):
+        loop.optimize(n_trials=1, callbacks=[on_trial_end])
+    left = o.budget - len(done_trials(study))
+    best = best_trial(study)
+    if left < 1 or best is None:
+        return
+
+    def evaluate(params: dict[str, Any]) -> None:
+        study.enqueue_trial(params)
+        loop.optimize(n_trials=1, callbacks=[on_trial_end])
+
+    searcher.run(p.space, p.sampler, p.search_seeds, p.teacher_images(p.search_seeds), best.params, left, evaluate)
 
 
 # ---- the final table -------------------------------------------------------------------------------------
@@ -545,6 +570,8 @@ class ScheduleJob:
                 "rows": [asdict(r) for r in rows], "figure": fig, "schedule_file": str(schedule_file), "call": call}
 
     def serve(self, o: ScheduleOptions) -> int:
+        if SCHEDULE_SEARCHERS.lookup(o.searcher, "--searcher").can("sequential"):
+            return 0  # the gradient runs its chain in the searching process alone
         p = Prepared(o)
         study = _open_search(o, open_storage(o.storage, o.heartbeat), p, worker=os.getpid())
         before = len(done_trials(study))

@@ -86,3 +86,21 @@ def test_unet_reproduction_snippet_gives_our_image(unet_dir):
     for name in p.sampler.baselines(4):  # every baseline runs on the UNet too
         assert p.sampler.baseline_images(name, 4, [0]).isfinite().all()
     assert np.isfinite(float(p.score(ours, [0], "teacher")[0]))
+
+
+def test_gradient_searcher_descends_and_records_every_step(tmp_path):
+    """LD3-style search: each Adam step on the timesteps is a trial of the ledger with a valid schedule, and
+    the steps end below the best start point (the baselines' points) on the teacher-matching loss."""
+    import optuna
+
+    from diffsearch.spaces.schedules import ModelRange, ScheduleSpace
+
+    results = run_schedule(ScheduleOptions(model="tiny", nfe=3, searcher="gradient", budget=6, search_images=2,
+                                           teacher_steps=6, prompt=PROMPTS[0], baselines=False, out=str(tmp_path)))
+    trials = optuna.load_study(study_name=results["study"], storage=results["storage"]).trials
+    space = ScheduleSpace(3, "dpm++", ModelRange("epsilon", 1000))
+    for t in trials:
+        space.check(Schedule.from_dict(t.user_attrs["schedule"]))
+    starts, steps = trials[:3], trials[3:]
+    assert len(steps) == 3 and all(t.params["order"] == 1 for t in steps)
+    assert min(t.value for t in steps) < min(t.value for t in starts)
