@@ -161,7 +161,7 @@ def merged() -> dict:
         other = json.loads(part.read_text())
         record["runs"].update(other.get("runs", {}))
         for key in ("mnist_unet", "reproduction"):
-            if key in other:
+            if other.get(key):
                 record[key] = other[key]
     return record
 
