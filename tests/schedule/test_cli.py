@@ -10,7 +10,7 @@ from diffsearch.cli.main import main
     (["--nfe", "1001"], "--nfe must be between 1 and the model's 1000 training timesteps"),
     (["--solver", "DDIMScheduler"], "DDIMScheduler cannot run a custom schedule"),
     (["--solver", "heun"], "unknown --solver 'heun'"),
-    (["--searcher", "nope"], "unknown --searcher 'nope'; known: evolution, tpe, gp, random"),
+    (["--searcher", "nope"], "unknown --searcher 'nope'; known: evolution, tpe, gp, gradient, random"),
     (["--objective", "fid"], "--objective fid needs --reference"),
     (["--fid-images", "10"], "--fid-images must be at least 50"),
 ])
