@@ -118,10 +118,10 @@ def run(args) -> dict:
 
                 prepared.space = ScheduleSpace(nfe, prepared.space.solver, prepared.space.model_range)
                 rows = sampler_rows(prepared, {}, True)
-                judged, _ = judge(prepared, {n: rows[n] for n in missing}, lambda m: print(m, flush=True))
-                for r in judged:
-                    part["rows"][r.name] = asdict(r)
-                save(record, path)
+                for n in missing:  # kept one by one: a stopped run loses at most one row
+                    judged, _ = judge(prepared, {n: rows[n]}, lambda m: print(m, flush=True))
+                    part["rows"][n] = asdict(judged[0])
+                    save(record, path)
         if name == "fashion" and "reproduction" not in record:
             record["reproduction"] = reproduction_check(record)
             save(record, path)
