@@ -232,6 +232,15 @@ def report(record: dict) -> None:
             lines.append(f"| {n} | " + " | ".join(cells) + " |")
             ax.plot(xs, ys, marker="o", lw=2.5 if "search seed" in n else 1, label=n)
         lines.append("")
+        close = [(r["teacher_mse"], r["fid"], n, k) for k in keys for n, r in record["runs"][k]["rows"].items()
+                 if r.get("teacher_mse") is not None and r.get("fid") is not None]
+        if close:
+            mse, fid_value, n, k = min(close)
+            lines += [f"Closest to the teacher: {n} at {k.split('/')[1].upper()} (held-out teacher MSE {mse:.5f}), "
+                      f"FID {fid_value:.1f}: about the teacher's own FID. Teacher matching can only be as good as "
+                      "its teacher; where a baseline's FID is below this, the proxy cannot find it.", ""]
+        lines += ["Search times of 0.0 min: the study was finished in an earlier, stopped run of the script and "
+                  "the ledger resumed it.", ""]
         lines += target_lines(record, model, keys)
         ax.set_title(model)
         ax.set_xlabel("NFE")
