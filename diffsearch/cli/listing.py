@@ -24,6 +24,8 @@ from diffsearch.searchers.registry import SEARCHERS
 from diffsearch.searchers.tree_registry import TREE_SEARCHERS
 from diffsearch.spaces.prompts import PROMPT_SPACES
 from diffsearch.spaces.training import SPACES
+from diffsearch.searchers.schedule.registry import SCHEDULE_SEARCHERS
+from diffsearch.spaces.schedules import describe_space
 from diffsearch.tasks.optimizer_tasks import SCORES, TASKS
 
 
@@ -56,6 +58,8 @@ def rows() -> list[tuple[str, str, str]]:
         ("noise space", _noise_spaces()),
         ("noise searcher", _noise_searchers()),
         ("noise verifier", _noise_verifiers()),
+        ("schedule space", {"schedule": describe_space()}),
+        ("schedule searcher", SCHEDULE_SEARCHERS.descriptions()),
         ("prompt dataset", {"prompts.txt": "our prompt set for diffsearch prompt --prompts (12 prompts)",
                             "negative_words.txt": "our negative-word library (~200 words) for the library space"}),
     )

@@ -25,6 +25,8 @@ _JOBS = {
                        "(DPO-Diff, Wang et al., ICML 2024)"),
     "noise": JobEntry("diffsearch.jobs.noise", "better images from the same model: search the initial noise and "
                       "sampling path scored by a verifier (Ma et al., CVPR 2025)"),
+    "schedule": JobEntry("diffsearch.jobs.schedule", "search the timesteps of a short sampler of a pretrained model: "
+                         "fewer steps at the same quality (AutoDiffusion, Li et al., ICCV 2023; LD3, ICLR 2025)"),
     "sweep": JobEntry("diffsearch.jobs.sweep", "tune any training program from a W&B-style sweep file "
                       "(its JSON-line reports drive pruning)"),
 }

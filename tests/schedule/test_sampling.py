@@ -1,0 +1,106 @@
+"""A found schedule given to the family's own diffusers pipeline gives our loop's images; teacher matching
+at N equal to the teacher's steps is zero; the UNet's reproduction snippet runs and gives the same image."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from diffsearch.backends.schedule_sampler import DPM_OVERRIDES, PipelineSampler, load_unet_dir
+from diffsearch.backends.stable_diffusion import load_backend
+from diffsearch.jobs.schedule import Prepared, ScheduleOptions, reproduction, run_schedule
+from diffsearch.spaces.schedules import Schedule
+
+PROMPTS = ["a photo of a cat", "a red boat on a lake"]
+
+
+def pipeline_images(pipe, schedule: Schedule, seeds, guidance, size):
+    from diffusers import DPMSolverMultistepScheduler
+
+    if schedule.solver != "euler":
+        pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config, solver_order=schedule.order,
+                                                                 **DPM_OVERRIDES)
+    generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
+    return pipe([PROMPTS[i % 2] for i in range(len(seeds))], generator=generators, output_type="pt",
+                guidance_scale=guidance, height=size, width=size, **schedule.call_kwargs()).images
+
+
+def test_found_schedule_reproduces_with_the_pipeline(tmp_path):
+    """A real (tiny) search: its schedule.json, passed to StableDiffusionPipeline(timesteps=...), gives the
+    images of our loop."""
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("\n".join(PROMPTS))
+    out = tmp_path / "run"
+    results = run_schedule(ScheduleOptions(model="tiny", nfe=3, searcher="evolution", budget=3, search_images=2,
+                                           teacher_steps=6, prompts_file=str(prompts), baselines=False, out=str(out)))
+    found = Schedule.from_dict(json.loads((out / "schedule.json").read_text()))
+    assert found.nfe == 3 and results["trials"] == 3 and (out / "schedules_nfe3.png").is_file()
+    assert "timesteps=[" in results["call"]
+    backend = load_backend("tiny")
+    ours = PipelineSampler(backend, PROMPTS).images(found, [5, 6])
+    theirs = pipeline_images(backend.pipe, found, [5, 6], backend.guidance, backend.height)
+    assert torch.allclose(ours, theirs, atol=1e-5)
+
+
+def test_flow_schedule_reproduces_with_the_pipeline():
+    backend = load_backend("tiny-sd3")
+    schedule = Schedule("euler", sigmas=(1.0, 0.62, 0.3, 0.05))
+    ours = PipelineSampler(backend, PROMPTS).images(schedule, [1, 2])
+    theirs = pipeline_images(backend.pipe, schedule, [1, 2], backend.guidance, backend.height)
+    assert torch.allclose(ours, theirs, atol=1e-5)
+
+
+def test_teacher_matching_is_zero_at_the_teachers_steps():
+    o = ScheduleOptions(model="tiny", nfe=5, teacher_steps=5, search_images=2, prompt=PROMPTS[0]).resolved()
+    p = Prepared(o)
+    student = p.space.decode(p.space.encode(p.teacher))  # the teacher's schedule as a point of the space
+    assert student == p.teacher
+    value, _ = p.score(p.sampler.images(student, p.search_seeds), p.search_seeds, "teacher")
+    assert value == 0.0
+    other = p.space.decode(p.space.centre())
+    assert p.score(p.sampler.images(other, p.search_seeds), p.search_seeds, "teacher")[0] > 0
+
+
+@pytest.fixture(scope="module")
+def unet_dir(tmp_path_factory):
+    from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+
+    torch.manual_seed(0)
+    unet = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, layers_per_block=1, block_out_channels=(8, 16),
+                       down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
+                       norm_num_groups=8)
+    folder = tmp_path_factory.mktemp("unet")
+    DDPMPipeline(unet=unet, scheduler=DDPMScheduler(beta_schedule="squaredcos_cap_v2")).save_pretrained(folder)
+    return folder
+
+
+def test_unet_reproduction_snippet_gives_our_image(unet_dir):
+    o = ScheduleOptions(model=str(unet_dir), nfe=4, teacher_steps=8, search_images=1).resolved()
+    p = Prepared(o)
+    schedule = Schedule("dpm++", timesteps=(999, 600, 250, 30), order=3)
+    ours = p.sampler.images(schedule, [0])
+    scope: dict = {}
+    exec(reproduction(o, p, schedule), scope)  # the lines written to schedule.json
+    assert torch.allclose(ours, scope["image"].float(), atol=1e-5)
+    for name in p.sampler.baselines(4):  # every baseline runs on the UNet too
+        assert p.sampler.baseline_images(name, 4, [0]).isfinite().all()
+    assert np.isfinite(float(p.score(ours, [0], "teacher")[0]))
+
+
+def test_gradient_searcher_descends_and_records_every_step(tmp_path):
+    """LD3-style search: each Adam step on the timesteps is a trial of the ledger with a valid schedule, and
+    the steps end below the best start point (the baselines' points) on the teacher-matching loss."""
+    import optuna
+
+    from diffsearch.spaces.schedules import ModelRange, ScheduleSpace
+
+    results = run_schedule(ScheduleOptions(model="tiny", nfe=3, searcher="gradient", budget=6, search_images=2,
+                                           teacher_steps=6, prompt=PROMPTS[0], baselines=False, out=str(tmp_path)))
+    trials = optuna.load_study(study_name=results["study"], storage=results["storage"]).trials
+    space = ScheduleSpace(3, "dpm++", ModelRange("epsilon", 1000))
+    for t in trials:
+        space.check(Schedule.from_dict(t.user_attrs["schedule"]))
+    starts, steps = trials[:3], trials[3:]
+    assert len(steps) == 3 and all(t.params["order"] == 1 for t in steps)
+    assert min(t.value for t in steps) < min(t.value for t in starts)
