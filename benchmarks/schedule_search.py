@@ -134,7 +134,7 @@ def reproduction_check(record: dict) -> dict:
     from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
 
     from diffsearch.backends.fashion_sd import PIPELINE_DIR, plain_prompt
-    from diffsearch.backends.schedule_sampler import DPM_OVERRIDES, PipelineSampler
+    from diffsearch.tasks.schedule_sampler import DPM_OVERRIDES, PipelineSampler
     from diffsearch.backends.stable_diffusion import load_backend
     from diffsearch.spaces.schedules import Schedule
 

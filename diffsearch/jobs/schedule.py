@@ -83,7 +83,7 @@ class ScheduleOptions:
         if o.objective not in OBJECTIVES:
             raise UsageError(f"unknown --objective {o.objective!r}; known: {', '.join(OBJECTIVES)}")
         if o.solver is not None and o.solver not in SOLVERS:
-            from diffsearch.backends.schedule_sampler import custom_timesteps_refusal
+            from diffsearch.tasks.schedule_sampler import custom_timesteps_refusal
 
             refusal = custom_timesteps_refusal(o.solver)
             hint = "; the solvers here are " + ", ".join(SOLVERS) + " (ddim is DPM-Solver++ of order 1)"
@@ -212,7 +212,7 @@ class Prepared:
     """The model's sampler, the space, the seeds, the teacher images (made once) and the FID references."""
 
     def __init__(self, o: ScheduleOptions):
-        from diffsearch.backends.schedule_sampler import PipelineSampler, load_unet_dir
+        from diffsearch.tasks.schedule_sampler import PipelineSampler, load_unet_dir
 
         torch.manual_seed(o.seed)
         if is_unet_dir(o.model):
@@ -261,7 +261,7 @@ class Prepared:
         if objective == "teacher":
             distances = teacher_distance(images, self.teacher_images(seeds))
             return float(distances.mean()), {"teacher_mse": float(distances.mean())}
-        from diffsearch.backends.schedule_sampler import to_uint8
+        from diffsearch.tasks.schedule_sampler import to_uint8
         from diffsearch.objectives.fid import inception_features
 
         split = "eval" if seeds and seeds[0] >= HELD_OUT_SEED else "train"
@@ -414,7 +414,7 @@ def judge(p: Prepared, rows: dict[str, tuple[str, Callable[[list[int]], torch.Te
           log: Callable[[str], None] = lambda _: None, grid: int = 8) -> tuple[list[Row], dict[str, np.ndarray]]:
     """Held-out judging of each named sampler: images of the held-out seeds, FID / KID against the held-out
     reference (when there is one), teacher matching on the first ``--search-images`` held-out seeds."""
-    from diffsearch.backends.schedule_sampler import to_uint8
+    from diffsearch.tasks.schedule_sampler import to_uint8
     from diffsearch.objectives.fid import inception_features
 
     o = p.options
@@ -443,7 +443,7 @@ def judge(p: Prepared, rows: dict[str, tuple[str, Callable[[list[int]], torch.Te
 
 def sampler_rows(p: Prepared, found: dict[str, Schedule], baselines: bool) -> dict[str, tuple]:
     """name -> (kind, generate(seeds), the timesteps the denoiser sees, solver order) for the final table."""
-    from diffsearch.backends.schedule_sampler import solver_scheduler
+    from diffsearch.tasks.schedule_sampler import solver_scheduler
 
     rows: dict[str, tuple] = {}
     for name, schedule in found.items():
@@ -460,7 +460,7 @@ def sampler_rows(p: Prepared, found: dict[str, Schedule], baselines: bool) -> di
 
 def reproduction(o: ScheduleOptions, p: Prepared, schedule: Schedule) -> str:
     """The Python that reproduces the found schedule's images with diffusers alone."""
-    from diffsearch.backends.schedule_sampler import DPM_OVERRIDES, scheduler_line
+    from diffsearch.tasks.schedule_sampler import DPM_OVERRIDES, scheduler_line
 
     kwargs = schedule.call_kwargs()
     (key, values), = kwargs.items()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffsearch.backends.schedule_sampler import DPM_OVERRIDES, PipelineSampler, load_unet_dir
+from diffsearch.tasks.schedule_sampler import DPM_OVERRIDES, PipelineSampler, load_unet_dir
 from diffsearch.backends.stable_diffusion import load_backend
 from diffsearch.jobs.schedule import Prepared, ScheduleOptions, reproduction, run_schedule
 from diffsearch.spaces.schedules import Schedule

@@ -63,7 +63,7 @@ class ContinuousDDIM:
     """DDIM (eta 0) with real-valued timesteps, differentiable w.r.t. them, on a schedule sampler's model."""
 
     def __init__(self, sampler, space: ScheduleSpace):
-        from diffsearch.backends.schedule_sampler import solver_scheduler
+        from diffsearch.tasks.schedule_sampler import solver_scheduler
 
         self.sampler, self.space = sampler, space
         scheduler = solver_scheduler("ddim", sampler.config)
@@ -109,7 +109,7 @@ class ContinuousDDIM:
 
     def _eps(self, x: torch.Tensor, t: torch.Tensor, seeds: list[int]) -> torch.Tensor:
         if hasattr(self.sampler, "backend"):
-            from diffsearch.backends.schedule_sampler import _stack
+            from diffsearch.tasks.schedule_sampler import _stack
 
             s = self.sampler
             cond = _stack([s._cond(s.prompt_for(i)) for i in range(len(seeds))])
