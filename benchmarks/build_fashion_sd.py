@@ -50,12 +50,30 @@ SEEDS = {"classifier": 0, "clip_sd": 1, "judge_clip": 2, "vae": 3, "unet": 4}
 OPENAI_MEAN = torch.tensor((0.48145466, 0.4578275, 0.40821073)).view(1, 3, 1, 1)
 OPENAI_STD = torch.tensor((0.26862954, 0.26130258, 0.27577711)).view(1, 3, 1, 1)
 CLIP_CONFIGS = {
-    "clip_sd": dict(text=dict(hidden_size=32, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2),
-                    vision=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                                image_size=32, patch_size=4), projection_dim=32),
-    "judge_clip": dict(text=dict(hidden_size=16, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2),
-                       vision=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=3,
-                                   num_attention_heads=4, image_size=32, patch_size=8), projection_dim=32),
+    "clip_sd": dict(
+        text=dict(hidden_size=32, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2),
+        vision=dict(
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            image_size=32,
+            patch_size=4,
+        ),
+        projection_dim=32,
+    ),
+    "judge_clip": dict(
+        text=dict(hidden_size=16, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2),
+        vision=dict(
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=3,
+            num_attention_heads=4,
+            image_size=32,
+            patch_size=8,
+        ),
+        projection_dim=32,
+    ),
 }
 
 
@@ -136,8 +154,9 @@ class Data:
     def captions(self, split: str, per_image: int, seed: int, empty: float):
         """``per_image`` captions per image: strings, and the (label, said brightness, said size) of each."""
         rng = random.Random(seed)
-        y, b, s = ((self.train_y, self.train_b, self.train_s) if split == "train"
-                   else (self.test_y, self.test_b, self.test_s))
+        y, b, s = (
+            (self.train_y, self.train_b, self.train_s) if split == "train" else (self.test_y, self.test_b, self.test_s)
+        )
         texts, said = [], []
         for i in range(len(y)):
             for _ in range(per_image):
@@ -148,8 +167,9 @@ class Data:
 
 
 def tokenize(texts: list[str], length: int = MAX_LENGTH) -> torch.Tensor:
-    return clip_tokenizer()(texts, padding="max_length", max_length=length, truncation=True,
-                            return_tensors="pt").input_ids
+    return clip_tokenizer()(
+        texts, padding="max_length", max_length=length, truncation=True, return_tensors="pt"
+    ).input_ids
 
 
 def unique_ids(texts: list[str]) -> tuple[list[str], np.ndarray]:
@@ -183,11 +203,13 @@ def train_classifier(data: Data, out: Path, steps: int, init: Path | None = None
     model.eval()
     with torch.no_grad():
         test = torch.from_numpy(data.test_x).float().div(255)
-        pred = torch.cat([model(test[i:i + 500]).argmax(1) for i in range(0, len(test), 500)]).numpy()
+        pred = torch.cat([model(test[i : i + 500]).argmax(1) for i in range(0, len(test), 500)]).numpy()
     acc = float((pred == data.test_y).mean())
     out.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()},
-              str(out / "model.safetensors"))
+    save_file(
+        {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()},
+        str(out / "model.safetensors"),
+    )
     (out / "attributes.json").write_text(json.dumps(data.thresholds, indent=1))
     (out / "train.json").write_text(json.dumps({"minutes": minutes, "steps": steps, "test_accuracy": acc}))
     log(f"classifier: {steps} steps, {minutes:.1f} min, test accuracy {acc:.4f}")
@@ -204,8 +226,13 @@ def build_clip(name: str):
     text = tiny_text_config(c["text"]["hidden_size"]).to_dict()
     text.update(c["text"])
     torch.manual_seed(SEEDS[name])
-    return CLIPModel(CLIPConfig(text_config=text, vision_config=dict(c["vision"], hidden_act="quick_gelu"),
-                                projection_dim=c["projection_dim"]))
+    return CLIPModel(
+        CLIPConfig(
+            text_config=text,
+            vision_config=dict(c["vision"], hidden_act="quick_gelu"),
+            projection_dim=c["projection_dim"],
+        )
+    )
 
 
 def clip_pixels(images01: torch.Tensor) -> torch.Tensor:
@@ -249,8 +276,10 @@ def train_clip(name: str, data: Data, out: Path, steps: int) -> float:
         txt = F.normalize(features(model.get_text_features(input_ids=text_ids)), dim=-1)
         logits = model.logit_scale.exp().clamp(max=100) * img @ txt.T
         target = compatible(lbs[idx], said[idx, which]).float()
-        loss = (torch.sum(-F.log_softmax(logits, 1) * target / target.sum(1, keepdim=True), 1).mean()
-                + torch.sum(-F.log_softmax(logits.T, 1) * target.T / target.T.sum(1, keepdim=True), 1).mean()) / 2
+        loss = (
+            torch.sum(-F.log_softmax(logits, 1) * target / target.sum(1, keepdim=True), 1).mean()
+            + torch.sum(-F.log_softmax(logits.T, 1) * target.T / target.T.sum(1, keepdim=True), 1).mean()
+        ) / 2
         if not timer.step(opt, loss):
             break
     minutes = timer.close()
@@ -267,9 +296,17 @@ def build_vae():
     from diffusers import AutoencoderKL
 
     torch.manual_seed(SEEDS["vae"])
-    return AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 16, 32),
-                         down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
-                         layers_per_block=1, norm_num_groups=8, sample_size=32)
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        block_out_channels=(8, 16, 32),
+        down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3,
+        layers_per_block=1,
+        norm_num_groups=8,
+        sample_size=32,
+    )
 
 
 def train_vae(data: Data, out: Path, steps: int) -> float:
@@ -293,16 +330,23 @@ def train_vae(data: Data, out: Path, steps: int) -> float:
     vae.eval()
     with torch.no_grad():  # SD's scaling factor: 1 / std of the latents
         xb = grey3(data.train_x[:2000]) * 2 - 1
-        latents = torch.cat([vae.encode(xb[i:i + 500]).latent_dist.sample(generator=gen) for i in range(0, 2000, 500)])
+        latents = torch.cat(
+            [vae.encode(xb[i : i + 500]).latent_dist.sample(generator=gen) for i in range(0, 2000, 500)]
+        )
         vae.register_to_config(scaling_factor=float(1 / latents.std()))
         test = grey3(data.test_x[:1000]) * 2 - 1
         mse = float(F.mse_loss(vae.decode(vae.encode(test).latent_dist.mode()).sample.clamp(-1, 1), test) / 4)
     out.mkdir(parents=True, exist_ok=True)
     vae.save_pretrained(str(out))
-    (out / "train.json").write_text(json.dumps({"minutes": minutes, "steps": steps, "test_mse_01": mse,
-                                                "scaling_factor": vae.config.scaling_factor}))
-    log(f"vae: {steps} steps, {minutes:.1f} min, test MSE (0..1 scale) {mse:.5f}, "
-        f"scaling factor {vae.config.scaling_factor:.4f}")
+    (out / "train.json").write_text(
+        json.dumps(
+            {"minutes": minutes, "steps": steps, "test_mse_01": mse, "scaling_factor": vae.config.scaling_factor}
+        )
+    )
+    log(
+        f"vae: {steps} steps, {minutes:.1f} min, test MSE (0..1 scale) {mse:.5f}, "
+        f"scaling factor {vae.config.scaling_factor:.4f}"
+    )
     return minutes
 
 
@@ -312,18 +356,31 @@ def build_unet():
 
     torch.manual_seed(SEEDS["unet"])
     return UNet2DConditionModel(
-        sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(32, 64),
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(32, 64),
         down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32,
-        attention_head_dim=16, norm_num_groups=16)
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=16,
+        norm_num_groups=16,
+    )
 
 
 def sd_scheduler():
     from diffusers import DDIMScheduler
 
     # SD v1's scheduler settings
-    return DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
-                         set_alpha_to_one=False, steps_offset=1)
+    return DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
 
 
 def text_encoder_from(clip_dir: Path):
@@ -343,15 +400,15 @@ def train_unet(data: Data, work: Path, out: Path, steps: int, judge_dir: Path | 
     log("unet: encoding images and captions")
     with torch.no_grad():
         x = grey3(data.train_x[:UNET_IMAGES]) * 2 - 1
-        dists = [vae.encode(x[i:i + 1000]).latent_dist for i in range(0, len(x), 1000)]
+        dists = [vae.encode(x[i : i + 1000]).latent_dist for i in range(0, len(x), 1000)]
         mean = torch.cat([d.mean for d in dists])
         std = torch.cat([d.std for d in dists])
         per = 6
         texts, _ = data.captions("train", per, SEEDS["unet"], empty=fs.EMPTY_FRACTION)
-        texts = texts[:UNET_IMAGES * per]
+        texts = texts[: UNET_IMAGES * per]
         vocab, index = unique_ids(texts)
         ids = tokenize(vocab)
-        embeds = torch.cat([text_encoder(ids[i:i + 500])[0] for i in range(0, len(ids), 500)])
+        embeds = torch.cat([text_encoder(ids[i : i + 500])[0] for i in range(0, len(ids), 500)])
         index = torch.from_numpy(index).view(len(x), per)
     log(f"unet: {len(vocab)} distinct captions")
     scale = vae.config.scaling_factor
@@ -387,8 +444,10 @@ def train_unet(data: Data, work: Path, out: Path, steps: int, judge_dir: Path | 
             for pe, p in zip(ema.parameters(), unet.parameters()):
                 pe.lerp_(p, 1 - decay)
         if judge_dir is not None and step % 400 == 0:  # is it learning the class yet? (monitoring only)
-            timer.bar.write(f"unet step {step}: {probe(ema, vae, text_encoder, judge_dir):.0%} of 50 probe images "
-                            "are judged the class asked for")
+            timer.bar.write(
+                f"unet step {step}: {probe(ema, vae, text_encoder, judge_dir):.0%} of 50 probe images "
+                "are judged the class asked for"
+            )
         if not timer.tick(loss=f"{loss.item():.4f}"):
             break
     minutes = timer.close()
@@ -422,9 +481,15 @@ def assemble(work: Path, out: Path) -> None:
     from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
 
     pipe = StableDiffusionPipeline(
-        vae=AutoencoderKL.from_pretrained(str(work / "vae")), text_encoder=text_encoder_from(work / "clip_sd"),
-        tokenizer=clip_tokenizer(), unet=UNet2DConditionModel.from_pretrained(str(work / "unet")),
-        scheduler=sd_scheduler(), safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+        vae=AutoencoderKL.from_pretrained(str(work / "vae")),
+        text_encoder=text_encoder_from(work / "clip_sd"),
+        tokenizer=clip_tokenizer(),
+        unet=UNet2DConditionModel.from_pretrained(str(work / "unet")),
+        scheduler=sd_scheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     pipe.save_pretrained(str(tmp))
@@ -446,8 +511,13 @@ def _du(path: Path) -> float:
 
 
 def _train_minutes(out: Path, work: Path) -> dict:
-    files = {"classifier": out / "judge_classifier", "judge_clip": out / "judge_clip", "clip_sd": work / "clip_sd",
-             "vae": work / "vae", "unet": work / "unet"}
+    files = {
+        "classifier": out / "judge_classifier",
+        "judge_clip": out / "judge_clip",
+        "clip_sd": work / "clip_sd",
+        "vae": work / "vae",
+        "unet": work / "unet",
+    }
     return {k: json.loads((v / "train.json").read_text()) for k, v in files.items() if (v / "train.json").is_file()}
 
 
@@ -457,11 +527,11 @@ def generate(backend, prompts: list[str], seeds: list[int], batch: int = 100) ->
     uncond = backend.encode([""])
     images = []
     for i in tqdm(range(0, len(prompts), batch), desc="generating", dynamic_ncols=True, mininterval=5):
-        chunk = prompts[i:i + batch]
+        chunk = prompts[i : i + batch]
         for p in set(chunk) - set(cache):
             cache[p] = backend.encode([p])
         cond = torch.cat([cache[p] for p in chunk])
-        images.append(backend.generate(cond, uncond, seeds[i:i + batch]))
+        images.append(backend.generate(cond, uncond, seeds[i : i + batch]))
     return torch.cat(images)
 
 
@@ -475,7 +545,7 @@ def clip_eval(spec: str, data: Data, images01: torch.Tensor | None = None, label
     text = F.normalize(clip.text_features([fs.plain_prompt(c) for c in range(10)]), dim=-1)
 
     def image_feats(x01):
-        return F.normalize(torch.cat([clip.image_features(x01[i:i + 500]) for i in range(0, len(x01), 500)]), dim=-1)
+        return F.normalize(torch.cat([clip.image_features(x01[i : i + 500]) for i in range(0, len(x01), 500)]), dim=-1)
 
     test01 = grey3(data.test_x)
     feats = image_feats(test01)
@@ -495,8 +565,17 @@ def clip_eval(spec: str, data: Data, images01: torch.Tensor | None = None, label
     return out
 
 
-def report(out: Path, work: Path, path: Path, minutes: dict, fid_n: int = 1000, steps: int = 50,
-           floor: bool = True, attr_n: int = 20, sweep: bool = True) -> dict:
+def report(
+    out: Path,
+    work: Path,
+    path: Path,
+    minutes: dict,
+    fid_n: int = 1000,
+    steps: int = 50,
+    floor: bool = True,
+    attr_n: int = 20,
+    sweep: bool = True,
+) -> dict:
     """Every measurement of the model, most important first; ``path`` (markdown) and ``path``.json are
     rewritten after each, so a stopped report keeps what it measured."""
     from diffusers import StableDiffusionPipeline
@@ -510,8 +589,10 @@ def report(out: Path, work: Path, path: Path, minutes: dict, fid_n: int = 1000, 
     grid = path.with_name(path.stem + "_samples.png")
     data = Data()
     judge = fs.Judge(out / "judge_classifier")
-    r: dict = {"sizes_mb": {p.name: round(_du(p), 2) for p in sorted(out.iterdir()) if p.is_dir()},
-               "training": _train_minutes(out, work)}
+    r: dict = {
+        "sizes_mb": {p.name: round(_du(p), 2) for p in sorted(out.iterdir()) if p.is_dir()},
+        "training": _train_minutes(out, work),
+    }
 
     def save(stage: str) -> None:
         r["report_minutes"] = (time.perf_counter() - t0) / 60
@@ -520,13 +601,16 @@ def report(out: Path, work: Path, path: Path, minutes: dict, fid_n: int = 1000, 
         log(f"{stage}: {json.dumps(r.get(stage))[:400]}")
 
     r["sizes_mb"]["total"] = round(_du(out), 2)
-    r["sizes_mb"]["pipeline_parts"] = {p.name: round(_du(p), 2) for p in sorted((out / "pipeline").iterdir())
-                                       if p.is_dir()}
-    r["classifier_test_accuracy"] = float((judge.classify(torch.from_numpy(data.test_x).float().div(255))
-                                           == data.test_y).mean())
+    r["sizes_mb"]["pipeline_parts"] = {
+        p.name: round(_du(p), 2) for p in sorted((out / "pipeline").iterdir()) if p.is_dir()
+    }
+    r["classifier_test_accuracy"] = float(
+        (judge.classify(torch.from_numpy(data.test_x).float().div(255)) == data.test_y).mean()
+    )
     pipe = load_pipeline(str(out / "pipeline"))
-    r["params"] = {name: sum(p.numel() for p in getattr(pipe, name).parameters())
-                   for name in ("unet", "vae", "text_encoder")}
+    r["params"] = {
+        name: sum(p.numel() for p in getattr(pipe, name).parameters()) for name in ("unet", "vae", "text_encoder")
+    }
     save("classifier_test_accuracy")
     backend = SDBackend(pipe, steps=steps, guidance=7.5)
 
@@ -534,13 +618,19 @@ def report(out: Path, work: Path, path: Path, minutes: dict, fid_n: int = 1000, 
     plain = StableDiffusionPipeline.from_pretrained(str(out / "pipeline"))
     plain.set_progress_bar_config(disable=True)
     prompt = "a photo of a dark sneaker"
-    theirs = plain(prompt, num_inference_steps=50, guidance_scale=7.5, output_type="pt",
-                   generator=torch.Generator().manual_seed(0)).images
+    theirs = plain(
+        prompt, num_inference_steps=50, guidance_scale=7.5, output_type="pt", generator=torch.Generator().manual_seed(0)
+    ).images
     b50 = SDBackend(pipe, steps=50, guidance=7.5)
     ours = b50.generate(b50.encode([prompt]), b50.encode([""]), [0])
-    r["pipeline_check"] = {"loads_with_from_pretrained": True, "prompt": prompt, "steps": 50, "guidance": 7.5,
-                           "dtypes": {k: str(getattr(plain, k).dtype) for k in ("unet", "vae", "text_encoder")},
-                           "max_abs_diff": float((ours - theirs).abs().max())}
+    r["pipeline_check"] = {
+        "loads_with_from_pretrained": True,
+        "prompt": prompt,
+        "steps": 50,
+        "guidance": 7.5,
+        "dtypes": {k: str(getattr(plain, k).dtype) for k in ("unet", "vae", "text_encoder")},
+        "max_abs_diff": float((ours - theirs).abs().max()),
+    }
     save("pipeline_check")
 
     # 2. plain class prompts: fid_n / 10 per class, the templates in turn, generation seeds 0 ..
@@ -550,14 +640,23 @@ def report(out: Path, work: Path, path: Path, minutes: dict, fid_n: int = 1000, 
     images = generate(backend, prompts, list(range(len(prompts))))
     r["seconds_per_image"] = (time.perf_counter() - start) / len(prompts)
     pred = judge.classify(images)
-    per_template = {t: float((pred == labels)[[i % len(fs.TEMPLATES) == j for i in range(len(labels))]].mean())
-                    for j, t in enumerate(fs.TEMPLATES)}
-    r["class_prompts"] = {"n": len(labels), "guidance": 7.5, "steps": steps,
-                          "classifier_accuracy": float((pred == labels).mean()),
-                          "per_class": {fs.PLAIN[c]: float((pred == labels)[labels == c].mean()) for c in range(10)},
-                          "per_template": per_template}
-    image_grid([(fs.plain_prompt(c), images[labels == c][:8].permute(0, 2, 3, 1).numpy()) for c in range(10)],
-               grid, title=f"--model fashion, plain class prompts, guidance 7.5, {steps} DDIM steps")
+    per_template = {
+        t: float((pred == labels)[[i % len(fs.TEMPLATES) == j for i in range(len(labels))]].mean())
+        for j, t in enumerate(fs.TEMPLATES)
+    }
+    r["class_prompts"] = {
+        "n": len(labels),
+        "guidance": 7.5,
+        "steps": steps,
+        "classifier_accuracy": float((pred == labels).mean()),
+        "per_class": {fs.PLAIN[c]: float((pred == labels)[labels == c].mean()) for c in range(10)},
+        "per_template": per_template,
+    }
+    image_grid(
+        [(fs.plain_prompt(c), images[labels == c][:8].permute(0, 2, 3, 1).numpy()) for c in range(10)],
+        grid,
+        title=f"--model fashion, plain class prompts, guidance 7.5, {steps} DDIM steps",
+    )
     save("class_prompts")
 
     # 3. the judge CLIP (real test images, and the generated ones)
@@ -578,9 +677,12 @@ def report(out: Path, work: Path, path: Path, minutes: dict, fid_n: int = 1000, 
         imgs = generate(backend, texts, list(range(len(texts))))
         sides = judge.attribute_sides(imgs, labs)[0 if kind == "brightness" else 1]
         values = fs.measure(imgs)[0 if kind == "brightness" else 1]
-        attr[kind] = {"n": len(asked), "accuracy": float((sides == asked).mean()),
-                      "mean_measured": {w: float(values[asked == i].mean()) for i, w in enumerate(words)},
-                      "class_accuracy": float((judge.classify(imgs) == labs).mean())}
+        attr[kind] = {
+            "n": len(asked),
+            "accuracy": float((sides == asked).mean()),
+            "mean_measured": {w: float(values[asked == i].mean()) for i, w in enumerate(words)},
+            "class_accuracy": float((judge.classify(imgs) == labs).mean()),
+        }
         r["attributes"] = attr
         save("attributes")
 
@@ -614,11 +716,24 @@ def write_markdown(r: dict, path: Path, grid: Path) -> None:
     nan = float("nan")
     missing = {"minutes": nan, "steps": 0}
     tr = {k: dict(missing, **r["training"].get(k, {})) for k in ("clip_sd", "vae", "unet", "judge_clip", "classifier")}
-    cp = r.get("class_prompts", {"n": 0, "steps": 0, "guidance": 7.5, "classifier_accuracy": nan, "per_class": {},
-                                  "per_template": {}})
+    cp = r.get(
+        "class_prompts",
+        {"n": 0, "steps": 0, "guidance": 7.5, "classifier_accuracy": nan, "per_class": {}, "per_template": {}},
+    )
     at = r.get("attributes", {})
-    jc = r.get("judge_clip", {k: nan for k in ("zero_shot_test", "image_to_caption_top1", "caption_to_image_top1",
-                                                 "exact_pair_top1_of_1000", "zero_shot_generated")})
+    jc = r.get(
+        "judge_clip",
+        {
+            k: nan
+            for k in (
+                "zero_shot_test",
+                "image_to_caption_top1",
+                "caption_to_image_top1",
+                "exact_pair_top1_of_1000",
+                "zero_shot_generated",
+            )
+        },
+    )
     fid = r.get("fid", {"fid": nan, "kid": nan, "kid_std": nan, "n_generated": 0, "n_real": 0})
     pc = r.get("pipeline_check", {"dtypes": {}, "prompt": "", "steps": 0, "guidance": 0, "max_abs_diff": nan})
     r = dict({"guidance_sweep": {}, "seconds_per_image": nan}, **r)
@@ -662,30 +777,37 @@ def write_markdown(r: dict, path: Path, grid: Path) -> None:
     ]
     if "sd_clip" in r:
         sc = r["sd_clip"]
-        lines.append(f"- SD's own CLIP (whose text tower is the text encoder; not a judge): zero-shot "
-                     f"{sc['zero_shot_test']:.1%}, image -> caption {sc['image_to_caption_top1']:.1%}, "
-                     f"caption -> image {sc['caption_to_image_top1']:.1%}.")
+        lines.append(
+            f"- SD's own CLIP (whose text tower is the text encoder; not a judge): zero-shot "
+            f"{sc['zero_shot_test']:.1%}, image -> caption {sc['image_to_caption_top1']:.1%}, "
+            f"caption -> image {sc['caption_to_image_top1']:.1%}."
+        )
     lines += [
         "",
         "## Generated images",
         "",
         f"{cp['n']:,} images from plain class prompts (100 per class, the {len(cp['per_template'])} caption "
-        f"templates in turn, e.g. \"a photo of a sneaker\"), {cp['steps']} DDIM steps, guidance {cp['guidance']} "
+        f'templates in turn, e.g. "a photo of a sneaker"), {cp["steps"]} DDIM steps, guidance {cp["guidance"]} '
         f"(the default of `diffsearch prompt`), diffsearch's own DDIM loop:",
         "",
         f"- **judge-classifier accuracy: {cp['classifier_accuracy']:.1%}** (target >= 80 %; chance 10 %)",
         "- per class: " + ", ".join(f"{k} {v:.0%}" for k, v in cp["per_class"].items()),
-        "- per template: " + ", ".join(f"\"{k}\" {v:.0%}" for k, v in cp["per_template"].items()),
+        "- per template: " + ", ".join(f'"{k}" {v:.0%}' for k, v in cp["per_template"].items()),
         "- accuracy against guidance (200 of the prompts, same generation seeds): "
         + ", ".join(f"{g} -> {v:.1%}" for g, v in r["guidance_sweep"].items()),
         f"- **FID {fid['fid']:.1f}** ({fid['n_generated']:,} generated vs {fid['n_real']:,} real test images, "
         f"Inception-v3 of `diffsearch/objectives/fid.py`; KID {fid['kid']:.4f} +- {fid['kid_std']:.4f})."
-        + (f" The floor at this sample size, 1,000 real training images vs the same 1,000 test images: FID "
-           f"{fid['real_train_vs_real_test']:.1f}." if "real_train_vs_real_test" in fid else ""),
+        + (
+            f" The floor at this sample size, 1,000 real training images vs the same 1,000 test images: FID "
+            f"{fid['real_train_vs_real_test']:.1f}."
+            if "real_train_vs_real_test" in fid
+            else ""
+        ),
         f"- time: {r['seconds_per_image'] * 1000:.0f} ms per image ({cp['steps']} steps, batches of 100, shared cores)",
         "",
         "Attributes asked vs measured (a hit when the image's measured value is on the asked side of the "
-        "class's median on real training images; chance 50 %; " f"{at.get('brightness', {'n': 0})['n'] // 20} images per class "
+        "class's median on real training images; chance 50 %; "
+        f"{at.get('brightness', {'n': 0})['n'] // 20} images per class "
         "and word):",
         "",
         "| attribute | words | accuracy | mean measured value per word | class accuracy |",
@@ -694,15 +816,17 @@ def write_markdown(r: dict, path: Path, grid: Path) -> None:
     for kind, a in at.items():  # noqa: B007
         words = " / ".join(a["mean_measured"])
         means = ", ".join(f"{w} {v:.3f}" for w, v in a["mean_measured"].items())
-        lines.append(f"| {kind} ({'mean grey level of the garment' if kind == 'brightness' else 'fraction of the image covered'})"
-                     f" | {words} | **{a['accuracy']:.1%}** | {means} | {a['class_accuracy']:.1%} |")
+        lines.append(
+            f"| {kind} ({'mean grey level of the garment' if kind == 'brightness' else 'fraction of the image covered'})"
+            f" | {words} | **{a['accuracy']:.1%}** | {means} | {a['class_accuracy']:.1%} |"
+        )
     lines += [
         "",
         f"Samples (8 per class, first row of each class): `{grid.name}`.",
         "",
         "## Format checks",
         "",
-        f"- `StableDiffusionPipeline.from_pretrained(\"diffsearch/models/fashion/pipeline\")` loads it "
+        f'- `StableDiffusionPipeline.from_pretrained("diffsearch/models/fashion/pipeline")` loads it '
         f"(dtypes {', '.join(f'{k} {v}' for k, v in pc['dtypes'].items())}; the files are float16, the configs "
         "float32).",
         f"- diffsearch's DDIM loop (`SDBackend.generate`) vs the pipeline's own `__call__`, \"{pc['prompt']}\", "
@@ -714,25 +838,48 @@ def write_markdown(r: dict, path: Path, grid: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
     parser.add_argument("--out", default=str(fs.MODEL_DIR), help="where the shipped model goes (%(default)s)")
-    parser.add_argument("--work", default=str(Path.home() / ".cache" / "diffsearch" / "fashion-build"),
-                        help="intermediate parts not shipped: SD's full CLIP, VAE and UNet in fp32 (%(default)s)")
-    parser.add_argument("--steps-scale", type=float, default=1.0,
-                        help="multiplies every part's training steps (%(default)s); steps: " + ", ".join(f"{k} {v}" for k, v in STEPS.items()))
+    parser.add_argument(
+        "--work",
+        default=str(Path.home() / ".cache" / "diffsearch" / "fashion-build"),
+        help="intermediate parts not shipped: SD's full CLIP, VAE and UNet in fp32 (%(default)s)",
+    )
+    parser.add_argument(
+        "--steps-scale",
+        type=float,
+        default=1.0,
+        help="multiplies every part's training steps (%(default)s); steps: "
+        + ", ".join(f"{k} {v}" for k, v in STEPS.items()),
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch threads (%(default)s)")
     parser.add_argument("--no-report", action="store_true", help="skip the measurements (part 7)")
-    parser.add_argument("--report", default=str(ROOT / "benchmarks" / "results" / "fashion_sd.md"),
-                        help="where the measurements go (%(default)s, and .json beside it)")
+    parser.add_argument(
+        "--report",
+        default=str(ROOT / "benchmarks" / "results" / "fashion_sd.md"),
+        help="where the measurements go (%(default)s, and .json beside it)",
+    )
     parser.add_argument("--eval-steps", type=int, default=50, help="DDIM steps of the measured images (%(default)s)")
-    parser.add_argument("--attr-images", type=int, default=20,
-                        help="images per class and attribute word in the attribute check (%(default)s)")
-    parser.add_argument("--fid-images", type=int, default=1000,
-                        help="generated images from class prompts, and real test images, for accuracy and FID (%(default)s)")
+    parser.add_argument(
+        "--attr-images",
+        type=int,
+        default=20,
+        help="images per class and attribute word in the attribute check (%(default)s)",
+    )
+    parser.add_argument(
+        "--fid-images",
+        type=int,
+        default=1000,
+        help="generated images from class prompts, and real test images, for accuracy and FID (%(default)s)",
+    )
     parser.add_argument("--no-sweep", action="store_true", help="skip classifier accuracy at guidance 1 and 3")
-    parser.add_argument("--no-floor", action="store_true",
-                        help="skip the FID of real training images vs the real test images (the floor)")
+    parser.add_argument(
+        "--no-floor",
+        action="store_true",
+        help="skip the FID of real training images vs the real test images (the floor)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     out, work = Path(args.out), Path(args.work)
@@ -756,8 +903,17 @@ def main(argv: list[str] | None = None) -> int:
         assemble(work, out / "pipeline")
     log(f"trained this run (minutes): {json.dumps({k: round(v, 1) for k, v in minutes.items()})}")
     if not args.no_report:
-        report(out, work, Path(args.report), minutes, fid_n=args.fid_images, steps=args.eval_steps,
-               floor=not args.no_floor, attr_n=args.attr_images, sweep=not args.no_sweep)
+        report(
+            out,
+            work,
+            Path(args.report),
+            minutes,
+            fid_n=args.fid_images,
+            steps=args.eval_steps,
+            floor=not args.no_floor,
+            attr_n=args.attr_images,
+            sweep=not args.no_sweep,
+        )
     return 0
 
 

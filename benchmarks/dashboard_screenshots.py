@@ -35,9 +35,22 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def short_run(out: Path) -> str:
     from diffsearch.jobs.hparams import HparamsOptions, run_hparams
 
-    run_hparams(HparamsOptions(dataset="moons", searcher="random", trials=8, epochs=8, min_epochs=1,
-                               n_points=3000, held_out=1000, repeats=2, baseline_runs=2, out=str(out),
-                               study="hparams-moons-random", heartbeat=10))
+    run_hparams(
+        HparamsOptions(
+            dataset="moons",
+            searcher="random",
+            trials=8,
+            epochs=8,
+            min_epochs=1,
+            n_points=3000,
+            held_out=1000,
+            repeats=2,
+            baseline_runs=2,
+            out=str(out),
+            study="hparams-moons-random",
+            heartbeat=10,
+        )
+    )
     return f"sqlite:///{out / 'study.db'}"
 
 
@@ -75,9 +88,22 @@ def chromium() -> str:
 
 
 def screenshot(browser: str, url: str, path: Path, height: int = 1400) -> None:
-    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                    f"--window-size=1500,{height}", "--virtual-time-budget=15000", f"--screenshot={path}", url],
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            f"--window-size=1500,{height}",
+            "--virtual-time-budget=15000",
+            f"--screenshot={path}",
+            url,
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     print(f"wrote {path} ({path.stat().st_size // 1024} KiB)")
 
 
@@ -91,15 +117,27 @@ def main() -> int:
         import optuna
 
         storage = f"sqlite:///{out / 'study.db'}"
-        lost = next(t.number for t in optuna.load_study(study_name="hparams-moons-random", storage=storage).trials
-                    if "lost_reason" in t.user_attrs)
+        lost = next(
+            t.number
+            for t in optuna.load_study(study_name="hparams-moons-random", storage=storage).trials
+            if "lost_reason" in t.user_attrs
+        )
     else:
         storage = short_run(out)
         lost = add_lost_trial(storage)
     port = free_port()
-    dashboard = subprocess.Popen([str(Path(sys.executable).parent / "optuna-dashboard"), storage,
-                                  "--artifact-dir", str(out / "artifacts"), "--port", str(port)],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    dashboard = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "optuna-dashboard"),
+            storage,
+            "--artifact-dir",
+            str(out / "artifacts"),
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}/dashboard"
     try:
         for _ in range(100):

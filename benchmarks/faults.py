@@ -40,10 +40,36 @@ ENV = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
 
 
 def command(storage: str, out: Path, trials: int, workers: int) -> list[str]:
-    return [sys.executable, "-m", "diffsearch", "hparams", "--dataset", "moons", "--searcher", "random",
-            "--points", "1500", "--held-out", "500", "--epochs", "15", "--baseline-runs", "0", "--heartbeat", "1",
-            "--trials", str(trials), "--workers", str(workers), "--study", STUDY, "--storage", storage,
-            "--out", str(out)]
+    return [
+        sys.executable,
+        "-m",
+        "diffsearch",
+        "hparams",
+        "--dataset",
+        "moons",
+        "--searcher",
+        "random",
+        "--points",
+        "1500",
+        "--held-out",
+        "500",
+        "--epochs",
+        "15",
+        "--baseline-runs",
+        "0",
+        "--heartbeat",
+        "1",
+        "--trials",
+        str(trials),
+        "--workers",
+        str(workers),
+        "--study",
+        STUDY,
+        "--storage",
+        storage,
+        "--out",
+        str(out),
+    ]
 
 
 def children(pid: int) -> list[int]:
@@ -77,23 +103,42 @@ def check(storage: str, out: Path, budget: int) -> dict:
     retried = {t.user_attrs.get("retry_of") for t in counted if t.user_attrs.get("retry_of") is not None}
     duplicated = sum(1 for t in counted if t.number in retried)  # an original and its retry both counted
     duplicated += max(0, len(counted) - budget)
-    unexplained = [t.number for t in trials if t.state == optuna.trial.TrialState.FAIL
-                   and not any(k in t.user_attrs for k in ("fail_reason", "lost_reason", "surplus"))]
+    unexplained = [
+        t.number
+        for t in trials
+        if t.state == optuna.trial.TrialState.FAIL
+        and not any(k in t.user_attrs for k in ("fail_reason", "lost_reason", "surplus"))
+    ]
     results = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else None
-    return {"counted": len(counted), "trials": len(trials), "duplicated": duplicated, "unexplained": unexplained,
-            "results_ok": results is not None}
+    return {
+        "counted": len(counted),
+        "trials": len(trials),
+        "duplicated": duplicated,
+        "unexplained": unexplained,
+        "results_ok": results is not None,
+    }
 
 
-def inject(fault: str, storage: str, out: Path, budget: int, workers: int, rng: random.Random,
-           tmp: Path) -> tuple[int, str]:
+def inject(
+    fault: str, storage: str, out: Path, budget: int, workers: int, rng: random.Random, tmp: Path
+) -> tuple[int, str]:
     """Run the job with ``fault`` injected; (its exit code, its last stderr line)."""
     if fault == "twice":
-        runs = [subprocess.Popen(command(storage, out, budget, workers), env=ENV, stderr=subprocess.PIPE,
-                                 stdout=subprocess.DEVNULL, text=True) for _ in range(2)]
+        runs = [
+            subprocess.Popen(
+                command(storage, out, budget, workers),
+                env=ENV,
+                stderr=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                text=True,
+            )
+            for _ in range(2)
+        ]
         codes = [r.wait(600) for r in runs]
         return max(codes), ""
-    job = subprocess.Popen(command(storage, out, budget, workers), env=ENV, stderr=subprocess.PIPE,
-                           stdout=subprocess.DEVNULL, text=True)
+    job = subprocess.Popen(
+        command(storage, out, budget, workers), env=ENV, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+    )
     wait_for_trials(storage, rng.randint(1, max(1, budget // 2)))
     time.sleep(rng.uniform(0, 2))
     victims = children(job.pid)
@@ -131,7 +176,8 @@ def one(fault: str, budget: int, workers: int, rng: random.Random) -> dict:
         tmp = Path(tmp)
         out = tmp / "run"
         storage = {"journal": str(tmp / "study.log"), "postgres": POSTGRES.get("url", "")}.get(
-            fault, f"sqlite:///{tmp / 'study.db'}")
+            fault, f"sqlite:///{tmp / 'study.db'}"
+        )
         if fault == "postgres":
             _reset_postgres()
         start = time.monotonic()
@@ -143,10 +189,17 @@ def one(fault: str, budget: int, workers: int, rng: random.Random) -> dict:
         rerun_start = time.monotonic()
         rerun = subprocess.run(command(storage, out, budget, 1), env=ENV, capture_output=True, text=True, timeout=600)
         after = check(storage, out, budget)
-        return {"fault": fault, "code": code, "last_line": last, "rerun_code": rerun.returncode, "first": first,
-                "after": after, "repeated": after["trials"] - first["trials"] if first["counted"] >= budget else 0,
-                "recover_s": time.monotonic() - rerun_start if first["counted"] < budget else 0.0,
-                "seconds": time.monotonic() - start}
+        return {
+            "fault": fault,
+            "code": code,
+            "last_line": last,
+            "rerun_code": rerun.returncode,
+            "first": first,
+            "after": after,
+            "repeated": after["trials"] - first["trials"] if first["counted"] >= budget else 0,
+            "recover_s": time.monotonic() - rerun_start if first["counted"] < budget else 0.0,
+            "seconds": time.monotonic() - start,
+        }
 
 
 def _reset_postgres() -> None:
@@ -161,8 +214,7 @@ def _reset_postgres() -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--times", type=int, default=5)
-    parser.add_argument("--fault", action="append",
-                        choices=["sigkill", "sigstop", "journal", "twice", "postgres"])
+    parser.add_argument("--fault", action="append", choices=["sigkill", "sigstop", "journal", "twice", "postgres"])
     parser.add_argument("--budget", type=int, default=6)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
@@ -181,14 +233,31 @@ def main() -> int:
         port = POSTGRES["url"].rsplit(":", 1)[1].split("/")[0]
         POSTGRES["dsn"] = f"host=127.0.0.1 port={port} user=diffsearch dbname=diffsearch"
         data = next(Path(tempfile.gettempdir()).glob("diffsearch-pg-*")) / "db"
-        POSTGRES["restart"] = ["runuser", "-u", "postgres", "--", str(server_bin_dir() / "pg_ctl"), "-D", str(data),
-                               "-w", "-m", "fast", "restart"]
+        POSTGRES["restart"] = [
+            "runuser",
+            "-u",
+            "postgres",
+            "--",
+            str(server_bin_dir() / "pg_ctl"),
+            "-D",
+            str(data),
+            "-w",
+            "-m",
+            "fast",
+            "restart",
+        ]
     try:
         for fault in faults:
             runs = [one(fault, args.budget, args.workers, rng) for _ in range(args.times)]
             records += runs
-            survived = sum(1 for r in runs if r["after"]["counted"] == args.budget and r["after"]["results_ok"]
-                           and not r["after"]["unexplained"] and r["rerun_code"] == 0)
+            survived = sum(
+                1
+                for r in runs
+                if r["after"]["counted"] == args.budget
+                and r["after"]["results_ok"]
+                and not r["after"]["unexplained"]
+                and r["rerun_code"] == 0
+            )
             lost = sum(max(0, args.budget - r["after"]["counted"]) for r in runs)
             duplicated = sum(r["after"]["duplicated"] for r in runs)
             recover = max(r["recover_s"] for r in runs)
@@ -198,12 +267,17 @@ def main() -> int:
     finally:
         if server is not None:
             server.__exit__(None, None, None)
-    lines = ["# Fault injection (benchmarks/faults.py)", "",
-             f"`python benchmarks/faults.py --times {args.times}`: `diffsearch hparams --dataset moons` (15 epochs), "
-             f"--workers {args.workers}, a budget of {args.budget} trials, heartbeat 1 s; each fault on a fresh study, "
-             "then the same command rerun. Wall-clock seconds on 2 CPU cores shared with other work.", "",
-             "| fault | times injected | runs survived | trials lost | trials duplicated | seconds to recover "
-             "(rerun) | the run's own last line when it failed |", "|---|---:|---:|---:|---:|---:|---|"]
+    lines = [
+        "# Fault injection (benchmarks/faults.py)",
+        "",
+        f"`python benchmarks/faults.py --times {args.times}`: `diffsearch hparams --dataset moons` (15 epochs), "
+        f"--workers {args.workers}, a budget of {args.budget} trials, heartbeat 1 s; each fault on a fresh study, "
+        "then the same command rerun. Wall-clock seconds on 2 CPU cores shared with other work.",
+        "",
+        "| fault | times injected | runs survived | trials lost | trials duplicated | seconds to recover "
+        "(rerun) | the run's own last line when it failed |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
     for fault, n, survived, lost, duplicated, recover, notes in rows:
         lines.append(f"| {fault} | {n} | {survived} | {lost} | {duplicated} | {recover:.0f} | {notes} |")
     Path(args.out).write_text("\n".join(lines) + "\n")

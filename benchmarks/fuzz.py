@@ -47,31 +47,136 @@ class Accepted(Exception):
 
 
 # ---- what a user may type ------------------------------------------------------------------------------
-WORDS = st.sampled_from(["moons", "tpe", "random", "gp", "generative", "mct", "evolution", "gpo", "gpo+es",
-                         "toy2d-moons", "digits", "antonym", "synonym", "sh", "hyperband", "none", "tiny",
-                         "enhance", "attack", "clip", "ddim", "ddpm", "cpu", "auto", "float32", "wordnet",
-                         "Adam,AdamW", "decade", "4,10", "os:getcwd", "json:loads", "nosuch:thing", ":", "a:b:c",
-                         "x.npy", "x.csv", "runs", "sqlite:///x.db", "x.log", "postgresql://nobody@127.0.0.1:1/x"])
-NUMBERS = st.one_of(st.integers(-10, 10**7).map(str), st.floats(allow_nan=True, allow_infinity=True).map(repr),
-                    st.sampled_from(["0", "-0", "1e308", "nan", "inf", "-inf", "1_000", "0x10", "", " "]))
+WORDS = st.sampled_from(
+    [
+        "moons",
+        "tpe",
+        "random",
+        "gp",
+        "generative",
+        "mct",
+        "evolution",
+        "gpo",
+        "gpo+es",
+        "toy2d-moons",
+        "digits",
+        "antonym",
+        "synonym",
+        "sh",
+        "hyperband",
+        "none",
+        "tiny",
+        "enhance",
+        "attack",
+        "clip",
+        "ddim",
+        "ddpm",
+        "cpu",
+        "auto",
+        "float32",
+        "wordnet",
+        "Adam,AdamW",
+        "decade",
+        "4,10",
+        "os:getcwd",
+        "json:loads",
+        "nosuch:thing",
+        ":",
+        "a:b:c",
+        "x.npy",
+        "x.csv",
+        "runs",
+        "sqlite:///x.db",
+        "x.log",
+        "postgresql://nobody@127.0.0.1:1/x",
+    ]
+)
+NUMBERS = st.one_of(
+    st.integers(-10, 10**7).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.sampled_from(["0", "-0", "1e308", "nan", "inf", "-inf", "1_000", "0x10", "", " "]),
+)
 TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=40)
 VALUE = st.one_of(WORDS, NUMBERS, TEXT)
 
 # options the jobs take (a value follows each), flags that take none, and positional words
 OPTIONS = {
-    "hparams": ["--dataset", "--searcher", "--space", "--trials", "--epochs", "--prune", "--min-epochs",
-                "--reduction-factor", "--seed", "--repeats", "--baseline-runs", "--points", "--held-out", "--width",
-                "--resolution", "--fid-samples", "--sample-steps", "--sampler", "--device", "--train-images",
-                "--workers", "--heartbeat", "--trial-timeout", "--warm-start", "--storage"],
-    "optimizer": ["--task", "--searcher", "--budget", "--levels", "--max-length", "--transfer", "--top",
-                  "--baselines", "--seed", "--scale", "--score", "--lr-grid", "--start-from", "--promote",
-                  "--workers", "--heartbeat", "--trial-timeout", "--storage"],
-    "prompt": ["--prompts", "--task", "--space", "--searcher", "--budget", "--model", "--clip", "--reward",
-               "--reward-model", "--device", "--dtype", "--steps", "--guidance", "--true-cfg", "--size",
-               "--save-memory", "--seeds", "--seed", "--k", "--iterations", "--lexicon", "--word-tokens",
-               "--workers", "--heartbeat", "--trial-timeout", "--storage"],
-    "sweep": ["--searcher", "--trials", "--workers", "--heartbeat", "--gpus", "--trial-timeout", "--seed",
-              "--storage"],
+    "hparams": [
+        "--dataset",
+        "--searcher",
+        "--space",
+        "--trials",
+        "--epochs",
+        "--prune",
+        "--min-epochs",
+        "--reduction-factor",
+        "--seed",
+        "--repeats",
+        "--baseline-runs",
+        "--points",
+        "--held-out",
+        "--width",
+        "--resolution",
+        "--fid-samples",
+        "--sample-steps",
+        "--sampler",
+        "--device",
+        "--train-images",
+        "--workers",
+        "--heartbeat",
+        "--trial-timeout",
+        "--warm-start",
+        "--storage",
+    ],
+    "optimizer": [
+        "--task",
+        "--searcher",
+        "--budget",
+        "--levels",
+        "--max-length",
+        "--transfer",
+        "--top",
+        "--baselines",
+        "--seed",
+        "--scale",
+        "--score",
+        "--lr-grid",
+        "--start-from",
+        "--promote",
+        "--workers",
+        "--heartbeat",
+        "--trial-timeout",
+        "--storage",
+    ],
+    "prompt": [
+        "--prompts",
+        "--task",
+        "--space",
+        "--searcher",
+        "--budget",
+        "--model",
+        "--clip",
+        "--reward",
+        "--reward-model",
+        "--device",
+        "--dtype",
+        "--steps",
+        "--guidance",
+        "--true-cfg",
+        "--size",
+        "--save-memory",
+        "--seeds",
+        "--seed",
+        "--k",
+        "--iterations",
+        "--lexicon",
+        "--word-tokens",
+        "--workers",
+        "--heartbeat",
+        "--trial-timeout",
+        "--storage",
+    ],
+    "sweep": ["--searcher", "--trials", "--workers", "--heartbeat", "--gpus", "--trial-timeout", "--seed", "--storage"],
     "worker": ["--study", "--storage", "--heartbeat", "--trials", "--device", "--dtype"],
     "report": ["--study", "--storage", "--artifact-dir"],
 }
@@ -100,7 +205,8 @@ ARRAYS = st.one_of(
     st.integers(0, 40).map(lambda n: np.ones(n)),
     st.tuples(st.integers(1, 5), st.integers(1, 5), st.integers(1, 5)).map(lambda s: np.ones(s)),
     st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=0, max_size=60).map(
-        lambda xs: np.array(xs).reshape(-1, 2) if len(xs) % 2 == 0 else np.array(xs)),
+        lambda xs: np.array(xs).reshape(-1, 2) if len(xs) % 2 == 0 else np.array(xs)
+    ),
     st.lists(st.text(max_size=5), max_size=10).map(np.array),
     st.just(np.array(3.0)),
 )
@@ -124,8 +230,9 @@ def data_files(draw) -> tuple[str, bytes]:
 
 @st.composite
 def prompt_files(draw) -> bytes:
-    line = st.one_of(TEXT, st.just(""), st.just("# a comment"), st.just("   "),
-                     st.integers(1, 5000).map(lambda n: "word " * n))
+    line = st.one_of(
+        TEXT, st.just(""), st.just("# a comment"), st.just("   "), st.integers(1, 5000).map(lambda n: "word " * n)
+    )
     text = "\n".join(draw(st.lists(line, max_size=12))).encode("utf-8")
     if draw(st.booleans()):
         text += draw(st.binary(max_size=40))  # not UTF-8, perhaps
@@ -133,22 +240,51 @@ def prompt_files(draw) -> bytes:
 
 
 VALID_SWEEP = {
-    "program": "train.py", "method": "random", "metric": {"name": "loss", "goal": "minimize"},
+    "program": "train.py",
+    "method": "random",
+    "metric": {"name": "loss", "goal": "minimize"},
     "run_cap": 5,
-    "parameters": {"lr": {"distribution": "log_uniform_values", "min": 1e-5, "max": 1e-1},
-                   "batch": {"values": [16, 32, 64]}, "layers": {"min": 1, "max": 4},
-                   "opt": {"value": "adam"},
-                   "arch": {"parameters": {"width": {"values": [8, 16]}}}},
+    "parameters": {
+        "lr": {"distribution": "log_uniform_values", "min": 1e-5, "max": 1e-1},
+        "batch": {"values": [16, 32, 64]},
+        "layers": {"min": 1, "max": 4},
+        "opt": {"value": "adam"},
+        "arch": {"parameters": {"width": {"values": [8, 16]}}},
+    },
     "early_terminate": {"type": "hyperband", "min_iter": 2, "eta": 2},
     "command": ["${env}", "${interpreter}", "${program}", "${args}"],
 }
-YAML_LEAF = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**6), st.floats(allow_nan=True), TEXT,
-                      st.sampled_from(["grid", "bayes", "random", "uniform", "log_uniform", "q_uniform",
-                                       "int_uniform", "categorical", "normal", "beta", "hyperband", "minimize",
-                                       "maximize", "${args_json}", "${args_no_hyphens}"]))
-YAML_VALUE = st.recursive(YAML_LEAF, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                             st.dictionaries(TEXT, inner, max_size=4)),
-                          max_leaves=12)
+YAML_LEAF = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 10**6),
+    st.floats(allow_nan=True),
+    TEXT,
+    st.sampled_from(
+        [
+            "grid",
+            "bayes",
+            "random",
+            "uniform",
+            "log_uniform",
+            "q_uniform",
+            "int_uniform",
+            "categorical",
+            "normal",
+            "beta",
+            "hyperband",
+            "minimize",
+            "maximize",
+            "${args_json}",
+            "${args_no_hyphens}",
+        ]
+    ),
+)
+YAML_VALUE = st.recursive(
+    YAML_LEAF,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(TEXT, inner, max_size=4)),
+    max_leaves=12,
+)
 
 
 @st.composite
@@ -172,12 +308,28 @@ def sweep_files(draw) -> bytes:
         elif path and action == 1:
             parent[path[-1]] = draw(YAML_VALUE)
         elif isinstance(parent, dict):
-            parent[draw(st.sampled_from(["method", "metric", "parameters", "run_cap", "name", "program",
-                                         "command", "early_terminate", "description", "extra"]))] = draw(YAML_VALUE)
+            parent[
+                draw(
+                    st.sampled_from(
+                        [
+                            "method",
+                            "metric",
+                            "parameters",
+                            "run_cap",
+                            "name",
+                            "program",
+                            "command",
+                            "early_terminate",
+                            "description",
+                            "extra",
+                        ]
+                    )
+                )
+            ] = draw(YAML_VALUE)
     text = yaml.safe_dump(config, allow_unicode=True)
     cut = draw(st.integers(0, 6))
     if cut == 0:
-        text = text[: draw(st.integers(0, len(text)))]          # cut short
+        text = text[: draw(st.integers(0, len(text)))]  # cut short
     elif cut == 1:
         text = text.replace(":", draw(st.sampled_from(["", "::", ": [", "\t"])), 1)  # broken YAML
     raw = text.encode("utf-8")
@@ -321,8 +473,15 @@ def fuzz(surface: str, count: int, folder: Path, derandomize: bool = True, seed:
     cwd = os.getcwd()
     os.chdir(folder)
     try:
-        @settings(max_examples=count, derandomize=derandomize, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck), print_blob=False)
+
+        @settings(
+            max_examples=count,
+            derandomize=derandomize,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+            print_blob=False,
+        )
         @given(strategy)
         def run(drawn) -> None:
             (folder / "in").mkdir(exist_ok=True)
@@ -364,14 +523,21 @@ def main() -> int:
                 failure = str(exc).splitlines()[0][:300]
             seconds = time.perf_counter() - start
         rows.append((surface, outcome.inputs, outcome.accepted, outcome.refused, failure, seconds))
-        print(f"{surface}: {outcome.inputs} inputs ({outcome.accepted} accepted, {outcome.refused} refused in one "
-              f"line), {'0 tracebacks' if not failure else 'FAILED: ' + failure}, {seconds:.0f} s", flush=True)
-    lines = ["# Fuzzing the inputs users hand diffsearch (Hypothesis)", "",
-             f"`python benchmarks/fuzz.py --count {args.count} --seed {args.seed}`; inputs run in one process on "
-             "2 shared CPU cores (timings are rough). An input passes when it is accepted, or refused with exit "
-             "code 2 and one line, nothing written. Inputs counts Hypothesis' generated inputs, shrinking included.",
-             "", "| surface | inputs | accepted | refused (one line, exit 2) | tracebacks | seconds |",
-             "|---|---:|---:|---:|---|---:|"]
+        print(
+            f"{surface}: {outcome.inputs} inputs ({outcome.accepted} accepted, {outcome.refused} refused in one "
+            f"line), {'0 tracebacks' if not failure else 'FAILED: ' + failure}, {seconds:.0f} s",
+            flush=True,
+        )
+    lines = [
+        "# Fuzzing the inputs users hand diffsearch (Hypothesis)",
+        "",
+        f"`python benchmarks/fuzz.py --count {args.count} --seed {args.seed}`; inputs run in one process on "
+        "2 shared CPU cores (timings are rough). An input passes when it is accepted, or refused with exit "
+        "code 2 and one line, nothing written. Inputs counts Hypothesis' generated inputs, shrinking included.",
+        "",
+        "| surface | inputs | accepted | refused (one line, exit 2) | tracebacks | seconds |",
+        "|---|---:|---:|---:|---|---:|",
+    ]
     for surface, inputs, accepted, refused, failure, seconds in rows:
         lines.append(f"| {surface} | {inputs} | {accepted} | {refused} | {failure or '0'} | {seconds:.0f} |")
     Path(args.out).write_text("\n".join(lines) + "\n")

@@ -57,22 +57,31 @@ def run(task: bench.Task, sampler: optuna.samplers.BaseSampler, trials: int) -> 
 
 
 def distance_table(tasks: list[bench.Task]) -> str:
-    lines = ["| task | method | regret at 50 | distance, trials 6-20 | distance, trials 21-50 |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "| task | method | regret at 50 | distance, trials 6-20 | distance, trials 21-50 |",
+        "|---|---|---|---|---|",
+    ]
     for task in tasks:
         for method in METHODS:
-            sampler = (GenerativeSampler(seed=SEED, config=GenerativeConfig(dropout=0.0)) if method.endswith("dropout")
-                       else make_sampler(method, SEED))
+            sampler = (
+                GenerativeSampler(seed=SEED, config=GenerativeConfig(dropout=0.0))
+                if method.endswith("dropout")
+                else make_sampler(method, SEED)
+            )
             study, distances = run(task, sampler, 50)
-            lines.append(f"| {task.name} | {method} | {task.regret(study.best_value):.4f} | "
-                         f"{np.mean(distances[4:19]):.3f} | {np.mean(distances[19:]):.3f} |")
+            lines.append(
+                f"| {task.name} | {method} | {task.regret(study.best_value):.4f} | "
+                f"{np.mean(distances[4:19]):.3f} | {np.mean(distances[19:]):.3f} |"
+            )
             print(lines[-1], flush=True)
     return "\n".join(lines) + "\n"
 
 
 def spread_table(tasks: list[bench.Task], config: GenerativeConfig, trials: int = 30) -> str:
-    lines = [f"| task (after {trials} trials) | points | 10th percentile | median | 90th percentile |",
-             "|---|---|---|---|---|"]
+    lines = [
+        f"| task (after {trials} trials) | points | 10th percentile | median | 90th percentile |",
+        "|---|---|---|---|---|",
+    ]
     for task in tasks:
         study, _ = run(task, GenerativeSampler(seed=SEED, config=config), trials)
         model = study.sampler._model
@@ -80,11 +89,13 @@ def spread_table(tasks: list[bench.Task], config: GenerativeConfig, trials: int 
         X = np.stack([codec.encode(t.params) for t in study.trials]).astype(np.float32)
         y = -np.array([t.value for t in study.trials])
         incumbent = X[int(np.argmax(y))]
-        points = {"the history": X,
-                  "samples, I = 1, whole history": GenerativeHPO.generate(model, X, y, n=64),
-                  # the screens' subset-context loop, run on this model (n > 1 never reaches its super())
-                  "samples, I = 1, a random subset each": SubsetContexts.generate(model, X, y, n=64),
-                  "samples, I = 0, whole history": GenerativeHPO.generate(model, X, y, n=64, improves=0.0)}
+        points = {
+            "the history": X,
+            "samples, I = 1, whole history": GenerativeHPO.generate(model, X, y, n=64),
+            # the screens' subset-context loop, run on this model (n > 1 never reaches its super())
+            "samples, I = 1, a random subset each": SubsetContexts.generate(model, X, y, n=64),
+            "samples, I = 0, whole history": GenerativeHPO.generate(model, X, y, n=64, improves=0.0),
+        }
         for name, codes in points.items():
             low, median, high = np.percentile(rms(codes, incumbent), [10, 50, 90])
             lines.append(f"| {task.name} | {name} | {low:.3f} | {median:.3f} | {high:.3f} |")
@@ -98,14 +109,17 @@ def main(argv=None) -> int:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     tasks = [t for t in bench.all_tasks("all") if t.name in TASKS]
     spread_tasks = [t for t in tasks if t.name in TASKS[:2]]
-    text = ("# Generative HPO: collapse onto the incumbent (seed 0)\n\nDistance = root mean square "
-            "difference of the [0, 1]^d codes (benchmarks/generative_collapse.py).\n\n## Each suggestion's "
-            "distance to the incumbent\n\n" + distance_table(tasks)
-            + "\n## The generative model's samples after 30 trials (no dropout, the searcher before Thompson "
-            "sampling): distance to the incumbent\n\n"
-            + spread_table(spread_tasks, GenerativeConfig(dropout=0.0))
-            + "\n## The same, pre-trained on 16 random bump functions first (prior_functions=16)\n\n"
-            + spread_table(spread_tasks, GenerativeConfig(prior_functions=16, dropout=0.0)))
+    text = (
+        "# Generative HPO: collapse onto the incumbent (seed 0)\n\nDistance = root mean square "
+        "difference of the [0, 1]^d codes (benchmarks/generative_collapse.py).\n\n## Each suggestion's "
+        "distance to the incumbent\n\n"
+        + distance_table(tasks)
+        + "\n## The generative model's samples after 30 trials (no dropout, the searcher before Thompson "
+        "sampling): distance to the incumbent\n\n"
+        + spread_table(spread_tasks, GenerativeConfig(dropout=0.0))
+        + "\n## The same, pre-trained on 16 random bump functions first (prior_functions=16)\n\n"
+        + spread_table(spread_tasks, GenerativeConfig(prior_functions=16, dropout=0.0))
+    )
     (bench.RESULTS / "generative_collapse.md").write_text(text)
     print(text)
     return 0

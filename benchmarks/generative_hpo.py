@@ -70,14 +70,21 @@ class Task:
 
 
 def branin(x1: float, x2: float) -> float:
-    b, c, t = 5.1 / (4 * math.pi ** 2), 5 / math.pi, 1 / (8 * math.pi)
-    return (x2 - b * x1 ** 2 + c * x1 - 6) ** 2 + 10 * (1 - t) * math.cos(x1) + 10
+    b, c, t = 5.1 / (4 * math.pi**2), 5 / math.pi, 1 / (8 * math.pi)
+    return (x2 - b * x1**2 + c * x1 - 6) ** 2 + 10 * (1 - t) * math.cos(x1) + 10
 
 
-HARTMANN_A = np.array([[10, 3, 17, 3.5, 1.7, 8], [0.05, 10, 17, 0.1, 8, 14],
-                       [3, 3.5, 1.7, 10, 17, 8], [17, 8, 0.05, 10, 0.1, 14]])
-HARTMANN_P = 1e-4 * np.array([[1312, 1696, 5569, 124, 8283, 5886], [2329, 4135, 8307, 3736, 1004, 9991],
-                              [2348, 1451, 3522, 2883, 3047, 6650], [4047, 8828, 8732, 5743, 1091, 381]])
+HARTMANN_A = np.array(
+    [[10, 3, 17, 3.5, 1.7, 8], [0.05, 10, 17, 0.1, 8, 14], [3, 3.5, 1.7, 10, 17, 8], [17, 8, 0.05, 10, 0.1, 14]]
+)
+HARTMANN_P = 1e-4 * np.array(
+    [
+        [1312, 1696, 5569, 124, 8283, 5886],
+        [2329, 4135, 8307, 3736, 1004, 9991],
+        [2348, 1451, 3522, 2883, 3047, 6650],
+        [4047, 8828, 8732, 5743, 1091, 381],
+    ]
+)
 HARTMANN_ALPHA = np.array([1.0, 1.2, 3.0, 3.2])
 
 
@@ -93,12 +100,22 @@ def synthetic_tasks() -> list[Task]:
     branin_worst = max(branin(a, b) for a, b in grid[:20_000])
     hartmann_worst = float(hartmann6(rng.uniform(size=(200_000, 6))).max())
     return [
-        Task("branin", "synthetic",
-             lambda t: {"x1": t.suggest_float("x1", -5, 10), "x2": t.suggest_float("x2", 0, 15)},
-             lambda p: branin(p["x1"], p["x2"]), 0.397887, branin_worst),
-        Task("hartmann6", "synthetic",
-             lambda t: {f"x{i}": t.suggest_float(f"x{i}", 0, 1) for i in range(6)},
-             lambda p: float(hartmann6(np.array([p[f"x{i}"] for i in range(6)]))[0]), -3.32237, hartmann_worst),
+        Task(
+            "branin",
+            "synthetic",
+            lambda t: {"x1": t.suggest_float("x1", -5, 10), "x2": t.suggest_float("x2", 0, 15)},
+            lambda p: branin(p["x1"], p["x2"]),
+            0.397887,
+            branin_worst,
+        ),
+        Task(
+            "hartmann6",
+            "synthetic",
+            lambda t: {f"x{i}": t.suggest_float(f"x{i}", 0, 1) for i in range(6)},
+            lambda p: float(hartmann6(np.array([p[f"x{i}"] for i in range(6)]))[0]),
+            -3.32237,
+            hartmann_worst,
+        ),
     ]
 
 
@@ -112,16 +129,28 @@ def tabular_task(bench_class, dataset: str, family: str) -> Task:
 
     def suggest(trial: optuna.Trial) -> dict:
         # ordered choices as an index (as HPO-B encodes them), strings as categories
-        return {name: (trial.suggest_categorical(name, choices) if types[name] is str
-                       else trial.suggest_int(name, 0, len(choices) - 1))
-                for name, choices in space.items()}
+        return {
+            name: (
+                trial.suggest_categorical(name, choices)
+                if types[name] is str
+                else trial.suggest_int(name, 0, len(choices) - 1)
+            )
+            for name, choices in space.items()
+        }
 
     def evaluate(params: dict) -> float:
         key = "".join(str(space[n].index(params[n]) if types[n] is str else params[n]) for n in space)
         return table[key]
 
-    return Task(f"{family}-{dataset}", family, suggest, evaluate, min(table.values()), max(table.values()),
-                log_scale=family == "hpolib")
+    return Task(
+        f"{family}-{dataset}",
+        family,
+        suggest,
+        evaluate,
+        min(table.values()),
+        max(table.values()),
+        log_scale=family == "hpolib",
+    )
 
 
 FIVE_TASKS = {"hpobench": ["australian"], "hpolib": ["naval_propulsion"], "nasbench201": ["cifar10"]}
@@ -142,9 +171,18 @@ def all_tasks(suite: str = "five") -> list[Task]:
 
 def run_one(task: Task, method: str, seed: int, trials: int) -> dict:
     if method == "generative-1":
-        sampler = GenerativeSampler(seed=seed, config=GenerativeConfig(
-            candidates=1, novel_only=False, improve_share=None, queries_per_context=1, y_scaling="minmax",
-            dropout=0.0), category_choice="model")  # as its cached runs: categoricals by the model
+        sampler = GenerativeSampler(
+            seed=seed,
+            config=GenerativeConfig(
+                candidates=1,
+                novel_only=False,
+                improve_share=None,
+                queries_per_context=1,
+                y_scaling="minmax",
+                dropout=0.0,
+            ),
+            category_choice="model",
+        )  # as its cached runs: categoricals by the model
     elif method == "generative-argmax":
         sampler = GenerativeSampler(seed=seed, category_choice="model")
     else:
@@ -183,8 +221,9 @@ def add_to_cache(path: Path, key: str, result: dict) -> dict:
     return runs
 
 
-def average_ranks(runs: dict, tasks: list[Task], seeds: int, trials: int,
-                  methods: tuple[str, ...] = METHODS) -> dict[str, np.ndarray]:
+def average_ranks(
+    runs: dict, tasks: list[Task], seeds: int, trials: int, methods: tuple[str, ...] = METHODS
+) -> dict[str, np.ndarray]:
     """Rank of each method among ``methods`` per task, seed and trial (ties share the mean rank)."""
     ranks = {m: np.zeros(trials) for m in methods}
     count = 0
@@ -208,8 +247,9 @@ def plot(runs: dict, tasks: list[Task], seeds: int, trials: int, path: Path, met
     ranks = average_ranks(runs, tasks, seeds, trials, methods)
     steps = np.arange(1, trials + 1)
     for m in methods:
-        regret = np.mean([t.regret_curve(runs[f"{t.name}|{m}|{s}"], trials) for t in tasks for s in range(seeds)],
-                         axis=0)
+        regret = np.mean(
+            [t.regret_curve(runs[f"{t.name}|{m}|{s}"], trials) for t in tasks for s in range(seeds)], axis=0
+        )
         left.plot(steps, regret, label=m)
         right.plot(steps, ranks[m], label=m)
     left.set(yscale="log", xlabel="number of trials", ylabel="mean normalized regret")
@@ -239,8 +279,12 @@ def loss_curve(path: Path, steps: int = 1500) -> list[float]:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(losses, alpha=0.3, label="per step")
     ax.plot(np.arange(49, len(losses)), smooth, label="50-step mean")
-    ax.set(xlabel="gradient step", ylabel="DDPM loss (MSE on the noise)", yscale="log",
-           title="generative HPO: training loss on a 30-point history")
+    ax.set(
+        xlabel="gradient step",
+        ylabel="DDPM loss (MSE on the noise)",
+        yscale="log",
+        title="generative HPO: training loss on a 30-point history",
+    )
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -266,17 +310,35 @@ def quiet_and_threaded(threads: int) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--suite", choices=("five", "all"), default="five",
-                        help="five tasks (one per tabular family) or all 17 (default: five)")
-    parser.add_argument("--tasks", nargs="*", help="run only these task names of the suite (the table "
-                        "still needs every task's runs; a process per task group can share the cache)")
-    parser.add_argument("--methods", nargs="+", default=list(METHODS[:5]), choices=METHODS,
-                        help="methods to run and rank against each other (default: the five of the tables, "
-                             "without the generative-argmax ablation, which only the 7 tasks with categoricals ran)")
+    parser.add_argument(
+        "--suite",
+        choices=("five", "all"),
+        default="five",
+        help="five tasks (one per tabular family) or all 17 (default: five)",
+    )
+    parser.add_argument(
+        "--tasks",
+        nargs="*",
+        help="run only these task names of the suite (the table "
+        "still needs every task's runs; a process per task group can share the cache)",
+    )
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=list(METHODS[:5]),
+        choices=METHODS,
+        help="methods to run and rank against each other (default: the five of the tables, "
+        "without the generative-argmax ablation, which only the 7 tasks with categoricals ran)",
+    )
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--trials", type=int, default=50)
-    parser.add_argument("--rerun", nargs="*", default=[], choices=METHODS,
-                        help="run these methods again (after a change to them) instead of reading the cache")
+    parser.add_argument(
+        "--rerun",
+        nargs="*",
+        default=[],
+        choices=METHODS,
+        help="run these methods again (after a change to them) instead of reading the cache",
+    )
     add_threads_option(parser)
     args = parser.parse_args(argv)
     quiet_and_threaded(args.threads)
@@ -296,13 +358,20 @@ def main(argv=None) -> int:
                 start = time.perf_counter()
                 result = run_one(task, method, seed, args.trials)
                 regret = task.regret(result["incumbent"][-1])
-                print(f"{key}: regret {regret:.4f}, {result['distinct']} distinct configs "
-                      f"({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
+                print(
+                    f"{key}: regret {regret:.4f}, {result['distinct']} distinct configs "
+                    f"({time.perf_counter() - start:.0f} s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 runs = add_to_cache(cache, key, result)  # other processes (other --tasks) may share it
     missing = [t.name for t in suite for m in methods for s in range(args.seeds) if f"{t.name}|{m}|{s}" not in runs]
     if not {"random", "tpe", "gp", "generative"} <= set(methods):  # a table of fewer methods would replace the full one
-        print("table not written: it ranks random, tpe, gp and generative at least; give them to --methods "
-              "(their cached runs are read, not rerun)", file=sys.stderr)
+        print(
+            "table not written: it ranks random, tpe, gp and generative at least; give them to --methods "
+            "(their cached runs are read, not rerun)",
+            file=sys.stderr,
+        )
         return 0
     if missing:
         print(f"table not written: {len(missing)} runs still missing (e.g. on {missing[0]})", file=sys.stderr)
@@ -312,8 +381,10 @@ def main(argv=None) -> int:
     plot(runs, suite, args.seeds, args.trials, RESULTS / f"{stem}.png", methods)
     if args.suite == "five":
         losses = loss_curve(RESULTS / "generative_hpo_loss.png")
-        text += (f"\nTraining loss on a 30-point Branin history: first 50 steps {np.mean(losses[:50]):.3f}, "
-                 f"last 50 steps {np.mean(losses[-50:]):.3f} (generative_hpo_loss.png).\n")
+        text += (
+            f"\nTraining loss on a 30-point Branin history: first 50 steps {np.mean(losses[:50]):.3f}, "
+            f"last 50 steps {np.mean(losses[-50:]):.3f} (generative_hpo_loss.png).\n"
+        )
     (RESULTS / f"{stem}.md").write_text(text)
     print(text)
     return 0
@@ -322,26 +393,35 @@ def main(argv=None) -> int:
 def results_table(runs: dict, tasks: list[Task], methods: tuple[str, ...], seeds: int, trials: int) -> str:
     ranks = average_ranks(runs, tasks, seeds, trials, methods)
     families = sorted({t.family for t in tasks})
-    lines = [f"# Generative HPO vs random / TPE / GP ({len(tasks)} tasks, {trials} trials, {seeds} seeds, "
-             "2 CPU cores)", "",
-             "Mean normalised regret at the last trial per task family (lower is better; HPOLib's on log10 of the "
-             "MSE), average rank among "
-             f"these {len(methods)} methods over all tasks and seeds at the last trial (ties share the mean "
-             "rank), the same rank averaged over trials 11 to the last (the area under HPO-B's rank curve once "
-             "every method is past its random start: Optuna's TPE and GP draw 10 random trials, the generative "
-             "searcher 5), and seconds per suggestion (mean over trials after the first 5).",
-             "", "| method | " + " | ".join(f"{f} ({sum(t.family == f for t in tasks)})" for f in families)
-             + f" | average rank | mean rank, trials 11-{trials} | s / suggestion |",
-             "|---|" + "---|" * (len(families) + 3)]
+    lines = [
+        f"# Generative HPO vs random / TPE / GP ({len(tasks)} tasks, {trials} trials, {seeds} seeds, 2 CPU cores)",
+        "",
+        "Mean normalised regret at the last trial per task family (lower is better; HPOLib's on log10 of the "
+        "MSE), average rank among "
+        f"these {len(methods)} methods over all tasks and seeds at the last trial (ties share the mean "
+        "rank), the same rank averaged over trials 11 to the last (the area under HPO-B's rank curve once "
+        "every method is past its random start: Optuna's TPE and GP draw 10 random trials, the generative "
+        "searcher 5), and seconds per suggestion (mean over trials after the first 5).",
+        "",
+        "| method | "
+        + " | ".join(f"{f} ({sum(t.family == f for t in tasks)})" for f in families)
+        + f" | average rank | mean rank, trials 11-{trials} | s / suggestion |",
+        "|---|" + "---|" * (len(families) + 3),
+    ]
     for m in methods:
         cells = []
         for family in families:
-            finals = [t.regret_curve(runs[f"{t.name}|{m}|{s}"], trials)[-1] for t in tasks if t.family == family
-                      for s in range(seeds)]
+            finals = [
+                t.regret_curve(runs[f"{t.name}|{m}|{s}"], trials)[-1]
+                for t in tasks
+                if t.family == family
+                for s in range(seeds)
+            ]
             cells.append(f"{np.mean(finals):.4f}")
         secs = np.mean([runs[f"{t.name}|{m}|{s}"]["seconds"][5:trials] for t in tasks for s in range(seeds)])
-        lines.append(f"| {m} | " + " | ".join(cells) + f" | {ranks[m][-1]:.2f} | {ranks[m][10:].mean():.2f} | "
-                     f"{secs:.3f} |")
+        lines.append(
+            f"| {m} | " + " | ".join(cells) + f" | {ranks[m][-1]:.2f} | {ranks[m][10:].mean():.2f} | {secs:.3f} |"
+        )
     return "\n".join(lines) + f"\n\nTasks: {', '.join(t.name for t in tasks)}.\n"
 
 

@@ -50,9 +50,11 @@ RESULTS = bench.RESULTS
 CACHE = RESULTS / "generative_mixed_runs.json"
 MAIN = ("random", "tpe", "gp", "generative")
 # searcher name -> GenerativeSampler options; "generative" is the default (category_tries=1, thompson)
-VARIANTS = {"generative-before": {"category_tries": 0, "category_choice": "model"},
-            "generative-argmax": {"category_tries": 1, "category_choice": "model"},
-            "generative-tries2": {"category_tries": 2, "category_choice": "model"}}
+VARIANTS = {
+    "generative-before": {"category_tries": 0, "category_choice": "model"},
+    "generative-argmax": {"category_tries": 1, "category_choice": "model"},
+    "generative-tries2": {"category_tries": 2, "category_choice": "model"},
+}
 SCREEN_TASKS = ("mixed-issue",)
 SCREEN_SEEDS = (100, 101, 102)
 HELD_OUT_TASKS = ("mixed-cat6", "mixed-cond5", "training-toy2d", "training-images")
@@ -65,11 +67,18 @@ class RandomTrial:
         self.rng = rng
 
     def suggest_float(self, name, low, high, log=False):
-        return float(math.exp(self.rng.uniform(math.log(low), math.log(high)))) if log else float(self.rng.uniform(low, high))
+        return (
+            float(math.exp(self.rng.uniform(math.log(low), math.log(high))))
+            if log
+            else float(self.rng.uniform(low, high))
+        )
 
     def suggest_int(self, name, low, high, log=False):
-        return int(round(self.suggest_float(name, low - 0.4999, high + 0.4999))) if not log else \
-            min(high, max(low, int(round(self.suggest_float(name, low, high, log=True)))))
+        return (
+            int(round(self.suggest_float(name, low - 0.4999, high + 0.4999)))
+            if not log
+            else min(high, max(low, int(round(self.suggest_float(name, low, high, log=True)))))
+        )
 
     def suggest_categorical(self, name, choices):
         return choices[int(self.rng.integers(len(choices)))]
@@ -91,22 +100,37 @@ def mixed_issue_f(p):
     return value + (p["momentum"] - 0.7) ** 2 if "momentum" in p else value
 
 
-OPT6 = {"sgd": (0.4, -1.5), "momentum": (0.25, -2.0), "adam": (0.1, -3.0), "adamw": (0.15, -3.0),
-        "rmsprop": (0.3, -3.5), "lion": (0.0, -4.0)}
+OPT6 = {
+    "sgd": (0.4, -1.5),
+    "momentum": (0.25, -2.0),
+    "adam": (0.1, -3.0),
+    "adamw": (0.15, -3.0),
+    "rmsprop": (0.3, -3.5),
+    "lion": (0.0, -4.0),
+}
 ACT4 = {"relu": 0.1, "gelu": 0.0, "silu": 0.05, "tanh": 0.3}
 
 
 def mixed_cat6(t):
     """Two categoricals (6 and 4 choices), a log float whose optimum depends on the first, a log int, a float."""
-    return {"opt": t.suggest_categorical("opt", list(OPT6)), "act": t.suggest_categorical("act", list(ACT4)),
-            "lr": t.suggest_float("lr", 1e-6, 1e-0, log=True), "units": t.suggest_int("units", 16, 512, log=True),
-            "dropout": t.suggest_float("dropout", 0.0, 0.5)}
+    return {
+        "opt": t.suggest_categorical("opt", list(OPT6)),
+        "act": t.suggest_categorical("act", list(ACT4)),
+        "lr": t.suggest_float("lr", 1e-6, 1e-0, log=True),
+        "units": t.suggest_int("units", 16, 512, log=True),
+        "dropout": t.suggest_float("dropout", 0.0, 0.5),
+    }
 
 
 def mixed_cat6_f(p):
     off, lr_c = OPT6[p["opt"]]
-    return (off + ACT4[p["act"]] + 0.04 * (math.log10(p["lr"]) - lr_c) ** 2
-            + 0.05 * (math.log2(p["units"]) - 7) ** 2 + (p["dropout"] - 0.1) ** 2)
+    return (
+        off
+        + ACT4[p["act"]]
+        + 0.04 * (math.log10(p["lr"]) - lr_c) ** 2
+        + 0.05 * (math.log2(p["units"]) - 7) ** 2
+        + (p["dropout"] - 0.1) ** 2
+    )
 
 
 def mixed_cond5(t):
@@ -152,8 +176,11 @@ def hartmann3(x):
 
 def levy(x):
     w = 1 + (np.asarray(x) - 1) / 4
-    return float(np.sin(np.pi * w[0]) ** 2 + ((w[:-1] - 1) ** 2 * (1 + 10 * np.sin(np.pi * w[:-1] + 1) ** 2)).sum()
-                 + (w[-1] - 1) ** 2 * (1 + np.sin(2 * np.pi * w[-1]) ** 2))
+    return float(
+        np.sin(np.pi * w[0]) ** 2
+        + ((w[:-1] - 1) ** 2 * (1 + 10 * np.sin(np.pi * w[:-1] + 1) ** 2)).sum()
+        + (w[-1] - 1) ** 2 * (1 + np.sin(2 * np.pi * w[-1]) ** 2)
+    )
 
 
 def rosenbrock_log(x):
@@ -199,14 +226,24 @@ def tasks() -> list[bench.Task]:
         ("mixed-issue", "mixed", mixed_issue, mixed_issue_f, 0.0),
         ("mixed-cat6", "mixed", mixed_cat6, mixed_cat6_f, 0.0),
         ("mixed-cond5", "mixed", mixed_cond5, mixed_cond5_f, 0.0),
-        ("branin", "smooth", lambda t: {"x1": t.suggest_float("x1", -5, 10), "x2": t.suggest_float("x2", 0, 15)},
-         lambda p: bench.branin(p["x1"], p["x2"]), 0.397887),
+        (
+            "branin",
+            "smooth",
+            lambda t: {"x1": t.suggest_float("x1", -5, 10), "x2": t.suggest_float("x2", 0, 15)},
+            lambda p: bench.branin(p["x1"], p["x2"]),
+            0.397887,
+        ),
         ("hartmann3", "smooth", box(3, 0, 1), vector(hartmann3, 3), -3.86278),
         ("hartmann6", "smooth", box(6, 0, 1), vector(lambda x: float(bench.hartmann6(np.array(x))[0]), 6), -3.32237),
         ("rosenbrock4", "smooth", box(4, -2.048, 2.048), vector(rosenbrock_log, 4), 0.0),
         ("levy6", "smooth", box(6, -10, 10), vector(levy, 6), 0.0),
         ("levy10", "smooth", box(10, -10, 10), vector(levy, 10), 0.0),
-        ("training-toy2d", "training", *training_surrogate("toy2d"), 0.01),  # lr at its optimum, linear, warm-up 0.1, adamw wd 1e-4, T 60
+        (
+            "training-toy2d",
+            "training",
+            *training_surrogate("toy2d"),
+            0.01,
+        ),  # lr at its optimum, linear, warm-up 0.1, adamw wd 1e-4, T 60
         ("training-images", "training", *training_surrogate("images"), 0.01),  # ... squaredcos_cap_v2
     ]
     rng = np.random.default_rng(0)
@@ -231,8 +268,11 @@ def run_one(task: bench.Task, searcher: str, seed: int, trials: int) -> dict:
     sampler = make(searcher, seed)
     result = bench.optimize(optuna.create_study(sampler=sampler), task, trials)
     model = getattr(sampler, "_model", None)
-    return {**result, "random_fallbacks": getattr(model, "random_fallbacks", 0),
-            "load": [round(load, 2), round(os.getloadavg()[0], 2)]}
+    return {
+        **result,
+        "random_fallbacks": getattr(model, "random_fallbacks", 0),
+        "load": [round(load, 2), round(os.getloadavg()[0], 2)],
+    }
 
 
 # ------------------------------------------------------------------------------------------ tables
@@ -258,12 +298,19 @@ def rank_table(runs, tasks_, seeds, trials, searchers, title) -> list[str]:
         for s, r in zip(searchers, rankdata([final_regret(runs, task, s, seed, trials) for s in searchers])):
             ranks[s].append(r)
     described = ", ".join(f"{t.name} ({sum(u is t for u, _ in cells)} seeds)" for t in used)
-    lines = [f"**{title}**: {len(cells)} (task, seed) cells: {described}", "",
-             "| searcher | " + " | ".join(f"{f} ({sum(t.family == f for t in used)} tasks)" for f in families)
-             + " | mean rank | s / suggestion |", "|---|" + "---|" * (len(families) + 2)]
+    lines = [
+        f"**{title}**: {len(cells)} (task, seed) cells: {described}",
+        "",
+        "| searcher | "
+        + " | ".join(f"{f} ({sum(t.family == f for t in used)} tasks)" for f in families)
+        + " | mean rank | s / suggestion |",
+        "|---|" + "---|" * (len(families) + 2),
+    ]
     for s in searchers:
-        regret = [f"{np.mean([final_regret(runs, t, s, seed, trials) for t, seed in cells if t.family == f]):.4f}"
-                  for f in families]
+        regret = [
+            f"{np.mean([final_regret(runs, t, s, seed, trials) for t, seed in cells if t.family == f]):.4f}"
+            for f in families
+        ]
         secs = np.mean([runs[f"{t.name}|{s}|{seed}"]["seconds"][5:trials] for t, seed in cells])
         lines.append(f"| {s} | " + " | ".join(regret) + f" | {np.mean(ranks[s]):.2f} | {secs:.3f} |")
     return lines + [""]
@@ -274,7 +321,9 @@ def per_task_table(runs, tasks_, seeds, trials, searchers) -> list[str]:
     for task in tasks_:
         common = common_seeds(runs, task, searchers, seeds)
         if common:
-            cells = [f"{np.mean([final_regret(runs, task, s, seed, trials) for seed in common]):.4f}" for s in searchers]
+            cells = [
+                f"{np.mean([final_regret(runs, task, s, seed, trials) for seed in common]):.4f}" for s in searchers
+            ]
             lines.append(f"| {task.name} | {', '.join(map(str, common))} | " + " | ".join(cells) + " |")
     return lines + [""]
 
@@ -286,9 +335,14 @@ def main(argv=None) -> int:
     parser.add_argument("--searchers", nargs="+", choices=names, default=list(names))
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--trials", type=int, default=40)
-    parser.add_argument("--screen", action="store_true",
-                        help=f"the screen: {', '.join(SCREEN_TASKS)} at seeds {SCREEN_SEEDS}, generative variants only")
-    parser.add_argument("--rerun", nargs="*", default=[], choices=names, help="run these again instead of reading the cache")
+    parser.add_argument(
+        "--screen",
+        action="store_true",
+        help=f"the screen: {', '.join(SCREEN_TASKS)} at seeds {SCREEN_SEEDS}, generative variants only",
+    )
+    parser.add_argument(
+        "--rerun", nargs="*", default=[], choices=names, help="run these again instead of reading the cache"
+    )
     bench.add_threads_option(parser)
     args = parser.parse_args(argv)
     bench.quiet_and_threaded(args.threads)
@@ -297,7 +351,9 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"unknown tasks: {', '.join(sorted(unknown))}")
     seeds = SCREEN_SEEDS if args.screen else tuple(range(args.seeds))
-    chosen = [t for t in suite if (not args.tasks or t.name in args.tasks) and (not args.screen or t.name in SCREEN_TASKS)]
+    chosen = [
+        t for t in suite if (not args.tasks or t.name in args.tasks) and (not args.screen or t.name in SCREEN_TASKS)
+    ]
     runs = json.loads(CACHE.read_text()) if CACHE.exists() else {}
     for task in chosen:
         for seed in seeds:  # seed by seed: a stopped run leaves every searcher compared on the same seeds
@@ -309,8 +365,11 @@ def main(argv=None) -> int:
                     continue
                 start = time.perf_counter()
                 result = run_one(task, searcher, seed, args.trials)
-                print(f"{key}: regret {task.regret(result['incumbent'][-1]):.4f} "
-                      f"({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
+                print(
+                    f"{key}: regret {task.regret(result['incumbent'][-1]):.4f} ({time.perf_counter() - start:.0f} s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 runs = bench.add_to_cache(CACHE, key, result)
     write_tables(runs, suite, args.trials)
     return 0
@@ -321,75 +380,117 @@ def where_this_holds(runs, suite, seeds, trials) -> list[str]:
     done = {t.name: common_seeds(runs, t, MAIN, seeds) for t in suite}
     cells = sum(len(v) for v in done.values())
     families = sorted({t.family for t in suite})
-    per_family = "; ".join(f"{f}: " + ", ".join(f"{t.name} ({len(done[t.name])})" for t in suite if t.family == f)
-                           for f in families)
+    per_family = "; ".join(
+        f"{f}: " + ", ".join(f"{t.name} ({len(done[t.name])})" for t in suite if t.family == f) for f in families
+    )
     gen = [runs[k] for k in runs if k.split("|")[1] == "generative" and int(k.split("|")[2]) in seeds]
     gen_secs = [np.mean(r["seconds"][5:trials]) for r in gen if len(r["seconds"]) >= trials]
     loads = [x for r in runs.values() for x in r.get("load", [])]
-    lines = ["**Where this holds.** " + (
-        f"{cells} of {len(suite) * len(seeds)} (task, seed) cells of seeds {seeds[0]}-{seeds[-1]} ran for all four "
-        f"searchers (seeds per task: {per_family}). The tables below use only those cells, listed in each; "
-        "a family's figures are means over its cells, so a family with fewer seeds is a looser estimate.")]
+    lines = [
+        "**Where this holds.** "
+        + (
+            f"{cells} of {len(suite) * len(seeds)} (task, seed) cells of seeds {seeds[0]}-{seeds[-1]} ran for all four "
+            f"searchers (seeds per task: {per_family}). The tables below use only those cells, listed in each; "
+            "a family's figures are means over its cells, so a family with fewer seeds is a looser estimate."
+        )
+    ]
     if gen_secs:
-        lines[0] += (f" A generative suggestion took {np.median(gen_secs):.1f} s (median over runs; "
-                     f"{min(gen_secs):.1f}-{max(gen_secs):.1f} s) of wall time on 2 CPU cores shared with other "
-                     "benchmarks, the run under `nice -n 10` with one torch thread")
-        lines[0] += (f"; the 1-minute load average was {min(loads):.1f}-{max(loads):.1f} where runs recorded it "
-                     f"({sum('load' in r for r in runs.values())} runs; earlier runs did not record it)." if loads
-                     else ".")
-    missing = [f"{t.name} (seeds {', '.join(str(s) for s in seeds if s not in done[t.name])})"
-               for t in suite if len(done[t.name]) < len(seeds)]
+        lines[0] += (
+            f" A generative suggestion took {np.median(gen_secs):.1f} s (median over runs; "
+            f"{min(gen_secs):.1f}-{max(gen_secs):.1f} s) of wall time on 2 CPU cores shared with other "
+            "benchmarks, the run under `nice -n 10` with one torch thread"
+        )
+        lines[0] += (
+            f"; the 1-minute load average was {min(loads):.1f}-{max(loads):.1f} where runs recorded it "
+            f"({sum('load' in r for r in runs.values())} runs; earlier runs did not record it)."
+            if loads
+            else "."
+        )
+    missing = [
+        f"{t.name} (seeds {', '.join(str(s) for s in seeds if s not in done[t.name])})"
+        for t in suite
+        if len(done[t.name]) < len(seeds)
+    ]
     if missing:
-        lines[0] += (" Not run (no time on the shared cores; rerunning the command resumes from the cache): "
-                     + "; ".join(missing) + ".")
+        lines[0] += (
+            " Not run (no time on the shared cores; rerunning the command resumes from the cache): "
+            + "; ".join(missing)
+            + "."
+        )
     return lines + [""]
 
 
 def write_tables(runs, suite, trials) -> None:
     seeds = tuple(range(5))
-    text = ["# The generative searcher on mixed, smooth and training spaces (random / TPE / GP / generative)", "",
-            f"{trials} trials, normalised regret at the last trial (0 = the known optimum, 1 = the worst of 5,000 "
-            "random draws), rank among the searchers of each table per task and seed (1 = best, ties share). "
-            "Generated by `python benchmarks/generative_mixed.py --threads 1` (`--screen` for the screen) on 2 CPU "
-            "cores shared with other sessions: seconds per suggestion are inflated and only comparable within "
-            "this table. The training family is an analytic surrogate of toy2d's and images' spaces (their "
-            "real parameters and conditionals, a fixed formula as the score), not real training runs.", ""]
+    text = [
+        "# The generative searcher on mixed, smooth and training spaces (random / TPE / GP / generative)",
+        "",
+        f"{trials} trials, normalised regret at the last trial (0 = the known optimum, 1 = the worst of 5,000 "
+        "random draws), rank among the searchers of each table per task and seed (1 = best, ties share). "
+        "Generated by `python benchmarks/generative_mixed.py --threads 1` (`--screen` for the screen) on 2 CPU "
+        "cores shared with other sessions: seconds per suggestion are inflated and only comparable within "
+        "this table. The training family is an analytic surrogate of toy2d's and images' spaces (their "
+        "real parameters and conditionals, a fixed formula as the score), not real training runs.",
+        "",
+    ]
     text += where_this_holds(runs, suite, seeds, trials)
     ran = [t for t in suite if common_seeds(runs, t, MAIN, seeds)]
     text += ["## Random / TPE / GP / generative, seeds 0-4 (never screened on)", ""]
     text += rank_table(runs, ran, seeds, trials, MAIN, "all tasks run")
-    text += rank_table(runs, [t for t in ran if t.name in HELD_OUT_TASKS], seeds, trials, MAIN,
-                       "held-out tasks (never screened on)")
+    text += rank_table(
+        runs, [t for t in ran if t.name in HELD_OUT_TASKS], seeds, trials, MAIN, "held-out tasks (never screened on)"
+    )
     text += ["### Regret per task (mean over the seeds listed)", ""] + per_task_table(runs, ran, seeds, trials, MAIN)
     with_categoricals = [t for t in suite if t.family != "smooth"]
-    text += ["## Categoricals: the model's choice, then Thompson sampling (the default), seeds 0-4", "",
-             "generative-before: category_tries=0, categoricals by the model's samples (argmax of their one-hot "
-             "codes); generative-argmax: every choice tried once first, then the model's samples; generative (the "
-             "default): every choice tried once first, then each categorical drawn per suggestion by Thompson "
-             "sampling over its choices' share of the best quarter of trials, the model proposing the rest. "
-             "Chosen on the screen below; the smooth tasks have no categorical, so there all three are one run. Seconds "
-             "per suggestion compare runs made under different loads (most generative-argmax runs at a load of 6-11, "
-             "the generative runs at 2-4): they say nothing about the two methods' cost, which is the same model "
-             "fit and sampling.", ""]
+    text += [
+        "## Categoricals: the model's choice, then Thompson sampling (the default), seeds 0-4",
+        "",
+        "generative-before: category_tries=0, categoricals by the model's samples (argmax of their one-hot "
+        "codes); generative-argmax: every choice tried once first, then the model's samples; generative (the "
+        "default): every choice tried once first, then each categorical drawn per suggestion by Thompson "
+        "sampling over its choices' share of the best quarter of trials, the model proposing the rest. "
+        "Chosen on the screen below; the smooth tasks have no categorical, so there all three are one run. Seconds "
+        "per suggestion compare runs made under different loads (most generative-argmax runs at a load of 6-11, "
+        "the generative runs at 2-4): they say nothing about the two methods' cost, which is the same model "
+        "fit and sampling.",
+        "",
+    ]
     variants = ("random", "tpe", "gp", "generative-argmax", "generative")
     text += rank_table(runs, with_categoricals, seeds, trials, variants, "tasks with categoricals")
-    text += rank_table(runs, [t for t in with_categoricals if t.name in HELD_OUT_TASKS], seeds, trials, variants,
-                       "held-out tasks with categoricals (never screened on)")
+    text += rank_table(
+        runs,
+        [t for t in with_categoricals if t.name in HELD_OUT_TASKS],
+        seeds,
+        trials,
+        variants,
+        "held-out tasks with categoricals (never screened on)",
+    )
     text += per_task_table(runs, with_categoricals, seeds, trials, variants) + [""]
-    text += ["## The screen (seeds " + ", ".join(map(str, SCREEN_SEEDS)) + ", tasks " + ", ".join(SCREEN_TASKS) + ")",
-             "", "generative-tries2: every choice tried twice first, then the model's samples. Each searcher over "
-             "the screen seeds it ran (not every variant ran all three).", "",
-             "| task | searcher | seeds | regret per seed | mean |", "|---|---|---|---|---|"]
+    text += [
+        "## The screen (seeds " + ", ".join(map(str, SCREEN_SEEDS)) + ", tasks " + ", ".join(SCREEN_TASKS) + ")",
+        "",
+        "generative-tries2: every choice tried twice first, then the model's samples. Each searcher over "
+        "the screen seeds it ran (not every variant ran all three).",
+        "",
+        "| task | searcher | seeds | regret per seed | mean |",
+        "|---|---|---|---|---|",
+    ]
     for task in (t for t in suite if t.name in SCREEN_TASKS):
         for searcher in ("tpe", "generative-before", "generative-argmax", "generative-tries2", "generative"):
             ran = [seed for seed in SCREEN_SEEDS if f"{task.name}|{searcher}|{seed}" in runs]
             if ran:
                 values = [final_regret(runs, task, searcher, seed, trials) for seed in ran]
-                text.append(f"| {task.name} | {searcher} | {', '.join(map(str, ran))} | "
-                            f"{', '.join(f'{v:.4f}' for v in values)} | {np.mean(values):.4f} |")
+                text.append(
+                    f"| {task.name} | {searcher} | {', '.join(map(str, ran))} | "
+                    f"{', '.join(f'{v:.4f}' for v in values)} | {np.mean(values):.4f} |"
+                )
     (RESULTS / "generative_mixed.md").write_text("\n".join(text))
-    summary = {key: task.regret(run["incumbent"][trials - 1]) for key, run in sorted(runs.items())
-               for task in suite if key.startswith(task.name + "|") and len(run["incumbent"]) >= trials}
+    summary = {
+        key: task.regret(run["incumbent"][trials - 1])
+        for key, run in sorted(runs.items())
+        for task in suite
+        if key.startswith(task.name + "|") and len(run["incumbent"]) >= trials
+    }
     (RESULTS / "generative_mixed.json").write_text(json.dumps({"trials": trials, "final_regret": summary}, indent=1))
     print("\n".join(text))
 

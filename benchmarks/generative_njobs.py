@@ -55,23 +55,47 @@ def child(seed: int, trials: int, jobs: int) -> None:
     # catch everything: a failed trial is what is being counted, not a reason to stop the study
     study.optimize(noted, n_trials=trials, n_jobs=jobs, catch=(Exception,))
     states = [t.state.name for t in study.trials]
-    print(MARK + json.dumps({"complete": states.count("COMPLETE"), "failed": states.count("FAIL"),
-                             "other": len(states) - states.count("COMPLETE") - states.count("FAIL"),
-                             "errors": sorted(errors)}), flush=True)
+    print(
+        MARK
+        + json.dumps(
+            {
+                "complete": states.count("COMPLETE"),
+                "failed": states.count("FAIL"),
+                "other": len(states) - states.count("COMPLETE") - states.count("FAIL"),
+                "errors": sorted(errors),
+            }
+        ),
+        flush=True,
+    )
 
 
 def run_once(seed: int, trials: int, jobs: int) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    command = [sys.executable, str(Path(__file__).resolve()), "--child", str(seed),
-               "--trials", str(trials), "--jobs", str(jobs)]
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        str(seed),
+        "--trials",
+        str(trials),
+        "--jobs",
+        str(jobs),
+    ]
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     seconds = time.perf_counter() - start
-    result = {"seed": seed, "exit_code": done.returncode, "seconds": seconds,
-              "complete": None, "failed": None, "other": None, "errors": []}
+    result = {
+        "seed": seed,
+        "exit_code": done.returncode,
+        "seconds": seconds,
+        "complete": None,
+        "failed": None,
+        "other": None,
+        "errors": [],
+    }
     lines = [line for line in done.stdout.splitlines() if line.startswith(MARK)]
     if lines:
-        result.update(json.loads(lines[-1][len(MARK):]))
+        result.update(json.loads(lines[-1][len(MARK) :]))
     if done.returncode != 0:
         result["stderr_tail"] = done.stderr.strip().splitlines()[-3:]
     return result
@@ -98,27 +122,38 @@ def report(results: list[dict], args) -> str:
     ]
     for r in results:
         errors = ", ".join(r["errors"]) or ("; ".join(r.get("stderr_tail", [])) if r["exit_code"] else "")
-        lines.append(f"| {r['seed']} | {r['exit_code']} | {cell(r['complete'])} | {cell(r['failed'])} | "
-                     f"{r['seconds']:.1f} | {errors} |")
+        lines.append(
+            f"| {r['seed']} | {r['exit_code']} | {cell(r['complete'])} | {cell(r['failed'])} | "
+            f"{r['seconds']:.1f} | {errors} |"
+        )
     crashed = sum(r["exit_code"] != 0 for r in results)
     finished = sum(r["complete"] or 0 for r in results)
     failed = sum(r["failed"] or 0 for r in results)
     clean = sum(r["exit_code"] == 0 and r["failed"] == 0 and r["complete"] == args.trials for r in results)
     seconds = [r["seconds"] for r in results]
-    lines += ["", f"Summary: {clean}/{len(results)} runs clean; {crashed} crashed (non-zero exit code); "
-              f"{finished}/{len(results) * args.trials} trials finished, {failed} failed; "
-              f"{min(seconds):.1f}-{max(seconds):.1f} s per run ({sum(seconds) / len(seconds):.1f} s mean).", ""]
+    lines += [
+        "",
+        f"Summary: {clean}/{len(results)} runs clean; {crashed} crashed (non-zero exit code); "
+        f"{finished}/{len(results) * args.trials} trials finished, {failed} failed; "
+        f"{min(seconds):.1f}-{max(seconds):.1f} s per run ({sum(seconds) / len(seconds):.1f} s mean).",
+        "",
+    ]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=10, help="studies, each in a fresh process (default 10)")
     parser.add_argument("--trials", type=int, default=20, help="trials per study (default 20)")
     parser.add_argument("--jobs", type=int, default=2, help="threads per study, Optuna's n_jobs (default 2)")
-    parser.add_argument("--out", type=Path, default=RESULTS / "generative_njobs.md",
-                        help="the Markdown report (default benchmarks/results/generative_njobs.md)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=RESULTS / "generative_njobs.md",
+        help="the Markdown report (default benchmarks/results/generative_njobs.md)",
+    )
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)  # internal: one run, this process
     args = parser.parse_args(argv)
     if args.child is not None:
@@ -128,8 +163,11 @@ def main(argv: list[str] | None = None) -> int:
     for seed in range(args.runs):
         result = run_once(seed, args.trials, args.jobs)
         results.append(result)
-        print(f"run {seed}: exit {result['exit_code']}, finished {result['complete']}, failed {result['failed']}, "
-              f"{result['seconds']:.1f} s {' '.join(result['errors'])}", flush=True)
+        print(
+            f"run {seed}: exit {result['exit_code']}, finished {result['complete']}, failed {result['failed']}, "
+            f"{result['seconds']:.1f} s {' '.join(result['errors'])}",
+            flush=True,
+        )
     text = report(results, args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)

@@ -128,8 +128,13 @@ class SubsetContexts(GenerativeHPO):
             return super().generate(X, y, n=n, improves=improves)
         X = np.asarray(X, dtype=np.float32)
         d = X.shape[1]
-        sampler = Sampler(X, np.asarray(y, dtype=np.float64).reshape(-1), self.config.max_context, self.rng,
-                          y_scaling=self.config.y_scaling)
+        sampler = Sampler(
+            X,
+            np.asarray(y, dtype=np.float64).reshape(-1),
+            self.config.max_context,
+            self.rng,
+            y_scaling=self.config.y_scaling,
+        )
         members, _ = sampler._contexts(n)
         padding = members < 0
         context = np.zeros((n, members.shape[1], d + 1), dtype=np.float32)
@@ -219,8 +224,11 @@ def sibling_studies(task_name: str, histories: int = SIBLING_HISTORIES, trials: 
     functions), with seeds of their own, so the target task's runs never see its own data."""
     task = next(t for t in bench.all_tasks("all") if t.name == task_name)
     studies = []
-    for sibling in (t for t in bench.all_tasks("all") if t.family == task.family and t.name != task.name
-                    and task.family != "synthetic"):
+    for sibling in (
+        t
+        for t in bench.all_tasks("all")
+        if t.family == task.family and t.name != task.name and task.family != "synthetic"
+    ):
         for h in range(histories):
             study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1000 + h))
             study.optimize(lambda trial: sibling.evaluate(sibling.suggest(trial)), n_trials=trials)
@@ -228,8 +236,9 @@ def sibling_studies(task_name: str, histories: int = SIBLING_HISTORIES, trials: 
     return studies
 
 
-def _studies_on_random_functions(task_name: str, draw_function, functions: int, trials: int,
-                                 searcher: str) -> list[optuna.Study]:
+def _studies_on_random_functions(
+    task_name: str, draw_function, functions: int, trials: int, searcher: str
+) -> list[optuna.Study]:
     """``searcher`` histories on random functions of the task's space, each a function of the sampler's
     [0, 1]^d encoding of the configuration that ``draw_function(rng, dim)`` returns."""
     task = next(t for t in bench.all_tasks("all") if t.name == task_name)
@@ -261,8 +270,9 @@ def _gp_sample(rng: np.random.Generator, dim: int, features: int = 256):
 
 
 @functools.cache
-def gp_prior_studies(task_name: str, searcher: str = "random", functions: int = 16,
-                     trials: int = 50) -> list[optuna.Study]:
+def gp_prior_studies(
+    task_name: str, searcher: str = "random", functions: int = 16, trials: int = 50
+) -> list[optuna.Study]:
     """Random search (or TPE) on 16 GP draws on the task's space."""
     return _studies_on_random_functions(task_name, _gp_sample, functions, trials, searcher)
 
@@ -271,14 +281,18 @@ def run_tpe_with_sibling_bests(task: bench.Task, seed: int, trials: int) -> dict
     study = optuna.create_study(sampler=make_sampler("tpe", seed))
     sources = sibling_studies(task.name)
     for start in range(0, len(sources), SIBLING_HISTORIES):  # one sibling's histories, pooled
-        pooled = [t for source in sources[start:start + SIBLING_HISTORIES] for t in source.trials]
+        pooled = [t for source in sources[start : start + SIBLING_HISTORIES] for t in source.trials]
         study.enqueue_trial(min(pooled, key=lambda t: t.value).params, skip_if_exists=True)
     return bench.optimize(study, task, trials)
 
 
 BASELINES = {"tpe-bests": run_tpe_with_sibling_bests}
-SOURCES = {"meta": sibling_studies, "meta-thompson": sibling_studies, "prior-gp": gp_prior_studies,
-           "prior-gp-tpe": functools.partial(gp_prior_studies, searcher="tpe")}  # the warm-started variants' studies
+SOURCES = {
+    "meta": sibling_studies,
+    "meta-thompson": sibling_studies,
+    "prior-gp": gp_prior_studies,
+    "prior-gp-tpe": functools.partial(gp_prior_studies, searcher="tpe"),
+}  # the warm-started variants' studies
 
 
 def run_variant(task: bench.Task, variant: str, seed: int, trials: int) -> dict:
@@ -288,8 +302,9 @@ def run_variant(task: bench.Task, variant: str, seed: int, trials: int) -> dict:
     # the sampler builds its model by this name: the variant's class takes its place for this run
     with mock.patch.object(generative_sampler, "GenerativeHPO", model_class):
         sources = SOURCES[variant](task.name) if variant in SOURCES else ()
-        sampler = generative_sampler.GenerativeSampler(seed=seed, config=GenerativeConfig(**fields),
-                                                       source_studies=sources)
+        sampler = generative_sampler.GenerativeSampler(
+            seed=seed, config=GenerativeConfig(**fields), source_studies=sources
+        )
         return bench.optimize(optuna.create_study(sampler=sampler), task, trials)
 
 
@@ -298,10 +313,13 @@ def table(screens: dict, runs: dict, tasks: list[bench.Task], trials: int) -> st
     itself and its mean final regret per family, on the task-seed pairs the variants have run."""
     families = sorted({t.family for t in tasks})
     everything = {**runs, **screens}
-    screened = [(t, s) for t in tasks for s in range(5)
-                if any(f"{t.name}|{v}|{s}" in screens for v in (*VARIANTS, *BASELINES))]
-    lines = ["| searcher | runs | its rank | GP's rank | TPE's rank | " + " | ".join(families) + " |",
-             "|---|" + "---|" * (4 + len(families))]
+    screened = [
+        (t, s) for t in tasks for s in range(5) if any(f"{t.name}|{v}|{s}" in screens for v in (*VARIANTS, *BASELINES))
+    ]
+    lines = [
+        "| searcher | runs | its rank | GP's rank | TPE's rank | " + " | ".join(families) + " |",
+        "|---|" + "---|" * (4 + len(families)),
+    ]
     for name in ("generative", *VARIANTS, *BASELINES):
         pairs = [(t, s) for t, s in screened if f"{t.name}|{name}|{s}" in everything]
         if not pairs:
@@ -315,13 +333,16 @@ def table(screens: dict, runs: dict, tasks: list[bench.Task], trials: int) -> st
             regrets[task.family].append(finals[name])
         label = "generative (the default)" if name == "generative" else name
         cells = [f"{np.mean(v):.4f}" if v else "-" for v in regrets.values()]
-        lines.append(f"| {label} | {len(pairs)} | {np.mean(ranks[name]):.2f} | {np.mean(ranks['gp']):.2f} | "
-                     f"{np.mean(ranks['tpe']):.2f} | " + " | ".join(cells) + " |")
+        lines.append(
+            f"| {label} | {len(pairs)} | {np.mean(ranks[name]):.2f} | {np.mean(ranks['gp']):.2f} | "
+            f"{np.mean(ranks['tpe']):.2f} | " + " | ".join(cells) + " |"
+        )
     return "\n".join(lines) + "\n"
 
 
-def head_to_head(screens: dict, runs: dict, tasks: list[bench.Task], trials: int,
-                 warm: tuple[str, ...] = ("meta", "tpe-bests")) -> str:
+def head_to_head(
+    screens: dict, runs: dict, tasks: list[bench.Task], trials: int, warm: tuple[str, ...] = ("meta", "tpe-bests")
+) -> str:
     """One ranking of the cold searchers (random, TPE, GP, the generative default) and the warm-started
     ones together, on the task-seed pairs every warm one has run: mean rank at ``trials`` and mean
     regret per family."""
@@ -333,9 +354,13 @@ def head_to_head(screens: dict, runs: dict, tasks: list[bench.Task], trials: int
     families = sorted({t.family for t, _ in pairs})
     finals = {m: [t.regret_curve(everything[f"{t.name}|{m}|{s}"], trials)[-1] for t, s in pairs] for m in methods}
     ranks = np.array([rankdata([finals[m][i] for m in methods]) for i in range(len(pairs))]).mean(axis=0)
-    lines = [f"Cold and warm-started searchers in one ranking ({len(pairs)} task-seed pairs, {len(methods)} "
-             "searchers; warm = given the other data sets' histories):", "",
-             "| searcher | rank | " + " | ".join(families) + " |", "|---|---|" + "---|" * len(families)]
+    lines = [
+        f"Cold and warm-started searchers in one ranking ({len(pairs)} task-seed pairs, {len(methods)} "
+        "searchers; warm = given the other data sets' histories):",
+        "",
+        "| searcher | rank | " + " | ".join(families) + " |",
+        "|---|---|" + "---|" * len(families),
+    ]
     for m, rank in zip(methods, ranks):
         cells = [f"{np.mean([f for f, (t, _) in zip(finals[m], pairs) if t.family == fam]):.4f}" for fam in families]
         lines.append(f"| {m} | {rank:.2f} | " + " | ".join(cells) + " |")
@@ -350,15 +375,19 @@ def pick_quality(histories: int = 12) -> str:
     searcher without dropout, as it was measured)."""
     from scipy.stats import spearmanr
 
-    scorers = {"32 independent draws (the default)": GenerativeHPO.improvement_score,
-               "32 shared draws": None, "128 shared draws": None, "512 shared draws": None}
+    scorers = {
+        "32 independent draws (the default)": GenerativeHPO.improvement_score,
+        "32 shared draws": None,
+        "128 shared draws": None,
+        "512 shared draws": None,
+    }
     results: dict[str, list] = {name: [] for name in scorers}
     rng = np.random.default_rng(1)
     for h in range(histories):
         n = (20, 35, 48)[h % 3]
         X = rng.uniform(size=(n, 6)).astype(np.float32)
         best = X[np.argsort(bench.hartmann6(X))[:3]]
-        X[n // 2:] = np.clip(best[rng.integers(3, size=n - n // 2)] + 0.1 * rng.normal(size=(n - n // 2, 6)), 0, 1)
+        X[n // 2 :] = np.clip(best[rng.integers(3, size=n - n // 2)] + 0.1 * rng.normal(size=(n - n // 2, 6)), 0, 1)
         y = -bench.hartmann6(X)
         model = GenerativeHPO(seed=h, config=GenerativeConfig(**BEFORE_DROPOUT))  # as measured
         for _ in range(n - 4):  # the first fit and the fine-tunes the sampler would have run
@@ -373,8 +402,11 @@ def pick_quality(histories: int = 12) -> str:
             else:
                 score = scorer(model, samples, X, y)
             results[name].append((spearmanr(score, true)[0], float((true < true[np.argmax(score)]).mean())))
-    lines = [f"| score ({histories} Hartmann-6 histories, 64 samples each) | Spearman with the true value | "
-             "picked sample's percentile |", "|---|---|---|"]
+    lines = [
+        f"| score ({histories} Hartmann-6 histories, 64 samples each) | Spearman with the true value | "
+        "picked sample's percentile |",
+        "|---|---|---|",
+    ]
     for name, values in results.items():
         values = np.array(values)
         lines.append(f"| {name} | {values[:, 0].mean():.2f} | {values[:, 1].mean():.2f} |")
@@ -383,20 +415,34 @@ def pick_quality(histories: int = 12) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=[*VARIANTS, *BASELINES],
-                        help="variants (and references) to run (default: every variant)")
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        default=list(VARIANTS),
+        choices=[*VARIANTS, *BASELINES],
+        help="variants (and references) to run (default: every variant)",
+    )
     parser.add_argument("--tasks", nargs="*", help="only these tasks of the 17 (default: all)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1],
-                        help="seeds to run (the benchmark's cache must hold random / TPE / GP runs for them)")
-    parser.add_argument("--pick-quality", action="store_true",
-                        help="only measure how well the model's score picks among its samples (Hartmann-6)")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[0, 1],
+        help="seeds to run (the benchmark's cache must hold random / TPE / GP runs for them)",
+    )
+    parser.add_argument(
+        "--pick-quality",
+        action="store_true",
+        help="only measure how well the model's score picks among its samples (Hartmann-6)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     if args.pick_quality:
         text = pick_quality()
         (RESULTS / "generative_pick_quality.md").write_text(
-            "# How well the generative model picks among its samples\n\n" + text)
+            "# How well the generative model picks among its samples\n\n" + text
+        )
         print(text)
         return 0
     tasks = bench.all_tasks("all")
@@ -416,14 +462,19 @@ def main(argv=None) -> int:
                     continue
                 start = time.perf_counter()
                 result = run_variant(task, variant, seed, 50)
-                print(f"{key}: regret {task.regret(result['incumbent'][-1]):.4f} "
-                      f"({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
+                print(
+                    f"{key}: regret {task.regret(result['incumbent'][-1]):.4f} ({time.perf_counter() - start:.0f} s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 bench.add_to_cache(CACHE, key, result)  # other processes may share it
     screens = json.loads(CACHE.read_text()) if CACHE.exists() else {}
-    text = ("# Generative HPO screens (50 trials; ranks at the last trial among random, TPE, GP and one "
-            "generative searcher, on the task-seed pairs the variant has run)\n\nRows with different run counts cover "
-            "different task-seed pairs: read each row against the GP and TPE ranks on its own "
-            "line (the default's row covers every pair any row has run).\n\n" + table(screens, runs, tasks, 50))
+    text = (
+        "# Generative HPO screens (50 trials; ranks at the last trial among random, TPE, GP and one "
+        "generative searcher, on the task-seed pairs the variant has run)\n\nRows with different run counts cover "
+        "different task-seed pairs: read each row against the GP and TPE ranks on its own "
+        "line (the default's row covers every pair any row has run).\n\n" + table(screens, runs, tasks, 50)
+    )
     text += "\n" + head_to_head(screens, runs, tasks, 50)
     (RESULTS / "generative_screens.md").write_text(text)
     print(text)

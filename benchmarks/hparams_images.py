@@ -29,18 +29,47 @@ from diffsearch.jobs.hparams import HparamsOptions, run_hparams
 
 RESULTS = Path(__file__).parent / "results"
 STRATEGIES = {"random": ("random", "none"), "tpe": ("tpe", "none"), "random+sh": ("random", "sh")}
-SEED_FID = {"baseline": 236.79, "tpe": 136.17, "random": 149.27, "random+sh": 149.27}  # the thesis study's, on butterflies
+SEED_FID = {
+    "baseline": 236.79,
+    "tpe": 136.17,
+    "random": 149.27,
+    "random+sh": 149.27,
+}  # the thesis study's, on butterflies
 SEED_MINUTES = {"tpe": 122.97, "random": 120.07, "random+sh": 92.23}
-FULL = dict(trials=50, epochs=30, repeats=10, width=1.0, resolution=None, train_images=None, fid_samples=1000,
-            sample_steps=1000, sampler="ddpm", min_epochs=6, device="cuda")
+FULL = dict(
+    trials=50,
+    epochs=30,
+    repeats=10,
+    width=1.0,
+    resolution=None,
+    train_images=None,
+    fid_samples=1000,
+    sample_steps=1000,
+    sampler="ddpm",
+    min_epochs=6,
+    device="cuda",
+)
 
 
 def options_for(args, strategy: str) -> HparamsOptions:
-    common = dict(dataset=args.dataset, epochs=args.epochs, seed=args.seed, storage=args.storage,
-                  out=str(Path(args.runs) / strategy), study=f"images-{Path(args.dataset).name}-{strategy}",
-                  baseline_runs=0, min_epochs=args.min_epochs, width=args.width, resolution=args.resolution,
-                  fid_samples=args.fid_samples, sample_steps=args.sample_steps, sampler=args.sampler,
-                  device=args.device, train_images=args.train_images, jobs=args.jobs)
+    common = dict(
+        dataset=args.dataset,
+        epochs=args.epochs,
+        seed=args.seed,
+        storage=args.storage,
+        out=str(Path(args.runs) / strategy),
+        study=f"images-{Path(args.dataset).name}-{strategy}",
+        baseline_runs=0,
+        min_epochs=args.min_epochs,
+        width=args.width,
+        resolution=args.resolution,
+        fid_samples=args.fid_samples,
+        sample_steps=args.sample_steps,
+        sampler=args.sampler,
+        device=args.device,
+        train_images=args.train_images,
+        jobs=args.jobs,
+    )
     if strategy == "baseline":
         return HparamsOptions(**common, baseline=True, repeats=max(1, args.repeats))
     searcher, prune = STRATEGIES[strategy]
@@ -57,6 +86,7 @@ def inception_throughput(resolution: int, device: str, n: int) -> float:
     inception_features(images[:2], device)
     if device == "cuda":
         import torch
+
         torch.cuda.synchronize()
     start = time.perf_counter()
     inception_features(images, device)
@@ -72,10 +102,17 @@ def row(strategy: str, result: dict, baseline_mean: float | None, storage: str) 
     summary = result.get("baseline") if strategy == "baseline" else result.get("best_repeats")
     best = result.get("best")
     mean = summary["mean"] if summary and summary["mean"] is not None else (best or {}).get("score")
-    record = {"strategy": strategy, "mean": mean, "std": summary["std"] if summary else None,
-              "runs": summary["runs"] if summary else 0, "best": best["score"] if best else None,
-              "kid": (best or {}).get("parts", {}).get("kid"), "params": best["params"] if best else
-              result.get("baseline", {}).get("params"), "minutes": result.get("study_minutes"), "counts": "-"}
+    record = {
+        "strategy": strategy,
+        "mean": mean,
+        "std": summary["std"] if summary else None,
+        "runs": summary["runs"] if summary else 0,
+        "best": best["score"] if best else None,
+        "kid": (best or {}).get("parts", {}).get("kid"),
+        "params": best["params"] if best else result.get("baseline", {}).get("params"),
+        "minutes": result.get("study_minutes"),
+        "counts": "-",
+    }
     if strategy != "baseline":
         study = optuna.load_study(study_name=result["study"], storage=storage)
         record["counts"] = counts(study)
@@ -91,19 +128,28 @@ def _num(value, digits: int = 2) -> str:
 
 
 def table(rows: list[dict], sanity: dict | None) -> str:
-    lines = ["| strategy | FID (mean ± std) | runs | best trial FID | best trial KID | trials (complete/pruned/failed) "
-             "| study minutes | vs baseline | thesis study's vs baseline | thesis study's FID / minutes |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| strategy | FID (mean ± std) | runs | best trial FID | best trial KID | trials (complete/pruned/failed) "
+        "| study minutes | vs baseline | thesis study's vs baseline | thesis study's FID / minutes |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        score = "-" if r["mean"] is None else (f"{r['mean']:.2f} ± {r['std']:.2f}" if r["runs"]
-                                               else f"{r['mean']:.2f} (best trial, not re-trained)")
+        score = (
+            "-"
+            if r["mean"] is None
+            else (f"{r['mean']:.2f} ± {r['std']:.2f}" if r["runs"] else f"{r['mean']:.2f} (best trial, not re-trained)")
+        )
         seed = f"{SEED_FID[r['strategy']]:.2f} / {SEED_MINUTES.get(r['strategy'], '-')}"
-        lines.append(f"| {r['strategy']} | {score} | {r['runs']} | {_num(r['best'])} | {_num(r['kid'], 3)} | "
-                     f"{r['counts']} | {_num(r['minutes'], 1)} | {r.get('improvement', '-')} | "
-                     f"{r.get('seed_improvement', '-')} | {seed} |")
+        lines.append(
+            f"| {r['strategy']} | {score} | {r['runs']} | {_num(r['best'])} | {_num(r['kid'], 3)} | "
+            f"{r['counts']} | {_num(r['minutes'], 1)} | {r.get('improvement', '-')} | "
+            f"{r.get('seed_improvement', '-')} | {seed} |"
+        )
     if sanity:
-        lines.append(f"| sanity: {sanity['count']} real held-out images vs training reference | "
-                     f"{sanity['fid']:.2f} | - | - | {sanity['kid']:.3f} | - | - | - | - | - |")
+        lines.append(
+            f"| sanity: {sanity['count']} real held-out images vs training reference | "
+            f"{sanity['fid']:.2f} | - | - | {sanity['kid']:.3f} | - | - | - | - | - |"
+        )
     return "\n".join(lines)
 
 
@@ -111,8 +157,11 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="digits")
     parser.add_argument("--strategies", nargs="+", default=["baseline", "random", "tpe", "random+sh"])
-    parser.add_argument("--full", action="store_true", help="the thesis study's protocol on one GPU: " + ", ".join(
-        f"{k}={v}" for k, v in FULL.items()))
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help="the thesis study's protocol on one GPU: " + ", ".join(f"{k}={v}" for k, v in FULL.items()),
+    )
     parser.add_argument("--trials", type=int, default=4)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2, help="re-trainings of the baseline / best config")
@@ -154,14 +203,18 @@ def main(argv=None) -> int:
             baseline_mean = rows[-1]["mean"]
         print(f"{strategy}: FID {rows[-1]['mean']} in {(time.perf_counter() - start) / 60:.1f} min", flush=True)
         settings = {k: v for k, v in vars(args).items() if k not in ("strategies",)}
-        text = (f"# Image study (as in the thesis study of Optuna HPO for diffusion training) on {args.dataset}\n\n"
-                f"Settings: `{json.dumps(settings)}`\n\n{table(rows, sanity)}\n\n"
-                f"Inception (FID network) throughput on {args.device}: {throughput:.1f} images/s "
-                f"({args.throughput_images} images, resize to 299 included).\n")
+        text = (
+            f"# Image study (as in the thesis study of Optuna HPO for diffusion training) on {args.dataset}\n\n"
+            f"Settings: `{json.dumps(settings)}`\n\n{table(rows, sanity)}\n\n"
+            f"Inception (FID network) throughput on {args.device}: {throughput:.1f} images/s "
+            f"({args.throughput_images} images, resize to 299 included).\n"
+        )
         (RESULTS / f"{args.tag}.md").write_text(text)
-        (RESULTS / f"{args.tag}.json").write_text(json.dumps({"settings": settings, "rows": rows,
-                                                              "sanity": sanity, "throughput": throughput},
-                                                             indent=2, default=str))
+        (RESULTS / f"{args.tag}.json").write_text(
+            json.dumps(
+                {"settings": settings, "rows": rows, "sanity": sanity, "throughput": throughput}, indent=2, default=str
+            )
+        )
     print(text)
     return 0
 

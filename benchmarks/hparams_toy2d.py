@@ -36,9 +36,17 @@ SEED_TABLE = {  # the thesis study's reported PRDC (lower is better), for the re
 
 
 def options_for(args, dataset: str, strategy: str) -> HparamsOptions:
-    common = dict(dataset=dataset, epochs=args.epochs, seed=args.seed, storage=args.storage,
-                  out=str(Path(args.runs) / f"{dataset}-{strategy}"), study=f"toy2d-{dataset}-{strategy}",
-                  jobs=args.jobs, baseline_runs=0, min_epochs=min(8, max(1, args.epochs // 4)))
+    common = dict(
+        dataset=dataset,
+        epochs=args.epochs,
+        seed=args.seed,
+        storage=args.storage,
+        out=str(Path(args.runs) / f"{dataset}-{strategy}"),
+        study=f"toy2d-{dataset}-{strategy}",
+        jobs=args.jobs,
+        baseline_runs=0,
+        min_epochs=min(8, max(1, args.epochs // 4)),
+    )
     if strategy == "baseline":
         return HparamsOptions(**common, baseline=True, repeats=args.repeats or 1)
     searcher, prune = STRATEGIES[strategy]
@@ -54,8 +62,13 @@ def earlier_repeats(args, dataset: str, strategy: str, params: dict) -> dict | N
 
     study = optuna.load_study(study_name=f"toy2d-{dataset}-{strategy}.repeats", storage=args.storage)
     key = json.dumps(params, sort_keys=True)
-    trials = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("role") == "best"
-              and t.user_attrs.get("params_key") == key and t.state == TrialState.COMPLETE]
+    trials = [
+        t
+        for t in study.get_trials(deepcopy=False)
+        if t.user_attrs.get("role") == "best"
+        and t.user_attrs.get("params_key") == key
+        and t.state == TrialState.COMPLETE
+    ]
     return summarise_repeats(trials) if trials else None
 
 
@@ -67,12 +80,15 @@ def halving_speedup(args, dataset: str) -> str | None:
     from diffsearch.ledger import done_trials
 
     try:
-        studies = {name: optuna.load_study(study_name=f"toy2d-{dataset}-{name}", storage=args.storage)
-                   for name in ("random", "random+sh")}
+        studies = {
+            name: optuna.load_study(study_name=f"toy2d-{dataset}-{name}", storage=args.storage)
+            for name in ("random", "random+sh")
+        }
     except KeyError:
         return None
-    done = {name: [t for t in s.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
-            for name, s in studies.items()}
+    done = {
+        name: [t for t in s.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE] for name, s in studies.items()
+    }
     if len(done["random"]) < args.trials or not done["random+sh"]:
         return None
     target = 1.1 * min(t.value for t in done["random"])
@@ -85,9 +101,12 @@ def halving_speedup(args, dataset: str) -> str | None:
     sh_best = min(t.value for t in done["random+sh"])
     sh_time = minutes_until("random+sh", target)
     random_time = minutes_until("random", target)
-    reach = (f"reached {target:.4f} (within 10 % of random's best) after {sh_time:.1f} min vs random's "
-             f"{random_time:.1f} min: {random_time / sh_time:.1f}x faster" if sh_time else
-             f"never reached {target:.4f} (best {sh_best:.4f})")
+    reach = (
+        f"reached {target:.4f} (within 10 % of random's best) after {sh_time:.1f} min vs random's "
+        f"{random_time:.1f} min: {random_time / sh_time:.1f}x faster"
+        if sh_time
+        else f"never reached {target:.4f} (best {sh_best:.4f})"
+    )
     return f"- {dataset}: successive halving {reach}."
 
 
@@ -96,9 +115,11 @@ def _num(value, digits: int = 4) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| data set | strategy | PRDC loss (mean ± std) | runs | best trial | trials (complete/pruned/failed) "
-             "| study minutes | vs baseline | thesis study's vs baseline |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| data set | strategy | PRDC loss (mean ± std) | runs | best trial | trials (complete/pruned/failed) "
+        "| study minutes | vs baseline | thesis study's vs baseline |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         if r["mean"] is None:
             score = "-"
@@ -106,8 +127,10 @@ def table(rows: list[dict]) -> str:
             score = f"{r['mean']:.4f} ± {r['std']:.4f}"
         else:
             score = f"{r['mean']:.4f} (best trial, not re-trained)"
-        lines.append(f"| {r['dataset']} | {r['strategy']} | {score} | {r['runs']} | {_num(r['best'])} | "
-                     f"{r['counts']} | {_num(r['minutes'], 1)} | {r['improvement']} | {r['seed_improvement']} |")
+        lines.append(
+            f"| {r['dataset']} | {r['strategy']} | {score} | {r['runs']} | {_num(r['best'])} | "
+            f"{r['counts']} | {_num(r['minutes'], 1)} | {r['improvement']} | {r['seed_improvement']} |"
+        )
     return "\n".join(lines)
 
 
@@ -122,8 +145,9 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--storage", default=f"sqlite:///{(RESULTS / 'hparams_toy2d.db').resolve()}")
     parser.add_argument("--runs", default="benchmarks/runs", help="samples and plots (not committed)")
-    parser.add_argument("--table-only", action="store_true",
-                        help="rewrite the table from the stored results and studies; train nothing")
+    parser.add_argument(
+        "--table-only", action="store_true", help="rewrite the table from the stored results and studies; train nothing"
+    )
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     RESULTS.mkdir(exist_ok=True)
@@ -139,8 +163,9 @@ def main(argv=None) -> int:
         baseline_mean = earlier_baseline(dataset)  # replaced below when this run trains the baseline
         for strategy in args.strategies:
             print(f"== {dataset} / {strategy}", file=sys.stderr, flush=True)
-            result = run_hparams(options_for(args, dataset, strategy),
-                                 log=lambda line: print(line, file=sys.stderr, flush=True))
+            result = run_hparams(
+                options_for(args, dataset, strategy), log=lambda line: print(line, file=sys.stderr, flush=True)
+            )
             summary = result.get("baseline") if strategy == "baseline" else result.get("best_repeats")
             best = result.get("best")
             if summary is None and best is not None:
@@ -152,16 +177,23 @@ def main(argv=None) -> int:
             for t in result.get("trials", []):
                 counts[t["state"].lower()] = counts.get(t["state"].lower(), 0) + 1
             seed = SEED_TABLE.get(dataset, {})
-            rows.append({
-                "dataset": dataset, "strategy": strategy, "mean": mean,
-                "std": summary["std"] if summary else 0.0, "runs": summary["runs"] if summary else 0,
-                "best": best["score"] if best else None, "best_params": best["params"] if best else None,
-                "counts": f"{counts.get('complete', 0)}/{counts.get('pruned', 0)}/{counts.get('fail', 0)}"
-                if counts else "-",
-                "minutes": result.get("study_minutes"),
-                "improvement": improvement(strategy, baseline_mean, mean),
-                "seed_improvement": improvement(strategy, seed.get("baseline"), seed.get(strategy)),
-            })
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "strategy": strategy,
+                    "mean": mean,
+                    "std": summary["std"] if summary else 0.0,
+                    "runs": summary["runs"] if summary else 0,
+                    "best": best["score"] if best else None,
+                    "best_params": best["params"] if best else None,
+                    "counts": f"{counts.get('complete', 0)}/{counts.get('pruned', 0)}/{counts.get('fail', 0)}"
+                    if counts
+                    else "-",
+                    "minutes": result.get("study_minutes"),
+                    "improvement": improvement(strategy, baseline_mean, mean),
+                    "seed_improvement": improvement(strategy, seed.get("baseline"), seed.get(strategy)),
+                }
+            )
             write_tables(args, rows)
     print(table(merged_rows(rows)))
     return 0
@@ -200,7 +232,9 @@ def write_tables(args, rows: list[dict]) -> None:
         f"# 2-D protocol ({args.trials} trials, {args.epochs} epochs, {args.repeats} repeats, "
         f"{args.jobs} parallel processes on 2 CPU cores)\n\nPRDC loss = mean |1 - part| over "
         "precision, recall, density, coverage (k = 5); lower is better. 'vs baseline' is the "
-        "relative improvement of the re-trained mean.\n\n" + table(rows) + "\n" + speedups)
+        "relative improvement of the re-trained mean.\n\n" + table(rows) + "\n" + speedups
+    )
+
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -40,8 +40,9 @@ def main(argv=None) -> int:
         results[args.space][dataset] = {}
         for seed in handler.get_seeds():
             method = GenerativeHPO(seed=0)
-            curve = handler.evaluate_continuous(method, search_space_id=args.space, dataset_id=dataset,
-                                                seed=seed, n_trials=args.trials)
+            curve = handler.evaluate_continuous(
+                method, search_space_id=args.space, dataset_id=dataset, seed=seed, n_trials=args.trials
+            )
             results[args.space][dataset][seed] = [float(v) for v in curve]
             print(f"{dataset} {seed}: final {curve[-1]:.4f}", file=sys.stderr, flush=True)
     out = Path(__file__).parent / "results" / f"hpob_{args.space}.json"

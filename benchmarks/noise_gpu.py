@@ -53,20 +53,34 @@ def main(argv=None) -> int:
         torch.cuda.reset_peak_memory_stats()
         torch.cuda.synchronize()
         g = backend.steps * backend.passes_per_step()
-        task = NoiseTask(backend, verifier, "a red boat on a calm lake", None, args.generations * g, 0, batch=args.batch)
+        task = NoiseTask(
+            backend, verifier, "a red boat on a calm lake", None, args.generations * g, 0, batch=args.batch
+        )
         start = time.perf_counter()
         task.evaluate([task.user])
         NOISE_SEARCHERS.get(searcher)().search(task, NoiseSearchSettings())
         torch.cuda.synchronize()
         seconds = time.perf_counter() - start
-        rows.append({"searcher": searcher, "nfe": task.forward_nfe, "seconds": seconds,
-                     "seconds_per_nfe": seconds / task.forward_nfe,
-                     "peak_gib": torch.cuda.max_memory_allocated() / 2 ** 30})
+        rows.append(
+            {
+                "searcher": searcher,
+                "nfe": task.forward_nfe,
+                "seconds": seconds,
+                "seconds_per_nfe": seconds / task.forward_nfe,
+                "peak_gib": torch.cuda.max_memory_allocated() / 2**30,
+            }
+        )
     gpu = torch.cuda.get_device_name(0)
-    lines = [f"# Noise search on {gpu}: {args.model} at {args.size} px, {args.steps} steps, {args.dtype}, batch {args.batch}",
-             "", "| searcher | NFE | seconds | s / NFE | peak GiB |", "|---|---|---|---|---|"]
-    lines += [f"| {r['searcher']} | {r['nfe']} | {r['seconds']:.1f} | {r['seconds_per_nfe']:.3f} | {r['peak_gib']:.1f} |"
-              for r in rows]
+    lines = [
+        f"# Noise search on {gpu}: {args.model} at {args.size} px, {args.steps} steps, {args.dtype}, batch {args.batch}",
+        "",
+        "| searcher | NFE | seconds | s / NFE | peak GiB |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['searcher']} | {r['nfe']} | {r['seconds']:.1f} | {r['seconds_per_nfe']:.3f} | {r['peak_gib']:.1f} |"
+        for r in rows
+    ]
     Path(args.out).with_suffix(".json").write_text(json.dumps({"gpu": gpu, "args": vars(args), "rows": rows}, indent=2))
     Path(args.out).with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -54,8 +54,9 @@ class Evaluator:
     def task(self, negative: str) -> NoiseTask:
         if negative not in self.tasks:
             g = self.backend.steps * self.backend.passes_per_step()
-            self.tasks[negative] = NoiseTask(self.backend, self.verifier, self.prompt, None, 10 ** 9 * g,
-                                             negative=negative)
+            self.tasks[negative] = NoiseTask(
+                self.backend, self.verifier, self.prompt, None, 10**9 * g, negative=negative
+            )
         return self.tasks[negative]
 
     def __call__(self, pairs: list[tuple[str, int]]) -> list[tuple[float, str, int]]:
@@ -101,9 +102,17 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     cases = hard_cases(args.prompts)
-    o = PromptOptions(prompt=cases[0].prompt, model="fashion", clip="fashion", steps=args.steps, guidance=7.5,
-                      space="antonym+library", searcher="random", out="/tmp/noise_prompt_run",
-                      storage="sqlite:///:memory:").resolved()
+    o = PromptOptions(
+        prompt=cases[0].prompt,
+        model="fashion",
+        clip="fashion",
+        steps=args.steps,
+        guidance=7.5,
+        space="antonym+library",
+        searcher="random",
+        out="/tmp/noise_prompt_run",
+        storage="sqlite:///:memory:",
+    ).resolved()
     models = Models(o)
     backend, verifier, judge = models.backend, Verifier([models.reward]), Judge()
     out = Path(args.out)
@@ -117,28 +126,47 @@ def main(argv=None) -> int:
         if args.minutes and time.perf_counter() - start > 60 * args.minutes:
             print(f"stopping: {args.minutes} min reached; the prompts finished so far are summarised", flush=True)
             break
-        space = build_space("antonym+library", case.prompt, models.lexicon, models.one_token, backend.max_tokens(),
-                            lambda s: len(backend.token_ids(s)))
+        space = build_space(
+            "antonym+library",
+            case.prompt,
+            models.lexicon,
+            models.one_token,
+            backend.max_tokens(),
+            lambda s: len(backend.token_ids(s)),
+        )
         for strategy in ("user",) + STRATEGIES:
             key = f"{case.prompt}|{strategy}"
             if key in cells:
                 continue
             ev = Evaluator(backend, verifier, case.prompt)
-            score, negative, seed = ev([("", FIRST_USER_SEED)])[0] if strategy == "user" else \
-                run_strategy(strategy, ev, space, FIRST_USER_SEED, args.generations)
+            score, negative, seed = (
+                ev([("", FIRST_USER_SEED)])[0]
+                if strategy == "user"
+                else run_strategy(strategy, ev, space, FIRST_USER_SEED, args.generations)
+            )
             image = ev.task(negative).replay(Candidate(seed=seed))
-            cells[key] = {"verifier": score, "negative": negative, "seed": seed, "generations": ev.generations,
-                          **judge(case, image)}
+            cells[key] = {
+                "verifier": score,
+                "negative": negative,
+                "seed": seed,
+                "generations": ev.generations,
+                **judge(case, image),
+            }
         json_path.write_text(json.dumps(data))
         print(f"{i + 1}/{len(cases)} prompts ({time.perf_counter() - start:.0f} s)", flush=True)
     cases = [c for c in cases if all(f"{c.prompt}|{s}" in cells for s in ("user",) + STRATEGIES)]
-    lines = ["# Prompt search and noise search on `--model fashion`: alone, one after the other, together", "",
-             f"{len(cases)} hard prompts (as benchmarks/noise_search.py), user seed {FIRST_USER_SEED}; every strategy "
-             f"spends {args.generations} generations ({args.generations * args.steps * 2} NFE), the user's image "
-             "included, and keeps the verifier's favourite (verifier: minus the judge-CLIP loss, higher is better). Held-out: the judge classifier and "
-             "pixel attributes. p: paired over prompts against the user's image (W: Wilcoxon, S: sign test).", "",
-             "| strategy | verifier | Δ verifier | classifier acc. | Δ acc. | better / worse | p W / S | class + attr. "
-             "| Δ | p W / S | negative prompt kept |", "|" + "---|" * 11]
+    lines = [
+        "# Prompt search and noise search on `--model fashion`: alone, one after the other, together",
+        "",
+        f"{len(cases)} hard prompts (as benchmarks/noise_search.py), user seed {FIRST_USER_SEED}; every strategy "
+        f"spends {args.generations} generations ({args.generations * args.steps * 2} NFE), the user's image "
+        "included, and keeps the verifier's favourite (verifier: minus the judge-CLIP loss, higher is better). Held-out: the judge classifier and "
+        "pixel attributes. p: paired over prompts against the user's image (W: Wilcoxon, S: sign test).",
+        "",
+        "| strategy | verifier | Δ verifier | classifier acc. | Δ acc. | better / worse | p W / S | class + attr. "
+        "| Δ | p W / S | negative prompt kept |",
+        "|" + "---|" * 11,
+    ]
     fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
     values = lambda s, m: [cells[f"{c.prompt}|{s}"][m] for c in cases]  # noqa: E731
     summary = {}
@@ -146,15 +174,19 @@ def main(argv=None) -> int:
         row = {m: statistics.fmean(values(strategy, m)) for m in ("verifier", "accuracy", "all_right")}
         kept = sum(1 for c in cases if cells[f"{c.prompt}|{strategy}"]["negative"])
         if strategy == "user":
-            lines.append(f"| your image | {row['verifier']:.2f} | | {row['accuracy']:.3f} | | | | {row['all_right']:.3f} | | | |")
+            lines.append(
+                f"| your image | {row['verifier']:.2f} | | {row['accuracy']:.3f} | | | | {row['all_right']:.3f} | | | |"
+            )
             continue
         t = {m: paired(values(strategy, m), values("user", m)) for m, _ in METRICS if m != "attribute_accuracy"}
         summary[strategy] = {"means": row, "tests": t}
         a, c = t["accuracy"], t["all_right"]
-        lines.append(f"| {strategy} | {row['verifier']:.2f} | {t['verifier']['diff']:+.2f} | {row['accuracy']:.3f} | "
-                     f"{a['diff']:+.3f} | {a['better']} / {a['worse']} | {fmt(a['p_wilcoxon'])} / {fmt(a['p_sign'])} | "
-                     f"{row['all_right']:.3f} | {c['diff']:+.3f} | {fmt(c['p_wilcoxon'])} / {fmt(c['p_sign'])} | "
-                     f"{kept} / {len(cases)} |")
+        lines.append(
+            f"| {strategy} | {row['verifier']:.2f} | {t['verifier']['diff']:+.2f} | {row['accuracy']:.3f} | "
+            f"{a['diff']:+.3f} | {a['better']} / {a['worse']} | {fmt(a['p_wilcoxon'])} / {fmt(a['p_sign'])} | "
+            f"{row['all_right']:.3f} | {c['diff']:+.3f} | {fmt(c['p_wilcoxon'])} / {fmt(c['p_sign'])} | "
+            f"{kept} / {len(cases)} |"
+        )
     data["summary"] = summary
     json_path.write_text(json.dumps(data))
     text = "\n".join(lines) + "\n"

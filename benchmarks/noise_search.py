@@ -51,8 +51,12 @@ from diffsearch.tasks.noise_task import NoiseTask  # noqa: E402
 RESULTS = Path(__file__).parent / "results"
 HARD = RESULTS / "prompt_testbed_hard.json"
 FIRST_USER_SEED = 1000
-METRICS = (("verifier", "verifier (minus the judge-CLIP loss)"), ("accuracy", "classifier acc."),
-           ("attribute_accuracy", "attribute acc."), ("all_right", "class + attributes"))
+METRICS = (
+    ("verifier", "verifier (minus the judge-CLIP loss)"),
+    ("accuracy", "classifier acc."),
+    ("attribute_accuracy", "attribute acc."),
+    ("all_right", "class + attributes"),
+)
 
 
 def hard_cases(n: int, by: str = "clip") -> list[Case]:
@@ -78,8 +82,11 @@ class Judge:
         bright, size = self.judge.attribute_sides(images.float().cpu(), labels)
         asked = [(s == w) for s, w in ((bright, case.brightness), (size, case.size)) if w is not None]
         all_right = right & np.all(asked, axis=0) if asked else right
-        return {"accuracy": float(right.mean()), "attribute_accuracy": float(np.mean(asked)) if asked else None,
-                "all_right": float(all_right.mean())}
+        return {
+            "accuracy": float(right.mean()),
+            "attribute_accuracy": float(np.mean(asked)) if asked else None,
+            "all_right": float(all_right.mean()),
+        }
 
 
 def one_search(backend, verifier, judge: Judge, case: Case, searcher: str, budget: int, seed: int) -> dict:
@@ -90,10 +97,18 @@ def one_search(backend, verifier, judge: Judge, case: Case, searcher: str, budge
     info = {} if searcher == "user" else NOISE_SEARCHERS.get(searcher)().search(task, NoiseSearchSettings())
     best = task.best()
     seconds = time.perf_counter() - start
-    out = {"verifier": float(best.scores[0]), "user_verifier": float(user.scores[0]), "spent_nfe": task.spent,
-           "forward_nfe": task.forward_nfe, "trials": len(study.trials), "seconds": seconds,
-           "moved": best.candidate.latent is not None, "injections": len(best.candidate.injections),
-           "is_user": best is user, "info": info}
+    out = {
+        "verifier": float(best.scores[0]),
+        "user_verifier": float(user.scores[0]),
+        "spent_nfe": task.spent,
+        "forward_nfe": task.forward_nfe,
+        "trials": len(study.trials),
+        "seconds": seconds,
+        "moved": best.candidate.latent is not None,
+        "injections": len(best.candidate.injections),
+        "is_user": best is user,
+        "info": info,
+    }
     out.update(judge(case, task.replay(best.candidate)))
     return out
 
@@ -124,26 +139,36 @@ def key(case: Case, rep: int, searcher: str, budget) -> str:
 
 
 def summarise(cells: dict, cases: list[Case], args, seconds: dict) -> tuple[str, dict]:
-    lines = ["# Noise search on `--model fashion`: verifier vs held-out judges", "",
-             f"{len(cases)} hard prompts (the prompt testbed's hardest 40 of 200 by the "
-             f"{'judge-CLIP loss of their plain generation' if args.hard_by == 'clip' else 'judge classifier on their plain generation (class + attributes)'}"
-             f" on seeds 0-1) x {args.reps} user seed(s) ({FIRST_USER_SEED}..); {args.steps} DDIM steps, "
-             f"guidance 7.5: one generation = {args.steps} x 2 = {args.steps * 2} NFE. Each searcher starts from the "
-             "user's image and spends the budget (NFE of one generation x the factor, the user's image included). "
-             "Verifier: the judge-CLIP spherical loss (the search minimises it). Held-out: the judge classifier and "
-             "the pixel attributes, never used to choose. Per prompt: the mean over user seeds; p: paired over "
-             "prompts against the user's image (W: Wilcoxon signed-rank, S: sign test); better / worse: prompts.",
-             "", f"Wall time on 2 shared CPU cores: {sum(seconds.values()) / 60:.1f} min for all searches.", "",
-             "| searcher | budget | NFE | verifier: judge-CLIP loss | Δ loss (p W) | classifier acc. | Δ acc. | better / worse | p W / S "
-             "| attribute acc. | class + attr. | Δ class + attr. | p W / S |", "|" + "---|" * 13]
+    lines = [
+        "# Noise search on `--model fashion`: verifier vs held-out judges",
+        "",
+        f"{len(cases)} hard prompts (the prompt testbed's hardest 40 of 200 by the "
+        f"{'judge-CLIP loss of their plain generation' if args.hard_by == 'clip' else 'judge classifier on their plain generation (class + attributes)'}"
+        f" on seeds 0-1) x {args.reps} user seed(s) ({FIRST_USER_SEED}..); {args.steps} DDIM steps, "
+        f"guidance 7.5: one generation = {args.steps} x 2 = {args.steps * 2} NFE. Each searcher starts from the "
+        "user's image and spends the budget (NFE of one generation x the factor, the user's image included). "
+        "Verifier: the judge-CLIP spherical loss (the search minimises it). Held-out: the judge classifier and "
+        "the pixel attributes, never used to choose. Per prompt: the mean over user seeds; p: paired over "
+        "prompts against the user's image (W: Wilcoxon signed-rank, S: sign test); better / worse: prompts.",
+        "",
+        f"Wall time on 2 shared CPU cores: {sum(seconds.values()) / 60:.1f} min for all searches.",
+        "",
+        "| searcher | budget | NFE | verifier: judge-CLIP loss | Δ loss (p W) | classifier acc. | Δ acc. | better / worse | p W / S "
+        "| attribute acc. | class + attr. | Δ class + attr. | p W / S |",
+        "|" + "---|" * 13,
+    ]
     summary = {}
     user = {m: per_prompt(cells, cases, args.reps, "user", "1", m) for m, _ in METRICS}
     fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
-    lines.append(f"| your seed | 1x | {args.steps * 2} | {-statistics.fmean(user['verifier']):.3f} | | "
-                 f"{statistics.fmean(user['accuracy']):.3f} | | | | {statistics.fmean(user['attribute_accuracy']):.3f} | "
-                 f"{statistics.fmean(user['all_right']):.3f} | | |")
-    for searcher, factor in sorted({(s, f) for s in args.searchers for f in args.budgets} | set(args.extra),
-                                   key=lambda sf: (sf[1], (args.searchers + [x for x, _ in args.extra]).index(sf[0]))):
+    lines.append(
+        f"| your seed | 1x | {args.steps * 2} | {-statistics.fmean(user['verifier']):.3f} | | "
+        f"{statistics.fmean(user['accuracy']):.3f} | | | | {statistics.fmean(user['attribute_accuracy']):.3f} | "
+        f"{statistics.fmean(user['all_right']):.3f} | | |"
+    )
+    for searcher, factor in sorted(
+        {(s, f) for s in args.searchers for f in args.budgets} | set(args.extra),
+        key=lambda sf: (sf[1], (args.searchers + [x for x, _ in args.extra]).index(sf[0])),
+    ):
         if not all(key(c, r, searcher, factor) in cells for c in cases for r in range(args.reps)):
             continue
         m = {name: per_prompt(cells, cases, args.reps, searcher, factor, name) for name, _ in METRICS}
@@ -155,7 +180,8 @@ def summarise(cells: dict, cases: list[Case], args, seconds: dict) -> tuple[str,
             f"{-v['diff']:+.3f} ({fmt(v['p_wilcoxon'])}) | {statistics.fmean(m['accuracy']):.3f} | {a['diff']:+.3f} | "
             f"{a['better']} / {a['worse']} | {fmt(a['p_wilcoxon'])} / {fmt(a['p_sign'])} | "
             f"{statistics.fmean(m['attribute_accuracy']):.3f} | {statistics.fmean(m['all_right']):.3f} | "
-            f"{c['diff']:+.3f} | {fmt(c['p_wilcoxon'])} / {fmt(c['p_sign'])} |")
+            f"{c['diff']:+.3f} | {fmt(c['p_wilcoxon'])} / {fmt(c['p_sign'])} |"
+        )
     return "\n".join(lines) + "\n", summary
 
 
@@ -166,8 +192,14 @@ def plot(summary: dict, user: dict, args, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    for ax, (metric, label) in zip(axes, (("verifier", "verifier: judge-CLIP loss (lower is better)"), ("accuracy", "held-out: classifier acc."),
-                                          ("all_right", "held-out: class + attributes"))):
+    for ax, (metric, label) in zip(
+        axes,
+        (
+            ("verifier", "verifier: judge-CLIP loss (lower is better)"),
+            ("accuracy", "held-out: classifier acc."),
+            ("all_right", "held-out: class + attributes"),
+        ),
+    ):
         for searcher in args.searchers:
             xs = [1] + sorted({int(k.split("@")[1][:-1]) for k in summary if k.split("@")[0] == searcher})
             ys = [user[metric]] + [summary[f"{searcher}@{f}x"]["means"][metric] for f in xs[1:]]
@@ -189,8 +221,12 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--budgets", default="4,16", help="NFE factors of one generation")
     p.add_argument("--searchers", default="best-of-n,zero-order,paths,particles")
-    p.add_argument("--hard-by", default="clip", choices=("clip", "classifier"),
-                   help="prompt set: the testbed's hardest by the judge-CLIP loss, or by the classifier (seeds 0-1)")
+    p.add_argument(
+        "--hard-by",
+        default="clip",
+        choices=("clip", "classifier"),
+        help="prompt set: the testbed's hardest by the judge-CLIP loss, or by the classifier (seeds 0-1)",
+    )
     p.add_argument("--first-rep", type=int, default=0, help="run user seeds from this index on (a second process)")
     p.add_argument("--merge", default="", help="comma-separated JSON files of other processes' cells to summarise with")
     p.add_argument("--extra", default="", help="more cells, e.g. best-of-n@64,zero-order@64")
@@ -223,14 +259,23 @@ def main(argv=None) -> int:
     verifier = Verifier([ClipReward(ClipObjective("fashion"))])
     judge = Judge()
     g = backend.steps * backend.passes_per_step()
-    todo = [(c, r, s, f) for c in cases for r in range(args.first_rep, args.reps)
-            for s, f in [("user", 1)] + [(s, f) for f in args.budgets for s in args.searchers] + args.extra]
+    todo = [
+        (c, r, s, f)
+        for c in cases
+        for r in range(args.first_rep, args.reps)
+        for s, f in [("user", 1)] + [(s, f) for f in args.budgets for s in args.searchers] + args.extra
+    ]
     start = time.perf_counter()
     for i, (case, rep, searcher, factor) in enumerate(todo):
         k = key(case, rep, searcher, factor)
         if k in cells:
             continue
-        if args.minutes and searcher == "user" and rep == args.first_rep and time.perf_counter() - start > 60 * args.minutes:
+        if (
+            args.minutes
+            and searcher == "user"
+            and rep == args.first_rep
+            and time.perf_counter() - start > 60 * args.minutes
+        ):
             print(f"stopping: {args.minutes} min reached; the prompts finished so far are summarised", flush=True)
             break
         cells[k] = one_search(backend, verifier, judge, case, searcher, factor * g, FIRST_USER_SEED + rep)
@@ -239,8 +284,15 @@ def main(argv=None) -> int:
         if (i + 1) % 20 == 0 or i + 1 == len(todo):
             print(f"{i + 1}/{len(todo)} searches ({time.perf_counter() - start:.0f} s)", flush=True)
     json_path.write_text(json.dumps(data))
-    cases = [c for c in cases if all(key(c, r, s, f) in cells for r in range(args.reps)
-                                     for s, f in [("user", 1)] + [(s, f) for f in args.budgets for s in args.searchers])]
+    cases = [
+        c
+        for c in cases
+        if all(
+            key(c, r, s, f) in cells
+            for r in range(args.reps)
+            for s, f in [("user", 1)] + [(s, f) for f in args.budgets for s in args.searchers]
+        )
+    ]
     args.prompts = len(cases)
     text, summary = summarise(cells, cases, args, seconds)
     user = {m: statistics.fmean(per_prompt(cells, cases, args.reps, "user", "1", m)) for m, _ in METRICS}

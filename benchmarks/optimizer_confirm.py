@@ -45,15 +45,26 @@ def winners(table_json: Path) -> list[tuple[str, str]]:
     """(name, expr) of the table's discovered rules whose means beat AdamW's on both tasks."""
     table = json.loads(table_json.read_text())["table"]
     adamw = next(r for r in table if r["name"] == "AdamW")
-    return [(r["name"], r["expr"]) for r in table if r["name"] not in baseline_names()
-            and all(r[f"{k}_mean"] is not None and r[f"{k}_mean"] < adamw[f"{k}_mean"] for k in ("search", "transfer"))]
+    return [
+        (r["name"], r["expr"])
+        for r in table
+        if r["name"] not in baseline_names()
+        and all(r[f"{k}_mean"] is not None and r[f"{k}_mean"] < adamw[f"{k}_mean"] for k in ("search", "transfer"))
+    ]
 
 
 def paired(rule: list[float], reference: list[float]) -> dict:
     diff = [a - b for a, b in zip(rule, reference)]
-    return {"mean": statistics.fmean(rule), "std": statistics.stdev(rule), "diff_mean": statistics.fmean(diff),
-            "diff_std": statistics.stdev(diff), "wins": sum(d < 0 for d in diff), "n": len(diff),
-            "t_test_p": float(ttest_rel(rule, reference).pvalue), "wilcoxon_p": float(wilcoxon(diff).pvalue)}
+    return {
+        "mean": statistics.fmean(rule),
+        "std": statistics.stdev(rule),
+        "diff_mean": statistics.fmean(diff),
+        "diff_std": statistics.stdev(diff),
+        "wins": sum(d < 0 for d in diff),
+        "n": len(diff),
+        "t_test_p": float(ttest_rel(rule, reference).pvalue),
+        "wilcoxon_p": float(wilcoxon(diff).pvalue),
+    }
 
 
 def main() -> int:
@@ -71,8 +82,11 @@ def main() -> int:
             raise UsageError("--seeds must be at least 3 for a paired test")
         if args.reference not in baseline_names():
             raise UsageError(f"unknown --reference {args.reference!r}; known: {', '.join(baseline_names())}")
-        rules = ([(f"rule {i + 1}", to_text(parse(e))) for i, e in enumerate(args.rules)] if args.rules is not None
-                 else winners(out / "optimizer_search.json"))
+        rules = (
+            [(f"rule {i + 1}", to_text(parse(e))) for i, e in enumerate(args.rules)]
+            if args.rules is not None
+            else winners(out / "optimizer_search.json")
+        )
     except (UsageError, ValueError, FileNotFoundError) as exc:
         ap.error(str(exc))
     if not rules:
@@ -92,12 +106,22 @@ def main() -> int:
                 t = evaluator.trial(program, wd, name)
                 scores[name].setdefault(task_name, []).append(t.value if t.value is not None else math.inf)
             print(task_name, seed, {n: round(s[task_name][-1], 4) for n, s in scores.items()}, flush=True)
-    report = {"args": vars(args), "rules": [], "seconds": time.perf_counter() - start,
-              "reference": {t: {"mean": statistics.fmean(v), "std": statistics.stdev(v)}
-                            for t, v in scores[args.reference].items()}}
+    report = {
+        "args": vars(args),
+        "rules": [],
+        "seconds": time.perf_counter() - start,
+        "reference": {
+            t: {"mean": statistics.fmean(v), "std": statistics.stdev(v)} for t, v in scores[args.reference].items()
+        },
+    }
     for name, program, _ in rows[1:]:
-        report["rules"].append({"name": name, "expr": to_text(program), **{
-            t: paired(scores[name][t], scores[args.reference][t]) for t in (args.task, args.transfer)}})
+        report["rules"].append(
+            {
+                "name": name,
+                "expr": to_text(program),
+                **{t: paired(scores[name][t], scores[args.reference][t]) for t in (args.task, args.transfer)},
+            }
+        )
     pack_ledger(out)
     (out / "optimizer_confirm.json").write_text(json.dumps(report, indent=2))
     (out / "optimizer_confirm.md").write_text(markdown(report, args))
@@ -107,22 +131,29 @@ def main() -> int:
 
 def markdown(report: dict, args) -> str:
     ref = report["reference"]
-    lines = ["# Paired re-training of the rules that beat AdamW", "",
-             f"Command: `python benchmarks/optimizer_confirm.py --seeds {args.seeds}`"
-             + (f" `--rules {' '.join(args.rules)}`" if args.rules else "")
-             + f" ({report['seconds'] / 60:.1f} min). Training seeds 0..{args.seeds - 1} on each task; seed s gives "
-             f"every optimizer the same initial weights and batches; lr from the grid 1e-5, 1e-4, ..., 1 per run. "
-             f"Difference = rule - {args.reference} (negative: the rule is better).", "",
-             f"{args.reference}: {args.task} {ref[args.task]['mean']:.4f} ± {ref[args.task]['std']:.4f}, "
-             f"{args.transfer} {ref[args.transfer]['mean']:.4f} ± {ref[args.transfer]['std']:.4f}.", "",
-             "| rule | task | mean ± std | paired difference | wins | t-test p | Wilcoxon p |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Paired re-training of the rules that beat AdamW",
+        "",
+        f"Command: `python benchmarks/optimizer_confirm.py --seeds {args.seeds}`"
+        + (f" `--rules {' '.join(args.rules)}`" if args.rules else "")
+        + f" ({report['seconds'] / 60:.1f} min). Training seeds 0..{args.seeds - 1} on each task; seed s gives "
+        f"every optimizer the same initial weights and batches; lr from the grid 1e-5, 1e-4, ..., 1 per run. "
+        f"Difference = rule - {args.reference} (negative: the rule is better).",
+        "",
+        f"{args.reference}: {args.task} {ref[args.task]['mean']:.4f} ± {ref[args.task]['std']:.4f}, "
+        f"{args.transfer} {ref[args.transfer]['mean']:.4f} ± {ref[args.transfer]['std']:.4f}.",
+        "",
+        "| rule | task | mean ± std | paired difference | wins | t-test p | Wilcoxon p |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in report["rules"]:
         for t in (args.task, args.transfer):
             p = r[t]
-            lines.append(f"| {r['name']}: `{r['expr']}` | {t} | {p['mean']:.4f} ± {p['std']:.4f} "
-                         f"| {p['diff_mean']:+.4f} ± {p['diff_std']:.4f} | {p['wins']}/{p['n']} "
-                         f"| {p['t_test_p']:.3f} | {p['wilcoxon_p']:.3f} |")
+            lines.append(
+                f"| {r['name']}: `{r['expr']}` | {t} | {p['mean']:.4f} ± {p['std']:.4f} "
+                f"| {p['diff_mean']:+.4f} ± {p['diff_std']:.4f} | {p['wins']}/{p['n']} "
+                f"| {p['t_test_p']:.3f} | {p['wilcoxon_p']:.3f} |"
+            )
     return "\n".join(lines) + "\n"
 
 

@@ -101,30 +101,58 @@ def dedup_comparison(space: UpdateRuleSpace, n: int, sympy_limit_s: float, seed:
         if time.perf_counter() - start > sympy_limit_s:
             break
     sympy_s = time.perf_counter() - start
-    return {"programs": n, "hash_seconds": hash_s, "hash_unique": len(keys),
-            "sympy_programs": done, "sympy_seconds": sympy_s, "sympy_errors": errors, "sympy_unique": len(forms),
-            "hash_unique_same_programs": len({space.key(p) for p in programs[:done]}),
-            "speedup_per_program": (sympy_s / done) / (hash_s / n)}
+    return {
+        "programs": n,
+        "hash_seconds": hash_s,
+        "hash_unique": len(keys),
+        "sympy_programs": done,
+        "sympy_seconds": sympy_s,
+        "sympy_errors": errors,
+        "sympy_unique": len(forms),
+        "hash_unique_same_programs": len({space.key(p) for p in programs[:done]}),
+        "speedup_per_program": (sympy_s / done) / (hash_s / n),
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--budget", type=int, default=128)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--searchers", nargs="+", default=["mct", "random", "evolution", "evolution:Adam"],
-                    help="evolution:NAMES = evolution whose first population holds these hand-designed rules "
-                         "(comma list), as the Lion search starts from AdamW")
+    ap.add_argument(
+        "--searchers",
+        nargs="+",
+        default=["mct", "random", "evolution", "evolution:Adam"],
+        help="evolution:NAMES = evolution whose first population holds these hand-designed rules "
+        "(comma list), as the Lion search starts from AdamW",
+    )
     ap.add_argument("--task", default="toy2d-moons")
     ap.add_argument("--transfer", default="digits")
-    ap.add_argument("--table-seeds", type=int, nargs="+", default=[0, 1, 2],
-                    help="training seeds of every table row on the search task (mean +- std)")
-    ap.add_argument("--transfer-seeds", type=int, nargs="+", default=[0, 1, 2],
-                    help="training seeds of every table row on the transfer task (mean +- std)")
-    ap.add_argument("--top", type=int, default=3,
-                    help="distinct best rules of every run that go to the table (and the transfer task)")
-    ap.add_argument("--table-lr-grid", default="decade",
-                    help="lr grid of the table's trainings (the searches keep the reference 'decade' grid): "
-                         "'decade', 'half-decade' or a comma list")
+    ap.add_argument(
+        "--table-seeds",
+        type=int,
+        nargs="+",
+        default=[0, 1, 2],
+        help="training seeds of every table row on the search task (mean +- std)",
+    )
+    ap.add_argument(
+        "--transfer-seeds",
+        type=int,
+        nargs="+",
+        default=[0, 1, 2],
+        help="training seeds of every table row on the transfer task (mean +- std)",
+    )
+    ap.add_argument(
+        "--top",
+        type=int,
+        default=3,
+        help="distinct best rules of every run that go to the table (and the transfer task)",
+    )
+    ap.add_argument(
+        "--table-lr-grid",
+        default="decade",
+        help="lr grid of the table's trainings (the searches keep the reference 'decade' grid): "
+        "'decade', 'half-decade' or a comma list",
+    )
     ap.add_argument("--tag", default="optimizer_search", help="name of the result files (.md, .json)")
     ap.add_argument("--dedup-programs", type=int, default=1000)
     ap.add_argument("--sympy-limit", type=float, default=300.0, help="seconds allowed to the sympy dedup")
@@ -159,18 +187,35 @@ def main() -> None:
         label = f"{searcher} from {'+'.join(start_from)}" if start_from else searcher
         for seed in args.seeds:
             start = time.perf_counter()
-            r = run_optimizer(OptimizerOptions(task=args.task, searcher=searcher, budget=args.budget, seed=seed,
-                                               baselines=(), top=args.top, scale=args.scale,
-                                               study=f"bench-{label.replace(' ', '-')}-seed{seed}",
-                                               start_from=start_from,
-                                               storage=storage_url, out=str(out / "optimizer_runs")))
+            r = run_optimizer(
+                OptimizerOptions(
+                    task=args.task,
+                    searcher=searcher,
+                    budget=args.budget,
+                    seed=seed,
+                    baselines=(),
+                    top=args.top,
+                    scale=args.scale,
+                    study=f"bench-{label.replace(' ', '-')}-seed{seed}",
+                    start_from=start_from,
+                    storage=storage_url,
+                    out=str(out / "optimizer_runs"),
+                )
+            )
             best = r["best"]
             top = [row["expr"] for row in r["leaderboard"] if row["kind"] == "rule"][: args.top]
-            run = {"searcher": label, "seed": seed, "best_expr": best and best["expr"],
-                   "best_score": best and best["score"], "best_lr": best and best["lr"], "top_exprs": top,
-                   **r["search"], "seconds": time.perf_counter() - start,
-                   # what the search cost when it ran, also when this call replayed it from the storage
-                   "trial_seconds": sum(t["seconds"] or 0.0 for t in r["trials"] if t["role"] == "search")}
+            run = {
+                "searcher": label,
+                "seed": seed,
+                "best_expr": best and best["expr"],
+                "best_score": best and best["score"],
+                "best_lr": best and best["lr"],
+                "top_exprs": top,
+                **r["search"],
+                "seconds": time.perf_counter() - start,
+                # what the search cost when it ran, also when this call replayed it from the storage
+                "trial_seconds": sum(t["seconds"] or 0.0 for t in r["trials"] if t["role"] == "search"),
+            }
             report["runs"].append(run)
             print(json.dumps(run), flush=True)
 
@@ -187,12 +232,16 @@ def main() -> None:
                 seen.add(expr)
                 rows.append((f"{run['searcher']} seed {run['seed']} #{rank}", parse(expr), 0.0))
     rows += [(name, *baseline(name)) for name in BASELINES]
-    table = [{"name": name, "expr": program if isinstance(program, str) else to_text(program), "weight_decay": wd}
-             for name, program, wd in rows]
+    table = [
+        {"name": name, "expr": program if isinstance(program, str) else to_text(program), "weight_decay": wd}
+        for name, program, wd in rows
+    ]
     # every row is trained with several seeds on both tasks: seed-to-seed noise is of the order of the
     # gaps between optimizers
-    for task_name, key, seeds in ((args.task, "search", args.table_seeds),
-                                  (args.transfer, "transfer", args.transfer_seeds)):
+    for task_name, key, seeds in (
+        (args.task, "search", args.table_seeds),
+        (args.transfer, "transfer", args.transfer_seeds),
+    ):
         task = make_task(task_name, args.scale, lr_grid=table_grid)
         for seed in seeds:
             evaluator = LedgerEvaluator(study, space, task, key, seed)
@@ -221,24 +270,36 @@ def _f(x, fmt=".4f"):
 
 
 def markdown(report: dict, args) -> str:
-    lines = ["# Optimizer search benchmark", "",
-             f"Command: `python benchmarks/optimizer_search.py --searchers {' '.join(args.searchers)} "
-             f"--budget {args.budget} --seeds "
-             f"{' '.join(map(str, args.seeds))} --table-seeds {' '.join(map(str, args.table_seeds))} "
-             f"--transfer-seeds {' '.join(map(str, args.transfer_seeds))} --top {args.top} "
-             f"--dedup-programs {args.dedup_programs}"
-             + (f" --table-lr-grid {args.table_lr_grid}" if args.table_lr_grid != "decade" else "")
-             + (f" --tag {args.tag}" if args.tag != "optimizer_search" else "") + "` "
-             f"(total {report['total_seconds'] / 60:.1f} min for this call; trainings found in the ledger are replayed).",
-             "", f"Search task {args.task}, transfer task {args.transfer}; score = denoising loss on a fixed batch "
-             "after training (lower is better); every rule's lr from a grid by proxy runs: in the searches 1e-5, "
-             "1e-4, ..., 1 (the reference's); in the table "
-             + ", ".join(f"{v:g}" for v in parse_lr_grid(args.table_lr_grid)) + ".", "",
-             "## Searchers", "", "| searcher | seed | best loss | best rule | lr | trained | proposed | duplicates "
-             "| rejected | training minutes |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Optimizer search benchmark",
+        "",
+        f"Command: `python benchmarks/optimizer_search.py --searchers {' '.join(args.searchers)} "
+        f"--budget {args.budget} --seeds "
+        f"{' '.join(map(str, args.seeds))} --table-seeds {' '.join(map(str, args.table_seeds))} "
+        f"--transfer-seeds {' '.join(map(str, args.transfer_seeds))} --top {args.top} "
+        f"--dedup-programs {args.dedup_programs}"
+        + (f" --table-lr-grid {args.table_lr_grid}" if args.table_lr_grid != "decade" else "")
+        + (f" --tag {args.tag}" if args.tag != "optimizer_search" else "")
+        + "` "
+        f"(total {report['total_seconds'] / 60:.1f} min for this call; trainings found in the ledger are replayed).",
+        "",
+        f"Search task {args.task}, transfer task {args.transfer}; score = denoising loss on a fixed batch "
+        "after training (lower is better); every rule's lr from a grid by proxy runs: in the searches 1e-5, "
+        "1e-4, ..., 1 (the reference's); in the table "
+        + ", ".join(f"{v:g}" for v in parse_lr_grid(args.table_lr_grid))
+        + ".",
+        "",
+        "## Searchers",
+        "",
+        "| searcher | seed | best loss | best rule | lr | trained | proposed | duplicates "
+        "| rejected | training minutes |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in report["runs"]:
-        lines.append(f"| {r['searcher']} | {r['seed']} | {_f(r['best_score'])} | `{r['best_expr']}` | {_f(r['best_lr'], 'g')} "
-                     f"| {r['evaluated']} | {r['proposed']} | {r['duplicates']} | {r['rejected']} | {r.get('trial_seconds', r['seconds']) / 60:.1f} |")
+        lines.append(
+            f"| {r['searcher']} | {r['seed']} | {_f(r['best_score'])} | `{r['best_expr']}` | {_f(r['best_lr'], 'g')} "
+            f"| {r['evaluated']} | {r['proposed']} | {r['duplicates']} | {r['rejected']} | {r.get('trial_seconds', r['seconds']) / 60:.1f} |"
+        )
     lines += ["", "| searcher | mean best loss ± std over seeds |", "|---|---|"]
     for s in dict.fromkeys(r["searcher"] for r in report["runs"]):
         scores = [r["best_score"] for r in report["runs"] if r["searcher"] == s and r["best_score"] is not None]
@@ -247,12 +308,18 @@ def markdown(report: dict, args) -> str:
             lines.append(f"| {s} | {statistics.fmean(scores):.4f} ± {std:.4f} ({len(scores)} seeds) |")
     seeds, transfer_seeds = " ".join(map(str, args.table_seeds)), " ".join(map(str, args.transfer_seeds))
     adamw = next(r for r in report["table"] if r["name"] == "AdamW")
-    lines += ["", "## Discovered vs hand-designed, both tasks (lr from the same grid for every row)", "",
-              f"Mean ± std over training seeds ({args.task}: {seeds}; {args.transfer}: {transfer_seeds}); each seed "
-              "makes its own lr pick, initial weights and batches. 'vs AdamW' counts the tasks where the row's mean "
-              "is below AdamW's.", "",
-              f"| optimizer | update rule | lr ({args.task}, per seed) | {args.task} | lr ({args.transfer}, per seed) "
-              f"| {args.transfer} | vs AdamW |", "|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Discovered vs hand-designed, both tasks (lr from the same grid for every row)",
+        "",
+        f"Mean ± std over training seeds ({args.task}: {seeds}; {args.transfer}: {transfer_seeds}); each seed "
+        "makes its own lr pick, initial weights and batches. 'vs AdamW' counts the tasks where the row's mean "
+        "is below AdamW's.",
+        "",
+        f"| optimizer | update rule | lr ({args.task}, per seed) | {args.task} | lr ({args.transfer}, per seed) "
+        f"| {args.transfer} | vs AdamW |",
+        "|---|---|---|---|---|---|---|",
+    ]
 
     def below(row, key):
         return row[f"{key}_mean"] is not None and row[f"{key}_mean"] < adamw[f"{key}_mean"]
@@ -260,17 +327,24 @@ def markdown(report: dict, args) -> str:
     for row in sorted(report["table"], key=lambda r: r["search_mean"] if r["search_mean"] is not None else math.inf):
         wd = f" (+ wd {row['weight_decay']:g})" if row["weight_decay"] else ""
         wins = "-" if row is adamw else f"{below(row, 'search') + below(row, 'transfer')}/2"
-        lines.append(f"| {row['name']} | `{row['expr']}`{wd} | {row['search_lr']} | {_f(row['search_mean'])} ± "
-                     f"{_f(row['search_std'])} | {row['transfer_lr']} | {_f(row['transfer_mean'])} ± "
-                     f"{_f(row['transfer_std'])} | {wins} |")
+        lines.append(
+            f"| {row['name']} | `{row['expr']}`{wd} | {row['search_lr']} | {_f(row['search_mean'])} ± "
+            f"{_f(row['search_std'])} | {row['transfer_lr']} | {_f(row['transfer_mean'])} ± "
+            f"{_f(row['transfer_std'])} | {wins} |"
+        )
     sp, dd = report["speed"], report["dedup"]
-    lines += ["", "## Speed", "",
-              f"- candidates sampled and tested (probe hash + descent / non-degeneracy test): "
-              f"{sp['per_second']:.0f} per second ({sp['sampled']} sampled, {sp['unique']} unique, {sp['passed']} passed)",
-              f"- dedup of {dd['programs']} valid programs by probe hashing: {dd['hash_seconds']:.2f} s "
-              f"({dd['hash_unique']} distinct); by sympy simplify + canonical form: {dd['sympy_seconds']:.1f} s for "
-              f"{dd['sympy_programs']} programs ({dd['sympy_errors']} sympy errors; {dd['sympy_unique']} distinct vs {dd['hash_unique_same_programs']} by hash "
-              f"on the same programs); hashing is {dd['speedup_per_program']:.0f}x faster per program", ""]
+    lines += [
+        "",
+        "## Speed",
+        "",
+        f"- candidates sampled and tested (probe hash + descent / non-degeneracy test): "
+        f"{sp['per_second']:.0f} per second ({sp['sampled']} sampled, {sp['unique']} unique, {sp['passed']} passed)",
+        f"- dedup of {dd['programs']} valid programs by probe hashing: {dd['hash_seconds']:.2f} s "
+        f"({dd['hash_unique']} distinct); by sympy simplify + canonical form: {dd['sympy_seconds']:.1f} s for "
+        f"{dd['sympy_programs']} programs ({dd['sympy_errors']} sympy errors; {dd['sympy_unique']} distinct vs {dd['hash_unique_same_programs']} by hash "
+        f"on the same programs); hashing is {dd['speedup_per_program']:.0f}x faster per program",
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -78,8 +78,14 @@ def op_breakdown(batch: int = 2048) -> list[tuple[str, float]]:
     return [(e.key, 100 * e.self_cpu_time_total / total) for e in events[:8]]
 
 
-def arithmetic_floor(one_thread_ms: float, study_trials: int = 50, epochs: int = 100, train_points: int = 80_000,
-                     batch: int = 2048, target_minutes: float = 15.0) -> list[str]:
+def arithmetic_floor(
+    one_thread_ms: float,
+    study_trials: int = 50,
+    epochs: int = 100,
+    train_points: int = 80_000,
+    batch: int = 2048,
+    target_minutes: float = 15.0,
+) -> list[str]:
     """How far the training is from the cores' arithmetic peak, and what a 15-minute study would need.
 
     The matmul FLOPs of one step (forward and backward, counted by torch's FlopCounterMode) against
@@ -98,14 +104,16 @@ def arithmetic_floor(one_thread_ms: float, study_trials: int = 50, epochs: int =
     start = time.perf_counter()
     for _ in range(20):
         a @ b
-    peak = 2 * 1024 ** 3 * 20 / (time.perf_counter() - start)
+    peak = 2 * 1024**3 * 20 / (time.perf_counter() - start)
     achieved = step_flops / (one_thread_ms / 1000)  # the step time measured for the table above
     study_flops = study_trials * epochs * train_points / batch * step_flops
     needed = study_flops / (target_minutes * 60) / 2  # per core, two trials at once
     return [
         f"## Arithmetic floor of a {study_trials}-trial study ({epochs} epochs of {train_points:,} points, "
-        f"training only)", "",
-        "| | value |", "|---|---|",
+        f"training only)",
+        "",
+        "| | value |",
+        "|---|---|",
         f"| matmul FLOPs per training step (batch {batch}, forward + backward) | {step_flops / 1e6:.0f} M |",
         f"| FLOPs of the study's training | {study_flops / 1e12:.0f} T |",
         f"| one core's float32 peak (1024 x 1024 matmul) | {peak / 1e9:.1f} GFLOP/s |",
@@ -114,16 +122,22 @@ def arithmetic_floor(one_thread_ms: float, study_trials: int = 50, epochs: int =
         f"| rate per core a {target_minutes:.0f}-minute study needs (2 trials at once) | {needed / 1e9:.1f} GFLOP/s "
         f"({100 * needed / peak:.0f} % of peak) |",
         f"| study minutes if every FLOP ran at peak on both cores | {study_flops / (2 * peak) / 60:.1f} |",
-        "", "The rate needed counts the matmuls only: LayerNorm, ReLU, the concatenations, Adam, noising, "
-        "sampling and PRDC would have to cost nothing on top.", "",
+        "",
+        "The rate needed counts the matmuls only: LayerNorm, ReLU, the concatenations, Adam, noising, "
+        "sampling and PRDC would have to cost nothing on top.",
+        "",
     ]
 
 
 def main() -> int:
     lines = ["# Where a 2-D trial's time goes (2 CPU cores)", ""]
-    lines += ["## Training step (MLP denoiser, fused Adam), ms per step", "",
-              "| batch | 1 thread | 2 threads | 2 trials at once, 1 thread each: ms per step of each (measured) "
-              "| throughput of 2 trials at once vs 1 trial on 1 thread |", "|---|---|---|---|---|"]
+    lines += [
+        "## Training step (MLP denoiser, fused Adam), ms per step",
+        "",
+        "| batch | 1 thread | 2 threads | 2 trials at once, 1 thread each: ms per step of each (measured) "
+        "| throughput of 2 trials at once vs 1 trial on 1 thread |",
+        "|---|---|---|---|---|",
+    ]
     one_thread_ms = {}
     for batch in (1024, 2048, 4096):
         one, two, each = step_ms(batch, 1), step_ms(batch, 2), concurrent_step_ms(batch)
@@ -132,14 +146,23 @@ def main() -> int:
     epoch_steps = 80_000 / 2048
     lines += ["", f"A 100-epoch trial at batch 2048 is {100 * epoch_steps:.0f} steps.", ""]
     lines += arithmetic_floor(one_thread_ms[2048])
-    lines += ["## Op breakdown of one training step (1 thread, batch 2048, self CPU time)", "",
-              "| op | share |", "|---|---|"]
+    lines += [
+        "## Op breakdown of one training step (1 thread, batch 2048, self CPU time)",
+        "",
+        "| op | share |",
+        "|---|---|",
+    ]
     lines += [f"| {name} | {share:.1f} % |" for name, share in op_breakdown()]
 
     torch.set_num_threads(2)
     config = TOY2D.complete(TOY2D.baseline())
-    lines += ["", "## Sampling 20,000 points (ancestral DDPM, every training timestep), seconds", "",
-              "| timesteps | seconds |", "|---|---|"]
+    lines += [
+        "",
+        "## Sampling 20,000 points (ancestral DDPM, every training timestep), seconds",
+        "",
+        "| timesteps | seconds |",
+        "|---|---|",
+    ]
     for steps in (40, 100):
         trained = TrainedDenoiser(MLPDenoiser(2), make_noise_scheduler({**config, "num_train_timesteps": steps}))
         start = time.perf_counter()
@@ -149,8 +172,13 @@ def main() -> int:
     from prdc import compute_prdc
 
     rng = np.random.default_rng(0)
-    lines += ["", "## PRDC (k = 5): neighbour trees vs the dense reference package", "",
-              "| points (real = fake) | ours, s | `prdc` package (dense), s | ratio |", "|---|---|---|---|"]
+    lines += [
+        "",
+        "## PRDC (k = 5): neighbour trees vs the dense reference package",
+        "",
+        "| points (real = fake) | ours, s | `prdc` package (dense), s | ratio |",
+        "|---|---|---|---|",
+    ]
     for n in (2_000, 5_000, 20_000):
         real, fake = rng.normal(size=(n, 2)), rng.normal(size=(n, 2))
         start = time.perf_counter()

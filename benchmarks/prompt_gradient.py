@@ -103,8 +103,13 @@ def child(args) -> dict:
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     peak = torch.cuda.max_memory_allocated() if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return {"mode": args.mode, "steps": args.steps, "seconds": seconds, "peak_extra_mb": (peak - base) / 2**20,
-            "grad_norm": float(torch.cat([u.grad.flatten().float() for u in leaves]).norm())}
+    return {
+        "mode": args.mode,
+        "steps": args.steps,
+        "seconds": seconds,
+        "peak_extra_mb": (peak - base) / 2**20,
+        "grad_norm": float(torch.cat([u.grad.flatten().float() for u in leaves]).norm()),
+    }
 
 
 def main() -> None:
@@ -114,8 +119,11 @@ def main() -> None:
     p.add_argument("--size", type=int, default=64, help="tiny pipeline image size (latents size/2)")
     p.add_argument("--batch", type=int, default=1, help="images per step")
     p.add_argument("--sd-v1-size", action="store_true", help="random pipeline of exactly SD v1's size (512 px)")
-    p.add_argument("--model", help="a pipeline as `diffsearch prompt --model` takes it ('fashion', a directory); "
-                                   "default: the random tiny pipeline of --size")
+    p.add_argument(
+        "--model",
+        help="a pipeline as `diffsearch prompt --model` takes it ('fashion', a directory); "
+        "default: the random tiny pipeline of --size",
+    )
     p.add_argument("--clip", default="tiny", help="the CLIP of the loss ('fashion' with --model fashion)")
     p.add_argument("--repeats", type=int, default=2, help="fresh processes per measurement; the fastest is kept")
     p.add_argument("--out", help="output stem (default results/prompt_gradient, or prompt_gradient_<model>)")
@@ -136,11 +144,32 @@ def main() -> None:
         for mode in ("shortcut", "full"):
             runs = []
             for _ in range(args.repeats):
-                cmd = [sys.executable, __file__, "--child", "--mode", mode, "--steps", str(steps), "--device",
-                       args.device, "--size", str(args.size), "--batch", str(args.batch), "--clip", args.clip] + \
-                      (["--sd-v1-size"] if args.sd_v1_size else []) + (["--model", args.model] if args.model else []) + \
-                      (["--family", args.family, "--dtype", args.dtype, "--true-cfg", str(args.true_cfg)]
-                       if args.family else [])
+                cmd = (
+                    [
+                        sys.executable,
+                        __file__,
+                        "--child",
+                        "--mode",
+                        mode,
+                        "--steps",
+                        str(steps),
+                        "--device",
+                        args.device,
+                        "--size",
+                        str(args.size),
+                        "--batch",
+                        str(args.batch),
+                        "--clip",
+                        args.clip,
+                    ]
+                    + (["--sd-v1-size"] if args.sd_v1_size else [])
+                    + (["--model", args.model] if args.model else [])
+                    + (
+                        ["--family", args.family, "--dtype", args.dtype, "--true-cfg", str(args.true_cfg)]
+                        if args.family
+                        else []
+                    )
+                )
                 out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
                 if out.returncode != 0:
                     runs.append({"mode": mode, "steps": steps, "error": out.stderr.strip().splitlines()[-1]})
@@ -157,22 +186,32 @@ def main() -> None:
     else:
         setting = "random SD v1-size pipeline (512 px)" if args.sd_v1_size else f"tiny pipeline ({args.size} px)"
     setting += f", batch {args.batch}, {args.device}"
-    lines = [f"# Shortcut gradient vs full backpropagation ({setting})", "",
-             "| steps T | shortcut s | full s | full / shortcut time | shortcut extra MB | full extra MB |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"# Shortcut gradient vs full backpropagation ({setting})",
+        "",
+        "| steps T | shortcut s | full s | full / shortcut time | shortcut extra MB | full extra MB |",
+        "|---|---|---|---|---|---|",
+    ]
     by = {(r["mode"], r["steps"]): r for r in rows}
     for steps in [int(s) for s in args.steps_list.split(",")]:
         s, f = by.get(("shortcut", steps), {}), by.get(("full", steps), {})
         if "seconds" in s and "seconds" in f:
-            lines.append(f"| {steps} | {s['seconds']:.3f} | {f['seconds']:.3f} | {f['seconds'] / s['seconds']:.1f}x | "
-                         f"{s['peak_extra_mb']:.1f} | {f['peak_extra_mb']:.1f} |")
+            lines.append(
+                f"| {steps} | {s['seconds']:.3f} | {f['seconds']:.3f} | {f['seconds'] / s['seconds']:.1f}x | "
+                f"{s['peak_extra_mb']:.1f} | {f['peak_extra_mb']:.1f} |"
+            )
         else:
             lines.append(f"| {steps} | {s.get('error', '-')} | {f.get('error', '-')} | | | |")
-    lines += ["", "shortcut: t = T/2, K = 1 (the reference's setting); full: t = 0, K = T. Extra memory: peak above "
-              "a warm-up generation without gradient (CPU: peak RSS, coarse; GPU: max_memory_allocated).",
-              f"command: python benchmarks/prompt_gradient.py {' '.join(sys.argv[1:])}"]
+    lines += [
+        "",
+        "shortcut: t = T/2, K = 1 (the reference's setting); full: t = 0, K = T. Extra memory: peak above "
+        "a warm-up generation without gradient (CPU: peak RSS, coarse; GPU: max_memory_allocated).",
+        f"command: python benchmarks/prompt_gradient.py {' '.join(sys.argv[1:])}",
+    ]
     slug = re.sub(r"[^A-Za-z0-9]+", "-", args.model).strip("-")[-40:] if args.model else ""
-    stem = f"prompt_gradient_families_{args.family}" if args.family else "prompt_gradient" + (f"_{slug}" if slug else "")
+    stem = (
+        f"prompt_gradient_families_{args.family}" if args.family else "prompt_gradient" + (f"_{slug}" if slug else "")
+    )
     out = Path(args.out or RESULTS / stem)
     out.parent.mkdir(parents=True, exist_ok=True)
     Path(str(out) + ".json").write_text(json.dumps({"setting": setting, "rows": rows}, indent=2))

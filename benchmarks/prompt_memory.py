@@ -44,7 +44,7 @@ import weakref
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
-MB = 2 ** 20
+MB = 2**20
 
 # family -> (what it is, image size, the dtype people run it in)
 FAMILIES = {
@@ -76,6 +76,7 @@ def live_bytes_mode():
         def _free(self, nbytes: int):
             def callback(_ref):
                 self.live -= nbytes
+
             return callback
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
@@ -135,8 +136,16 @@ def weights_mb(pipe) -> dict[str, float]:
     return out
 
 
-def measure(family: str, steps: int, mode: str, fake: bool, dtype: str, size: int | None, true_cfg: float = 1.0,
-            rss: bool = False) -> dict:
+def measure(
+    family: str,
+    steps: int,
+    mode: str,
+    fake: bool,
+    dtype: str,
+    size: int | None,
+    true_cfg: float = 1.0,
+    rss: bool = False,
+) -> dict:
     """One gradient step's counted peak (and, on real tensors, the rise of peak RSS over a warm-up generation)."""
     import torch
     from torch._subclasses.fake_tensor import FakeTensorMode
@@ -170,6 +179,7 @@ def measure(family: str, steps: int, mode: str, fake: bool, dtype: str, size: in
             c = c.detach().clone().requires_grad_(True)
             leaves.append(c)
             return c
+
         cond, uncond = map_cond(leaf, cond), map_cond(leaf, uncond)
         built = time.perf_counter() - start
         counter = live_bytes_mode()
@@ -179,10 +189,21 @@ def measure(family: str, steps: int, mode: str, fake: bool, dtype: str, size: in
             images.float().mean().backward()
             grads = [c.grad is not None for c in leaves]
             del images
-        row = {"family": family, "steps": steps, "mode": mode, "fake": fake, "dtype": dtype,
-               "size": backend.height, "true_cfg": true_cfg, "peak_mb": counter.peak / MB,
-               "allocated_mb": counter.allocated / MB, "weights_mb": weights, "grads": grads,
-               "build_s": built, "seconds": time.perf_counter() - start - built}
+        row = {
+            "family": family,
+            "steps": steps,
+            "mode": mode,
+            "fake": fake,
+            "dtype": dtype,
+            "size": backend.height,
+            "true_cfg": true_cfg,
+            "peak_mb": counter.peak / MB,
+            "allocated_mb": counter.allocated / MB,
+            "weights_mb": weights,
+            "grads": grads,
+            "build_s": built,
+            "seconds": time.perf_counter() - start - built,
+        }
         if rss:
             row["rss_rise_mb"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base) / MB
         return row
@@ -203,6 +224,7 @@ def _real_schedulers() -> None:
         def real_init(self, *args, _init=init, **kwargs):
             with unset_fake_temporarily():
                 _init(self, *args, **kwargs)
+
         cls.__init__ = real_init
 
 
@@ -221,6 +243,7 @@ def _scalar_timesteps(scheduler) -> None:
             with unset_fake_temporarily():
                 timestep = timestep.item()
         return step(model_output, timestep, *args, **kwargs)
+
     scheduler.step = scalar_step
 
 
@@ -239,8 +262,16 @@ def cached_rows(path: Path) -> list[dict]:
 
 
 def key(row: dict) -> tuple:
-    return (row["family"], row["steps"], row["mode"], row["fake"], row["dtype"], row.get("size_arg"),
-            row.get("true_cfg", 1.0), row.get("rss", False))
+    return (
+        row["family"],
+        row["steps"],
+        row["mode"],
+        row["fake"],
+        row["dtype"],
+        row.get("size_arg"),
+        row.get("true_cfg", 1.0),
+        row.get("rss", False),
+    )
 
 
 def collect(args, specs: list[dict], path: Path, setting: dict) -> list[dict]:
@@ -272,41 +303,65 @@ def merged(path: Path, rows: list[dict]) -> list[dict]:
 
 def validate(args) -> None:
     """Fake count vs real count vs RSS rise, on pipelines that run for real here."""
-    cases = [("tiny", 64, "float32"), ("tiny-sdxl", None, "float32"), ("tiny-sd3", None, "float32"),
-             ("tiny-flux", 16, "float32"), ("sd1", 128, "float32")]
+    cases = [
+        ("tiny", 64, "float32"),
+        ("tiny-sdxl", None, "float32"),
+        ("tiny-sd3", None, "float32"),
+        ("tiny-flux", 16, "float32"),
+        ("sd1", 128, "float32"),
+    ]
     steps_list = [int(s) for s in args.steps_list.split(",")]
     specs = []
     for family, size, dtype in cases:
         for steps in steps_list:
             for mode in ("shortcut", "full"):
-                specs.append({"family": family, "steps": steps, "mode": mode, "fake": True, "dtype": dtype,
-                              "size_arg": size})
-                specs.append({"family": family, "steps": steps, "mode": mode, "fake": False, "dtype": dtype,
-                              "size_arg": size, "rss": True})
+                specs.append(
+                    {"family": family, "steps": steps, "mode": mode, "fake": True, "dtype": dtype, "size_arg": size}
+                )
+                specs.append(
+                    {
+                        "family": family,
+                        "steps": steps,
+                        "mode": mode,
+                        "fake": False,
+                        "dtype": dtype,
+                        "size_arg": size,
+                        "rss": True,
+                    }
+                )
     path = RESULTS / "prompt_memory_validation.json"
     rows = collect(args, specs, path, {"what": "fake-tensor count vs real-tensor count vs peak-RSS rise"})
     by = {key(r): r for r in rows}
-    lines = ["# Prompt-gradient memory: fake-tensor count vs real run (CPU, float32)", "",
-             "| pipeline | px | T | mode | fake count MiB | real count MiB | real peak-RSS rise MiB | fake s | real s |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Prompt-gradient memory: fake-tensor count vs real run (CPU, float32)",
+        "",
+        "| pipeline | px | T | mode | fake count MiB | real count MiB | real peak-RSS rise MiB | fake s | real s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for spec in specs:
         if not spec["fake"]:
             continue
         f = by.get(key(spec), {})
         r = by.get(key({**spec, "fake": False, "rss": True}), {})
         if "peak_mb" not in f or "peak_mb" not in r:
-            lines.append(f"| {spec['family']} | {spec['size_arg'] or ''} | {spec['steps']} | {spec['mode']} | "
-                         f"{f.get('error', '-')} | {r.get('error', '-')} | | | |")
+            lines.append(
+                f"| {spec['family']} | {spec['size_arg'] or ''} | {spec['steps']} | {spec['mode']} | "
+                f"{f.get('error', '-')} | {r.get('error', '-')} | | | |"
+            )
             continue
-        lines.append(f"| {spec['family']} | {r['size']} | {spec['steps']} | {spec['mode']} | {f['peak_mb']:.1f} | "
-                     f"{r['peak_mb']:.1f} | {r['rss_rise_mb']:.1f} | {f['seconds']:.1f} | {r['seconds']:.1f} |")
-    lines += ["", "fake count: peak of live storage bytes created during the gradient step, under FakeTensorMode "
-              "(no data, no arithmetic); real count: the same counter on real tensors; peak-RSS rise: the real "
-              "process's peak resident memory above a warm-up generation without gradient (coarse: allocator "
-              "caching, oneDNN workspaces, Python objects). 'sd1' at 128 px: SD 1.x's real widths (860M UNet, "
-              "84M VAE) at a reduced image size.",
-              f"command: python benchmarks/prompt_memory.py {' '.join(sys.argv[1:])}; "
-              f"torch threads {args.threads}"]
+        lines.append(
+            f"| {spec['family']} | {r['size']} | {spec['steps']} | {spec['mode']} | {f['peak_mb']:.1f} | "
+            f"{r['peak_mb']:.1f} | {r['rss_rise_mb']:.1f} | {f['seconds']:.1f} | {r['seconds']:.1f} |"
+        )
+    lines += [
+        "",
+        "fake count: peak of live storage bytes created during the gradient step, under FakeTensorMode "
+        "(no data, no arithmetic); real count: the same counter on real tensors; peak-RSS rise: the real "
+        "process's peak resident memory above a warm-up generation without gradient (coarse: allocator "
+        "caching, oneDNN workspaces, Python objects). 'sd1' at 128 px: SD 1.x's real widths (860M UNet, "
+        "84M VAE) at a reduced image size.",
+        f"command: python benchmarks/prompt_memory.py {' '.join(sys.argv[1:])}; torch threads {args.threads}",
+    ]
     (RESULTS / "prompt_memory_validation.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
@@ -329,45 +384,73 @@ def _peak(row: dict) -> str:
 def table(args) -> None:
     families = args.families.split(",")
     steps_list = [int(s) for s in args.steps_list.split(",")]
-    specs = [{"family": f, "steps": s, "mode": m, "fake": True, "dtype": FAMILIES[f][2], "size_arg": FAMILIES[f][1],
-              "true_cfg": 1.0}
-             for f in families for s in steps_list for m in args.modes.split(",")]
+    specs = [
+        {
+            "family": f,
+            "steps": s,
+            "mode": m,
+            "fake": True,
+            "dtype": FAMILIES[f][2],
+            "size_arg": FAMILIES[f][1],
+            "true_cfg": 1.0,
+        }
+        for f in families
+        for s in steps_list
+        for m in args.modes.split(",")
+    ]
     specs.sort(key=lambda spec: spec["steps"] if spec["mode"] == "full" else 0)  # cheap rows first
     path = RESULTS / "prompt_memory.json"
     rows = collect(args, specs, path, {"what": "fake-tensor allocation count of one prompt-gradient step"})
     by = {key(r): r for r in rows}
     weights = json.loads(path.read_text()).get("weights", {}) if path.exists() else {}
-    lines = ["# Prompt-gradient memory per family: shortcut vs full backpropagation (fake-tensor count)", "",
-             "| family | px | dtype | weights GiB (denoiser + VAE) | T | shortcut MiB | full backprop MiB | full / shortcut |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Prompt-gradient memory per family: shortcut vs full backpropagation (fake-tensor count)",
+        "",
+        "| family | px | dtype | weights GiB (denoiser + VAE) | T | shortcut MiB | full backprop MiB | full / shortcut |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for f in families:
         for s in steps_list:
-            spec = {"family": f, "steps": s, "dtype": FAMILIES[f][2], "size_arg": FAMILIES[f][1], "fake": True,
-                    "true_cfg": 1.0}
+            spec = {
+                "family": f,
+                "steps": s,
+                "dtype": FAMILIES[f][2],
+                "size_arg": FAMILIES[f][1],
+                "fake": True,
+                "true_cfg": 1.0,
+            }
             sc, fu = by.get(key({**spec, "mode": "shortcut"}), {}), by.get(key({**spec, "mode": "full"}), {})
-            w = next((r["weights_mb"] for r in rows if r["family"] == f and r.get("weights_mb")), None) \
-                or weights.setdefault(f, family_weights(f))
+            w = next(
+                (r["weights_mb"] for r in rows if r["family"] == f and r.get("weights_mb")), None
+            ) or weights.setdefault(f, family_weights(f))
             denoiser = sum(v for k, v in w.items() if k in ("unet", "transformer", "vae")) / 1024
             if "peak_mb" in sc and "peak_mb" in fu:
-                lines.append(f"| {FAMILIES[f][0]} | {FAMILIES[f][1]} | {FAMILIES[f][2]} | {denoiser:.2f} | {s} | "
-                             f"{sc['peak_mb']:,.0f} | {fu['peak_mb']:,.0f} | {fu['peak_mb'] / sc['peak_mb']:.1f}x |")
+                lines.append(
+                    f"| {FAMILIES[f][0]} | {FAMILIES[f][1]} | {FAMILIES[f][2]} | {denoiser:.2f} | {s} | "
+                    f"{sc['peak_mb']:,.0f} | {fu['peak_mb']:,.0f} | {fu['peak_mb'] / sc['peak_mb']:.1f}x |"
+                )
             else:
-                lines.append(f"| {FAMILIES[f][0]} | {FAMILIES[f][1]} | {FAMILIES[f][2]} | {denoiser:.2f} | {s} | "
-                             f"{_peak(sc)} | {_peak(fu)} | |")
-    lines += ["", "Batch 1 image; shortcut: t = T/2, K = 1; full: t = 0, K = T. MiB: peak of the bytes the gradient "
-              "step adds on top of the loaded weights (activations the autograd graph saves, temporaries, "
-              "gradients), counted under torch's FakeTensorMode: an allocation count, not a measurement on "
-              "hardware (no kernel workspaces, allocator rounding or fragmentation); benchmarks/gpu_check.sh "
-              "measures the real GPU peak. Classifier-free guidance as each family runs by default (SD 1.x, "
-              "SDXL, SD3: a batch of 2 through the denoiser; FLUX.1-dev: distilled guidance, one pass, no true "
-              "CFG). Weights: denoiser + VAE parameters in that dtype; the text encoders are not counted (they "
-              "run once, without gradient, before the step). Loss: mean of the decoded image (the reward "
-              "model's activations are not counted). The counter agrees with the same counter on real tensors "
-              "to within 1.5 % on pipelines that run here: prompt_memory_validation.md.",
-              "Rows: `python benchmarks/prompt_memory.py` (split over processes with --families / --modes / "
-              "--steps-list; each row in a fresh process, 1 torch thread; the per-row seconds in prompt_memory.json "
-              "are fake-mode run times on cores shared with other jobs, not GPU times).",
-              f"command: python benchmarks/prompt_memory.py {' '.join(sys.argv[1:])}; torch threads {args.threads}"]
+                lines.append(
+                    f"| {FAMILIES[f][0]} | {FAMILIES[f][1]} | {FAMILIES[f][2]} | {denoiser:.2f} | {s} | "
+                    f"{_peak(sc)} | {_peak(fu)} | |"
+                )
+    lines += [
+        "",
+        "Batch 1 image; shortcut: t = T/2, K = 1; full: t = 0, K = T. MiB: peak of the bytes the gradient "
+        "step adds on top of the loaded weights (activations the autograd graph saves, temporaries, "
+        "gradients), counted under torch's FakeTensorMode: an allocation count, not a measurement on "
+        "hardware (no kernel workspaces, allocator rounding or fragmentation); benchmarks/gpu_check.sh "
+        "measures the real GPU peak. Classifier-free guidance as each family runs by default (SD 1.x, "
+        "SDXL, SD3: a batch of 2 through the denoiser; FLUX.1-dev: distilled guidance, one pass, no true "
+        "CFG). Weights: denoiser + VAE parameters in that dtype; the text encoders are not counted (they "
+        "run once, without gradient, before the step). Loss: mean of the decoded image (the reward "
+        "model's activations are not counted). The counter agrees with the same counter on real tensors "
+        "to within 1.5 % on pipelines that run here: prompt_memory_validation.md.",
+        "Rows: `python benchmarks/prompt_memory.py` (split over processes with --families / --modes / "
+        "--steps-list; each row in a fresh process, 1 torch thread; the per-row seconds in prompt_memory.json "
+        "are fake-mode run times on cores shared with other jobs, not GPU times).",
+        f"command: python benchmarks/prompt_memory.py {' '.join(sys.argv[1:])}; torch threads {args.threads}",
+    ]
     if weights:
         path.write_text(json.dumps({**json.loads(path.read_text()), "weights": weights}, indent=1))
     (RESULTS / "prompt_memory.md").write_text("\n".join(lines) + "\n")

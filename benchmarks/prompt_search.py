@@ -57,13 +57,26 @@ def main() -> None:
     p.add_argument("--out", default=str(RESULTS / "prompt_search"))
     args = p.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    text = Path(args.prompts).read_text() if args.prompts else \
-        resources.files("diffsearch.datasets").joinpath("prompts.txt").read_text()
+    text = (
+        Path(args.prompts).read_text()
+        if args.prompts
+        else resources.files("diffsearch.datasets").joinpath("prompts.txt").read_text()
+    )
     prompts = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
     prompts = prompts[: args.prompts_limit] if args.prompts_limit else prompts
-    base = PromptOptions(prompt=prompts[0], model=args.model, clip=args.clip, device=args.device, steps=args.steps,
-                         budget=args.budget, space=args.space, seeds=args.seeds, seed=args.seed, out="/tmp/unused",
-                         storage="sqlite:///:memory:")
+    base = PromptOptions(
+        prompt=prompts[0],
+        model=args.model,
+        clip=args.clip,
+        device=args.device,
+        steps=args.steps,
+        budget=args.budget,
+        space=args.space,
+        seeds=args.seeds,
+        seed=args.seed,
+        out="/tmp/unused",
+        storage="sqlite:///:memory:",
+    )
     models = Models(base)
     storage = optuna.storages.InMemoryStorage()
     rows = []
@@ -72,33 +85,57 @@ def main() -> None:
             o = replace(base, prompt=prompt, searcher=searcher)
             start = time.perf_counter()
             record, task = optimise_prompt(o, models, prompt, storage, f"{searcher}-{i}")
-            rows.append({"searcher": searcher, "prompt": prompt, "user_loss": record["user_input"]["loss"],
-                         "best_loss": record["best"]["loss"], "negative": record["best"]["negative"],
-                         "positive": record["best"]["positive"], "spent": task.spent,
-                         "evaluations": len(task.seen), "seconds": time.perf_counter() - start,
-                         "trace": task.trace})
-            print(f"{searcher:10s} {rows[-1]['user_loss']:.5f} -> {rows[-1]['best_loss']:.5f} "
-                  f"({rows[-1]['evaluations']} evals, {rows[-1]['seconds']:.1f}s) {prompt}", flush=True)
+            rows.append(
+                {
+                    "searcher": searcher,
+                    "prompt": prompt,
+                    "user_loss": record["user_input"]["loss"],
+                    "best_loss": record["best"]["loss"],
+                    "negative": record["best"]["negative"],
+                    "positive": record["best"]["positive"],
+                    "spent": task.spent,
+                    "evaluations": len(task.seen),
+                    "seconds": time.perf_counter() - start,
+                    "trace": task.trace,
+                }
+            )
+            print(
+                f"{searcher:10s} {rows[-1]['user_loss']:.5f} -> {rows[-1]['best_loss']:.5f} "
+                f"({rows[-1]['evaluations']} evals, {rows[-1]['seconds']:.1f}s) {prompt}",
+                flush=True,
+            )
     checkpoints = sorted({b for b in (5, 10, 20, 40, args.budget) if b <= args.budget})
-    lines = [f"# Prompt search: objective against budget ({args.model} SD, {args.clip} CLIP, {args.steps} steps, "
-             f"space {args.space}, {len(prompts)} prompts, seed {args.seed})", "",
-             "Mean over prompts of (best loss - user input's loss), by budget in full generations "
-             "(negative = better):", "",
-             "| searcher | " + " | ".join(f"budget {b:g}" for b in checkpoints) + " | final loss mean ± std | improved |",
-             "|---|" + "---|" * (len(checkpoints) + 2)]
+    lines = [
+        f"# Prompt search: objective against budget ({args.model} SD, {args.clip} CLIP, {args.steps} steps, "
+        f"space {args.space}, {len(prompts)} prompts, seed {args.seed})",
+        "",
+        "Mean over prompts of (best loss - user input's loss), by budget in full generations (negative = better):",
+        "",
+        "| searcher | " + " | ".join(f"budget {b:g}" for b in checkpoints) + " | final loss mean ± std | improved |",
+        "|---|" + "---|" * (len(checkpoints) + 2),
+    ]
     curves = {}
     for searcher in args.searchers.split(","):
         mine = [r for r in rows if r["searcher"] == searcher]
         deltas = [statistics.fmean(best_at(r["trace"], r["user_loss"], b) for r in mine) for b in checkpoints]
         finals = [r["best_loss"] for r in mine]
         improved = sum(r["best_loss"] < r["user_loss"] for r in mine)
-        lines.append(f"| {searcher} | " + " | ".join(f"{d:+.5f}" for d in deltas) +
-                     f" | {statistics.fmean(finals):.4f} ± {statistics.pstdev(finals):.4f} | {improved}/{len(mine)} |")
+        lines.append(
+            f"| {searcher} | "
+            + " | ".join(f"{d:+.5f}" for d in deltas)
+            + f" | {statistics.fmean(finals):.4f} ± {statistics.pstdev(finals):.4f} | {improved}/{len(mine)} |"
+        )
         grid = [x / 4 for x in range(0, int(args.budget * 4) + 1)]
-        curves[searcher] = (grid, [statistics.fmean(best_at(r["trace"], r["user_loss"], b) for r in mine) for b in grid])
+        curves[searcher] = (
+            grid,
+            [statistics.fmean(best_at(r["trace"], r["user_loss"], b) for r in mine) for b in grid],
+        )
     users = [r["user_loss"] for r in rows if r["searcher"] == args.searchers.split(",")[0]]
-    lines += ["", f"user input loss: {statistics.fmean(users):.4f} ± {statistics.pstdev(users):.4f}",
-              f"command: python benchmarks/prompt_search.py {' '.join(sys.argv[1:])}"]
+    lines += [
+        "",
+        f"user input loss: {statistics.fmean(users):.4f} ± {statistics.pstdev(users):.4f}",
+        f"command: python benchmarks/prompt_search.py {' '.join(sys.argv[1:])}",
+    ]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     Path(str(out) + ".json").write_text(json.dumps({"args": vars(args), "rows": rows}, indent=1))

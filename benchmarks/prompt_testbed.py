@@ -75,8 +75,13 @@ QUICK = {"prompts": 2, "budget": 3, "steps": 8, "seeds": 1, "heldout_seeds": 2}
 BRIGHTNESS_SIDE = {"dark": 0, "bright": 1, "light": 1}
 SIZE_SIDE = {"small": 0, "large": 1, "big": 1}
 # WordNet 3.0 synonyms of a class name (lemmas of the same synset) that the captions never use
-UNUSED_SYNONYMS = [("jersey", 0, "tee shirt"), ("slipover", 2, "pullover"), ("greatcoat", 4, "overcoat"),
-                   ("topcoat", 4, "overcoat"), ("bootie", 9, "bootee")]
+UNUSED_SYNONYMS = [
+    ("jersey", 0, "tee shirt"),
+    ("slipover", 2, "pullover"),
+    ("greatcoat", 4, "overcoat"),
+    ("topcoat", 4, "overcoat"),
+    ("bootie", 9, "bootee"),
+]
 
 
 @dataclass(frozen=True)
@@ -85,7 +90,7 @@ class Case:
     label: int
     brightness: int | None = None  # asked side, None when not asked
     size: int | None = None
-    kind: str = "plain"            # plain / brightness / size / both / synonym
+    kind: str = "plain"  # plain / brightness / size / both / synonym
 
 
 def phrase(words: list[str], name: str) -> str:
@@ -111,8 +116,7 @@ def prompt_set() -> list[Case]:
         b_word = (None, "dark", None, "bright", None)[i]
         s_word = (None, None, "large", None, "small")[i]
         words = [w for w in (b_word, s_word) if w]
-        synonyms.append(Case(phrase(words, word), label, BRIGHTNESS_SIDE.get(b_word), SIZE_SIDE.get(s_word),
-                             "synonym"))
+        synonyms.append(Case(phrase(words, word), label, BRIGHTNESS_SIDE.get(b_word), SIZE_SIDE.get(s_word), "synonym"))
     return rounds[0] + synonyms[:1] + rounds[1] + synonyms[1:2] + rounds[2] + synonyms[2:3] + rounds[3] + synonyms[3:]
 
 
@@ -123,8 +127,12 @@ def check_unused_synonyms() -> None:
     used = {name for names in fs.CLASS_NAMES for name in names}
     for word, label, caption_word in UNUSED_SYNONYMS:
         assert word not in used and caption_word in fs.CLASS_NAMES[label], word
-        lemmas = {lm.name().replace("_", " ").lower() for s in wordnet().synsets(caption_word.replace(" ", "_"), "n")
-                  for lm in s.lemmas() if word in {x.name().lower() for x in s.lemmas()}}
+        lemmas = {
+            lm.name().replace("_", " ").lower()
+            for s in wordnet().synsets(caption_word.replace(" ", "_"), "n")
+            for lm in s.lemmas()
+            if word in {x.name().lower() for x in s.lemmas()}
+        }
         assert caption_word in lemmas, f"{word} is no WordNet synonym of {caption_word}"
 
 
@@ -138,9 +146,13 @@ def prompt_pool(size: int, seed: int) -> list[Case]:
     unused = {label: [w for w, lab, _ in UNUSED_SYNONYMS if lab == label] for label in range(10)}
     per_class = []
     for label in range(10):
-        combos = [(name, b, sz, t) for name in fs.CLASS_NAMES[label] + unused[label]
-                  for b in (None, "dark", "bright", "light") for sz in (None, "small", "large", "big")
-                  for t in fs.TEMPLATES]
+        combos = [
+            (name, b, sz, t)
+            for name in fs.CLASS_NAMES[label] + unused[label]
+            for b in (None, "dark", "bright", "light")
+            for sz in (None, "small", "large", "big")
+            for t in fs.TEMPLATES
+        ]
         rng.shuffle(combos)
         per_class.append(combos)
     cases: list[Case] = []
@@ -154,8 +166,17 @@ def prompt_pool(size: int, seed: int) -> list[Case]:
             if prompt in seen:
                 continue
             seen.add(prompt)
-            kind = ("synonym" if name in unused[label] else
-                    "both" if b and sz else "brightness" if b else "size" if sz else "plain")
+            kind = (
+                "synonym"
+                if name in unused[label]
+                else "both"
+                if b and sz
+                else "brightness"
+                if b
+                else "size"
+                if sz
+                else "plain"
+            )
             cases.append(Case(prompt, label, BRIGHTNESS_SIDE.get(b), SIZE_SIDE.get(sz), kind))
             break
     return cases
@@ -167,8 +188,9 @@ def select_hard(pool: list[Case], measured: dict, n: int) -> tuple[list[Case], l
     the same images (lowest class + attribute accuracy, then highest loss)."""
     order = {c.prompt: i for i, c in enumerate(pool)}
     by_clip = sorted(pool, key=lambda c: (-measured[c.prompt]["loss"], order[c.prompt]))[:n]
-    by_classifier = sorted(pool, key=lambda c: (measured[c.prompt]["all_right"], -measured[c.prompt]["loss"],
-                                                order[c.prompt]))[:n]
+    by_classifier = sorted(
+        pool, key=lambda c: (measured[c.prompt]["all_right"], -measured[c.prompt]["loss"], order[c.prompt])
+    )[:n]
     return by_clip, by_classifier
 
 
@@ -197,14 +219,26 @@ class HeldOutJudge:
         bright, size = self.judge.attribute_sides(images, labels)
         asked = [(sides == want) for sides, want in ((bright, case.brightness), (size, case.size)) if want is not None]
         all_right = right_class & np.all(asked, axis=0) if asked else right_class
-        return {"loss": float(loss.mean()), "accuracy": float(right_class.mean()),
-                "attribute_accuracy": float(np.mean(asked)) if asked else None,
-                "all_right": float(all_right.mean())}
+        return {
+            "loss": float(loss.mean()),
+            "accuracy": float(right_class.mean()),
+            "attribute_accuracy": float(np.mean(asked)) if asked else None,
+            "all_right": float(all_right.mean()),
+        }
 
 
 # ---- one cell -----------------------------------------------------------------------------------------
-def search_cell(base: PromptOptions, models: Models, storage, case: Case, searcher: str, space: str,
-                task: str, judge: HeldOutJudge, name: str) -> dict:
+def search_cell(
+    base: PromptOptions,
+    models: Models,
+    storage,
+    case: Case,
+    searcher: str,
+    space: str,
+    task: str,
+    judge: HeldOutJudge,
+    name: str,
+) -> dict:
     o = replace(base, prompt=case.prompt, searcher=searcher, space=space, task=task)
     start, cpu = time.perf_counter(), time.process_time()
     try:
@@ -215,16 +249,28 @@ def search_cell(base: PromptOptions, models: Models, storage, case: Case, search
         return {"empty": str(exc), "seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu}
     best = record["best"]
     held_out = judge.measure(case, best["positive"], best["negative"])
-    return {"positive": best["positive"], "negative": best["negative"], "search_loss": best["loss"],
-            "search_user_loss": record["user_input"]["loss"], "similarity": best.get("similarity"),
-            "spent": search_task.spent, "evaluations": len(search_task.seen),
-            "gradient_steps": len(record["gradient_steps"]), "seconds": time.perf_counter() - start,
-            "cpu_seconds": time.process_time() - cpu, "held_out": held_out}
+    return {
+        "positive": best["positive"],
+        "negative": best["negative"],
+        "search_loss": best["loss"],
+        "search_user_loss": record["user_input"]["loss"],
+        "similarity": best.get("similarity"),
+        "spent": search_task.spent,
+        "evaluations": len(search_task.seen),
+        "gradient_steps": len(record["gradient_steps"]),
+        "seconds": time.perf_counter() - start,
+        "cpu_seconds": time.process_time() - cpu,
+        "held_out": held_out,
+    }
 
 
 # ---- summary ------------------------------------------------------------------------------------------
-METRICS = (("loss", "judge-CLIP loss"), ("accuracy", "classifier acc."), ("attribute_accuracy", "attribute acc."),
-           ("all_right", "class + attributes"))
+METRICS = (
+    ("loss", "judge-CLIP loss"),
+    ("accuracy", "classifier acc."),
+    ("attribute_accuracy", "attribute acc."),
+    ("all_right", "class + attributes"),
+)
 
 
 def mean_std(values: list[float]) -> str:
@@ -261,9 +307,15 @@ def searcher_lines(cases: list[Case], cells: dict, users: dict, args) -> list[st
     lines = []
     for space in args.spaces:
         for i, a in enumerate(args.searchers):
-            for b in args.searchers[i + 1:]:
-                pairs = [(held_out_of(cells, users, c, cell_key(c, a, space)),
-                          held_out_of(cells, users, c, cell_key(c, b, space))) for c in cases if c.prompt in users]
+            for b in args.searchers[i + 1 :]:
+                pairs = [
+                    (
+                        held_out_of(cells, users, c, cell_key(c, a, space)),
+                        held_out_of(cells, users, c, cell_key(c, b, space)),
+                    )
+                    for c in cases
+                    if c.prompt in users
+                ]
                 pairs = [(x, y) for x, y in pairs if x is not None and y is not None]
                 if len(pairs) < 2:
                     continue
@@ -273,16 +325,27 @@ def searcher_lines(cases: list[Case], cells: dict, users: dict, args) -> list[st
                     w, t = paired_tests(xs, ys)
                     better = sum((x < y) if metric == "loss" else (x > y) for x, y in zip(xs, ys))
                     worse = sum((x > y) if metric == "loss" else (x < y) for x, y in zip(xs, ys))
-                    row += (f" {statistics.fmean(xs) - statistics.fmean(ys):+.3f} | {better} / {worse} | "
-                            f"{fmt_p(w)} / {fmt_p(t)} |")
+                    row += (
+                        f" {statistics.fmean(xs) - statistics.fmean(ys):+.3f} | {better} / {worse} | "
+                        f"{fmt_p(w)} / {fmt_p(t)} |"
+                    )
                 lines.append(row)
     if not lines:
         return []
-    return ["## Searcher against searcher (held-out seeds, paired over prompts)", "",
+    return (
+        [
+            "## Searcher against searcher (held-out seeds, paired over prompts)",
+            "",
             "Difference of means (first minus second; loss: negative favours the first, class + attributes: "
-            "positive does), prompts where the first is better / worse, and p (W / t).", "",
+            "positive does), prompts where the first is better / worse, and p (W / t).",
+            "",
             "| searchers | space | prompts | loss diff | better / worse | p | class + attr. diff | better / worse "
-            "| p |", "|---|---|---|---|---|---|---|---|---|"] + lines + [""]
+            "| p |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        + lines
+        + [""]
+    )
 
 
 def detail_lines(cases: list[Case], cells: dict, users: dict, args) -> list[str]:
@@ -295,14 +358,25 @@ def detail_lines(cases: list[Case], cells: dict, users: dict, args) -> list[str]
         values = [held_out_of(cells, users, c, cell_key(c, s, sp)) for s, sp in columns]
         if all(v is None for v in values):
             continue
-        rows.append(f"| {c.prompt} | {users[c.prompt]['all_right']:.2f} | "
-                    + " | ".join("-" if v is None else f"{v['all_right']:.2f}" for v in values) + " |")
+        rows.append(
+            f"| {c.prompt} | {users[c.prompt]['all_right']:.2f} | "
+            + " | ".join("-" if v is None else f"{v['all_right']:.2f}" for v in values)
+            + " |"
+        )
     if not rows:
         return []
-    return ["## Prompts the user input gets partly wrong on the held-out seeds", "",
-            "Class + attributes accuracy on the held-out images, user input then each searcher, space.", "",
+    return (
+        [
+            "## Prompts the user input gets partly wrong on the held-out seeds",
+            "",
+            "Class + attributes accuracy on the held-out images, user input then each searcher, space.",
+            "",
             "| prompt | user input | " + " | ".join(f"{s}, {sp}" for s, sp in columns) + " |",
-            "|---|---|" + "---|" * len(columns)] + rows + [""]
+            "|---|---|" + "---|" * len(columns),
+        ]
+        + rows
+        + [""]
+    )
 
 
 def selection_lines(data: dict, args) -> list[str]:
@@ -315,60 +389,97 @@ def selection_lines(data: dict, args) -> list[str]:
     some = [p for p in pool if pool[p]["all_right"] < 1]
     none = [p for p in pool if pool[p]["all_right"] == 0]
     losses = sorted((v["loss"] for v in pool.values()), reverse=True)
-    lines = ["## Prompt set: the hardest by the user input's judge-CLIP loss", "",
-             f"Rule: {sel['rule']}", "",
-             f"Pool: {len(pool)} prompts ({sel['pool_rule']}). Judge-CLIP loss of the user input on the search "
-             f"seeds: pool {statistics.fmean(losses):.3f} (max {losses[0]:.3f}, median "
-             f"{statistics.median(losses):.3f}); the chosen {len(chosen)} have loss >= "
-             f"{min(pool[p]['loss'] for p in chosen):.3f}.", "",
-             f"On the same search-seed images the judge classifier (class + asked attributes) finds at least one "
-             f"image wrong for {len(some)} of the {len(pool)} pool prompts ({len(set(some) & set(chosen))} of them "
-             f"among the {len(chosen)} chosen by CLIP loss), every image wrong for {len(none)} "
-             f"({len(set(none) & set(chosen))} chosen). A selection by the classifier instead (lowest class + attribute "
-             f"accuracy on the search seeds; recorded in the JSON, not searched) would share "
-             f"{len(set(chosen) & set(by_classifier))} of its {len(by_classifier)} prompts with it.", ""]
+    lines = [
+        "## Prompt set: the hardest by the user input's judge-CLIP loss",
+        "",
+        f"Rule: {sel['rule']}",
+        "",
+        f"Pool: {len(pool)} prompts ({sel['pool_rule']}). Judge-CLIP loss of the user input on the search "
+        f"seeds: pool {statistics.fmean(losses):.3f} (max {losses[0]:.3f}, median "
+        f"{statistics.median(losses):.3f}); the chosen {len(chosen)} have loss >= "
+        f"{min(pool[p]['loss'] for p in chosen):.3f}.",
+        "",
+        f"On the same search-seed images the judge classifier (class + asked attributes) finds at least one "
+        f"image wrong for {len(some)} of the {len(pool)} pool prompts ({len(set(some) & set(chosen))} of them "
+        f"among the {len(chosen)} chosen by CLIP loss), every image wrong for {len(none)} "
+        f"({len(set(none) & set(chosen))} chosen). A selection by the classifier instead (lowest class + attribute "
+        f"accuracy on the search seeds; recorded in the JSON, not searched) would share "
+        f"{len(set(chosen) & set(by_classifier))} of its {len(by_classifier)} prompts with it.",
+        "",
+    ]
     held = [users[p]["all_right"] for p in chosen if p in users]
     if held:
-        lines += [f"The chosen prompts' user input on the held-out seeds: class + attributes "
-                  f"{statistics.fmean(held):.3f} (search seeds: {statistics.fmean(pool[p]['all_right'] for p in chosen):.3f}); "
-                  f"{sum(h < 1 for h in held)} of {len(held)} prompts have at least one wrong held-out image.", ""]
+        lines += [
+            f"The chosen prompts' user input on the held-out seeds: class + attributes "
+            f"{statistics.fmean(held):.3f} (search seeds: {statistics.fmean(pool[p]['all_right'] for p in chosen):.3f}); "
+            f"{sum(h < 1 for h in held)} of {len(held)} prompts have at least one wrong held-out image.",
+            "",
+        ]
     held_clf = [users[p]["all_right"] for p in by_classifier if p in users]
     if held_clf:
-        lines += [f"The classifier's choice (for comparison, not searched) on the held-out seeds: class + attributes "
-                  f"{statistics.fmean(held_clf):.3f} (search seeds: "
-                  f"{statistics.fmean(pool[p]['all_right'] for p in by_classifier):.3f}); "
-                  f"{sum(h < 1 for h in held_clf)} of {len(held_clf)} prompts have at least one wrong held-out image.", ""]
+        lines += [
+            f"The classifier's choice (for comparison, not searched) on the held-out seeds: class + attributes "
+            f"{statistics.fmean(held_clf):.3f} (search seeds: "
+            f"{statistics.fmean(pool[p]['all_right'] for p in by_classifier):.3f}); "
+            f"{sum(h < 1 for h in held_clf)} of {len(held_clf)} prompts have at least one wrong held-out image.",
+            "",
+        ]
     kinds = {}
     for p in chosen:
         kinds[sel["kinds"][p]] = kinds.get(sel["kinds"][p], 0) + 1
-    lines += ["Kinds among the chosen: " + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())) + "; classes: "
-              + ", ".join(f"{fs.PLAIN[c]} {sum(sel['labels'][p] == c for p in chosen)}" for c in range(10)) + ".", ""]
+    lines += [
+        "Kinds among the chosen: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items()))
+        + "; classes: "
+        + ", ".join(f"{fs.PLAIN[c]} {sum(sel['labels'][p] == c for p in chosen)}" for c in range(10))
+        + ".",
+        "",
+    ]
     return lines
 
 
-def summarise(cases: list[Case], cells: dict, users: dict, args, seconds_per_search: float | None,
-              data: dict | None = None) -> list[str]:
-    lines = [f"# Prompt testbed: DPO-Diff searchers x spaces on `--model {args.model}`", "",
-             f"Judged on {args.heldout_seeds} held-out generation seeds ({HELD_OUT_FIRST_SEED}..), searched on "
-             f"{args.seeds} ({args.seed}..) with the judge CLIP (`--clip {args.clip}`); budget {args.budget:g} full "
-             f"generations per search, {args.steps} DDIM steps, guidance {args.guidance}; {len(cases)} prompts "
-             f"({sum(c.kind == 'synonym' for c in cases)} with WordNet synonyms the captions never used"
-             + (f"; the {len(cases)} hardest of a pool of {args.pool} by the user input's judge-CLIP loss on the "
-                "search seeds, see below" if args.hard else "") + ").", ""]
+def summarise(
+    cases: list[Case], cells: dict, users: dict, args, seconds_per_search: float | None, data: dict | None = None
+) -> list[str]:
+    lines = [
+        f"# Prompt testbed: DPO-Diff searchers x spaces on `--model {args.model}`",
+        "",
+        f"Judged on {args.heldout_seeds} held-out generation seeds ({HELD_OUT_FIRST_SEED}..), searched on "
+        f"{args.seeds} ({args.seed}..) with the judge CLIP (`--clip {args.clip}`); budget {args.budget:g} full "
+        f"generations per search, {args.steps} DDIM steps, guidance {args.guidance}; {len(cases)} prompts "
+        f"({sum(c.kind == 'synonym' for c in cases)} with WordNet synonyms the captions never used"
+        + (
+            f"; the {len(cases)} hardest of a pool of {args.pool} by the user input's judge-CLIP loss on the "
+            "search seeds, see below"
+            if args.hard
+            else ""
+        )
+        + ").",
+        "",
+    ]
     if seconds_per_search is not None:
         mine = [cell for key, cell in cells.items() if key.split(" | ")[0] in {c.prompt for c in cases}]
         total = sum(cell.get("seconds", 0.0) for cell in mine)
-        lines += [f"Mean wall time of one search (with its held-out judging): {seconds_per_search:.1f} s; all "
-                  f"{len(mine)} cells: {total / 60:.1f} min.", ""]
-    lines += ["Mean ± std over prompts. p: paired tests against the user input over the same prompts "
-              "(W: Wilcoxon signed-rank, t: paired t; - where nothing changed). Loss: lower is better.", "",
-              "| searcher | space | prompts | empty | "
-              + " | ".join(f"{label} | p W / t" for _, label in METRICS) + " |",
-              "|---|---|---|---|" + "---|---|" * len(METRICS)]
+        lines += [
+            f"Mean wall time of one search (with its held-out judging): {seconds_per_search:.1f} s; all "
+            f"{len(mine)} cells: {total / 60:.1f} min.",
+            "",
+        ]
+    lines += [
+        "Mean ± std over prompts. p: paired tests against the user input over the same prompts "
+        "(W: Wilcoxon signed-rank, t: paired t; - where nothing changed). Loss: lower is better.",
+        "",
+        "| searcher | space | prompts | empty | " + " | ".join(f"{label} | p W / t" for _, label in METRICS) + " |",
+        "|---|---|---|---|" + "---|---|" * len(METRICS),
+    ]
     measured = [c for c in cases if c.prompt in users]
-    lines.append(f"| user input | (no negative) | {len(measured)} | |" + "".join(
-        f" {mean_std([users[c.prompt][m] for c in measured if users[c.prompt][m] is not None])} | |"
-        for m, _ in METRICS))
+    lines.append(
+        f"| user input | (no negative) | {len(measured)} | |"
+        + "".join(
+            f" {mean_std([users[c.prompt][m] for c in measured if users[c.prompt][m] is not None])} | |"
+            for m, _ in METRICS
+        )
+    )
     for searcher in args.searchers:
         for space in args.spaces:
             pairs = [(c, held_out_of(cells, users, c, cell_key(c, searcher, space))) for c in cases]
@@ -386,12 +497,18 @@ def summarise(cases: list[Case], cells: dict, users: dict, args, seconds_per_sea
     attack = [(c, cells.get(cell_key(c, s, "attack")), s) for s in args.searchers for c in cases]
     attack = [(c, cell, s) for c, cell, s in attack if cell is not None and c.prompt in users]
     if attack:
-        lines += ["", "## Attack (synonym space, sentence similarity >= 0.9, loss maximised)", "",
-                  "Success: the classifier found the asked class in most held-out images of the user input "
-                  "and no longer does in most of the attacked prompt's. Attackable: prompts whose user input "
-                  "the classifier recognised.", "",
-                  "| searcher | prompts | no synonym | attackable | successes | success rate "
-                  "| accuracy user -> attacked | loss user -> attacked |", "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "## Attack (synonym space, sentence similarity >= 0.9, loss maximised)",
+            "",
+            "Success: the classifier found the asked class in most held-out images of the user input "
+            "and no longer does in most of the attacked prompt's. Attackable: prompts whose user input "
+            "the classifier recognised.",
+            "",
+            "| searcher | prompts | no synonym | attackable | successes | success rate "
+            "| accuracy user -> attacked | loss user -> attacked |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for searcher in args.searchers:
             mine = [(c, cell) for c, cell, s in attack if s == searcher]
             if not mine:
@@ -401,12 +518,25 @@ def summarise(cases: list[Case], cells: dict, users: dict, args, seconds_per_sea
             attackable = [(c, h) for c, h in done if users[c.prompt]["accuracy"] >= 0.5]
             wins = sum(h["accuracy"] < 0.5 for _, h in attackable)
             rate = f"{wins / len(attackable):.0%}" if attackable else "-"
-            acc = (f"{statistics.fmean(users[c.prompt]['accuracy'] for c, _ in done):.3f} -> "
-                   f"{statistics.fmean(h['accuracy'] for _, h in done):.3f}") if done else "-"
-            loss = (f"{statistics.fmean(users[c.prompt]['loss'] for c, _ in done):.3f} -> "
-                    f"{statistics.fmean(h['loss'] for _, h in done):.3f}") if done else "-"
-            lines.append(f"| {searcher} | {len(mine)} | {empty} | {len(attackable)} | {wins} | {rate} | {acc} "
-                         f"| {loss} |")
+            acc = (
+                (
+                    f"{statistics.fmean(users[c.prompt]['accuracy'] for c, _ in done):.3f} -> "
+                    f"{statistics.fmean(h['accuracy'] for _, h in done):.3f}"
+                )
+                if done
+                else "-"
+            )
+            loss = (
+                (
+                    f"{statistics.fmean(users[c.prompt]['loss'] for c, _ in done):.3f} -> "
+                    f"{statistics.fmean(h['loss'] for _, h in done):.3f}"
+                )
+                if done
+                else "-"
+            )
+            lines.append(
+                f"| {searcher} | {len(mine)} | {empty} | {len(attackable)} | {wins} | {rate} | {acc} | {loss} |"
+            )
     lines += [""] + searcher_lines(cases, cells, users, args) + detail_lines(cases, cells, users, args)
     lines += selection_lines(data or {}, args)
     lines += [f"command: python benchmarks/prompt_testbed.py {' '.join(sys.argv[1:])}"]
@@ -454,16 +584,23 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--searchers", default=",".join(PROMPT_SEARCHERS))
     p.add_argument("--spaces", default=",".join(SPACES))
     p.add_argument("--no-attack", action="store_true", help="skip the synonym-space attack")
-    p.add_argument("--hard", type=int, help="prompt set: the N hardest of --pool prompts by the user input's "
-                   "judge-CLIP loss on the search's seeds (instead of the fixed 45)")
+    p.add_argument(
+        "--hard",
+        type=int,
+        help="prompt set: the N hardest of --pool prompts by the user input's "
+        "judge-CLIP loss on the search's seeds (instead of the fixed 45)",
+    )
     p.add_argument("--pool", type=int, default=200, help="candidate prompts drawn for --hard (default 200)")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     p.add_argument("--guidance", type=float, default=7.5)
     p.add_argument("--seed", type=int, default=0, help="searcher seed and first search generation seed")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--quick", action="store_true",
-                   help=f"check it works: {QUICK['prompts']} prompts, budget {QUICK['budget']}, {QUICK['steps']} steps "
-                        "(results to prompt_testbed_quick.*)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"check it works: {QUICK['prompts']} prompts, budget {QUICK['budget']}, {QUICK['steps']} steps "
+        "(results to prompt_testbed_quick.*)",
+    )
     p.add_argument("--out", help="output stem (default benchmarks/results/prompt_testbed)")
     args = p.parse_args(argv)
     chosen = QUICK if args.quick else DEFAULTS
@@ -478,8 +615,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
             raise UsageError(f"unknown searcher {s!r} in --searchers; known: {', '.join(PROMPT_SEARCHERS)}")
     for s in args.spaces:
         if s not in PROMPT_SPACES or s == "synonym":
-            raise UsageError(f"unknown space {s!r} in --spaces; known: {', '.join(SPACES)} (the synonym space "
-                             "is the attack's)")
+            raise UsageError(
+                f"unknown space {s!r} in --spaces; known: {', '.join(SPACES)} (the synonym space is the attack's)"
+            )
     for name in ("prompts", "steps", "seeds", "heldout_seeds"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
@@ -510,8 +648,10 @@ def load_results(path: Path, args) -> dict:
         data = json.loads(path.read_text())
         if data.get("settings") != settings:
             changed = [k for k in settings if data.get("settings", {}).get(k) != settings[k]]
-            raise UsageError(f"{path} holds a run with other settings ({', '.join(changed)}); give --out "
-                             "elsewhere or delete it to start again")
+            raise UsageError(
+                f"{path} holds a run with other settings ({', '.join(changed)}); give --out "
+                "elsewhere or delete it to start again"
+            )
         return data
     return {"settings": settings, "users": {}, "cells": {}}
 
@@ -534,20 +674,28 @@ def hard_prompts(args, models: Models, clip: ClipObjective, data: dict, json_pat
         measured[case.prompt] = on_search_seeds.measure(case, case.prompt, "")
         if (i + 1) % 20 == 0 or i + 1 == len(todo):
             save(json_path, data)
-            print(f"pool: {i + 1}/{len(todo)} user inputs on the search seeds ({time.perf_counter() - start:.0f} s)",
-                  flush=True)
+            print(
+                f"pool: {i + 1}/{len(todo)} user inputs on the search seeds ({time.perf_counter() - start:.0f} s)",
+                flush=True,
+            )
     chosen, by_classifier = select_hard(pool, measured, args.hard)
     per_class = str(args.pool // 10) if args.pool % 10 == 0 else f"{args.pool // 10}-{args.pool // 10 + 1}"
     data["selection"] = {
-        "rule": (f"the {args.hard} prompts of the pool whose user input (no negative prompt) has the highest "
-                 f"judge-CLIP loss on the search's {args.seeds} generation seeds ({args.seed}..), hardest first; "
-                 "the held-out seeds are not used to choose"),
-        "pool_rule": (f"drawn with seed {args.seed}, {per_class} per class: class name "
-                      f"(the captions' names and {len(UNUSED_SYNONYMS)} unused WordNet synonyms) x brightness word "
-                      "(none, dark, bright, light) x size word (none, small, large, big) x the "
-                      f"{len(fs.TEMPLATES)} caption templates"),
-        "chosen": [c.prompt for c in chosen], "by_classifier": [c.prompt for c in by_classifier],
-        "kinds": {c.prompt: c.kind for c in pool}, "labels": {c.prompt: c.label for c in pool},
+        "rule": (
+            f"the {args.hard} prompts of the pool whose user input (no negative prompt) has the highest "
+            f"judge-CLIP loss on the search's {args.seeds} generation seeds ({args.seed}..), hardest first; "
+            "the held-out seeds are not used to choose"
+        ),
+        "pool_rule": (
+            f"drawn with seed {args.seed}, {per_class} per class: class name "
+            f"(the captions' names and {len(UNUSED_SYNONYMS)} unused WordNet synonyms) x brightness word "
+            "(none, dark, bright, light) x size word (none, small, large, big) x the "
+            f"{len(fs.TEMPLATES)} caption templates"
+        ),
+        "chosen": [c.prompt for c in chosen],
+        "by_classifier": [c.prompt for c in by_classifier],
+        "kinds": {c.prompt: c.kind for c in pool},
+        "labels": {c.prompt: c.label for c in pool},
         "pool_prompts": [asdict(c) for c in pool],
     }
     save(json_path, data)
@@ -565,12 +713,26 @@ def run(args) -> int:
     json_path = Path(str(out) + ".json")
     data = load_results(json_path, args)
     attack = not args.no_attack
-    base = PromptOptions(prompt=cases[0].prompt, model=args.model, clip=args.clip, device=args.device,
-                         steps=args.steps, guidance=args.guidance, budget=args.budget, seeds=args.seeds,
-                         seed=args.seed, task="attack" if attack else "enhance", out=str(out.parent),
-                         storage="sqlite:///:memory:")
+    base = PromptOptions(
+        prompt=cases[0].prompt,
+        model=args.model,
+        clip=args.clip,
+        device=args.device,
+        steps=args.steps,
+        guidance=args.guidance,
+        budget=args.budget,
+        seeds=args.seeds,
+        seed=args.seed,
+        task="attack" if attack else "enhance",
+        out=str(out.parent),
+        storage="sqlite:///:memory:",
+    )
     models = Models(base)  # with the sentence model when the attack runs
-    judge = HeldOutJudge(models, ClipObjective(args.clip, args.device, args.seed), list(range(HELD_OUT_FIRST_SEED, HELD_OUT_FIRST_SEED + args.heldout_seeds)))
+    judge = HeldOutJudge(
+        models,
+        ClipObjective(args.clip, args.device, args.seed),
+        list(range(HELD_OUT_FIRST_SEED, HELD_OUT_FIRST_SEED + args.heldout_seeds)),
+    )
     storage = optuna.storages.InMemoryStorage()
     if args.hard:
         cases = hard_prompts(args, models, judge.clip, data, json_path)
@@ -585,8 +747,12 @@ def run(args) -> int:
             data["users"][case.prompt] = judge.measure(case, case.prompt, "")
             save(json_path, data)
     # prompt by prompt (its searches, then its attacks): a run stopped early leaves whole prompts
-    jobs = [job for c in cases for job in [(c, s, sp, "enhance") for s in args.searchers for sp in args.spaces]
-            + ([(c, s, "synonym", "attack") for s in args.searchers] if attack else [])]
+    jobs = [
+        job
+        for c in cases
+        for job in [(c, s, sp, "enhance") for s in args.searchers for sp in args.spaces]
+        + ([(c, s, "synonym", "attack") for s in args.searchers] if attack else [])
+    ]
     todo = [j for j in jobs if cell_key(j[0], j[1], j[2] if j[3] == "enhance" else "attack") not in data["cells"]]
     print(f"{len(jobs) - len(todo)} of {len(jobs)} cells already in {json_path}; {len(todo)} to run", flush=True)
     for i, (case, searcher, space, task) in enumerate(todo):
@@ -594,19 +760,31 @@ def run(args) -> int:
         cell = search_cell(base, models, storage, case, searcher, space, task, judge, f"cell-{len(data['cells'])}")
         data["cells"][key] = {**cell, "label": case.label, "kind": case.kind}
         save(json_path, data)
-        shown = "empty space" if "empty" in cell else (
-            f"held-out acc {data['users'][case.prompt]['accuracy']:.2f} -> {cell['held_out']['accuracy']:.2f}, "
-            f"loss {data['users'][case.prompt]['loss']:.3f} -> {cell['held_out']['loss']:.3f}, "
-            f"negative {cell['negative']!r}" + (f", positive {cell['positive']!r}" if task == "attack" else ""))
+        shown = (
+            "empty space"
+            if "empty" in cell
+            else (
+                f"held-out acc {data['users'][case.prompt]['accuracy']:.2f} -> {cell['held_out']['accuracy']:.2f}, "
+                f"loss {data['users'][case.prompt]['loss']:.3f} -> {cell['held_out']['loss']:.3f}, "
+                f"negative {cell['negative']!r}" + (f", positive {cell['positive']!r}" if task == "attack" else "")
+            )
+        )
         print(f"[{i + 1}/{len(todo)}] {key}: {shown} ({cell['seconds']:.1f} s)", flush=True)
     prompts = {c.prompt for c in cases}
     searched = [c["seconds"] for k, c in data["cells"].items() if "empty" not in c and k.split(" | ")[0] in prompts]
     seconds = statistics.fmean(searched) if searched else None
     png = grid(cases, data["cells"], judge, args, Path(str(out) + ".png"))
     data["grid"] = png and Path(png).name  # beside the JSON: no machine's absolute path in a committed file
-    data["summary_settings"] = {**asdict(base), "out": out.name, "prompts": len(cases), "heldout_seeds": args.heldout_seeds,
-                                "searchers": args.searchers, "spaces": args.spaces, "attack": attack,
-                                "mean_seconds_per_search": seconds}
+    data["summary_settings"] = {
+        **asdict(base),
+        "out": out.name,
+        "prompts": len(cases),
+        "heldout_seeds": args.heldout_seeds,
+        "searchers": args.searchers,
+        "spaces": args.spaces,
+        "attack": attack,
+        "mean_seconds_per_search": seconds,
+    }
     data["prompts"] = [asdict(c) for c in cases]
     save(json_path, data)
     lines = summarise(cases, data["cells"], data["users"], args, seconds, data)

@@ -21,8 +21,14 @@ from pathlib import Path
 CACHE = Path(os.environ.get("DIFFSEARCH_CACHE", Path.home() / ".cache" / "diffsearch")) / "schedule-mnist-unet"
 
 
-def build(out: Path = CACHE, epochs: int = 3, train_images: int = 12000, width: float = 0.25, resolution: int = 16,
-          seed: int = 0) -> Path:
+def build(
+    out: Path = CACHE,
+    epochs: int = 3,
+    train_images: int = 12000,
+    width: float = 0.25,
+    resolution: int = 16,
+    seed: int = 0,
+) -> Path:
     """The cached pipeline directory (trained here when missing)."""
     if (out / "model_index.json").is_file():
         return out
@@ -41,10 +47,24 @@ def build(out: Path = CACHE, epochs: int = 3, train_images: int = 12000, width: 
     pipe = DDPMPipeline(unet=trained.model.eval(), scheduler=trained.noise_scheduler)
     tmp = out.with_name(out.name + ".tmp")
     pipe.save_pretrained(tmp)
-    (tmp / "training.json").write_text(json.dumps({
-        "dataset": "mnist", "resolution": resolution, "train_images": train_images, "epochs": epochs, "width": width, "seed": seed,
-        "config": config, "seconds": round(seconds, 1), "epoch_losses": trained.epoch_losses,
-        "threads": torch.get_num_threads(), "note": "2 CPU cores shared with other work"}, indent=2))
+    (tmp / "training.json").write_text(
+        json.dumps(
+            {
+                "dataset": "mnist",
+                "resolution": resolution,
+                "train_images": train_images,
+                "epochs": epochs,
+                "width": width,
+                "seed": seed,
+                "config": config,
+                "seconds": round(seconds, 1),
+                "epoch_losses": trained.epoch_losses,
+                "threads": torch.get_num_threads(),
+                "note": "2 CPU cores shared with other work",
+            },
+            indent=2,
+        )
+    )
     tmp.replace(out)
     return out
 

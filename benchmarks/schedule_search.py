@@ -69,10 +69,18 @@ def run(args) -> dict:
     path = Path(args.record)
     record = json.loads(path.read_text()) if path.is_file() else {}
     record.setdefault("runs", {})
-    record["settings"] = {"full_nfe": args.full_nfe, "short": args.short, "budget": args.budget, "fid_images": args.fid_images, "search_images": args.search_images,
-                          "teacher_steps": args.teacher_steps, "searchers": args.searchers, "seeds": args.seeds,
-                          "threads": f"sampling 1, Inception {args.inception_threads}",
-                          "machine": "2 CPU cores shared with other work (timings are inflated and noisy)"}
+    record["settings"] = {
+        "full_nfe": args.full_nfe,
+        "short": args.short,
+        "budget": args.budget,
+        "fid_images": args.fid_images,
+        "search_images": args.search_images,
+        "teacher_steps": args.teacher_steps,
+        "searchers": args.searchers,
+        "seeds": args.seeds,
+        "threads": f"sampling 1, Inception {args.inception_threads}",
+        "machine": "2 CPU cores shared with other work (timings are inflated and noisy)",
+    }
     for name in args.models:
         model, reference = model_spec(name)
         if name == "mnist":
@@ -83,10 +91,19 @@ def run(args) -> dict:
             part = record["runs"].setdefault(key, {"rows": {}})
 
             def options(searcher: str, seed: int, baselines: bool) -> ScheduleOptions:
-                return ScheduleOptions(model=model, nfe=nfe, searcher=searcher, budget=args.budget, seed=seed * 1000,
-                                       search_images=args.search_images, teacher_steps=args.teacher_steps,
-                                       reference=reference, fid_images=args.fid_images, baselines=baselines,
-                                       out=str(CACHE / f"{name}-nfe{nfe}-{searcher}-s{seed}"))
+                return ScheduleOptions(
+                    model=model,
+                    nfe=nfe,
+                    searcher=searcher,
+                    budget=args.budget,
+                    seed=seed * 1000,
+                    search_images=args.search_images,
+                    teacher_steps=args.teacher_steps,
+                    reference=reference,
+                    fid_images=args.fid_images,
+                    baselines=baselines,
+                    out=str(CACHE / f"{name}-nfe{nfe}-{searcher}-s{seed}"),
+                )
 
             if prepared is None:
                 prepared = Prepared(options(args.searchers[0], 0, False).resolved())
@@ -97,19 +114,27 @@ def run(args) -> dict:
                     if row_name in part["rows"]:
                         continue
                     print(f"{key}: {row_name}", flush=True)
-                    results = run_schedule(options(searcher, seed, False), prepared=prepared,
-                                           log=lambda m: print(m, flush=True))
+                    results = run_schedule(
+                        options(searcher, seed, False), prepared=prepared, log=lambda m: print(m, flush=True)
+                    )
                     row = results["rows"][0]
-                    part["rows"][row_name] = {**row, "kind": "searched", "searcher": searcher, "search_seed": seed,
-                                              "search_value": results["best"]["search_value"],
-                                              "search_seconds": round(results["search_seconds"], 1),
-                                              "trials": results["trials"], "schedule_file": results["schedule_file"],
-                                              "nfe_spent": results["nfe_spent"]}
+                    part["rows"][row_name] = {
+                        **row,
+                        "kind": "searched",
+                        "searcher": searcher,
+                        "search_seed": seed,
+                        "search_value": results["best"]["search_value"],
+                        "search_seconds": round(results["search_seconds"], 1),
+                        "trials": results["trials"],
+                        "schedule_file": results["schedule_file"],
+                        "nfe_spent": results["nfe_spent"],
+                    }
                     if nfe == 6 and seed == 0:
                         shutil.copy(results["figure"], RESULTS / f"schedule_search_{name}_nfe6_{searcher}.png")
                     save(record, path)
-            missing = [n for n in prepared.sampler.baselines(nfe) if n not in part["rows"]
-                       and (full or n in args.short)]
+            missing = [
+                n for n in prepared.sampler.baselines(nfe) if n not in part["rows"] and (full or n in args.short)
+            ]
             if missing:
                 print(f"{key}: baselines {', '.join(missing)}", flush=True)
                 o = options(args.searchers[0], 0, True).resolved()
@@ -145,12 +170,19 @@ def reproduction_check(record: dict) -> dict:
     schedule = Schedule.from_dict(json.loads(Path(searched[0]["schedule_file"]).read_text()))
     prompts = [plain_prompt(label) for label in range(4)]
     ours = PipelineSampler(load_backend("fashion"), prompts).images(schedule, [0, 1, 2, 3])
-    pipe = StableDiffusionPipeline.from_pretrained(str(PIPELINE_DIR), safety_checker=None, requires_safety_checker=False)
+    pipe = StableDiffusionPipeline.from_pretrained(
+        str(PIPELINE_DIR), safety_checker=None, requires_safety_checker=False
+    )
     pipe.set_progress_bar_config(disable=True)
-    pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config, solver_order=schedule.order,
-                                                             **DPM_OVERRIDES)
-    theirs = pipe(prompts, timesteps=list(schedule.timesteps), output_type="pt",
-                  generator=[torch.Generator().manual_seed(s) for s in range(4)]).images
+    pipe.scheduler = DPMSolverMultistepScheduler.from_config(
+        pipe.scheduler.config, solver_order=schedule.order, **DPM_OVERRIDES
+    )
+    theirs = pipe(
+        prompts,
+        timesteps=list(schedule.timesteps),
+        output_type="pt",
+        generator=[torch.Generator().manual_seed(s) for s in range(4)],
+    ).images
     return {"schedule": schedule.to_dict(), "max_abs_pixel_difference": float((ours - theirs).abs().max())}
 
 
@@ -179,36 +211,51 @@ def report(record: dict) -> None:
     import matplotlib.pyplot as plt
 
     s = record["settings"]
-    lines = ["# Fewer steps, same images: schedule search", "",
-             f"Generated by `benchmarks/schedule_search.py` on {s['machine']}. Search: teacher matching "
-             f"(mean squared pixel distance to the {s['teacher_steps']}-step DPM-Solver++ samples of the same noise) on "
-             f"{s['search_images']} search seeds, {s['budget']} trials a search, search seeds 0.. (per search seed "
-             f"s: 1000 s ..). Judge: FID / KID (Inception-v3) of {s['fid_images']} images from held-out generation "
-             f"seeds (1,000,000 ..) against {s['fid_images']} held-out real images (the test split), and teacher "
-             f"matching on the first {s['search_images']} held-out seeds. FID on {s['fid_images']} images is biased "
-             "upwards; compare values at equal counts only (KID beside it). Search seeds per searcher: "
-             f"{s['seeds']} (one search per searcher and NFE: no spread over search seeds is measured). At NFE "
-             f"{', '.join(map(str, s.get('full_nfe', [6])))} every searcher ({', '.join(s['searchers'])}) and every "
-             f"baseline is judged; at the other NFE only {s['searchers'][0]} and {', '.join(s.get('short', []))} "
-             "(Inception on 2 shared cores ran at about 0.5 images/s, which set these sizes).", ""]
+    lines = [
+        "# Fewer steps, same images: schedule search",
+        "",
+        f"Generated by `benchmarks/schedule_search.py` on {s['machine']}. Search: teacher matching "
+        f"(mean squared pixel distance to the {s['teacher_steps']}-step DPM-Solver++ samples of the same noise) on "
+        f"{s['search_images']} search seeds, {s['budget']} trials a search, search seeds 0.. (per search seed "
+        f"s: 1000 s ..). Judge: FID / KID (Inception-v3) of {s['fid_images']} images from held-out generation "
+        f"seeds (1,000,000 ..) against {s['fid_images']} held-out real images (the test split), and teacher "
+        f"matching on the first {s['search_images']} held-out seeds. FID on {s['fid_images']} images is biased "
+        "upwards; compare values at equal counts only (KID beside it). Search seeds per searcher: "
+        f"{s['seeds']} (one search per searcher and NFE: no spread over search seeds is measured). At NFE "
+        f"{', '.join(map(str, s.get('full_nfe', [6])))} every searcher ({', '.join(s['searchers'])}) and every "
+        f"baseline is judged; at the other NFE only {s['searchers'][0]} and {', '.join(s.get('short', []))} "
+        "(Inception on 2 shared cores ran at about 0.5 images/s, which set these sizes).",
+        "",
+    ]
     if "mnist_unet" in record:
         m = record["mnist_unet"]
-        lines += [f"MNIST UNet: `UNet2DModel` of `diffsearch hparams --dataset mnist` (width {m['width']}, "
-                  f"{m['train_images']} training images, {m['epochs']} epochs, the images space's baseline settings, "
-                  f"{m['config']['beta_schedule']} betas), trained once by `benchmarks/schedule_mnist_unet.py` in "
-                  f"{m['seconds'] / 60:.0f} min ({m['note']}).", ""]
+        lines += [
+            f"MNIST UNet: `UNet2DModel` of `diffsearch hparams --dataset mnist` (width {m['width']}, "
+            f"{m['train_images']} training images, {m['epochs']} epochs, the images space's baseline settings, "
+            f"{m['config']['beta_schedule']} betas), trained once by `benchmarks/schedule_mnist_unet.py` in "
+            f"{m['seconds'] / 60:.0f} min ({m['note']}).",
+            "",
+        ]
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for ax, model in zip(axes, ("fashion", "mnist")):
         keys = sorted((k for k in record["runs"] if k.startswith(model + "/")), key=lambda k: int(k.split("nfe")[1]))
         if not keys:
             continue
         names = list(dict.fromkeys(n for k in keys for n in record["runs"][k]["rows"]))
-        title = "Fashion-MNIST pipeline (`--model fashion`, class prompts, guidance 7.5)" if model == "fashion" \
+        title = (
+            "Fashion-MNIST pipeline (`--model fashion`, class prompts, guidance 7.5)"
+            if model == "fashion"
             else "MNIST UNet (unconditional)"
-        lines += [f"## {title}", "", "Held-out FID (KID) at each NFE; searched rows: the search's own score "
-                  "(teacher MSE on search seeds) / held-out teacher MSE, and search time.", "",
-                  "| sampler | " + " | ".join(k.split("/")[1].upper() for k in keys) + " |",
-                  "|---|" + "---|" * len(keys)]
+        )
+        lines += [
+            f"## {title}",
+            "",
+            "Held-out FID (KID) at each NFE; searched rows: the search's own score "
+            "(teacher MSE on search seeds) / held-out teacher MSE, and search time.",
+            "",
+            "| sampler | " + " | ".join(k.split("/")[1].upper() for k in keys) + " |",
+            "|---|" + "---|" * len(keys),
+        ]
         for n in names:
             cells, xs, ys = [], [], []
             for k in keys:
@@ -221,8 +268,10 @@ def report(record: dict) -> None:
                     continue
                 cell = f"**{r['fid']:.1f}** ({r['kid']:.4f})" if r.get("fid") is not None else "-"
                 if r.get("kind") == "searched":
-                    cell += f"; search {r['search_value']:.5f} / held-out {r['teacher_mse']:.5f}; " \
-                            f"{r['search_seconds'] / 60:.1f} min"
+                    cell += (
+                        f"; search {r['search_value']:.5f} / held-out {r['teacher_mse']:.5f}; "
+                        f"{r['search_seconds'] / 60:.1f} min"
+                    )
                 else:
                     cell += f"; held-out MSE {r['teacher_mse']:.5f}"
                 cells.append(cell)
@@ -232,15 +281,25 @@ def report(record: dict) -> None:
             lines.append(f"| {n} | " + " | ".join(cells) + " |")
             ax.plot(xs, ys, marker="o", lw=2.5 if "search seed" in n else 1, label=n)
         lines.append("")
-        close = [(r["teacher_mse"], r["fid"], n, k) for k in keys for n, r in record["runs"][k]["rows"].items()
-                 if r.get("teacher_mse") is not None and r.get("fid") is not None]
+        close = [
+            (r["teacher_mse"], r["fid"], n, k)
+            for k in keys
+            for n, r in record["runs"][k]["rows"].items()
+            if r.get("teacher_mse") is not None and r.get("fid") is not None
+        ]
         if close:
             mse, fid_value, n, k = min(close)
-            lines += [f"Closest to the teacher: {n} at {k.split('/')[1].upper()} (held-out teacher MSE {mse:.5f}), "
-                      f"FID {fid_value:.1f}: about the teacher's own FID. Teacher matching can only be as good as "
-                      "its teacher; where a baseline's FID is below this, the proxy cannot find it.", ""]
-        lines += ["Search times of 0.0 min: the study was finished in an earlier, stopped run of the script and "
-                  "the ledger resumed it.", ""]
+            lines += [
+                f"Closest to the teacher: {n} at {k.split('/')[1].upper()} (held-out teacher MSE {mse:.5f}), "
+                f"FID {fid_value:.1f}: about the teacher's own FID. Teacher matching can only be as good as "
+                "its teacher; where a baseline's FID is below this, the proxy cannot find it.",
+                "",
+            ]
+        lines += [
+            "Search times of 0.0 min: the study was finished in an earlier, stopped run of the script and "
+            "the ledger resumed it.",
+            "",
+        ]
         lines += target_lines(record, model, keys)
         ax.set_title(model)
         ax.set_xlabel("NFE")
@@ -248,11 +307,15 @@ def report(record: dict) -> None:
         ax.legend(fontsize=7)
     if record.get("reproduction"):
         r = record["reproduction"]
-        lines += ["## Reproduction with diffusers", "",
-                  f"The NFE-6 schedule found on `--model fashion` ({r['schedule']}), passed to "
-                  "`StableDiffusionPipeline(prompt, timesteps=[...])` with the DPM-Solver++ scheduler line of "
-                  f"schedule.json: max abs pixel difference to our loop **{r['max_abs_pixel_difference']:.2e}** "
-                  "(4 images, pixels in 0..1).", ""]
+        lines += [
+            "## Reproduction with diffusers",
+            "",
+            f"The NFE-6 schedule found on `--model fashion` ({r['schedule']}), passed to "
+            "`StableDiffusionPipeline(prompt, timesteps=[...])` with the DPM-Solver++ scheduler line of "
+            f"schedule.json: max abs pixel difference to our loop **{r['max_abs_pixel_difference']:.2e}** "
+            "(4 images, pixels in 0..1).",
+            "",
+        ]
     fig.tight_layout()
     fig.savefig(RESULTS / "schedule_search.png", dpi=90)
     (RESULTS / "schedule_search.md").write_text("\n".join(lines) + "\n")
@@ -271,16 +334,24 @@ def target_lines(record: dict, model: str, keys: list[str]) -> list[str]:
         return []
     best_name, best = min(searched.items(), key=lambda kv: kv[1])
     default = rows.get("ddim-leading", {}).get("fid") if model == "fashion" else None
-    out = [f"Target at 6 NFE (held-out FID): best searched {best:.1f} ({best_name}); uniform DDIM "
-           + ", ".join(f"{n} {v:.1f}" for n, v in ddim.items()) + f"; DPM-Solver++ default {dpm:.1f}."]
+    out = [
+        f"Target at 6 NFE (held-out FID): best searched {best:.1f} ({best_name}); uniform DDIM "
+        + ", ".join(f"{n} {v:.1f}" for n, v in ddim.items())
+        + f"; DPM-Solver++ default {dpm:.1f}."
+    ]
     for n, v in ddim.items():
-        out.append(f"- vs {n}: {100 * (1 - best / v):.0f} % lower -> target (>= 30 %) "
-                   f"{'met' if best <= 0.7 * v else 'NOT met'}")
-    out.append(f"- vs DPM-Solver++ default: {'no worse (met)' if best <= dpm else 'worse (NOT met)'}"
-               f" ({best:.1f} vs {dpm:.1f})")
+        out.append(
+            f"- vs {n}: {100 * (1 - best / v):.0f} % lower -> target (>= 30 %) "
+            f"{'met' if best <= 0.7 * v else 'NOT met'}"
+        )
+    out.append(
+        f"- vs DPM-Solver++ default: {'no worse (met)' if best <= dpm else 'worse (NOT met)'} ({best:.1f} vs {dpm:.1f})"
+    )
     mean = float(np.mean(list(searched.values())))
-    out.append(f"- mean over searched rows {mean:.1f}" + (f"; the model's own default sampler (DDIM leading) "
-                                                          f"{default:.1f}" if default is not None else ""))
+    out.append(
+        f"- mean over searched rows {mean:.1f}"
+        + (f"; the model's own default sampler (DDIM leading) {default:.1f}" if default is not None else "")
+    )
     return out + [""]
 
 
@@ -293,15 +364,21 @@ def main() -> None:
     p.add_argument("--budget", type=int, default=30)
     p.add_argument("--fid-images", type=int, default=50)
     p.add_argument("--full-nfe", default="6", help="NFE at which every searcher and baseline is judged")
-    p.add_argument("--short", default="ddim-leading,ddim-trailing,dpm++,ays",
-                   help="the baselines judged at the other NFE (with the first searcher)")
+    p.add_argument(
+        "--short",
+        default="ddim-leading,ddim-trailing,dpm++,ays",
+        help="the baselines judged at the other NFE (with the first searcher)",
+    )
     p.add_argument("--inception-threads", type=int, default=2)
     p.add_argument("--search-images", type=int, default=16)
     p.add_argument("--teacher-steps", type=int, default=50)
     p.add_argument("--report-only", action="store_true", help="merge the parts and write the report")
-    p.add_argument("--record", default=str(RESULTS / "schedule_search.json"),
-                   help="where the finished parts are kept (a model run in a second process: "
-                        "benchmarks/results/schedule_search_<model>.partial.json, merged by --report-only)")
+    p.add_argument(
+        "--record",
+        default=str(RESULTS / "schedule_search.json"),
+        help="where the finished parts are kept (a model run in a second process: "
+        "benchmarks/results/schedule_search_<model>.partial.json, merged by --report-only)",
+    )
     a = p.parse_args()
     a.models, a.searchers = a.models.split(","), a.searchers.split(",")
     a.nfe = [int(n) for n in a.nfe.split(",")]

@@ -78,7 +78,7 @@ def build_data() -> None:
 
 
 SEEDS = {"tpe": 0, "random": 1}
-TPE_STARTUP = 10                  # Optuna's TPESampler: n_startup_trials   # independent draws (TPE's own first 10 trials are random: its start-up)
+TPE_STARTUP = 10  # Optuna's TPESampler: n_startup_trials   # independent draws (TPE's own first 10 trials are random: its start-up)
 
 
 UNCONDITIONAL = WORK / "train_unconditional.py"
@@ -88,22 +88,52 @@ def unconditional(path: str) -> dict:
     """diffusers' unconditional example under `diffsearch sweep` (benchmarks/sweeps/diffusers_unconditional.yaml):
     does an unchanged script that logs only to TensorBoard complete its trials? Its counts and values."""
     shutil.copyfile(path, UNCONDITIONAL)
-    cmd = [sys.executable, "-m", "diffsearch", "sweep", str(ROOT / "benchmarks" / "sweeps" / "diffusers_unconditional.yaml"),
-           "--out", str(WORK / "unconditional"), "--json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "diffsearch",
+        "sweep",
+        str(ROOT / "benchmarks" / "sweeps" / "diffusers_unconditional.yaml"),
+        "--out",
+        str(WORK / "unconditional"),
+        "--json",
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"})
     results = json.loads(done.stdout)
-    return {"counts": results["counts"], "elapsed_seconds": results["elapsed_seconds"],
-            "trials": [{k: t[k] for k in ("number", "state", "value", "metric_source", "seconds", "params")}
-                       for t in results["trials"]]}
+    return {
+        "counts": results["counts"],
+        "elapsed_seconds": results["elapsed_seconds"],
+        "trials": [
+            {k: t[k] for k in ("number", "state", "value", "metric_source", "seconds", "params")}
+            for t in results["trials"]
+        ],
+    }
 
 
 def sweep(searcher: str, trials: int) -> dict:
     out = WORK / searcher
-    cmd = [sys.executable, "-m", "diffsearch", "sweep", str(SWEEP), "--searcher", searcher, "--trials", str(trials),
-           "--out", str(out), "--study", f"lora-{searcher}", "--seed", str(SEEDS[searcher]), "--json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "diffsearch",
+        "sweep",
+        str(SWEEP),
+        "--searcher",
+        searcher,
+        "--trials",
+        str(trials),
+        "--out",
+        str(out),
+        "--study",
+        f"lora-{searcher}",
+        "--seed",
+        str(SEEDS[searcher]),
+        "--json",
+    ]
     start = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})  # cores shared: one thread per trial
+    done = subprocess.run(
+        cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )  # cores shared: one thread per trial
     if done.returncode not in (0, 1):
         sys.exit(f"diffsearch sweep failed: {done.stderr[-2000:]}")
     results = json.loads(done.stdout)
@@ -129,13 +159,19 @@ class HeldOutJudge:
         images = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 127.5 - 1
         with torch.no_grad():
             latents = self.pipe.vae.encode(images).latent_dist.mean * self.pipe.vae.config.scaling_factor
-            ids = self.pipe.tokenizer([r["text"] for r in rows], max_length=self.pipe.tokenizer.model_max_length,
-                                      padding="max_length", truncation=True, return_tensors="pt").input_ids
+            ids = self.pipe.tokenizer(
+                [r["text"] for r in rows],
+                max_length=self.pipe.tokenizer.model_max_length,
+                padding="max_length",
+                truncation=True,
+                return_tensors="pt",
+            ).input_ids
             text = self.pipe.text_encoder(ids, return_dict=False)[0]
         generator = torch.Generator().manual_seed(seed)
         self.latents, self.text = latents.repeat(repeats, 1, 1, 1), text.repeat(repeats, 1, 1)
-        self.timesteps = torch.randint(0, self.scheduler.config.num_train_timesteps, (len(self.latents),),
-                                       generator=generator)
+        self.timesteps = torch.randint(
+            0, self.scheduler.config.num_train_timesteps, (len(self.latents),), generator=generator
+        )
         self.noise = torch.randn(self.latents.shape, generator=generator)
 
     def loss(self, lora_dir: Path | None) -> float:
@@ -159,8 +195,9 @@ class HeldOutJudge:
 def judge_trials(results: dict, judge: HeldOutJudge) -> None:
     for trial in results["trials"]:
         weights = Path(trial["trial_dir"] or "") / "pytorch_lora_weights.safetensors"
-        trial["held_out_loss"] = judge.loss(weights.parent) if trial["state"] == "COMPLETE" and weights.is_file() \
-            else None
+        trial["held_out_loss"] = (
+            judge.loss(weights.parent) if trial["state"] == "COMPLETE" and weights.is_file() else None
+        )
 
 
 def spearman(a: list[float], b: list[float]) -> float | None:
@@ -171,14 +208,25 @@ def spearman(a: list[float], b: list[float]) -> float | None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--script", help="diffusers' examples/text_to_image/train_text_to_image_lora.py (copied to "
-                   "runs/diffusers-lora/; default: the copy there)")
+    p.add_argument(
+        "--script",
+        help="diffusers' examples/text_to_image/train_text_to_image_lora.py (copied to "
+        "runs/diffusers-lora/; default: the copy there)",
+    )
     p.add_argument("--trials", type=int, default=14, help="trials per searcher (equal budget)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "sweep_diffusers_lora"))
-    p.add_argument("--unconditional", metavar="SCRIPT", help="also run diffusers' examples/unconditional_image_"
-                   "generation/train_unconditional.py through benchmarks/sweeps/diffusers_unconditional.yaml")
-    p.add_argument("--report-only", action="store_true", help="rewrite the .md from the .json of the last run "
-                   "(with --unconditional: run only that sweep and add it to the last run's record)")
+    p.add_argument(
+        "--unconditional",
+        metavar="SCRIPT",
+        help="also run diffusers' examples/unconditional_image_"
+        "generation/train_unconditional.py through benchmarks/sweeps/diffusers_unconditional.yaml",
+    )
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="rewrite the .md from the .json of the last run "
+        "(with --unconditional: run only that sweep and add it to the last run's record)",
+    )
     args = p.parse_args(argv)
     out = Path(args.out)
     if args.report_only:
@@ -200,17 +248,26 @@ def main(argv: list[str] | None = None) -> int:
         best = results["best"]
         best_held = next((t["held_out_loss"] for t in complete if best and t["number"] == best["number"]), None)
         summary[searcher] = {
-            "complete": len(complete), "failed": results["counts"]["failed"], "wall_minutes": results["wall_seconds"] / 60,
-            "best_train_loss": best["value"] if best else None, "best_params": best["params"] if best else None,
+            "complete": len(complete),
+            "failed": results["counts"]["failed"],
+            "wall_minutes": results["wall_seconds"] / 60,
+            "best_train_loss": best["value"] if best else None,
+            "best_params": best["params"] if best else None,
             "best_trial_held_out_loss": best_held,
             "lowest_held_out_loss": min((t["held_out_loss"] for t in complete), default=None),
-            "spearman_search_vs_held_out": spearman([t["value"] for t in complete],
-                                                    [t["held_out_loss"] for t in complete])}
-    record = {"script": "huggingface/diffusers examples/text_to_image/train_text_to_image_lora.py",
-              "sweep": SWEEP.read_text(), "trials_per_searcher": args.trials,
-              "held_out_loss_without_lora": base, "summary": summary,
-              "trials": {s: r["trials"] for s, r in runs.items()},
-              "machine": "2 CPU cores shared with other jobs; OMP_NUM_THREADS=1 per trial"}
+            "spearman_search_vs_held_out": spearman(
+                [t["value"] for t in complete], [t["held_out_loss"] for t in complete]
+            ),
+        }
+    record = {
+        "script": "huggingface/diffusers examples/text_to_image/train_text_to_image_lora.py",
+        "sweep": SWEEP.read_text(),
+        "trials_per_searcher": args.trials,
+        "held_out_loss_without_lora": base,
+        "summary": summary,
+        "trials": {s: r["trials"] for s, r in runs.items()},
+        "machine": "2 CPU cores shared with other jobs; OMP_NUM_THREADS=1 per trial",
+    }
     if args.unconditional:
         record["unconditional"] = unconditional(args.unconditional)
     out.with_suffix(".json").write_text(json.dumps(record, indent=2, default=str))
@@ -223,64 +280,93 @@ def report(r: dict) -> str:
     def f(x, spec=".4f"):
         return "-" if x is None else format(x, spec)
 
-    lines = ["# diffusers' LoRA example tuned unchanged: TPE vs random at equal budget", "",
-             f"`{r['script']}`, run unchanged by `diffsearch sweep benchmarks/sweeps/diffusers_lora.yaml` on the "
-             "miniature Stable Diffusion trained on Fashion-MNIST (`diffsearch/models/fashion/pipeline`), CPU, "
-             f"offline. Task: a style (Fashion-MNIST in photo negative), {TRAIN_IMAGES} training images, "
-             "30 steps of batch 16 per trial. Searched: learning rate, LoRA rank, scheduler, warm-up steps "
-             f"(conditional on the scheduler). {r['trials_per_searcher']} trials per searcher (TPE's first 10 are its "
-             f"random start-up; random search draws with another seed); {r['machine']}.", "",
-             "The search's score is what the script logs: the last `train_loss` (TensorBoard, one batch at random "
-             "timesteps, noisy). The held-out judge, never seen by the search: the denoising loss of each trial's "
-             f"saved LoRA weights on {HELD_OUT_IMAGES} Fashion-MNIST *test* images in the same style, at fixed "
-             f"timesteps and noise (2 per image). Without LoRA the held-out loss is {f(r['held_out_loss_without_lora'])}.", "",
-             "| searcher | complete | best train_loss (search) | held-out loss of that trial | lowest held-out loss "
-             "of any trial | Spearman (search vs held-out) | wall (min) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "# diffusers' LoRA example tuned unchanged: TPE vs random at equal budget",
+        "",
+        f"`{r['script']}`, run unchanged by `diffsearch sweep benchmarks/sweeps/diffusers_lora.yaml` on the "
+        "miniature Stable Diffusion trained on Fashion-MNIST (`diffsearch/models/fashion/pipeline`), CPU, "
+        f"offline. Task: a style (Fashion-MNIST in photo negative), {TRAIN_IMAGES} training images, "
+        "30 steps of batch 16 per trial. Searched: learning rate, LoRA rank, scheduler, warm-up steps "
+        f"(conditional on the scheduler). {r['trials_per_searcher']} trials per searcher (TPE's first 10 are its "
+        f"random start-up; random search draws with another seed); {r['machine']}.",
+        "",
+        "The search's score is what the script logs: the last `train_loss` (TensorBoard, one batch at random "
+        "timesteps, noisy). The held-out judge, never seen by the search: the denoising loss of each trial's "
+        f"saved LoRA weights on {HELD_OUT_IMAGES} Fashion-MNIST *test* images in the same style, at fixed "
+        f"timesteps and noise (2 per image). Without LoRA the held-out loss is {f(r['held_out_loss_without_lora'])}.",
+        "",
+        "| searcher | complete | best train_loss (search) | held-out loss of that trial | lowest held-out loss "
+        "of any trial | Spearman (search vs held-out) | wall (min) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for searcher, s in r["summary"].items():
-        lines.append(f"| {searcher} | {s['complete']} | {f(s['best_train_loss'])} | {f(s['best_trial_held_out_loss'])} "
-                     f"| {f(s['lowest_held_out_loss'])} | {f(s['spearman_search_vs_held_out'], '.2f')} "
-                     f"| {f(s['wall_minutes'], '.1f')} |")
+        lines.append(
+            f"| {searcher} | {s['complete']} | {f(s['best_train_loss'])} | {f(s['best_trial_held_out_loss'])} "
+            f"| {f(s['lowest_held_out_loss'])} | {f(s['spearman_search_vs_held_out'], '.2f')} "
+            f"| {f(s['wall_minutes'], '.1f')} |"
+        )
     tpe = r["trials"].get("tpe", [])
     guided = [t for t in tpe if t["number"] >= TPE_STARTUP and t["state"] == "COMPLETE"]
     best_tpe = r["summary"].get("tpe", {})
-    best_number = next((t["number"] for t in tpe if t["state"] == "COMPLETE" and t["value"] == best_tpe.get("best_train_loss")), None)
+    best_number = next(
+        (t["number"] for t in tpe if t["state"] == "COMPLETE" and t["value"] == best_tpe.get("best_train_loss")), None
+    )
     if best_number is not None:
         phase = "one of its random start-up trials" if best_number < TPE_STARTUP else "one of its model-guided trials"
-        line = (f"What it shows, and what not: TPE's best trial by the search's score is trial {best_number}, {phase} "
-                f"(Optuna's TPE draws its first {TPE_STARTUP} at random)")
+        line = (
+            f"What it shows, and what not: TPE's best trial by the search's score is trial {best_number}, {phase} "
+            f"(Optuna's TPE draws its first {TPE_STARTUP} at random)"
+        )
         if guided:
             g = min(guided, key=lambda t: t["value"])
-            line += (f"; its best model-guided trial (trials {TPE_STARTUP}-{len(tpe) - 1}) scored train_loss "
-                     f"{f(g['value'])}, held-out {f(g['held_out_loss'])}")
-        line += (". At this budget the two runs are mostly two random searches with different seeds, one run each: the "
-                 "gap between them is no evidence for either searcher. What the run does show: an unchanged "
-                 "third-party script tuned end to end from its TensorBoard logs, every trial's LoRA weights kept in "
-                 "its own folder, and a search score that ranks trials the way the held-out judge does (Spearman "
-                 "above).")
+            line += (
+                f"; its best model-guided trial (trials {TPE_STARTUP}-{len(tpe) - 1}) scored train_loss "
+                f"{f(g['value'])}, held-out {f(g['held_out_loss'])}"
+            )
+        line += (
+            ". At this budget the two runs are mostly two random searches with different seeds, one run each: the "
+            "gap between them is no evidence for either searcher. What the run does show: an unchanged "
+            "third-party script tuned end to end from its TensorBoard logs, every trial's LoRA weights kept in "
+            "its own folder, and a search score that ranks trials the way the held-out judge does (Spearman "
+            "above)."
+        )
         lines += ["", line]
     lines += ["", "Best configurations (by the search's own score):", ""]
     for searcher, s in r["summary"].items():
-        lines.append(f"- {searcher}: `{json.dumps({k: v for k, v in (s['best_params'] or {}).items() if k in ('learning_rate', 'rank', 'lr_scheduler', 'lr_warmup_steps')})}`")
-    lines += ["", "Every trial (search score and held-out judge):", "",
-              "| searcher | trial | learning_rate | rank | lr_scheduler | warm-up | train_loss | held-out loss |",
-              "|---|---|---|---|---|---|---|---|"]
+        lines.append(
+            f"- {searcher}: `{json.dumps({k: v for k, v in (s['best_params'] or {}).items() if k in ('learning_rate', 'rank', 'lr_scheduler', 'lr_warmup_steps')})}`"
+        )
+    lines += [
+        "",
+        "Every trial (search score and held-out judge):",
+        "",
+        "| searcher | trial | learning_rate | rank | lr_scheduler | warm-up | train_loss | held-out loss |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for searcher, trials in r["trials"].items():
         for t in trials:
             p = t["params"]
-            lines.append(f"| {searcher} | {t['number']} | {f(p.get('learning_rate'), '.2e')} | {p.get('rank')} | "
-                         f"{p.get('lr_scheduler')} | {p.get('lr_warmup_steps', '-')} | "
-                         f"{f(t['value']) if t['state'] == 'COMPLETE' else t['state'].lower()} | {f(t.get('held_out_loss'))} |")
+            lines.append(
+                f"| {searcher} | {t['number']} | {f(p.get('learning_rate'), '.2e')} | {p.get('rank')} | "
+                f"{p.get('lr_scheduler')} | {p.get('lr_warmup_steps', '-')} | "
+                f"{f(t['value']) if t['state'] == 'COMPLETE' else t['state'].lower()} | {f(t.get('held_out_loss'))} |"
+            )
     u = r.get("unconditional")
     if u:
-        values = ", ".join(f"{t['value']:.4f} ({t['metric_source']})" if t["value"] is not None else t["state"].lower()
-                           for t in u["trials"])
-        lines += ["", "## The unconditional example too", "",
-                  "`examples/unconditional_image_generation/train_unconditional.py`, unchanged, through "
-                  "`benchmarks/sweeps/diffusers_unconditional.yaml` (a tiny UNet config, one epoch on the 256 "
-                  f"held-out images, random search): {u['counts']['complete']} of {len(u['trials'])} trials complete, "
-                  f"`loss` read from its TensorBoard logs: {values}; {u['elapsed_seconds'] / 60:.1f} min "
-                  "(cores shared). A check that it runs end to end, not a search."]
+        values = ", ".join(
+            f"{t['value']:.4f} ({t['metric_source']})" if t["value"] is not None else t["state"].lower()
+            for t in u["trials"]
+        )
+        lines += [
+            "",
+            "## The unconditional example too",
+            "",
+            "`examples/unconditional_image_generation/train_unconditional.py`, unchanged, through "
+            "`benchmarks/sweeps/diffusers_unconditional.yaml` (a tiny UNet config, one epoch on the 256 "
+            f"held-out images, random search): {u['counts']['complete']} of {len(u['trials'])} trials complete, "
+            f"`loss` read from its TensorBoard logs: {values}; {u['elapsed_seconds'] / 60:.1f} min "
+            "(cores shared). A check that it runs end to end, not a search.",
+        ]
     return "\n".join(lines)
 
 

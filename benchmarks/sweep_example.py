@@ -50,8 +50,9 @@ def forked(warm, argv: list[str]) -> float:
     read, write = os.pipe()
     with open(os.devnull, "wb") as null:
         try:
-            process = warm.fork([sys.executable, str(EXAMPLES / "train_unet.py"), *argv], dict(os.environ),
-                                write, null.fileno())
+            process = warm.fork(
+                [sys.executable, str(EXAMPLES / "train_unet.py"), *argv], dict(os.environ), write, null.fileno()
+            )
         finally:
             os.close(write)
     with open(read, "rb") as stdout:
@@ -62,8 +63,22 @@ def forked(warm, argv: list[str]) -> float:
 
 def sweep(searcher: str, trials: int, out: Path) -> dict:
     study = f"sweep-example-{searcher}"
-    cmd = [sys.executable, "-m", "diffsearch", "sweep", str(EXAMPLES / "sweep.yaml"), "--searcher", searcher,
-           "--trials", str(trials), "--study", study, "--out", str(out / study), "--json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "diffsearch",
+        "sweep",
+        str(EXAMPLES / "sweep.yaml"),
+        "--searcher",
+        searcher,
+        "--trials",
+        str(trials),
+        "--study",
+        study,
+        "--out",
+        str(out / study),
+        "--json",
+    ]
     start = time.perf_counter()
     done = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT)
     results = json.loads(done.stdout)
@@ -74,8 +89,9 @@ def sweep(searcher: str, trials: int, out: Path) -> dict:
 def retrain(params: dict, seed: int) -> float:
     """The last reported FID of the example trained with ``params`` and another random seed."""
     argv = [f"--{k}={v}" for k, v in params.items() if k != "seed"] + [f"--seed={seed}"]
-    done = subprocess.run([sys.executable, str(EXAMPLES / "train_unet.py"), *argv], check=True,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "train_unet.py"), *argv], check=True, capture_output=True, text=True
+    )
     reports = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     return float(reports[-1]["fid"])
 
@@ -101,15 +117,22 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()[0]
     with WarmInterpreter(preload, str(EXAMPLES / "train_unet.py"), work / "warm-interpreter.log") as warm:
-        triples = [(as_subprocess(OVERHEAD_ARGS), forked(warm, OVERHEAD_ARGS), in_process(OVERHEAD_ARGS))
-                   for _ in range(args.repeats)]
+        triples = [
+            (as_subprocess(OVERHEAD_ARGS), forked(warm, OVERHEAD_ARGS), in_process(OVERHEAD_ARGS))
+            for _ in range(args.repeats)
+        ]
         warm_start = warm.start_seconds
-    r["overhead"] = {"preload": preload, "warm_interpreter_start_s": warm_start, "args": OVERHEAD_ARGS,
-                     "load_average": [load_before, os.getloadavg()[0]],
-                     "subprocess_s": [a for a, _, _ in triples], "forked_s": [b for _, b, _ in triples],
-                     "in_process_s": [c for _, _, c in triples],
-                     "median_overhead_subprocess_s": statistics.median(a - c for a, _, c in triples),
-                     "median_overhead_forked_s": statistics.median(b - c for _, b, c in triples)}
+    r["overhead"] = {
+        "preload": preload,
+        "warm_interpreter_start_s": warm_start,
+        "args": OVERHEAD_ARGS,
+        "load_average": [load_before, os.getloadavg()[0]],
+        "subprocess_s": [a for a, _, _ in triples],
+        "forked_s": [b for _, b, _ in triples],
+        "in_process_s": [c for _, _, c in triples],
+        "median_overhead_subprocess_s": statistics.median(a - c for a, _, c in triples),
+        "median_overhead_forked_s": statistics.median(b - c for _, b, c in triples),
+    }
     print(json.dumps(r["overhead"]), flush=True)
 
     r["searchers"] = {}
@@ -122,10 +145,14 @@ def main(argv: list[str] | None = None) -> int:
         states = [t["state"] for t in res["trials"]]
         best = res["best"]
         r["searchers"][searcher] = {
-            "best_fid": best["value"] if best else None, "best_params": best["params"] if best else None,
-            "complete": states.count("COMPLETE"), "pruned": states.count("PRUNED"), "failed": states.count("FAIL"),
+            "best_fid": best["value"] if best else None,
+            "best_params": best["params"] if best else None,
+            "complete": states.count("COMPLETE"),
+            "pruned": states.count("PRUNED"),
+            "failed": states.count("FAIL"),
             "wall_minutes": res["wall_seconds"] / 60,
-            "heldout_fid": retrain(best["params"], args.heldout_seed) if best else None}
+            "heldout_fid": retrain(best["params"], args.heldout_seed) if best else None,
+        }
         print(searcher, json.dumps(r["searchers"][searcher]), flush=True)
     r["load_average_at_end"] = os.getloadavg()
     args.trials = r["trials"]
@@ -133,29 +160,42 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(r, indent=1))
     o = r["overhead"]
-    lines = ["# The example sweep: TPE vs random, and the subprocess route's overhead", "",
-             f"`examples/sweep.yaml` on `examples/train_unet.py` (MNIST, 16 px, FID of 32 images), {args.trials} trials "
-             "per searcher, Hyperband as the file says; the best configuration of each re-trained once with random "
-             f"seed {args.heldout_seed} (held out: the search ran seed 0). Load average at start / end: "
-             f"{r['load_average_at_start'][0]:.1f} / {r['load_average_at_end'][0]:.1f} (2 cores).", "",
-             "| searcher | best FID (search) | re-trained, held-out seed | complete / pruned / failed | minutes |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "# The example sweep: TPE vs random, and the subprocess route's overhead",
+        "",
+        f"`examples/sweep.yaml` on `examples/train_unet.py` (MNIST, 16 px, FID of 32 images), {args.trials} trials "
+        "per searcher, Hyperband as the file says; the best configuration of each re-trained once with random "
+        f"seed {args.heldout_seed} (held out: the search ran seed 0). Load average at start / end: "
+        f"{r['load_average_at_start'][0]:.1f} / {r['load_average_at_end'][0]:.1f} (2 cores).",
+        "",
+        "| searcher | best FID (search) | re-trained, held-out seed | complete / pruned / failed | minutes |",
+        "|---|---|---|---|---|",
+    ]
     for name, s in r["searchers"].items():
-        lines.append(f"| {name} | {s['best_fid']:.1f} | {s['heldout_fid']:.1f} | {s['complete']} / {s['pruned']} / "
-                     f"{s['failed']} | {s['wall_minutes']:.1f} |")
+        lines.append(
+            f"| {name} | {s['best_fid']:.1f} | {s['heldout_fid']:.1f} | {s['complete']} / {s['pruned']} / "
+            f"{s['failed']} | {s['wall_minutes']:.1f} |"
+        )
     seconds = ", ".join
-    lines += ["", f"Overhead per trial (`{' '.join(o['args'])}`, {len(o['forked_s'])} alternating triples, the same "
-              f"training run each time; load average {o['load_average'][0]:.1f} / {o['load_average'][1]:.1f} at "
-              "start / end on 2 cores):", "",
-              "| route | seconds per run | median overhead vs in-process |", "|---|---|---|",
-              f"| new process (no `preload`) | {seconds(f'{x:.1f}' for x in o['subprocess_s'])} | "
-              f"{o['median_overhead_subprocess_s']:.2f} s |",
-              f"| forked from the warm interpreter (`preload: {o['preload']}`) | "
-              f"{seconds(f'{x:.1f}' for x in o['forked_s'])} | **{o['median_overhead_forked_s']:.2f} s** |",
-              f"| in-process (the floor) | {seconds(f'{x:.1f}' for x in o['in_process_s'])} | - |", "",
-              f"The warm interpreter's start (imports and `load_inception`, once per worker): "
-              f"{o['warm_interpreter_start_s']:.1f} s. The target was < 2 s per trial.", "",
-              f"command: python benchmarks/sweep_example.py --trials {args.trials}"]
+    lines += [
+        "",
+        f"Overhead per trial (`{' '.join(o['args'])}`, {len(o['forked_s'])} alternating triples, the same "
+        f"training run each time; load average {o['load_average'][0]:.1f} / {o['load_average'][1]:.1f} at "
+        "start / end on 2 cores):",
+        "",
+        "| route | seconds per run | median overhead vs in-process |",
+        "|---|---|---|",
+        f"| new process (no `preload`) | {seconds(f'{x:.1f}' for x in o['subprocess_s'])} | "
+        f"{o['median_overhead_subprocess_s']:.2f} s |",
+        f"| forked from the warm interpreter (`preload: {o['preload']}`) | "
+        f"{seconds(f'{x:.1f}' for x in o['forked_s'])} | **{o['median_overhead_forked_s']:.2f} s** |",
+        f"| in-process (the floor) | {seconds(f'{x:.1f}' for x in o['in_process_s'])} | - |",
+        "",
+        f"The warm interpreter's start (imports and `load_inception`, once per worker): "
+        f"{o['warm_interpreter_start_s']:.1f} s. The target was < 2 s per trial.",
+        "",
+        f"command: python benchmarks/sweep_example.py --trials {args.trials}",
+    ]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

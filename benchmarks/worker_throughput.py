@@ -40,13 +40,35 @@ def measure(workers: int, args, scratch: Path) -> dict:
     study = f"throughput-{workers}-{int(time.time())}"
     start = time.perf_counter()
     if args.job == "optimizer":
-        run_optimizer(OptimizerOptions(searcher="random", budget=args.trials, scale=args.scale, baselines=(),
-                                       top=1, workers=workers, storage=storage, study=study,
-                                       out=str(scratch / study), seed=workers))
+        run_optimizer(
+            OptimizerOptions(
+                searcher="random",
+                budget=args.trials,
+                scale=args.scale,
+                baselines=(),
+                top=1,
+                workers=workers,
+                storage=storage,
+                study=study,
+                out=str(scratch / study),
+                seed=workers,
+            )
+        )
         return _row(workers, storage, study, time.perf_counter() - start)
-    options = HparamsOptions(dataset="moons", searcher="random", trials=args.trials, epochs=args.epochs,
-                             n_points=2000, held_out=500, baseline_runs=0, jobs=workers, storage=storage,
-                             study=study, out=str(scratch / study), seed=workers)
+    options = HparamsOptions(
+        dataset="moons",
+        searcher="random",
+        trials=args.trials,
+        epochs=args.epochs,
+        n_points=2000,
+        held_out=500,
+        baseline_runs=0,
+        jobs=workers,
+        storage=storage,
+        study=study,
+        out=str(scratch / study),
+        seed=workers,
+    )
     run_hparams(options)
     return _row(workers, storage, study, time.perf_counter() - start)
 
@@ -56,9 +78,14 @@ def _row(workers: int, storage: str, study: str, wall: float) -> dict:
     first = min(t.datetime_start for t in trials)
     last = max(t.datetime_complete for t in trials)
     busy = (last - first).total_seconds()
-    return {"workers": workers, "trials": len(trials), "seconds": busy, "wall_seconds": wall,
-            "trials_per_minute": 60 * len(trials) / busy,
-            "mean_trial_seconds": sum(t.duration.total_seconds() for t in trials) / len(trials)}
+    return {
+        "workers": workers,
+        "trials": len(trials),
+        "seconds": busy,
+        "wall_seconds": wall,
+        "trials_per_minute": 60 * len(trials) / busy,
+        "mean_trial_seconds": sum(t.duration.total_seconds() for t in trials) / len(trials),
+    }
 
 
 def main() -> None:
@@ -83,18 +110,27 @@ def main() -> None:
     base = rows[0]["trials_per_minute"]
     kind = "postgresql" if args.postgres else args.storage_kind
     load = os.getloadavg()[0]
-    what = (f"update rules found by random tree search, each trained on toy2d-moons at --scale {args.scale} "
-            "(its lr grid included), handed to the workers through the storage" if args.job == "optimizer"
-            else f"moons, 2,000 points, {args.epochs} epochs, random search")
-    lines = [f"# Worker throughput, {args.job} job ({kind} storage, {os.cpu_count()} CPU cores, "
-             f"load average {load:.1f} at the end)", "",
-             f"Cheap trials: {what}, {args.trials} trials "
-             "per row; one study per row; trials/min between the first trial's start and the last's end.", "",
-             "| workers | trials/min | ratio to first row | mean trial s | wall s (with start-up) |",
-             "|---|---|---|---|---|"]
+    what = (
+        f"update rules found by random tree search, each trained on toy2d-moons at --scale {args.scale} "
+        "(its lr grid included), handed to the workers through the storage"
+        if args.job == "optimizer"
+        else f"moons, 2,000 points, {args.epochs} epochs, random search"
+    )
+    lines = [
+        f"# Worker throughput, {args.job} job ({kind} storage, {os.cpu_count()} CPU cores, "
+        f"load average {load:.1f} at the end)",
+        "",
+        f"Cheap trials: {what}, {args.trials} trials "
+        "per row; one study per row; trials/min between the first trial's start and the last's end.",
+        "",
+        "| workers | trials/min | ratio to first row | mean trial s | wall s (with start-up) |",
+        "|---|---|---|---|---|",
+    ]
     for row in rows:
-        lines.append(f"| {row['workers']} | {row['trials_per_minute']:.1f} | {row['trials_per_minute'] / base:.2f} "
-                     f"| {row['mean_trial_seconds']:.2f} | {row['wall_seconds']:.1f} |")
+        lines.append(
+            f"| {row['workers']} | {row['trials_per_minute']:.1f} | {row['trials_per_minute'] / base:.2f} "
+            f"| {row['mean_trial_seconds']:.2f} | {row['wall_seconds']:.1f} |"
+        )
     RESULTS.mkdir(exist_ok=True)
     stem = "worker_throughput" + ("_optimizer" if args.job == "optimizer" else "")
     (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")

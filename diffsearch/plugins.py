@@ -74,8 +74,7 @@ def warn_shadowed(group: str, name: str, kind: str) -> None:
     for ep in named(group, name):
         if (group, name) not in _warned:
             _warned.add((group, name))
-            sys.stderr.write(f"diffsearch: warning: the built-in {kind} {name!r} is used, not the "
-                             f"{describe(ep)}\n")
+            sys.stderr.write(f"diffsearch: warning: the built-in {kind} {name!r} is used, not the {describe(ep)}\n")
 
 
 def reset() -> None:

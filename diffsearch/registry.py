@@ -64,8 +64,7 @@ class Registry(Generic[T]):
     its own rule for what a plugin may be. Without ``adapt`` a plugin must be an ``Entry`` itself.
     """
 
-    def __init__(self, kind: str, entry_point_group: str | None = None,
-                 adapt: Adapter[T] | None = None) -> None:
+    def __init__(self, kind: str, entry_point_group: str | None = None, adapt: Adapter[T] | None = None) -> None:
         self.kind = kind
         self.entry_point_group = entry_point_group
         self._adapt = adapt
@@ -185,5 +184,6 @@ class Registry(Generic[T]):
         else:
             raise UsageError(f"{plugins.describe(ep)} is a {type(loaded).__name__}, not a diffsearch Entry")
         # the entry point's name is the entry's name; the listing says which package it comes from
-        return dataclasses.replace(entry, name=ep.name,
-                                   description=f"{entry.description} (plugin: {plugins.package(ep)})")
+        return dataclasses.replace(
+            entry, name=ep.name, description=f"{entry.description} (plugin: {plugins.package(ep)})"
+        )

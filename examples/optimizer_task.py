@@ -29,7 +29,7 @@ class UNetDenoisingTask:
 
     name: str = "unet-digits"
     steps: int = 30
-    dataset: str = "digits"               # or mnist, fashion-mnist, a folder of images
+    dataset: str = "digits"  # or mnist, fashion-mnist, a folder of images
     resolution: int = 8
     block_out_channels: tuple[int, ...] = (8, 16)
     batch_size: int = 32
@@ -47,8 +47,9 @@ class UNetDenoisingTask:
         noise, timesteps = random_loss_inputs(held_out, self.timesteps, torch.Generator().manual_seed(12345))
         self._fixed = (held_out, noise, timesteps)
 
-    def train(self, make_optimizer: Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer],
-              seed: int) -> float:
+    def train(
+        self, make_optimizer: Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer], seed: int
+    ) -> float:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)  # the same initial weights for every update rule
             model = build_unet(self.resolution, self.channels, self.block_out_channels)

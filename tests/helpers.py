@@ -92,12 +92,25 @@ def postgres_server():
     if _as_root():
         shutil.chown(data, "postgres", "postgres")
     port = _free_port()
-    subprocess.run(run_as + [str(bin_dir / "initdb"), "-D", str(data / "db"), "-U", "diffsearch",
-                             "--auth=trust", "-E", "UTF8"], check=True, capture_output=True)
+    subprocess.run(
+        run_as + [str(bin_dir / "initdb"), "-D", str(data / "db"), "-U", "diffsearch", "--auth=trust", "-E", "UTF8"],
+        check=True,
+        capture_output=True,
+    )
     ctl = run_as + [str(bin_dir / "pg_ctl"), "-D", str(data / "db")]
-    subprocess.run(ctl + ["-l", str(data / "server.log"), "-w", "-o",
-                          f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ctl
+        + [
+            "-l",
+            str(data / "server.log"),
+            "-w",
+            "-o",
+            f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
     try:
         import psycopg2
 
@@ -119,8 +132,12 @@ def tiny_png(path, colour=(255, 0, 0)):
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0))
-                     + chunk(b"IDAT", zlib.compress(bytes([0, *colour]))) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(bytes([0, *colour])))
+        + chunk(b"IEND", b"")
+    )
     return path
 
 

@@ -56,8 +56,11 @@ def test_every_registry_is_listed_where_it_lives_with_its_capabilities():
         module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
         for node in ast.parse(path.read_text()).body:
             value = getattr(node, "value", None)
-            if isinstance(node, (ast.Assign, ast.AnnAssign)) and isinstance(value, ast.Call) \
-                    and getattr(value.func, "id", None) == "Registry":
+            if (
+                isinstance(node, (ast.Assign, ast.AnnAssign))
+                and isinstance(value, ast.Call)
+                and getattr(value.func, "id", None) == "Registry"
+            ):
                 target = node.targets[0] if isinstance(node, ast.Assign) else node.target
                 found.add((module, target.id))
     assert found == listed, f"not in the doc's table: {sorted(found - listed)}; gone: {sorted(listed - found)}"
@@ -79,8 +82,15 @@ def test_every_protocol_is_in_the_module_the_doc_names():
 def test_the_pipeline_family_base_is_abstract():
     from diffsearch.backends.families.base import PipelineBackend
 
-    assert PipelineBackend.__abstractmethods__ == {"_encoders", "_scheduler", "condition", "initial_latents",
-                                                   "predict", "step", "decode"}
+    assert PipelineBackend.__abstractmethods__ == {
+        "_encoders",
+        "_scheduler",
+        "condition",
+        "initial_latents",
+        "predict",
+        "step",
+        "decode",
+    }
 
 
 def test_the_glossarys_names_exist():

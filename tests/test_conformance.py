@@ -34,7 +34,8 @@ class TestPromptSearchers(PromptSearcherSuite):
 class TestRewards(RewardSuite):
     # pickscore and hpsv2 need their published weights (files on disk): tests/objectives/test_rewards.py runs
     # them on tiny models built the same way
-    @pytest.fixture(params=[n for n in REWARDS.names() if not REWARDS[n].can("takes_model")
-                            and not REWARDS[n].can("pattern")])
+    @pytest.fixture(
+        params=[n for n in REWARDS.names() if not REWARDS[n].can("takes_model") and not REWARDS[n].can("pattern")]
+    )
     def reward_name(self, request):
         return request.param

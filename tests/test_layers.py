@@ -60,8 +60,11 @@ def imports_of(name: str, path: Path, modules: dict[str, Path], package: str) ->
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
-            base = ".".join(here[:len(here) - node.level + 1] + [node.module or ""]).strip(".") if node.level \
+            base = (
+                ".".join(here[: len(here) - node.level + 1] + [node.module or ""]).strip(".")
+                if node.level
                 else node.module or ""
+            )
             for alias in node.names:  # ``from pkg import module`` imports the module
                 found.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base)
     return {m for m in found if m in modules and m != name and (m == package or m.startswith(package + "."))}
@@ -109,7 +112,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def layer_of(module: str, package: str, layers: list[list[str]]) -> int | None:
     """The index of the layer whose member holds ``module`` (``jobs/`` holds diffsearch.jobs.*)."""
-    rest = module[len(package):].lstrip(".").split(".") if module != package else ["__init__"]
+    rest = module[len(package) :].lstrip(".").split(".") if module != package else ["__init__"]
     for depth, members in enumerate(layers):
         for member in members:
             if member.endswith("/") and rest[0] == member[:-1]:
@@ -128,8 +131,9 @@ def upward_imports(graph: dict[str, set[str]], package: str, layers: list[list[s
     return found
 
 
-def check(root: Path, package: str, layers: list[list[str]],
-          known_upward: set[tuple[str, str]] = frozenset()) -> list[str]:
+def check(
+    root: Path, package: str, layers: list[list[str]], known_upward: set[tuple[str, str]] = frozenset()
+) -> list[str]:
     """Every problem, one line each: a module in no layer, an upward import, a cycle."""
     graph = import_graph(root, package)
     problems = [f"{m} is in no layer of docs/architecture.md" for m in graph if layer_of(m, package, layers) is None]
@@ -137,8 +141,11 @@ def check(root: Path, package: str, layers: list[list[str]],
         return problems
     upward = upward_imports(graph, package, layers)
     problems += [f"upward import {line}" for line in upward if tuple(line.split(" -> ")) not in known_upward]
-    problems += [f"known upward import {a} -> {b} is gone: delete it from KNOWN_UPWARD"
-                 for a, b in known_upward if f"{a} -> {b}" not in upward]
+    problems += [
+        f"known upward import {a} -> {b} is gone: delete it from KNOWN_UPWARD"
+        for a, b in known_upward
+        if f"{a} -> {b}" not in upward
+    ]
     problems += [f"import cycle {' <-> '.join(c)}" for c in cycles(graph)]
     return problems
 
@@ -188,8 +195,10 @@ def test_a_planted_cycle_and_an_upward_import_fail(tmp_path):
     assert layers == [["high.py"], ["low/"], ["leaf.py", "__init__.py"]]
     assert check(tmp_path, "planted", layers) == ["import cycle planted.low.a <-> planted.low.b"]
     (tmp_path / "planted" / "leaf.py").write_text("from planted import high\n")
-    assert check(tmp_path, "planted", layers) == ["upward import planted.leaf -> planted.high",
-                                                  "import cycle planted.low.a <-> planted.low.b"]
+    assert check(tmp_path, "planted", layers) == [
+        "upward import planted.leaf -> planted.high",
+        "import cycle planted.low.a <-> planted.low.b",
+    ]
     (tmp_path / "planted" / "new.py").write_text("")
     assert check(tmp_path, "planted", layers) == ["planted.new is in no layer of docs/architecture.md"]
 

@@ -14,8 +14,10 @@ README = (ROOT / "README.md").read_text()
 def test_the_list_table_is_what_diffsearch_list_prints():
     start, end = "<!-- diffsearch list --markdown -->\n", "<!-- end of diffsearch list -->"
     table = README.split(start, 1)[1].split(end, 1)[0]
-    assert table == markdown(), ("README's table differs from the registries: paste the output of "
-                                 "`diffsearch list --markdown` between its two markers")
+    assert table == markdown(), (
+        "README's table differs from the registries: paste the output of "
+        "`diffsearch list --markdown` between its two markers"
+    )
 
 
 def layout() -> dict[str, str]:
@@ -39,10 +41,14 @@ def layout() -> dict[str, str]:
 def test_the_layout_block_names_every_package_and_module():
     rows = layout()
     package = ROOT / "diffsearch"
-    present = {p.name + ("/" if p.is_dir() else "") for p in package.iterdir()
-               if not p.name.startswith(("_", ".")) and (p.is_dir() or p.suffix == ".py")}
-    assert set(rows) == present, f"missing from README: {sorted(present - set(rows))}; " \
-                                 f"gone from the code: {sorted(set(rows) - present)}"
+    present = {
+        p.name + ("/" if p.is_dir() else "")
+        for p in package.iterdir()
+        if not p.name.startswith(("_", ".")) and (p.is_dir() or p.suffix == ".py")
+    }
+    assert set(rows) == present, (
+        f"missing from README: {sorted(present - set(rows))}; gone from the code: {sorted(set(rows) - present)}"
+    )
     for name, text in rows.items():
         if name.endswith("/"):
             for file in re.findall(r"\b([a-z0-9_]+\.(?:py|txt))\b", text):

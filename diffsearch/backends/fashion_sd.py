@@ -48,8 +48,14 @@ PLAIN = [names[0] for names in CLASS_NAMES]
 # attribute words: bin 0 (lowest third of its class), bin 2 (highest third); the middle third has none
 BRIGHTNESS_WORDS = {0: ["dark"], 2: ["bright", "light"]}
 SIZE_WORDS = {0: ["small"], 2: ["large", "big"]}
-TEMPLATES = ["a photo of {}", "a picture of {}", "an image of {}", "{}", "a product photo of {}",
-             "a black and white photo of {}"]
+TEMPLATES = [
+    "a photo of {}",
+    "a picture of {}",
+    "an image of {}",
+    "{}",
+    "a product photo of {}",
+    "a black and white photo of {}",
+]
 PLAIN_TEMPLATE = "a photo of {}"
 EMPTY_FRACTION = 0.1
 INK = 0.2  # a pixel belongs to the garment above this grey level (0..1)
@@ -64,8 +70,9 @@ def plain_prompt(label: int, template: str = PLAIN_TEMPLATE) -> str:
     return template.format(article(PLAIN[label]))
 
 
-def attribute_prompt(label: int, brightness: str | None = None, size: str | None = None,
-                     template: str = PLAIN_TEMPLATE) -> str:
+def attribute_prompt(
+    label: int, brightness: str | None = None, size: str | None = None, template: str = PLAIN_TEMPLATE
+) -> str:
     words = [w for w in (brightness, size) if w]
     return template.format(article(" ".join(words + [PLAIN[label]])))
 
@@ -108,8 +115,7 @@ def attribute_thresholds(images: np.ndarray, labels: np.ndarray) -> dict:
     brightness, size = measure(images)
     out = {}
     for name, values in (("brightness", brightness), ("size", size)):
-        out[name] = [[float(np.quantile(values[labels == c], q)) for q in (1 / 3, 0.5, 2 / 3)]
-                     for c in range(10)]
+        out[name] = [[float(np.quantile(values[labels == c], q)) for q in (1 / 3, 0.5, 2 / 3)] for c in range(10)]
     return out
 
 
@@ -120,8 +126,9 @@ def bins(values: np.ndarray, labels: np.ndarray, thresholds: list[list[float]]) 
 
 
 # ---- captions -----------------------------------------------------------------------------------------
-def caption(label: int, brightness_bin: int, size_bin: int, rng: random.Random,
-            empty_fraction: float = EMPTY_FRACTION) -> tuple[str, int, int]:
+def caption(
+    label: int, brightness_bin: int, size_bin: int, rng: random.Random, empty_fraction: float = EMPTY_FRACTION
+) -> tuple[str, int, int]:
     """A random caption of an image and the attribute bins it states (-1: not stated); '' for about
     ``empty_fraction`` of the calls (the unconditional prompt of classifier-free guidance)."""
     if rng.random() < empty_fraction:
@@ -147,10 +154,19 @@ class FashionClassifier(nn.Module):
         def block(cin, cout):
             return [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU()]
 
-        self.net = nn.Sequential(*block(1, 16), *block(16, 16), nn.MaxPool2d(2),
-                                 *block(16, 32), *block(32, 32), nn.MaxPool2d(2),
-                                 *block(32, 64), nn.MaxPool2d(2), nn.Flatten(), nn.Dropout(0.2),
-                                 nn.Linear(64 * 16, 10))
+        self.net = nn.Sequential(
+            *block(1, 16),
+            *block(16, 16),
+            nn.MaxPool2d(2),
+            *block(16, 32),
+            *block(32, 32),
+            nn.MaxPool2d(2),
+            *block(32, 64),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Dropout(0.2),
+            nn.Linear(64 * 16, 10),
+        )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = images.float()
@@ -175,7 +191,7 @@ class Judge:
 
     @torch.no_grad()
     def classify(self, images: torch.Tensor, batch: int = 500) -> np.ndarray:
-        return torch.cat([self.model(images[i:i + batch]).argmax(1) for i in range(0, len(images), batch)]).numpy()
+        return torch.cat([self.model(images[i : i + batch]).argmax(1) for i in range(0, len(images), batch)]).numpy()
 
     def attribute_sides(self, images, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """+1 above the class's median, 0 below: brightness and size."""

@@ -13,8 +13,12 @@ class TimeBlock(nn.Module):
     def __init__(self, width: int):
         super().__init__()
         self.net = nn.Sequential(
-            nn.Linear(width + 1, width + 1), nn.LayerNorm(width + 1), nn.ReLU(),
-            nn.Linear(width + 1, width), nn.LayerNorm(width), nn.ReLU(),
+            nn.Linear(width + 1, width + 1),
+            nn.LayerNorm(width + 1),
+            nn.ReLU(),
+            nn.Linear(width + 1, width),
+            nn.LayerNorm(width),
+            nn.ReLU(),
         )
 
     def forward(self, h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -47,9 +47,13 @@ def pipeline_class_name(model: str) -> str:
         return "StableDiffusionPipeline"
 
 
-BUILT_IN_CLASSES = {"tiny": "StableDiffusionPipeline", "fashion": "StableDiffusionPipeline",
-                    "tiny-sdxl": "StableDiffusionXLPipeline", "tiny-sd3": "StableDiffusion3Pipeline",
-                    "tiny-flux": "FluxPipeline"}
+BUILT_IN_CLASSES = {
+    "tiny": "StableDiffusionPipeline",
+    "fashion": "StableDiffusionPipeline",
+    "tiny-sdxl": "StableDiffusionXLPipeline",
+    "tiny-sd3": "StableDiffusion3Pipeline",
+    "tiny-flux": "FluxPipeline",
+}
 
 
 def family_of(model: str) -> type[PipelineBackend]:
@@ -74,8 +78,7 @@ def _tiny(model: str, seed: int):
     return TINY_PIPELINES[model](seed)
 
 
-def load_pipeline(model: str, device: str = "cpu", dtype: str = "float32", seed: int = 0,
-                  memory: tuple[str, ...] = ()):
+def load_pipeline(model: str, device: str = "cpu", dtype: str = "float32", seed: int = 0, memory: tuple[str, ...] = ()):
     """``tiny*``, ``fashion`` or a diffusers pipeline directory / hub id (cached locally) of a served family
     (backends/families); a clear one-line error otherwise. ``memory``: names of ``MEMORY_SAVERS``."""
     import diffusers
@@ -91,8 +94,10 @@ def load_pipeline(model: str, device: str = "cpu", dtype: str = "float32", seed:
         from diffsearch.backends.fashion_sd import PIPELINE_DIR
 
         if not (PIPELINE_DIR / "model_index.json").is_file():
-            raise UsageError("--model fashion is not built yet: `python benchmarks/build_fashion_sd.py` trains it "
-                             "(about 40 min on 2 cores; see benchmarks/results/fashion_sd.md)")
+            raise UsageError(
+                "--model fashion is not built yet: `python benchmarks/build_fashion_sd.py` trains it "
+                "(about 40 min on 2 cores; see benchmarks/results/fashion_sd.md)"
+            )
         model = str(PIPELINE_DIR)
     if model in TINY:
         pipe = _tiny(model, seed)
@@ -100,35 +105,43 @@ def load_pipeline(model: str, device: str = "cpu", dtype: str = "float32", seed:
         path = Path(model).expanduser()
         looks_local = path.exists() or model.startswith((".", "/", "~"))
         if looks_local and not (path / "model_index.json").is_file():
-            raise UsageError(f"--model {model}: no diffusers pipeline there (model_index.json missing); "
-                             "give a directory saved with a pipeline's save_pretrained (SD 1.x / 2.x, SDXL, "
-                             "SD3, FLUX), a hub id, 'tiny' or 'fashion'")
+            raise UsageError(
+                f"--model {model}: no diffusers pipeline there (model_index.json missing); "
+                "give a directory saved with a pipeline's save_pretrained (SD 1.x / 2.x, SDXL, "
+                "SD3, FLUX), a hub id, 'tiny' or 'fashion'"
+            )
         class_name = pipeline_class_name(model)
         backend_class(class_name, model)  # an unserved family: one line, before loading gigabytes
         diffusers_logging.set_verbosity_error()  # its retry notes would break our one-line error
         # loading takes a second here; per-component bars from both libraries would bury our own output
         diffusers_logging.disable_progress_bar()
         transformers_logging.disable_progress_bar()
-        extra = {"safety_checker": None, "requires_safety_checker": False} \
-            if class_name == "StableDiffusionPipeline" else {}
+        extra = (
+            {"safety_checker": None, "requires_safety_checker": False}
+            if class_name == "StableDiffusionPipeline"
+            else {}
+        )
         try:
             pipe = getattr(diffusers, class_name).from_pretrained(
-                str(path) if looks_local else model, dtype=DTYPES[dtype], local_files_only=looks_local or None,
-                **extra)
+                str(path) if looks_local else model, dtype=DTYPES[dtype], local_files_only=looks_local or None, **extra
+            )
         except Exception as exc:  # no network, no cache, wrong files: one line that says what to do
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-            raise UsageError(f"cannot load the {class_name} weights {model!r} ({first}); download them on a "
-                             "machine with internet (huggingface-cli download "
-                             f"{model if not looks_local else DEFAULT_MODEL}) and pass the directory with "
-                             "--model, or use --model tiny") from None
+            raise UsageError(
+                f"cannot load the {class_name} weights {model!r} ({first}); download them on a "
+                "machine with internet (huggingface-cli download "
+                f"{model if not looks_local else DEFAULT_MODEL}) and pass the directory with "
+                "--model, or use --model tiny"
+            ) from None
     pipe.set_progress_bar_config(disable=True)
     try:
         if "cpu-offload" in memory:
             try:
                 pipe.enable_model_cpu_offload(device=device)
             except ImportError as exc:
-                raise UsageError(f"--save-memory cpu-offload: {str(exc).splitlines()[0][:160]} "
-                                 "(pip install accelerate)") from None
+                raise UsageError(
+                    f"--save-memory cpu-offload: {str(exc).splitlines()[0][:160]} (pip install accelerate)"
+                ) from None
         else:
             pipe.to(device)
         if model in TINY and dtype != "float32":
@@ -150,21 +163,44 @@ def _save_memory(pipe, memory: tuple[str, ...]) -> None:
         pipe.vae.enable_tiling()
     if "attention-slicing" in memory:
         if not hasattr(pipe, "unet"):
-            raise UsageError(f"--save-memory attention-slicing applies to UNet models; {type(pipe).__name__} "
-                             "computes attention with PyTorch's SDPA already (use vae-slicing or cpu-offload)")
+            raise UsageError(
+                f"--save-memory attention-slicing applies to UNet models; {type(pipe).__name__} "
+                "computes attention with PyTorch's SDPA already (use vae-slicing or cpu-offload)"
+            )
         pipe.enable_attention_slicing()
 
 
-def load_backend(model: str, device: str = "cpu", dtype: str = "float32", seed: int = 0, steps: int = 50,
-                 guidance: float | None = None, true_cfg: float = 1.0, size: int | None = None,
-                 memory: tuple[str, ...] = ()) -> PipelineBackend:
+def load_backend(
+    model: str,
+    device: str = "cpu",
+    dtype: str = "float32",
+    seed: int = 0,
+    steps: int = 50,
+    guidance: float | None = None,
+    true_cfg: float = 1.0,
+    size: int | None = None,
+    memory: tuple[str, ...] = (),
+) -> PipelineBackend:
     """The backend of ``model``'s family, ready to generate (what the prompt job and its workers use)."""
     pipe = load_pipeline(model, device, dtype, seed, memory)
     if true_cfg > 1 and type(pipe).__name__ != "FluxPipeline":
-        raise UsageError(f"--true-cfg applies to FLUX (guidance-distilled); {type(pipe).__name__} runs "
-                         "classifier-free guidance with --guidance already")
+        raise UsageError(
+            f"--true-cfg applies to FLUX (guidance-distilled); {type(pipe).__name__} runs "
+            "classifier-free guidance with --guidance already"
+        )
     return make_backend(pipe, steps=steps, guidance=guidance, true_cfg=true_cfg, size=size)
 
 
-__all__ = ["DEFAULT_MODEL", "DTYPES", "FAMILIES", "default_guidance", "MEMORY_SAVERS", "PipelineBackend", "SDBackend", "load_backend",
-           "load_pipeline", "make_backend", "pipeline_class_name"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "DTYPES",
+    "FAMILIES",
+    "default_guidance",
+    "MEMORY_SAVERS",
+    "PipelineBackend",
+    "SDBackend",
+    "load_backend",
+    "load_pipeline",
+    "make_backend",
+    "pipeline_class_name",
+]

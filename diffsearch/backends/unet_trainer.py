@@ -47,7 +47,10 @@ def unet_channels(width: float) -> tuple[int, ...]:
 def make_unet(resolution: int, channels: int, width: float = 1.0) -> UNet2DModel:
     block_out = unet_channels(width)
     return UNet2DModel(
-        sample_size=resolution, in_channels=channels, out_channels=channels, layers_per_block=2,
+        sample_size=resolution,
+        in_channels=channels,
+        out_channels=channels,
+        layers_per_block=2,
         block_out_channels=block_out,
         down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"),
         up_block_types=("AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
@@ -57,8 +60,7 @@ def make_unet(resolution: int, channels: int, width: float = 1.0) -> UNet2DModel
 
 
 def make_noise_scheduler(config: dict[str, Any]) -> DDPMScheduler:
-    return DDPMScheduler(num_train_timesteps=int(config["num_train_timesteps"]),
-                         beta_schedule=config["beta_schedule"])
+    return DDPMScheduler(num_train_timesteps=int(config["num_train_timesteps"]), beta_schedule=config["beta_schedule"])
 
 
 @dataclass
@@ -69,15 +71,15 @@ class TrainedUNet:
     epoch_losses: list[float] = field(default_factory=list)
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator, steps: int = 50, sampler: str = "ddim",
-               batch_size: int = 256) -> np.ndarray:
+    def sample(
+        self, n: int, generator: torch.Generator, steps: int = 50, sampler: str = "ddim", batch_size: int = 256
+    ) -> np.ndarray:
         """uint8 N x H x W x C images; noise drawn on the CPU from ``generator`` so runs repeat on any device."""
         if sampler not in SAMPLING_SCHEDULERS:
             raise UsageError(f"unknown sampler {sampler!r}; known: {', '.join(SAMPLING_SCHEDULERS)}")
         cls = DDIMScheduler if sampler == "ddim" else DDPMScheduler
         # pass the betas themselves: DDIMScheduler cannot build the sigmoid schedule by name
-        sched = cls.from_config(self.noise_scheduler.config,
-                                trained_betas=self.noise_scheduler.betas.numpy().tolist())
+        sched = cls.from_config(self.noise_scheduler.config, trained_betas=self.noise_scheduler.betas.numpy().tolist())
         sched.set_timesteps(steps)
         self.model.eval()
         cfg = self.model.config
@@ -134,7 +136,7 @@ def train_unet(
         loss_sum = torch.zeros((), device=device)
         for start in range(0, len(data), batch_size):
             stop_point()
-            x0 = data[order[start:start + batch_size]]
+            x0 = data[order[start : start + batch_size]]
             noise = torch.randn(x0.shape, generator=generator).to(device)
             t = torch.randint(0, n_timesteps, (len(x0),), generator=generator).to(device)
             a = alphas[t].view(-1, 1, 1, 1)
@@ -152,4 +154,3 @@ def train_unet(
         if report is not None and epoch in report_epochs and epoch < epochs:
             report(epoch, trained)
     return trained
-

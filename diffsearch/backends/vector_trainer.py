@@ -43,9 +43,12 @@ def make_optimizer(config: dict[str, Any], params) -> torch.optim.Optimizer:
 
 def make_lr_schedule(config: dict[str, Any], optimizer: torch.optim.Optimizer, total_steps: int):
     """diffusers' lr schedule of the config; warm-up steps = warm-up ratio x total steps."""
-    return get_scheduler(config["lr_scheduler"], optimizer,
-                         num_warmup_steps=int(config.get("warmup_ratio", 0.0) * total_steps),
-                         num_training_steps=total_steps)
+    return get_scheduler(
+        config["lr_scheduler"],
+        optimizer,
+        num_warmup_steps=int(config.get("warmup_ratio", 0.0) * total_steps),
+        num_training_steps=total_steps,
+    )
 
 
 @dataclass
@@ -106,7 +109,7 @@ def train_denoiser(
         loss_sum = torch.zeros(())
         for start in range(0, len(data), batch_size):
             stop_point()
-            x0 = data[order[start:start + batch_size]]
+            x0 = data[order[start : start + batch_size]]
             noise = torch.randn(x0.shape, generator=generator)
             t = torch.randint(0, n_timesteps, (len(x0),), generator=generator)
             noisy = noise_scheduler.add_noise(x0, noise, t)

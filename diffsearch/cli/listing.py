@@ -30,8 +30,12 @@ from diffsearch.tasks.optimizer_tasks import SCORES, TASKS
 
 
 def add_parser(subparsers, parser_class, formatter, help_text: str) -> None:
-    p = subparsers.add_parser("list", help=help_text, description="Everything a command line can name, "
-                              "read from the registries.", formatter_class=formatter)
+    p = subparsers.add_parser(
+        "list",
+        help=help_text,
+        description="Everything a command line can name, read from the registries.",
+        formatter_class=formatter,
+    )
     p.add_argument("--markdown", action="store_true", help="print a Markdown table (the README's) instead")
     p.set_defaults(handler=main)
 
@@ -44,9 +48,13 @@ def rows() -> list[tuple[str, str, str]]:
         ("hparams searcher", SEARCHERS.descriptions()),
         ("hparams pruner", PRUNERS.descriptions()),
         ("hparams objective", OBJECTIVES.descriptions()),
-        ("hparams dataset", {name: "2-D toy set, 100,000 points, 20,000 held out" for name in TOY_DATASETS}
-         | {"FILE.npy / FILE.csv": "your own N x D float matrix, 80/20 split"}
-         | IMAGE_DATASETS | {"FOLDER": "your own images (or a saved Hugging Face dataset), 80/20 split, 64x64"}),
+        (
+            "hparams dataset",
+            {name: "2-D toy set, 100,000 points, 20,000 held out" for name in TOY_DATASETS}
+            | {"FILE.npy / FILE.csv": "your own N x D float matrix, 80/20 split"}
+            | IMAGE_DATASETS
+            | {"FOLDER": "your own images (or a saved Hugging Face dataset), 80/20 split, 64x64"},
+        ),
         ("optimizer space", {"update-rules": "expression trees of update rules"}),
         ("optimizer searcher", TREE_SEARCHERS.descriptions()),
         ("optimizer task", TASKS.descriptions()),
@@ -60,12 +68,19 @@ def rows() -> list[tuple[str, str, str]]:
         ("noise verifier", _noise_verifiers()),
         ("schedule space", {"schedule": describe_space()}),
         ("schedule searcher", SCHEDULE_SEARCHERS.descriptions()),
-        ("prompt dataset", {"prompts.txt": "our prompt set for diffsearch prompt --prompts (12 prompts)",
-                            "negative_words.txt": "our negative-word library (~200 words) for the library space"}),
+        (
+            "prompt dataset",
+            {
+                "prompts.txt": "our prompt set for diffsearch prompt --prompts (12 prompts)",
+                "negative_words.txt": "our negative-word library (~200 words) for the library space",
+            },
+        ),
     )
     plugged: tuple[Registry, ...] = (SEARCHERS, TREE_SEARCHERS, PROMPT_SEARCHERS, SPACES)
-    broken = [("broken plugin", name, error)
-              for name, error in dict(pair for registry in plugged for pair in registry.broken()).items()]
+    broken = [
+        ("broken plugin", name, error)
+        for name, error in dict(pair for registry in plugged for pair in registry.broken()).items()
+    ]
     for _, _, error in broken:
         sys.stderr.write(f"diffsearch: warning: {error}\n")
     return [(kind, name, text) for kind, entries in sections for name, text in entries.items()] + broken
@@ -86,8 +101,9 @@ def _noise_searchers() -> dict[str, str]:
 def _noise_verifiers() -> dict[str, str]:
     from diffsearch.objectives.ensemble import ENSEMBLES
 
-    return {"any --reward": "every prompt reward above (clip, pickscore, hpsv2, MODULE:FUNCTION)"} | \
-        {f"a,b --ensemble {k}": v for k, v in ENSEMBLES.items()}
+    return {"any --reward": "every prompt reward above (clip, pickscore, hpsv2, MODULE:FUNCTION)"} | {
+        f"a,b --ensemble {k}": v for k, v in ENSEMBLES.items()
+    }
 
 
 def markdown() -> str:

@@ -20,9 +20,11 @@ COMMANDS = {name: (f"diffsearch.cli.{name}", entry.description) for name, entry 
 
 def build_parser(command: str | None = None) -> OneLineParser:
     """The parser, with full options for ``command`` (all commands when None) and a summary line for the rest."""
-    parser = OneLineParser(prog="diffsearch", formatter_class=Formatter,
-                           description="Search the decisions around diffusion models. "
-                                       "Every evaluation is recorded as an Optuna trial.")
+    parser = OneLineParser(
+        prog="diffsearch",
+        formatter_class=Formatter,
+        description="Search the decisions around diffusion models. Every evaluation is recorded as an Optuna trial.",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     for name, (module, help_text) in COMMANDS.items():
         if command is None or name == command:
@@ -63,13 +65,17 @@ def main(argv: list[str] | None = None) -> int:
 
         if not (isinstance(exc, DiskFull) or is_disk_full(exc)):
             raise
-        where = str(exc) if isinstance(exc, DiskFull) else \
-            f"no space left on {getattr(exc, 'filename', None) or 'the disk of the run folder or the storage'}"
+        where = (
+            str(exc)
+            if isinstance(exc, DiskFull)
+            else f"no space left on {getattr(exc, 'filename', None) or 'the disk of the run folder or the storage'}"
+        )
         sys.stderr.write(f"diffsearch: error: {where}; free some space and rerun the same command to resume\n")
         return 1
     except KeyboardInterrupt:
-        sys.stderr.write("diffsearch: interrupted; finished trials are kept in the storage. "
-                         "Rerun the same command to resume.\n")
+        sys.stderr.write(
+            "diffsearch: interrupted; finished trials are kept in the storage. Rerun the same command to resume.\n"
+        )
         return 130
 
 

@@ -27,16 +27,31 @@ def add_worker_arguments(p: argparse.ArgumentParser, work: str, join: str = "dif
     """``--workers`` and ``--heartbeat``, the same in every job."""
     from diffsearch.ledger import DEFAULT_HEARTBEAT_SECONDS
 
-    p.add_argument("--workers", "--jobs", type=int, default=1, dest="workers", metavar="N",
-                   help=f"processes on this machine {work}, this one included (N - 1 are started beside it); "
-                   f"more can join from anywhere with `{join}`")
-    p.add_argument("--heartbeat", type=int, default=DEFAULT_HEARTBEAT_SECONDS,
-                   help="seconds between heartbeats of a running trial; a trial silent for 3 beats (its worker "
-                   "died) is marked failed and re-run")
+    p.add_argument(
+        "--workers",
+        "--jobs",
+        type=int,
+        default=1,
+        dest="workers",
+        metavar="N",
+        help=f"processes on this machine {work}, this one included (N - 1 are started beside it); "
+        f"more can join from anywhere with `{join}`",
+    )
+    p.add_argument(
+        "--heartbeat",
+        type=int,
+        default=DEFAULT_HEARTBEAT_SECONDS,
+        help="seconds between heartbeats of a running trial; a trial silent for 3 beats (its worker "
+        "died) is marked failed and re-run",
+    )
 
 
 def add_trial_timeout(p: argparse.ArgumentParser, trial: str) -> None:
     """``--trial-timeout``: a trial running longer is stopped and recorded failed ("timeout after N s")."""
-    p.add_argument("--trial-timeout", type=float, metavar="SECONDS",
-                   help=f"{trial} still running after this long is stopped at its next step and its trial "
-                   "failed with the reason (timeout after N s); the search goes on")
+    p.add_argument(
+        "--trial-timeout",
+        type=float,
+        metavar="SECONDS",
+        help=f"{trial} still running after this long is stopped at its next step and its trial "
+        "failed with the reason (timeout after N s); the search goes on",
+    )

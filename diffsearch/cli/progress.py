@@ -18,10 +18,15 @@ def best_so_far_bar(console: Console, unit: str | None = None) -> Iterator[Calla
     The bar starts only with the first finished evaluation, so bad input prints one line and nothing else.
     ``unit``: count fractional progress in that unit (e.g. generations) instead of whole items.
     """
-    count = MofNCompleteColumn() if unit is None else TextColumn(
-        "{task.completed:.1f}/{task.total:.0f} " + unit)
-    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), count,
-                   TextColumn("best {task.fields[best]}"), TimeElapsedColumn(), console=console)
+    count = MofNCompleteColumn() if unit is None else TextColumn("{task.completed:.1f}/{task.total:.0f} " + unit)
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        count,
+        TextColumn("best {task.fields[best]}"),
+        TimeElapsedColumn(),
+        console=console,
+    )
     tasks: dict[str, int] = {}
 
     def update(name: str, done: float, total: float, best: float | None) -> None:

@@ -38,8 +38,11 @@ def add_parser(subparsers, parser_class, formatter, help_text: str) -> None:
     p = subparsers.add_parser("report", help=help_text, description=DESCRIPTION, formatter_class=formatter)
     p.add_argument("--study", required=True, help="study name")
     p.add_argument("--storage", required=True, help="Optuna storage URL or journal .log path")
-    p.add_argument("--out", help="folder of the HTML page (default: the storage's folder for a SQLite file or "
-                   "journal, else the current folder)")
+    p.add_argument(
+        "--out",
+        help="folder of the HTML page (default: the storage's folder for a SQLite file or "
+        "journal, else the current folder)",
+    )
     p.add_argument("--artifact-dir", help="the run's artifact folder (default: <storage folder>/artifacts)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON instead of tables")
     p.set_defaults(handler=main)
@@ -48,7 +51,7 @@ def add_parser(subparsers, parser_class, formatter, help_text: str) -> None:
 def storage_folder(url: str) -> Path | None:
     """The folder of a SQLite file or journal log, where the run keeps its artifacts; None for a server."""
     if url.startswith("sqlite:///"):
-        return Path(url[len("sqlite:///"):]).resolve().parent
+        return Path(url[len("sqlite:///") :]).resolve().parent
     if "://" not in url:
         return Path(url).resolve().parent
     return None
@@ -71,16 +74,24 @@ def summarise(study) -> dict[str, Any]:
         state = "SURPLUS" if "surplus" in t.user_attrs else t.state.name
         states[state] = states.get(state, 0) + 1
     summary: dict[str, Any] = {
-        "study": study.study_name, "job": attrs.get("job"),
+        "study": study.study_name,
+        "job": attrs.get("job"),
         "kind": attrs.get("kind") or ("repeats" if study.study_name.endswith(".repeats") else "search"),
-        "metric": (study.metric_names or ["value"])[0], "direction": study.direction.name.lower(),
-        "trials": len(trials), "states": states, "finished": bool(attrs.get("search_finished", False)),
+        "metric": (study.metric_names or ["value"])[0],
+        "direction": study.direction.name.lower(),
+        "trials": len(trials),
+        "states": states,
+        "finished": bool(attrs.get("search_finished", False)),
     }
     retried_by = {t.user_attrs[RETRY_OF_ATTR]: t.number for t in trials if RETRY_OF_ATTR in t.user_attrs}
-    summary["lost"] = [{"number": t.number, "reason": t.user_attrs[LOST_ATTR],
-                        "retried_by": retried_by.get(t.number)} for t in trials if LOST_ATTR in t.user_attrs]
-    summary["failed"] = [{"number": t.number, "reason": t.user_attrs["fail_reason"]}
-                         for t in trials if "fail_reason" in t.user_attrs]
+    summary["lost"] = [
+        {"number": t.number, "reason": t.user_attrs[LOST_ATTR], "retried_by": retried_by.get(t.number)}
+        for t in trials
+        if LOST_ATTR in t.user_attrs
+    ]
+    summary["failed"] = [
+        {"number": t.number, "reason": t.user_attrs["fail_reason"]} for t in trials if "fail_reason" in t.user_attrs
+    ]
     if summary["kind"] == "repeats":
         roles: dict[str, list[float]] = {}
         for t in complete:
@@ -89,8 +100,11 @@ def summarise(study) -> dict[str, Any]:
         summary["repeats_of"] = attrs.get("repeats_of")
         return summary
     if complete:
-        best = min(complete, key=lambda t: t.value) if study.direction.name == "MINIMIZE" else \
-            max(complete, key=lambda t: t.value)
+        best = (
+            min(complete, key=lambda t: t.value)
+            if study.direction.name == "MINIMIZE"
+            else max(complete, key=lambda t: t.value)
+        )
         summary["best"] = {"number": best.number, "value": best.value, "params": best.params}
     summary["importance"] = importance_or_none(study)
     return summary
@@ -108,14 +122,17 @@ def print_summary(summary: dict[str, Any], console) -> None:
     from diffsearch.cli.progress import params_table
 
     finished = "finished" if summary["finished"] else "running or stopped"
-    console.print(f"study {summary['study']} ({summary['job'] or 'no job'}, {summary['kind']}, {finished}): "
-                  f"value = {summary['metric']}, {summary['direction']}d")
+    console.print(
+        f"study {summary['study']} ({summary['job'] or 'no job'}, {summary['kind']}, {finished}): "
+        f"value = {summary['metric']}, {summary['direction']}d"
+    )
     console.print("trials: " + ", ".join(f"{n} {s.lower()}" for s, n in sorted(summary["states"].items())))
     if summary["states"].get("SURPLUS"):
         console.print("(surplus: started by a worker after others had met the budget, ended at once, never run)")
     if summary.get("roles"):
-        table = Table(title=f"re-trainings of fixed configs (of {summary.get('repeats_of')}): "
-                            "mean ± std over training seeds")
+        table = Table(
+            title=f"re-trainings of fixed configs (of {summary.get('repeats_of')}): mean ± std over training seeds"
+        )
         for column in ("role", "runs", summary["metric"]):
             table.add_column(column, justify="left" if column == "role" else "right")
         for role, r in summary["roles"].items():
@@ -123,19 +140,23 @@ def print_summary(summary: dict[str, Any], console) -> None:
         console.print(table)
     if summary.get("best"):
         best = summary["best"]
-        console.print(params_table(f"best trial {best['number']}: {summary['metric']} {best['value']:.4f}",
-                                   best["params"], "param", _fmt))
+        console.print(
+            params_table(
+                f"best trial {best['number']}: {summary['metric']} {best['value']:.4f}", best["params"], "param", _fmt
+            )
+        )
     print_importance(summary.get("importance"), console)
     for lost in summary["lost"]:
         retry = f" -> retried as trial {lost['retried_by']}" if lost["retried_by"] is not None else ""
         console.print(f"trial {lost['number']} lost: {lost['reason']}{retry}")
     if summary["failed"]:
-        console.print(f"{len(summary['failed'])} failed trial(s); first: trial {summary['failed'][0]['number']}: "
-                      f"{summary['failed'][0]['reason']}")
+        console.print(
+            f"{len(summary['failed'])} failed trial(s); first: trial {summary['failed'][0]['number']}: "
+            f"{summary['failed'][0]['reason']}"
+        )
 
 
 # ---- the HTML page ---------------------------------------------------------------------------------------
-
 
 
 def _figures(study, importance: dict[str, Any]) -> list[tuple[str, str]]:
@@ -147,6 +168,7 @@ def _figures(study, importance: dict[str, Any]) -> list[tuple[str, str]]:
     params = list(importance.get("params", []))
     try:
         import plotly  # noqa: F401
+
         vis, interactive = optuna.visualization, True
     except ImportError:
         vis, interactive = optuna.visualization.matplotlib, False
@@ -157,8 +179,12 @@ def _figures(study, importance: dict[str, Any]) -> list[tuple[str, str]]:
     repeats = study.user_attrs.get("kind") == "repeats" or study.study_name.endswith(".repeats")
     if importance.get("importances") and not repeats:
         evaluator = Precomputed(importance["importances"])
-        wanted.append((f"importance over the params every complete trial has ({importance['evaluator']})",
-                       lambda: vis.plot_param_importances(study, params=params, evaluator=evaluator)))
+        wanted.append(
+            (
+                f"importance over the params every complete trial has ({importance['evaluator']})",
+                lambda: vis.plot_param_importances(study, params=params, evaluator=evaluator),
+            )
+        )
         wanted.append(("parallel coordinates", lambda: vis.plot_parallel_coordinate(study, params=params)))
     if any(t.intermediate_values for t in study.get_trials(deepcopy=False)):
         wanted.append(("intermediate values", lambda: vis.plot_intermediate_values(study)))
@@ -185,8 +211,10 @@ def _figures(study, importance: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _img(data: bytes, mimetype: str, alt: str) -> str:
-    return (f'<img alt="{html.escape(alt)}" style="max-width:100%" '
-            f'src="data:{mimetype};base64,{base64.b64encode(data).decode()}">')
+    return (
+        f'<img alt="{html.escape(alt)}" style="max-width:100%" '
+        f'src="data:{mimetype};base64,{base64.b64encode(data).decode()}">'
+    )
 
 
 def _artifacts(study, artifact_dir: Path | None) -> list[tuple[str, str]]:
@@ -197,8 +225,9 @@ def _artifacts(study, artifact_dir: Path | None) -> list[tuple[str, str]]:
     if not metas:
         return []
     if artifact_dir is None or not artifact_dir.is_dir():
-        return [(m.filename, f"<p>not found: no artifact folder {artifact_dir} (use --artifact-dir)</p>")
-                for m in metas]
+        return [
+            (m.filename, f"<p>not found: no artifact folder {artifact_dir} (use --artifact-dir)</p>") for m in metas
+        ]
     store = optuna.artifacts.FileSystemArtifactStore(str(artifact_dir))
     shown = []
     for meta in metas:
@@ -222,10 +251,12 @@ def write_page(study, summary: dict[str, Any], path: Path, artifact_dir: Path | 
     text = io.StringIO()
     print_summary(summary, Console(file=text, width=110, color_system=None))
     note = study.user_attrs.get("note", "")
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(study.study_name)}</title>"
-             "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}pre{white-space:pre-wrap;"
-             "background:#f6f6f6;padding:8px}</style></head><body>",
-             f"<h1>{html.escape(study.study_name)}</h1>"]
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(study.study_name)}</title>"
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}pre{white-space:pre-wrap;"
+        "background:#f6f6f6;padding:8px}</style></head><body>",
+        f"<h1>{html.escape(study.study_name)}</h1>",
+    ]
     if note:
         parts.append(f"<h2>the study's note</h2><pre>{html.escape(note)}</pre>")
     parts.append(f"<h2>summary</h2><pre>{html.escape(text.getvalue())}</pre>")
@@ -245,7 +276,7 @@ def main(args: argparse.Namespace) -> int:
     from diffsearch.errors import UsageError
     from diffsearch.ledger import load_study, open_storage
 
-    if args.storage.startswith("sqlite:///") and not Path(args.storage[len("sqlite:///"):]).is_file():
+    if args.storage.startswith("sqlite:///") and not Path(args.storage[len("sqlite:///") :]).is_file():
         raise UsageError(f"no database file at {args.storage}")
     if "://" not in args.storage and not Path(args.storage).is_file():
         raise UsageError(f"no journal file at {args.storage}")
@@ -277,8 +308,7 @@ def print_importance(imp: dict | None, console: Console) -> None:
 
     if imp and imp.get("importances"):
         few = " - few trials: read with care" if imp["trials"] < 10 else ""
-        table = Table(title=f"parameter importance over the {imp['trials']} complete trials "
-                            f"({imp['evaluator']}){few}")
+        table = Table(title=f"parameter importance over the {imp['trials']} complete trials ({imp['evaluator']}){few}")
         table.add_column("param")
         table.add_column("importance", justify="right")
         for key, value in imp["importances"].items():

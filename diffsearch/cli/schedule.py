@@ -13,7 +13,8 @@ from diffsearch.jobs.schedule import HELD_OUT_SEED, OBJECTIVES, ScheduleOptions,
 from diffsearch.searchers.schedule import SCHEDULE_SEARCHERS
 from diffsearch.spaces.schedules import SOLVERS
 
-DESCRIPTION = """\
+DESCRIPTION = (
+    """\
 Fewer steps, same images: search the N timesteps (and the solver order) of a short sampler of a pretrained
 diffusion model. Every point of the space is a valid schedule (strictly decreasing, inside the model's
 training timesteps). Each trial samples --search-images images with one schedule and scores them; the search
@@ -23,11 +24,18 @@ against held-out real images: uniform DDIM (diffusers' leading / trailing / lins
 with its default schedule and with Karras sigmas, Align Your Steps (Sabour et al. 2024; SD 1.x / SDXL noise
 schedules).
 objectives (--objective):
-""" % HELD_OUT_SEED + "\n".join(f"  {k:10s} {v}" for k, v in OBJECTIVES.items()) + """
+"""
+    % HELD_OUT_SEED
+    + "\n".join(f"  {k:10s} {v}" for k, v in OBJECTIVES.items())
+    + """
 solvers (--solver; all take a custom schedule in diffusers):
-""" + "\n".join(f"  {k:10s} {v[2]}" for k, v in SOLVERS.items()) + """
+"""
+    + "\n".join(f"  {k:10s} {v[2]}" for k, v in SOLVERS.items())
+    + """
 searchers (--searcher):
-""" + "\n".join(f"  {k:10s} {e.description}" for k, e in SCHEDULE_SEARCHERS.builtin().items()) + """
+"""
+    + "\n".join(f"  {k:10s} {e.description}" for k, e in SCHEDULE_SEARCHERS.builtin().items())
+    + """
 --model: 'fashion' (the miniature SD that ships with diffsearch; class prompts, FID against Fashion-MNIST's
 test set), a diffusers pipeline directory or hub id of SD 1.x / 2.x, SDXL, SD3 or FLUX (prompts from --prompt
 or --prompts, default our prompt set), 'tiny', 'tiny-sdxl', 'tiny-sd3', or an unconditional UNet2DModel
@@ -43,14 +51,22 @@ examples:
   diffsearch schedule --model ~/sd-v1-5 --nfe 8 --prompts my_prompts.txt --device cuda --dtype float16
   diffsearch schedule --model fashion --nfe 6 --objective fid --search-images 200
 """
+)
 
 
 def add_parser(subparsers, parser_class, formatter, help_text: str) -> None:
     p = subparsers.add_parser("schedule", help=help_text, description=DESCRIPTION, formatter_class=formatter)
-    p.add_argument("--model", default="fashion", help="fashion, tiny[-sdxl|-sd3], a pipeline directory / hub id, "
-                                                       "or a UNet2DModel directory")
-    p.add_argument("--nfe", type=int, default=6, help="sampling steps of the short sampler (denoiser evaluations "
-                                                       "per image, x2 with classifier-free guidance)")
+    p.add_argument(
+        "--model",
+        default="fashion",
+        help="fashion, tiny[-sdxl|-sd3], a pipeline directory / hub id, or a UNet2DModel directory",
+    )
+    p.add_argument(
+        "--nfe",
+        type=int,
+        default=6,
+        help="sampling steps of the short sampler (denoiser evaluations per image, x2 with classifier-free guidance)",
+    )
     p.add_argument("--solver", help=f"one of: {', '.join(SOLVERS)} (default: dpm++; euler on flow models)")
     p.add_argument("--searcher", default="evolution", help=f"one of: {', '.join(SCHEDULE_SEARCHERS)}")
     p.add_argument("--budget", type=int, default=40, help="trials (each samples --search-images images)")
@@ -61,11 +77,18 @@ def add_parser(subparsers, parser_class, formatter, help_text: str) -> None:
     p.add_argument("--prompts", dest="prompts_file", help="a prompt file, one a line, taken in turn by the seeds")
     p.add_argument("--guidance", type=float, help="classifier-free guidance (default: the pipeline's own)")
     p.add_argument("--size", type=int, help="image height and width (default: the model's own)")
-    p.add_argument("--reference", help="real images for FID: fashion-mnist, mnist, digits or a folder (20 %% held "
-                                       "out); default: the model's own data where known")
-    p.add_argument("--fid-images", type=int, default=200,
-                   help="held-out images per FID in the final table (small counts bias FID upwards; compare "
-                        "at equal counts, KID is printed beside it)")
+    p.add_argument(
+        "--reference",
+        help="real images for FID: fashion-mnist, mnist, digits or a folder (20 %% held "
+        "out); default: the model's own data where known",
+    )
+    p.add_argument(
+        "--fid-images",
+        type=int,
+        default=200,
+        help="held-out images per FID in the final table (small counts bias FID upwards; compare "
+        "at equal counts, KID is printed beside it)",
+    )
     p.add_argument("--no-baselines", dest="baselines", action="store_false", help="judge only the found schedule")
     p.add_argument("--seed", type=int, default=0, help="first search seed and the searcher's seed")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, mps)")
@@ -89,20 +112,26 @@ def main(args: argparse.Namespace) -> int:
 def print_summary(results: dict, console: Console) -> None:
     o = results["options"]
     held = results["held_out"]
-    title = (f"{o['model']}, {o['nfe']} steps: held-out seeds ({held['images']} images from seed "
-             f"{held['seeds_from']})" + (f", FID / KID against {held['reference']}'s held-out images" if held["reference"] else ""))
+    title = (
+        f"{o['model']}, {o['nfe']} steps: held-out seeds ({held['images']} images from seed "
+        f"{held['seeds_from']})"
+        + (f", FID / KID against {held['reference']}'s held-out images" if held["reference"] else "")
+    )
     table = Table(title=title)
     for column in ("sampler", "order", "FID", "KID", "teacher MSE", "timesteps"):
         table.add_column(column, justify="left" if column in ("sampler", "timesteps") else "right")
     fmt = lambda v, d: "-" if v is None else f"{v:.{d}f}"  # noqa: E731
     for r in results["rows"]:
         steps = ", ".join(f"{t:g}" for t in r["schedule"])
-        table.add_row(r["name"], str(r["order"] or "-"), fmt(r["fid"], 1), fmt(r["kid"], 4), fmt(r["teacher_mse"], 5),
-                      steps)
+        table.add_row(
+            r["name"], str(r["order"] or "-"), fmt(r["fid"], 1), fmt(r["kid"], 4), fmt(r["teacher_mse"], 5), steps
+        )
     console.print(table)
     best = results["best"]
-    console.print(f"search: {results['trials']} trials, {results['search_seconds'] / 60:.1f} min, objective "
-                  f"{o['objective']} {best['search_value']:.5f} (search seeds); schedule: {results['schedule_file']}")
+    console.print(
+        f"search: {results['trials']} trials, {results['search_seconds'] / 60:.1f} min, objective "
+        f"{o['objective']} {best['search_value']:.5f} (search seeds); schedule: {results['schedule_file']}"
+    )
     console.print("reproduce with diffusers:\n" + results["call"])
     console.print(f"picture: {results['figure']}; results: {results['results_file']}")
     console.print(f"ledger: {results['storage']} (study {results['study']})")

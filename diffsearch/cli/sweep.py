@@ -58,19 +58,35 @@ examples:
 def add_parser(subparsers, parser_class, formatter, help_text: str) -> None:
     p = subparsers.add_parser("sweep", help=help_text, description=DESCRIPTION, formatter_class=formatter)
     p.add_argument("sweep_file", metavar="SWEEP.yaml", help="the sweep file")
-    p.add_argument("--trials", type=int, help="finished trials the study should hold (default: the file's "
-                   "trials or run_cap, else 20; grid: every point)")
-    p.add_argument("--searcher", help="overrides the file's method: a searcher of `diffsearch list` "
-                   "(tpe, random, gp, generative) or grid")
+    p.add_argument(
+        "--trials",
+        type=int,
+        help="finished trials the study should hold (default: the file's "
+        "trials or run_cap, else 20; grid: every point)",
+    )
+    p.add_argument(
+        "--searcher",
+        help="overrides the file's method: a searcher of `diffsearch list` (tpe, random, gp, generative) or grid",
+    )
     add_worker_arguments(p, "running trials")
-    p.add_argument("--gpus", help="devices for the programs, e.g. 0,1: worker i runs its trials with "
-                   "CUDA_VISIBLE_DEVICES=gpus[i %% len(gpus)]")
-    p.add_argument("--trial-timeout", type=float, metavar="SECONDS",
-                   help="a program still running after this long is stopped and its trial failed")
+    p.add_argument(
+        "--gpus",
+        help="devices for the programs, e.g. 0,1: worker i runs its trials with "
+        "CUDA_VISIBLE_DEVICES=gpus[i %% len(gpus)]",
+    )
+    p.add_argument(
+        "--trial-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="a program still running after this long is stopped and its trial failed",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the searcher")
     p.add_argument("--study", help="study name (default: the file's name, else sweep-<program>-<method>)")
-    p.add_argument("--storage", help="Optuna storage URL (sqlite:///x.db, postgresql://...) or a journal "
-                   "file ending in .log (default: sqlite file in --out)")
+    p.add_argument(
+        "--storage",
+        help="Optuna storage URL (sqlite:///x.db, postgresql://...) or a journal "
+        "file ending in .log (default: sqlite file in --out)",
+    )
     p.add_argument("--out", help="run directory for results.json and the trials' logs (default: runs/<study>)")
     p.add_argument("--json", action="store_true", help="print results.json to stdout instead of tables")
     p.set_defaults(handler=main)
@@ -79,10 +95,19 @@ def add_parser(subparsers, parser_class, formatter, help_text: str) -> None:
 def main(args: argparse.Namespace) -> int:
     from diffsearch.jobs.sweep import SweepOptions, run_sweep
 
-    options = SweepOptions(file=args.sweep_file, searcher=args.searcher, trials=args.trials,
-                           workers=args.workers, gpus=args.gpus, trial_timeout=args.trial_timeout,
-                           seed=args.seed, study=args.study, storage=args.storage, out=args.out,
-                           heartbeat=args.heartbeat)
+    options = SweepOptions(
+        file=args.sweep_file,
+        searcher=args.searcher,
+        trials=args.trials,
+        workers=args.workers,
+        gpus=args.gpus,
+        trial_timeout=args.trial_timeout,
+        seed=args.seed,
+        study=args.study,
+        storage=args.storage,
+        out=args.out,
+        heartbeat=args.heartbeat,
+    )
     console = Console(stderr=True)
     with best_so_far_bar(console) as update:
         results = run_sweep(options, progress=update, log=console.print)
@@ -94,8 +119,8 @@ def main(args: argparse.Namespace) -> int:
     return code
 
 
-SHOWN_TRIALS = 10     # the best complete trials in the table
-SHOWN_FAILURES = 5    # failed trials named one by one
+SHOWN_TRIALS = 10  # the best complete trials in the table
+SHOWN_FAILURES = 5  # failed trials named one by one
 
 
 def _value(value) -> str:
@@ -118,8 +143,9 @@ def best_trials_table(shown: list[dict], complete: int, metric: str, width: int)
     if measure(table).maximum <= width:
         return table
     for k in range(len(shown), 0, -1):
-        table = Table(title=f"the {k} best of {complete} complete trials"
-                      + (" (more in results.json)" if k < len(shown) else ""))
+        table = Table(
+            title=f"the {k} best of {complete} complete trials" + (" (more in results.json)" if k < len(shown) else "")
+        )
         table.add_column("trial", no_wrap=True)
         for t in shown[:k]:
             table.add_column(str(t["number"]), justify="right", no_wrap=True)
@@ -135,8 +161,11 @@ def print_summary(results: dict, console: Console) -> None:
     metric, goal = results["metric"], results["goal"]
     best = results.get("best")
     if best:
-        console.print(params_table(f"best: trial {best['number']}, {metric} {best['value']:.6g}", best["params"],
-                                   "parameter", _value))
+        console.print(
+            params_table(
+                f"best: trial {best['number']}, {metric} {best['value']:.6g}", best["params"], "parameter", _value
+            )
+        )
     complete = [t for t in results["trials"] if t["state"] == "COMPLETE"]
     complete.sort(key=lambda t: t["value"], reverse=goal == "maximize")
     if complete and metric is not None:
@@ -147,15 +176,18 @@ def print_summary(results: dict, console: Console) -> None:
     if len(failed) > SHOWN_FAILURES:
         console.print(f"... and {len(failed) - SHOWN_FAILURES} more failed trials (results.json)")
     counts = results["counts"]
-    console.print(f"trials: {counts['complete']} complete, {counts['pruned']} pruned, {counts['failed']} failed"
-                  + (f", {counts['cut_short']} cut short (not counted)" if counts["cut_short"] else "")
-                  + (f", {counts['not_counted']} failed in an earlier run (not counted)"
-                     if counts.get("not_counted") else "")
-                  + f" of a budget of {results['budget']}")
+    console.print(
+        f"trials: {counts['complete']} complete, {counts['pruned']} pruned, {counts['failed']} failed"
+        + (f", {counts['cut_short']} cut short (not counted)" if counts["cut_short"] else "")
+        + (f", {counts['not_counted']} failed in an earlier run (not counted)" if counts.get("not_counted") else "")
+        + f" of a budget of {results['budget']}"
+    )
     if results.get("halted") and results.get("halted") != results.get("note"):
         console.print(results["halted"])
     if results.get("note"):
         console.print(results["note"])
-    console.print(f"elapsed {results['elapsed_seconds'] / 60:.1f} min; results: {results['results_file']}"
-                  + (f"; logs: {results['logs']}" if results.get("logs") else ""))
+    console.print(
+        f"elapsed {results['elapsed_seconds'] / 60:.1f} min; results: {results['results_file']}"
+        + (f"; logs: {results['logs']}" if results.get("logs") else "")
+    )
     console.print(f"ledger: {results['storage']} (study {results['study']})")

@@ -25,16 +25,22 @@ A data file given by path must exist at the same path on the worker's machine.
 
 
 def add_parser(subparsers, parser_class, formatter, help_text: str) -> None:
-    p = subparsers.add_parser("worker", help=help_text, description=DESCRIPTION,
-                              formatter_class=formatter)
+    p = subparsers.add_parser("worker", help=help_text, description=DESCRIPTION, formatter_class=formatter)
     p.add_argument("--study", required=True, help="study name")
     p.add_argument("--storage", required=True, help="Optuna storage URL or journal .log path")
     p.add_argument("--trials", type=int, help="hparams studies: raise the budget to this many finished trials")
-    p.add_argument("--heartbeat", type=int, default=DEFAULT_HEARTBEAT_SECONDS,
-                   help="seconds between heartbeats of a running trial (a trial silent for 3 beats is re-run)")
+    p.add_argument(
+        "--heartbeat",
+        type=int,
+        default=DEFAULT_HEARTBEAT_SECONDS,
+        help="seconds between heartbeats of a running trial (a trial silent for 3 beats is re-run)",
+    )
     p.add_argument("--out", help="where this worker keeps samples (default: runs/<study>)")
-    p.add_argument("--device", default="cpu", help="prompt studies: where this worker runs Stable Diffusion "
-                   "and CLIP (cuda, cuda:1, ...)")
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="prompt studies: where this worker runs Stable Diffusion and CLIP (cuda, cuda:1, ...)",
+    )
     p.add_argument("--dtype", default="float32", help="prompt studies: float32, float16 or bfloat16")
     p.set_defaults(handler=main)
 
@@ -50,10 +56,18 @@ def main(args: argparse.Namespace) -> int:
     if name not in JOBS:
         first, *others = JOBS
         made_by = f"`diffsearch {first}`" + "".join(
-            f"{' or ' if i == len(others) - 1 else ', '}`{other}`" for i, other in enumerate(others))
+            f"{' or ' if i == len(others) - 1 else ', '}`{other}`" for i, other in enumerate(others)
+        )
         raise UsageError(f"study {args.study!r} was not made by {made_by} (job={name!r})")
     job = load_job(name)
-    settings = WorkerSettings(study=args.study, storage=args.storage, heartbeat=args.heartbeat, out=args.out,
-                              trials=args.trials, device=args.device, dtype=args.dtype)
+    settings = WorkerSettings(
+        study=args.study,
+        storage=args.storage,
+        heartbeat=args.heartbeat,
+        out=args.out,
+        trials=args.trials,
+        device=args.device,
+        dtype=args.dtype,
+    )
     job.serve(job.worker_options(study, settings))
     return 0

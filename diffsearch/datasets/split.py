@@ -51,5 +51,7 @@ def load_vector_data(spec: str, n_points: int = 100_000, held_out: int = 20_000,
     if Path(spec).suffix.lower() in (".npy", ".csv") or Path(spec).exists():
         return split_and_standardise(Path(spec).stem, load_vector_file(spec), 0.2, seed)
     known = ", ".join(sorted(TOY_DATASETS))
-    raise UsageError(f"unknown dataset {spec!r}: use one of {known}, a path to a .npy / .csv file, "
-                     "an image set (digits, mnist, fashion-mnist) or an existing folder of images")
+    raise UsageError(
+        f"unknown dataset {spec!r}: use one of {known}, a path to a .npy / .csv file, "
+        "an image set (digits, mnist, fashion-mnist) or an existing folder of images"
+    )

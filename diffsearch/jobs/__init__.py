@@ -11,24 +11,38 @@ from diffsearch.registry import Registry
 
 
 class JobEntry(NamedTuple):
-    module: str        # imported only when the job runs: each job loads its own heavy libraries
+    module: str  # imported only when the job runs: each job loads its own heavy libraries
     description: str
 
+
 _JOBS = {
-    "hparams": JobEntry("diffsearch.jobs.hparams",
-                        "tune the training hyperparameters of a diffusion model: PRDC on vectors, FID on images "
-                        "(the thesis study of Optuna HPO for diffusion training)"),
-    "optimizer": JobEntry("diffsearch.jobs.optimizer",
-                          "discover optimizer update rules for diffusion training (ENOS, Wang et al., NeurIPS 2022)"),
-    "prompt": JobEntry("diffsearch.jobs.prompt",
-                       "optimise a Stable Diffusion prompt: negative prompt or attack "
-                       "(DPO-Diff, Wang et al., ICML 2024)"),
-    "noise": JobEntry("diffsearch.jobs.noise", "better images from the same model: search the initial noise and "
-                      "sampling path scored by a verifier (Ma et al., CVPR 2025)"),
-    "schedule": JobEntry("diffsearch.jobs.schedule", "search the timesteps of a short sampler of a pretrained model: "
-                         "fewer steps at the same quality (AutoDiffusion, Li et al., ICCV 2023; LD3, ICLR 2025)"),
-    "sweep": JobEntry("diffsearch.jobs.sweep", "tune any training program from a W&B-style sweep file "
-                      "(its JSON-line reports drive pruning)"),
+    "hparams": JobEntry(
+        "diffsearch.jobs.hparams",
+        "tune the training hyperparameters of a diffusion model: PRDC on vectors, FID on images "
+        "(the thesis study of Optuna HPO for diffusion training)",
+    ),
+    "optimizer": JobEntry(
+        "diffsearch.jobs.optimizer",
+        "discover optimizer update rules for diffusion training (ENOS, Wang et al., NeurIPS 2022)",
+    ),
+    "prompt": JobEntry(
+        "diffsearch.jobs.prompt",
+        "optimise a Stable Diffusion prompt: negative prompt or attack (DPO-Diff, Wang et al., ICML 2024)",
+    ),
+    "noise": JobEntry(
+        "diffsearch.jobs.noise",
+        "better images from the same model: search the initial noise and "
+        "sampling path scored by a verifier (Ma et al., CVPR 2025)",
+    ),
+    "schedule": JobEntry(
+        "diffsearch.jobs.schedule",
+        "search the timesteps of a short sampler of a pretrained model: "
+        "fewer steps at the same quality (AutoDiffusion, Li et al., ICCV 2023; LD3, ICLR 2025)",
+    ),
+    "sweep": JobEntry(
+        "diffsearch.jobs.sweep",
+        "tune any training program from a W&B-style sweep file (its JSON-line reports drive pruning)",
+    ),
 }
 
 

@@ -35,11 +35,11 @@ LogFn = Callable[[str], None]
 class Run:
     """What a job's search gets from ``run_job``."""
 
-    options: Any                          # the job's resolved options
-    out: Path                             # the run folder (results.json, plots)
+    options: Any  # the job's resolved options
+    out: Path  # the run folder (results.json, plots)
     storage: optuna.storages.BaseStorage
-    studies: dict[str, optuna.Study]      # the job's studies, created or checked, by name
-    prepared: Any = None                  # what the job's ``prepare`` loaded
+    studies: dict[str, optuna.Study]  # the job's studies, created or checked, by name
+    prepared: Any = None  # what the job's ``prepare`` loaded
     progress: ProgressFn | None = None
     log: LogFn = lambda _: None
 
@@ -87,13 +87,12 @@ class WorkerSettings:
     storage: str
     heartbeat: int
     out: str | None = None
-    trials: int | None = None        # hparams: raise the study's budget
-    device: str = "cpu"              # prompt: where this worker generates
+    trials: int | None = None  # hparams: raise the study's budget
+    device: str = "cpu"  # prompt: where this worker generates
     dtype: str = "float32"
 
 
-def run_job(job: Job, options: Any, progress: ProgressFn | None = None,
-            log: LogFn = lambda _: None) -> dict[str, Any]:
+def run_job(job: Job, options: Any, progress: ProgressFn | None = None, log: LogFn = lambda _: None) -> dict[str, Any]:
     """Run ``job`` with ``options`` from start to results.json; returns the results."""
     o = options.resolved()
     start = time.perf_counter()
@@ -101,9 +100,10 @@ def run_job(job: Job, options: Any, progress: ProgressFn | None = None,
     out.mkdir(parents=True, exist_ok=True)
     prepared = job.prepare(o)
     storage = open_storage(o.storage, o.heartbeat)
-    studies = {name: create_or_load_study(storage, name, {**attrs, FINISHED_ATTR: False}, job.identity,
-                                          job.renamed)
-               for name, attrs in job.studies(o).items()}
+    studies = {
+        name: create_or_load_study(storage, name, {**attrs, FINISHED_ATTR: False}, job.identity, job.renamed)
+        for name, attrs in job.studies(o).items()
+    }
     run = Run(o, out, storage, studies, prepared, progress, log)
     processes = start_workers(o.workers, _serve_spawned, (type(job).__module__, o))
     finished = False
@@ -124,12 +124,20 @@ def run_job(job: Job, options: Any, progress: ProgressFn | None = None,
 def mean_std(values: list[float]) -> dict[str, float | None]:
     """Mean and sample standard deviation, as every summary reports them (std 0 for one value, both None
     for none)."""
-    return {"mean": statistics.fmean(values) if values else None,
-            "std": statistics.stdev(values) if len(values) > 1 else 0.0 if values else None}
+    return {
+        "mean": statistics.fmean(values) if values else None,
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0 if values else None,
+    }
 
 
-def worker_sampler_seed(storage: optuna.storages.BaseStorage, study: str, attrs: dict[str, Any],
-                        identity: tuple[str, ...], seed: int, worker: int) -> int:
+def worker_sampler_seed(
+    storage: optuna.storages.BaseStorage,
+    study: str,
+    attrs: dict[str, Any],
+    identity: tuple[str, ...],
+    seed: int,
+    worker: int,
+) -> int:
     """The seed of a worker's sampler: the run's seed, the worker's index and the trials the study holds
     already, so two workers (and a resumed or joined random search) never redraw the same points."""
     probe = create_or_load_study(storage, study, attrs, identity)

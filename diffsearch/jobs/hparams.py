@@ -27,8 +27,14 @@ from diffsearch.errors import UsageError
 from diffsearch.jobs import notes
 from diffsearch.jobs.base import ProgressFn, Run, WorkerSettings, mean_std, run_job, worker_sampler_seed
 from diffsearch.jobs.training_trials import TrainingTask, run_repeats, run_search
-from diffsearch.ledger import (DEFAULT_HEARTBEAT_SECONDS, best_trial, create_or_load_study, done_trials,
-                               open_storage, run_location)
+from diffsearch.ledger import (
+    DEFAULT_HEARTBEAT_SECONDS,
+    best_trial,
+    create_or_load_study,
+    done_trials,
+    open_storage,
+    run_location,
+)
 from diffsearch.ledger.dead_workers import worker_id
 from diffsearch.ledger.importance import importance_or_none
 from diffsearch.ledger.trial_timeout import TIME_LIMIT_ATTR, check_trial_timeout
@@ -49,31 +55,31 @@ class HparamsOptions:
     dataset: str = "moons"
     searcher: str = "tpe"
     trials: int = 50
-    epochs: int | None = None         # default: 100 on vectors, 30 on images
+    epochs: int | None = None  # default: 100 on vectors, 30 on images
     prune: str = "none"
-    min_epochs: int | None = None     # default: 8 on vectors, 6 on images
+    min_epochs: int | None = None  # default: 8 on vectors, 6 on images
     reduction_factor: int = 2
     seed: int = 0
-    study: str | None = None          # default: hparams-<dataset>-<searcher>[-<prune>]
-    storage: str | None = None        # default: sqlite:///<out>/study.db
-    out: str | None = None            # default: runs/<study>
-    baseline: bool = False            # only train the baseline (``--repeats`` times)
-    repeats: int = 0                  # re-train the best config (or the baseline) this many times
-    baseline_runs: int = 1            # baseline trainings to compare a search against
-    jobs: int = 1                     # --workers: processes evaluating trials on this machine, this one included
+    study: str | None = None  # default: hparams-<dataset>-<searcher>[-<prune>]
+    storage: str | None = None  # default: sqlite:///<out>/study.db
+    out: str | None = None  # default: runs/<study>
+    baseline: bool = False  # only train the baseline (``--repeats`` times)
+    repeats: int = 0  # re-train the best config (or the baseline) this many times
+    baseline_runs: int = 1  # baseline trainings to compare a search against
+    jobs: int = 1  # --workers: processes evaluating trials on this machine, this one included
     heartbeat: int | None = DEFAULT_HEARTBEAT_SECONDS  # seconds between beats of a running trial; None: off
     n_points: int = 100_000
     held_out: int = 20_000
-    space: str | None = None          # default: toy2d on vectors, images on images
+    space: str | None = None  # default: toy2d on vectors, images on images
     warm_start: list[str] = field(default_factory=list)  # generative: studies in the storage that pre-train it
     # images only
-    width: float = 1.0                # UNet channels x width (0.25 for CPU runs)
-    resolution: int | None = None     # default: 32 for 28x28 / 8x8 sets, 64 for folders
-    fid_samples: int = 1000           # generated images per FID (and reference images)
+    width: float = 1.0  # UNet channels x width (0.25 for CPU runs)
+    resolution: int | None = None  # default: 32 for 28x28 / 8x8 sets, 64 for folders
+    fid_samples: int = 1000  # generated images per FID (and reference images)
     sample_steps: int = 50
     sampler: str = "ddim"
     device: str = "auto"
-    train_images: int | None = None   # keep only the first N training images
+    train_images: int | None = None  # keep only the first N training images
     trial_timeout: float | None = None  # seconds; a trial running longer fails with its reason
 
     @property
@@ -96,7 +102,7 @@ class HparamsOptions:
                 raise UsageError(f"image data need the images space, not {o.space!r}")
             if o.fid_samples < 2 or o.sample_steps < 1:
                 raise UsageError("--fid-samples must be at least 2 and --sample-steps at least 1")
-            unet_channels(o.width)       # each raises UsageError on a bad value
+            unet_channels(o.width)  # each raises UsageError on a bad value
             resolve_device(o.device)
             if o.sampler not in SAMPLING_SCHEDULERS:
                 raise UsageError(f"unknown --sampler {o.sampler!r}; known: {', '.join(SAMPLING_SCHEDULERS)}")
@@ -120,22 +126,41 @@ class HparamsOptions:
         get_space(o.space)
         if o.study is None:
             base = Path(o.dataset).stem if Path(o.dataset).suffix or o.images else o.dataset
-            o.study = "-".join(["hparams", base, "baseline" if o.baseline else o.searcher]
-                               + ([o.prune] if o.prune != "none" and not o.baseline else []))
+            o.study = "-".join(
+                ["hparams", base, "baseline" if o.baseline else o.searcher]
+                + ([o.prune] if o.prune != "none" and not o.baseline else [])
+            )
         o.out, o.storage = run_location(o.study, o.out, o.storage)
         return o
 
 
 def study_attrs(o: HparamsOptions) -> dict[str, Any]:
-    attrs = {"job": "hparams", "space": o.space, "dataset": o.dataset, "epochs": o.epochs,
-             "searcher": o.searcher, "prune": o.prune, "min_epochs": o.min_epochs, "trials": o.trials,
-             "seed": o.seed, "n_points": o.n_points, "held_out": o.held_out, TIME_LIMIT_ATTR: o.trial_timeout}
+    attrs = {
+        "job": "hparams",
+        "space": o.space,
+        "dataset": o.dataset,
+        "epochs": o.epochs,
+        "searcher": o.searcher,
+        "prune": o.prune,
+        "min_epochs": o.min_epochs,
+        "trials": o.trials,
+        "seed": o.seed,
+        "n_points": o.n_points,
+        "held_out": o.held_out,
+        TIME_LIMIT_ATTR: o.trial_timeout,
+    }
     if o.warm_start:
         attrs["warm_start"] = list(o.warm_start)
     if o.images:  # scores are comparable only with the same model size, images and FID set-up
-        attrs |= {"width": o.width, "resolution": o.resolution, "fid_samples": o.fid_samples,
-                  "sample_steps": o.sample_steps, "sampler": o.sampler, "device": o.device,
-                  "train_images": o.train_images}
+        attrs |= {
+            "width": o.width,
+            "resolution": o.resolution,
+            "fid_samples": o.fid_samples,
+            "sample_steps": o.sample_steps,
+            "sampler": o.sampler,
+            "device": o.device,
+            "train_images": o.train_images,
+        }
     return attrs
 
 
@@ -148,8 +173,15 @@ class _Setup:
 def _setup(o: HparamsOptions) -> _Setup:
     if o.images:
         data = load_image_data(o.dataset, o.resolution, o.train_images)
-        task = ImageDiffusionTask(data, epochs=o.epochs, width=o.width, fid_samples=o.fid_samples,
-                                  sample_steps=o.sample_steps, sampler=o.sampler, device=o.device)
+        task = ImageDiffusionTask(
+            data,
+            epochs=o.epochs,
+            width=o.width,
+            fid_samples=o.fid_samples,
+            sample_steps=o.sample_steps,
+            sampler=o.sampler,
+            device=o.device,
+        )
         return _Setup(get_space(o.space), task)
     data = load_vector_data(o.dataset, o.n_points, o.held_out, seed=0)
     return _Setup(get_space(o.space), VectorDiffusionTask(data, epochs=o.epochs))
@@ -158,12 +190,19 @@ def _setup(o: HparamsOptions) -> _Setup:
 def _search_study(o: HparamsOptions, storage: optuna.storages.BaseStorage, worker: int = 0) -> optuna.Study:
     sampler_seed = worker_sampler_seed(storage, o.study, study_attrs(o), HparamsJob.identity, o.seed, worker)
     if o.warm_start:  # earlier studies of the space pre-train the generative model (resolved() checked the searcher)
-        sampler = GenerativeSampler(seed=sampler_seed, source_studies=[
-            _source_study(storage, name, o.study) for name in o.warm_start])
+        sampler = GenerativeSampler(
+            seed=sampler_seed, source_studies=[_source_study(storage, name, o.study) for name in o.warm_start]
+        )
     else:
         sampler = make_sampler(o.searcher, sampler_seed)
-    return create_or_load_study(storage, o.study, study_attrs(o), HparamsJob.identity, sampler=sampler,
-                                pruner=make_pruner(o.prune, o.min_epochs, o.epochs, o.reduction_factor))
+    return create_or_load_study(
+        storage,
+        o.study,
+        study_attrs(o),
+        HparamsJob.identity,
+        sampler=sampler,
+        pruner=make_pruner(o.prune, o.min_epochs, o.epochs, o.reduction_factor),
+    )
 
 
 def _source_study(storage: optuna.storages.BaseStorage, name: str, study_name: str) -> optuna.Study:
@@ -172,18 +211,30 @@ def _source_study(storage: optuna.storages.BaseStorage, name: str, study_name: s
     try:
         return optuna.load_study(study_name=name, storage=storage)
     except KeyError:
-        raise UsageError(f"--warm-start: no study {name!r} in this storage "
-                         "(`optuna studies --storage URL` lists them)") from None
+        raise UsageError(
+            f"--warm-start: no study {name!r} in this storage (`optuna studies --storage URL` lists them)"
+        ) from None
 
 
-def run_worker(o: HparamsOptions, worker: int = 0,
-               on_trial_end: Callable[[optuna.Study, FrozenTrial], None] | None = None,
-               setup: _Setup | None = None) -> optuna.Study:
+def run_worker(
+    o: HparamsOptions,
+    worker: int = 0,
+    on_trial_end: Callable[[optuna.Study, FrozenTrial], None] | None = None,
+    setup: _Setup | None = None,
+) -> optuna.Study:
     """Join the search study and run trials until its budget is met; the study."""
     setup = setup or _setup(o)
     study = _search_study(o, open_storage(o.storage, o.heartbeat), worker)
-    run_search(study, setup.space, setup.task, o.trials, o.seed,
-               notes.hparams_checkpoints(o), Path(o.out) / "samples", on_trial_end)
+    run_search(
+        study,
+        setup.space,
+        setup.task,
+        o.trials,
+        o.seed,
+        notes.hparams_checkpoints(o),
+        Path(o.out) / "samples",
+        on_trial_end,
+    )
     return study
 
 
@@ -208,9 +259,14 @@ class HparamsJob:
 
     def worker_options(self, study: optuna.Study, w: WorkerSettings) -> HparamsOptions:
         fields = HparamsOptions.__dataclass_fields__
-        options = HparamsOptions(**{k: v for k, v in study.user_attrs.items() if k in fields and k != "job"},
-                                 study=w.study, storage=w.storage, out=w.out, heartbeat=w.heartbeat,
-                                 trial_timeout=study.user_attrs.get(TIME_LIMIT_ATTR))
+        options = HparamsOptions(
+            **{k: v for k, v in study.user_attrs.items() if k in fields and k != "job"},
+            study=w.study,
+            storage=w.storage,
+            out=w.out,
+            heartbeat=w.heartbeat,
+            trial_timeout=study.user_attrs.get(TIME_LIMIT_ATTR),
+        )
         if w.trials is not None:
             options.trials = w.trials
             study.set_user_attr("trials", w.trials)
@@ -230,17 +286,21 @@ class HparamsJob:
             notes.explain(run.studies[o.study], notes.hparams_search(o))
 
         def on_repeat(trial: FrozenTrial) -> None:
-            run.log(f"  {trial.user_attrs['role']} repeat {trial.user_attrs['repeat'] + 1}: "
-                    + (f"score {trial.value:.4f}" if trial.value is not None
-                       else trial.user_attrs.get("fail_reason", "failed")))
+            run.log(
+                f"  {trial.user_attrs['role']} repeat {trial.user_attrs['repeat'] + 1}: "
+                + (
+                    f"score {trial.value:.4f}"
+                    if trial.value is not None
+                    else trial.user_attrs.get("fail_reason", "failed")
+                )
+            )
 
         def on_trial_end(study: optuna.Study, _trial: FrozenTrial) -> None:
             best = best_trial(study)
             run.report("trials", len(done_trials(study)), o.trials, best.value if best else None)
 
         baseline_params = setup.space.baseline()
-        results: dict[str, Any] = {"job": "hparams", "options": asdict(o),
-                                   "scalar": "fid" if o.images else "prdc_loss"}
+        results: dict[str, Any] = {"job": "hparams", "options": asdict(o), "scalar": "fid" if o.images else "prdc_loss"}
         if o.images:
             run.log("sanity: real held-out images vs the training reference")
             results["sanity"] = setup.task.sanity()
@@ -253,15 +313,35 @@ class HparamsJob:
             results["best"] = _trial_record(best) if best else None
             if best is not None and o.repeats:
                 run.log(f"re-training the best config {o.repeats} times")
-                results["best_repeats"] = summarise_repeats(run_repeats(
-                    repeats_study, setup.space, setup.task, "best", best.params, o.repeats, o.seed,
-                    samples_dir, on_repeat))
+                results["best_repeats"] = summarise_repeats(
+                    run_repeats(
+                        repeats_study,
+                        setup.space,
+                        setup.task,
+                        "best",
+                        best.params,
+                        o.repeats,
+                        o.seed,
+                        samples_dir,
+                        on_repeat,
+                    )
+                )
         baseline_runs = o.repeats if o.baseline else o.baseline_runs
         if baseline_runs:
             run.log(f"training the baseline {baseline_runs} time(s)")
-            results["baseline"] = summarise_repeats(run_repeats(
-                repeats_study, setup.space, setup.task, "baseline", baseline_params, baseline_runs, o.seed,
-                samples_dir, on_repeat))
+            results["baseline"] = summarise_repeats(
+                run_repeats(
+                    repeats_study,
+                    setup.space,
+                    setup.task,
+                    "baseline",
+                    baseline_params,
+                    baseline_runs,
+                    o.seed,
+                    samples_dir,
+                    on_repeat,
+                )
+            )
             results["baseline"]["params"] = baseline_params
         results["plot"] = _plot(results, setup, out)
         notes.attach_images(explained, [results["plot"]], out)
@@ -273,8 +353,9 @@ class HparamsJob:
 JOB = HparamsJob()
 
 
-def run_hparams(options: HparamsOptions, progress: ProgressFn | None = None,
-                log: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+def run_hparams(
+    options: HparamsOptions, progress: ProgressFn | None = None, log: Callable[[str], None] = lambda _: None
+) -> dict[str, Any]:
     """Run the search (or the baseline), the repeats, and write results.json and the plots to ``out``."""
     return run_job(JOB, options, progress, log)
 
@@ -282,18 +363,26 @@ def run_hparams(options: HparamsOptions, progress: ProgressFn | None = None,
 def _trial_record(trial: FrozenTrial) -> dict[str, Any]:
     attrs = trial.user_attrs
     return {
-        "number": trial.number, "state": trial.state.name, "score": trial.value,
-        "params": trial.params, "parts": {p: attrs[p] for p in PRDC_PARTS + IMAGE_PARTS if p in attrs},
-        "seconds": attrs.get("seconds"), "pruned_at_epoch": attrs.get("pruned_at_epoch"),
-        "fail_reason": attrs.get("fail_reason"), "samples_file": attrs.get("samples_file"),
+        "number": trial.number,
+        "state": trial.state.name,
+        "score": trial.value,
+        "params": trial.params,
+        "parts": {p: attrs[p] for p in PRDC_PARTS + IMAGE_PARTS if p in attrs},
+        "seconds": attrs.get("seconds"),
+        "pruned_at_epoch": attrs.get("pruned_at_epoch"),
+        "fail_reason": attrs.get("fail_reason"),
+        "samples_file": attrs.get("samples_file"),
     }
 
 
 def summarise_repeats(trials: list[FrozenTrial]) -> dict[str, Any]:
     scores = [t.value for t in trials if t.state == TrialState.COMPLETE]
     return {
-        "runs": len(trials), "failed": len(trials) - len(scores), **mean_std(scores),
-        "scores": scores, "trials": [_trial_record(t) for t in trials],
+        "runs": len(trials),
+        "failed": len(trials) - len(scores),
+        **mean_std(scores),
+        "scores": scores,
+        "trials": [_trial_record(t) for t in trials],
     }
 
 
@@ -307,9 +396,11 @@ def busy_minutes(trials, until=None) -> float:
     """Minutes covered by the union of the trials' [start, complete] intervals, cut at ``until`` (a
     datetime) if given: parallel workers are not double-counted and the idle gap between a stop and a
     resume is not counted."""
-    spans = sorted((t.datetime_start, min(t.datetime_complete, until) if until else t.datetime_complete)
-                   for t in trials if t.datetime_complete and t.datetime_start
-                   and (until is None or t.datetime_start < until))
+    spans = sorted(
+        (t.datetime_start, min(t.datetime_complete, until) if until else t.datetime_complete)
+        for t in trials
+        if t.datetime_complete and t.datetime_start and (until is None or t.datetime_start < until)
+    )
     total, current_start, current_end = 0.0, None, None
     for start, end in spans:
         if current_end is None or start > current_end:
@@ -332,8 +423,7 @@ def _plot(results: dict[str, Any], setup: _Setup, out: Path) -> str | None:
         return _image_grids(results, setup.task, out)
 
     panels = [("held-out data", setup.task.data.held_out, None)]
-    for label, record in (("baseline", _first_samples(results.get("baseline"))),
-                          ("best config", results.get("best"))):
+    for label, record in (("baseline", _first_samples(results.get("baseline"))), ("best config", results.get("best"))):
         if record and record.get("samples_file") and Path(record["samples_file"]).is_file():
             panels.append((label, np.load(record["samples_file"]), record.get("score")))
     if len(panels) == 1:
@@ -347,8 +437,7 @@ def _image_grids(results: dict[str, Any], task: ImageDiffusionTask, out: Path) -
     from diffsearch.plots.images import image_grid_panels
 
     panels = [("real training images", task.data.train[:64], None)]
-    for label, record in (("baseline", _first_samples(results.get("baseline"))),
-                          ("best config", results.get("best"))):
+    for label, record in (("baseline", _first_samples(results.get("baseline"))), ("best config", results.get("best"))):
         if record and record.get("samples_file") and Path(record["samples_file"]).is_file():
             panels.append((label, np.load(record["samples_file"])[:64], record.get("score")))
     if len(panels) == 1:

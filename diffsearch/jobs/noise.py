@@ -38,12 +38,12 @@ from diffsearch.tasks.noise_task import NoiseTask
 class NoiseOptions:
     prompt: str | None = None
     prompts_file: str | None = None
-    negative: str = ""                # a negative prompt, e.g. the one diffsearch prompt found (one after the other)
+    negative: str = ""  # a negative prompt, e.g. the one diffsearch prompt found (one after the other)
     searcher: str = "best-of-n"
-    budget_nfe: int | None = None     # denoiser evaluations; None: 16 generations
+    budget_nfe: int | None = None  # denoiser evaluations; None: 16 generations
     model: str = DEFAULT_MODEL
     clip: str = DEFAULT_CLIP
-    reward: str = "clip"              # one reward, or several comma-separated (an ensemble)
+    reward: str = "clip"  # one reward, or several comma-separated (an ensemble)
     ensemble: str = "rank"
     reward_model: str | None = None
     reward_arch: str | None = None
@@ -53,8 +53,8 @@ class NoiseOptions:
     guidance: float | None = None
     true_cfg: float = 1.0
     size: int | None = None
-    seed: int = 0                     # the user's generation seed (their image) and the searcher's seed
-    latent: str | None = None         # the user's initial latent instead of --seed (.pt / .safetensors)
+    seed: int = 0  # the user's generation seed (their image) and the searcher's seed
+    latent: str | None = None  # the user's initial latent instead of --seed (.pt / .safetensors)
     neighbours: int = 4
     radius: float = 0.5
     branches: int = 4
@@ -64,7 +64,7 @@ class NoiseOptions:
     study: str | None = None
     storage: str | None = None
     out: str | None = None
-    workers: int = 1                  # one process: the searchers steer trajectories in memory
+    workers: int = 1  # one process: the searchers steer trajectories in memory
     heartbeat: int = DEFAULT_HEARTBEAT_SECONDS
 
     def resolved(self) -> "NoiseOptions":
@@ -80,13 +80,20 @@ class NoiseOptions:
             raise UsageError(f"unknown --ensemble {o.ensemble!r}; known: {', '.join(ENSEMBLES)}")
         if entry.can("needs_gradient") and len(reward_names(o.reward)) > 1:
             raise UsageError(f"--searcher {o.searcher} follows the gradient of one reward; give one --reward")
-        for name, value, low in (("--steps", o.steps, 1), ("--neighbours", o.neighbours, 1),
-                                 ("--branches", o.branches, 2), ("--batch", o.batch, 1), ("--workers", o.workers, 1)):
+        for name, value, low in (
+            ("--steps", o.steps, 1),
+            ("--neighbours", o.neighbours, 1),
+            ("--branches", o.branches, 2),
+            ("--batch", o.batch, 1),
+            ("--workers", o.workers, 1),
+        ):
             if value < low:
                 raise UsageError(f"{name} must be at least {low} (got {value})")
         if o.workers != 1:
-            raise UsageError("diffsearch noise runs in one process (its searchers steer trajectories in memory); "
-                             "use --batch for larger batches on a GPU")
+            raise UsageError(
+                "diffsearch noise runs in one process (its searchers steer trajectories in memory); "
+                "use --batch for larger batches on a GPU"
+            )
         if o.radius <= 0 or o.lr <= 0 or o.potential < 0:
             raise UsageError("--radius and --lr must be positive, --potential at least 0")
         if o.size is not None and (o.size < 8 or o.size % 8):
@@ -99,8 +106,10 @@ class NoiseOptions:
         if o.budget_nfe is None:
             o.budget_nfe = 16 * generation_nfe(family, o)
         if o.budget_nfe < generation_nfe(family, o):
-            raise UsageError(f"--budget-nfe {o.budget_nfe} is less than one generation ({o.steps} steps x "
-                             f"{passes(family, o)} denoiser passes = {generation_nfe(family, o)} NFE)")
+            raise UsageError(
+                f"--budget-nfe {o.budget_nfe} is less than one generation ({o.steps} steps x "
+                f"{passes(family, o)} denoiser passes = {generation_nfe(family, o)} NFE)"
+            )
         if o.latent is not None and not Path(o.latent).expanduser().is_file():
             raise UsageError(f"--latent {o.latent}: no such file")
         if o.study is None:
@@ -115,15 +124,17 @@ class NoiseOptions:
         path = Path(self.prompts_file)
         if not path.is_file():
             raise UsageError(f"--prompts {path}: no such file")
-        prompts = [line.strip() for line in path.read_text().splitlines()
-                   if line.strip() and not line.lstrip().startswith("#")]
+        prompts = [
+            line.strip() for line in path.read_text().splitlines() if line.strip() and not line.lstrip().startswith("#")
+        ]
         if not prompts:
             raise UsageError(f"--prompts {path}: no prompts in it")
         return prompts
 
     def settings(self) -> NoiseSearchSettings:
-        return NoiseSearchSettings(neighbours=self.neighbours, radius=self.radius, branches=self.branches,
-                                   potential=self.potential, lr=self.lr)
+        return NoiseSearchSettings(
+            neighbours=self.neighbours, radius=self.radius, branches=self.branches, potential=self.potential, lr=self.lr
+        )
 
 
 def passes(family, o: NoiseOptions) -> int:
@@ -149,50 +160,87 @@ class Models:
         entry = noise_searcher(o.searcher)
         self.verifier = Verifier.load(o.reward, o.ensemble, o.reward_model, o.reward_arch, o.clip, o.device, o.seed)
         if entry.can("needs_gradient") and not self.verifier.differentiable:
-            raise UsageError(f"--reward {o.reward} gives no gradient (its scores have no grad_fn) and --searcher "
-                             f"{o.searcher} follows one; use --searcher best-of-n, zero-order, paths or particles")
-        self.backend = load_backend(o.model, o.device, o.dtype, o.seed, steps=o.steps, guidance=o.guidance,
-                                    true_cfg=o.true_cfg, size=o.size)
+            raise UsageError(
+                f"--reward {o.reward} gives no gradient (its scores have no grad_fn) and --searcher "
+                f"{o.searcher} follows one; use --searcher best-of-n, zero-order, paths or particles"
+            )
+        self.backend = load_backend(
+            o.model, o.device, o.dtype, o.seed, steps=o.steps, guidance=o.guidance, true_cfg=o.true_cfg, size=o.size
+        )
         refusal = self.backend.negative_prompt_refusal() if o.negative else None
         if refusal:
             raise UsageError(f"--negative-prompt: {refusal}")
         if entry.can("needs_path") and not has_noise_hooks(self.backend):
-            raise UsageError(f"--searcher {o.searcher} injects noise along the path, and the "
-                             f"{self.backend.family} backend has no renoise hook; use best-of-n or zero-order")
+            raise UsageError(
+                f"--searcher {o.searcher} injects noise along the path, and the "
+                f"{self.backend.family} backend has no renoise hook; use best-of-n or zero-order"
+            )
         self.user_latent = NoiseSpace(self.backend).load_latent(o.latent) if o.latent else None
 
 
 def study_attrs(o: NoiseOptions, prompt: str) -> dict[str, Any]:
-    return {"job": "noise", "dataset": prompt, "negative": o.negative, "model": o.model, "clip": o.clip, "reward": o.reward,
-            "ensemble": o.ensemble, "reward_model": o.reward_model, "steps": o.steps, "guidance": o.guidance,
-            "true_cfg": o.true_cfg, "size": o.size, "searcher": o.searcher, "budget_nfe": o.budget_nfe,
-            "seed": o.seed, "latent": o.latent}
+    return {
+        "job": "noise",
+        "dataset": prompt,
+        "negative": o.negative,
+        "model": o.model,
+        "clip": o.clip,
+        "reward": o.reward,
+        "ensemble": o.ensemble,
+        "reward_model": o.reward_model,
+        "steps": o.steps,
+        "guidance": o.guidance,
+        "true_cfg": o.true_cfg,
+        "size": o.size,
+        "searcher": o.searcher,
+        "budget_nfe": o.budget_nfe,
+        "seed": o.seed,
+        "latent": o.latent,
+    }
 
 
-def search_prompt(o: NoiseOptions, models: Models, prompt: str, study, out: Path | None,
-                  progress: ProgressFn | None = None) -> tuple[dict[str, Any], NoiseTask]:
+def search_prompt(
+    o: NoiseOptions, models: Models, prompt: str, study, out: Path | None, progress: ProgressFn | None = None
+) -> tuple[dict[str, Any], NoiseTask]:
     """One prompt: the user's image, the search, the chosen noise saved (when ``out``); its record."""
-    user = Candidate(latent=models.user_latent, origin="user") if models.user_latent is not None \
+    user = (
+        Candidate(latent=models.user_latent, origin="user")
+        if models.user_latent is not None
         else Candidate(seed=o.seed, origin="user")
+    )
 
     def on_eval(task: NoiseTask) -> None:
         if progress is not None:
             progress(prompt[:40], task.spent, task.budget, task.trace[-1][1] if task.trace else None)
 
-    task = NoiseTask(models.backend, models.verifier, prompt, study, o.budget_nfe, o.seed, user, o.batch, on_eval,
-                     o.negative)
+    task = NoiseTask(
+        models.backend, models.verifier, prompt, study, o.budget_nfe, o.seed, user, o.batch, on_eval, o.negative
+    )
     start = time.perf_counter()
     first = task.evaluate([task.user])[0]
     found = noise_searcher(o.searcher).value().search(task, o.settings())
     best = task.best()
-    record = {"prompt": prompt, "negative": o.negative, "searcher": o.searcher, "budget_nfe": task.budget, "spent_nfe": task.spent,
-              "forward_nfe": task.forward_nfe, "generation_nfe": task.generation_nfe,
-              "generations": len(task.finals), "partial_evaluations": task.partials,
-              "seconds": time.perf_counter() - start, "searcher_report": found,
-              "user": {**first.candidate.describe(), "scores": dict(zip(models.verifier.names, first.scores))},
-              "best": {**best.candidate.describe(), "scores": dict(zip(models.verifier.names, best.scores)),
-                       "nfe_when_found": best.nfe},
-              "improved": best is not first, "trace": task.trace}
+    record = {
+        "prompt": prompt,
+        "negative": o.negative,
+        "searcher": o.searcher,
+        "budget_nfe": task.budget,
+        "spent_nfe": task.spent,
+        "forward_nfe": task.forward_nfe,
+        "generation_nfe": task.generation_nfe,
+        "generations": len(task.finals),
+        "partial_evaluations": task.partials,
+        "seconds": time.perf_counter() - start,
+        "searcher_report": found,
+        "user": {**first.candidate.describe(), "scores": dict(zip(models.verifier.names, first.scores))},
+        "best": {
+            **best.candidate.describe(),
+            "scores": dict(zip(models.verifier.names, best.scores)),
+            "nfe_when_found": best.nfe,
+        },
+        "improved": best is not first,
+        "trace": task.trace,
+    }
     return record, task
 
 
@@ -214,8 +262,20 @@ class NoiseJob:
     """``diffsearch noise``: one study per prompt; every scored image (complete or a path's estimate) a trial."""
 
     name = "noise"
-    identity = ("job", "dataset", "negative", "model", "clip", "reward", "ensemble", "reward_model", "steps", "guidance",
-                "true_cfg", "size")
+    identity = (
+        "job",
+        "dataset",
+        "negative",
+        "model",
+        "clip",
+        "reward",
+        "ensemble",
+        "reward_model",
+        "steps",
+        "guidance",
+        "true_cfg",
+        "size",
+    )
     renamed: dict[str, str] = {}
 
     def __init__(self, models: Models | None = None):
@@ -246,10 +306,15 @@ class NoiseJob:
 
             grid = str(run.out / "before_after.png")
             image_grid(rows, Path(grid), title=f"diffsearch noise --searcher {o.searcher} --budget-nfe {o.budget_nfe}")
-        return {"job": "noise", "options": asdict(o), "verifier": models.verifier.names,
-                "nfe_rule": "NFE = denoiser evaluations per image: steps x passes (classifier-free guidance: 2 "
-                            "passes a step); a gradient step adds 2x its forward NFE for the backward pass",
-                "prompts": records, "grid": grid}
+        return {
+            "job": "noise",
+            "options": asdict(o),
+            "verifier": models.verifier.names,
+            "nfe_rule": "NFE = denoiser evaluations per image: steps x passes (classifier-free guidance: 2 "
+            "passes a step); a gradient step adds 2x its forward NFE for the backward pass",
+            "prompts": records,
+            "grid": grid,
+        }
 
     def serve(self, o: NoiseOptions) -> int:
         return 0  # no waiting trials: the search process runs every evaluation itself
@@ -260,8 +325,10 @@ class NoiseJob:
 
 def before_after_rows(task: NoiseTask, record: dict) -> list[tuple[str, Any]]:
     rows = []
-    for role, scored in (("your seed" if record["user"]["seed"] is not None else "your latent", task.finals[0]),
-                         ("chosen", task.best())):
+    for role, scored in (
+        ("your seed" if record["user"]["seed"] is not None else "your latent", task.finals[0]),
+        ("chosen", task.best()),
+    ):
         image = task.replay(scored.candidate)
         scores = ", ".join(f"{n} {s:.3f}" for n, s in zip(task.verifier.names, scored.scores))
         rows.append((f"{role}: {task.prompt}\n{scores}", image.float().cpu().permute(0, 2, 3, 1).numpy()))
@@ -271,7 +338,11 @@ def before_after_rows(task: NoiseTask, record: dict) -> list[tuple[str, Any]]:
 JOB = NoiseJob()
 
 
-def run_noise(options: NoiseOptions, progress: ProgressFn | None = None, log: Callable[[str], None] = lambda _: None,
-              models: Models | None = None) -> dict[str, Any]:
+def run_noise(
+    options: NoiseOptions,
+    progress: ProgressFn | None = None,
+    log: Callable[[str], None] = lambda _: None,
+    models: Models | None = None,
+) -> dict[str, Any]:
     """Search the noise for one prompt or a prompt set; writes results.json, the noise files and the grid."""
     return run_job(NoiseJob(models) if models is not None else JOB, options, progress, log)

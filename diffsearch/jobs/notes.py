@@ -13,13 +13,19 @@ import optuna
 
 from diffsearch.ledger.explain import ARTIFACT_DIR, attach, explain_study
 
-REPORT_HINT = ("`diffsearch report --study {study} --storage URL` prints parameter importance over the "
-               "params every trial has and writes an HTML page with the plots.")
-DASHBOARD_HINT = (f"Images of the run are attached as artifacts (start the dashboard with "
-                  f"`--artifact-dir <run dir>/{ARTIFACT_DIR}` to see them).")
-LOST = ("A failed trial carries `fail_reason` (the training failed: NaN loss, out of memory...) and counts "
-        "against the budget; a trial whose worker died carries `lost_reason` instead, does not count, and "
-        "its params run again in a retry whose `retry_of` names it.")
+REPORT_HINT = (
+    "`diffsearch report --study {study} --storage URL` prints parameter importance over the "
+    "params every trial has and writes an HTML page with the plots."
+)
+DASHBOARD_HINT = (
+    f"Images of the run are attached as artifacts (start the dashboard with "
+    f"`--artifact-dir <run dir>/{ARTIFACT_DIR}` to see them)."
+)
+LOST = (
+    "A failed trial carries `fail_reason` (the training failed: NaN loss, out of memory...) and counts "
+    "against the budget; a trial whose worker died carries `lost_reason` instead, does not count, and "
+    "its params run again in a retry whose `retry_of` names it."
+)
 
 Explained = tuple[str, str, dict[str, Any]]
 
@@ -31,16 +37,20 @@ def hparams_search(o) -> Explained:
     checkpoints = ", ".join(str(e) for e in hparams_checkpoints(o))
     if o.images:
         metric = "FID"
-        how = (f"Each trial trains a UNet2DModel (channels x {o.width}) on `{o.dataset}` at {o.resolution}px "
-               f"for {o.epochs} epochs, samples {o.fid_samples} images ({o.sampler}, {o.sample_steps} steps) "
-               "and scores them against real images: **FID** (Frechet Inception Distance), lower is better. "
-               "User attrs `kid` and `kid_std` give the kernel inception distance beside it.")
+        how = (
+            f"Each trial trains a UNet2DModel (channels x {o.width}) on `{o.dataset}` at {o.resolution}px "
+            f"for {o.epochs} epochs, samples {o.fid_samples} images ({o.sampler}, {o.sample_steps} steps) "
+            "and scores them against real images: **FID** (Frechet Inception Distance), lower is better. "
+            "User attrs `kid` and `kid_std` give the kernel inception distance beside it."
+        )
     else:
         metric = "PRDC loss"
-        how = (f"Each trial trains an MLP denoiser on `{o.dataset}` ({o.n_points} points) for {o.epochs} epochs, "
-               f"samples as many points as are held out ({o.held_out}) and scores them against the held-out "
-               f"points: **PRDC loss** = {PRDC_SCALAR_FORMULA}. User attrs `precision`, `recall`, `density`, "
-               "`coverage` are its parts (exact); `scores` shows them rounded.")
+        how = (
+            f"Each trial trains an MLP denoiser on `{o.dataset}` ({o.n_points} points) for {o.epochs} epochs, "
+            f"samples as many points as are held out ({o.held_out}) and scores them against the held-out "
+            f"points: **PRDC loss** = {PRDC_SCALAR_FORMULA}. User attrs `precision`, `recall`, `density`, "
+            "`coverage` are its parts (exact); `scores` shows them rounded."
+        )
     pruned = report_epochs(o.prune, o.min_epochs, o.epochs, o.reduction_factor)
     note = f"""
 # {o.study}: training hyperparameters of a diffusion model
@@ -78,9 +88,12 @@ def hparams_checkpoints(o) -> tuple[int, ...]:
 def hparams_repeats(o) -> Explained:
     metric = "FID" if o.images else "PRDC loss"
     roles = ["baseline"] if o.baseline else ["best", "baseline"]
-    what = ("the space's baseline config" if o.baseline else
-            f"the best config of the search study `{o.study}` (role `best`) and the space's baseline config "
-            "(role `baseline`)")
+    what = (
+        "the space's baseline config"
+        if o.baseline
+        else f"the best config of the search study `{o.study}` (role `best`) and the space's baseline config "
+        "(role `baseline`)"
+    )
     note = f"""
 # {o.study}.repeats: re-trainings of fixed configs (not a search)
 
@@ -99,18 +112,22 @@ def optimizer_study(o) -> Explained:
     from diffsearch.tasks.optimizer_tasks import SCORES
 
     if ":" in o.task:  # a user's task (--task module:factory): its train() says what the value is
-        how = (f"Each trial trains the task `{o.task}` (its `train(make_optimizer, seed)`) with one update rule "
-               "(params: the program's tokens; user attrs `expr` and `formula` say it in words) at every lr of the "
-               f"`{o.lr_grid}` grid (user attr `lr_grid`). **Value: the lowest score `train` returned**; lower "
-               "is better.")
+        how = (
+            f"Each trial trains the task `{o.task}` (its `train(make_optimizer, seed)`) with one update rule "
+            "(params: the program's tokens; user attrs `expr` and `formula` say it in words) at every lr of the "
+            f"`{o.lr_grid}` grid (user attr `lr_grid`). **Value: the lowest score `train` returned**; lower "
+            "is better."
+        )
         metric = f"score of {o.task}"
     else:
         metric = "PRDC loss" if o.score == "prdc" else "denoising loss"
-        how = ("Each trial trains a diffusion model with one update rule (params: the program's tokens; user attrs "
-               "`expr` and `formula` say it in words) in short proxy runs at every lr of the "
-               f"`{o.lr_grid}` grid (user attr `lr_grid`), then fully at the best of them (`lr`). **Value: "
-               f"{metric}** = {SCORES[o.score]}; lower is better. `curve` holds the loss on a fixed batch during "
-               "training.")
+        how = (
+            "Each trial trains a diffusion model with one update rule (params: the program's tokens; user attrs "
+            "`expr` and `formula` say it in words) in short proxy runs at every lr of the "
+            f"`{o.lr_grid}` grid (user attr `lr_grid`), then fully at the best of them (`lr`). **Value: "
+            f"{metric}** = {SCORES[o.score]}; lower is better. `curve` holds the loss on a fixed batch during "
+            "training."
+        )
     note = f"""
 # {o.study}: discovering an update rule for diffusion training
 
@@ -135,12 +152,18 @@ def prompt_study(o, prompt: str) -> Explained:
     reward = getattr(o, "reward", "clip") or "clip"
     loss = "spherical CLIP loss" if reward == "clip" else f"minus the {reward} reward"
     metric = loss if o.task == "enhance" else f"minus the {loss}"
-    goal = ("minimised: the images match the prompt better" if o.task == "enhance" else
-            "the loss is maximised (value = minus the loss): an attack that keeps the meaning "
-            "(sentence similarity >= 0.9) but breaks the images")
+    goal = (
+        "minimised: the images match the prompt better"
+        if o.task == "enhance"
+        else "the loss is maximised (value = minus the loss): an attack that keeps the meaning "
+        "(sentence similarity >= 0.9) but breaks the images"
+    )
     scorer = f"CLIP `{o.clip}`" if reward == "clip" else f"reward `{reward}`"
-    formula = (", 2*arcsin(|a/|a| - b/|b||/2)^2 between image and text embeddings" if reward == "clip" else
-               " (the reward is higher-is-better; the search minimises its negative)")
+    formula = (
+        ", 2*arcsin(|a/|a| - b/|b||/2)^2 between image and text embeddings"
+        if reward == "clip"
+        else " (the reward is higher-is-better; the search minimises its negative)"
+    )
     note = f"""
 # prompt study: "{prompt}"
 

@@ -42,25 +42,25 @@ PROMOTE_KEEP = 4  # each promotion rung keeps the best quarter of the rules it i
 
 @dataclass
 class OptimizerOptions:
-    task: str = "toy2d-moons"        # a TASKS name, or module:factory for your own (diffsearch.tasks.user_task)
+    task: str = "toy2d-moons"  # a TASKS name, or module:factory for your own (diffsearch.tasks.user_task)
     searcher: str = "mct"
     budget: int = 128
-    levels: int = 4                   # mct: levels of the traversal (budget / levels samples each)
-    max_length: int = 10              # tokens per program (the super-tree's depth)
-    transfer: str | None = None       # e.g. "digits" or module:factory: re-train the top rules and the baselines there
-    top: int = 3                      # rules shown, re-trained on the transfer task and plotted
+    levels: int = 4  # mct: levels of the traversal (budget / levels samples each)
+    max_length: int = 10  # tokens per program (the super-tree's depth)
+    transfer: str | None = None  # e.g. "digits" or module:factory: re-train the top rules and the baselines there
+    top: int = 3  # rules shown, re-trained on the transfer task and plotted
     baselines: tuple[str, ...] = baseline_names()  # hand-designed rules and torch baselines (Muon)
     seed: int = 0
-    scale: float = 1.0                # multiplies the tasks' step counts (tests: small; GPU: large)
-    score: str = "loss"               # or "prdc" on the 2-D tasks (SCORES)
-    lr_grid: str = "decade"           # lrs of the proxy runs: a LR_GRIDS name or a comma list
+    scale: float = 1.0  # multiplies the tasks' step counts (tests: small; GPU: large)
+    score: str = "loss"  # or "prdc" on the 2-D tasks (SCORES)
+    lr_grid: str = "decade"  # lrs of the proxy runs: a LR_GRIDS name or a comma list
     start_from: tuple[str, ...] = ()  # evolution: hand-designed rules (their programs) in the first population
-    promote: tuple[float, ...] = ()   # e.g. (4, 10): successive halving over training length, see _promote
-    matrix_ops: bool = False          # grow the matrix operators (orth, rownorm, colnorm) and Muon's momentum mn
-    study: str | None = None          # default: optimizer-<task>-<searcher>
-    storage: str | None = None        # default: sqlite:///<out>/study.db
-    out: str | None = None            # default: runs/<study>
-    workers: int = 1                  # processes training rules on this machine, this one included (--workers)
+    promote: tuple[float, ...] = ()  # e.g. (4, 10): successive halving over training length, see _promote
+    matrix_ops: bool = False  # grow the matrix operators (orth, rownorm, colnorm) and Muon's momentum mn
+    study: str | None = None  # default: optimizer-<task>-<searcher>
+    storage: str | None = None  # default: sqlite:///<out>/study.db
+    out: str | None = None  # default: runs/<study>
+    workers: int = 1  # processes training rules on this machine, this one included (--workers)
     heartbeat: int = DEFAULT_HEARTBEAT_SECONDS  # a trial silent for 3 beats is re-run by another worker
     trial_timeout: float | None = None  # seconds; a rule trained longer fails its trial with the reason
 
@@ -72,11 +72,14 @@ class OptimizerOptions:
             if is_user_task(name):
                 load_user_task(name)  # import it and check its protocol now, before anything is written
             elif name is not None and name not in TASKS:
-                raise UsageError(f"unknown task {name!r}; known: {', '.join(TASKS)}, "
-                                 "or module:factory for a task of your own")
+                raise UsageError(
+                    f"unknown task {name!r}; known: {', '.join(TASKS)}, or module:factory for a task of your own"
+                )
         if is_user_task(o.task) and (o.score != "loss" or o.scale != 1.0):
-            raise UsageError("--score and --scale apply to the built-in tasks; a task of your own "
-                             "(module:factory) is as long as it trains and scored by what its train() returns")
+            raise UsageError(
+                "--score and --scale apply to the built-in tasks; a task of your own "
+                "(module:factory) is as long as it trains and scored by what its train() returns"
+            )
         if o.budget < 1 or o.levels < 1 or o.top < 0:
             raise UsageError("--budget and --levels must be at least 1, --top at least 0")
         if o.workers < 1 or o.heartbeat < 1:
@@ -95,20 +98,28 @@ class OptimizerOptions:
             known = baseline_names() if unknown[0] in o.baselines else tuple(HAND_DESIGNED)
             raise UsageError(f"unknown hand-designed optimizer {unknown[0]!r}; known: {', '.join(known)}")
         o.promote = tuple(float(f) for f in o.promote)
-        if o.promote and (not all(math.isfinite(f) for f in o.promote) or list(o.promote) != sorted(set(o.promote))
-                          or o.promote[0] <= 1
-                          or o.scale * o.promote[-1] > 100):
-            raise UsageError("--promote takes increasing length factors above 1 (e.g. 4,10), with --scale x the "
-                             "largest at most 100")
+        if o.promote and (
+            not all(math.isfinite(f) for f in o.promote)
+            or list(o.promote) != sorted(set(o.promote))
+            or o.promote[0] <= 1
+            or o.scale * o.promote[-1] > 100
+        ):
+            raise UsageError(
+                "--promote takes increasing length factors above 1 (e.g. 4,10), with --scale x the largest at most 100"
+            )
         if o.promote and is_user_task(o.task):
-            raise UsageError("--promote lengthens the built-in tasks; a task of your own (module:factory) sets "
-                             "its own length")
+            raise UsageError(
+                "--promote lengthens the built-in tasks; a task of your own (module:factory) sets its own length"
+            )
         if o.score not in SCORES:
             raise UsageError(f"unknown --score {o.score!r}; known: {', '.join(SCORES)}")
         grid = parse_lr_grid(o.lr_grid)
-        o.study = o.study or (f"optimizer-{o.task.replace(':', '-')}-{o.searcher}" + (f"-{o.score}" if o.score != "loss" else "")
-                              + ("" if o.lr_grid == "decade" else "-lr-" + "_".join(f"{v:g}" for v in grid))
-                              + ("-matrix" if o.matrix_ops else ""))
+        o.study = o.study or (
+            f"optimizer-{o.task.replace(':', '-')}-{o.searcher}"
+            + (f"-{o.score}" if o.score != "loss" else "")
+            + ("" if o.lr_grid == "decade" else "-lr-" + "_".join(f"{v:g}" for v in grid))
+            + ("-matrix" if o.matrix_ops else "")
+        )
         o.out, o.storage = run_location(o.study, o.out, o.storage)
         return o
 
@@ -122,10 +133,22 @@ class OptimizerJob:
     renamed = {"scale": "epochs"}  # studies before 0.2 stored the step scale as "epochs"
 
     def studies(self, o: OptimizerOptions) -> dict[str, dict[str, Any]]:
-        return {o.study: {"job": "optimizer", "space": UpdateRuleSpace.name, "dataset": o.task, "scale": o.scale,
-                          "searcher": o.searcher, "budget": o.budget, "seed": o.seed, "max_length": o.max_length,
-                          "score": o.score, "lr_grid": list(parse_lr_grid(o.lr_grid)), TIME_LIMIT_ATTR: o.trial_timeout,
-                          **({"matrix_ops": True} if o.matrix_ops else {})}}
+        return {
+            o.study: {
+                "job": "optimizer",
+                "space": UpdateRuleSpace.name,
+                "dataset": o.task,
+                "scale": o.scale,
+                "searcher": o.searcher,
+                "budget": o.budget,
+                "seed": o.seed,
+                "max_length": o.max_length,
+                "score": o.score,
+                "lr_grid": list(parse_lr_grid(o.lr_grid)),
+                TIME_LIMIT_ATTR: o.trial_timeout,
+                **({"matrix_ops": True} if o.matrix_ops else {}),
+            }
+        }
 
     def prepare(self, o: OptimizerOptions) -> DiffusionTrainingTask:
         return make_task(o.task, o.scale, o.score, parse_lr_grid(o.lr_grid))
@@ -133,7 +156,9 @@ class OptimizerJob:
     def search(self, run: Run) -> dict[str, Any]:
         o, task = run.options, run.prepared
         notes.explain(run.studies[o.study], notes.optimizer_study(o))  # what the study says in optuna-dashboard
-        results = _search_and_compare(o, run.studies[o.study], UpdateRuleSpace(max_length=o.max_length, matrix_ops=o.matrix_ops), task, run)
+        results = _search_and_compare(
+            o, run.studies[o.study], UpdateRuleSpace(max_length=o.max_length, matrix_ops=o.matrix_ops), task, run
+        )
         results["plot"] = _plot(results["leaderboard"], o, run.out)
         notes.attach_images([run.studies[o.study]], [results["plot"]], run.out)
         return results
@@ -144,17 +169,25 @@ class OptimizerJob:
 
     def worker_options(self, study: optuna.Study, w: WorkerSettings) -> OptimizerOptions:
         a = study.user_attrs
-        return OptimizerOptions(task=a["dataset"], searcher=a.get("searcher", "mct"),
-                                max_length=int(a.get("max_length", 10)), score=a.get("score", "loss"),
-                                matrix_ops=bool(a.get("matrix_ops", False)),
-                                study=w.study, storage=w.storage, out=w.out, heartbeat=w.heartbeat).resolved()
+        return OptimizerOptions(
+            task=a["dataset"],
+            searcher=a.get("searcher", "mct"),
+            max_length=int(a.get("max_length", 10)),
+            score=a.get("score", "loss"),
+            matrix_ops=bool(a.get("matrix_ops", False)),
+            study=w.study,
+            storage=w.storage,
+            out=w.out,
+            heartbeat=w.heartbeat,
+        ).resolved()
 
 
 JOB = OptimizerJob()
 
 
-def run_optimizer(options: OptimizerOptions, progress: ProgressFn | None = None,
-                  log: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+def run_optimizer(
+    options: OptimizerOptions, progress: ProgressFn | None = None, log: Callable[[str], None] = lambda _: None
+) -> dict[str, Any]:
     """Search, train the hand-designed baselines, optionally transfer, and write results.json + PNG."""
     return run_job(JOB, options, progress, log)
 
@@ -171,8 +204,9 @@ class _CountedEvaluator:
         self.used += 1
         if trial.state == TrialState.COMPLETE:
             self.best = min(self.best, trial.value)
-        self.run.report("candidates", min(self.used, self.budget), self.budget,
-                        self.best if math.isfinite(self.best) else None)
+        self.run.report(
+            "candidates", min(self.used, self.budget), self.budget, self.best if math.isfinite(self.best) else None
+        )
 
     def many(self, programs: list[Program]) -> list[float]:
         before = set(self.evaluator.done)
@@ -185,26 +219,37 @@ class _CountedEvaluator:
         return self.many([program])[0]
 
 
-def _search_and_compare(o: OptimizerOptions, study: optuna.Study, space: UpdateRuleSpace,
-                        task: DiffusionTrainingTask, run: Run) -> dict[str, Any]:
+def _search_and_compare(
+    o: OptimizerOptions, study: optuna.Study, space: UpdateRuleSpace, task: DiffusionTrainingTask, run: Run
+) -> dict[str, Any]:
     evaluator = LedgerEvaluator(study, space, task, "search", o.seed)
     counted = _CountedEvaluator(evaluator, o.budget, run)
     search_start = time.perf_counter()
-    results: dict[str, Any] = {"job": "optimizer", "options": asdict(o), "initial_loss": task.initial_loss,
-                               "initial_score": task.initial_score}
-    settings = TreeSearchSettings(levels=o.levels, threshold=task.initial_score, batch=o.workers,
-                                  start=[_start_program(name) for name in o.start_from])
+    results: dict[str, Any] = {
+        "job": "optimizer",
+        "options": asdict(o),
+        "initial_loss": task.initial_loss,
+        "initial_score": task.initial_score,
+    }
+    settings = TreeSearchSettings(
+        levels=o.levels,
+        threshold=task.initial_score,
+        batch=o.workers,
+        start=[_start_program(name) for name in o.start_from],
+    )
     tree_budget, extras = get_tree_searcher(o.searcher).value(space, counted, o.budget, o.seed, settings)
     results.update(extras)
     search_seconds = time.perf_counter() - search_start
-    results["search"] = {**tree_budget.stats(), "replayed_from_storage": evaluator.replayed,
-                         "seconds": search_seconds}
+    results["search"] = {**tree_budget.stats(), "replayed_from_storage": evaluator.replayed, "seconds": search_seconds}
 
     # a rule the search started from is a baseline, not a discovery
     started = {space.key(_start_program(name)) for name in o.start_from}
     scores = tree_budget.scores
-    ranked = [(key, program) for key, program in sorted(tree_budget.programs.items(), key=lambda kp: scores[kp[0]])
-              if key not in started and math.isfinite(scores[key])]
+    ranked = [
+        (key, program)
+        for key, program in sorted(tree_budget.programs.items(), key=lambda kp: scores[kp[0]])
+        if key not in started and math.isfinite(scores[key])
+    ]
     grid = parse_lr_grid(o.lr_grid)
     long_scale = o.scale * (o.promote[-1] if o.promote else 1.0)
     if o.promote:
@@ -215,23 +260,33 @@ def _search_and_compare(o: OptimizerOptions, study: optuna.Study, space: UpdateR
         run.log(f"training {len(o.baselines)} hand-designed optimizers on {o.task}")
     short_trials = evaluator.trials([(program, wd, None) for _, program, wd in rules])
     short_hand = LedgerEvaluator(study, space, task, "baseline", o.seed).trials(
-        [(program, wd, name) for name, program, wd in hand])
+        [(program, wd, name) for name, program, wd in hand]
+    )
     if o.promote:  # the leaderboard's score is the longest run's; the search length's is a column beside it
         long_task = make_task(o.task, long_scale, o.score, grid)
         long_rules = LedgerEvaluator(study, space, long_task, "promote", o.seed, scale=long_scale).trials(
-            [(program, wd, None) for _, program, wd in rules])
+            [(program, wd, None) for _, program, wd in rules]
+        )
         long_hand = LedgerEvaluator(study, space, long_task, "baseline", o.seed, scale=long_scale).trials(
-            [(program, wd, name) for name, program, wd in hand])
-        rows = [{**_row(name, program, wd, t), "short_score": short.value, "steps": long_task.steps,
-                 "short_steps": task.steps}
-                for (name, program, wd), t, short in zip(rules + hand, long_rules + long_hand, short_trials + short_hand)]
+            [(program, wd, name) for name, program, wd in hand]
+        )
+        rows = [
+            {
+                **_row(name, program, wd, t),
+                "short_score": short.value,
+                "steps": long_task.steps,
+                "short_steps": task.steps,
+            }
+            for (name, program, wd), t, short in zip(rules + hand, long_rules + long_hand, short_trials + short_hand)
+        ]
     else:
         rows = [_row(name, program, wd, t) for (name, program, wd), t in zip(rules + hand, short_trials + short_hand)]
     if o.transfer:
         run.log(f"transfer: training the top rules and the baselines on {o.transfer}")
         transfer_task = make_task(o.transfer, long_scale, o.score, grid)
-        transfer_eval = LedgerEvaluator(study, space, transfer_task, "transfer", o.seed,
-                                        scale=long_scale if o.promote else None)
+        transfer_eval = LedgerEvaluator(
+            study, space, transfer_task, "transfer", o.seed, scale=long_scale if o.promote else None
+        )
         transferred = transfer_eval.trials([(program, wd, name) for name, program, wd in rules + hand])
         for row, t in zip(rows, transferred):
             row["transfer_score"], row["transfer_lr"] = t.value, t.user_attrs.get("lr")
@@ -248,8 +303,9 @@ def _start_program(name: str) -> Program:
     return parse(MUON_RULE[0] if name == "Muon" else HAND_DESIGNED[name][0])
 
 
-def _promote(o: OptimizerOptions, study: optuna.Study, space: UpdateRuleSpace, ranked: list[tuple[str, Program]],
-             run: Run) -> tuple[list[tuple[str, Program]], list[dict[str, Any]]]:
+def _promote(
+    o: OptimizerOptions, study: optuna.Study, space: UpdateRuleSpace, ranked: list[tuple[str, Program]], run: Run
+) -> tuple[list[tuple[str, Program]], list[dict[str, Any]]]:
     """Successive halving over training length: the rules ranked by the search (at the task's length) go to
     rungs ``--scale x f`` for each factor f of ``--promote``; each rung trains the best quarter (at least
     --top) of the rules the last rung ranked, and re-ranks them by this longer run. A rule is thus judged by
@@ -261,30 +317,52 @@ def _promote(o: OptimizerOptions, study: optuna.Study, space: UpdateRuleSpace, r
         task = make_task(o.task, scale, o.score, grid)
         run.log(f"promotion: training the best {len(ranked)} rules for {task.steps} steps ({factor:g}x)")
         trials = LedgerEvaluator(study, space, task, "promote", o.seed, scale=scale).trials(
-            [(program, 0.0, None) for _, program in ranked])
+            [(program, 0.0, None) for _, program in ranked]
+        )
         values = [t.value if t.state == TrialState.COMPLETE else math.inf for t in trials]
         order = sorted(range(len(ranked)), key=lambda i: values[i])
         ranked = [ranked[i] for i in order]
-        rungs.append({"factor": factor, "steps": task.steps, "trained": len(ranked),
-                      "best": to_text(ranked[0][1]) if ranked else None,
-                      "scores": [values[i] if math.isfinite(values[i]) else None for i in order]})
+        rungs.append(
+            {
+                "factor": factor,
+                "steps": task.steps,
+                "trained": len(ranked),
+                "best": to_text(ranked[0][1]) if ranked else None,
+                "scores": [values[i] if math.isfinite(values[i]) else None for i in order],
+            }
+        )
     return ranked, rungs
 
 
 def _row(name: str, program: Program | str, wd: float, t: FrozenTrial) -> dict[str, Any]:
-    return {"name": name, "kind": "rule" if name.startswith("rule") else "hand-designed",
-            "expr": t.user_attrs.get("formula") if isinstance(program, str) else to_text(program),
-            "formula": t.user_attrs.get("formula") if isinstance(program, str) else formula(program),
-            "weight_decay": wd, "trial": t.number,
-            "score": t.value, "lr": t.user_attrs.get("lr"), "curve": t.user_attrs.get("curve", []),
-            "fail_reason": t.user_attrs.get("fail_reason")}
+    return {
+        "name": name,
+        "kind": "rule" if name.startswith("rule") else "hand-designed",
+        "expr": t.user_attrs.get("formula") if isinstance(program, str) else to_text(program),
+        "formula": t.user_attrs.get("formula") if isinstance(program, str) else formula(program),
+        "weight_decay": wd,
+        "trial": t.number,
+        "score": t.value,
+        "lr": t.user_attrs.get("lr"),
+        "curve": t.user_attrs.get("curve", []),
+        "fail_reason": t.user_attrs.get("fail_reason"),
+    }
 
 
 def _trial_record(t: FrozenTrial) -> dict[str, Any]:
     a = t.user_attrs
-    return {"number": t.number, "state": t.state.name, "score": t.value, "role": a.get("role"),
-            "task": a.get("task"), "expr": a.get("expr"), "formula": a.get("formula"), "lr": a.get("lr"),
-            "seconds": a.get("seconds"), "fail_reason": a.get("fail_reason")}
+    return {
+        "number": t.number,
+        "state": t.state.name,
+        "score": t.value,
+        "role": a.get("role"),
+        "task": a.get("task"),
+        "expr": a.get("expr"),
+        "formula": a.get("formula"),
+        "lr": a.get("lr"),
+        "seconds": a.get("seconds"),
+        "fail_reason": a.get("fail_reason"),
+    }
 
 
 def _plot(rows: list[dict[str, Any]], o: OptimizerOptions, out: Path) -> str | None:

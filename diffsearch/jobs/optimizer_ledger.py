@@ -42,20 +42,27 @@ class RuleTrialRunner(TrialRunner):
 
     def evaluate(self, trial: optuna.Trial) -> float:
         attrs = trial.user_attrs
-        params = {name: trial.suggest_categorical(name, dist.choices)
-                  for name, dist in self.space.distributions().items()}
+        params = {
+            name: trial.suggest_categorical(name, dist.choices) for name, dist in self.space.distributions().items()
+        }
         # a torch baseline (Muon) is not a program: its trial names it, its token params are empty
         program = attrs.get("optimizer") or self.space.from_params(params)
         try:
-            ev = self.task(attrs["task"], attrs.get("scale")).evaluate(program, seed=attrs["seed"],
-                                                                        weight_decay=attrs["weight_decay"])
+            ev = self.task(attrs["task"], attrs.get("scale")).evaluate(
+                program, seed=attrs["seed"], weight_decay=attrs["weight_decay"]
+            )
         except (KeyboardInterrupt, TrialFailed):
             raise
         except Exception as exc:  # a failed evaluation is recorded, not fatal
             trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}"[:500])
             raise TrialFailed(str(exc)) from exc
-        for attr, value in (("lr", ev.lr), ("lr_grid", ev.grid), ("curve", ev.curve), ("seconds", round(ev.seconds, 3)),
-                            ("final_loss", ev.final_loss)):
+        for attr, value in (
+            ("lr", ev.lr),
+            ("lr_grid", ev.grid),
+            ("curve", ev.curve),
+            ("seconds", round(ev.seconds, 3)),
+            ("final_loss", ev.final_loss),
+        ):
             if value is not None:
                 trial.set_user_attr(attr, value)
         if not math.isfinite(ev.score):
@@ -82,8 +89,16 @@ def describe(program: Program | str) -> tuple[str, str]:
 class LedgerEvaluator:
     """Train programs on a task as Optuna trials; a program already in the study is not trained again."""
 
-    def __init__(self, study: optuna.Study, space: UpdateRuleSpace, task: DiffusionTrainingTask, role: str,
-                 seed: int, on_trial: Callable[[FrozenTrial], None] | None = None, scale: float | None = None):
+    def __init__(
+        self,
+        study: optuna.Study,
+        space: UpdateRuleSpace,
+        task: DiffusionTrainingTask,
+        role: str,
+        seed: int,
+        on_trial: Callable[[FrozenTrial], None] | None = None,
+        scale: float | None = None,
+    ):
         """``scale``: set when the task is not at the study's scale (a promotion rung); stored on each trial."""
         self.study, self.space, self.task, self.role, self.seed = study, space, task, role, seed
         runner = RuleTrialRunner(study, space)
@@ -98,8 +113,12 @@ class LedgerEvaluator:
 
     def _mine(self, trial: FrozenTrial) -> tuple[str, float] | None:
         a = trial.user_attrs  # a training counts for the same role, task and training seed only
-        if a.get("role") == self.role and a.get("task") == self.task.name and a.get("seed") == self.seed \
-                and a.get("scale") == self.scale:
+        if (
+            a.get("role") == self.role
+            and a.get("task") == self.task.name
+            and a.get("seed") == self.seed
+            and a.get("scale") == self.scale
+        ):
             return a["key"], a.get("weight_decay", 0.0)
         return None
 
@@ -113,8 +132,15 @@ class LedgerEvaluator:
     def _submitter(self, key: tuple[str, float], item: Item) -> Callable[[bool], None]:
         program, _, name = item
         expr, shown = describe(program)
-        attrs = {"role": self.role, "task": self.task.name, "key": key[0], "weight_decay": key[1],
-                 "expr": expr, "formula": shown, "seed": self.seed}
+        attrs = {
+            "role": self.role,
+            "task": self.task.name,
+            "key": key[0],
+            "weight_decay": key[1],
+            "expr": expr,
+            "formula": shown,
+            "seed": self.seed,
+        }
         if name:
             attrs["name"] = name
         if isinstance(program, str):
@@ -127,9 +153,15 @@ class LedgerEvaluator:
             if not give_up:
                 self.study.enqueue_trial(self.space.to_params(program), user_attrs=attrs)
                 return
-            self.study.add_trial(optuna.trial.create_trial(
-                state=TrialState.FAIL, params=self.space.to_params(program), distributions=self.space.distributions(),
-                user_attrs={**attrs, "fail_reason": give_up_reason()}))
+            self.study.add_trial(
+                optuna.trial.create_trial(
+                    state=TrialState.FAIL,
+                    params=self.space.to_params(program),
+                    distributions=self.space.distributions(),
+                    user_attrs={**attrs, "fail_reason": give_up_reason()},
+                )
+            )
+
         return submit
 
     def trial(self, program: Program, weight_decay: float = 0.0, name: str | None = None) -> FrozenTrial:
@@ -137,8 +169,10 @@ class LedgerEvaluator:
 
     def many(self, programs: Sequence[Program]) -> list[float]:
         """Scores of ``programs`` (inf for a failed training), trained as one batch."""
-        return [t.value if t.state == TrialState.COMPLETE else math.inf
-                for t in self.trials([(p, 0.0, None) for p in programs])]
+        return [
+            t.value if t.state == TrialState.COMPLETE else math.inf
+            for t in self.trials([(p, 0.0, None) for p in programs])
+        ]
 
     def __call__(self, program: Program) -> float:
         return self.many([program])[0]

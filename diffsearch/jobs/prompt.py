@@ -25,8 +25,15 @@ from diffsearch.datasets.lexicon import Lexicon
 from diffsearch.errors import UsageError
 from diffsearch.jobs import notes
 from diffsearch.jobs.base import ProgressFn, Run, WorkerSettings, mean_std, run_job
-from diffsearch.ledger import (DEFAULT_HEARTBEAT_SECONDS, FINISHED_ATTR, create_or_load_study, load_study,
-                               mark_finished, open_storage, run_location)
+from diffsearch.ledger import (
+    DEFAULT_HEARTBEAT_SECONDS,
+    FINISHED_ATTR,
+    create_or_load_study,
+    load_study,
+    mark_finished,
+    open_storage,
+    run_location,
+)
 from diffsearch.ledger.trial_timeout import TIME_LIMIT_ATTR, check_trial_timeout
 from diffsearch.objectives.clip import DEFAULT_CLIP
 from diffsearch.objectives.rewards import Reward, RewardSpec
@@ -41,36 +48,36 @@ TASKS = ("enhance", "attack")
 @dataclass
 class PromptOptions:
     prompt: str | None = None
-    prompts_file: str | None = None   # a prompt set: one prompt a line, '#' comments
+    prompts_file: str | None = None  # a prompt set: one prompt a line, '#' comments
     task: str = "enhance"
     space: str = "antonym"
     searcher: str = "gpo+es"
-    budget: float = 40                # full generations, as in DPO-Diff
+    budget: float = 40  # full generations, as in DPO-Diff
     model: str = DEFAULT_MODEL
     clip: str = DEFAULT_CLIP
-    reward: str = "clip"              # clip, pickscore, hpsv2 or MODULE:FUNCTION (objectives/rewards.py)
-    reward_model: str | None = None   # pickscore: directory or hub id; hpsv2: checkpoint file
-    reward_arch: str | None = None    # hpsv2: open_clip architecture (default ViT-H-14) or a config .json
+    reward: str = "clip"  # clip, pickscore, hpsv2 or MODULE:FUNCTION (objectives/rewards.py)
+    reward_model: str | None = None  # pickscore: directory or hub id; hpsv2: checkpoint file
+    reward_arch: str | None = None  # hpsv2: open_clip architecture (default ViT-H-14) or a config .json
     device: str = "cpu"
     dtype: str = "float32"
     steps: int = 50
-    guidance: float | None = None     # classifier-free guidance (FLUX: distilled guidance); None: the family's default
-    true_cfg: float = 1.0             # FLUX: true classifier-free guidance scale (> 1 lets a negative prompt act)
-    size: int | None = None           # image height and width; None: the model's default
-    save_memory: str | None = None    # comma-separated MEMORY_SAVERS (vae-slicing, vae-tiling, attention-slicing, ...)
-    seeds: int = 1                    # images per evaluation (loss = their mean), generation seeds seed..
+    guidance: float | None = None  # classifier-free guidance (FLUX: distilled guidance); None: the family's default
+    true_cfg: float = 1.0  # FLUX: true classifier-free guidance scale (> 1 lets a negative prompt act)
+    size: int | None = None  # image height and width; None: the model's default
+    save_memory: str | None = None  # comma-separated MEMORY_SAVERS (vae-slicing, vae-tiling, attention-slicing, ...)
+    seeds: int = 1  # images per evaluation (loss = their mean), generation seeds seed..
     seed: int = 0
-    k: int = 1                        # shortcut gradient: UNet steps with gradient
-    iterations: int = 20              # GPO iterations
+    k: int = 1  # shortcut gradient: UNet steps with gradient
+    iterations: int = 20  # GPO iterations
     lexicon: str = "wordnet"
     llm_url: str | None = None
     llm_model: str | None = None
     lexicon_cache: str | None = None
-    word_tokens: int = 1              # longest substitute kept, in CLIP tokens (reference: 1)
+    word_tokens: int = 1  # longest substitute kept, in CLIP tokens (reference: 1)
     study: str | None = None
     storage: str | None = None
     out: str | None = None
-    workers: int = 1                  # processes generating on this machine, this one included (--workers)
+    workers: int = 1  # processes generating on this machine, this one included (--workers)
     heartbeat: int = DEFAULT_HEARTBEAT_SECONDS
     trial_timeout: float | None = None  # seconds; an evaluation running longer fails its trial with the reason
 
@@ -87,10 +94,16 @@ class PromptOptions:
             raise UsageError("--task attack searches the synonym space (keeps the meaning): use --space synonym")
         get_prompt_searcher(o.searcher)
         o.reward_spec().check()  # names, paths, the function's import: before any model loads
-        for name, value, low in (("--budget", o.budget, 1), ("--steps", o.steps, 1), ("--seeds", o.seeds, 1),
-                                 ("--k", o.k, 1), ("--iterations", o.iterations, 0),
-                                 ("--word-tokens", o.word_tokens, 1), ("--workers", o.workers, 1),
-                                 ("--heartbeat", o.heartbeat, 1)):
+        for name, value, low in (
+            ("--budget", o.budget, 1),
+            ("--steps", o.steps, 1),
+            ("--seeds", o.seeds, 1),
+            ("--k", o.k, 1),
+            ("--iterations", o.iterations, 0),
+            ("--word-tokens", o.word_tokens, 1),
+            ("--workers", o.workers, 1),
+            ("--heartbeat", o.heartbeat, 1),
+        ):
             if value < low:
                 raise UsageError(f"{name} must be at least {low} (got {value})")
         check_trial_timeout(o.trial_timeout)
@@ -129,10 +142,10 @@ class PromptOptions:
         try:
             text = path.read_bytes().decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise UsageError(f"--prompts {path}: not UTF-8 text (byte {exc.start} cannot be read); "
-                             "save it as UTF-8") from None
-        prompts = [line.strip() for line in text.splitlines()
-                   if line.strip() and not line.lstrip().startswith("#")]
+            raise UsageError(
+                f"--prompts {path}: not UTF-8 text (byte {exc.start} cannot be read); save it as UTF-8"
+            ) from None
+        prompts = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
         if not prompts:
             raise UsageError(f"--prompts {path}: no prompts in it")
         return prompts
@@ -157,52 +170,91 @@ class Models:
         self.reward: Reward = o.reward_spec().load(o.device, o.seed)  # next: a bad reward fails before SD loads
         # a searcher that backpropagates through the reward (DPO-Diff's shortcut gradient) needs a grad_fn
         if get_prompt_searcher(o.searcher).can("needs_gradient") and not self.reward.differentiable:
-            raise UsageError(f"--reward {o.reward} is not differentiable (its scores have no grad_fn) and "
-                             f"--searcher {o.searcher} backpropagates through it; use --searcher evolution or random")
-        self.backend = load_backend(o.model, o.device, o.dtype, o.seed, steps=o.steps, guidance=o.guidance,
-                                    true_cfg=o.true_cfg, size=o.size, memory=o.memory())
+            raise UsageError(
+                f"--reward {o.reward} is not differentiable (its scores have no grad_fn) and "
+                f"--searcher {o.searcher} backpropagates through it; use --searcher evolution or random"
+            )
+        self.backend = load_backend(
+            o.model,
+            o.device,
+            o.dtype,
+            o.seed,
+            steps=o.steps,
+            guidance=o.guidance,
+            true_cfg=o.true_cfg,
+            size=o.size,
+            memory=o.memory(),
+        )
         refusal = self.backend.negative_prompt_refusal() if negative else None
         # again on the loaded backend: a hub id not in the local cache was guessed to be SD 1.x above
         if refusal:
             raise UsageError(f"--space {o.space} searches a negative prompt, but {refusal}")
         self.one_token = lambda w: len(self.backend.token_ids(w)) <= o.word_tokens  # short enough to keep
-        self.lexicon = Lexicon(o.lexicon, self.one_token, Path(o.lexicon_cache) if o.lexicon_cache else None,
-                               o.llm_url, o.llm_model)
+        self.lexicon = Lexicon(
+            o.lexicon, self.one_token, Path(o.lexicon_cache) if o.lexicon_cache else None, o.llm_url, o.llm_model
+        )
         self.similarity = SentenceSimilarity(o.device) if o.task == "attack" else None
 
     def check_prompt(self, prompt: str) -> None:
         n = len(self.backend.token_ids(prompt))
         if n > self.backend.max_tokens():
-            raise UsageError(f"the prompt has {n} CLIP tokens; the text encoder takes at most "
-                             f"{self.backend.max_tokens()}")
+            raise UsageError(
+                f"the prompt has {n} CLIP tokens; the text encoder takes at most {self.backend.max_tokens()}"
+            )
 
 
 def study_attrs(o: PromptOptions, prompt: str) -> dict[str, Any]:
     # everything that changes what an evaluation means; a resumed study must match it
-    return {"job": "prompt", "space": o.space, "dataset": prompt, "task": o.task, "model": o.model,
-            "clip": o.clip, "reward": o.reward, "reward_model": o.reward_model, "reward_arch": o.reward_arch,
-            "steps": o.steps, "guidance": o.guidance, "true_cfg": o.true_cfg, "size": o.size, "seeds": o.seeds, "seed": o.seed,
-            "lexicon": o.lexicon, "searcher": o.searcher, "budget": o.budget, "word_tokens": o.word_tokens,
-            TIME_LIMIT_ATTR: o.trial_timeout}
+    return {
+        "job": "prompt",
+        "space": o.space,
+        "dataset": prompt,
+        "task": o.task,
+        "model": o.model,
+        "clip": o.clip,
+        "reward": o.reward,
+        "reward_model": o.reward_model,
+        "reward_arch": o.reward_arch,
+        "steps": o.steps,
+        "guidance": o.guidance,
+        "true_cfg": o.true_cfg,
+        "size": o.size,
+        "seeds": o.seeds,
+        "seed": o.seed,
+        "lexicon": o.lexicon,
+        "searcher": o.searcher,
+        "budget": o.budget,
+        "word_tokens": o.word_tokens,
+        TIME_LIMIT_ATTR: o.trial_timeout,
+    }
 
 
-def optimise_prompt(o: PromptOptions, models: Models, prompt: str, storage, study_name: str,
-                    progress: ProgressFn | None = None) -> tuple[dict[str, Any], PromptTask]:
+def optimise_prompt(
+    o: PromptOptions, models: Models, prompt: str, storage, study_name: str, progress: ProgressFn | None = None
+) -> tuple[dict[str, Any], PromptTask]:
     """Search one prompt; returns its record (user input vs best, both prompts, losses, trials) and the
     task that holds its evaluations."""
     models.check_prompt(prompt)
-    space = build_space(o.space, prompt, models.lexicon, models.one_token, models.backend.max_tokens(),
-                        lambda s: len(models.backend.token_ids(s)))
-    study = create_or_load_study(storage, study_name, {**study_attrs(o, prompt), FINISHED_ATTR: False},
-                                 PromptJob.identity)
+    space = build_space(
+        o.space,
+        prompt,
+        models.lexicon,
+        models.one_token,
+        models.backend.max_tokens(),
+        lambda s: len(models.backend.token_ids(s)),
+    )
+    study = create_or_load_study(
+        storage, study_name, {**study_attrs(o, prompt), FINISHED_ATTR: False}, PromptJob.identity
+    )
     try:
         return _search(o, models, prompt, space, study, study_name, progress)
     finally:
         mark_finished(storage, [study_name])  # its workers move on to the next prompt, or leave
 
 
-def _search(o: PromptOptions, models: Models, prompt: str, space, study, study_name: str,
-            progress: ProgressFn | None) -> tuple[dict[str, Any], PromptTask]:
+def _search(
+    o: PromptOptions, models: Models, prompt: str, space, study, study_name: str, progress: ProgressFn | None
+) -> tuple[dict[str, Any], PromptTask]:
     seeds = tuple(o.seed + i for i in range(o.seeds))
 
     def on_eval(task: PromptTask, _result) -> None:
@@ -210,25 +262,38 @@ def _search(o: PromptOptions, models: Models, prompt: str, space, study, study_n
             best = task.best()
             progress(prompt, min(task.spent, task.budget), task.budget, best[1].value if best else None)
 
-    task = PromptTask(models.backend, models.reward, space, study, o.task, seeds, o.budget,
-                      models.similarity, on_eval)
+    task = PromptTask(models.backend, models.reward, space, study, o.task, seeds, o.budget, models.similarity, on_eval)
     start = time.perf_counter()
     user = task.evaluate(space.user_point(), role="user_input")
-    found = get_prompt_searcher(o.searcher).value(task, space, o.seed,
-                                                    PromptSearchSettings(iterations=o.iterations, k=o.k))
+    found = get_prompt_searcher(o.searcher).value(
+        task, space, o.seed, PromptSearchSettings(iterations=o.iterations, k=o.k)
+    )
     best_point, best = task.best() or (space.user_point(), user)
     positive, negative = space.texts(best_point)
     return {
-        "prompt": prompt, "study": study_name, "space": o.space,
+        "prompt": prompt,
+        "study": study_name,
+        "space": o.space,
         "slots": {s.name: s.choices for s in space.slots},
-        "user_input": {"loss": user.loss, "value": user.value, "score": user.attrs.get("score"),
-                       "clip_score": user.attrs.get("clip_score")},
-        "best": {"positive": positive, "negative": negative, "loss": best.loss, "value": best.value,
-                 "score": best.attrs.get("score"), "clip_score": best.attrs.get("clip_score"),
-                 "params": space.to_params(best_point),
-                 "similarity": best.attrs.get("similarity")},
+        "user_input": {
+            "loss": user.loss,
+            "value": user.value,
+            "score": user.attrs.get("score"),
+            "clip_score": user.attrs.get("clip_score"),
+        },
+        "best": {
+            "positive": positive,
+            "negative": negative,
+            "loss": best.loss,
+            "value": best.value,
+            "score": best.attrs.get("score"),
+            "clip_score": best.attrs.get("clip_score"),
+            "params": space.to_params(best_point),
+            "similarity": best.attrs.get("similarity"),
+        },
         "improvement": (user.value - best.value) if user.value is not None and best.value is not None else None,
-        "spent_generations": task.spent, "evaluations": len(task.seen),
+        "spent_generations": task.spent,
+        "evaluations": len(task.seen),
         "gradient_steps": found.gradient_steps,
         "seconds": time.perf_counter() - start,
         "points": {"user": list(space.user_point()), "best": list(best_point)},
@@ -240,8 +305,24 @@ class PromptJob:
 
     name = "prompt"
     # everything that changes what an evaluation means: cached generations are valid only for these
-    identity = ("job", "space", "dataset", "task", "model", "clip", "reward", "reward_model", "reward_arch",
-                "steps", "guidance", "true_cfg", "size", "seeds", "seed", "lexicon")
+    identity = (
+        "job",
+        "space",
+        "dataset",
+        "task",
+        "model",
+        "clip",
+        "reward",
+        "reward_model",
+        "reward_arch",
+        "steps",
+        "guidance",
+        "true_cfg",
+        "size",
+        "seeds",
+        "seed",
+        "lexicon",
+    )
     renamed: dict[str, str] = {}
 
     def __init__(self, models: Models | None = None):
@@ -249,8 +330,9 @@ class PromptJob:
 
     def studies(self, o: PromptOptions) -> dict[str, dict[str, Any]]:
         prompts = o.prompt_list()
-        names = [o.study if len(prompts) == 1 else f"{o.study}-{i:03d}-{_slug(prompt)}"
-                 for i, prompt in enumerate(prompts)]
+        names = [
+            o.study if len(prompts) == 1 else f"{o.study}-{i:03d}-{_slug(prompt)}" for i, prompt in enumerate(prompts)
+        ]
         return {name: study_attrs(o, prompt) for name, prompt in zip(names, prompts)}
 
     def prepare(self, o: PromptOptions) -> Models:
@@ -267,12 +349,17 @@ class PromptJob:
             records.append(record)
             tasks.append(task)
         objective = models.reward.loss_formula
-        grid = _grid(records[: 4], tasks[: 4], run.out, o)
-        notes.attach_images([run.studies[r["study"]] for r in records[: 4]], [grid], run.out)  # the prompts shown
-        return {"job": "prompt", "options": asdict(o),
-                "objective": objective + (" (minimised)" if o.task == "enhance" else " (maximised)"),
-                "reward": {"name": o.reward, "score": models.reward.score_name, "loss": models.reward.loss_name},
-                "prompts": records, "summary": _summary(records), "grid": grid}
+        grid = _grid(records[:4], tasks[:4], run.out, o)
+        notes.attach_images([run.studies[r["study"]] for r in records[:4]], [grid], run.out)  # the prompts shown
+        return {
+            "job": "prompt",
+            "options": asdict(o),
+            "objective": objective + (" (minimised)" if o.task == "enhance" else " (maximised)"),
+            "reward": {"name": o.reward, "score": models.reward.score_name, "loss": models.reward.loss_name},
+            "prompts": records,
+            "summary": _summary(records),
+            "grid": grid,
+        }
 
     def serve(self, o: PromptOptions) -> int:
         return serve_prompt_studies(o.storage, list(self.studies(o)), o.device, o.dtype, o.heartbeat)
@@ -280,17 +367,28 @@ class PromptJob:
     def worker_options(self, study, w: WorkerSettings) -> PromptOptions:
         a = study.user_attrs
         fields = PromptOptions.__dataclass_fields__
-        return PromptOptions(**{k: v for k, v in a.items() if k in fields}, prompt=a["dataset"], study=w.study,
-                             trial_timeout=a.get(TIME_LIMIT_ATTR),
-                             storage=w.storage, out=w.out, heartbeat=w.heartbeat, device=w.device,
-                             dtype=w.dtype).resolved()
+        return PromptOptions(
+            **{k: v for k, v in a.items() if k in fields},
+            prompt=a["dataset"],
+            study=w.study,
+            trial_timeout=a.get(TIME_LIMIT_ATTR),
+            storage=w.storage,
+            out=w.out,
+            heartbeat=w.heartbeat,
+            device=w.device,
+            dtype=w.dtype,
+        ).resolved()
 
 
 JOB = PromptJob()
 
 
-def run_prompt(options: PromptOptions, progress: ProgressFn | None = None,
-               log: Callable[[str], None] = lambda _: None, models: Models | None = None) -> dict[str, Any]:
+def run_prompt(
+    options: PromptOptions,
+    progress: ProgressFn | None = None,
+    log: Callable[[str], None] = lambda _: None,
+    models: Models | None = None,
+) -> dict[str, Any]:
     """Optimise one prompt or a prompt set; writes results.json and the before / after grid to ``out``."""
     return run_job(PromptJob(models) if models is not None else JOB, options, progress, log)
 
@@ -306,8 +404,16 @@ def serve_prompt_studies(storage_url: str, names: list[str], device: str, dtype:
             raise UsageError(f"no study {name!r} in {storage_url}")
         if runner is None:
             a = study.user_attrs
-            backend = load_backend(a["model"], device, dtype, a["seed"], steps=a["steps"], guidance=a["guidance"],
-                                   true_cfg=a.get("true_cfg", 1.0), size=a.get("size"))
+            backend = load_backend(
+                a["model"],
+                device,
+                dtype,
+                a["seed"],
+                steps=a["steps"],
+                guidance=a["guidance"],
+                true_cfg=a.get("true_cfg", 1.0),
+                size=a.get("size"),
+            )
             reward = RewardSpec(a.get("reward", "clip"), a.get("reward_model"), a.get("reward_arch"), a["clip"])
             runner = PromptTrialRunner(study, backend, reward.load(device, a["seed"]))
         runner.study = study
@@ -317,12 +423,17 @@ def serve_prompt_studies(storage_url: str, names: list[str], device: str, dtype:
 
 def _summary(records) -> dict[str, Any]:
     """Mean +- std over the prompts of the user input's and the best prompt's losses (DPO-Diff's tables)."""
+
     def stats(values):
         values = [v for v in values if v is not None]
         return {**mean_std(values), "n": len(values)}
-    return {"user_input_loss": stats([r["user_input"]["loss"] for r in records]),
-            "best_loss": stats([r["best"]["loss"] for r in records]),
-            "improved": sum(1 for r in records if (r["improvement"] or 0) > 0), "prompts": len(records)}
+
+    return {
+        "user_input_loss": stats([r["user_input"]["loss"] for r in records]),
+        "best_loss": stats([r["best"]["loss"] for r in records]),
+        "improved": sum(1 for r in records if (r["improvement"] or 0) > 0),
+        "prompts": len(records),
+    }
 
 
 def _grid(records, tasks: list[PromptTask], out: Path, o: PromptOptions) -> str | None:
@@ -336,8 +447,11 @@ def _grid(records, tasks: list[PromptTask], out: Path, o: PromptOptions) -> str 
             positive, negative = task.space.texts(point)
             loss = r["user_input" if key == "user" else "best"]["loss"]
             images = task.images(point).float().cpu().permute(0, 2, 3, 1).numpy()
-            title = f"{label}: {positive}" + (f"\nnegative: {negative}" if negative else "") + \
-                (f"\nloss {loss:.4f}" if loss is not None else "")
+            title = (
+                f"{label}: {positive}"
+                + (f"\nnegative: {negative}" if negative else "")
+                + (f"\nloss {loss:.4f}" if loss is not None else "")
+            )
             rows.append((title, images))
     if not rows:
         return None

@@ -31,22 +31,33 @@ from diffsearch.jobs.sweep import PYTHON_METRIC, SweepOptions, run_sweep
 from diffsearch.sweeps.early_terminate import early_terminate_of
 from diffsearch.sweeps.schema import read_sweep_file
 
+
 @dataclass
 class SearchResult:
     """What ``search`` returns: the study (every trial) and its best trial."""
 
     study: optuna.Study
-    best_params: dict[str, Any]     # the values the objective got in the best trial (constants included)
+    best_params: dict[str, Any]  # the values the objective got in the best trial (constants included)
     best_value: float
     best_trial: optuna.trial.FrozenTrial
-    results: dict[str, Any]         # what results.json holds
+    results: dict[str, Any]  # what results.json holds
     results_file: str
 
 
-def search(objective: Callable[[dict, Callable[[int, float], None]], float] | str,
-           space: Mapping[str, Any] | str | Path, *, direction: str | None = None, searcher: str | None = None,
-           trials: int | None = None, pruner: str | Mapping[str, Any] | None = None, storage: str | None = None,
-           study: str | None = None, workers: int = 1, seed: int = 0, out: str | None = None) -> SearchResult:
+def search(
+    objective: Callable[[dict, Callable[[int, float], None]], float] | str,
+    space: Mapping[str, Any] | str | Path,
+    *,
+    direction: str | None = None,
+    searcher: str | None = None,
+    trials: int | None = None,
+    pruner: str | Mapping[str, Any] | None = None,
+    storage: str | None = None,
+    study: str | None = None,
+    workers: int = 1,
+    seed: int = 0,
+    out: str | None = None,
+) -> SearchResult:
     """Search ``space`` for the ``objective``'s best value; every trial is recorded in the study.
 
     ``objective(params, report) -> float``: ``params`` holds the active parameters (W&B's nested parameters
@@ -80,8 +91,16 @@ def search(objective: Callable[[dict, Callable[[int, float], None]], float] | st
     if trials is not None:
         config.pop("run_cap", None)
         config["trials"] = trials
-    options = SweepOptions(config=config, objective=objective, where=where, workers=workers,
-                           seed=seed, study=study, storage=storage, out=out)
+    options = SweepOptions(
+        config=config,
+        objective=objective,
+        where=where,
+        workers=workers,
+        seed=seed,
+        study=study,
+        storage=storage,
+        out=out,
+    )
     results = run_sweep(options)
     from diffsearch.ledger import open_storage
 
@@ -89,8 +108,14 @@ def search(objective: Callable[[dict, Callable[[int, float], None]], float] | st
     if results["best"] is None:
         raise TrialFailed(f"no trial of study {results['study']!r} completed: {results['note']}")
     best = found.trials[results["best"]["number"]]
-    return SearchResult(study=found, best_params=results["best"]["params"], best_value=best.value,
-                        best_trial=best, results=results, results_file=results["results_file"])
+    return SearchResult(
+        study=found,
+        best_params=results["best"]["params"],
+        best_value=best.value,
+        best_trial=best,
+        results=results,
+        results_file=results["results_file"],
+    )
 
 
 def _sweep_config(space: Any) -> tuple[dict[str, Any], str]:
@@ -98,8 +123,10 @@ def _sweep_config(space: Any) -> tuple[dict[str, Any], str]:
     if isinstance(space, (str, Path)):
         return read_sweep_file(space), str(space)
     if not isinstance(space, Mapping):
-        raise UsageError(f"diffsearch.search(): space: expected a mapping of parameters, a sweep dict or a "
-                         f"sweep file's path, got {type(space).__name__}")
+        raise UsageError(
+            f"diffsearch.search(): space: expected a mapping of parameters, a sweep dict or a "
+            f"sweep file's path, got {type(space).__name__}"
+        )
     if _is_sweep(space):
         return dict(space), "diffsearch.search()"
     return {"parameters": space}, "diffsearch.search()"

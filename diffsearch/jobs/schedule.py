@@ -33,8 +33,14 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 
 from diffsearch.errors import TrialFailed, UsageError
 from diffsearch.jobs.base import ProgressFn, Run, WorkerSettings, run_job
-from diffsearch.ledger import (DEFAULT_HEARTBEAT_SECONDS, best_trial, create_or_load_study, done_trials, open_storage,
-                               run_location)
+from diffsearch.ledger import (
+    DEFAULT_HEARTBEAT_SECONDS,
+    best_trial,
+    create_or_load_study,
+    done_trials,
+    open_storage,
+    run_location,
+)
 from diffsearch.ledger.trial_loop import BudgetLoop, run_to_budget
 from diffsearch.objectives.teacher_matching import teacher_distance
 from diffsearch.searchers.schedule import SCHEDULE_SEARCHERS, get_schedule_searcher
@@ -42,11 +48,11 @@ from diffsearch.spaces.schedules import SOLVERS, Schedule, ScheduleSpace, defaul
 
 OBJECTIVES = {
     "teacher": "teacher matching: mean squared pixel distance to the --teacher-steps samples of the same noise "
-               "(LD3, Tong et al., ICLR 2025); cheap",
+    "(LD3, Tong et al., ICLR 2025); cheap",
     "fid": "FID (Inception-v3) of the search images against the reference's training split; needs "
-           "--reference and a few hundred --search-images",
+    "--reference and a few hundred --search-images",
 }
-HELD_OUT_SEED = 1_000_000      # generation seeds of the final table start here; search seeds must stay below
+HELD_OUT_SEED = 1_000_000  # generation seeds of the final table start here; search seeds must stay below
 MIN_FID_IMAGES = 50
 BUILT_IN_REFERENCES = ("fashion-mnist", "mnist", "digits")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -54,11 +60,11 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".ti
 
 @dataclass
 class ScheduleOptions:
-    model: str = "fashion"            # fashion, tiny*, a served pipeline directory / hub id, or a UNet2DModel directory
+    model: str = "fashion"  # fashion, tiny*, a served pipeline directory / hub id, or a UNet2DModel directory
     nfe: int = 6
-    solver: str | None = None         # ddim, dpm++, euler; default: dpm++ (euler on flow models)
+    solver: str | None = None  # ddim, dpm++, euler; default: dpm++ (euler on flow models)
     searcher: str = "evolution"
-    budget: int = 40                  # trials (each samples --search-images images with N steps)
+    budget: int = 40  # trials (each samples --search-images images with N steps)
     objective: str = "teacher"
     teacher_steps: int = 50
     search_images: int = 16
@@ -66,8 +72,8 @@ class ScheduleOptions:
     prompts_file: str | None = None
     guidance: float | None = None
     size: int | None = None
-    reference: str | None = None      # fashion-mnist, mnist, digits or a folder; default: the model's own data
-    fid_images: int = 200             # held-out images per FID in the final table (and reference images)
+    reference: str | None = None  # fashion-mnist, mnist, digits or a folder; default: the model's own data
+    fid_images: int = 200  # held-out images per FID in the final table (and reference images)
     baselines: bool = True
     seed: int = 0
     device: str = "cpu"
@@ -89,14 +95,22 @@ class ScheduleOptions:
             hint = "; the solvers here are " + ", ".join(SOLVERS) + " (ddim is DPM-Solver++ of order 1)"
             raise UsageError((refusal or f"unknown --solver {o.solver!r}") + hint)
         get_schedule_searcher(o.searcher)
-        for name, value, low in (("--nfe", o.nfe, 1), ("--budget", o.budget, 1), ("--teacher-steps", o.teacher_steps, 1),
-                                 ("--search-images", o.search_images, 1), ("--fid-images", o.fid_images, MIN_FID_IMAGES),
-                                 ("--workers", o.workers, 1), ("--heartbeat", o.heartbeat, 1)):
+        for name, value, low in (
+            ("--nfe", o.nfe, 1),
+            ("--budget", o.budget, 1),
+            ("--teacher-steps", o.teacher_steps, 1),
+            ("--search-images", o.search_images, 1),
+            ("--fid-images", o.fid_images, MIN_FID_IMAGES),
+            ("--workers", o.workers, 1),
+            ("--heartbeat", o.heartbeat, 1),
+        ):
             if value < low:
                 raise UsageError(f"{name} must be at least {low} (got {value})")
         if o.seed < 0 or o.seed + o.search_images > HELD_OUT_SEED:
-            raise UsageError(f"--seed and --search-images must keep the search seeds below {HELD_OUT_SEED} "
-                             "(the held-out generation seeds start there)")
+            raise UsageError(
+                f"--seed and --search-images must keep the search seeds below {HELD_OUT_SEED} "
+                "(the held-out generation seeds start there)"
+            )
         T = train_timesteps_of(o.model)
         if T is not None and o.nfe > T:
             raise UsageError(f"--nfe must be between 1 and the model's {T} training timesteps (got {o.nfe})")
@@ -112,9 +126,13 @@ class ScheduleOptions:
             if o.objective == "fid":
                 check_reference(o.reference, o.search_images, split="training")
         if SCHEDULE_SEARCHERS.lookup(o.searcher, "--searcher").can("gradient") and o.objective != "teacher":
-            raise UsageError(f"--searcher {o.searcher} differentiates the teacher-matching loss; use --objective teacher")
+            raise UsageError(
+                f"--searcher {o.searcher} differentiates the teacher-matching loss; use --objective teacher"
+            )
         if o.objective == "fid" and o.search_images < MIN_FID_IMAGES:
-            raise UsageError(f"--objective fid needs --search-images of at least {MIN_FID_IMAGES} (got {o.search_images})")
+            raise UsageError(
+                f"--objective fid needs --search-images of at least {MIN_FID_IMAGES} (got {o.search_images})"
+            )
         if o.study is None:
             stem = Path(o.model).name if Path(o.model).exists() else o.model.replace("/", "-")
             o.study = f"schedule-{stem}-nfe{o.nfe}-{o.searcher}-{o.objective}" + (f"-s{o.seed}" if o.seed else "")
@@ -128,8 +146,11 @@ class ScheduleOptions:
             path = Path(self.prompts_file)
             if not path.is_file():
                 raise UsageError(f"--prompts {path}: no such file")
-            prompts = [line.strip() for line in path.read_text().splitlines()
-                       if line.strip() and not line.lstrip().startswith("#")]
+            prompts = [
+                line.strip()
+                for line in path.read_text().splitlines()
+                if line.strip() and not line.lstrip().startswith("#")
+            ]
             if not prompts:
                 raise UsageError(f"--prompts {path}: no prompts in it")
             return prompts
@@ -138,8 +159,7 @@ class ScheduleOptions:
 
             return [plain_prompt(label) for label in range(10)]
         folder = Path(__file__).resolve().parent.parent / "datasets" / "prompts.txt"
-        return [line.strip() for line in folder.read_text().splitlines()
-                if line.strip() and not line.startswith("#")]
+        return [line.strip() for line in folder.read_text().splitlines() if line.strip() and not line.startswith("#")]
 
 
 # ---- what a model allows, read without loading weights ------------------------------------------------
@@ -194,8 +214,10 @@ def check_reference(spec: str, count: int, split: str = "held-out") -> None:
         sizes = (n - held, held)
     have = sizes[1] if split == "held-out" else sizes[0]
     if have < count:
-        raise UsageError(f"--reference {spec} has {have} {split} images; FID on {count} images needs at least "
-                         f"{count} (add images or lower --fid-images / --search-images, at least {MIN_FID_IMAGES})")
+        raise UsageError(
+            f"--reference {spec} has {have} {split} images; FID on {count} images needs at least "
+            f"{count} (add images or lower --fid-images / --search-images, at least {MIN_FID_IMAGES})"
+        )
 
 
 # ---- the prepared run -----------------------------------------------------------------------------------
@@ -224,8 +246,9 @@ class Prepared:
             from diffsearch.backends.stable_diffusion import load_backend
 
             self.prompts = o.prompt_list()
-            backend = load_backend(o.model, o.device, o.dtype, o.seed, steps=o.teacher_steps, guidance=o.guidance,
-                                   size=o.size)
+            backend = load_backend(
+                o.model, o.device, o.dtype, o.seed, steps=o.teacher_steps, guidance=o.guidance, size=o.size
+            )
             self.sampler = PipelineSampler(backend, self.prompts)
         solver = o.solver or default_solver(self.sampler.model_range.prediction)
         self.space = ScheduleSpace(o.nfe, solver, self.sampler.model_range)
@@ -252,8 +275,9 @@ class Prepared:
         if split not in self._references:
             res = self.sampler.resolution
             key = f"schedule-{_slug(o.reference)}-{'padded' if o.model == 'fashion' else 'resized'}-r{res}-{split}-n{count}"
-            self._references[split] = FidReference.cached(key, lambda: reference_images(o, res, split)[:count],
-                                                          o.device)
+            self._references[split] = FidReference.cached(
+                key, lambda: reference_images(o, res, split)[:count], o.device
+            )
         return self._references[split]
 
     def score(self, images: torch.Tensor, seeds: list[int], objective: str) -> tuple[float, dict[str, float]]:
@@ -323,11 +347,25 @@ class ScheduleLoop(BudgetLoop):
 
 
 def study_attrs(o: ScheduleOptions, prompts: list[str] | None = None) -> dict[str, Any]:
-    return {"job": "schedule", "model": o.model, "nfe": o.nfe, "solver": o.solver, "objective": o.objective,
-            "teacher_steps": o.teacher_steps, "search_images": o.search_images, "seed": o.seed,
-            "guidance": o.guidance, "size": o.size, "prompt": o.prompt, "prompts_file": o.prompts_file,
-            "reference": o.reference if o.objective == "fid" else None, "searcher": o.searcher, "budget": o.budget,
-            "fid_images": o.fid_images, "dataset": o.model}
+    return {
+        "job": "schedule",
+        "model": o.model,
+        "nfe": o.nfe,
+        "solver": o.solver,
+        "objective": o.objective,
+        "teacher_steps": o.teacher_steps,
+        "search_images": o.search_images,
+        "seed": o.seed,
+        "guidance": o.guidance,
+        "size": o.size,
+        "prompt": o.prompt,
+        "prompts_file": o.prompts_file,
+        "reference": o.reference if o.objective == "fid" else None,
+        "searcher": o.searcher,
+        "budget": o.budget,
+        "fid_images": o.fid_images,
+        "dataset": o.model,
+    }
 
 
 def _open_search(o: ScheduleOptions, storage, prepared: Prepared, worker: int = 0) -> optuna.Study:
@@ -353,8 +391,9 @@ def start_points(p: Prepared) -> list[dict[str, Any]]:
     return points
 
 
-def search(o: ScheduleOptions, p: Prepared, storage, report: Callable[[float, float | None], None] | None = None
-           ) -> tuple[optuna.Study, Schedule, float]:
+def search(
+    o: ScheduleOptions, p: Prepared, storage, report: Callable[[float, float | None], None] | None = None
+) -> tuple[optuna.Study, Schedule, float]:
     """Run the study to its budget (resuming it); (study, best schedule, its search value)."""
     study = _open_search(o, storage, p)
     if not study.get_trials(deepcopy=False):
@@ -378,8 +417,9 @@ def search(o: ScheduleOptions, p: Prepared, storage, report: Callable[[float, fl
     return study, Schedule.from_dict(best.user_attrs["schedule"]), float(best.value)
 
 
-def _gradient_search(o: ScheduleOptions, p: Prepared, study: optuna.Study, loop: ScheduleLoop, searcher,
-                     on_trial_end: Callable) -> None:
+def _gradient_search(
+    o: ScheduleOptions, p: Prepared, study: optuna.Study, loop: ScheduleLoop, searcher, on_trial_end: Callable
+) -> None:
     """The start points first (as every searcher), then the gradient's steps, each run as an enqueued trial."""
     start_trials = len(start_points(p))
     while len(done_trials(study)) < min(start_trials, o.budget):
@@ -400,41 +440,56 @@ def _gradient_search(o: ScheduleOptions, p: Prepared, study: optuna.Study, loop:
 @dataclass
 class Row:
     name: str
-    kind: str                     # searched, baseline, teacher
-    schedule: list[float]         # the timesteps (sigmas for flow) the sampler ran
+    kind: str  # searched, baseline, teacher
+    schedule: list[float]  # the timesteps (sigmas for flow) the sampler ran
     order: int | None
     fid: float | None
     kid: float | None
-    teacher_mse: float | None     # on held-out seeds
+    teacher_mse: float | None  # on held-out seeds
     seconds: float
     error: str | None = None
 
 
-def judge(p: Prepared, rows: dict[str, tuple[str, Callable[[list[int]], torch.Tensor], list[float], int | None]],
-          log: Callable[[str], None] = lambda _: None, grid: int = 8) -> tuple[list[Row], dict[str, np.ndarray]]:
+def judge(
+    p: Prepared,
+    rows: dict[str, tuple[str, Callable[[list[int]], torch.Tensor], list[float], int | None]],
+    log: Callable[[str], None] = lambda _: None,
+    grid: int = 8,
+) -> tuple[list[Row], dict[str, np.ndarray]]:
     """Held-out judging of each named sampler: images of the held-out seeds, FID / KID against the held-out
     reference (when there is one), teacher matching on the first ``--search-images`` held-out seeds."""
     from diffsearch.tasks.schedule_sampler import to_uint8
     from diffsearch.objectives.fid import inception_features
 
     o = p.options
-    seeds = p.held_out_seeds if o.reference else p.held_out_seeds[:o.search_images]
-    teacher_seeds = p.held_out_seeds[:o.search_images]
+    seeds = p.held_out_seeds if o.reference else p.held_out_seeds[: o.search_images]
+    teacher_seeds = p.held_out_seeds[: o.search_images]
     out, grids = [], {}
     for name, (kind, generate, schedule, order) in rows.items():
         start = time.perf_counter()
         try:
             images = generate(seeds)
         except (RuntimeError, ValueError, IndexError) as exc:  # a sampler that breaks is a row saying so
-            out.append(Row(name, kind, schedule, order, None, None, None, 0.0,
-                           f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"))
+            out.append(
+                Row(
+                    name,
+                    kind,
+                    schedule,
+                    order,
+                    None,
+                    None,
+                    None,
+                    0.0,
+                    f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}",
+                )
+            )
             log(f"  {name}: failed ({out[-1].error})")
             continue
         fid = kid = None
         if o.reference:
             parts = p.reference("eval").score(inception_features(to_uint8(images), o.device))
             fid, kid = parts["fid"], parts["kid"]
-        mse = float(teacher_distance(images[:len(teacher_seeds)], p.teacher_images(teacher_seeds)).mean())
+        mse = float(teacher_distance(images[: len(teacher_seeds)], p.teacher_images(teacher_seeds)).mean())
         out.append(Row(name, kind, schedule, order, fid, kid, mse, round(time.perf_counter() - start, 1)))
         grids[name] = images[:grid].permute(0, 2, 3, 1).numpy()
         log(f"  {name}: FID {fid if fid is None else round(fid, 2)}, teacher MSE {mse:.5f}")
@@ -453,8 +508,12 @@ def sampler_rows(p: Prepared, found: dict[str, Schedule], baselines: bool) -> di
         for name in p.sampler.baselines(p.space.nfe):
             seen = p.sampler.timesteps_run(*p.sampler.baseline(name, p.space.nfe))
             order = 2 if name.startswith(("dpm", "ays")) else 1
-            rows[name] = ("baseline", lambda seeds, n=name: p.sampler.baseline_images(n, p.space.nfe, seeds),
-                          seen, order)
+            rows[name] = (
+                "baseline",
+                lambda seeds, n=name: p.sampler.baseline_images(n, p.space.nfe, seeds),
+                seen,
+                order,
+            )
     return rows
 
 
@@ -463,29 +522,36 @@ def reproduction(o: ScheduleOptions, p: Prepared, schedule: Schedule) -> str:
     from diffsearch.tasks.schedule_sampler import DPM_OVERRIDES, scheduler_line
 
     kwargs = schedule.call_kwargs()
-    (key, values), = kwargs.items()
+    ((key, values),) = kwargs.items()
     shown = "[" + ", ".join(f"{v:.6g}" if isinstance(v, float) else str(v) for v in values) + "]"
     if p.sampler.family == "unet":
         extra = ", ".join(f"{k}={v!r}" for k, v in DPM_OVERRIDES.items())
         folder = _model_dir(o.model)
-        return "\n".join([
-            "import torch",
-            "from diffusers import DPMSolverMultistepScheduler, UNet2DModel",
-            f'unet = UNet2DModel.from_pretrained("{folder}/unet")',
-            f'scheduler = DPMSolverMultistepScheduler.from_pretrained("{folder}", subfolder="scheduler", '
-            f"solver_order={schedule.order}, {extra})",
-            f"scheduler.set_timesteps(timesteps={shown})",
-            "x = torch.randn((1, unet.config.in_channels, unet.config.sample_size, unet.config.sample_size), "
-            "generator=torch.Generator().manual_seed(0))",
-            "for t in scheduler.timesteps:",
-            "    x = scheduler.step(unet(x, t).sample, t, x).prev_sample",
-            "image = (x.clamp(-1, 1) + 1) / 2"])
+        return "\n".join(
+            [
+                "import torch",
+                "from diffusers import DPMSolverMultistepScheduler, UNet2DModel",
+                f'unet = UNet2DModel.from_pretrained("{folder}/unet")',
+                f'scheduler = DPMSolverMultistepScheduler.from_pretrained("{folder}", subfolder="scheduler", '
+                f"solver_order={schedule.order}, {extra})",
+                f"scheduler.set_timesteps(timesteps={shown})",
+                "x = torch.randn((1, unet.config.in_channels, unet.config.sample_size, unet.config.sample_size), "
+                "generator=torch.Generator().manual_seed(0))",
+                "for t in scheduler.timesteps:",
+                "    x = scheduler.step(unet(x, t).sample, t, x).prev_sample",
+                "image = (x.clamp(-1, 1) + 1) / 2",
+            ]
+        )
     pipe_class = type(p.sampler.backend.pipe).__name__
     where = str(_model_dir(o.model) or o.model)
-    lines = ["import torch", f"from diffusers import DPMSolverMultistepScheduler, {pipe_class}",
-             f'pipe = {pipe_class}.from_pretrained("{where}")', scheduler_line(schedule),
-             f"image = pipe({p.prompts[0]!r}, {key}={shown}, guidance_scale={p.sampler.backend.guidance}, "
-             "generator=torch.Generator().manual_seed(0)).images[0]"]
+    lines = [
+        "import torch",
+        f"from diffusers import DPMSolverMultistepScheduler, {pipe_class}",
+        f'pipe = {pipe_class}.from_pretrained("{where}")',
+        scheduler_line(schedule),
+        f"image = pipe({p.prompts[0]!r}, {key}={shown}, guidance_scale={p.sampler.backend.guidance}, "
+        "generator=torch.Generator().manual_seed(0)).images[0]",
+    ]
     return "\n".join(lines)
 
 
@@ -499,8 +565,9 @@ def figure(rows: list[Row], grids: dict[str, np.ndarray], path: Path, title: str
     fig = plt.figure(figsize=(13, 0.9 * len(rows) + 2.5))
     left = fig.add_axes((0.06, 0.14, 0.32, 0.76))
     for r in rows:
-        left.plot(range(1, len(r.schedule) + 1), r.schedule, marker="o", lw=2.5 if r.kind == "searched" else 1,
-                  label=r.name)
+        left.plot(
+            range(1, len(r.schedule) + 1), r.schedule, marker="o", lw=2.5 if r.kind == "searched" else 1, label=r.name
+        )
     left.set_xlabel("step")
     left.set_ylabel("timestep (sigma x 1000 after the shift)" if flow else "timestep")
     left.legend(fontsize=7)
@@ -526,8 +593,21 @@ class ScheduleJob:
     """``diffsearch schedule``: one study of schedule trials, then the held-out table against the baselines."""
 
     name = "schedule"
-    identity = ("job", "model", "nfe", "solver", "objective", "teacher_steps", "search_images", "seed", "guidance",
-                "size", "prompt", "prompts_file", "reference")
+    identity = (
+        "job",
+        "model",
+        "nfe",
+        "solver",
+        "objective",
+        "teacher_steps",
+        "search_images",
+        "seed",
+        "guidance",
+        "size",
+        "prompt",
+        "prompts_file",
+        "reference",
+    )
     renamed: dict[str, str] = {}
 
     def __init__(self, prepared: Prepared | None = None):
@@ -548,26 +628,51 @@ class ScheduleJob:
         o, p = run.options, run.prepared
         start = time.perf_counter()
         run.log(f"searching {p.space.describe()} with {o.searcher}, {o.budget} trials, objective {o.objective}")
-        study, schedule, value = search(o, p, run.storage, lambda done, best: run.report("trials", done, o.budget, best))
+        study, schedule, value = search(
+            o, p, run.storage, lambda done, best: run.report("trials", done, o.budget, best)
+        )
         search_seconds = time.perf_counter() - start
         run.log("judging on held-out seeds" + (" and references" if o.reference else ""))
         rows, grids = judge(p, sampler_rows(p, {f"searched ({o.searcher})": schedule}, o.baselines), run.log)
         flow = p.space.model_range.flow
-        fig = figure(rows, grids, run.out / f"schedules_nfe{o.nfe}.png",
-                     f"{o.model}: {o.nfe} steps, held-out seeds", flow)
+        fig = figure(
+            rows, grids, run.out / f"schedules_nfe{o.nfe}.png", f"{o.model}: {o.nfe} steps, held-out seeds", flow
+        )
         call = reproduction(o, p, schedule)
         schedule_file = run.out / "schedule.json"
-        schedule_file.write_text(json.dumps({"model": o.model, **schedule.to_dict(),
-                                             "guidance": getattr(getattr(p.sampler, "backend", None), "guidance", None),
-                                             "call": call}, indent=2))
+        schedule_file.write_text(
+            json.dumps(
+                {
+                    "model": o.model,
+                    **schedule.to_dict(),
+                    "guidance": getattr(getattr(p.sampler, "backend", None), "guidance", None),
+                    "call": call,
+                },
+                indent=2,
+            )
+        )
         trials = [t for t in study.get_trials(deepcopy=False)]
-        return {"job": "schedule", "options": asdict(o), "space": p.space.describe(), "objective": OBJECTIVES[o.objective],
-                "teacher": p.teacher.to_dict(), "best": {**schedule.to_dict(), "search_value": value},
-                "search_seconds": search_seconds, "trials": len(trials),
-                "nfe_spent": sum(t.user_attrs.get("nfe_spent", 0) for t in trials),
-                "held_out": {"seeds_from": HELD_OUT_SEED, "images": len(p.held_out_seeds) if o.reference else o.search_images,
-                             "reference": o.reference, "reference_split": "test / held-out 20 %"},
-                "rows": [asdict(r) for r in rows], "figure": fig, "schedule_file": str(schedule_file), "call": call}
+        return {
+            "job": "schedule",
+            "options": asdict(o),
+            "space": p.space.describe(),
+            "objective": OBJECTIVES[o.objective],
+            "teacher": p.teacher.to_dict(),
+            "best": {**schedule.to_dict(), "search_value": value},
+            "search_seconds": search_seconds,
+            "trials": len(trials),
+            "nfe_spent": sum(t.user_attrs.get("nfe_spent", 0) for t in trials),
+            "held_out": {
+                "seeds_from": HELD_OUT_SEED,
+                "images": len(p.held_out_seeds) if o.reference else o.search_images,
+                "reference": o.reference,
+                "reference_split": "test / held-out 20 %",
+            },
+            "rows": [asdict(r) for r in rows],
+            "figure": fig,
+            "schedule_file": str(schedule_file),
+            "call": call,
+        }
 
     def serve(self, o: ScheduleOptions) -> int:
         if SCHEDULE_SEARCHERS.lookup(o.searcher, "--searcher").can("sequential"):
@@ -581,20 +686,36 @@ class ScheduleJob:
     def worker_options(self, study: optuna.Study, w: WorkerSettings) -> ScheduleOptions:
         fields = ScheduleOptions.__dataclass_fields__
         a = {k: v for k, v in study.user_attrs.items() if k in fields}
-        return ScheduleOptions(**a, study=w.study, storage=w.storage, out=w.out, heartbeat=w.heartbeat,
-                               device=w.device, dtype=w.dtype).resolved()
+        return ScheduleOptions(
+            **a, study=w.study, storage=w.storage, out=w.out, heartbeat=w.heartbeat, device=w.device, dtype=w.dtype
+        ).resolved()
 
 
 def _same_model(a: ScheduleOptions, b: ScheduleOptions) -> bool:
-    keys = ("model", "solver", "teacher_steps", "prompt", "prompts_file", "guidance", "size", "reference",
-            "fid_images", "device", "dtype")
+    keys = (
+        "model",
+        "solver",
+        "teacher_steps",
+        "prompt",
+        "prompts_file",
+        "guidance",
+        "size",
+        "reference",
+        "fid_images",
+        "device",
+        "dtype",
+    )
     return all(getattr(a, k) == getattr(b, k) for k in keys)
 
 
 JOB = ScheduleJob()
 
 
-def run_schedule(options: ScheduleOptions, progress: ProgressFn | None = None,
-                 log: Callable[[str], None] = lambda _: None, prepared: Prepared | None = None) -> dict[str, Any]:
+def run_schedule(
+    options: ScheduleOptions,
+    progress: ProgressFn | None = None,
+    log: Callable[[str], None] = lambda _: None,
+    prepared: Prepared | None = None,
+) -> dict[str, Any]:
     """Search a schedule and judge it beside the baselines; writes results.json, schedule.json and the PNG."""
     return run_job(ScheduleJob(prepared) if prepared is not None else JOB, options, progress, log)

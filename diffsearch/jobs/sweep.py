@@ -23,8 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from diffsearch.errors import UsageError
 from diffsearch.jobs.base import ProgressFn, Run, WorkerSettings, run_job
-from diffsearch.ledger import (DEFAULT_HEARTBEAT_SECONDS, create_or_load_study, load_study, open_storage,
-                               run_location)
+from diffsearch.ledger import DEFAULT_HEARTBEAT_SECONDS, create_or_load_study, load_study, open_storage, run_location
 from diffsearch.ledger.dead_workers import LOST_ATTR, worker_id
 from diffsearch.ledger.explain import explain_study
 from diffsearch.ledger.importance import importance_or_none
@@ -46,27 +45,27 @@ PYTHON_METRIC = "value"  # what diffsearch.search calls the objective's return v
 # against the budget: after a fix, the same command runs their values again. Timeouts and diverged values
 # (not finite) do count: they say something about the values tried.
 PROGRAM_FAULTS = (EXIT, NEVER_REPORTED, BAD_REPORT, EXCEPTION)
-RUN_START_ATTR = "run_first_trial"   # the number of the current run's first trial
-HALTED_ATTR = "halted"               # why the current run stopped before its budget (one line), or None
-RERUN_ATTR = "rerun_of"              # on a trial: the earlier failed trial whose values it runs again
-SAME_FAILURES = 3                    # the first this many trials of a run failing the same way stop it
+RUN_START_ATTR = "run_first_trial"  # the number of the current run's first trial
+HALTED_ATTR = "halted"  # why the current run stopped before its budget (one line), or None
+RERUN_ATTR = "rerun_of"  # on a trial: the earlier failed trial whose values it runs again
+SAME_FAILURES = 3  # the first this many trials of a run failing the same way stop it
 
 
 @dataclass
 class SweepOptions:
-    file: str | None = None                 # the sweep file (``diffsearch sweep sweep.yaml``)
-    config: dict[str, Any] | None = None    # or the sweep as a mapping (the Python API; a study's stored sweep)
-    objective: Any = None                   # Python API: a function or "module:function" instead of a program
-    where: str | None = None                # how messages name ``config`` (default: the file)
-    searcher: str | None = None             # overrides the file's method
-    trials: int | None = None               # overrides the file's trials / run_cap
+    file: str | None = None  # the sweep file (``diffsearch sweep sweep.yaml``)
+    config: dict[str, Any] | None = None  # or the sweep as a mapping (the Python API; a study's stored sweep)
+    objective: Any = None  # Python API: a function or "module:function" instead of a program
+    where: str | None = None  # how messages name ``config`` (default: the file)
+    searcher: str | None = None  # overrides the file's method
+    trials: int | None = None  # overrides the file's trials / run_cap
     workers: int = 1
-    gpus: Any = None                        # "0,1": worker i runs its programs on gpus[i % len(gpus)]
-    trial_timeout: float | None = None      # seconds; a program running longer fails its trial
+    gpus: Any = None  # "0,1": worker i runs its programs on gpus[i % len(gpus)]
+    trial_timeout: float | None = None  # seconds; a program running longer fails its trial
     seed: int = 0
-    study: str | None = None                # default: the file's name, else sweep-<program>-<method>
-    storage: str | None = None              # default: sqlite:///<out>/study.db
-    out: str | None = None                  # default: runs/<study>
+    study: str | None = None  # default: the file's name, else sweep-<program>-<method>
+    storage: str | None = None  # default: sqlite:///<out>/study.db
+    out: str | None = None  # default: runs/<study>
     heartbeat: int | None = DEFAULT_HEARTBEAT_SECONDS
     sweep: Sweep | None = field(default=None, repr=False)  # set by resolved()
 
@@ -111,10 +110,21 @@ def _function_stem(objective: Any) -> str:
 def study_attrs(o: SweepOptions) -> dict[str, Any]:
     s = o.sweep
     objective = None if o.objective is None else objective_name(o.objective)
-    return {"job": "sweep", "sweep": s.config, "program": s.program, "command": list(s.command),
-            "objective": objective, "objective_importable": isinstance(o.objective, str),
-            "metric": s.metric, "goal": s.goal, "parameters": s.config["parameters"], "method": s.method,
-            "trials": s.trials, "seed": o.seed, "trial_timeout": o.trial_timeout}
+    return {
+        "job": "sweep",
+        "sweep": s.config,
+        "program": s.program,
+        "command": list(s.command),
+        "objective": objective,
+        "objective_importable": isinstance(o.objective, str),
+        "metric": s.metric,
+        "goal": s.goal,
+        "parameters": s.config["parameters"],
+        "method": s.method,
+        "trials": s.trials,
+        "seed": o.seed,
+        "trial_timeout": o.trial_timeout,
+    }
 
 
 def make_sweep_sampler(sweep: Sweep, seed: int) -> optuna.samplers.BaseSampler:
@@ -123,16 +133,22 @@ def make_sweep_sampler(sweep: Sweep, seed: int) -> optuna.samplers.BaseSampler:
     return make_sampler(sweep.method, seed)
 
 
-def run_worker(o: SweepOptions, worker: int = 0,
-               on_trial_end: Callable[[optuna.Study, FrozenTrial], None] | None = None) -> optuna.Study:
+def run_worker(
+    o: SweepOptions, worker: int = 0, on_trial_end: Callable[[optuna.Study, FrozenTrial], None] | None = None
+) -> optuna.Study:
     """Join the study and run trials until it holds its budget (or the run stops early); the study."""
     storage = open_storage(o.storage, o.heartbeat)
     probe = create_or_load_study(storage, o.study, study_attrs(o), SweepJob.identity)
     # seeded by worker and history, so a resumed (or joined) random search does not redraw old points
     seed = o.seed + 7919 * worker + len(probe.get_trials(deepcopy=False))
-    study = create_or_load_study(storage, o.study, study_attrs(o), SweepJob.identity,
-                                 sampler=make_sweep_sampler(o.sweep, seed),
-                                 pruner=make_sweep_pruner(o.sweep.early_terminate))
+    study = create_or_load_study(
+        storage,
+        o.study,
+        study_attrs(o),
+        SweepJob.identity,
+        sampler=make_sweep_sampler(o.sweep, seed),
+        pruner=make_sweep_pruner(o.sweep.early_terminate),
+    )
     budget = Budget(study, o.sweep)
 
     def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
@@ -159,8 +175,11 @@ class Budget:
 
     def forgiven(self, trial: FrozenTrial) -> bool:
         """A trial of an earlier run that failed for the program's own reasons: it does not count now."""
-        return trial.number < self.first and trial.state == TrialState.FAIL and \
-            trial.user_attrs.get("fail_kind") in PROGRAM_FAULTS
+        return (
+            trial.number < self.first
+            and trial.state == TrialState.FAIL
+            and trial.user_attrs.get("fail_kind") in PROGRAM_FAULTS
+        )
 
     def counts(self, trial: FrozenTrial) -> bool:
         return is_done(trial) and not self.forgiven(trial)
@@ -190,18 +209,23 @@ class Budget:
 
     def _same_failures(self) -> str | None:
         ours = sorted((t for t in self.counted() if t.number >= self.first), key=lambda t: t.number)
-        first = ours[:min(SAME_FAILURES, self.sweep.trials)]
+        first = ours[: min(SAME_FAILURES, self.sweep.trials)]
         if len(first) < SAME_FAILURES or len(self.counted()) >= self.sweep.trials:
             return None  # too few to judge, or nothing left to save
-        ways = {(t.user_attrs.get("fail_kind"), t.user_attrs.get("fail_reason")) for t in first
-                if t.state == TrialState.FAIL}
+        ways = {
+            (t.user_attrs.get("fail_kind"), t.user_attrs.get("fail_reason"))
+            for t in first
+            if t.state == TrialState.FAIL
+        }
         if len(ways) != 1 or any(t.state != TrialState.FAIL for t in first):
             return None
         kind, reason = ways.pop()
         if kind not in PROGRAM_FAULTS:
             return None
-        return (f"stopped early: the first {len(first)} trials failed the same way ({reason}); fix the program and "
-                "run the same command again: trials that failed this way do not count against the budget")
+        return (
+            f"stopped early: the first {len(first)} trials failed the same way ({reason}); fix the program and "
+            "run the same command again: trials that failed this way do not count against the budget"
+        )
 
 
 def start_run(study: optuna.Study) -> list[int]:
@@ -238,8 +262,10 @@ class SweepJob:
             optuna.create_study(storage=storage, study_name=o.study, direction=direction)
         elif existing.direction != direction:
             made = existing.direction.name.lower()
-            raise UsageError(f"study {o.study!r} was made to {made} its value, not to {o.sweep.goal} it: "
-                             "use another --study name (or another --out)")
+            raise UsageError(
+                f"study {o.study!r} was made to {made} its value, not to {o.sweep.goal} it: "
+                "use another --study name (or another --out)"
+            )
         # checked (a study of another sweep is refused here, before anything is written) before the run starts
         study = create_or_load_study(storage, o.study, study_attrs(o), self.identity, self.renamed)
         return start_run(study)
@@ -254,22 +280,36 @@ class SweepJob:
     def worker_options(self, study: optuna.Study, w: WorkerSettings) -> SweepOptions:
         attrs = study.user_attrs
         if attrs.get("objective") and not attrs.get("objective_importable"):
-            raise UsageError(f"study {w.study!r} calls the Python function {attrs['objective']}, which another "
-                             "process cannot import: run diffsearch.search with the function's 'module:function'")
+            raise UsageError(
+                f"study {w.study!r} calls the Python function {attrs['objective']}, which another "
+                "process cannot import: run diffsearch.search with the function's 'module:function'"
+            )
         if w.trials is not None:
             study.set_user_attr("trials", w.trials)
-        return SweepOptions(config=attrs["sweep"], objective=attrs.get("objective"), where=f"study {w.study}",
-                            trials=w.trials or attrs.get("trials"), seed=attrs.get("seed", 0),
-                            trial_timeout=attrs.get("trial_timeout"), study=w.study, storage=w.storage,
-                            out=w.out, heartbeat=w.heartbeat).resolved()
+        return SweepOptions(
+            config=attrs["sweep"],
+            objective=attrs.get("objective"),
+            where=f"study {w.study}",
+            trials=w.trials or attrs.get("trials"),
+            seed=attrs.get("seed", 0),
+            trial_timeout=attrs.get("trial_timeout"),
+            study=w.study,
+            storage=w.storage,
+            out=w.out,
+            heartbeat=w.heartbeat,
+        ).resolved()
 
     def search(self, run: Run) -> dict[str, Any]:
         o, sweep = run.options, run.options.sweep
         study = run.studies[o.study]
         what = f"the program {sweep.program}" if o.objective is None else f"the function {objective_name(o.objective)}"
         metric = sweep.metric or "every combination (no metric)"
-        explain_study(study, metric, f"**{metric}** ({sweep.goal}) of {what}, one trial per "
-                      f"configuration proposed by **{sweep.method}** (`diffsearch sweep`).")
+        explain_study(
+            study,
+            metric,
+            f"**{metric}** ({sweep.goal}) of {what}, one trial per "
+            f"configuration proposed by **{sweep.method}** (`diffsearch sweep`).",
+        )
         for note in sweep.notes:
             run.log(note)
         if run.prepared:
@@ -292,15 +332,18 @@ class SweepJob:
 
 def rerun_line(numbers: list[int]) -> str:
     shown = ", ".join(str(n) for n in numbers[:10]) + (", ..." if len(numbers) > 10 else "")
-    return (f"{len(numbers)} trial(s) of an earlier run failed for the program's own reasons (trials {shown}): "
-            "they do not count against the budget, and their values run again first")
+    return (
+        f"{len(numbers)} trial(s) of an earlier run failed for the program's own reasons (trials {shown}): "
+        "they do not count against the budget, and their values run again first"
+    )
 
 
 JOB = SweepJob()
 
 
-def run_sweep(options: SweepOptions, progress: ProgressFn | None = None,
-              log: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+def run_sweep(
+    options: SweepOptions, progress: ProgressFn | None = None, log: Callable[[str], None] = lambda _: None
+) -> dict[str, Any]:
     """Run the sweep to its budget (resuming its study) and write results.json to ``out``; the results."""
     return run_job(JOB, options, progress, log)
 
@@ -331,20 +374,30 @@ def trial_record(trial: FrozenTrial) -> dict[str, Any]:
     reason = attrs.get("fail_reason")
     if trial.state == TrialState.FAIL and reason is None:
         reason = attrs.get(LOST_ATTR, "cut short (Ctrl-C or a lost worker); not counted, not repeated")
-    return {"number": trial.number, "state": trial.state.name, "value": trial.value,
-            "params": attrs.get("arguments", trial.params), "fail_reason": reason,
-            "fail_kind": attrs.get("fail_kind"), "pruned_at_step": attrs.get("pruned_at_step"),
-            "seconds": attrs.get("seconds"), "trial_dir": attrs.get("trial_dir"),
-            "metric_source": attrs.get("metric_source"), RERUN_ATTR: attrs.get(RERUN_ATTR),
-            "stdout_log": attrs.get("stdout_log"),
-            "stderr_log": attrs.get("stderr_log"), "worker": attrs.get("worker"),
-            "cuda_visible_devices": attrs.get("cuda_visible_devices")}
+    return {
+        "number": trial.number,
+        "state": trial.state.name,
+        "value": trial.value,
+        "params": attrs.get("arguments", trial.params),
+        "fail_reason": reason,
+        "fail_kind": attrs.get("fail_kind"),
+        "pruned_at_step": attrs.get("pruned_at_step"),
+        "seconds": attrs.get("seconds"),
+        "trial_dir": attrs.get("trial_dir"),
+        "metric_source": attrs.get("metric_source"),
+        RERUN_ATTR: attrs.get(RERUN_ATTR),
+        "stdout_log": attrs.get("stdout_log"),
+        "stderr_log": attrs.get("stderr_log"),
+        "worker": attrs.get("worker"),
+        "cuda_visible_devices": attrs.get("cuda_visible_devices"),
+    }
 
 
 def summarise(study: optuna.Study, o: SweepOptions) -> dict[str, Any]:
     sweep = o.sweep
-    trials = [t for t in study.get_trials(deepcopy=False)
-              if "surplus" not in t.user_attrs and t.state != TrialState.WAITING]
+    trials = [
+        t for t in study.get_trials(deepcopy=False) if "surplus" not in t.user_attrs and t.state != TrialState.WAITING
+    ]
     records = [trial_record(t) for t in trials]
     best = _best(study, sweep)
     budget = Budget(study, sweep)
@@ -353,17 +406,27 @@ def summarise(study: optuna.Study, o: SweepOptions) -> dict[str, Any]:
     options = {f.name: getattr(o, f.name) for f in fields(o) if f.name not in ("sweep", "config", "objective")}
     halted = study.user_attrs.get(HALTED_ATTR)
     results: dict[str, Any] = {
-        "job": "sweep", "metric": sweep.metric, "goal": sweep.goal, "method": sweep.method,
-        "program": sweep.program, "objective": None if o.objective is None else objective_name(o.objective),
-        "sweep": sweep.config, "options": options, "budget": sweep.trials,
-        "counts": {"complete": states.get(TrialState.COMPLETE, 0), "pruned": states.get(TrialState.PRUNED, 0),
-                   "failed": states.get(TrialState.FAIL, 0),
-                   "cut_short": sum(1 for t in trials if t.state == TrialState.FAIL and "fail_reason" not in t.user_attrs),
-                   # failed in an earlier run for the program's own reasons: not counted, their values ran again
-                   "not_counted": sum(1 for t in trials if budget.forgiven(t))},
+        "job": "sweep",
+        "metric": sweep.metric,
+        "goal": sweep.goal,
+        "method": sweep.method,
+        "program": sweep.program,
+        "objective": None if o.objective is None else objective_name(o.objective),
+        "sweep": sweep.config,
+        "options": options,
+        "budget": sweep.trials,
+        "counts": {
+            "complete": states.get(TrialState.COMPLETE, 0),
+            "pruned": states.get(TrialState.PRUNED, 0),
+            "failed": states.get(TrialState.FAIL, 0),
+            "cut_short": sum(1 for t in trials if t.state == TrialState.FAIL and "fail_reason" not in t.user_attrs),
+            # failed in an earlier run for the program's own reasons: not counted, their values ran again
+            "not_counted": sum(1 for t in trials if budget.forgiven(t)),
+        },
         "best": trial_record(best) if best else None,
         "halted": halted,
-        "trials": records, "logs": str(Path(o.out) / "trials") if o.objective is None else None,
+        "trials": records,
+        "logs": str(Path(o.out) / "trials") if o.objective is None else None,
         "importance": importance_or_none(study) if best else None,
         "note": _note(counted, sweep.metric, o, halted),
     }
@@ -378,8 +441,10 @@ def _note(counted: list[FrozenTrial], metric: str | None, o: SweepOptions, halte
         return None
     failed = [t for t in counted if t.state == TrialState.FAIL]
     if failed and len(failed) == len(counted) and all(t.user_attrs.get("fail_kind") == NEVER_REPORTED for t in failed):
-        return (f"no trial reported metric {metric!r}; the first: {failed[0].user_attrs.get('fail_reason')} "
-                f"(see what the program printed in {failed[0].user_attrs.get('stdout_log')})")
+        return (
+            f"no trial reported metric {metric!r}; the first: {failed[0].user_attrs.get('fail_reason')} "
+            f"(see what the program printed in {failed[0].user_attrs.get('stdout_log')})"
+        )
     if halted:
         return halted
     if failed and len(failed) == len(counted):

@@ -30,8 +30,14 @@ CONFIG_PREFIX = "config."  # trial attrs config.<key>: training settings that ar
 _OutOfMemory = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
 
-def evaluate_trial(trial: optuna.Trial, space: TrainingSpace, task: TrainingTask, seed: int,
-                    report_epochs: tuple[int, ...], samples_dir: Path | None) -> float:
+def evaluate_trial(
+    trial: optuna.Trial,
+    space: TrainingSpace,
+    task: TrainingTask,
+    seed: int,
+    report_epochs: tuple[int, ...],
+    samples_dir: Path | None,
+) -> float:
     params = space.suggest(trial)
     config = space.complete(params)
     for key, value in config.items():  # short attrs for what the params do not say (fixed values, defaults)
@@ -55,8 +61,13 @@ def evaluate_trial(trial: optuna.Trial, space: TrainingSpace, task: TrainingTask
         raise
     for name, value in evaluation.parts.items():
         trial.set_user_attr(name, value)  # exact: results.json and the benchmarks read them
-    trial.set_user_attr("scores", ", ".join(f"{name} {display_number(value)}"  # the same, for reading
-                                            for name, value in evaluation.parts.items()))
+    trial.set_user_attr(
+        "scores",
+        ", ".join(
+            f"{name} {display_number(value)}"  # the same, for reading
+            for name, value in evaluation.parts.items()
+        ),
+    )
     trial.set_user_attr("seconds", round(evaluation.seconds, 3))
     trial.set_user_attr("final_train_loss", evaluation.epoch_losses[-1])
     if samples_dir is not None:
@@ -71,24 +82,42 @@ def trial_config(trial: FrozenTrial) -> dict[str, Any]:
     """The full training config of a trial: its params and its ``config.*`` attrs (older trials: ``config``)."""
     if "config" in trial.user_attrs:
         return dict(trial.user_attrs["config"])
-    return {**{k[len(CONFIG_PREFIX):]: v for k, v in trial.user_attrs.items() if k.startswith(CONFIG_PREFIX)},
-            **trial.params}
+    return {
+        **{k[len(CONFIG_PREFIX) :]: v for k, v in trial.user_attrs.items() if k.startswith(CONFIG_PREFIX)},
+        **trial.params,
+    }
 
 
-def run_search(study: optuna.Study, space: TrainingSpace, task: TrainingTask, n_trials: int,
-               seed: int, report_epochs: tuple[int, ...] = (), samples_dir: Path | None = None,
-               on_trial_end: Callable[[optuna.Study, FrozenTrial], None] | None = None) -> None:
+def run_search(
+    study: optuna.Study,
+    space: TrainingSpace,
+    task: TrainingTask,
+    n_trials: int,
+    seed: int,
+    report_epochs: tuple[int, ...] = (),
+    samples_dir: Path | None = None,
+    on_trial_end: Callable[[optuna.Study, FrozenTrial], None] | None = None,
+) -> None:
     """Train configurations the study's sampler proposes until it holds ``n_trials`` finished trials
     (shared with any other workers of the study; see ``run_to_budget``)."""
+
     def evaluate(trial: optuna.Trial) -> float:
         return evaluate_trial(trial, space, task, seed + trial.number, report_epochs, samples_dir)
 
     run_to_budget(BudgetLoop(study, n_trials, evaluate), on_trial_end)
 
 
-def run_repeats(study: optuna.Study, space: TrainingSpace, task: TrainingTask, role: str,
-                params: dict[str, Any], repeats: int, seed: int, samples_dir: Path | None = None,
-                on_trial_end: Callable[[FrozenTrial], None] | None = None) -> list[FrozenTrial]:
+def run_repeats(
+    study: optuna.Study,
+    space: TrainingSpace,
+    task: TrainingTask,
+    role: str,
+    params: dict[str, Any],
+    repeats: int,
+    seed: int,
+    samples_dir: Path | None = None,
+    on_trial_end: Callable[[FrozenTrial], None] | None = None,
+) -> list[FrozenTrial]:
     """Train ``params`` ``repeats`` times with different seeds (mean +- std over training seeds).
 
     Repeats live in their own study tagged by ``role`` and the params, so a rerun finishes only the
@@ -97,12 +126,20 @@ def run_repeats(study: optuna.Study, space: TrainingSpace, task: TrainingTask, r
     key = json.dumps(params, sort_keys=True)
 
     def mine() -> list[FrozenTrial]:
-        return [t for t in study.get_trials(deepcopy=False)
-                if t.user_attrs.get("role") == role and t.user_attrs.get("params_key") == key
-                and (t.state == TrialState.COMPLETE or "fail_reason" in t.user_attrs)]
+        return [
+            t
+            for t in study.get_trials(deepcopy=False)
+            if t.user_attrs.get("role") == role
+            and t.user_attrs.get("params_key") == key
+            and (t.state == TrialState.COMPLETE or "fail_reason" in t.user_attrs)
+        ]
 
-    runner = _RepeatRunner(study, lambda trial: evaluate_trial(
-        trial, space, task, seed + 1000 * (trial.user_attrs["repeat"] + 1), (), samples_dir))
+    runner = _RepeatRunner(
+        study,
+        lambda trial: evaluate_trial(
+            trial, space, task, seed + 1000 * (trial.user_attrs["repeat"] + 1), (), samples_dir
+        ),
+    )
     while len(mine()) < repeats:
         if not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
             study.enqueue_trial(params, user_attrs={"role": role, "params_key": key, "repeat": len(mine())})

@@ -9,11 +9,36 @@
 - ``optuna_private``: the only module that touches Optuna's private API.
 """
 
-from diffsearch.ledger.storage import (DEFAULT_HEARTBEAT_SECONDS, MAX_RETRIES, default_storage_url, open_storage,
-                                       run_location)
-from diffsearch.ledger.studies import (FINISHED_ATTR, best_trial, create_or_load_study, done_trials, is_done,
-                                       is_finished, load_study, mark_finished)
+from diffsearch.ledger.storage import (
+    DEFAULT_HEARTBEAT_SECONDS,
+    MAX_RETRIES,
+    default_storage_url,
+    open_storage,
+    run_location,
+)
+from diffsearch.ledger.studies import (
+    FINISHED_ATTR,
+    best_trial,
+    create_or_load_study,
+    done_trials,
+    is_done,
+    is_finished,
+    load_study,
+    mark_finished,
+)
 
-__all__ = ["DEFAULT_HEARTBEAT_SECONDS", "MAX_RETRIES", "default_storage_url", "open_storage", "run_location",
-           "FINISHED_ATTR", "best_trial", "create_or_load_study", "done_trials", "is_done", "is_finished",
-           "load_study", "mark_finished"]
+__all__ = [
+    "DEFAULT_HEARTBEAT_SECONDS",
+    "MAX_RETRIES",
+    "default_storage_url",
+    "open_storage",
+    "run_location",
+    "FINISHED_ATTR",
+    "best_trial",
+    "create_or_load_study",
+    "done_trials",
+    "is_done",
+    "is_finished",
+    "load_study",
+    "mark_finished",
+]

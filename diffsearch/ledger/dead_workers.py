@@ -16,8 +16,13 @@ import socket
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from diffsearch.ledger.optuna_private import (fail_stale_trials, frozen_trial_id, stale_trial_callback, storage_of,
-                                             trial_id)
+from diffsearch.ledger.optuna_private import (
+    fail_stale_trials,
+    frozen_trial_id,
+    stale_trial_callback,
+    storage_of,
+    trial_id,
+)
 
 # Why a dead worker's trial failed, for a person: kept apart from ``fail_reason``, which marks a trial that
 # counts against the budget (``studies.is_done``); a lost trial does not count, its retry does.
@@ -50,8 +55,7 @@ def _is_dead(trial: optuna.trial.FrozenTrial, host: str, now: datetime.datetime)
     worker = trial.user_attrs.get("worker")
     if worker:
         # a retry starts with its dead predecessor's record until its new worker writes its own
-        if "failed_trial" in trial.system_attrs and \
-                (now - trial.datetime_start).total_seconds() < RECORD_GRACE_SECONDS:
+        if "failed_trial" in trial.system_attrs and (now - trial.datetime_start).total_seconds() < RECORD_GRACE_SECONDS:
             return False
         worker_host, _, pid = worker.rpartition(":")
         return worker_host == host and pid.isdigit() and not _process_alive(int(pid))
@@ -68,8 +72,9 @@ def lost_reason(trial: FrozenTrial, why: str, max_retry: int | None, retried: bo
     return f"{why}; its params run again in a new trial (user attr {RETRY_OF_ATTR} = {trial.number})"
 
 
-def record_lost(storage: optuna.storages.BaseStorage, trial: FrozenTrial, why: str,
-                max_retry: int | None, retried: bool = True) -> None:
+def record_lost(
+    storage: optuna.storages.BaseStorage, trial: FrozenTrial, why: str, max_retry: int | None, retried: bool = True
+) -> None:
     """Write ``lost_reason`` on a RUNNING trial about to be failed (Optuna refuses attrs once it has ended,
     so the reason cannot name the retry's number: the retry names this trial in ``retry_of``)."""
     try:
@@ -78,8 +83,9 @@ def record_lost(storage: optuna.storages.BaseStorage, trial: FrozenTrial, why: s
         pass  # another worker failed it first (and wrote its reason)
 
 
-def lost_heartbeat(storage: optuna.storages.BaseStorage, trial_ids: list[int], grace: float,
-                   max_retry: int | None) -> None:
+def lost_heartbeat(
+    storage: optuna.storages.BaseStorage, trial_ids: list[int], grace: float, max_retry: int | None
+) -> None:
     """The storages' hook before Optuna fails heartbeat-stale trials: each gets its ``lost_reason``."""
     for tid in trial_ids:
         trial = storage.get_trial(tid)
@@ -100,9 +106,15 @@ class RetryWithReason:
         if self.max_retry is not None and self.max_retry < len(system_attrs["retry_history"]):
             return
         user_attrs = {k: v for k, v in trial.user_attrs.items() if k != LOST_ATTR} | {RETRY_OF_ATTR: trial.number}
-        study.add_trial(optuna.trial.create_trial(state=TrialState.WAITING, params=trial.params,
-                                                  distributions=trial.distributions, user_attrs=user_attrs,
-                                                  system_attrs=system_attrs))
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=TrialState.WAITING,
+                params=trial.params,
+                distributions=trial.distributions,
+                user_attrs=user_attrs,
+                system_attrs=system_attrs,
+            )
+        )
 
 
 def fail_dead_workers_trials(study: optuna.Study) -> list[int]:
@@ -115,9 +127,16 @@ def fail_dead_workers_trials(study: optuna.Study) -> list[int]:
         if not _is_dead(trial, host, now):
             continue
         worker = trial.user_attrs.get("worker")
-        record_lost(storage, trial, f"worker {worker} is gone (its process ended)" if worker else
-                    f"its worker never recorded itself in {NO_RECORD_GRACE_SECONDS} s (an older diffsearch, "
-                    "or a crash before the first beat)", getattr(retry, "max_retry", None), retry is not None)
+        record_lost(
+            storage,
+            trial,
+            f"worker {worker} is gone (its process ended)"
+            if worker
+            else f"its worker never recorded itself in {NO_RECORD_GRACE_SECONDS} s (an older diffsearch, "
+            "or a crash before the first beat)",
+            getattr(retry, "max_retry", None),
+            retry is not None,
+        )
         try:
             if not storage.set_trial_state_values(frozen_trial_id(trial), state=TrialState.FAIL):
                 continue
@@ -170,7 +189,6 @@ def failed_by_another_worker(study: optuna.Study, running_id: int | None) -> boo
         return False
     # its retry is the mark of the stale check: a bug in the objective also ends FAIL, but unretried
     return any(retried_trial(t.system_attrs) == trial.number for t in study.get_trials(deepcopy=False))
-
 
 
 def sweep_dead_workers(study: optuna.Study) -> None:

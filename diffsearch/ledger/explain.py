@@ -54,8 +54,12 @@ def explain_study(study: optuna.Study, metric: str, note: str, attrs: Mapping[st
     study.set_user_attr(NOTE_ATTR, note)  # also readable without the dashboard (diffsearch report)
 
 
-def attach(target: optuna.Study | optuna.Trial | optuna.trial.FrozenTrial, path: str | Path | None,
-           run_dir: str | Path, storage: optuna.storages.BaseStorage | None = None) -> str | None:
+def attach(
+    target: optuna.Study | optuna.Trial | optuna.trial.FrozenTrial,
+    path: str | Path | None,
+    run_dir: str | Path,
+    storage: optuna.storages.BaseStorage | None = None,
+) -> str | None:
     """Upload the file at ``path`` as an artifact of ``target`` (a study or trial); its artifact id.
 
     Nothing happens for a missing file (a plot that was not drawn). A file with the same name and the same
@@ -73,8 +77,9 @@ def attach(target: optuna.Study | optuna.Trial | optuna.trial.FrozenTrial, path:
             return meta.artifact_id
     with warnings.catch_warnings():  # the artifact API is "experimental" in Optuna 3.3 to 5
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.artifacts.upload_artifact(study_or_trial=target, file_path=str(path),
-                                                artifact_store=store, **kwargs)
+        return optuna.artifacts.upload_artifact(
+            study_or_trial=target, file_path=str(path), artifact_store=store, **kwargs
+        )
 
 
 def _stored_digest(store: optuna.artifacts.FileSystemArtifactStore, artifact_id: str) -> str | None:

@@ -59,10 +59,14 @@ def param_importance(study: optuna.Study) -> dict[str, Any]:
     common, conditional = common_params(study)
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     varied = [name for name in common if len({repr(t.params[name]) for t in complete}) > 1]
-    result: dict[str, Any] = {"evaluator": None, "trials": len(complete), "params": varied,
-                              "left_out_conditional": conditional,
-                              "left_out_constant": [name for name in common if name not in varied],
-                              "importances": {}}
+    result: dict[str, Any] = {
+        "evaluator": None,
+        "trials": len(complete),
+        "params": varied,
+        "left_out_conditional": conditional,
+        "left_out_constant": [name for name in common if name not in varied],
+        "importances": {},
+    }
     if len(complete) < 2 or not varied:
         return result
     result["evaluator"], evaluator = evaluator_for(study, varied)

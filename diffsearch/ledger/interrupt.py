@@ -38,8 +38,9 @@ def _on_sigint(signum, frame) -> None:
 def graceful_interrupts() -> Iterator[None]:
     """Install the two-step Ctrl-C handler for the duration of a job (main thread only)."""
     global _requested
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # background jobs keep ignoring it
+    if (
+        threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    ):  # background jobs keep ignoring it
         yield
         return
     previous = signal.signal(signal.SIGINT, _on_sigint)

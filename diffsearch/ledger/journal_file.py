@@ -71,8 +71,10 @@ def cut_torn_tail(path: str) -> Path | None:
         f.truncate(keep)
         f.flush()
         os.fsync(f.fileno())
-    sys.stderr.write(f"diffsearch: journal {path}: its last record was cut short ({len(torn)} bytes, a write "
-                     f"that never finished); moved to {saved}, the journal keeps every complete record\n")
+    sys.stderr.write(
+        f"diffsearch: journal {path}: its last record was cut short ({len(torn)} bytes, a write "
+        f"that never finished); moved to {saved}, the journal keeps every complete record\n"
+    )
     return saved
 
 
@@ -96,7 +98,9 @@ def damaged_record_message(path: str) -> str:
             try:
                 json.loads(line)
             except ValueError:
-                return (f"journal {path}: line {number} is not a complete record (the file was edited or "
-                        f"damaged), so the records after it cannot be trusted; keep a copy, then keep the "
-                        f"records before it with: head -n {number - 1} {path} > repaired.log")
+                return (
+                    f"journal {path}: line {number} is not a complete record (the file was edited or "
+                    f"damaged), so the records after it cannot be trusted; keep a copy, then keep the "
+                    f"records before it with: head -n {number - 1} {path} > repaired.log"
+                )
     return f"journal {path}: a record could not be read (the file changed while it was read); run again"

@@ -23,8 +23,13 @@ HEARTBEAT_ATTR = "diffsearch:heartbeat"
 
 
 class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
-    def __init__(self, backend, heartbeat_interval: int, grace_period: int | None = None,
-                 heartbeat_stale_trial_callback: Callable[[optuna.Study, FrozenTrial], None] | None = None):
+    def __init__(
+        self,
+        backend,
+        heartbeat_interval: int,
+        grace_period: int | None = None,
+        heartbeat_stale_trial_callback: Callable[[optuna.Study, FrozenTrial], None] | None = None,
+    ):
         super().__init__(backend)
         if heartbeat_interval <= 0:
             raise ValueError("heartbeat_interval must be positive")
@@ -41,10 +46,11 @@ class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
         # the journal file is shared by processes of one machine, so their clocks agree
         now = time.time()
-        ids = [frozen_trial_id(trial) for trial in self.get_all_trials(study_id, deepcopy=False,
-                                                                  states=(TrialState.RUNNING,))
-                if HEARTBEAT_ATTR in trial.system_attrs
-                and now - trial.system_attrs[HEARTBEAT_ATTR] > self.grace_period]
+        ids = [
+            frozen_trial_id(trial)
+            for trial in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
+            if HEARTBEAT_ATTR in trial.system_attrs and now - trial.system_attrs[HEARTBEAT_ATTR] > self.grace_period
+        ]
         lost_heartbeat(self, ids, self.grace_period, MAX_RETRIES)  # each one's lost_reason, before Optuna fails it
         return ids
 

@@ -13,8 +13,16 @@ import warnings
 import optuna
 from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
 
-__all__ = ["BaseHeartbeat", "storage_of", "trial_id", "frozen_trial_id", "heartbeat_enabled",
-           "heartbeat_interval", "stale_trial_callback", "fail_stale_trials"]
+__all__ = [
+    "BaseHeartbeat",
+    "storage_of",
+    "trial_id",
+    "frozen_trial_id",
+    "heartbeat_enabled",
+    "heartbeat_interval",
+    "stale_trial_callback",
+    "fail_stale_trials",
+]
 
 
 def storage_of(study: optuna.Study) -> optuna.storages.BaseStorage:

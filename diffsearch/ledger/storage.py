@@ -43,8 +43,11 @@ def open_storage(url: str, heartbeat: int | None = None) -> optuna.storages.Base
     beats: dict[str, Any] = {}
     if heartbeat is not None:
         retry = RetryWithReason(max_retry=MAX_RETRIES)  # Optuna's retry callback, with retry_of on the retry
-        beats = {"heartbeat_interval": heartbeat, "grace_period": 3 * heartbeat,
-                 "heartbeat_stale_trial_callback": retry}
+        beats = {
+            "heartbeat_interval": heartbeat,
+            "grace_period": 3 * heartbeat,
+            "heartbeat_stale_trial_callback": retry,
+        }
     try:
         if url.endswith(".log") and "://" not in url:
             Path(url).parent.mkdir(parents=True, exist_ok=True)
@@ -53,8 +56,10 @@ def open_storage(url: str, heartbeat: int | None = None) -> optuna.storages.Base
                 return optuna.storages.JournalStorage(backend)
             return HeartbeatJournalStorage(backend, **beats)
         if "://" not in url:
-            raise UsageError(f"storage {url!r} is neither a database URL (sqlite:///file.db, "
-                             "postgresql://...) nor a journal file path ending in .log")
+            raise UsageError(
+                f"storage {url!r} is neither a database URL (sqlite:///file.db, "
+                "postgresql://...) nor a journal file path ending in .log"
+            )
         return _rdb_storage(url, beats)
     except UsageError:
         raise

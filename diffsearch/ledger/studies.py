@@ -17,25 +17,33 @@ from diffsearch.errors import UsageError
 FINISHED_ATTR = "search_finished"  # set when the job is over, so its workers leave
 
 
-def create_or_load_study(storage: optuna.storages.BaseStorage, name: str, attrs: Mapping[str, Any],
-                         identity: Iterable[str] = ("job",), renamed: Mapping[str, str] | None = None,
-                         sampler: optuna.samplers.BaseSampler | None = None,
-                         pruner: optuna.pruners.BasePruner | None = None) -> optuna.Study:
+def create_or_load_study(
+    storage: optuna.storages.BaseStorage,
+    name: str,
+    attrs: Mapping[str, Any],
+    identity: Iterable[str] = ("job",),
+    renamed: Mapping[str, str] | None = None,
+    sampler: optuna.samplers.BaseSampler | None = None,
+    pruner: optuna.pruners.BasePruner | None = None,
+) -> optuna.Study:
     """Create the study, or load it after checking that its ``identity`` attrs match ``attrs``.
 
     ``renamed`` maps an attr to the name older studies stored it under, so they still resume. Attrs
     outside the identity (the budget, the searcher, ...) may change between runs and are updated.
     """
-    study = optuna.create_study(storage=storage, study_name=name, direction="minimize",
-                                sampler=sampler, pruner=pruner, load_if_exists=True)
+    study = optuna.create_study(
+        storage=storage, study_name=name, direction="minimize", sampler=sampler, pruner=pruner, load_if_exists=True
+    )
     existing = dict(study.user_attrs)
     for new, old in (renamed or {}).items():
         if new not in existing and old in existing:
             existing[new] = existing[old]
     for key in identity:
         if key in existing and key in attrs and existing[key] != attrs[key]:
-            raise UsageError(f"study {name!r} was made with {key}={existing[key]!r}, not {attrs[key]!r}: "
-                             "use another --study name (or another --out)")
+            raise UsageError(
+                f"study {name!r} was made with {key}={existing[key]!r}, not {attrs[key]!r}: "
+                "use another --study name (or another --out)"
+            )
     for key, value in attrs.items():
         if study.user_attrs.get(key) != value:
             study.set_user_attr(key, value)

@@ -22,8 +22,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from diffsearch.errors import TrialFailed
-from diffsearch.ledger.dead_workers import (earlier_retry, failed_by_another_worker, sweep_dead_workers,
-                                            worker_id)
+from diffsearch.ledger.dead_workers import earlier_retry, failed_by_another_worker, sweep_dead_workers, worker_id
 from diffsearch.ledger.interrupt import stop_point
 from diffsearch.ledger.optuna_private import heartbeat_enabled, heartbeat_interval, trial_id
 from diffsearch.ledger.storage import MAX_RETRIES
@@ -79,8 +78,13 @@ class TrialLoop:
         """Run trials (a failure is recorded on its trial and the loop goes on)."""
         self._running = None
         try:
-            self.study.optimize(self._objective, n_trials=n_trials, catch=(TrialFailed, Surplus),
-                                callbacks=callbacks, gc_after_trial=False)
+            self.study.optimize(
+                self._objective,
+                n_trials=n_trials,
+                catch=(TrialFailed, Surplus),
+                callbacks=callbacks,
+                gc_after_trial=False,
+            )
         except Exception:
             if not failed_by_another_worker(self.study, self._running):
                 raise
@@ -94,9 +98,14 @@ class BudgetLoop(TrialLoop):
     ``halted`` returns a reason to stop before the budget is met (a sweep whose program is broken), or None.
     """
 
-    def __init__(self, study: optuna.Study, n_trials: int, evaluate: Callable[[optuna.Trial], float],
-                 counts: Callable[[FrozenTrial], bool] = is_done,
-                 halted: Callable[[optuna.Study], str | None] = lambda study: None):
+    def __init__(
+        self,
+        study: optuna.Study,
+        n_trials: int,
+        evaluate: Callable[[optuna.Trial], float],
+        counts: Callable[[FrozenTrial], bool] = is_done,
+        halted: Callable[[optuna.Study], str | None] = lambda study: None,
+    ):
         super().__init__(study)
         self.n_trials, self._evaluate, self.counts, self.halted = n_trials, evaluate, counts, halted
 
@@ -115,8 +124,7 @@ class BudgetLoop(TrialLoop):
         return sum(1 for t in self.study.get_trials(deepcopy=False) if self.counts(t))
 
 
-def run_to_budget(loop: BudgetLoop,
-                  on_trial_end: Callable[[optuna.Study, FrozenTrial], None] | None = None) -> None:
+def run_to_budget(loop: BudgetLoop, on_trial_end: Callable[[optuna.Study, FrozenTrial], None] | None = None) -> None:
     """Run trials until the study holds ``loop.n_trials`` finished ones (complete, pruned or failed) that
     count (``loop.counts``), or until ``loop.halted`` gives a reason.
 
@@ -151,8 +159,11 @@ def _ahead_of(study: optuna.Study, number: int, counts: Callable[[FrozenTrial], 
     Numbers are handed out atomically by the storage and this count can only shrink (when a dead
     worker's trial is failed), so of several trials started at once only those that fit proceed.
     """
-    return sum(1 for t in study.get_trials(deepcopy=False)
-               if t.number < number and (t.state == TrialState.RUNNING or counts(t)))
+    return sum(
+        1
+        for t in study.get_trials(deepcopy=False)
+        if t.number < number and (t.state == TrialState.RUNNING or counts(t))
+    )
 
 
 def _claimed(study: optuna.Study, counts: Callable[[FrozenTrial], bool] = is_done) -> int:
@@ -205,8 +216,13 @@ Submit = Callable[[bool], None]  # submit(give_up): enqueue the work, or (give_u
 class WorkQueue(Generic[Key]):
     """The finished trials of one kind of work, by key; submits missing work and waits for it."""
 
-    def __init__(self, study: optuna.Study, runner: TrialRunner, key_of: Callable[[FrozenTrial], Key | None],
-                 on_trial: Callable[[FrozenTrial], None] | None = None):
+    def __init__(
+        self,
+        study: optuna.Study,
+        runner: TrialRunner,
+        key_of: Callable[[FrozenTrial], Key | None],
+        on_trial: Callable[[FrozenTrial], None] | None = None,
+    ):
         self.study, self.runner, self.key_of, self.on_trial = study, runner, key_of, on_trial
         self.done: dict[Key, FrozenTrial] = {}
         self._scan(notify=False)

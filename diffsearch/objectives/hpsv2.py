@@ -27,8 +27,10 @@ HPSV2_ARCH = "ViT-H-14"  # the published checkpoints' open_clip architecture
 
 def check_checkpoint(checkpoint: str | None, arch: str) -> None:
     if checkpoint is None:
-        raise UsageError("--reward hpsv2 needs --reward-model FILE: the HPSv2 checkpoint "
-                         "(HPS_v2.1_compressed.pt from the xswu/HPSv2 hub repository)")
+        raise UsageError(
+            "--reward hpsv2 needs --reward-model FILE: the HPSv2 checkpoint "
+            "(HPS_v2.1_compressed.pt from the xswu/HPSv2 hub repository)"
+        )
     if not Path(checkpoint).expanduser().is_file():
         raise UsageError(f"--reward-model {checkpoint}: no such checkpoint file")
     architecture_name(arch)
@@ -45,8 +47,9 @@ def architecture_name(arch: str) -> str:
         open_clip.add_model_config(path)
         return path.stem
     if arch not in open_clip.list_models():
-        raise UsageError(f"--reward-arch {arch!r} is not an open_clip architecture (HPSv2: ViT-H-14), "
-                         "nor a model-config .json file")
+        raise UsageError(
+            f"--reward-arch {arch!r} is not an open_clip architecture (HPSv2: ViT-H-14), nor a model-config .json file"
+        )
     return arch
 
 
@@ -66,8 +69,9 @@ class HPSv2(Reward):
             state = torch.load(checkpoint, map_location="cpu", weights_only=True)
             self.model.load_state_dict(state.get("state_dict", state) if isinstance(state, dict) else state)
         except Exception as exc:  # not a state dict, another architecture's weights
-            raise UsageError(f"--reward-model {checkpoint}: not an open_clip {name} state dict "
-                             f"({str(exc).splitlines()[0][:160]})") from None
+            raise UsageError(
+                f"--reward-model {checkpoint}: not an open_clip {name} state dict ({str(exc).splitlines()[0][:160]})"
+            ) from None
         finally:
             logging.disable(logging.NOTSET)
         self.model.to(device).eval().requires_grad_(False)

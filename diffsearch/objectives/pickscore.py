@@ -44,15 +44,18 @@ def check_source(source: str) -> None:
     if path is None:
         return  # a hub id: loading says whether the hub answers
     if not path.is_dir():
-        raise UsageError(f"--reward-model {source}: no such directory (PickScore needs a transformers "
-                         "CLIPModel + CLIPProcessor directory, or a hub id)")
+        raise UsageError(
+            f"--reward-model {source}: no such directory (PickScore needs a transformers "
+            "CLIPModel + CLIPProcessor directory, or a hub id)"
+        )
     if not (path / "config.json").is_file():
-        raise UsageError(f"--reward-model {source}: no config.json (save the model with "
-                         "CLIPModel.save_pretrained)")
+        raise UsageError(f"--reward-model {source}: no config.json (save the model with CLIPModel.save_pretrained)")
     if not any((path / name).is_file() for name in PROCESSOR_FILES):
-        raise UsageError(f"--reward-model {source}: no preprocessor_config.json; save the processor beside the "
-                         "model: AutoProcessor.from_pretrained('laion/CLIP-ViT-H-14-laion2B-s32B-b79K')"
-                         f".save_pretrained('{source}')")
+        raise UsageError(
+            f"--reward-model {source}: no preprocessor_config.json; save the processor beside the "
+            "model: AutoProcessor.from_pretrained('laion/CLIP-ViT-H-14-laion2B-s32B-b79K')"
+            f".save_pretrained('{source}')"
+        )
 
 
 class PickScore(Reward):
@@ -70,8 +73,10 @@ class PickScore(Reward):
             self.model = CLIPModel.from_pretrained(where, **offline)
             processor = AutoProcessor.from_pretrained(where, **offline)
         except Exception as exc:  # not a CLIP directory, no hub, no such id
-            raise UsageError(f"--reward-model {source}: cannot load PickScore as a transformers CLIPModel + "
-                             f"CLIPProcessor ({str(exc).splitlines()[0][:160]})") from None
+            raise UsageError(
+                f"--reward-model {source}: cannot load PickScore as a transformers CLIPModel + "
+                f"CLIPProcessor ({str(exc).splitlines()[0][:160]})"
+            ) from None
         self.model.to(device).eval().requires_grad_(False)
         self.tokenizer, images = processor.tokenizer, processor.image_processor
         self.size = int(images.crop_size["height"])

@@ -15,9 +15,9 @@ class RewardOptions:
     """What ``--reward``, ``--reward-model``, ``--reward-arch`` and ``--clip`` say about the reward."""
 
     name: str = "clip"
-    model: str | None = None   # pickscore: directory or hub id; hpsv2: checkpoint file
-    arch: str | None = None    # hpsv2: open_clip architecture name or a model-config JSON file
-    clip: str | None = None    # clip: the --clip spec (None: the default CLIP)
+    model: str | None = None  # pickscore: directory or hub id; hpsv2: checkpoint file
+    arch: str | None = None  # hpsv2: open_clip architecture name or a model-config JSON file
+    clip: str | None = None  # clip: the --clip spec (None: the default CLIP)
 
 
 class RewardKind(Protocol):
@@ -32,10 +32,10 @@ class RewardKind(Protocol):
 class Reward(ABC):
     """A higher-is-better score of images against a prompt, and the loss the search minimises."""
 
-    name: str = ""                 # as given to --reward; recorded in the study
-    loss_formula = "-score"        # one line for results.json
-    score_name = "reward"          # what the score is called in tables
-    differentiable = True          # gpo / gpo+es backpropagate through ``loss`` (the shortcut gradient)
+    name: str = ""  # as given to --reward; recorded in the study
+    loss_formula = "-score"  # one line for results.json
+    score_name = "reward"  # what the score is called in tables
+    differentiable = True  # gpo / gpo+es backpropagate through ``loss`` (the shortcut gradient)
 
     def __init__(self) -> None:
         self._texts: dict[str, torch.Tensor] = {}

@@ -52,19 +52,33 @@ class LazyReward:
 
 # ``takes_model`` / ``takes_arch``: the reward reads --reward-model / --reward-arch (refused elsewhere)
 REWARDS: Registry[RewardKind] = Registry("--reward")
-REWARDS.register("clip", LazyReward("diffsearch.objectives.clip"),
-                 "spherical CLIP loss 2*arcsin(|a/|a|-b/|b||/2)^2 of images vs the prompt (DPO-Diff, Wang et al., "
-                 "ICML 2024); CLIP from --clip")
-REWARDS.register("pickscore", LazyReward("diffsearch.objectives.pickscore"),
-                 "PickScore (Kirstain et al., NeurIPS 2023): logit_scale * cosine; loss = -score; "
-                 "--reward-model DIR (transformers CLIPModel + CLIPProcessor) or hub id", takes_model=True)
-REWARDS.register("hpsv2", LazyReward("diffsearch.objectives.hpsv2"),
-                 "HPSv2 / v2.1 (Wu et al., 2023): 100 * cosine of open_clip embeddings; loss = -score; "
-                 "--reward-model HPS_v2.1_compressed.pt, --reward-arch (default ViT-H-14)",
-                 takes_model=True, takes_arch=True)
-REWARDS.register(USER_FUNCTION, LazyReward("diffsearch.objectives.user_reward"),
-                 "your function(images N x 3 x H x W in [0, 1], prompt) -> N scores, higher is better; "
-                 "loss = -score", pattern=True)
+REWARDS.register(
+    "clip",
+    LazyReward("diffsearch.objectives.clip"),
+    "spherical CLIP loss 2*arcsin(|a/|a|-b/|b||/2)^2 of images vs the prompt (DPO-Diff, Wang et al., "
+    "ICML 2024); CLIP from --clip",
+)
+REWARDS.register(
+    "pickscore",
+    LazyReward("diffsearch.objectives.pickscore"),
+    "PickScore (Kirstain et al., NeurIPS 2023): logit_scale * cosine; loss = -score; "
+    "--reward-model DIR (transformers CLIPModel + CLIPProcessor) or hub id",
+    takes_model=True,
+)
+REWARDS.register(
+    "hpsv2",
+    LazyReward("diffsearch.objectives.hpsv2"),
+    "HPSv2 / v2.1 (Wu et al., 2023): 100 * cosine of open_clip embeddings; loss = -score; "
+    "--reward-model HPS_v2.1_compressed.pt, --reward-arch (default ViT-H-14)",
+    takes_model=True,
+    takes_arch=True,
+)
+REWARDS.register(
+    USER_FUNCTION,
+    LazyReward("diffsearch.objectives.user_reward"),
+    "your function(images N x 3 x H x W in [0, 1], prompt) -> N scores, higher is better; loss = -score",
+    pattern=True,
+)
 
 
 def as_reward(reward_or_clip: Any) -> Reward:
@@ -89,8 +103,10 @@ class RewardSpec(RewardOptions):
         """The registry entry's kind, or a one-line UsageError for an unknown name."""
         if (self.name not in REWARDS and not is_user_reward(self.name)) or self.name == USER_FUNCTION:
             known = ", ".join(n for n in REWARDS if not REWARDS[n].can("pattern"))
-            raise UsageError(f"unknown --reward {self.name!r}; known: {known}, or MODULE:FUNCTION "
-                             "(your function(images, prompt) -> scores)")
+            raise UsageError(
+                f"unknown --reward {self.name!r}; known: {known}, or MODULE:FUNCTION "
+                "(your function(images, prompt) -> scores)"
+            )
         return REWARDS[USER_FUNCTION if is_user_reward(self.name) else self.name].value
 
     def check(self) -> None:
@@ -98,11 +114,14 @@ class RewardSpec(RewardOptions):
         kind = self.kind()
         entry = REWARDS[USER_FUNCTION if is_user_reward(self.name) else self.name]
         if self.model is not None and not entry.can("takes_model"):
-            raise UsageError(f"--reward-model is for --reward {' or '.join(REWARDS.with_capability('takes_model'))}"
-                             f", not {self.name!r}")
+            raise UsageError(
+                f"--reward-model is for --reward {' or '.join(REWARDS.with_capability('takes_model'))}"
+                f", not {self.name!r}"
+            )
         if self.arch is not None and not entry.can("takes_arch"):
-            raise UsageError(f"--reward-arch is for --reward {' or '.join(REWARDS.with_capability('takes_arch'))}"
-                             f", not {self.name!r}")
+            raise UsageError(
+                f"--reward-arch is for --reward {' or '.join(REWARDS.with_capability('takes_arch'))}, not {self.name!r}"
+            )
         kind.check(self)
 
     def load(self, device: str = "cpu", seed: int = 0) -> Reward:

@@ -40,8 +40,10 @@ def import_function(spec: str) -> Callable:
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # not found, or the module fails while it loads
-        raise UsageError(f"--reward {spec}: cannot import module {module_name!r} "
-                         f"({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''})") from None
+        raise UsageError(
+            f"--reward {spec}: cannot import module {module_name!r} "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''})"
+        ) from None
     try:
         function = functools.reduce(getattr, attribute.split("."), module)
     except AttributeError:
@@ -76,8 +78,10 @@ class UserReward(Reward):
         try:
             scores = self.score(images, PROBE_PROMPT)
         except Exception as exc:
-            raise UsageError(f"--reward {spec}: on a {'x'.join(map(str, PROBE_SHAPE))} test batch it failed "
-                             f"({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''})") from None
+            raise UsageError(
+                f"--reward {spec}: on a {'x'.join(map(str, PROBE_SHAPE))} test batch it failed "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''})"
+            ) from None
         self.differentiable = scores.grad_fn is not None
 
     def score(self, images: torch.Tensor, prompt: str) -> torch.Tensor:

@@ -13,6 +13,6 @@ from diffsearch.optimizers.muon import MuonAdamW
 from diffsearch.registry import Registry
 
 TORCH_BASELINES: Registry[Any] = Registry("torch optimizer")
-TORCH_BASELINES.register("Muon", MuonAdamW,
-                         "torch.optim.Muon on hidden matrices (conv kernels as 2-D), AdamW on the rest",
-                         weight_decay=0.01)
+TORCH_BASELINES.register(
+    "Muon", MuonAdamW, "torch.optim.Muon on hidden matrices (conv kernels as 2-D), AdamW on the rest", weight_decay=0.01
+)

@@ -18,7 +18,7 @@ from typing import Any, Iterable
 
 import torch
 
-MUON_MOMENTUM = 0.95        # torch's default (Nesterov)
+MUON_MOMENTUM = 0.95  # torch's default (Nesterov)
 ADJUST_LR = "match_rms_adamw"
 
 
@@ -41,8 +41,15 @@ class MuonAdamW(torch.optim.Optimizer):
     unused), so a task trains it exactly as it trains a discovered rule.
     """
 
-    def __init__(self, params: Iterable, lr: float = 1e-3, weight_decay: float = 0.01,
-                 total_steps: int | None = None, seed: int = 0, hidden_only: bool = True):
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float = 1e-3,
+        weight_decay: float = 0.01,
+        total_steps: int | None = None,
+        seed: int = 0,
+        hidden_only: bool = True,
+    ):
         super().__init__(params, {"lr": lr, "weight_decay": weight_decay})
         self._views: list[tuple[torch.Tensor, torch.Tensor]] = []  # (parameter, its 2-D view Muon steps)
         muon_groups, adamw_groups = [], []
@@ -50,13 +57,18 @@ class MuonAdamW(torch.optim.Optimizer):
             matrices, rest = split_params(group["params"], hidden_only)
             views = [self._as_matrix(p) for p in matrices]
             if views:
-                muon_groups.append({"params": views, "lr": group["lr"], "weight_decay": group["weight_decay"],
-                                    "outer": index})
+                muon_groups.append(
+                    {"params": views, "lr": group["lr"], "weight_decay": group["weight_decay"], "outer": index}
+                )
             if rest:
-                adamw_groups.append({"params": rest, "lr": group["lr"], "weight_decay": group["weight_decay"],
-                                     "outer": index})
-        self.muon = torch.optim.Muon(muon_groups, lr=lr, momentum=MUON_MOMENTUM, nesterov=True,
-                                     adjust_lr_fn=ADJUST_LR) if muon_groups else None
+                adamw_groups.append(
+                    {"params": rest, "lr": group["lr"], "weight_decay": group["weight_decay"], "outer": index}
+                )
+        self.muon = (
+            torch.optim.Muon(muon_groups, lr=lr, momentum=MUON_MOMENTUM, nesterov=True, adjust_lr_fn=ADJUST_LR)
+            if muon_groups
+            else None
+        )
         self.adamw = torch.optim.AdamW(adamw_groups, lr=lr) if adamw_groups else None
 
     def _as_matrix(self, p: torch.Tensor) -> torch.Tensor:
@@ -90,8 +102,10 @@ class MuonAdamW(torch.optim.Optimizer):
             view.grad = None
 
     def state_dict(self) -> dict[str, Any]:
-        return {"outer": super().state_dict(), **{name: o.state_dict() for name, o in
-                                                   (("muon", self.muon), ("adamw", self.adamw)) if o is not None}}
+        return {
+            "outer": super().state_dict(),
+            **{name: o.state_dict() for name, o in (("muon", self.muon), ("adamw", self.adamw)) if o is not None},
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict["outer"])

@@ -21,8 +21,15 @@ from diffsearch.spaces.update_rules import MATRIX_OPS, Program, RuleState, evalu
 
 
 class RuleOptimizer(torch.optim.Optimizer):
-    def __init__(self, params: Iterable, program: Sequence[str] | str, lr: float = 1e-3,
-                 weight_decay: float = 0.0, total_steps: int | None = None, seed: int = 0):
+    def __init__(
+        self,
+        params: Iterable,
+        program: Sequence[str] | str,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        total_steps: int | None = None,
+        seed: int = 0,
+    ):
         self.program: Program = parse(program) if isinstance(program, str) else tuple(program)
         self.total_steps, self.seed = total_steps, seed
         super().__init__(params, {"lr": lr, "weight_decay": weight_decay})
@@ -52,8 +59,10 @@ class RuleOptimizer(torch.optim.Optimizer):
             weights = torch.cat([p.reshape(-1) for p in params])
             state = self._group_state(group, grads)
             if next(iter(state.moments.values()), grads).numel() != grads.numel():
-                raise RuntimeError("RuleOptimizer keeps one flat state per parameter group: the set of "
-                                   "parameters with gradients must not change between steps")
+                raise RuntimeError(
+                    "RuleOptimizer keeps one flat state per parameter group: the set of "
+                    "parameters with gradients must not change between steps"
+                )
             leaves = state.leaves(grads, weights)
             if MATRIX_OPS & set(self.program):
                 update = self._per_parameter(params, leaves, state.generator)
@@ -66,22 +75,29 @@ class RuleOptimizer(torch.optim.Optimizer):
             torch._foreach_add_(params, [u.view_as(p) for u, p in zip(pieces, params)], alpha=-group["lr"])
         return loss
 
-
     def _per_parameter(self, params: list[torch.Tensor], leaves: dict, generator) -> torch.Tensor:
         """The rule on each parameter's slice of the leaves, viewed as a (first dim, rest) matrix."""
         pieces, offset = [], 0
         for p in params:
             n, rows = p.numel(), p.shape[0] if p.ndim >= 2 else 1
-            sliced = {k: v[offset:offset + n].view(rows, -1) if isinstance(v, torch.Tensor) else v
-                      for k, v in leaves.items()}
+            sliced = {
+                k: v[offset : offset + n].view(rows, -1) if isinstance(v, torch.Tensor) else v
+                for k, v in leaves.items()
+            }
             u = torch.as_tensor(evaluate(self.program, sliced, generator), dtype=p.dtype, device=p.device)
             pieces.append(u.expand(rows, n // rows).reshape(-1))
             offset += n
         return torch.cat(pieces)
 
 
-def from_expr(expr: str | Sequence[str], params: Iterable, lr: float = 1e-3, weight_decay: float = 0.0,
-              total_steps: int | None = None, seed: int = 0) -> RuleOptimizer:
+def from_expr(
+    expr: str | Sequence[str],
+    params: Iterable,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    total_steps: int | None = None,
+    seed: int = 0,
+) -> RuleOptimizer:
     """An optimizer that steps ``w -= lr * expr`` (see ``diffsearch optimizer --help`` for the language).
 
     ``total_steps`` is needed by rules that use a decay (ld, cd, rd); ``seed`` seeds drop and noise.
@@ -89,22 +105,27 @@ def from_expr(expr: str | Sequence[str], params: Iterable, lr: float = 1e-3, wei
     return RuleOptimizer(params, expr, lr=lr, weight_decay=weight_decay, total_steps=total_steps, seed=seed)
 
 
-def make_optimizer(what: Program | str, params: Iterable, lr: float, weight_decay: float = 0.0,
-                   total_steps: int | None = None, seed: int = 0) -> torch.optim.Optimizer:
+def make_optimizer(
+    what: Program | str,
+    params: Iterable,
+    lr: float,
+    weight_decay: float = 0.0,
+    total_steps: int | None = None,
+    seed: int = 0,
+) -> torch.optim.Optimizer:
     """The optimizer a task trains with: a program of the language, or a torch baseline by name ("Muon")."""
     if isinstance(what, str) and what in TORCH_BASELINES:
-        return TORCH_BASELINES[what].value(params, lr=lr, weight_decay=weight_decay, total_steps=total_steps,
-                                           seed=seed)
+        return TORCH_BASELINES[what].value(params, lr=lr, weight_decay=weight_decay, total_steps=total_steps, seed=seed)
     return RuleOptimizer(params, what, lr=lr, weight_decay=weight_decay, total_steps=total_steps, seed=seed)
 
 
 # the hand-designed optimizers written in the language: name -> (expression, weight decay)
 HAND_DESIGNED = {
     "SGD": ("g", 0.0),
-    "momentum": ("m1", 0.0),               # = torch SGD(momentum=0.9) with lr x 10
+    "momentum": ("m1", 0.0),  # = torch SGD(momentum=0.9) with lr x 10
     "Adam": ("m1h / sqrt(m2h)", 0.0),
     "AdamW": ("m1h / sqrt(m2h)", 0.01),
-    "RMSprop": ("g / sqrt(m2)", 0.0),      # = torch RMSprop(alpha=0.999)
+    "RMSprop": ("g / sqrt(m2)", 0.0),  # = torch RMSprop(alpha=0.999)
     "Lion": ("sign(ml)", 0.0),
     "PowerSign": ("exp(sg * sm1) * g", 0.0),
     "PowerSign-ld": ("exp(ld * sg * sm1) * g", 0.0),

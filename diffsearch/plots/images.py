@@ -20,7 +20,7 @@ def tile(images: np.ndarray, columns: int = 8) -> np.ndarray:
     grid = np.full((rows * (h + 1) + 1, columns * (w + 1) + 1, c), 255, dtype=np.uint8)
     for i, image in enumerate(images):
         r, col = divmod(i, columns)
-        grid[1 + r * (h + 1):1 + r * (h + 1) + h, 1 + col * (w + 1):1 + col * (w + 1) + w] = image
+        grid[1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + col * (w + 1) : 1 + col * (w + 1) + w] = image
     return grid
 
 
@@ -29,8 +29,13 @@ def image_grid_panels(panels: list[tuple[str, np.ndarray, float | None]], path: 
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4.4), squeeze=False)
     for ax, (label, images, score) in zip(axes[0], panels):
         grid = tile(images, columns=min(8, len(images)))
-        ax.imshow(grid[..., 0] if grid.shape[2] == 1 else grid, cmap="gray" if grid.shape[2] == 1 else None,
-                  vmin=0, vmax=255, interpolation="nearest")
+        ax.imshow(
+            grid[..., 0] if grid.shape[2] == 1 else grid,
+            cmap="gray" if grid.shape[2] == 1 else None,
+            vmin=0,
+            vmax=255,
+            interpolation="nearest",
+        )
         ax.set_title(label if score is None else f"{label}\nFID {score:.1f}", fontsize=10)
         ax.axis("off")
     fig.suptitle(title)

@@ -11,8 +11,9 @@ from diffsearch.plots import plt
 from diffsearch.run_files import save_figure
 
 
-def scatter_panels(panels: list[tuple[str, np.ndarray, float | None]], path: Path, title: str = "",
-                   max_points: int = 5000) -> None:
+def scatter_panels(
+    panels: list[tuple[str, np.ndarray, float | None]], path: Path, title: str = "", max_points: int = 5000
+) -> None:
     """One scatter panel per (label, points, score); the same axes for all, first two dimensions."""
     rng = np.random.default_rng(0)
     lim = np.percentile(np.abs(panels[0][1][:, :2]), 99.5) * 1.3

@@ -61,12 +61,15 @@ def searcher_adapter(job: str) -> Callable[[importlib.metadata.EntryPoint, Any],
             capabilities = {"needs_gradient": bool(getattr(obj, "NEEDS_GRADIENT", False))}
             entry = Entry(ep.name, obj.search, text, capabilities)
         else:
-            raise UsageError(f"{plugins.describe(ep)} is a {type(obj).__name__}: a searcher entry point is a "
-                             "SearcherEntry, an Optuna sampler class, or a module with search() and "
-                             "JOB = 'optimizer' or 'prompt'")
+            raise UsageError(
+                f"{plugins.describe(ep)} is a {type(obj).__name__}: a searcher entry point is a "
+                "SearcherEntry, an Optuna sampler class, or a module with search() and "
+                "JOB = 'optimizer' or 'prompt'"
+            )
         if declared != job:
-            raise ForeignEntry(f"{plugins.describe(ep)} is a {declared} searcher: `diffsearch {job} --searcher` "
-                               "cannot use it")
+            raise ForeignEntry(
+                f"{plugins.describe(ep)} is a {declared} searcher: `diffsearch {job} --searcher` cannot use it"
+            )
         return entry
 
     return adapt

@@ -29,29 +29,41 @@ from torch import nn
 
 @dataclass
 class GenerativeConfig:
-    timesteps: int = 1000            # DDPM steps, for training and for the inference loop
-    sample_steps: int = 0            # reverse steps of the inference loop: 0 = every step (DDPM, the original method); fewer = DDIM
-    width: int = 128                 # hidden units of the denoising MLP
-    context_width: int = 32          # Transformer model width
+    timesteps: int = 1000  # DDPM steps, for training and for the inference loop
+    sample_steps: int = (
+        0  # reverse steps of the inference loop: 0 = every step (DDPM, the original method); fewer = DDIM
+    )
+    width: int = 128  # hidden units of the denoising MLP
+    context_width: int = 32  # Transformer model width
     context_layers: int = 2
     context_heads: int = 4
-    max_context: int = 32            # the largest context subset drawn for training
+    max_context: int = 32  # the largest context subset drawn for training
     batch_size: int = 64
     lr: float = 1e-3
-    first_fit_steps: int = 300       # gradient steps the first time the model sees a history
-    refit_steps: int = 60            # fine-tuning steps each later call (the history grew by one)
-    pretrain_steps: int = 1000       # gradient steps on earlier studies' histories (GenerativeHPO.pretrain), if any
-    source_share: float = 0.5        # after pretrain, the share of fine-tuning batches still drawn from those histories
-    prior_functions: int = 0         # with no earlier study to pre-train on, pre-train on random search over this many random functions of the space (generative_prior.py); 0 = a cold start (the original method)
-    candidates: int = 64             # configurations generated per call; the one the model rates most likely to improve is returned (1: the original method)
-    score_draws: int = 32            # (t, eps) draws per candidate when ranking candidates
-    guidance: float = 0.0            # classifier-free guidance on I: eps(1) + w (eps(1) - eps(0)); 0 = the original method's
-    improve_share: float | None = 0.5   # share of I = 1 triples per training batch (None: as p_H draws them, the original method)
-    queries_per_context: int = 8     # training triples sharing one drawn context (1: every triple its own, the original method)
-    novel_only: bool = True          # with a projection onto the space, drop candidates already evaluated (False: the original method)
-    y_scaling: str = "rank"          # how the context sees y: "rank" (its quantile in the history) or "minmax"
-    dropout: float | None = None     # dropout after each hidden layer of the denoising MLP; None: 0.3 on a cold start, 0 (the original method's network) once pre-trained (pretrain)
-    thompson: bool = True            # with dropout, each suggestion samples and ranks with one fixed dropout mask (Thompson sampling)
+    first_fit_steps: int = 300  # gradient steps the first time the model sees a history
+    refit_steps: int = 60  # fine-tuning steps each later call (the history grew by one)
+    pretrain_steps: int = 1000  # gradient steps on earlier studies' histories (GenerativeHPO.pretrain), if any
+    source_share: float = 0.5  # after pretrain, the share of fine-tuning batches still drawn from those histories
+    prior_functions: int = 0  # with no earlier study to pre-train on, pre-train on random search over this many random functions of the space (generative_prior.py); 0 = a cold start (the original method)
+    candidates: int = 64  # configurations generated per call; the one the model rates most likely to improve is returned (1: the original method)
+    score_draws: int = 32  # (t, eps) draws per candidate when ranking candidates
+    guidance: float = 0.0  # classifier-free guidance on I: eps(1) + w (eps(1) - eps(0)); 0 = the original method's
+    improve_share: float | None = (
+        0.5  # share of I = 1 triples per training batch (None: as p_H draws them, the original method)
+    )
+    queries_per_context: int = (
+        8  # training triples sharing one drawn context (1: every triple its own, the original method)
+    )
+    novel_only: bool = (
+        True  # with a projection onto the space, drop candidates already evaluated (False: the original method)
+    )
+    y_scaling: str = "rank"  # how the context sees y: "rank" (its quantile in the history) or "minmax"
+    dropout: float | None = (
+        None  # dropout after each hidden layer of the denoising MLP; None: 0.3 on a cold start, 0 (the original method's network) once pre-trained (pretrain)
+    )
+    thompson: bool = (
+        True  # with dropout, each suggestion samples and ranks with one fixed dropout mask (Thompson sampling)
+    )
     losses: list[float] = field(default_factory=list)
 
     def __post_init__(self):
@@ -66,8 +78,9 @@ class GenerativeConfig:
         if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
         if not 1 <= self.queries_per_context <= self.batch_size:
-            raise ValueError(f"queries_per_context must lie in 1..batch_size ({self.batch_size}), "
-                             f"got {self.queries_per_context}")
+            raise ValueError(
+                f"queries_per_context must lie in 1..batch_size ({self.batch_size}), got {self.queries_per_context}"
+            )
 
 
 # ----------------------------------------------------------------------------------------- Sampler
@@ -85,8 +98,16 @@ class Sampler:
     only how often each label is seen changes (I = 1 is about ln(n) / n of p_H).
     """
 
-    def __init__(self, X: np.ndarray, y: np.ndarray, max_context: int, rng: np.random.Generator,
-                 improve_share: float | None = None, queries_per_context: int = 1, y_scaling: str = "rank"):
+    def __init__(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        max_context: int,
+        rng: np.random.Generator,
+        improve_share: float | None = None,
+        queries_per_context: int = 1,
+        y_scaling: str = "rank",
+    ):
         self.X, self.y, self.max_context, self.rng = X, y, max_context, rng
         self.y_scaled = scale_y(y, y_scaling)
         self.improve_share, self.queries = improve_share, queries_per_context
@@ -95,7 +116,7 @@ class Sampler:
         """``count`` uniform random subsets: member indices (-1 = padding) and each one's best y."""
         n = len(self.X)
         sizes = self.rng.integers(1, min(n, self.max_context) + 1, size=count)
-        members = np.argsort(self.rng.random((count, n)), axis=1)[:, :int(sizes.max())]
+        members = np.argsort(self.rng.random((count, n)), axis=1)[:, : int(sizes.max())]
         members[np.arange(members.shape[1])[None, :] >= sizes[:, None]] = -1
         return members, np.where(members >= 0, self.y[members], -np.inf).max(axis=1)
 
@@ -126,8 +147,9 @@ class Sampler:
                     continue
                 weight = weights[label]
                 chosen = self.rng.choice(len(pool), size=count, p=weight / weight.sum())
-                parts.append((pool[chosen], self._queries(beats[chosen] == label),
-                              np.full((count, self.queries), label)))
+                parts.append(
+                    (pool[chosen], self._queries(beats[chosen] == label), np.full((count, self.queries), label))
+                )
             members = np.concatenate([part[0] for part in parts])
             query = np.concatenate([part[1] for part in parts])
             improves = np.concatenate([part[2] for part in parts])
@@ -137,9 +159,13 @@ class Sampler:
         context[..., :d] = np.where(padding[..., None], 0.0, self.X[members])
         context[..., d] = np.where(padding, 0.0, self.y_scaled[members])
         group = np.repeat(np.arange(len(members)), self.queries)
-        return (torch.from_numpy(self.X[query.reshape(-1)].astype(np.float32)),
-                torch.from_numpy(improves.reshape(-1).astype(np.float32)),
-                torch.from_numpy(context), torch.from_numpy(padding), torch.from_numpy(group))
+        return (
+            torch.from_numpy(self.X[query.reshape(-1)].astype(np.float32)),
+            torch.from_numpy(improves.reshape(-1).astype(np.float32)),
+            torch.from_numpy(context),
+            torch.from_numpy(padding),
+            torch.from_numpy(group),
+        )
 
 
 Y_SCALINGS = ("rank", "minmax")
@@ -264,8 +290,9 @@ class GenerativeHPO:
         self.rng = np.random.default_rng(seed)
         self.generator = torch.Generator().manual_seed(seed)
         torch.manual_seed(seed)
-        self.scheduler = DDPMScheduler(num_train_timesteps=self.config.timesteps, beta_schedule="linear",
-                                       clip_sample=True, clip_sample_range=1.0)
+        self.scheduler = DDPMScheduler(
+            num_train_timesteps=self.config.timesteps, beta_schedule="linear", clip_sample=True, clip_sample_range=1.0
+        )
         self.noise_adder, self.denoiser = NoiseAdder(self.scheduler), Denoiser(self.scheduler)
         if self.config.sample_steps:  # DDIM on the same betas: the network is trained the same way
             self.denoiser = Denoiser(DDIMScheduler.from_config(self.scheduler.config))
@@ -314,9 +341,15 @@ class GenerativeHPO:
         return True
 
     def _sampler(self, X: np.ndarray, y: np.ndarray) -> Sampler:
-        return Sampler(np.asarray(X, dtype=np.float32), np.asarray(y, dtype=np.float64).reshape(-1),
-                       self.config.max_context, self.rng, self.config.improve_share,
-                       self.config.queries_per_context, self.config.y_scaling)
+        return Sampler(
+            np.asarray(X, dtype=np.float32),
+            np.asarray(y, dtype=np.float64).reshape(-1),
+            self.config.max_context,
+            self.rng,
+            self.config.improve_share,
+            self.config.queries_per_context,
+            self.config.y_scaling,
+        )
 
     def _train(self, samplers: list[Sampler], steps: int, replay: list[Sampler] = ()) -> list[float]:
         """``steps`` Adam steps, each on a batch from one of ``samplers`` (or, ``source_share`` of the
@@ -350,16 +383,20 @@ class GenerativeHPO:
         embedding = self.network.context(context_t, torch.zeros(1, len(X), dtype=torch.bool)).expand(n, -1)
         w = self.config.guidance
         # with guidance the network sees each point twice, once with I = improves and once with I = 1 - improves
-        flag = torch.cat([torch.full((n,), float(improves)), torch.full((n,), 1.0 - float(improves))]) if w \
+        flag = (
+            torch.cat([torch.full((n,), float(improves)), torch.full((n,), 1.0 - float(improves))])
+            if w
             else torch.full((n,), float(improves))
+        )
         embedding = embedding.repeat(2, 1) if w else embedding
         sampling = self.denoiser.scheduler
         sampling.set_timesteps(self.config.sample_steps or self.config.timesteps)
         z = torch.randn((n, d), generator=self.generator)
         for t in sampling.timesteps:
             if w:
-                eps_wanted, eps_other = self.network(z.repeat(2, 1), torch.full((2 * n,), int(t)), flag,
-                                                     embedding).chunk(2)
+                eps_wanted, eps_other = self.network(
+                    z.repeat(2, 1), torch.full((2 * n,), int(t)), flag, embedding
+                ).chunk(2)
                 eps_hat = eps_wanted + w * (eps_wanted - eps_other)
             else:
                 eps_hat = self.network(z, torch.full((n,), int(t)), flag, embedding)
@@ -376,15 +413,18 @@ class GenerativeHPO:
         # different random sub-networks (suggest's generate has set eval, or fixed one mask, already)
         self.network.eval()
         context = np.concatenate([X, scale_y(y, self.config.y_scaling)[:, None]], axis=1)
-        embedding = self.network.context(torch.from_numpy(context[None].astype(np.float32)),
-                                         torch.zeros(1, len(X), dtype=torch.bool))
+        embedding = self.network.context(
+            torch.from_numpy(context[None].astype(np.float32)), torch.zeros(1, len(X), dtype=torch.bool)
+        )
         eps, t = self.score_noise(n, d)
         k = len(t) // n
         embedding = embedding.expand(n * k, -1)
         z0 = (2.0 * torch.from_numpy(np.asarray(candidates, dtype=np.float32)) - 1.0).repeat_interleave(k, dim=0)
         z_t = self.noise_adder(z0, eps, t)
-        error = {flag: ((self.network(z_t, t, torch.full((n * k,), flag), embedding) - eps) ** 2).sum(dim=1)
-                 for flag in (0.0, 1.0)}
+        error = {
+            flag: ((self.network(z_t, t, torch.full((n * k,), flag), embedding) - eps) ** 2).sum(dim=1)
+            for flag in (0.0, 1.0)
+        }
         return (error[0.0] - error[1.0]).reshape(n, k).mean(dim=1).numpy()
 
     def score_noise(self, n: int, d: int) -> tuple[torch.Tensor, torch.Tensor]:

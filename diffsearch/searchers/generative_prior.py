@@ -26,13 +26,17 @@ def bump_function(rng: np.random.Generator, dim: int) -> Callable[[np.ndarray], 
     """f(x) = sum_k a_k exp(-|x - c_k|^2 / 2 s_k^2), higher is better, 4 bumps with random centres,
     heights and widths."""
     # widths grow with sqrt(d), or in 6-D every bump is a needle in a flat space
-    centres, heights, widths = (rng.uniform(size=(4, dim)), rng.uniform(0.2, 1.0, 4),
-                                rng.uniform(0.1, 0.35, 4) * np.sqrt(dim))
-    return lambda x: float((heights * np.exp(-((x - centres) ** 2).sum(axis=1) / (2 * widths ** 2))).sum())
+    centres, heights, widths = (
+        rng.uniform(size=(4, dim)),
+        rng.uniform(0.2, 1.0, 4),
+        rng.uniform(0.1, 0.35, 4) * np.sqrt(dim),
+    )
+    return lambda x: float((heights * np.exp(-((x - centres) ** 2).sum(axis=1) / (2 * widths**2))).sum())
 
 
-def prior_histories(search_space: dict[str, BaseDistribution], functions: int, trials: int = 50,
-                    seed: int = PRIOR_SEED) -> list[tuple[np.ndarray, np.ndarray]]:
+def prior_histories(
+    search_space: dict[str, BaseDistribution], functions: int, trials: int = 50, seed: int = PRIOR_SEED
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """``functions`` random-search histories (codes, values) of ``trials`` points each, one per bump
     function. Configurations are drawn as Optuna's RandomSampler draws them, parameter by parameter in
     the order of ``search_space``, so the codes carry the space's own rounding and one-hot structure."""
@@ -43,7 +47,13 @@ def prior_histories(search_space: dict[str, BaseDistribution], functions: int, t
         sampler = optuna.samplers.RandomSampler(seed=int(rng.integers(1 << 31)))
         function = bump_function(rng, codec.dim)
         # RandomSampler draws each parameter on its own and looks at neither the study nor the trial
-        X = np.stack([codec.encode({name: sampler.sample_independent(None, None, name, dist)
-                                    for name, dist in search_space.items()}) for _ in range(trials)])
+        X = np.stack(
+            [
+                codec.encode(
+                    {name: sampler.sample_independent(None, None, name, dist) for name, dist in search_space.items()}
+                )
+                for _ in range(trials)
+            ]
+        )
         histories.append((X, np.array([function(x) for x in X], dtype=np.float64)))
     return histories

@@ -60,9 +60,15 @@ class GenerativeSampler(optuna.samplers.BaseSampler):
     generators, and the one a model built later starts from.
     """
 
-    def __init__(self, seed: int | None = None, n_startup_trials: int = 5, config: GenerativeConfig | None = None,
-                 source_studies: Sequence[optuna.Study] = (), category_tries: int = 1,
-                 category_choice: str = "thompson"):
+    def __init__(
+        self,
+        seed: int | None = None,
+        n_startup_trials: int = 5,
+        config: GenerativeConfig | None = None,
+        source_studies: Sequence[optuna.Study] = (),
+        category_tries: int = 1,
+        category_choice: str = "thompson",
+    ):
         if category_tries < 0:
             raise ValueError(f"category_tries must be >= 0, got {category_tries}")
         if category_choice not in CATEGORY_CHOICES:
@@ -105,9 +111,11 @@ class GenerativeSampler(optuna.samplers.BaseSampler):
 
     def _refuse_multi_objective(self, study: optuna.Study) -> None:
         if len(study.directions) > 1:
-            raise ValueError(f"{type(self).__name__} supports single-objective studies only; this study has "
-                             f"{len(study.directions)} objectives. Use a multi-objective sampler "
-                             "(e.g. TPESampler, NSGAIISampler or GPSampler) instead.")
+            raise ValueError(
+                f"{type(self).__name__} supports single-objective studies only; this study has "
+                f"{len(study.directions)} objectives. Use a multi-objective sampler "
+                "(e.g. TPESampler, NSGAIISampler or GPSampler) instead."
+            )
 
     def infer_relative_search_space(self, study, trial) -> dict[str, BaseDistribution]:
         # the first sampler call of a trial in Optuna's flow that can fail it cleanly (before_trial runs
@@ -121,15 +129,19 @@ class GenerativeSampler(optuna.samplers.BaseSampler):
         self._refuse_multi_objective(study)
         if not search_space:
             return {}
-        history = [t for t in study._get_trials(deepcopy=False, states=(TrialState.COMPLETE,), use_cache=True)
-                   if all(name in t.params for name in search_space)]
+        history = [
+            t
+            for t in study._get_trials(deepcopy=False, states=(TrialState.COMPLETE,), use_cache=True)
+            if all(name in t.params for name in search_space)
+        ]
         if len(history) < max(1, self._n_startup_trials):  # the model needs a history to learn from
             return {}
         with self._lock:  # two threads training one network and one Adam at once corrupt both
             return self._sample_from_model(study, search_space, history)
 
-    def _sample_from_model(self, study, search_space: dict[str, BaseDistribution],
-                           history: list[FrozenTrial]) -> dict[str, Any]:
+    def _sample_from_model(
+        self, study, search_space: dict[str, BaseDistribution], history: list[FrozenTrial]
+    ) -> dict[str, Any]:
         codec = SpaceCodec(search_space)
         X, y = encode_history(codec, study, history)
         key = tuple((name, repr(dist)) for name, dist in codec.space.items())
@@ -163,6 +175,7 @@ class GenerativeSampler(optuna.samplers.BaseSampler):
                 # in a discrete space the drawn choices can leave nothing new (every candidate evaluated
                 # before): then the model's own choices, rather than a repeat
                 return snapped if whole and not len(novel_rows(chosen, X)) else chosen
+
         return codec.decode(self._model.suggest(X, y, project=project))
 
     def sample_independent(self, study, trial: FrozenTrial, param_name: str, param_distribution) -> Any:
@@ -174,15 +187,20 @@ class GenerativeSampler(optuna.samplers.BaseSampler):
 def encode_history(codec: SpaceCodec, study: optuna.Study, trials: list[FrozenTrial]) -> tuple[np.ndarray, np.ndarray]:
     """Codes and values of ``trials``, values signed so that higher is better (the model maximises y)."""
     sign = -1.0 if study.direction == StudyDirection.MINIMIZE else 1.0
-    return (np.stack([codec.encode(t.params) for t in trials]),
-            sign * np.array([t.value for t in trials], dtype=np.float64))
+    return (
+        np.stack([codec.encode(t.params) for t in trials]),
+        sign * np.array([t.value for t in trials], dtype=np.float64),
+    )
 
 
 def source_history(codec: SpaceCodec, study: optuna.Study) -> tuple[np.ndarray, np.ndarray] | None:
     """A source study's finished trials that hold every parameter of the space with a value it admits;
     None when fewer than two do (no improvement to learn from)."""
-    trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-              if all(name in t.params and admits(dist, t.params[name]) for name, dist in codec.space.items())]
+    trials = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if all(name in t.params and admits(dist, t.params[name]) for name, dist in codec.space.items())
+    ]
     return encode_history(codec, study, trials) if len(trials) >= 2 else None
 
 

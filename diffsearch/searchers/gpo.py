@@ -96,8 +96,15 @@ def initial_logits(space: PromptSpace) -> list[torch.Tensor]:
     return out
 
 
-def learn(task, space: PromptSpace, seed: int, iterations: int = ITERATIONS, k: int = 1, tau: float = 1.0,
-          budget_share: float = 0.5) -> PromptSearchResult:
+def learn(
+    task,
+    space: PromptSpace,
+    seed: int,
+    iterations: int = ITERATIONS,
+    k: int = 1,
+    tau: float = 1.0,
+    budget_share: float = 0.5,
+) -> PromptSearchResult:
     """Learn the slot distributions with the shortcut gradient; stops early at ``budget_share`` of the budget.
     The result holds the learned logits and the loss of every gradient step."""
     soft = SoftPrompt(task.backend, space)
@@ -110,8 +117,9 @@ def learn(task, space: PromptSpace, seed: int, iterations: int = ITERATIONS, k: 
         t_index = t_schedule(i, steps)
         if task.spent + task.backend.shortcut_cost(t_index, k) > budget_share * task.budget:
             break
-        probs = [torch.softmax((lg + gumbel(lg.shape, generator)) / tau, dim=0).to(task.backend.device)
-                 for lg in logits]
+        probs = [
+            torch.softmax((lg + gumbel(lg.shape, generator)) / tau, dim=0).to(task.backend.device) for lg in logits
+        ]
         cond, uncond = soft.encode(probs)
         optimizer.zero_grad()
         loss = task.shortcut_loss(cond, uncond, t_index, k)

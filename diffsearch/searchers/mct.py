@@ -22,7 +22,7 @@ from diffsearch.spaces.update_rules import Program
 
 @dataclass
 class LevelRecord:
-    node: str                                   # the partial program expanded, as tokens
+    node: str  # the partial program expanded, as tokens
     means: dict[str, float] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     chosen: str | None = None
@@ -33,8 +33,9 @@ def thresholded_mean(scores: Sequence[float], threshold: float) -> float:
     return float(np.mean(kept)) if kept else math.inf
 
 
-def _admit_new(budget: TreeBudget, space: UpdateRuleSpace, partial: Program, rng: np.random.Generator,
-               max_tries: int) -> Program | None:
+def _admit_new(
+    budget: TreeBudget, space: UpdateRuleSpace, partial: Program, rng: np.random.Generator, max_tries: int
+) -> Program | None:
     """A new valid completion of ``partial``, queued for training (drawing up to ``max_tries``); None if none."""
     for _ in range(max_tries):
         program = space.complete_randomly(partial, rng)
@@ -47,8 +48,15 @@ def _admit_new(budget: TreeBudget, space: UpdateRuleSpace, partial: Program, rng
     return None
 
 
-def mct_search(space: UpdateRuleSpace, evaluate: EvaluateFn, budget: int = 128, levels: int = 4,
-               seed: int = 0, threshold: float = math.inf, max_tries: int = 200) -> tuple[TreeBudget, list[LevelRecord]]:
+def mct_search(
+    space: UpdateRuleSpace,
+    evaluate: EvaluateFn,
+    budget: int = 128,
+    levels: int = 4,
+    seed: int = 0,
+    threshold: float = math.inf,
+    max_tries: int = 200,
+) -> tuple[TreeBudget, list[LevelRecord]]:
     rng = np.random.default_rng(seed)
     tree_budget = TreeBudget(space, evaluate, budget)
     node: Program = ()
@@ -77,11 +85,13 @@ def mct_search(space: UpdateRuleSpace, evaluate: EvaluateFn, budget: int = 128, 
                 child_of[program] = child
         for program, score in tree_budget.flush():
             samples[child_of[program]].append(score)
-        record = LevelRecord(" ".join(node), {c: thresholded_mean(s, threshold) for c, s in samples.items()},
-                             {c: len(s) for c, s in samples.items()})
+        record = LevelRecord(
+            " ".join(node),
+            {c: thresholded_mean(s, threshold) for c, s in samples.items()},
+            {c: len(s) for c, s in samples.items()},
+        )
         history.append(record)
-        open_children = [c for c in order if not space.is_complete(node + (c,))
-                         and math.isfinite(record.means[c])]
+        open_children = [c for c in order if not space.is_complete(node + (c,)) and math.isfinite(record.means[c])]
         if not open_children:
             break
         record.chosen = min(open_children, key=lambda c: record.means[c])  # best mean child

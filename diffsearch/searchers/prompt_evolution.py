@@ -19,9 +19,18 @@ from diffsearch.spaces.prompts import PromptSpace
 POPULATION, TOP_K, MUTANTS, CROSSOVERS, GENE_PROB = 20, 10, 10, 10, 0.1
 
 
-def evolve(task, space: PromptSpace, seed: int, initial: list[tuple[int, ...]],
-           population: int = POPULATION, top_k: int = TOP_K, mutants: int = MUTANTS,
-           crossovers: int = CROSSOVERS, gene_prob: float = GENE_PROB, max_rounds: int = 1000) -> None:
+def evolve(
+    task,
+    space: PromptSpace,
+    seed: int,
+    initial: list[tuple[int, ...]],
+    population: int = POPULATION,
+    top_k: int = TOP_K,
+    mutants: int = MUTANTS,
+    crossovers: int = CROSSOVERS,
+    gene_prob: float = GENE_PROB,
+    max_rounds: int = 1000,
+) -> None:
     """Evaluate ``initial`` (padded with random points to ``population``), then evolve until the budget ends."""
     rng = np.random.default_rng(seed)
     py_rng = random.Random(seed)  # deap's operators draw from the ``random`` module
@@ -44,7 +53,7 @@ def evolve(task, space: PromptSpace, seed: int, initial: list[tuple[int, ...]],
         random.seed(py_rng.random())
         try:
             for _ in range(mutants):
-                child, = tools.mutUniformInt(list(py_rng.choice(parents)), low=0, up=upper, indpb=gene_prob)
+                (child,) = tools.mutUniformInt(list(py_rng.choice(parents)), low=0, up=upper, indpb=gene_prob)
                 children.append(tuple(child))
             for _ in range(crossovers):
                 a, b = (list(p) for p in py_rng.sample(parents, 2)) if len(parents) > 1 else (list(parents[0]),) * 2

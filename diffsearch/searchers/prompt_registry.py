@@ -14,17 +14,22 @@ from diffsearch.searchers import gpo, gpo_es, prompt_evolution, prompt_random
 from diffsearch.searchers.base import searcher_adapter
 from diffsearch.searchers.prompt_result import PromptSearcher
 
-PROMPT_SEARCHERS: Registry[PromptSearcher] = Registry("prompt searcher", plugins.SEARCHERS_GROUP,
-                                                      searcher_adapter("prompt"))
+PROMPT_SEARCHERS: Registry[PromptSearcher] = Registry(
+    "prompt searcher", plugins.SEARCHERS_GROUP, searcher_adapter("prompt")
+)
 PROMPT_SEARCHERS.register("random", prompt_random.search, "uniform samples of the prompt space")
-PROMPT_SEARCHERS.register("evolution", prompt_evolution.search,
-                          "evolution (deap operators): top-10, mutation, uniform crossover")
-PROMPT_SEARCHERS.register("gpo", gpo.search,
-                          "Gumbel-softmax over slots, shortcut gradient through SD, then samples",
-                          needs_gradient=True)
-PROMPT_SEARCHERS.register("gpo+es", gpo_es.search,
-                          "GPO, then evolution seeded from the learned distribution (DPO-Diff, Wang et al., "
-                          "ICML 2024)", needs_gradient=True)
+PROMPT_SEARCHERS.register(
+    "evolution", prompt_evolution.search, "evolution (deap operators): top-10, mutation, uniform crossover"
+)
+PROMPT_SEARCHERS.register(
+    "gpo", gpo.search, "Gumbel-softmax over slots, shortcut gradient through SD, then samples", needs_gradient=True
+)
+PROMPT_SEARCHERS.register(
+    "gpo+es",
+    gpo_es.search,
+    "GPO, then evolution seeded from the learned distribution (DPO-Diff, Wang et al., ICML 2024)",
+    needs_gradient=True,
+)
 
 
 def get_prompt_searcher(name: str) -> Entry[PromptSearcher]:

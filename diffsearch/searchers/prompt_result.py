@@ -13,8 +13,8 @@ from diffsearch.spaces.prompts import PromptSpace
 class PromptSearchSettings:
     """The options a prompt searcher may use; each reads only its own."""
 
-    iterations: int = 20   # gpo: gradient iterations
-    k: int = 1             # gpo: UNet steps with gradient in the shortcut
+    iterations: int = 20  # gpo: gradient iterations
+    k: int = 1  # gpo: UNet steps with gradient in the shortcut
 
 
 @dataclass
@@ -22,13 +22,13 @@ class PromptSearchResult:
     """What a searcher learned beside the evaluations it recorded on the task."""
 
     gradient_steps: list[dict[str, Any]] = field(default_factory=list)  # gpo: loss per iteration
-    learned_logits: list[Any] | None = None                              # gpo: the slot distributions
+    learned_logits: list[Any] | None = None  # gpo: the slot distributions
 
 
 class PromptEvaluated(Protocol):
     """One point's record on the task (tasks/prompt_sd.py's ``PromptEvaluation``)."""
 
-    value: float | None   # minimised; None when rejected or failed
+    value: float | None  # minimised; None when rejected or failed
     loss: float | None
 
 
@@ -50,8 +50,9 @@ class PromptTask(Protocol):
 
     def evaluate(self, point: Sequence[int], role: str = "search") -> Any: ...
 
-    def evaluate_many(self, points: Sequence[Sequence[int]], role: str = "search",
-                      respect_budget: bool = True) -> list[Any]: ...
+    def evaluate_many(
+        self, points: Sequence[Sequence[int]], role: str = "search", respect_budget: bool = True
+    ) -> list[Any]: ...
 
 
 class PromptSearcher(Protocol):
@@ -59,5 +60,6 @@ class PromptSearcher(Protocol):
     beside them. An entry that backpropagates through the reward (``task.shortcut_loss``, as gpo does)
     declares ``needs_gradient=True`` on its registry entry."""
 
-    def __call__(self, task: PromptTask, space: PromptSpace, seed: int,
-                 settings: PromptSearchSettings) -> PromptSearchResult: ...
+    def __call__(
+        self, task: PromptTask, space: PromptSpace, seed: int, settings: PromptSearchSettings
+    ) -> PromptSearchResult: ...

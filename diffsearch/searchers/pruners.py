@@ -17,13 +17,23 @@ from diffsearch.registry import Registry
 PrunerFactory = Callable[[int, int, int], optuna.pruners.BasePruner]
 
 PRUNERS: Registry[PrunerFactory] = Registry("pruner")
-PRUNERS.register("none", lambda low, high, factor: optuna.pruners.NopPruner(), "train every trial for all epochs",
-                 prunes=False)
-PRUNERS.register("sh", lambda low, high, factor: optuna.pruners.SuccessiveHalvingPruner(
-    min_resource=low, reduction_factor=factor), "successive halving (Optuna SuccessiveHalvingPruner)", prunes=True)
-PRUNERS.register("hyperband", lambda low, high, factor: optuna.pruners.HyperbandPruner(
-    min_resource=low, max_resource=high, reduction_factor=factor),
-    "Hyperband: several successive-halving brackets (Optuna HyperbandPruner)", prunes=True)
+PRUNERS.register(
+    "none", lambda low, high, factor: optuna.pruners.NopPruner(), "train every trial for all epochs", prunes=False
+)
+PRUNERS.register(
+    "sh",
+    lambda low, high, factor: optuna.pruners.SuccessiveHalvingPruner(min_resource=low, reduction_factor=factor),
+    "successive halving (Optuna SuccessiveHalvingPruner)",
+    prunes=True,
+)
+PRUNERS.register(
+    "hyperband",
+    lambda low, high, factor: optuna.pruners.HyperbandPruner(
+        min_resource=low, max_resource=high, reduction_factor=factor
+    ),
+    "Hyperband: several successive-halving brackets (Optuna HyperbandPruner)",
+    prunes=True,
+)
 
 
 def make_pruner(name: str, min_epochs: int, epochs: int, reduction_factor: int = 2) -> optuna.pruners.BasePruner:

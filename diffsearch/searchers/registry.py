@@ -33,20 +33,25 @@ def _generative(seed: int) -> optuna.samplers.BaseSampler:
     return GenerativeSampler(seed=seed)
 
 
-SEARCHERS: Registry[HparamsSearcher] = Registry("hparams searcher", plugins.SEARCHERS_GROUP,
-                                                searcher_adapter("hparams"))
+SEARCHERS: Registry[HparamsSearcher] = Registry(
+    "hparams searcher", plugins.SEARCHERS_GROUP, searcher_adapter("hparams")
+)
 SEARCHERS.register("random", random_search.make, "random search (Optuna RandomSampler)")
 SEARCHERS.register("tpe", tpe.make, "tree-structured Parzen estimator (Optuna TPESampler, multivariate)")
 SEARCHERS.register("gp", gp.make, "Gaussian-process BO (Optuna GPSampler)")
-SEARCHERS.register("generative", _generative,
-                   "generative HPO: a diffusion model trained on the study's history proposes the next "
-                   "configuration; level with TPE/GP on tabular benchmarks; on mixed/conditional and training "
-                   "spaces ahead of random search but behind TPE (use tpe), on smooth functions behind GP and "
-                   "TPE (use gp); ~1 s per suggestion on an idle core")
+SEARCHERS.register(
+    "generative",
+    _generative,
+    "generative HPO: a diffusion model trained on the study's history proposes the next "
+    "configuration; level with TPE/GP on tabular benchmarks; on mixed/conditional and training "
+    "spaces ahead of random search but behind TPE (use tpe), on smooth functions behind GP and "
+    "TPE (use gp); ~1 s per suggestion on an idle core",
+)
 
 
-def lookup(registry: Registry[Any] | Mapping[str, Any], name: str, flag: str = "searcher",
-           job: str | None = None) -> Any:
+def lookup(
+    registry: Registry[Any] | Mapping[str, Any], name: str, flag: str = "searcher", job: str | None = None
+) -> Any:
     """``registry.lookup(name, flag)``, for callers written before ``Registry`` (``job`` is the registry's
     own); a plain mapping of entries gets the same one-line refusal."""
     if isinstance(registry, Registry):

@@ -58,8 +58,9 @@ class SpaceCodec:
     def has_categoricals(self) -> bool:
         return any(isinstance(dist, CategoricalDistribution) for dist in self.space.values())
 
-    def thompson_choices(self, X: np.ndarray, y: np.ndarray, rng: np.random.Generator,
-                         top: float = 0.25) -> dict[str, np.ndarray]:
+    def thompson_choices(
+        self, X: np.ndarray, y: np.ndarray, rng: np.random.Generator, top: float = 0.25
+    ) -> dict[str, np.ndarray]:
         """Per categorical parameter, one choice drawn by Thompson sampling: each choice's chance of
         landing in the best ``top`` fraction of the history (``y``, higher is better) has a Beta(1 + in,
         1 + out) posterior; the choice with the highest draw wins. Choices that did well are drawn most,

@@ -17,7 +17,6 @@ from diffsearch.spaces.update_rule_space import UpdateRuleSpace
 from diffsearch.spaces.update_rules import Program
 
 
-
 @runtime_checkable
 class TreeEvaluator(Protocol):
     """Trains update-rule programs; lower is better, ``inf`` for a failed training. ``many`` trains a batch
@@ -59,10 +58,10 @@ class TreeBudget:
     space: UpdateRuleSpace
     evaluate: TreeEvaluator
     budget: int
-    scores: dict[str, float] = field(default_factory=dict)      # key -> score of evaluated programs
+    scores: dict[str, float] = field(default_factory=dict)  # key -> score of evaluated programs
     programs: dict[str, Program] = field(default_factory=dict)  # key -> the first program with that key
-    rejected: dict[str, str] = field(default_factory=dict)      # key -> reason
-    pending: dict[str, Program] = field(default_factory=dict)   # admitted, not trained yet
+    rejected: dict[str, str] = field(default_factory=dict)  # key -> reason
+    pending: dict[str, Program] = field(default_factory=dict)  # admitted, not trained yet
     duplicates: int = 0
     proposed: int = 0
     check_seconds: float = 0.0
@@ -118,8 +117,13 @@ class TreeBudget:
         return self.programs[key], self.scores[key]
 
     def stats(self) -> dict[str, float]:
-        return {"evaluated": self.used, "proposed": self.proposed, "duplicates": self.duplicates,
-                "rejected": len(self.rejected), "check_seconds": self.check_seconds}
+        return {
+            "evaluated": self.used,
+            "proposed": self.proposed,
+            "duplicates": self.duplicates,
+            "rejected": len(self.rejected),
+            "check_seconds": self.check_seconds,
+        }
 
 
 class TreeSearcher(Protocol):
@@ -127,5 +131,6 @@ class TreeSearcher(Protocol):
     the exact budget), has them trained by ``evaluate`` and returns the ``TreeBudget`` with its own extras
     for results.json. ``settings`` is a ``TreeSearchSettings``; each searcher reads only its own fields."""
 
-    def __call__(self, space: UpdateRuleSpace, evaluate: EvaluateFn, budget: int, seed: int,
-                 settings: Any) -> tuple[TreeBudget, dict[str, Any]]: ...
+    def __call__(
+        self, space: UpdateRuleSpace, evaluate: EvaluateFn, budget: int, seed: int, settings: Any
+    ) -> tuple[TreeBudget, dict[str, Any]]: ...

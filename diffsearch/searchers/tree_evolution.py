@@ -32,7 +32,7 @@ def primitive_set(space: UpdateRuleSpace | None = None) -> gp.PrimitiveSet:
     tokens = set(space.tokens if space is not None else UpdateRuleSpace().tokens)
     pset = gp.PrimitiveSet("update", 0)
     for name in (n for n in UNARY if n in tokens):
-        pset.addPrimitive(lambda x: x, 1, name=name)   # never compiled: we evaluate our own way
+        pset.addPrimitive(lambda x: x, 1, name=name)  # never compiled: we evaluate our own way
     for name in BINARY:
         pset.addPrimitive(lambda x, y: x, 2, name=name)
     for leaf in (n for n in LEAVES if n in tokens):
@@ -48,9 +48,18 @@ def to_tree(program: Program, pset: gp.PrimitiveSet) -> gp.PrimitiveTree:
     return gp.PrimitiveTree([pset.mapping[_DEAP_NAME.get(t, t)] for t in program])
 
 
-def evolution_search(space: UpdateRuleSpace, evaluate: EvaluateFn, budget: int = 128, seed: int = 0,
-                     population: int = 16, tournament: int = 3, crossover: float = 0.5,
-                     max_misses: int = 5000, batch: int = 1, start: Sequence[Program] = ()) -> TreeBudget:
+def evolution_search(
+    space: UpdateRuleSpace,
+    evaluate: EvaluateFn,
+    budget: int = 128,
+    seed: int = 0,
+    population: int = 16,
+    tournament: int = 3,
+    crossover: float = 0.5,
+    max_misses: int = 5000,
+    batch: int = 1,
+    start: Sequence[Program] = (),
+) -> TreeBudget:
     """``batch`` children are bred from the same population and trained together (one per worker);
     with ``batch=1`` this is the classic steady state.
 
@@ -64,8 +73,18 @@ def evolution_search(space: UpdateRuleSpace, evaluate: EvaluateFn, budget: int =
         random.setstate(state)
 
 
-def _evolve(space: UpdateRuleSpace, evaluate: EvaluateFn, budget: int, seed: int, population: int,
-            tournament: int, crossover: float, max_misses: int, batch: int, start: Sequence[Program]) -> TreeBudget:
+def _evolve(
+    space: UpdateRuleSpace,
+    evaluate: EvaluateFn,
+    budget: int,
+    seed: int,
+    population: int,
+    tournament: int,
+    crossover: float,
+    max_misses: int,
+    batch: int,
+    start: Sequence[Program],
+) -> TreeBudget:
     rng = np.random.default_rng(seed)
     pset = primitive_set(space)
     tree_budget = TreeBudget(space, evaluate, budget)

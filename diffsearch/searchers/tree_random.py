@@ -8,8 +8,9 @@ from diffsearch.searchers.tree_budget import EvaluateFn, TreeBudget
 from diffsearch.spaces.update_rule_space import UpdateRuleSpace
 
 
-def random_tree_search(space: UpdateRuleSpace, evaluate: EvaluateFn, budget: int = 128, seed: int = 0,
-                       max_misses: int = 5000) -> TreeBudget:
+def random_tree_search(
+    space: UpdateRuleSpace, evaluate: EvaluateFn, budget: int = 128, seed: int = 0, max_misses: int = 5000
+) -> TreeBudget:
     """Stops after ``budget`` evaluations, or after ``max_misses`` draws in a row brought nothing new.
 
     Draws do not depend on scores: every admitted program is trained in one batch (by all workers).

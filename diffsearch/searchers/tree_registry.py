@@ -22,19 +22,24 @@ from diffsearch.spaces.update_rules import Program
 class TreeSearchSettings:
     """The options a tree searcher may use; each reads only its own."""
 
-    levels: int = 4                                   # mct: levels of the traversal
-    threshold: float = float("inf")                   # mct: scores not below it are left out of the means
-    batch: int = 1                                    # evolution: children trained at once
+    levels: int = 4  # mct: levels of the traversal
+    threshold: float = float("inf")  # mct: scores not below it are left out of the means
+    batch: int = 1  # evolution: children trained at once
     start: list[Program] = field(default_factory=list)  # evolution: programs in the first population
 
 
-TREE_SEARCHERS: Registry[TreeSearcher] = Registry("optimizer searcher", plugins.SEARCHERS_GROUP,
-                                                  searcher_adapter("optimizer"))
-TREE_SEARCHERS.register("mct", mct.search, "Monte Carlo tree traversal: levels x samples, best mean child "
-                                           "expanded (ENOS, Wang et al., NeurIPS 2022)")
+TREE_SEARCHERS: Registry[TreeSearcher] = Registry(
+    "optimizer searcher", plugins.SEARCHERS_GROUP, searcher_adapter("optimizer")
+)
+TREE_SEARCHERS.register(
+    "mct",
+    mct.search,
+    "Monte Carlo tree traversal: levels x samples, best mean child expanded (ENOS, Wang et al., NeurIPS 2022)",
+)
 TREE_SEARCHERS.register("random", tree_random.search, "random programs grown top-down")
-TREE_SEARCHERS.register("evolution", tree_evolution.search,
-                        "deap gp: tournament, one-point crossover, subtree mutation")
+TREE_SEARCHERS.register(
+    "evolution", tree_evolution.search, "deap gp: tournament, one-point crossover, subtree mutation"
+)
 
 
 def get_tree_searcher(name: str) -> Entry[TreeSearcher]:

@@ -26,9 +26,9 @@ from diffsearch.errors import UsageError
 
 NOISE_SPACES = {
     "initial": "the initial latent of each image: its generator seed, or the latent itself once moved "
-               "(best-of-n, zero-order, gradient)",
+    "(best-of-n, zero-order, gradient)",
     "initial+path": "the initial latent and noise injected along the sampling path: re-noised intermediate "
-                    "states (paths, particles)",
+    "states (paths, particles)",
 }
 
 
@@ -39,7 +39,7 @@ class Candidate:
     seed: int | None = None
     latent: torch.Tensor | None = None
     injections: dict[int, torch.Tensor] = field(default_factory=dict)
-    origin: str = "random"   # user / random / neighbour / branch / particle / gradient
+    origin: str = "random"  # user / random / neighbour / branch / particle / gradient
 
     def key(self) -> str | None:
         """What identifies the image in the ledger (a finished trial is read back, never generated twice);
@@ -47,8 +47,12 @@ class Candidate:
         return f"seed:{self.seed}" if self.seed is not None and self.latent is None and not self.injections else None
 
     def describe(self) -> dict:
-        return {"seed": self.seed, "moved": self.latent is not None, "injections": sorted(self.injections),
-                "origin": self.origin}
+        return {
+            "seed": self.seed,
+            "moved": self.latent is not None,
+            "injections": sorted(self.injections),
+            "origin": self.origin,
+        }
 
 
 def has_noise_hooks(backend: PipelineBackend) -> bool:
@@ -63,8 +67,9 @@ class NoiseSpace:
         self.backend = backend
         self.shape = tuple(backend.initial_latents([0]).shape[1:])  # per image, as the pipeline draws it
         # SD pipelines scale ``latents=`` by the scheduler's init_noise_sigma (1 for DDIM); flow matching does not
-        self.sigma = float(getattr(backend.scheduler, "init_noise_sigma", 1.0)) if backend.family in ("sd", "sdxl") \
-            else 1.0
+        self.sigma = (
+            float(getattr(backend.scheduler, "init_noise_sigma", 1.0)) if backend.family in ("sd", "sdxl") else 1.0
+        )
 
     # ---- drawing and moving ---------------------------------------------------------------------------
     def initial(self, candidates: list[Candidate]) -> torch.Tensor:
@@ -87,7 +92,7 @@ class NoiseSpace:
     def neighbour(self, pivot: torch.Tensor, radius: float, generator: torch.Generator) -> torch.Tensor:
         """A latent at distance ~``radius`` (per unit variance) from ``pivot``, still standard normal in law:
         (pivot + radius * e) / sqrt(1 + radius^2) (zero-order search, Ma et al., CVPR 2025)."""
-        return (pivot + radius * self.noise(generator)) / (1 + radius ** 2) ** 0.5
+        return (pivot + radius * self.noise(generator)) / (1 + radius**2) ** 0.5
 
     # ---- files ----------------------------------------------------------------------------------------
     def load_latent(self, path: str) -> torch.Tensor:
@@ -106,20 +111,30 @@ class NoiseSpace:
                 tensor = tensor["latents"] if isinstance(tensor, dict) else tensor
         except Exception as exc:  # not a tensor file, no "latents" in it
             raise UsageError(f"--latent {path}: cannot read a latent tensor ({type(exc).__name__})") from None
-        if not torch.is_tensor(tensor) or tuple(tensor.shape[-len(self.shape):]) != self.shape or \
-                tensor.numel() != torch.Size(self.shape).numel():
+        if (
+            not torch.is_tensor(tensor)
+            or tuple(tensor.shape[-len(self.shape) :]) != self.shape
+            or tensor.numel() != torch.Size(self.shape).numel()
+        ):
             got = tuple(tensor.shape) if torch.is_tensor(tensor) else type(tensor).__name__
-            raise UsageError(f"--latent {path}: shape {got} does not fit this model at this size: "
-                             f"it takes 1 x {' x '.join(map(str, self.shape))}")
+            raise UsageError(
+                f"--latent {path}: shape {got} does not fit this model at this size: "
+                f"it takes 1 x {' x '.join(map(str, self.shape))}"
+            )
         return tensor.reshape(1, *self.shape).float()
 
     def save(self, candidate: Candidate, path: Path) -> dict:
         """``path``.pt (latents for ``pipe(latents=)`` and injections for ``callback_on_step_end``) and
         ``path``.safetensors (the latents alone); returns what was written."""
         latents = (self.initial([candidate]) / self.sigma).float().cpu().contiguous()
-        payload = {"latents": latents, "seed": candidate.seed, "moved": candidate.latent is not None,
-                   "injections": {int(i): t.reshape(1, *self.shape).float().cpu().contiguous()
-                                   for i, t in candidate.injections.items()}}
+        payload = {
+            "latents": latents,
+            "seed": candidate.seed,
+            "moved": candidate.latent is not None,
+            "injections": {
+                int(i): t.reshape(1, *self.shape).float().cpu().contiguous() for i, t in candidate.injections.items()
+            },
+        }
         torch.save(payload, path.with_suffix(".pt"))
         from safetensors.torch import save_file
 
@@ -134,8 +149,11 @@ def conditioning(backend: PipelineBackend, prompt: str, negative: str = ""):
     unconditional pass."""
     with torch.no_grad():
         cond = backend.encode([prompt])
-        if not negative and backend.family == "sdxl" and \
-                getattr(backend.pipe.config, "force_zeros_for_empty_prompt", False):
+        if (
+            not negative
+            and backend.family == "sdxl"
+            and getattr(backend.pipe.config, "force_zeros_for_empty_prompt", False)
+        ):
             uncond = tuple(torch.zeros_like(c) for c in cond)
         else:
             uncond = backend.encode([negative])
@@ -144,8 +162,13 @@ def conditioning(backend: PipelineBackend, prompt: str, negative: str = ""):
 
 def pipeline_kwargs(backend: PipelineBackend, prompt: str, negative: str = "") -> dict:
     """What ``pipe(...)`` needs besides the noise to run the sampler our backend runs."""
-    kw = {"prompt": prompt, "num_inference_steps": backend.steps, "guidance_scale": backend.guidance,
-          "height": backend.height, "width": backend.width}
+    kw = {
+        "prompt": prompt,
+        "num_inference_steps": backend.steps,
+        "guidance_scale": backend.guidance,
+        "height": backend.height,
+        "width": backend.width,
+    }
     if negative:
         kw["negative_prompt"] = negative
     if backend.family == "flux" and backend.true_cfg > 1:
@@ -160,8 +183,11 @@ def noise_kwargs(saved: dict, generator_device: str = "cpu") -> dict:
         return {"generator": torch.Generator(generator_device).manual_seed(int(saved["seed"]))}
     kw: dict = {"latents": saved["latents"]}
     if injections:
-        kw["callback_on_step_end"] = lambda _pipe, i, _t, k: {"latents": injections[i].reshape(k["latents"].shape).to(k["latents"])} \
-            if i in injections else k
+        kw["callback_on_step_end"] = (
+            lambda _pipe, i, _t, k: {"latents": injections[i].reshape(k["latents"].shape).to(k["latents"])}
+            if i in injections
+            else k
+        )
     return kw
 
 
@@ -186,8 +212,11 @@ def reproduce_call(backend: PipelineBackend, model: str, prompt: str, record: di
         from diffsearch.backends.fashion_sd import PIPELINE_DIR
 
         model = str(PIPELINE_DIR)
-    lines = ["import torch", f"from diffusers import {cls}" + (", DDIMScheduler" if backend.family in ("sd", "sdxl") else ""),
-             f"pipe = {cls}.from_pretrained({model!r})"]
+    lines = [
+        "import torch",
+        f"from diffusers import {cls}" + (", DDIMScheduler" if backend.family in ("sd", "sdxl") else ""),
+        f"pipe = {cls}.from_pretrained({model!r})",
+    ]
     if backend.family in ("sd", "sdxl"):
         lines.append("pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)  # the sampler searched")
     args = ", ".join(f"{k}={v!r}" for k, v in pipeline_kwargs(backend, prompt, negative).items() if k != "prompt")
@@ -198,10 +227,19 @@ def reproduce_call(backend: PipelineBackend, model: str, prompt: str, record: di
         noise = 'latents=saved["latents"]'
         if record.get("injections"):
             lines.append('inject = saved["injections"]  # latents after these steps, re-noised by the search')
-            noise += (', callback_on_step_end=lambda p, i, t, kw: {"latents": inject[i]} if i in inject else kw')
+            noise += ', callback_on_step_end=lambda p, i, t, kw: {"latents": inject[i]} if i in inject else kw'
     lines.append(f"image = pipe({prompt!r}, {args}, {noise}).images[0]")
     return "\n".join(lines)
 
 
-__all__ = ["Candidate", "NOISE_SPACES", "NoiseSpace", "conditioning", "has_noise_hooks", "noise_kwargs",
-           "pipeline_kwargs", "regenerate", "reproduce_call"]
+__all__ = [
+    "Candidate",
+    "NOISE_SPACES",
+    "NoiseSpace",
+    "conditioning",
+    "has_noise_hooks",
+    "noise_kwargs",
+    "pipeline_kwargs",
+    "regenerate",
+    "reproduce_call",
+]

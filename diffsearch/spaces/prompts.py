@@ -32,20 +32,34 @@ from diffsearch.registry import Registry
 # The spaces by name; ``acts_through_negative_prompt``: its points are negative prompts, so the job refuses a
 # pipeline or guidance under which a negative prompt has no effect. The value is the slot kinds it builds.
 PROMPT_SPACES: Registry[tuple[str, ...]] = Registry("--space")
-PROMPT_SPACES.register("synonym", ("synonym",),
-                       "positive prompt: each word of the input -> itself or a synonym (attack, or enhance)")
-PROMPT_SPACES.register("antonym", ("antonym",),
-                       "negative prompt from antonyms of the input's words; any slot may stay empty",
-                       acts_through_negative_prompt=True)
-PROMPT_SPACES.register("library", ("library",),
-                       "negative prompt from our library of ~200 generic negative words, 4 slots",
-                       acts_through_negative_prompt=True)
-PROMPT_SPACES.register("antonym+library", ("antonym", "library"),
-                       "antonym slots and library slots in one negative prompt", acts_through_negative_prompt=True)
-PROMPT_SPACES.register("sister", ("sister",),
-                       "negative prompt from sister terms of the input's nouns (WordNet co-hyponyms: sneaker -> "
-                       "sandal, boot), the offline analogue of DPO-Diff's opposite concepts",
-                       acts_through_negative_prompt=True)
+PROMPT_SPACES.register(
+    "synonym", ("synonym",), "positive prompt: each word of the input -> itself or a synonym (attack, or enhance)"
+)
+PROMPT_SPACES.register(
+    "antonym",
+    ("antonym",),
+    "negative prompt from antonyms of the input's words; any slot may stay empty",
+    acts_through_negative_prompt=True,
+)
+PROMPT_SPACES.register(
+    "library",
+    ("library",),
+    "negative prompt from our library of ~200 generic negative words, 4 slots",
+    acts_through_negative_prompt=True,
+)
+PROMPT_SPACES.register(
+    "antonym+library",
+    ("antonym", "library"),
+    "antonym slots and library slots in one negative prompt",
+    acts_through_negative_prompt=True,
+)
+PROMPT_SPACES.register(
+    "sister",
+    ("sister",),
+    "negative prompt from sister terms of the input's nouns (WordNet co-hyponyms: sneaker -> "
+    "sandal, boot), the offline analogue of DPO-Diff's opposite concepts",
+    acts_through_negative_prompt=True,
+)
 LIBRARY_SLOTS = 4  # the reference splits its library into 4 slots
 ARTICLES = frozenset({"a", "an", "the"})  # what follows one is a noun phrase: its last word may be the head
 
@@ -61,7 +75,7 @@ class PromptSpace:
     name: str
     prompt: str
     slots: list[Slot]
-    positive: list[str | int]   # layout: fixed text pieces and slot indices, in order
+    positive: list[str | int]  # layout: fixed text pieces and slot indices, in order
     negative: list[str | int]
     description: str = field(default="")
 
@@ -99,7 +113,7 @@ def split_words(prompt: str) -> list[tuple[str, bool]]:
     pieces, last = [], 0
     for m in re.finditer(r"[A-Za-z][A-Za-z'-]*", prompt):
         if m.start() > last:
-            pieces.append((prompt[last:m.start()], False))
+            pieces.append((prompt[last : m.start()], False))
         pieces.append((m.group(0), True))
         last = m.end()
     if last < len(prompt):
@@ -120,7 +134,7 @@ def noun_heads(pieces: list[tuple[str, bool]]) -> dict[int, str]:
         if run:
             span = wordnet_head_noun([pieces[i][0] for i in run], next_word, before in ARTICLES)
             if span is not None:
-                heads[run[span[0]]] = " ".join(pieces[i][0] for i in run[span[0]:span[1]])
+                heads[run[span[0]]] = " ".join(pieces[i][0] for i in run[span[0] : span[1]])
             run.clear()
 
     for i, (text, is_word) in enumerate(pieces):
@@ -142,8 +156,14 @@ def load_negative_library(is_one_token: Callable[[str], bool] = lambda w: True) 
     return [w for w in dict.fromkeys(words) if is_one_token(w)]
 
 
-def build_space(name: str, prompt: str, lexicon: Lexicon, is_one_token: Callable[[str], bool],
-                max_tokens: int | None = None, count_tokens: Callable[[str], int] | None = None) -> PromptSpace:
+def build_space(
+    name: str,
+    prompt: str,
+    lexicon: Lexicon,
+    is_one_token: Callable[[str], bool],
+    max_tokens: int | None = None,
+    count_tokens: Callable[[str], int] | None = None,
+) -> PromptSpace:
     """The space ``name`` around ``prompt``; raises UsageError for an unknown name or a space with no slots."""
     entry = PROMPT_SPACES.lookup(name)
     kinds, description = entry.value, entry.description
@@ -196,11 +216,14 @@ def build_space(name: str, prompt: str, lexicon: Lexicon, is_one_token: Callable
         # a slot takes its longest choice's tokens, a comma one more: drop trailing slots that would not fit
         def width(p):
             return count_tokens(p) if isinstance(p, str) else max(1, *(count_tokens(c) for c in slots[p].choices))
+
         while negative and sum(width(p) for p in negative) > max_tokens:
             negative = negative[:-2] if len(negative) > 1 else []
-            slots = slots[:max((p for p in positive + negative if isinstance(p, int)), default=-1) + 1]
+            slots = slots[: max((p for p in positive + negative if isinstance(p, int)), default=-1) + 1]
     if not slots:
         kind = {"synonym": "synonym", "sister": "sister term (a noun's co-hyponym)"}.get(name, "antonym")
-        raise UsageError(f"the {name} space of {prompt!r} is empty: no word has a short enough {kind} in the "
-                         "lexicon; try --space antonym+library, --word-tokens 3 (longer substitutes) or --lexicon llm")
+        raise UsageError(
+            f"the {name} space of {prompt!r} is empty: no word has a short enough {kind} in the "
+            "lexicon; try --space antonym+library, --word-tokens 3 (longer substitutes) or --lexicon llm"
+        )
     return PromptSpace(name, prompt, slots, positive, negative, description)

@@ -41,10 +41,16 @@ from diffsearch.errors import UsageError
 
 # solver -> (prediction kinds it serves, free settings it has, one line)
 SOLVERS: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
-    "ddim": (("epsilon", "v_prediction"), (),
-             "deterministic DDIM (DPM-Solver++ of order 1, DPMSolverMultistepScheduler(solver_order=1))"),
-    "dpm++": (("epsilon", "v_prediction"), ("order",),
-              "DPM-Solver++ multistep (Lu et al. 2022); its order 1, 2 or 3 is searched too"),
+    "ddim": (
+        ("epsilon", "v_prediction"),
+        (),
+        "deterministic DDIM (DPM-Solver++ of order 1, DPMSolverMultistepScheduler(solver_order=1))",
+    ),
+    "dpm++": (
+        ("epsilon", "v_prediction"),
+        ("order",),
+        "DPM-Solver++ multistep (Lu et al. 2022); its order 1, 2 or 3 is searched too",
+    ),
     "euler": (("flow",), (), "flow-matching Euler (FlowMatchEulerDiscreteScheduler; SD3, FLUX), custom sigmas"),
 }
 ORDERS = (1, 2, 3)
@@ -60,8 +66,8 @@ class Schedule:
     """One sampler: a solver, its order, and N strictly decreasing timesteps (discrete) or sigmas (flow)."""
 
     solver: str
-    timesteps: tuple[int, ...] = ()      # discrete-time models, T - 1 >= t_1 > ... > t_N >= 0
-    sigmas: tuple[float, ...] = ()       # flow models: 1 >= sigma_1 > ... > sigma_N > 0, before the shift
+    timesteps: tuple[int, ...] = ()  # discrete-time models, T - 1 >= t_1 > ... > t_N >= 0
+    sigmas: tuple[float, ...] = ()  # flow models: 1 >= sigma_1 > ... > sigma_N > 0, before the shift
     order: int = 1
 
     @property
@@ -74,13 +80,20 @@ class Schedule:
 
     def to_dict(self) -> dict[str, Any]:
         d = {"solver": self.solver, "nfe": self.nfe, "order": self.order}
-        return d | ({"sigmas": [float(s) for s in self.sigmas]} if self.solver == "euler"
-                    else {"timesteps": [int(t) for t in self.timesteps]})
+        return d | (
+            {"sigmas": [float(s) for s in self.sigmas]}
+            if self.solver == "euler"
+            else {"timesteps": [int(t) for t in self.timesteps]}
+        )
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Schedule":
-        return cls(d["solver"], tuple(int(t) for t in d.get("timesteps", ())),
-                   tuple(float(s) for s in d.get("sigmas", ())), int(d.get("order", 1)))
+        return cls(
+            d["solver"],
+            tuple(int(t) for t in d.get("timesteps", ())),
+            tuple(float(s) for s in d.get("sigmas", ())),
+            int(d.get("order", 1)),
+        )
 
     def key(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -90,7 +103,7 @@ class Schedule:
 class ModelRange:
     """What a model allows: its prediction kind and its training timesteps (flow: sigmas in (lo, 1])."""
 
-    prediction: str                   # epsilon, v_prediction, flow
+    prediction: str  # epsilon, v_prediction, flow
     num_train_timesteps: int = 1000
 
     @property
@@ -112,8 +125,10 @@ class ScheduleSpace:
             raise UsageError(f"unknown --solver {self.solver!r}; known: {', '.join(SOLVERS)}")
         kinds, free, _ = SOLVERS[self.solver]
         if self.model_range.prediction not in kinds:
-            raise UsageError(f"--solver {self.solver} does not serve a {self.model_range.prediction}-prediction "
-                             f"model; use --solver {default_solver(self.model_range.prediction)}")
+            raise UsageError(
+                f"--solver {self.solver} does not serve a {self.model_range.prediction}-prediction "
+                f"model; use --solver {default_solver(self.model_range.prediction)}"
+            )
         T = self.model_range.num_train_timesteps
         if self.nfe < 1 or (not self.model_range.flow and self.nfe > T):
             raise UsageError(f"--nfe must be between 1 and the model's {T} training timesteps (got {self.nfe})")
@@ -152,7 +167,7 @@ class ScheduleSpace:
             span = 1.0 - lo - (n - 1) * g
             sigmas = tuple(float(lo + (n - 1 - k) * g + span * levels[k]) for k in range(n))
             return Schedule(self.solver, sigmas=sigmas, order=order)
-        top = T - n + 1 - 1e-6          # s in [0, T - N + 1): floor(s) <= T - N
+        top = T - n + 1 - 1e-6  # s in [0, T - N + 1): floor(s) <= T - N
         s = top * levels
         timesteps = tuple(int(math.floor(s[k])) + (n - 1 - k) for k in range(n))
         return Schedule(self.solver, timesteps=timesteps, order=order)
@@ -206,9 +221,21 @@ def schedule_from_json(text: str) -> Schedule:
 
 def describe_space() -> str:
     """One line for ``diffsearch list``."""
-    return ("N timesteps of a short sampler (stick-breaking gaps in [0, 1]^N: every point a strictly "
-            "decreasing schedule inside the model's range) + DPM-Solver++ order")
+    return (
+        "N timesteps of a short sampler (stick-breaking gaps in [0, 1]^N: every point a strictly "
+        "decreasing schedule inside the model's range) + DPM-Solver++ order"
+    )
 
 
-__all__ = ["FLOW_MIN_GAP", "ModelRange", "ORDERS", "SOLVERS", "Schedule", "ScheduleSpace", "default_solver",
-           "describe_space", "schedule_from_json", "asdict"]
+__all__ = [
+    "FLOW_MIN_GAP",
+    "ModelRange",
+    "ORDERS",
+    "SOLVERS",
+    "Schedule",
+    "ScheduleSpace",
+    "default_solver",
+    "describe_space",
+    "schedule_from_json",
+    "asdict",
+]

@@ -32,8 +32,8 @@ class TrainingSpace:
     description: str
     lr_range: tuple[float, float]
     batch_sizes: tuple[int, ...]
-    timesteps: tuple[int, ...] | None          # searched training timesteps, or None when fixed
-    noise_schedules: tuple[str, ...] | None    # searched beta schedules, or None when fixed
+    timesteps: tuple[int, ...] | None  # searched training timesteps, or None when fixed
+    noise_schedules: tuple[str, ...] | None  # searched beta schedules, or None when fixed
     fixed: dict[str, Any] = field(default_factory=dict)
     baselines: dict[str, dict[str, Any]] = field(default_factory=dict)
     weight_decay_range: tuple[float, float] = (1e-6, 1e-2)
@@ -62,6 +62,7 @@ class TrainingSpace:
 
     def validate(self, params: dict[str, Any]) -> None:
         """Raise UsageError naming the first value outside the space (never fix it silently)."""
+
         def bad(key: str, allowed: Any) -> UsageError:
             return UsageError(f"{self.name}: {key}={params.get(key)!r} is outside the space ({allowed})")
 
@@ -106,8 +107,14 @@ TOY2D = TrainingSpace(
     fixed={"beta_schedule": "squaredcos_cap_v2"},
     baselines={
         # the thesis study's 2-D baseline: the public toy-diffusion notebook's settings
-        "default": {"lr": 1e-3, "lr_scheduler": "linear", "warmup_ratio": 0.0, "batch_size": 2048,
-                    "optimizer": "adam", "num_train_timesteps": 40},
+        "default": {
+            "lr": 1e-3,
+            "lr_scheduler": "linear",
+            "warmup_ratio": 0.0,
+            "batch_size": 2048,
+            "optimizer": "adam",
+            "num_train_timesteps": 40,
+        },
     },
 )
 
@@ -121,10 +128,17 @@ IMAGES = TrainingSpace(
     fixed={"num_train_timesteps": 1000},
     baselines={
         # the thesis study's image baseline: the diffusers unconditional-training tutorial's settings
-        "default": {"lr": 4e-4, "lr_scheduler": "constant", "batch_size": 64, "optimizer": "adamw",
-                    "weight_decay": 0.01, "beta_schedule": "squaredcos_cap_v2"},
+        "default": {
+            "lr": 4e-4,
+            "lr_scheduler": "constant",
+            "batch_size": 64,
+            "optimizer": "adamw",
+            "weight_decay": 0.01,
+            "beta_schedule": "squaredcos_cap_v2",
+        },
     },
 )
+
 
 def _space_of(ep: importlib.metadata.EntryPoint, obj: Any) -> Entry[TrainingSpace]:
     """A ``diffsearch.spaces`` entry point's object: a ``TrainingSpace`` named as the entry point."""

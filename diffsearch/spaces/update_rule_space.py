@@ -25,9 +25,25 @@ import sympy as sp
 import torch
 
 from diffsearch.errors import UsageError
-from diffsearch.spaces.update_rules import (ARITY, BETA1, BETA2, CONSTANTS, DECAYS, GRADIENT_LEAVES, LEAVES,
-                                            MATRIX_TOKENS, TOKENS, Program, RuleState, evaluate, forbidden, frontier,
-                                            parse, to_text, violations)
+from diffsearch.spaces.update_rules import (
+    ARITY,
+    BETA1,
+    BETA2,
+    CONSTANTS,
+    DECAYS,
+    GRADIENT_LEAVES,
+    LEAVES,
+    MATRIX_TOKENS,
+    TOKENS,
+    Program,
+    RuleState,
+    evaluate,
+    forbidden,
+    frontier,
+    parse,
+    to_text,
+    violations,
+)
 
 PAD = "."  # unused token positions in the trial params
 PROBE_SHAPE = (4, 16)  # the hash probe: a non-square matrix, so rownorm and colnorm differ on it
@@ -35,13 +51,13 @@ PROBE_SHAPE = (4, 16)  # the hash probe: a non-square matrix, so rownorm and col
 
 @dataclass(frozen=True)
 class UpdateRuleSpace:
-    max_length: int = 10            # tokens; the super-tree's depth
+    max_length: int = 10  # tokens; the super-tree's depth
     descent_threshold: float = 0.15
-    descent_probes: int = 25        # random gradient sequences of ``descent_dim`` numbers (reference: 25 x 25)
+    descent_probes: int = 25  # random gradient sequences of ``descent_dim`` numbers (reference: 25 x 25)
     descent_dim: int = 25
-    descent_steps: int = 5          # steps of state (moments) each probe runs
-    probe_size: int = 64            # = 4 x 16 (PROBE_SHAPE)
-    matrix_ops: bool = False        # grow orth, rownorm, colnorm and mn too (a study's token choices change)
+    descent_steps: int = 5  # steps of state (moments) each probe runs
+    probe_size: int = 64  # = 4 x 16 (PROBE_SHAPE)
+    matrix_ops: bool = False  # grow orth, rownorm, colnorm and mn too (a study's token choices change)
     name: str = "update-rules"
     description: str = "expression trees of optimizer update rules (ENOS, Wang et al., NeurIPS 2022)"
 
@@ -55,8 +71,11 @@ class UpdateRuleSpace:
         if front is None:
             return []
         room = self.max_length - len(partial) - 1 - (front.open_slots - 1)  # tokens left for new slots
-        return [t for t in self.tokens if ARITY[t] <= room
-                and forbidden(front.parent, front.index, front.sibling, t) is None]
+        return [
+            t
+            for t in self.tokens
+            if ARITY[t] <= room and forbidden(front.parent, front.index, front.sibling, t) is None
+        ]
 
     def is_complete(self, partial: Sequence[str]) -> bool:
         return len(partial) > 0 and frontier(partial) is None
@@ -111,12 +130,25 @@ class UpdateRuleSpace:
         g, m1, w = signed(), signed(), signed()
         m2 = 10.0 ** rng.uniform(-6, 1, n)
         frac = t / 1000
-        return {"g": as_t(g), "g2": as_t(g * g), "sg": as_t(np.sign(g)), "m1": as_t(m1), "m2": as_t(m2),
-                "sm1": as_t(np.sign(m1)), "m1h": as_t(m1 / (1 - BETA1 ** t)), "m2h": as_t(m2 / (1 - BETA2 ** t)),
-                "ml": as_t(signed()), "w": as_t(w), "1": 1.0, "2": 2.0,
-                "ld": as_t(1 - frac), "cd": as_t(0.5 * (1 + np.cos(np.pi * frac))),
-                "rd": as_t(0.5 * (1 + np.cos(np.pi * ((4 * frac) % 1)))), "noise": as_t(signed()),
-                "mn": as_t(signed())}
+        return {
+            "g": as_t(g),
+            "g2": as_t(g * g),
+            "sg": as_t(np.sign(g)),
+            "m1": as_t(m1),
+            "m2": as_t(m2),
+            "sm1": as_t(np.sign(m1)),
+            "m1h": as_t(m1 / (1 - BETA1**t)),
+            "m2h": as_t(m2 / (1 - BETA2**t)),
+            "ml": as_t(signed()),
+            "w": as_t(w),
+            "1": 1.0,
+            "2": 2.0,
+            "ld": as_t(1 - frac),
+            "cd": as_t(0.5 * (1 + np.cos(np.pi * frac))),
+            "rd": as_t(0.5 * (1 + np.cos(np.pi * ((4 * frac) % 1)))),
+            "noise": as_t(signed()),
+            "mn": as_t(signed()),
+        }
 
     def outputs(self, program: Sequence[str]) -> np.ndarray:
         if not hasattr(self, "_probe_cache"):
@@ -130,8 +162,8 @@ class UpdateRuleSpace:
         out = self.outputs(program)
         finite = np.isfinite(out)
         mantissa, exponent = np.frexp(np.where(finite, out, 0.0))
-        mantissa = np.round(mantissa * 2.0 ** 28) + 0.0  # relative rounding, no overflow; -0.0 -> 0.0
-        carry = np.abs(mantissa) == 2.0 ** 28  # 0.99999999 rounded up: write it as 0.5 * 2^(e+1)
+        mantissa = np.round(mantissa * 2.0**28) + 0.0  # relative rounding, no overflow; -0.0 -> 0.0
+        carry = np.abs(mantissa) == 2.0**28  # 0.99999999 rounded up: write it as 0.5 * 2^(e+1)
         mantissa, exponent = np.where(carry, mantissa / 2, mantissa), np.where(carry, exponent + 1, exponent)
         code = np.where(finite, 0, np.where(np.isnan(out), 1, np.sign(out) + 3))
         blob = mantissa.tobytes() + exponent.astype(np.int32).tobytes() + code.astype(np.int8).tobytes()
@@ -141,7 +173,7 @@ class UpdateRuleSpace:
     def descent_cosine(self, program: Sequence[str], seed: int = 0) -> tuple[float, np.ndarray]:
         """Mean cosine(update, gradient) over random Gaussian gradient sequences, and the updates seen."""
         gen = torch.Generator().manual_seed(seed)
-        side = max(d for d in range(1, int(self.descent_dim ** 0.5) + 1) if self.descent_dim % d == 0)
+        side = max(d for d in range(1, int(self.descent_dim**0.5) + 1) if self.descent_dim % d == 0)
         matrix = (side, self.descent_dim // side)  # each probe a matrix (5 x 5), so orth sees one
         shape = (self.descent_probes, self.descent_dim)
         w = torch.randn(shape, generator=gen, dtype=torch.float64).view(-1, *matrix)
@@ -174,8 +206,11 @@ class UpdateRuleSpace:
 
 # -------------------------------------------------------------------------------------- sympy
 # nonnegative=False would mean "negative" to sympy, so that assumption is only given where it holds
-_SYMBOLS = {leaf: sp.Symbol(leaf, real=True, **({"nonnegative": True} if leaf in ("g2", "m2", "m2h", "ld", "cd", "rd")
-                                               else {})) for leaf in LEAVES if leaf not in CONSTANTS}
+_SYMBOLS = {
+    leaf: sp.Symbol(leaf, real=True, **({"nonnegative": True} if leaf in ("g2", "m2", "m2h", "ld", "cd", "rd") else {}))
+    for leaf in LEAVES
+    if leaf not in CONSTANTS
+}
 # leaves that are functions of other leaves, so the exact check sees sign(g) == sg
 _DERIVED = {"sg": sp.sign(_SYMBOLS["g"]), "sm1": sp.sign(_SYMBOLS["m1"]), "g2": _SYMBOLS["g"] ** 2}
 _CLIP, _DROP, _SPOW = sp.Function("clip"), sp.Function("drop"), sp.Function("spow")
@@ -185,11 +220,23 @@ _MATRIX = {op: sp.Function(op) for op in ("orth", "rownorm", "colnorm")}
 def to_sympy(program: Sequence[str]) -> sp.Expr:
     """The program as a sympy expression (safe division and log|x| shown without their 1e-8)."""
     stack: list[sp.Expr] = []
-    unary = {"neg": lambda x: -x, "exp": sp.exp, "log": lambda x: sp.log(sp.Abs(x)),
-             "sqrt": lambda x: sp.sqrt(sp.Abs(x)), "sign": sp.sign, "clip": _CLIP, "drop": _DROP,
-             **_MATRIX}
-    binary = {"add": lambda x, y: x + y, "sub": lambda x, y: x - y, "mul": lambda x, y: x * y,
-              "div": lambda x, y: x / y, "pow": _SPOW}
+    unary = {
+        "neg": lambda x: -x,
+        "exp": sp.exp,
+        "log": lambda x: sp.log(sp.Abs(x)),
+        "sqrt": lambda x: sp.sqrt(sp.Abs(x)),
+        "sign": sp.sign,
+        "clip": _CLIP,
+        "drop": _DROP,
+        **_MATRIX,
+    }
+    binary = {
+        "add": lambda x, y: x + y,
+        "sub": lambda x, y: x - y,
+        "mul": lambda x, y: x * y,
+        "div": lambda x, y: x / y,
+        "pow": _SPOW,
+    }
     for token in reversed(program):
         if ARITY[token] == 0:
             stack.append(sp.Integer(int(token)) if token in CONSTANTS else _DERIVED.get(token, _SYMBOLS[token]))

@@ -31,30 +31,44 @@ from diffsearch.errors import UsageError
 
 Program = tuple[str, ...]
 
-EPS = 1e-8          # safe division and log|x|
-CLIP = 1e-3         # clip(x) = clamp(x, -1e-3, 1e-3), the reference operator
-DROP = 0.1          # drop(x) = dropout(x, p=0.1)
+EPS = 1e-8  # safe division and log|x|
+CLIP = 1e-3  # clip(x) = clamp(x, -1e-3, 1e-3), the reference operator
+DROP = 0.1  # drop(x) = dropout(x, p=0.1)
 BETA1, BETA2, BETA_SLOW = 0.9, 0.999, 0.99
-RESTARTS = 4        # rd: cosine decay restarted this many times over training
-BETA_MUON = 0.95    # mn: Muon's (torch's default) momentum
+RESTARTS = 4  # rd: cosine decay restarted this many times over training
+BETA_MUON = 0.95  # mn: Muon's (torch's default) momentum
 NS_COEFFICIENTS, NS_STEPS, NS_EPS = (3.4445, -4.7750, 2.0315), 5, 1e-7  # Muon's Newton-Schulz iteration
 
 UNARY = {
-    "neg": "-x", "exp": "e^x", "log": "log(|x| + 1e-8)", "sqrt": "sqrt(|x|)", "sign": "sign(x)",
-    "clip": "clamp(x, -1e-3, 1e-3)", "drop": "dropout(x, p=0.1)",
+    "neg": "-x",
+    "exp": "e^x",
+    "log": "log(|x| + 1e-8)",
+    "sqrt": "sqrt(|x|)",
+    "sign": "sign(x)",
+    "clip": "clamp(x, -1e-3, 1e-3)",
+    "drop": "dropout(x, p=0.1)",
     "orth": "the matrix x orthogonalised by 5 Newton-Schulz steps (Muon's), x 0.2 sqrt(max(rows, cols))",
-    "rownorm": "each row of the matrix x divided by its RMS", "colnorm": "each column of the matrix x divided by its RMS",
+    "rownorm": "each row of the matrix x divided by its RMS",
+    "colnorm": "each column of the matrix x divided by its RMS",
 }
-BINARY = {"add": "x + y", "sub": "x - y", "mul": "x * y", "div": "x / (y + 1e-8)",
-          "pow": "sign(x) |x|^y"}
+BINARY = {"add": "x + y", "sub": "x - y", "mul": "x * y", "div": "x / (y + 1e-8)", "pow": "sign(x) |x|^y"}
 LEAVES = {
-    "g": "gradient", "g2": "g^2", "sg": "sign(g)",
-    "m1": "EMA of g, decay 0.9", "m2": "EMA of g^2, decay 0.999", "sm1": "sign(m1)",
-    "m1h": "bias-corrected m1 (Adam's m-hat)", "m2h": "bias-corrected m2 (Adam's v-hat)",
-    "ml": "Lion's momentum: 0.9 * EMA(g, 0.99) + 0.1 * g", "w": "the weights",
-    "1": "constant 1", "2": "constant 2",
-    "ld": "linear decay 1 - t/T", "cd": "cosine decay (1 + cos(pi t/T)) / 2",
-    "rd": f"cosine decay restarted {RESTARTS} times", "noise": "Gaussian noise, variance 0.01 / (1 + t)^0.55",
+    "g": "gradient",
+    "g2": "g^2",
+    "sg": "sign(g)",
+    "m1": "EMA of g, decay 0.9",
+    "m2": "EMA of g^2, decay 0.999",
+    "sm1": "sign(m1)",
+    "m1h": "bias-corrected m1 (Adam's m-hat)",
+    "m2h": "bias-corrected m2 (Adam's v-hat)",
+    "ml": "Lion's momentum: 0.9 * EMA(g, 0.99) + 0.1 * g",
+    "w": "the weights",
+    "1": "constant 1",
+    "2": "constant 2",
+    "ld": "linear decay 1 - t/T",
+    "cd": "cosine decay (1 + cos(pi t/T)) / 2",
+    "rd": f"cosine decay restarted {RESTARTS} times",
+    "noise": "Gaussian noise, variance 0.01 / (1 + t)^0.55",
     "mn": "Muon's Nesterov momentum: 0.95 * EMA(g, 0.95) + 0.05 * g",
 }
 ARITY = {**{k: 1 for k in UNARY}, **{k: 2 for k in BINARY}, **{k: 0 for k in LEAVES}}
@@ -68,15 +82,28 @@ MATRIX_OPS = frozenset({"orth", "rownorm", "colnorm"})  # need each parameter's 
 MATRIX_TOKENS = MATRIX_OPS | {"mn"}  # what --matrix-ops adds to the search space
 NEEDS_TOTAL_STEPS = DECAYS
 # which optimizer state each leaf needs (state exists only for the leaves a program uses)
-LEAF_STATE = {"m1": ("m1",), "sm1": ("m1",), "m1h": ("m1",), "m2": ("m2",), "m2h": ("m2",), "ml": ("mslow",), "mn": ("mmuon",)}
+LEAF_STATE = {
+    "m1": ("m1",),
+    "sm1": ("m1",),
+    "m1h": ("m1",),
+    "m2": ("m2",),
+    "m2h": ("m2",),
+    "ml": ("mslow",),
+    "mn": ("mmuon",),
+}
 
 
 # ---------------------------------------------------------------------------------------- evaluation
 class RuleState:
     """The moments a program reads, updated once per step; elementwise, so any tensor shape works."""
 
-    def __init__(self, program: Sequence[str], like: torch.Tensor, total_steps: int | None = None,
-                 generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        program: Sequence[str],
+        like: torch.Tensor,
+        total_steps: int | None = None,
+        generator: torch.Generator | None = None,
+    ):
         used = set(program)
         if used & NEEDS_TOTAL_STEPS and not total_steps:
             raise UsageError("this update rule uses a decay (ld, cd, rd): give the total number of steps")
@@ -96,10 +123,10 @@ class RuleState:
             out["mn"] = g.lerp(mo["mmuon"], BETA_MUON)
         if "m1" in mo:
             mo["m1"].mul_(BETA1).add_(g, alpha=1 - BETA1)
-            out["m1"], out["sm1"], out["m1h"] = mo["m1"], torch.sign(mo["m1"]), mo["m1"] / (1 - BETA1 ** t)
+            out["m1"], out["sm1"], out["m1h"] = mo["m1"], torch.sign(mo["m1"]), mo["m1"] / (1 - BETA1**t)
         if "m2" in mo:
             mo["m2"].mul_(BETA2).addcmul_(g, g, value=1 - BETA2)
-            out["m2"], out["m2h"] = mo["m2"], mo["m2"] / (1 - BETA2 ** t)
+            out["m2"], out["m2h"] = mo["m2"], mo["m2"] / (1 - BETA2**t)
         if "g2" in used:
             out["g2"] = g * g
         if "sg" in used:
@@ -135,9 +162,12 @@ def _newton_schulz(x: torch.Tensor) -> torch.Tensor:
             y = torch.addmm(y, torch.addmm(gram, gram, gram, beta=b, alpha=c), y, beta=a)
         else:
             gram = y @ y.mT
-            y = torch.baddbmm(y.flatten(0, -3), torch.baddbmm(gram.flatten(0, -3), gram.flatten(0, -3),
-                                                              gram.flatten(0, -3), beta=b, alpha=c),
-                              y.flatten(0, -3), beta=a).view(y.shape)
+            y = torch.baddbmm(
+                y.flatten(0, -3),
+                torch.baddbmm(gram.flatten(0, -3), gram.flatten(0, -3), gram.flatten(0, -3), beta=b, alpha=c),
+                y.flatten(0, -3),
+                beta=a,
+            ).view(y.shape)
     return (y.mT if tall else y).to(x.dtype)
 
 
@@ -159,6 +189,7 @@ def _rms_norm(dim: int) -> Callable:
             return x
         m = _matrix(x)
         return (m / (m.square().mean(dim=dim, keepdim=True).sqrt() + EPS)).view_as(x)
+
     return norm
 
 
@@ -170,7 +201,9 @@ _UNARY_FN: dict[str, Callable] = {
     "sign": lambda x, _: torch.sign(x) if isinstance(x, torch.Tensor) else float(np.sign(x)),
     "clip": lambda x, _: torch.clamp(x, -CLIP, CLIP) if isinstance(x, torch.Tensor) else min(max(x, -CLIP), CLIP),
     "drop": _drop,
-    "orth": _orth, "rownorm": _rms_norm(-1), "colnorm": _rms_norm(-2),
+    "orth": _orth,
+    "rownorm": _rms_norm(-1),
+    "colnorm": _rms_norm(-2),
 }
 
 
@@ -180,8 +213,11 @@ def _pow(x, y):
 
 
 _BINARY_FN: dict[str, Callable] = {
-    "add": lambda x, y: x + y, "sub": lambda x, y: x - y, "mul": lambda x, y: x * y,
-    "div": lambda x, y: x / (y + EPS), "pow": _pow,
+    "add": lambda x, y: x + y,
+    "sub": lambda x, y: x - y,
+    "mul": lambda x, y: x * y,
+    "div": lambda x, y: x / (y + EPS),
+    "pow": _pow,
 }
 
 
@@ -263,19 +299,28 @@ def parse(text: str) -> Program:
             out.append(node.id)
         elif isinstance(node, ast.Constant) and not isinstance(node.value, bool) and node.value in (1, 2):
             out.append(str(int(node.value)))
-        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ARITY \
-                and ARITY[node.func.id] > 0 and not node.keywords:
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in ARITY
+            and ARITY[node.func.id] > 0
+            and not node.keywords
+        ):
             if len(node.args) != ARITY[node.func.id]:
-                raise UsageError(f"malformed update rule {text!r}: {node.func.id} takes "
-                                 f"{ARITY[node.func.id]} argument(s), got {len(node.args)}")
+                raise UsageError(
+                    f"malformed update rule {text!r}: {node.func.id} takes "
+                    f"{ARITY[node.func.id]} argument(s), got {len(node.args)}"
+                )
             out.append(node.func.id)
             for arg in node.args:
                 walk(arg)
         else:
             what = ast.unparse(node) if hasattr(ast, "unparse") else type(node).__name__
-            raise UsageError(f"malformed update rule {text!r}: {what!r} is not in the language (leaves: "
-                             f"{', '.join(LEAVES)}; functions: {', '.join(list(UNARY) + list(BINARY))}; "
-                             "operators + - * / **)")
+            raise UsageError(
+                f"malformed update rule {text!r}: {what!r} is not in the language (leaves: "
+                f"{', '.join(LEAVES)}; functions: {', '.join(list(UNARY) + list(BINARY))}; "
+                "operators + - * / **)"
+            )
 
     walk(tree)
     return tuple(out)
@@ -308,8 +353,8 @@ def forbidden(parent: str | None, index: int, sibling: Program | None, token: st
 
 @dataclass
 class _Frontier:
-    parent: str | None       # op whose slot is open next (None: the root)
-    index: int               # which of its children
+    parent: str | None  # op whose slot is open next (None: the root)
+    index: int  # which of its children
     sibling: Program | None  # the first child, when the open slot is the second
     open_slots: int
 
@@ -334,7 +379,7 @@ def frontier(program: Sequence[str]) -> _Frontier | None:
         return None
     token, remaining, starts = stack[-1]
     index = ARITY[token] - remaining
-    sibling = tuple(program[starts[0]:subtree_end(program, starts[0])]) if index == 1 else None
+    sibling = tuple(program[starts[0] : subtree_end(program, starts[0])]) if index == 1 else None
     return _Frontier(token, index, sibling, sum(frame[1] for frame in stack))
 
 

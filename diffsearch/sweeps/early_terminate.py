@@ -22,13 +22,18 @@ def make_sweep_pruner(early: Mapping[str, Any] | None) -> optuna.pruners.BasePru
         # successive halving has no maximum; make_pruner only checks that min_iter lies below it
         return make_pruner("sh", early["min_iter"], early["max_iter"] or math.inf, early["eta"])
     if early["max_iter"] is None:
-        return optuna.pruners.HyperbandPruner(min_resource=early["min_iter"], max_resource="auto",
-                                              reduction_factor=early["eta"])
+        return optuna.pruners.HyperbandPruner(
+            min_resource=early["min_iter"], max_resource="auto", reduction_factor=early["eta"]
+        )
     return make_pruner("hyperband", early["min_iter"], early["max_iter"], early["eta"])
 
 
-PRUNER_NAMES = {"none": None, "sh": "successive_halving", "successive_halving": "successive_halving",
-                "hyperband": "hyperband"}
+PRUNER_NAMES = {
+    "none": None,
+    "sh": "successive_halving",
+    "successive_halving": "successive_halving",
+    "hyperband": "hyperband",
+}
 
 
 def early_terminate_of(pruner: str | Mapping[str, Any] | None) -> Any:
@@ -40,5 +45,7 @@ def early_terminate_of(pruner: str | Mapping[str, Any] | None) -> Any:
     if isinstance(pruner, str) and pruner in PRUNER_NAMES:
         kind = PRUNER_NAMES[pruner]
         return None if kind is None else {"type": kind}
-    raise UsageError(f"pruner: expected one of {', '.join(PRUNER_NAMES)} or an early_terminate mapping "
-                     f"such as {{'type': 'hyperband', 'min_iter': 1, 'eta': 3}}, got {pruner!r}")
+    raise UsageError(
+        f"pruner: expected one of {', '.join(PRUNER_NAMES)} or an early_terminate mapping "
+        f"such as {{'type': 'hyperband', 'min_iter': 1, 'eta': 3}}, got {pruner!r}"
+    )

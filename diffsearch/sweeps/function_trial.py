@@ -23,7 +23,7 @@ from diffsearch.errors import TrialFailed, UsageError
 from diffsearch.sweeps.space import Space
 
 Objective = Callable[[dict, Callable[[int, float], None]], float]
-EXCEPTION, BAD_VALUE = "exception", "bad_value"   # fail_kind values: the function raised / returned no number
+EXCEPTION, BAD_VALUE = "exception", "bad_value"  # fail_kind values: the function raised / returned no number
 
 
 def objective_name(objective: Any) -> str:
@@ -43,14 +43,18 @@ def importable_name(objective: Any) -> str:
     qualname = getattr(objective, "__qualname__", "")
     module = getattr(objective, "__module__", None)
     if not callable(objective) or "<" in qualname or "." in qualname or not module:
-        raise UsageError(f"objective {objective_name(objective)} cannot be imported by worker processes "
-                         "(a lambda, a local function or a method): with workers > 1 define it at the top "
-                         "level of a module and pass it, or its name as 'module:function'")
+        raise UsageError(
+            f"objective {objective_name(objective)} cannot be imported by worker processes "
+            "(a lambda, a local function or a method): with workers > 1 define it at the top "
+            "level of a module and pass it, or its name as 'module:function'"
+        )
     if module == "__main__":  # a script's function: workers load the script's file (its main block stays out)
         path = getattr(sys.modules["__main__"], "__file__", None)
         if path is None:
-            raise UsageError(f"objective {qualname} is defined in an interactive session: with workers > 1 "
-                             "define it in a module and pass 'module:function'")
+            raise UsageError(
+                f"objective {qualname} is defined in an interactive session: with workers > 1 "
+                "define it in a module and pass 'module:function'"
+            )
         module = str(Path(path).resolve())
     name = f"{module}:{qualname}"
     load_objective(name)
@@ -75,8 +79,10 @@ def load_objective(name: str) -> Objective:
     except UsageError:
         raise
     except Exception as exc:  # ImportError, or the module failing as it loads: the user needs one line
-        raise UsageError(f"objective {name!r} cannot be imported: {type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+        raise UsageError(
+            f"objective {name!r} cannot be imported: {type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from None
     function = getattr(module, attr, None)
     if not callable(function):
         raise UsageError(f"objective {name!r}: {module_name} has no function {attr!r}")

@@ -47,7 +47,7 @@ WORD_MACROS = ("${env}", "${args}", "${args_no_hyphens}", "${args_no_boolean_fla
 TEXT_MACROS = ("${interpreter}", "${program}", "${args_json_file}", "${trial_dir}")
 MACROS = WORD_MACROS + TEXT_MACROS + ("${envvar:NAME}",)
 TRIAL_DIR = "${trial_dir}"
-ARGS_JSON_FILE = "args.json"   # what ${args_json_file} names, inside the trial's folder
+ARGS_JSON_FILE = "args.json"  # what ${args_json_file} names, inside the trial's folder
 
 _ANY_MACRO = re.compile(r"\$\{[^}]*\}")
 _ENVVAR = re.compile(r"\$\{envvar:([A-Za-z0-9_]+)\}")
@@ -59,8 +59,10 @@ def check_command(command: Iterable[str], where: str) -> None:
         for macro in _ANY_MACRO.findall(word):
             if macro in WORD_MACROS:
                 if word != macro:
-                    raise UsageError(f"{where}: {macro} expands to several words: write it as a word of its own "
-                                     f"(not inside {word!r})")
+                    raise UsageError(
+                        f"{where}: {macro} expands to several words: write it as a word of its own "
+                        f"(not inside {word!r})"
+                    )
             elif macro not in TEXT_MACROS and not _ENVVAR.fullmatch(macro):
                 raise UsageError(f"{where}: unknown macro {macro!r}; known: {', '.join(MACROS)}")
         for name in _ENVVAR.findall(word):
@@ -79,12 +81,15 @@ def check_values(spec: Any, where: str) -> None:
     elif isinstance(spec, str):
         for macro in _ANY_MACRO.findall(spec):
             if macro != TRIAL_DIR:
-                raise UsageError(f"{where}: unknown macro {macro!r} in a value; a value may hold {TRIAL_DIR} "
-                                 "(the trial's own folder)")
+                raise UsageError(
+                    f"{where}: unknown macro {macro!r} in a value; a value may hold {TRIAL_DIR} "
+                    "(the trial's own folder)"
+                )
 
 
 def expand_values(params: dict[str, Any], trial_dir: str) -> dict[str, Any]:
     """``params`` with ``${trial_dir}`` replaced in every text value, nested ones included."""
+
     def expand(value: Any) -> Any:
         if isinstance(value, str):
             return value.replace(TRIAL_DIR, str(trial_dir))
@@ -109,8 +114,12 @@ def argument_words(params: dict[str, Any]) -> dict[str, list[str]]:
                 no_booleans.append("--" + name)
         else:
             no_booleans.append("--" + flag)
-    return {"${args}": args, "${args_no_hyphens}": no_hyphens, "${args_no_boolean_flags}": no_booleans,
-            "${args_json}": [json.dumps(params)]}
+    return {
+        "${args}": args,
+        "${args_no_hyphens}": no_hyphens,
+        "${args_no_boolean_flags}": no_booleans,
+        "${args_json}": [json.dumps(params)],
+    }
 
 
 def expand_command(sweep: CommandSource, params: dict[str, Any], trial_dir: str) -> list[str]:

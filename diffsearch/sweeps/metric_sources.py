@@ -27,8 +27,8 @@ from diffsearch.errors import TrialFailed
 from diffsearch.sweeps.report_lines import Report
 
 TRIAL_DIR_MACRO = "${trial_dir}"
-PARAM_FILE = "wandb-sweep-params.yaml"   # the trial's values, as W&B's agent writes them for wandb.config
-FLUSH_SECONDS = "1"                      # how often wandb writes its transaction log (its default: 15 s)
+PARAM_FILE = "wandb-sweep-params.yaml"  # the trial's values, as W&B's agent writes them for wandb.config
+FLUSH_SECONDS = "1"  # how often wandb writes its transaction log (its default: 15 s)
 
 
 class MetricSource:
@@ -38,7 +38,7 @@ class MetricSource:
 
     def __init__(self, root: Path, metric: str):
         self.root, self.metric = Path(root), metric
-        self.seen: set[str] = set()   # every metric name met, for ``looked``
+        self.seen: set[str] = set()  # every metric name met, for ``looked``
         self.files = 0
 
     def poll(self) -> list[Report]:
@@ -54,6 +54,7 @@ class MetricSource:
 
 
 # ---- TensorBoard ----------------------------------------------------------------------------------------
+
 
 class TensorBoardEvents(MetricSource):
     """The scalars of every TensorBoard event file under ``root`` (found again at each poll: writers start
@@ -109,11 +110,12 @@ def _tensor_number(value: Any) -> float | None:
 def _names_of(tag: str, folder: Path) -> set[str]:
     # add_scalars("loss", {"train": v}) writes tag "loss" into a folder "loss_train": that value is loss/train
     if folder.name.startswith(tag + "_"):
-        return {f"{tag}/{folder.name[len(tag) + 1:]}"}
+        return {f"{tag}/{folder.name[len(tag) + 1 :]}"}
     return {tag}
 
 
 # ---- wandb -----------------------------------------------------------------------------------------------
+
 
 def wandb_environment(trial_dir: Path, params: dict[str, Any], environ: dict[str, str]) -> dict[str, str]:
     """The environment under which a program using ``wandb`` runs as under W&B's sweep agent, offline.
@@ -128,12 +130,18 @@ def wandb_environment(trial_dir: Path, params: dict[str, Any], environ: dict[str
 
     path = Path(trial_dir) / PARAM_FILE
     # wandb's own format (config_util.save_config_file_from_dict): a version line, then {name: {value: v}}
-    path.write_text("wandb_version: 1\n\n" + yaml.safe_dump({name: {"value": value} for name, value in params.items()},
-                                                             sort_keys=False, allow_unicode=True))
-    return {"WANDB_SWEEP_PARAM_PATH": str(path), "WANDB_DIR": str(trial_dir),
-            "WANDB_MODE": environ.get("WANDB_MODE", "offline"),
-            "WANDB__TRANSACTION_LOG_FLUSH_INTERVAL": environ.get("WANDB__TRANSACTION_LOG_FLUSH_INTERVAL",
-                                                                 FLUSH_SECONDS)}
+    path.write_text(
+        "wandb_version: 1\n\n"
+        + yaml.safe_dump(
+            {name: {"value": value} for name, value in params.items()}, sort_keys=False, allow_unicode=True
+        )
+    )
+    return {
+        "WANDB_SWEEP_PARAM_PATH": str(path),
+        "WANDB_DIR": str(trial_dir),
+        "WANDB_MODE": environ.get("WANDB_MODE", "offline"),
+        "WANDB__TRANSACTION_LOG_FLUSH_INTERVAL": environ.get("WANDB__TRANSACTION_LOG_FLUSH_INTERVAL", FLUSH_SECONDS),
+    }
 
 
 class WandbRun(MetricSource):
@@ -166,8 +174,11 @@ class WandbRun(MetricSource):
                     value, step = row[self.metric], row.get("_step")
                     if isinstance(value, bool) or not isinstance(value, (int, float)):
                         raise TrialFailed(f"metric {self.metric!r} was logged to wandb as {value!r}, not a number")
-                    reports.append(Report(step if isinstance(step, int) else None, float(value),
-                                          {"step": step, self.metric: value}))
+                    reports.append(
+                        Report(
+                            step if isinstance(step, int) else None, float(value), {"step": step, self.metric: value}
+                        )
+                    )
         return reports
 
     def looked(self) -> str:
@@ -193,7 +204,7 @@ def _history_row(history: Any) -> dict[str, Any]:
     return row
 
 
-_HEADER = b":W&B" + struct.pack("<HB", 0xBEE1, 0)   # ident, magic, version
+_HEADER = b":W&B" + struct.pack("<HB", 0xBEE1, 0)  # ident, magic, version
 _BLOCK = 32768
 _FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
 
@@ -204,15 +215,17 @@ class _TransactionLog:
 
     def __init__(self, path: Path):
         self.path = path
-        self.offset = 0          # where the next unread record starts
+        self.offset = 0  # where the next unread record starts
         self.broken = False
 
     def histories(self) -> Iterator[Any]:
         try:
             from wandb.proto import wandb_internal_pb2
         except ImportError:  # the program ran wandb from another environment than diffsearch's
-            raise TrialFailed(f"the program wrote a wandb run ({self.path}), which diffsearch reads with the wandb "
-                              "package: install it beside diffsearch (pip install wandb)") from None
+            raise TrialFailed(
+                f"the program wrote a wandb run ({self.path}), which diffsearch reads with the wandb "
+                "package: install it beside diffsearch (pip install wandb)"
+            ) from None
         if self.broken:
             return
         with open(self.path, "rb") as handle:
@@ -222,7 +235,7 @@ class _TransactionLog:
         if base == 0:
             if len(data) < len(_HEADER):
                 return
-            if data[:len(_HEADER)] != _HEADER:
+            if data[: len(_HEADER)] != _HEADER:
                 self.broken = True
                 return
         for payload, end in _records(data, base):
@@ -249,10 +262,13 @@ def _records(data: bytes, base: int) -> Iterator[tuple[bytes, int]]:
         start = position - base
         if start + 7 > len(data):
             return
-        crc, length, kind = struct.unpack("<IHB", data[start:start + 7])
-        payload = data[start + 7:start + 7 + length]
-        if len(payload) < length or kind not in (_FULL, _FIRST, _MIDDLE, _LAST) or \
-                zlib.crc32(bytes([kind]) + payload) & 0xFFFFFFFF != crc:
+        crc, length, kind = struct.unpack("<IHB", data[start : start + 7])
+        payload = data[start + 7 : start + 7 + length]
+        if (
+            len(payload) < length
+            or kind not in (_FULL, _FIRST, _MIDDLE, _LAST)
+            or zlib.crc32(bytes([kind]) + payload) & 0xFFFFFFFF != crc
+        ):
             return  # not written out yet: read again from the last complete record at the next poll
         position += 7 + length
         if kind == _FULL:

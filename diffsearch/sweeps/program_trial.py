@@ -36,12 +36,12 @@ from diffsearch.sweeps.report_lines import Report, check_finite, read_report
 from diffsearch.sweeps.schema import Sweep
 from diffsearch.sweeps.warm_interpreter import ForkedProcess, WarmInterpreter
 
-GRACE_SECONDS = 3.0   # between SIGTERM and SIGKILL: time to save a checkpoint, not to finish an epoch
-POLL_SECONDS = 0.2    # how often a silent program is checked for Ctrl-C and its timeout
+GRACE_SECONDS = 3.0  # between SIGTERM and SIGKILL: time to save a checkpoint, not to finish an epoch
+POLL_SECONDS = 0.2  # how often a silent program is checked for Ctrl-C and its timeout
 FILE_POLL_SECONDS = 0.5  # how often the files of TensorBoard and wandb are read for new reports
-NO_METRIC_VALUE = 0.0    # a grid sweep without a metric: each trial completes with this constant, unranked
+NO_METRIC_VALUE = 0.0  # a grid sweep without a metric: each trial completes with this constant, unranked
 
-NEVER_REPORTED = "never_reported"   # fail_kind values, for the end-of-run summary
+NEVER_REPORTED = "never_reported"  # fail_kind values, for the end-of-run summary
 EXIT, TIMEOUT, NOT_FINITE, BAD_REPORT = "exit", "timeout", "not_finite", "bad_report"
 
 
@@ -57,16 +57,16 @@ class ProgramTrial:
     trials are forked from (``warm_interpreter``).
     """
 
-    def __init__(self, sweep: Sweep, out: Path, timeout: float | None = None,
-                 cuda_visible_devices: str | None = None):
+    def __init__(self, sweep: Sweep, out: Path, timeout: float | None = None, cuda_visible_devices: str | None = None):
         self.sweep, self.out, self.timeout, self.cuda = sweep, Path(out), timeout, cuda_visible_devices
         self.warm: WarmInterpreter | None = None
 
     def __enter__(self) -> "ProgramTrial":
         if self.sweep.preload:
             self.out.mkdir(parents=True, exist_ok=True)
-            self.warm = WarmInterpreter(self.sweep.preload, self.sweep.program,
-                                        self.out / f"warm-interpreter-{os.getpid()}.log", stop_point)
+            self.warm = WarmInterpreter(
+                self.sweep.preload, self.sweep.program, self.out / f"warm-interpreter-{os.getpid()}.log", stop_point
+            )
         return self
 
     def __exit__(self, *exc) -> None:
@@ -84,17 +84,26 @@ class ProgramTrial:
         trial.set_user_attr("trial_dir", str(folder))
         trial.set_user_attr("stdout_log", str(folder / "stdout.log"))
         trial.set_user_attr("stderr_log", str(folder / "stderr.log"))
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "DIFFSEARCH_TRIAL": str(trial.number),
-               "DIFFSEARCH_TRIAL_DIR": str(folder), "DIFFSEARCH_PARAMS": json.dumps(params)}
+        env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "DIFFSEARCH_TRIAL": str(trial.number),
+            "DIFFSEARCH_TRIAL_DIR": str(folder),
+            "DIFFSEARCH_PARAMS": json.dumps(params),
+        }
         if uses_wandb(self.sweep.source):  # a script written for W&B sweeps gets its values in wandb.config
             env.update(wandb_environment(folder, params, os.environ))
         if self.cuda is not None:
             env["CUDA_VISIBLE_DEVICES"] = self.cuda
             trial.set_user_attr("cuda_visible_devices", self.cuda)
-        sources = [] if self.sweep.metric is None else \
-            file_sources(self.sweep.source, self.sweep.source_path, folder, self.sweep.metric)
-        run = _ProgramRun(argv, env, folder, self.sweep.metric, self.timeout, trial, self.warm,
-                          self.sweep.source, sources)
+        sources = (
+            []
+            if self.sweep.metric is None
+            else file_sources(self.sweep.source, self.sweep.source_path, folder, self.sweep.metric)
+        )
+        run = _ProgramRun(
+            argv, env, folder, self.sweep.metric, self.timeout, trial, self.warm, self.sweep.source, sources
+        )
         started = time.monotonic()
 
         def ended() -> None:
@@ -140,12 +149,28 @@ class _ProgramRun:
     value twice).
     """
 
-    def __init__(self, argv: list[str], env: dict[str, str], folder: Path, metric: str | None,
-                 timeout: float | None, trial: optuna.Trial, warm: WarmInterpreter | None = None,
-                 source: str = "auto", sources: list[MetricSource] | None = None):
-        self.argv, self.env, self.folder, self.metric, self.timeout, self.trial, self.warm = \
-            argv, env, folder, metric, timeout, trial, warm
-        self.source = None if source == "auto" else source   # where the metric comes from, once known
+    def __init__(
+        self,
+        argv: list[str],
+        env: dict[str, str],
+        folder: Path,
+        metric: str | None,
+        timeout: float | None,
+        trial: optuna.Trial,
+        warm: WarmInterpreter | None = None,
+        source: str = "auto",
+        sources: list[MetricSource] | None = None,
+    ):
+        self.argv, self.env, self.folder, self.metric, self.timeout, self.trial, self.warm = (
+            argv,
+            env,
+            folder,
+            metric,
+            timeout,
+            trial,
+            warm,
+        )
+        self.source = None if source == "auto" else source  # where the metric comes from, once known
         self.reads_stdout = metric is not None and source in ("auto", "stdout")
         self.sources = list(sources or [])
         self.reports = 0
@@ -155,8 +180,7 @@ class _ProgramRun:
 
     def run(self) -> Report | None:
         self.deadline = None if self.timeout is None else time.monotonic() + self.timeout
-        with open(self.folder / "stdout.log", "wb") as stdout_log, \
-                open(self.folder / "stderr.log", "wb") as stderr_log:
+        with open(self.folder / "stdout.log", "wb") as stdout_log, open(self.folder / "stderr.log", "wb") as stderr_log:
             process, stdout = self._start(stderr_log)
             try:
                 self._follow(stdout, stdout_log)
@@ -175,14 +199,17 @@ class _ProgramRun:
         """Why no value: where each source looked and what it found there."""
         looked = [f"{source.looked()}" for source in self.sources]
         if self.reads_stdout:
-            looked.insert(0, f'no JSON line on stdout holds it (such as {{"step": 1, "{self.metric}": 0.5}}, '
-                             "what diffsearch.report prints)")
+            looked.insert(
+                0,
+                f'no JSON line on stdout holds it (such as {{"step": 1, "{self.metric}": 0.5}}, '
+                "what diffsearch.report prints)",
+            )
         return f"metric {self.metric!r} was never reported: " + "; ".join(looked)
 
     def _start(self, stderr_log: BinaryIO) -> tuple[subprocess.Popen | ForkedProcess, BinaryIO]:
         """The program's process and its stdout: a new process, or a fork of the warm interpreter."""
         if self.warm is not None:  # the command is [env] interpreter program args (schema checks)
-            argv = self.argv[self.argv.index(sys.executable):]
+            argv = self.argv[self.argv.index(sys.executable) :]
             read, write = os.pipe()
             try:
                 process = self.warm.fork(argv, self.env, write, stderr_log.fileno())
@@ -193,8 +220,14 @@ class _ProgramRun:
                 os.close(write)
             return process, open(read, "rb", buffering=0)
         try:
-            process = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=stderr_log,
-                                       stdin=subprocess.DEVNULL, env=self.env, start_new_session=True)
+            process = subprocess.Popen(
+                self.argv,
+                stdout=subprocess.PIPE,
+                stderr=stderr_log,
+                stdin=subprocess.DEVNULL,
+                env=self.env,
+                start_new_session=True,
+            )
         except OSError as exc:
             raise _failed(EXIT, f"cannot start {self.argv[0]}: {exc.strerror or exc}") from None
         return process, process.stdout
@@ -327,4 +360,4 @@ def _last_line(path: Path, limit: int = 200) -> str:
     lines = [line for line in lines if line]
     if not lines:
         return "nothing on stderr"
-    return lines[-1] if len(lines[-1]) <= limit else lines[-1][:limit - 3] + "..."
+    return lines[-1] if len(lines[-1]) <= limit else lines[-1][: limit - 3] + "..."

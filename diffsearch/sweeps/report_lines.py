@@ -18,9 +18,9 @@ STEP_KEYS = ("step", "epoch", "iteration")
 
 @dataclass(frozen=True)
 class Report:
-    step: int | None       # None: the program gave no step key
+    step: int | None  # None: the program gave no step key
     value: float
-    line: dict[str, Any]   # everything the line said (other metrics too)
+    line: dict[str, Any]  # everything the line said (other metrics too)
 
 
 def read_report(line: str, metric: str) -> Report | None:

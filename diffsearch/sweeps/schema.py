@@ -29,9 +29,20 @@ BAYES_NOTE = "method bayes runs as gp (a Gaussian process, as W&B's bayes is)"
 GRID = "grid"
 UNRANKED_METHODS = (GRID, "random")  # W&B runs these without a metric: every trial runs, none is ranked
 GOALS = ("minimize", "maximize")
-SOURCES = ("auto", "stdout", "tensorboard", "wandb")   # where a trial's metric is read from
-TOP_LEVEL_KEYS = ("program", "command", "method", "metric", "trials", "run_cap", "parameters", "early_terminate",
-                  "name", "description", "preload")
+SOURCES = ("auto", "stdout", "tensorboard", "wandb")  # where a trial's metric is read from
+TOP_LEVEL_KEYS = (
+    "program",
+    "command",
+    "method",
+    "metric",
+    "trials",
+    "run_cap",
+    "parameters",
+    "early_terminate",
+    "name",
+    "description",
+    "preload",
+)
 # keys that mean something only to W&B's servers: accepted, named once as ignored
 SERVER_ONLY_KEYS = ("project", "entity", "controller", "apiVersion", "kind")
 # W&B Launch: a job or an image run by W&B's servers; what to write instead
@@ -42,21 +53,21 @@ METRIC_SERVER_ONLY = ("impute", "impute_while_running")  # W&B's bayes imputes f
 
 @dataclass
 class Sweep:
-    config: dict[str, Any]     # the checked file, program made absolute: what the study stores
-    where: str                 # the file (or "space" for the Python API), for messages
+    config: dict[str, Any]  # the checked file, program made absolute: what the study stores
+    where: str  # the file (or "space" for the Python API), for messages
     space: Space
-    method: str                # a searcher of the hparams registry, or "grid"
-    metric: str | None         # None only for a grid or random sweep without a metric: trials run, none ranked
+    method: str  # a searcher of the hparams registry, or "grid"
+    metric: str | None  # None only for a grid or random sweep without a metric: trials run, none ranked
     goal: str
     trials: int
     early_terminate: dict[str, Any] | None
     program: str | None = None
     command: tuple[str, ...] = tuple(DEFAULT_COMMAND)
     preload: tuple[str, ...] = ()  # modules (or module:function) a warm interpreter loads once per worker
-    source: str = "auto"       # metric.source: auto, stdout, tensorboard or wandb
-    source_path: str | None = None   # metric.path: where the source's files are (may hold ${trial_dir})
-    target: float | None = None      # metric.target: the sweep stops once a trial reaches it
-    notes: tuple[str, ...] = ()      # lines to say once at the start (bayes runs gp, keys ignored)
+    source: str = "auto"  # metric.source: auto, stdout, tensorboard or wandb
+    source_path: str | None = None  # metric.path: where the source's files are (may hold ${trial_dir})
+    target: float | None = None  # metric.target: the sweep stops once a trial reaches it
+    notes: tuple[str, ...] = ()  # lines to say once at the start (bayes runs gp, keys ignored)
 
 
 def plain(config: Mapping[str, Any], where: str) -> dict[str, Any]:
@@ -93,24 +104,36 @@ def read_sweep_file(path: str | Path) -> dict[str, Any]:
     return config
 
 
-def parse_sweep(config: Mapping[str, Any], where: str, method: str | None = None,
-                trials: int | None = None, runs_program: bool = True) -> Sweep:
+def parse_sweep(
+    config: Mapping[str, Any],
+    where: str,
+    method: str | None = None,
+    trials: int | None = None,
+    runs_program: bool = True,
+) -> Sweep:
     """Check a sweep mapping; ``method`` and ``trials`` (command-line flags) override the file's.
 
     ``runs_program=False``: the Python API's sweep, whose trials call a function (no program, no command).
     """
-    known = TOP_LEVEL_KEYS if runs_program else \
-        tuple(k for k in TOP_LEVEL_KEYS if k not in ("program", "command", "preload"))
+    known = (
+        TOP_LEVEL_KEYS
+        if runs_program
+        else tuple(k for k in TOP_LEVEL_KEYS if k not in ("program", "command", "preload"))
+    )
     ignored = []
     for key in config:
         if key in SERVER_ONLY_KEYS:
             ignored.append(key)
         elif key in LAUNCH_KEYS:
-            raise UsageError(f"{where}: {key}: W&B Launch runs a job or image on W&B's side; here write "
-                             "program: train.py (and command: if it needs one)")
+            raise UsageError(
+                f"{where}: {key}: W&B Launch runs a job or image on W&B's side; here write "
+                "program: train.py (and command: if it needs one)"
+            )
         elif key in ("program", "command", "preload") and not runs_program:
-            raise UsageError(f"{where}: {key}: diffsearch.search calls your function, it runs no program; "
-                             f"leave {key} out (or run the file with `diffsearch sweep`)")
+            raise UsageError(
+                f"{where}: {key}: diffsearch.search calls your function, it runs no program; "
+                f"leave {key} out (or run the file with `diffsearch sweep`)"
+            )
         elif key not in known:
             raise UsageError(f"{where}: unknown key {key!r}; known: {', '.join(known + SERVER_ONLY_KEYS)}")
     check_values(config.get("parameters"), f"{where}: parameters")
@@ -128,9 +151,11 @@ def parse_sweep(config: Mapping[str, Any], where: str, method: str | None = None
         raise UsageError(f"{where}: program: expected a path, got {program!r}")
     if any("${program}" in word for word in command):
         if program is None:
-            raise UsageError(f"{where}: program: missing (the command runs ${{program}}); a sweep file without "
-                             "a program runs a Python function: diffsearch.search(train, 'sweep.yaml'), as "
-                             "W&B's wandb.agent(sweep_id, function=train) does")
+            raise UsageError(
+                f"{where}: program: missing (the command runs ${{program}}); a sweep file without "
+                "a program runs a Python function: diffsearch.search(train, 'sweep.yaml'), as "
+                "W&B's wandb.agent(sweep_id, function=train) does"
+            )
         if not Path(program).is_file():
             raise UsageError(f"{where}: program: {program} does not exist")
     elif program is not None and not Path(program).is_file():
@@ -139,8 +164,9 @@ def parse_sweep(config: Mapping[str, Any], where: str, method: str | None = None
     if first not in WORD_MACROS + TEXT_MACROS and shutil.which(first) is None and not Path(first).is_file():
         raise UsageError(f"{where}: command: {first!r} is not a program on PATH")
     preload = _preload(config.get("preload"), command, program, where)
-    return _finish(config, where, space, metric, chosen_method, resolved, trials, program, tuple(command), preload,
-                   notes)
+    return _finish(
+        config, where, space, metric, chosen_method, resolved, trials, program, tuple(command), preload, notes
+    )
 
 
 def _preload(preload: Any, command: list[str], program: str | None, where: str) -> tuple[str, ...]:
@@ -150,14 +176,21 @@ def _preload(preload: Any, command: list[str], program: str | None, where: str) 
         return ()
     if isinstance(preload, str):
         preload = [preload]
-    if not isinstance(preload, list) or not preload or not all(
-            isinstance(entry, str) and _is_import_name(entry) for entry in preload):
-        raise UsageError(f"{where}: preload: expected a list of modules to import once per worker, such as "
-                         f"[torch, diffusers] (or module:function to call once), got {preload!r}")
+    if (
+        not isinstance(preload, list)
+        or not preload
+        or not all(isinstance(entry, str) and _is_import_name(entry) for entry in preload)
+    ):
+        raise UsageError(
+            f"{where}: preload: expected a list of modules to import once per worker, such as "
+            f"[torch, diffusers] (or module:function to call once), got {preload!r}"
+        )
     words = command[1:] if command[0] == "${env}" else command
     if words[:2] != ["${interpreter}", "${program}"]:
-        raise UsageError(f"{where}: preload needs a command that runs ${{interpreter}} ${{program}} (a Python "
-                         f"program, forked from a warm interpreter), not {command}")
+        raise UsageError(
+            f"{where}: preload needs a command that runs ${{interpreter}} ${{program}} (a Python "
+            f"program, forked from a warm interpreter), not {command}"
+        )
     for entry in preload:  # found without importing it here; the warm interpreter imports it
         top = entry.partition(":")[0].partition(".")[0]
         # importlib's find_spec also sees packages installed in editable mode (a finder, not a path entry)
@@ -171,9 +204,19 @@ def _is_import_name(entry: str) -> bool:
     return all(part.isidentifier() for part in module.split(".")) and (not function or function.isidentifier())
 
 
-def _finish(config: Mapping[str, Any], where: str, space: Space, metric: dict[str, Any], chosen_method: str,
-            resolved_method: str, trials: int | None, program: str | None, command: tuple[str, ...],
-            preload: tuple[str, ...] = (), notes: list[str] = ()) -> Sweep:
+def _finish(
+    config: Mapping[str, Any],
+    where: str,
+    space: Space,
+    metric: dict[str, Any],
+    chosen_method: str,
+    resolved_method: str,
+    trials: int | None,
+    program: str | None,
+    command: tuple[str, ...],
+    preload: tuple[str, ...] = (),
+    notes: list[str] = (),
+) -> Sweep:
     """The checked ``Sweep``: method (``chosen_method`` as written, ``resolved_method`` as run), budget,
     early_terminate, and the lines to say once at the start."""
     notes = list(notes)
@@ -195,17 +238,32 @@ def _finish(config: Mapping[str, Any], where: str, space: Space, metric: dict[st
         raise UsageError(f"--trials must be at least 1 (got {trials!r})")
     early = parse_early_terminate(config.get("early_terminate"), f"{where}: early_terminate")
     if early is not None and metric["name"] is None:
-        raise UsageError(f"{where}: early_terminate needs a metric to compare trials by: add "
-                         "metric: {name: <what the program reports>, goal: minimize}")
+        raise UsageError(
+            f"{where}: early_terminate needs a metric to compare trials by: add "
+            "metric: {name: <what the program reports>, goal: minimize}"
+        )
     if early is not None and "strict" in config["early_terminate"]:
         notes.append("early_terminate.strict: ignored (W&B's stopping code does not read it)")
     checked = {**config, "method": chosen_method}
     if program is not None:
         checked["command"] = list(command)
-    return Sweep(config=checked, where=where, space=space, method=resolved_method, metric=metric["name"],
-                 goal=metric["goal"], trials=trials, early_terminate=early, program=program, command=command,
-                 preload=preload, source=metric["source"], source_path=metric["path"], target=metric["target"],
-                 notes=tuple(notes))
+    return Sweep(
+        config=checked,
+        where=where,
+        space=space,
+        method=resolved_method,
+        metric=metric["name"],
+        goal=metric["goal"],
+        trials=trials,
+        early_terminate=early,
+        program=program,
+        command=command,
+        preload=preload,
+        source=metric["source"],
+        source_path=metric["path"],
+        target=metric["target"],
+        notes=tuple(notes),
+    )
 
 
 def check_method(name: Any, flag: str) -> str:
@@ -228,11 +286,14 @@ def _metric(metric: Any, where: str, optional: bool, runs_program: bool) -> dict
     if metric is None and optional and runs_program:  # W&B: grid and random sweeps need no metric
         return {"name": None, "goal": "minimize", "target": None, "source": "auto", "path": None, "ignored": []}
     if metric is None and runs_program:
-        raise UsageError(f"{where}: metric: expected {{name: <key the program reports>, goal: minimize}}: the "
-                         "searcher learns from it (only grid and random run without one)")
+        raise UsageError(
+            f"{where}: metric: expected {{name: <key the program reports>, goal: minimize}}: the "
+            "searcher learns from it (only grid and random run without one)"
+        )
     if not isinstance(metric, Mapping) or not isinstance(metric.get("name"), str) or not metric["name"]:
-        raise UsageError(f"{where}: metric: expected {{name: <key the program reports>, goal: minimize}}, "
-                         f"got {metric!r}")
+        raise UsageError(
+            f"{where}: metric: expected {{name: <key the program reports>, goal: minimize}}, got {metric!r}"
+        )
     for key in metric:
         if key not in METRIC_KEYS + METRIC_SERVER_ONLY:
             raise UsageError(f"{where}: metric: unknown key {key!r}; known: {', '.join(METRIC_KEYS)}")
@@ -247,30 +308,47 @@ def _metric(metric: Any, where: str, optional: bool, runs_program: bool) -> dict
             except ValueError:
                 pass
         if isinstance(target, bool) or not isinstance(target, (int, float)) or not math.isfinite(target):
-            raise UsageError(f"{where}: metric.target: expected a finite number (the sweep stops once a trial "
-                             f"reaches it), got {target!r}")
+            raise UsageError(
+                f"{where}: metric.target: expected a finite number (the sweep stops once a trial "
+                f"reaches it), got {target!r}"
+            )
     source = metric.get("source", "auto")
     if source not in SOURCES:
-        raise UsageError(f"{where}: metric.source: expected one of {', '.join(SOURCES)} (where the trial writes "
-                         f"{metric['name']!r}: JSON lines on stdout, TensorBoard event files, wandb's offline "
-                         f"run), got {source!r}")
+        raise UsageError(
+            f"{where}: metric.source: expected one of {', '.join(SOURCES)} (where the trial writes "
+            f"{metric['name']!r}: JSON lines on stdout, TensorBoard event files, wandb's offline "
+            f"run), got {source!r}"
+        )
     if source == "wandb" and importlib.util.find_spec("wandb") is None:
-        raise UsageError(f"{where}: metric.source: wandb: a trial's offline wandb run is read with the wandb "
-                         "package, which is not installed here (pip install wandb)")
+        raise UsageError(
+            f"{where}: metric.source: wandb: a trial's offline wandb run is read with the wandb "
+            "package, which is not installed here (pip install wandb)"
+        )
     if not runs_program and source != "auto":
-        raise UsageError(f"{where}: metric.source: diffsearch.search takes the value your function returns; "
-                         "leave source out")
+        raise UsageError(
+            f"{where}: metric.source: diffsearch.search takes the value your function returns; leave source out"
+        )
     path = metric.get("path")
     if path is not None:
         if not isinstance(path, str) or not path:
-            raise UsageError(f"{where}: metric.path: expected the folder the trial writes its logs to "
-                             f"(such as ${{trial_dir}}/logs), got {path!r}")
+            raise UsageError(
+                f"{where}: metric.path: expected the folder the trial writes its logs to "
+                f"(such as ${{trial_dir}}/logs), got {path!r}"
+            )
         if source == "stdout":
-            raise UsageError(f"{where}: metric.path: source stdout reads the program's output, not files; "
-                             "leave path out, or say source: tensorboard or source: wandb")
+            raise UsageError(
+                f"{where}: metric.path: source stdout reads the program's output, not files; "
+                "leave path out, or say source: tensorboard or source: wandb"
+            )
         check_values(path, f"{where}: metric.path")
-    return {"name": metric["name"], "goal": goal, "target": target, "source": source, "path": path,
-            "ignored": [key for key in metric if key in METRIC_SERVER_ONLY]}
+    return {
+        "name": metric["name"],
+        "goal": goal,
+        "target": target,
+        "source": source,
+        "path": path,
+        "ignored": [key for key in metric if key in METRIC_SERVER_ONLY],
+    }
 
 
 def _command(command: Any, where: str) -> list[str]:
@@ -316,8 +394,12 @@ def parse_early_terminate(spec: Any, where: str) -> dict[str, Any] | None:
     kind = spec.get("type")
     if kind not in ("hyperband", "successive_halving"):
         raise UsageError(f"{where}.type: expected hyperband or successive_halving, got {kind!r}")
-    checked = {"type": kind, "min_iter": spec.get("min_iter", 1), "max_iter": spec.get("max_iter"),
-               "eta": spec.get("eta", 3)}  # W&B's defaults
+    checked = {
+        "type": kind,
+        "min_iter": spec.get("min_iter", 1),
+        "max_iter": spec.get("max_iter"),
+        "eta": spec.get("eta", 3),
+    }  # W&B's defaults
     if isinstance(checked["eta"], float) and checked["eta"].is_integer():
         checked["eta"] = int(checked["eta"])
     for key, least in (("min_iter", 1), ("eta", 2), ("max_iter", 2)):
@@ -332,11 +414,16 @@ def parse_early_terminate(spec: Any, where: str) -> dict[str, Any] | None:
             raise UsageError(f"{where}.s: counts bands down from max_iter: give max_iter too (or min_iter alone)")
         if "min_iter" in spec:
             raise UsageError(f"{where}: give min_iter, or max_iter with s (W&B takes one or the other)")
-        bands = [int(checked["max_iter"] / checked["eta"] ** k) for k in range(1, s + 1)
-                 if checked["max_iter"] / checked["eta"] ** k >= 1]
+        bands = [
+            int(checked["max_iter"] / checked["eta"] ** k)
+            for k in range(1, s + 1)
+            if checked["max_iter"] / checked["eta"] ** k >= 1
+        ]
         if not bands:
-            raise UsageError(f"{where}: max_iter {checked['max_iter']} / eta {checked['eta']} is below 1: "
-                             "no band to stop runs at; raise max_iter or lower eta")
+            raise UsageError(
+                f"{where}: max_iter {checked['max_iter']} / eta {checked['eta']} is below 1: "
+                "no band to stop runs at; raise max_iter or lower eta"
+            )
         checked["min_iter"] = min(bands)
     if "strict" in spec and not isinstance(spec["strict"], bool):
         raise UsageError(f"{where}.strict: expected true or false, got {spec['strict']!r}")

@@ -83,16 +83,16 @@ class Condition:
 
 @dataclass(frozen=True)
 class Parameter:
-    name: str                                # dotted for a nested parameter: outer.inner
-    kind: str                                # a key of DISTRIBUTIONS
-    distribution: BaseDistribution | None    # None for a constant
-    value: Any = None                        # the constant
-    q: float | None = None                   # q_ forms: the program gets round(x / q) * q
+    name: str  # dotted for a nested parameter: outer.inner
+    kind: str  # a key of DISTRIBUTIONS
+    distribution: BaseDistribution | None  # None for a constant
+    value: Any = None  # the constant
+    q: float | None = None  # q_ forms: the program gets round(x / q) * q
     conditions: tuple[Condition, ...] = ()
-    path: tuple[str, ...] = ()               # where the value goes in the program's (nested) values
-    settings: tuple = ()                     # (key, value) pairs of the distribution (mu, sigma, a, b, min...)
-    weighted: tuple = ()                     # categorical with probabilities: (values, cumulative probabilities)
-    listed: tuple = ()                       # values that are lists or mappings; Optuna's choices are their JSON
+    path: tuple[str, ...] = ()  # where the value goes in the program's (nested) values
+    settings: tuple = ()  # (key, value) pairs of the distribution (mu, sigma, a, b, min...)
+    weighted: tuple = ()  # categorical with probabilities: (values, cumulative probabilities)
+    listed: tuple = ()  # values that are lists or mappings; Optuna's choices are their JSON
 
     @property
     def choices(self) -> tuple:
@@ -141,9 +141,11 @@ class Space:
             settings = dict(p.settings)
             if p.kind not in GRID_KINDS or p.weighted:
                 what = "probabilities" if p.weighted else f"distribution {p.kind}"
-                raise UsageError(f"{where}: parameters.{p.name}: method grid needs `values` (or int_uniform, "
-                                 f"q_uniform) for every parameter, as W&B's grid does; {what} has no grid: list "
-                                 "`values: [...]`, or use method: random, tpe or bayes")
+                raise UsageError(
+                    f"{where}: parameters.{p.name}: method grid needs `values` (or int_uniform, "
+                    f"q_uniform) for every parameter, as W&B's grid does; {what} has no grid: list "
+                    "`values: [...]`, or use method: random, tpe or bayes"
+                )
             if p.kind == "int_uniform":
                 p = replace(p, distribution=CategoricalDistribution(tuple(range(settings["min"], settings["max"] + 1))))
             elif p.kind == "q_uniform":
@@ -160,8 +162,10 @@ class Space:
             if p.distribution is None:
                 continue
             if not isinstance(p.distribution, CategoricalDistribution):
-                raise UsageError(f"{where}: parameters.{p.name}: method grid needs `values` for every parameter "
-                                 f"(got distribution {p.kind})")
+                raise UsageError(
+                    f"{where}: parameters.{p.name}: method grid needs `values` for every parameter "
+                    f"(got distribution {p.kind})"
+                )
             grid[p.name] = list(p.distribution.choices)
         if not grid:
             raise UsageError(f"{where}: method grid needs at least one parameter with `values`")
@@ -214,20 +218,20 @@ def _rounded(value: float, q: float) -> int | float:
 def parse_parameters(spec: Any, where: str) -> Space:
     """Check ``parameters`` (one line naming ``where`` and the key for anything wrong) and build the space."""
     if not isinstance(spec, Mapping) or not spec:
-        raise UsageError(f"{where}: parameters: expected a mapping of parameter name -> settings, "
-                         f"got {_shown(spec)}")
+        raise UsageError(f"{where}: parameters: expected a mapping of parameter name -> settings, got {_shown(spec)}")
     flat: dict[str, tuple[tuple[str, ...], Any, str]] = {}
     _flatten(spec, (), where, "parameters", flat)
-    parsed = {name: replace(_parse_one(name, settings, key), path=path)
-              for name, (path, settings, key) in flat.items()}
-    conditioned = {name: _parse_when(name, flat[name][1].get("when"), parsed, f"{flat[name][2]}.when")
-                   for name in parsed}
+    parsed = {name: replace(_parse_one(name, settings, key), path=path) for name, (path, settings, key) in flat.items()}
+    conditioned = {
+        name: _parse_when(name, flat[name][1].get("when"), parsed, f"{flat[name][2]}.when") for name in parsed
+    }
     order = _parents_first(conditioned, where)
     return Space([replace(parsed[name], conditions=conditioned[name]) for name in order])
 
 
-def _flatten(spec: Mapping, path: tuple[str, ...], where: str, key: str,
-             flat: dict[str, tuple[tuple[str, ...], Any, str]]) -> None:
+def _flatten(
+    spec: Mapping, path: tuple[str, ...], where: str, key: str, flat: dict[str, tuple[tuple[str, ...], Any, str]]
+) -> None:
     """Parameters by dotted name, nested ones (``outer: {parameters: {inner: ...}}``) included."""
     for name, settings in spec.items():
         if not isinstance(name, str) or not name:
@@ -239,29 +243,35 @@ def _flatten(spec: Mapping, path: tuple[str, ...], where: str, key: str,
                 raise UsageError(f"{here}: a nested parameter holds only `parameters:` (got also {extra})")
             inner = settings["parameters"]
             if not isinstance(inner, Mapping) or not inner:
-                raise UsageError(f"{here}.parameters: expected a mapping of parameter name -> settings, "
-                                 f"got {_shown(inner)}")
+                raise UsageError(
+                    f"{here}.parameters: expected a mapping of parameter name -> settings, got {_shown(inner)}"
+                )
             _flatten(inner, path + (name,), where, f"{key}.{name}.parameters", flat)
             continue
         dotted = ".".join(path + (name,))
         if dotted in flat:
-            raise UsageError(f"{here}: the nested parameter is named {dotted!r}, as "
-                             f"{flat[dotted][2].split(': ', 1)[1]} is: rename one of them")
+            raise UsageError(
+                f"{here}: the nested parameter is named {dotted!r}, as "
+                f"{flat[dotted][2].split(': ', 1)[1]} is: rename one of them"
+            )
         flat[dotted] = (path + (name,), settings, here)
 
 
 def _parse_one(name: str, settings: Any, where: str) -> Parameter:
     if not isinstance(settings, Mapping):
-        raise UsageError(f"{where}: expected a mapping such as {{values: [a, b]}} or "
-                         f"{{distribution: uniform, min: 0, max: 1}}, got {_shown(settings)}")
+        raise UsageError(
+            f"{where}: expected a mapping such as {{values: [a, b]}} or "
+            f"{{distribution: uniform, min: 0, max: 1}}, got {_shown(settings)}"
+        )
     kind = settings["distribution"] if "distribution" in settings else _implied_distribution(settings, where)
     if kind == "categorical_w_probabilities":  # the name W&B's schema gives a categorical with probabilities
         if "probabilities" not in settings:
             raise UsageError(f"{where}: distribution categorical_w_probabilities needs `probabilities`")
         kind = "categorical"
     if not isinstance(kind, str) or kind not in DISTRIBUTIONS:
-        raise UsageError(f"{where}.distribution: unknown distribution {_shown(kind)}; known: "
-                         f"{', '.join(DISTRIBUTIONS)}")
+        raise UsageError(
+            f"{where}.distribution: unknown distribution {_shown(kind)}; known: {', '.join(DISTRIBUTIONS)}"
+        )
     if kind not in ("categorical", "constant") and ("values" in settings or "value" in settings):
         # `values` (or `value`) under another distribution, as public sweep files write it: what is listed
         if any(key in settings for key in ("min", "max")):
@@ -270,8 +280,9 @@ def _parse_one(name: str, settings: Any, where: str) -> Parameter:
     allowed = {"distribution", "when", *DISTRIBUTIONS[kind]}
     for key in settings:
         if key not in allowed:
-            raise UsageError(f"{where}: unknown key {key!r} for distribution {kind} "
-                             f"(it takes: {', '.join(sorted(allowed))})")
+            raise UsageError(
+                f"{where}: unknown key {key!r} for distribution {kind} (it takes: {', '.join(sorted(allowed))})"
+            )
     if kind == "constant":
         if "value" not in settings:
             raise UsageError(f"{where}: distribution constant needs `value`")
@@ -323,10 +334,15 @@ def _categorical(name: str, settings: Mapping, where: str) -> Parameter:
             return Parameter(name, "categorical", CategoricalDistribution(tuple(keys)), listed=choices)
         return Parameter(name, "categorical", CategoricalDistribution(choices))
     weights = settings["probabilities"]
-    if not isinstance(weights, list) or len(weights) != len(choices) or not all(
-            not isinstance(w, bool) and isinstance(w, (int, float)) and w >= 0 for w in weights):
-        raise UsageError(f"{where}.probabilities: expected {len(choices)} numbers of at least 0, one per value, "
-                         f"got {_shown(weights)}")
+    if (
+        not isinstance(weights, list)
+        or len(weights) != len(choices)
+        or not all(not isinstance(w, bool) and isinstance(w, (int, float)) and w >= 0 for w in weights)
+    ):
+        raise UsageError(
+            f"{where}.probabilities: expected {len(choices)} numbers of at least 0, one per value, "
+            f"got {_shown(weights)}"
+        )
     if not math.isclose(sum(weights), 1.0, abs_tol=1e-6):
         raise UsageError(f"{where}.probabilities: must add up to 1 (they add up to {sum(weights):g})")
     cumulative, total = [], 0.0
@@ -358,8 +374,10 @@ def _quantile(name: str, kind: str, settings: Mapping, where: str) -> Parameter:
         except OverflowError:
             edge = math.inf
         if not math.isfinite(edge) or (q is not None and not math.isfinite(edge / q)):
-            raise UsageError(f"{where}: {kind} with {', '.join(f'{k} {v:g}' for k, v in values.items())} reaches "
-                             f"{edge:g} at its {u:g} quantile: use a smaller mu or sigma")
+            raise UsageError(
+                f"{where}: {kind} with {', '.join(f'{k} {v:g}' for k, v in values.items())} reaches "
+                f"{edge:g} at its {u:g} quantile: use a smaller mu or sigma"
+            )
     return parameter
 
 
@@ -382,8 +400,10 @@ def _exp(exponent: float, where: str) -> float:
     except OverflowError:
         value = math.inf
     if not 0 < value < math.inf:
-        raise UsageError(f"{where}: exp({exponent:g}) is out of range: W&B's log_uniform and inv_log_uniform "
-                         "take natural-log exponents; for bounds as values write log_uniform_values")
+        raise UsageError(
+            f"{where}: exp({exponent:g}) is out of range: W&B's log_uniform and inv_log_uniform "
+            "take natural-log exponents; for bounds as values write log_uniform_values"
+        )
     return value
 
 
@@ -403,27 +423,28 @@ def _parse_when(name: str, when: Any, parsed: Mapping[str, Parameter], where: st
     if when is None:
         return ()
     if not isinstance(when, Mapping) or not when:
-        raise UsageError(f"{where}: expected a mapping {{parent: value | [values] | {{not: ...}}}}, "
-                         f"got {_shown(when)}")
+        raise UsageError(f"{where}: expected a mapping {{parent: value | [values] | {{not: ...}}}}, got {_shown(when)}")
     conditions = []
     for written, test in when.items():
         parent = _in_scope(written, name, parsed)
         if parent is None:
             raise UsageError(f"{where}: unknown parent {written!r} (not a parameter of this sweep)")
         if parsed[parent].kind != "categorical":
-            raise UsageError(f"{where}.{parent}: the parent must be a categorical parameter (`values`), "
-                             f"not {parsed[parent].kind}")
+            raise UsageError(
+                f"{where}.{parent}: the parent must be a categorical parameter (`values`), not {parsed[parent].kind}"
+            )
         negate = isinstance(test, Mapping)
         if negate:
             if set(test) != {"not"}:
-                raise UsageError(f"{where}.{parent}: a mapping here must be {{not: value | [values]}}, "
-                                 f"got keys {sorted(map(str, test))}")
+                raise UsageError(
+                    f"{where}.{parent}: a mapping here must be {{not: value | [values]}}, "
+                    f"got keys {sorted(map(str, test))}"
+                )
             test = test["not"]
         values = tuple(test) if isinstance(test, list) else (test,)
         for value in values:
             if value not in parsed[parent].choices:
-                raise UsageError(f"{where}.{parent}: {value!r} is not one of its values "
-                                 f"{list(parsed[parent].choices)}")
+                raise UsageError(f"{where}.{parent}: {value!r} is not one of its values {list(parsed[parent].choices)}")
         conditions.append(Condition(parent, values, negate))
     return tuple(conditions)
 
@@ -450,7 +471,7 @@ def _parents_first(conditioned: Mapping[str, tuple[Condition, ...]], where: str)
         if state.get(name) == "done":
             return
         if state.get(name) == "visiting":
-            cycle = path[path.index(name):] + [name]
+            cycle = path[path.index(name) :] + [name]
             raise UsageError(f"{where}: parameters.{name}.when: conditions form a cycle: {' -> '.join(cycle)}")
         state[name] = "visiting"
         for condition in conditioned[name]:

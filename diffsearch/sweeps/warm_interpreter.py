@@ -55,16 +55,27 @@ def _receive(sock: socket.socket, max_fds: int = 0) -> tuple[dict[str, Any] | No
 class WarmInterpreter:
     """The diffsearch side: starts the interpreter, forks trials from it, stops it (``close`` or ``with``)."""
 
-    def __init__(self, preload: Sequence[str], program: str, log_path: Path,
-                 stop_point: Callable[[], None] = lambda: None):
+    def __init__(
+        self, preload: Sequence[str], program: str, log_path: Path, stop_point: Callable[[], None] = lambda: None
+    ):
         self.preload = list(preload)
         self._sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         with open(log_path, "ab") as log:  # the preloaded modules' warnings and tracebacks
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "diffsearch.sweeps.warm_interpreter", str(theirs.fileno()),
-                 json.dumps(self.preload), os.path.dirname(os.path.abspath(program))],
-                pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                start_new_session=True)  # the terminal's Ctrl-C is diffsearch's to handle
+                [
+                    sys.executable,
+                    "-m",
+                    "diffsearch.sweeps.warm_interpreter",
+                    str(theirs.fileno()),
+                    json.dumps(self.preload),
+                    os.path.dirname(os.path.abspath(program)),
+                ],
+                pass_fds=[theirs.fileno()],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )  # the terminal's Ctrl-C is diffsearch's to handle
         theirs.close()
         started = time.monotonic()
         reply = self._reply(None, stop_point)
@@ -76,8 +87,9 @@ class WarmInterpreter:
             raise UsageError(f"preload: {why}")
         self.start_seconds = time.monotonic() - started
 
-    def fork(self, argv: Sequence[str], env: dict[str, str], stdout: int, stderr: int,
-             cwd: str | None = None) -> "ForkedProcess":
+    def fork(
+        self, argv: Sequence[str], env: dict[str, str], stdout: int, stderr: int, cwd: str | None = None
+    ) -> "ForkedProcess":
         """Run ``argv`` (interpreter, program, arguments) as a fork; ``stdout``/``stderr``: descriptors."""
         _send(self._sock, {"argv": list(argv), "env": env, "cwd": cwd or os.getcwd()}, [stdout, stderr])
         reply = self._reply(None)
@@ -140,6 +152,7 @@ class ForkedProcess:
 
 # ---- the interpreter's side ----------------------------------------------------------------------------
 
+
 def _load(preload: Sequence[str]) -> str | None:
     """Import each module and call each ``module:function``; the first failure as one line, else None."""
     import importlib
@@ -191,8 +204,7 @@ def _run_trial(request: dict[str, Any], stdout: int, stderr: int) -> None:
             os.close(fd)
         sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False))
         sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), write_through=True)
-        sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), write_through=True,
-                                      errors="backslashreplace")
+        sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), write_through=True, errors="backslashreplace")
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.environ.clear()

@@ -10,10 +10,10 @@ import numpy as np
 
 @dataclass
 class TrainingEvaluation:
-    score: float                    # the value the searchers minimise (PRDC loss, FID)
-    parts: dict[str, float]         # every part of the score, stored as user attrs on the trial
+    score: float  # the value the searchers minimise (PRDC loss, FID)
+    parts: dict[str, float]  # every part of the score, stored as user attrs on the trial
     seconds: float
-    samples: np.ndarray             # what the trained model generated
+    samples: np.ndarray  # what the trained model generated
     epoch_losses: list[float] = field(default_factory=list)
 
 
@@ -24,6 +24,6 @@ class RuleEvaluation:
     lr: float
     score: float
     curve: list[float]
-    grid: dict[str, float]        # proxy loss per lr ("inf": diverged)
+    grid: dict[str, float]  # proxy loss per lr ("inf": diverged)
     seconds: float
     final_loss: float | None = None  # the fixed-batch loss, when the score is something else

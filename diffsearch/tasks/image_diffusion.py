@@ -49,8 +49,9 @@ class ImageDiffusionTask:
         """Features of the first ``fid_samples`` training images (computed once, then read from disk)."""
         if self._reference is None:
             count = min(self.fid_samples, len(self.data.train))
-            self._reference = FidReference.cached(self.reference_key("train", count),
-                                                  lambda: self.data.train[:count], self.device)
+            self._reference = FidReference.cached(
+                self.reference_key("train", count), lambda: self.data.train[:count], self.device
+            )
         return self._reference
 
     def score(self, images: np.ndarray, kid_seed: int = 0) -> tuple[float, dict[str, float]]:
@@ -60,26 +61,31 @@ class ImageDiffusionTask:
     def sanity(self) -> dict[str, float]:
         """FID / KID of real held-out images against the training reference: the floor for this count."""
         count = min(self.fid_samples, len(self.data.eval))
-        features = FidReference.cached(self.reference_key("eval", count), lambda: self.data.eval[:count],
-                                       self.device).features
+        features = FidReference.cached(
+            self.reference_key("eval", count), lambda: self.data.eval[:count], self.device
+        ).features
         return {**self.reference.score(features), "count": count}
 
     def sample(self, trained: TrainedUNet, seed: int) -> np.ndarray:
-        images = trained.sample(self.fid_samples, torch.Generator().manual_seed(seed), self.sample_steps,
-                                self.sampler)
+        images = trained.sample(self.fid_samples, torch.Generator().manual_seed(seed), self.sample_steps, self.sampler)
         return images
 
-    def evaluate(self, config: dict[str, Any], seed: int,
-                 report: Callable[[int, float], None] | None = None,
-                 report_epochs: tuple[int, ...] = ()) -> TrainingEvaluation:
+    def evaluate(
+        self,
+        config: dict[str, Any],
+        seed: int,
+        report: Callable[[int, float], None] | None = None,
+        report_epochs: tuple[int, ...] = (),
+    ) -> TrainingEvaluation:
         """Train with ``config``; ``report(epoch, fid)`` gets the FID at each checkpoint epoch."""
         start = time.perf_counter()
         self.reference  # noqa: B018 - compute (or load) the reference before training, not inside a trial's pruning
         on_checkpoint = None
         if report is not None:
             on_checkpoint = lambda epoch, trained: report(epoch, self.score(self.sample(trained, seed + 1))[0])  # noqa: E731
-        trained = train_unet(config, self.data.train_tensor(), self.epochs, seed, self.width, self.device,
-                             on_checkpoint, report_epochs)
+        trained = train_unet(
+            config, self.data.train_tensor(), self.epochs, seed, self.width, self.device, on_checkpoint, report_epochs
+        )
         samples = self.sample(trained, seed + 2)
         score, parts = self.score(samples)
         if not np.isfinite(score):

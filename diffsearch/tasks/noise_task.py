@@ -28,7 +28,7 @@ from diffsearch.ledger.interrupt import stop_point
 from diffsearch.objectives.ensemble import Verifier
 from diffsearch.spaces.noise import Candidate, NoiseSpace, conditioning
 
-SEED_RANGE = 2 ** 31 - 1
+SEED_RANGE = 2**31 - 1
 
 
 class BudgetExceeded(RuntimeError):
@@ -38,16 +38,26 @@ class BudgetExceeded(RuntimeError):
 @dataclass
 class Scored:
     candidate: Candidate
-    scores: np.ndarray      # one per reward (higher is better)
-    nfe: int                # NFE spent when it was scored
+    scores: np.ndarray  # one per reward (higher is better)
+    nfe: int  # NFE spent when it was scored
 
 
 class NoiseTask:
     """What a noise searcher calls: draw seeds, run sampling segments, score, keep the complete candidates."""
 
-    def __init__(self, backend: PipelineBackend, verifier: Verifier, prompt: str, study: optuna.Study | None,
-                 budget_nfe: int, seed: int = 0, user: Candidate | None = None, batch: int = 8, on_eval=None,
-                 negative: str = ""):
+    def __init__(
+        self,
+        backend: PipelineBackend,
+        verifier: Verifier,
+        prompt: str,
+        study: optuna.Study | None,
+        budget_nfe: int,
+        seed: int = 0,
+        user: Candidate | None = None,
+        batch: int = 8,
+        on_eval=None,
+        negative: str = "",
+    ):
         self.backend, self.verifier, self.prompt, self.study = backend, verifier, prompt, study
         self.space = NoiseSpace(backend)
         self.steps = len(backend.timesteps)
@@ -55,20 +65,22 @@ class NoiseTask:
         self.generation_nfe = self.steps * self.passes
         self.budget = int(budget_nfe)
         if self.budget < self.generation_nfe:
-            raise UsageError(f"--budget-nfe {self.budget} is less than one generation ({self.steps} steps x "
-                             f"{self.passes} denoiser passes = {self.generation_nfe} NFE)")
+            raise UsageError(
+                f"--budget-nfe {self.budget} is less than one generation ({self.steps} steps x "
+                f"{self.passes} denoiser passes = {self.generation_nfe} NFE)"
+            )
         self.seed, self.batch, self.on_eval = seed, batch, on_eval
         self.rng = np.random.default_rng(seed)
         self.generator = torch.Generator("cpu").manual_seed(seed)
         self.user = user or Candidate(seed=seed, origin="user")
         self.negative = negative  # a negative prompt (found by diffsearch prompt, or the user's)
         self.cond, self.uncond = conditioning(backend, prompt, negative)
-        self.spent = 0           # NFE charged (forward, plus 2x forward for a backward pass)
-        self.forward_nfe = 0     # denoiser evaluations run
+        self.spent = 0  # NFE charged (forward, plus 2x forward for a backward pass)
+        self.forward_nfe = 0  # denoiser evaluations run
         self.finals: list[Scored] = []
         self.partials = 0
         self.start = time.perf_counter()
-        self.trace: list[tuple[int, float]] = []   # (NFE, best combined score so far), for curves
+        self.trace: list[tuple[int, float]] = []  # (NFE, best combined score so far), for curves
         self._cache = self._finished() if study is not None else {}
 
     # ---- budget ---------------------------------------------------------------------------------------
@@ -101,7 +113,7 @@ class NoiseTask:
         outs, x0s = [], []
         for b in range(0, n, self.batch):
             stop_point()
-            x, x0 = states[b:b + self.batch], None
+            x, x0 = states[b : b + self.batch], None
             cond, uncond = self.backend._expand(self.cond, len(x)), self.backend._expand(self.uncond, len(x))
             for i in range(start, stop):
                 t = self.backend.timesteps[i]
@@ -115,7 +127,7 @@ class NoiseTask:
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.backend.decode(latents[b:b + self.batch]) for b in range(0, len(latents), self.batch)])
+        return torch.cat([self.backend.decode(latents[b : b + self.batch]) for b in range(0, len(latents), self.batch)])
 
     def renoise(self, x0: torch.Tensor, i: int) -> torch.Tensor:
         """States after step ``i`` rebuilt from ``x0`` with fresh noise from the task's generator."""
@@ -157,8 +169,11 @@ class NoiseTask:
         scored = Scored(candidate, np.asarray(scores, dtype=float), self.spent)
         self._record(scored, {"kind": "final", **(trial_attrs or {})})
         self.finals.append(scored)
-        best = float(self.verifier.combine(np.stack([f.scores for f in self.finals], axis=1)).max()) \
-            if len(self.verifier.names) > 1 else max(float(f.scores[0]) for f in self.finals)
+        best = (
+            float(self.verifier.combine(np.stack([f.scores for f in self.finals], axis=1)).max())
+            if len(self.verifier.names) > 1
+            else max(float(f.scores[0]) for f in self.finals)
+        )
         self.trace.append((self.spent, best))
         if self.on_eval is not None:
             self.on_eval(self)
@@ -186,9 +201,15 @@ class NoiseTask:
             return
         c = scored.candidate
         loss = -float(scored.scores[0])  # the verifier's values are minus the rewards' losses
-        attrs = {**attrs, **c.describe(), "nfe": scored.nfe, "prompt": self.prompt, "negative": self.negative,
-                 "scores": {n: float(s) for n, s in zip(self.verifier.names, scored.scores)},
-                 "seconds": round(time.perf_counter() - self.start, 3)}
+        attrs = {
+            **attrs,
+            **c.describe(),
+            "nfe": scored.nfe,
+            "prompt": self.prompt,
+            "negative": self.negative,
+            "scores": {n: float(s) for n, s in zip(self.verifier.names, scored.scores)},
+            "seconds": round(time.perf_counter() - self.start, 3),
+        }
         if c.key() is not None and attrs["kind"] == "final":
             attrs["key"] = c.key()
         self.study.add_trial(optuna.trial.create_trial(value=loss, user_attrs=attrs))

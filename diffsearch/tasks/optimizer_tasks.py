@@ -32,8 +32,7 @@ from diffsearch.tasks.user_task import UserTrainingTask, is_user_task
 
 LR_GRID = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)  # the reference grid
 # half decades: a rule whose best lr falls between two decades is not judged a decade off
-LR_GRIDS = {"decade": LR_GRID,
-            "half-decade": (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)}
+LR_GRIDS = {"decade": LR_GRID, "half-decade": (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)}
 
 
 def parse_lr_grid(text: str) -> tuple[float, ...]:
@@ -45,16 +44,15 @@ def parse_lr_grid(text: str) -> tuple[float, ...]:
     except ValueError:
         values = ()
     if not values or not all(math.isfinite(v) and v > 0 for v in values):
-        raise UsageError(f"an lr grid is {' or '.join(LR_GRIDS)} or a comma list of positive numbers, "
-                         f"not {text!r}")
+        raise UsageError(f"an lr grid is {' or '.join(LR_GRIDS)} or a comma list of positive numbers, not {text!r}")
     return tuple(sorted(set(values)))
 
 
 @dataclass
 class RunResult:
     lr: float
-    score: float                  # final loss on the fixed batch; inf when the run diverged
-    curve: list[float]            # loss on the fixed batch at ``curve_every`` steps
+    score: float  # final loss on the fixed batch; inf when the run diverged
+    curve: list[float]  # loss on the fixed batch at ``curve_every`` steps
     diverged_at: int | None = None
     model: torch.nn.Module | None = field(default=None, repr=False)
 
@@ -62,7 +60,7 @@ class RunResult:
 @dataclass
 class DiffusionTrainingTask:
     name: str
-    data: torch.Tensor                                   # training set, (N, ...) float32
+    data: torch.Tensor  # training set, (N, ...) float32
     build_model: Callable[[], torch.nn.Module]
     predict: Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]  # (model, noisy, t)
     steps: int = 300
@@ -72,7 +70,7 @@ class DiffusionTrainingTask:
     lr_grid: Sequence[float] = LR_GRID
     curve_every: int = 10
     eval_size: int = 1024
-    diverge_factor: float = 5.0    # stop when the loss exceeds this x the untrained loss
+    diverge_factor: float = 5.0  # stop when the loss exceeds this x the untrained loss
     score_model: Callable[[torch.nn.Module], float] | None = None  # None: the final fixed-batch loss
     _fixed: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -96,13 +94,16 @@ class DiffusionTrainingTask:
         f = self._fixed
         return float(torch.nn.functional.mse_loss(self.predict(model, f["noisy"], f["t"]), f["noise"]))
 
-    def train(self, program: Sequence[str] | str, lr: float, steps: int, seed: int, weight_decay: float = 0.0) -> RunResult:
+    def train(
+        self, program: Sequence[str] | str, lr: float, steps: int, seed: int, weight_decay: float = 0.0
+    ) -> RunResult:
         """Train from ``seed``'s initial weights; stop early once the loss is non-finite or blows up.
 
         ``program``: a rule's tokens, or the name of a torch baseline (``diffsearch.optimizers``, e.g. "Muon")."""
         model = self._model(seed)
-        optimizer = make_optimizer(program, model.parameters(), lr=lr, weight_decay=weight_decay,
-                                   total_steps=steps, seed=seed)
+        optimizer = make_optimizer(
+            program, model.parameters(), lr=lr, weight_decay=weight_decay, total_steps=steps, seed=seed
+        )
         gen = torch.Generator().manual_seed(seed + 1)
         limit = self.diverge_factor * self.initial_loss
         curve = []
@@ -112,7 +113,8 @@ class DiffusionTrainingTask:
             noise = torch.randn(x0.shape, generator=gen)
             t = torch.randint(0, self.timesteps, (len(x0),), generator=gen)
             loss = torch.nn.functional.mse_loss(
-                self.predict(model, self.noise_scheduler.add_noise(x0, noise, t), t), noise)
+                self.predict(model, self.noise_scheduler.add_noise(x0, noise, t), t), noise
+            )
             value = float(loss.detach())
             if not math.isfinite(value) or value > limit:
                 return RunResult(lr, math.inf, curve, diverged_at=step)
@@ -160,9 +162,17 @@ class DiffusionTrainingTask:
 
 
 # -------------------------------------------------------------------------------------- factories
-def toy2d_task(dataset: str = "moons", steps: int = 300, proxy_steps: int = 100, n_points: int = 8192,
-               width: int = 32, blocks: int = 2, score: str = "loss", prdc_points: int = 2000,
-               **kwargs) -> DiffusionTrainingTask:
+def toy2d_task(
+    dataset: str = "moons",
+    steps: int = 300,
+    proxy_steps: int = 100,
+    n_points: int = 8192,
+    width: int = 32,
+    blocks: int = 2,
+    score: str = "loss",
+    prdc_points: int = 2000,
+    **kwargs,
+) -> DiffusionTrainingTask:
     from diffsearch.backends.mlp_denoiser import MLPDenoiser
     from diffsearch.datasets import TOY_DATASETS, make_toy2d
 
@@ -171,10 +181,14 @@ def toy2d_task(dataset: str = "moons", steps: int = 300, proxy_steps: int = 100,
     points = make_toy2d(dataset, n_points, seed=0)
     mean, std = points.mean(0), points.std(0)
     task = DiffusionTrainingTask(
-        f"toy2d-{dataset}", torch.from_numpy(((points - mean) / std).astype(np.float32)),
+        f"toy2d-{dataset}",
+        torch.from_numpy(((points - mean) / std).astype(np.float32)),
         build_model=lambda: MLPDenoiser(2, width=width, blocks=blocks),
         predict=lambda model, x, t: model(x, t.float() / 100.0),
-        steps=steps, proxy_steps=proxy_steps, **kwargs)
+        steps=steps,
+        proxy_steps=proxy_steps,
+        **kwargs,
+    )
     if score == "prdc":
         from diffsearch.objectives.prdc import prdc, prdc_loss
 
@@ -183,12 +197,14 @@ def toy2d_task(dataset: str = "moons", steps: int = 300, proxy_steps: int = 100,
         def prdc_score(model: torch.nn.Module) -> float:
             fake = task.sample(model, prdc_points).numpy()
             return prdc_loss(prdc(held_out, fake)) if np.isfinite(fake).all() else math.inf
+
         task.score_model = prdc_score
     return task
 
 
-def digits_task(steps: int = 120, proxy_steps: int = 40, channels: tuple[int, int] = (8, 16),
-                **kwargs) -> DiffusionTrainingTask:
+def digits_task(
+    steps: int = 120, proxy_steps: int = 40, channels: tuple[int, int] = (8, 16), **kwargs
+) -> DiffusionTrainingTask:
     from diffusers import UNet2DModel
     from sklearn.datasets import load_digits
 
@@ -196,17 +212,34 @@ def digits_task(steps: int = 120, proxy_steps: int = 40, channels: tuple[int, in
     kwargs.setdefault("batch_size", 32)
     kwargs.setdefault("eval_size", 256)
     return DiffusionTrainingTask(
-        "digits", torch.from_numpy(images[:, None]),
+        "digits",
+        torch.from_numpy(images[:, None]),
         build_model=lambda: UNet2DModel(
-            sample_size=8, in_channels=1, out_channels=1, layers_per_block=1,
-            block_out_channels=channels, norm_num_groups=4,
-            down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D")),
+            sample_size=8,
+            in_channels=1,
+            out_channels=1,
+            layers_per_block=1,
+            block_out_channels=channels,
+            norm_num_groups=4,
+            down_block_types=("DownBlock2D", "DownBlock2D"),
+            up_block_types=("UpBlock2D", "UpBlock2D"),
+        ),
         predict=lambda model, x, t: model(x, t).sample,
-        steps=steps, proxy_steps=proxy_steps, **kwargs)
+        steps=steps,
+        proxy_steps=proxy_steps,
+        **kwargs,
+    )
 
 
-def mnist_task(steps: int = 1200, proxy_steps: int = 400, width: float = 0.125, resolution: int = 16,
-               score: str = "loss", fid_images: int = 500, **kwargs) -> DiffusionTrainingTask:
+def mnist_task(
+    steps: int = 1200,
+    proxy_steps: int = 400,
+    width: float = 0.125,
+    resolution: int = 16,
+    score: str = "loss",
+    fid_images: int = 500,
+    **kwargs,
+) -> DiffusionTrainingTask:
     """The image job's UNet (``make_unet``, attention at the two coarse levels) on MNIST at 16 px: a realistic
     diffusion training (1,200 steps of 64 = 1.5 epochs of 50,000 images; ``scale`` lengthens it), 1,000 DDPM
     timesteps as diffusers' train_unconditional.py. ``score="fid"``: FID of ``fid_images`` DDIM-50 samples of the
@@ -219,16 +252,25 @@ def mnist_task(steps: int = 1200, proxy_steps: int = 400, width: float = 0.125, 
     kwargs.setdefault("eval_size", 256)
     kwargs.setdefault("timesteps", 1000)
     task = DiffusionTrainingTask(
-        "mnist-unet", data.train_tensor(), build_model=lambda: make_unet(resolution, 1, width),
-        predict=lambda model, x, t: model(x, t).sample, steps=steps, proxy_steps=proxy_steps, **kwargs)
+        "mnist-unet",
+        data.train_tensor(),
+        build_model=lambda: make_unet(resolution, 1, width),
+        predict=lambda model, x, t: model(x, t).sample,
+        steps=steps,
+        proxy_steps=proxy_steps,
+        **kwargs,
+    )
     if score == "fid":
         from diffsearch.objectives.fid import FidReference, inception_features
 
         reference = FidReference.cached(f"{data.key}-eval-{fid_images}", lambda: data.eval[:fid_images])
 
         def fid_score(model: torch.nn.Module) -> float:
-            images = TrainedUNet(model, task.noise_scheduler, "cpu").sample(fid_images, torch.Generator().manual_seed(0))
+            images = TrainedUNet(model, task.noise_scheduler, "cpu").sample(
+                fid_images, torch.Generator().manual_seed(0)
+            )
             return reference.score(inception_features(images))["fid"]
+
         task.score_model = fid_score
     return task
 
@@ -238,33 +280,53 @@ TaskBuilder = Callable[[float, str, Sequence[float]], DiffusionTrainingTask]
 
 
 def _toy2d(dataset: str) -> TaskBuilder:
-    return lambda scale, score, lr_grid: toy2d_task(dataset, steps=max(2, int(300 * scale)),
-                                                    proxy_steps=max(1, int(100 * scale)), score=score,
-                                                    lr_grid=tuple(lr_grid))
+    return lambda scale, score, lr_grid: toy2d_task(
+        dataset,
+        steps=max(2, int(300 * scale)),
+        proxy_steps=max(1, int(100 * scale)),
+        score=score,
+        lr_grid=tuple(lr_grid),
+    )
 
 
 TASKS: Registry[TaskBuilder] = Registry("task")
-TASKS.register("toy2d-moons", _toy2d("moons"), "MLP denoiser on 2-D moons, 300 steps (search task, 1-2 s per "
-               "candidate with its lr grid on 2 cores)", scores=("loss", "prdc"))
+TASKS.register(
+    "toy2d-moons",
+    _toy2d("moons"),
+    "MLP denoiser on 2-D moons, 300 steps (search task, 1-2 s per candidate with its lr grid on 2 cores)",
+    scores=("loss", "prdc"),
+)
 TASKS.register("toy2d-swissroll", _toy2d("swissroll"), "the same on the swiss roll", scores=("loss", "prdc"))
 TASKS.register("toy2d-spirals", _toy2d("spirals"), "the same on two spirals", scores=("loss", "prdc"))
-TASKS.register("digits", lambda scale, score, lr_grid: digits_task(
-    steps=max(2, int(120 * scale)), proxy_steps=max(1, int(40 * scale)), lr_grid=tuple(lr_grid)),
-    "UNet2DModel (8/16 channels) on scikit-learn's 8x8 digits, 120 steps (transfer task)", scores=("loss", "prdc"))
-TASKS.register("mnist-unet", lambda scale, score, lr_grid: mnist_task(
-    steps=max(2, int(1200 * scale)), proxy_steps=max(1, int(400 * scale)), score=score, lr_grid=tuple(lr_grid)),
+TASKS.register(
+    "digits",
+    lambda scale, score, lr_grid: digits_task(
+        steps=max(2, int(120 * scale)), proxy_steps=max(1, int(40 * scale)), lr_grid=tuple(lr_grid)
+    ),
+    "UNet2DModel (8/16 channels) on scikit-learn's 8x8 digits, 120 steps (transfer task)",
+    scores=("loss", "prdc"),
+)
+TASKS.register(
+    "mnist-unet",
+    lambda scale, score, lr_grid: mnist_task(
+        steps=max(2, int(1200 * scale)), proxy_steps=max(1, int(400 * scale)), score=score, lr_grid=tuple(lr_grid)
+    ),
     "the image job's UNet (attention blocks, width 0.125) on MNIST 16 px, 1,200 steps of 64 (1.5 epochs; a "
-    "realistic transfer task, minutes per rule on 2 cores)", scores=("loss", "fid"))
+    "realistic transfer task, minutes per rule on 2 cores)",
+    scores=("loss", "fid"),
+)
 
 SCORES: Registry[None] = Registry("score")
 SCORES.register("loss", None, "denoising loss on a fixed batch after training (every task)")
-SCORES.register("prdc", None, "PRDC loss of 2,000 sampled points vs 2,000 held-out ones (2-D tasks; digits "
-                "keeps the loss)")
+SCORES.register(
+    "prdc", None, "PRDC loss of 2,000 sampled points vs 2,000 held-out ones (2-D tasks; digits keeps the loss)"
+)
 SCORES.register("fid", None, "FID of 500 DDIM-50 samples vs MNIST test images (mnist-unet only)", needs_images=True)
 
 
-def make_task(name: str, scale: float = 1.0, score: str = "loss",
-              lr_grid: Sequence[float] = LR_GRID) -> DiffusionTrainingTask | UserTrainingTask:
+def make_task(
+    name: str, scale: float = 1.0, score: str = "loss", lr_grid: Sequence[float] = LR_GRID
+) -> DiffusionTrainingTask | UserTrainingTask:
     """A task by name; ``scale`` multiplies its step counts (smaller for tests, larger on a GPU).
 
     ``module:factory`` is a task of your own (``diffsearch.tasks.user_task``): it sets its own length and

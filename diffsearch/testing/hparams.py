@@ -56,10 +56,12 @@ class HparamsSearcherSuite:
         for trial in complete:
             TOY2D.validate(trial.params)  # a one-line UsageError for a value outside the space
 
-    def test_bad_input_is_refused_in_one_line(self, name: str, tmp_path: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+    def test_bad_input_is_refused_in_one_line(
+        self, name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
         from diffsearch.testing.cli import assert_refused
 
         assert_refused(["hparams", "--searcher", name, "--trials", "0"], "--trials", tmp_path / "run", capsys)
-        assert_refused(["hparams", "--searcher", name + "-misspelt"], f"known: {', '.join(SEARCHERS)}",
-                       tmp_path / "run", capsys)
+        assert_refused(
+            ["hparams", "--searcher", name + "-misspelt"], f"known: {', '.join(SEARCHERS)}", tmp_path / "run", capsys
+        )

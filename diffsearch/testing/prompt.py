@@ -36,12 +36,14 @@ class PromptSearcherSuite:
         backend = load_backend("tiny", steps=4)
         one = lambda w: len(backend.token_ids(w)) == 1  # noqa: E731
         lexicon = Lexicon("wordnet", one, tmp_path_factory.mktemp("lexicon") / "cache.json")
-        space = build_space("antonym+library", PROMPT, lexicon, one, backend.max_tokens(),
-                            lambda s: len(backend.token_ids(s)))
+        space = build_space(
+            "antonym+library", PROMPT, lexicon, one, backend.max_tokens(), lambda s: len(backend.token_ids(s))
+        )
         return backend, RewardSpec("clip", clip="tiny").load(), space
 
-    def run(self, name: str, setup: tuple[Any, Any, PromptSpace], seed: int,
-            again: bool = False) -> tuple[list[Any], PromptTask, Any]:
+    def run(
+        self, name: str, setup: tuple[Any, Any, PromptSpace], seed: int, again: bool = False
+    ) -> tuple[list[Any], PromptTask, Any]:
         """A search of ``self.budget`` generations; the first run of a seed is kept for the other checks
         (each costs seconds), ``again`` runs anew."""
         key = (type(self), name, seed)
@@ -66,11 +68,15 @@ class PromptSearcherSuite:
         assert points, "nothing was evaluated"
         assert task.budget - 1 < task.spent <= task.budget + 1e-9, f"spent {task.spent} of {task.budget}"
 
-    def test_bad_input_is_refused_in_one_line(self, name: str, tmp_path: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+    def test_bad_input_is_refused_in_one_line(
+        self, name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
         from diffsearch.testing.cli import assert_refused
 
-        assert_refused(["prompt", "a cat", "--searcher", name, "--budget", "0"], "--budget", tmp_path / "run",
-                       capsys)
-        assert_refused(["prompt", "a cat", "--searcher", name + "-misspelt"],
-                       f"known: {', '.join(PROMPT_SEARCHERS)}", tmp_path / "run", capsys)
+        assert_refused(["prompt", "a cat", "--searcher", name, "--budget", "0"], "--budget", tmp_path / "run", capsys)
+        assert_refused(
+            ["prompt", "a cat", "--searcher", name + "-misspelt"],
+            f"known: {', '.join(PROMPT_SEARCHERS)}",
+            tmp_path / "run",
+            capsys,
+        )

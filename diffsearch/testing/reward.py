@@ -52,11 +52,14 @@ class RewardSuite:
         loss = reward.loss(images, PROMPT).mean()
         assert loss.requires_grad == reward.differentiable, (
             f"differentiable = {reward.differentiable} but the loss {'has' if loss.requires_grad else 'has no'} "
-            "grad_fn: gpo and gpo+es decide by it")
+            "grad_fn: gpo and gpo+es decide by it"
+        )
 
     def test_bad_options_are_refused_in_one_line(self, reward_name: str, tmp_path: Path) -> None:
-        for spec in (RewardSpec(reward_name, model=str(tmp_path / "missing")),
-                     RewardSpec(reward_name, arch=str(tmp_path / "missing.json"))):
+        for spec in (
+            RewardSpec(reward_name, model=str(tmp_path / "missing")),
+            RewardSpec(reward_name, arch=str(tmp_path / "missing.json")),
+        ):
             with pytest.raises(UsageError) as refused:
                 spec.check()
             assert "\n" not in str(refused.value)

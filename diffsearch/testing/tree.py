@@ -51,32 +51,38 @@ class TreeSearcherSuite:
     def space(self) -> UpdateRuleSpace:
         return UpdateRuleSpace()
 
-    def run(self, name: str, space: UpdateRuleSpace, settings: TreeSearchSettings,
-            seed: int) -> tuple[Recorded, TreeBudget, dict[str, Any]]:
+    def run(
+        self, name: str, space: UpdateRuleSpace, settings: TreeSearchSettings, seed: int
+    ) -> tuple[Recorded, TreeBudget, dict[str, Any]]:
         searcher: TreeSearcher = TREE_SEARCHERS.lookup(name, "searcher").value
         evaluate = Recorded(space)
         tree_budget, extras = searcher(space, evaluate, self.budget, seed, settings)
         return evaluate, tree_budget, extras
 
-    def test_the_same_seed_gives_the_same_run(self, name: str, space: UpdateRuleSpace,
-                                              settings: TreeSearchSettings) -> None:
+    def test_the_same_seed_gives_the_same_run(
+        self, name: str, space: UpdateRuleSpace, settings: TreeSearchSettings
+    ) -> None:
         first, _, _ = self.run(name, space, settings, seed=5)
         again, _, _ = self.run(name, space, settings, seed=5)
         other, _, _ = self.run(name, space, settings, seed=6)
         assert again.keys == first.keys, "the same seed trained other rules, or in another order"
         assert other.keys != first.keys, "another seed trained the same rules: is the seed used?"
 
-    def test_the_budget_is_spent_exactly(self, name: str, space: UpdateRuleSpace,
-                                         settings: TreeSearchSettings) -> None:
+    def test_the_budget_is_spent_exactly(self, name: str, space: UpdateRuleSpace, settings: TreeSearchSettings) -> None:
         evaluate, tree_budget, extras = self.run(name, space, settings, seed=5)
         assert isinstance(tree_budget, TreeBudget) and isinstance(extras, dict)
         assert len(evaluate.keys) == tree_budget.used == self.budget, "trained a rule more or less than the budget"
         assert len(set(evaluate.keys)) == self.budget, "trained one rule twice (admit through the TreeBudget)"
 
-    def test_bad_input_is_refused_in_one_line(self, name: str, tmp_path: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+    def test_bad_input_is_refused_in_one_line(
+        self, name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
         from diffsearch.testing.cli import assert_refused
 
         assert_refused(["optimizer", "--searcher", name, "--budget", "0"], "--budget", tmp_path / "run", capsys)
-        assert_refused(["optimizer", "--searcher", name + "-misspelt"], f"known: {', '.join(TREE_SEARCHERS)}",
-                       tmp_path / "run", capsys)
+        assert_refused(
+            ["optimizer", "--searcher", name + "-misspelt"],
+            f"known: {', '.join(TREE_SEARCHERS)}",
+            tmp_path / "run",
+            capsys,
+        )

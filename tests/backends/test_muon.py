@@ -12,9 +12,16 @@ from diffsearch.tasks.optimizer_tasks import make_task
 
 def _model():
     torch.manual_seed(0)
-    return torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.GroupNorm(2, 4), torch.nn.SiLU(),
-                               torch.nn.Conv2d(4, 6, 3, padding=1), torch.nn.Flatten(), torch.nn.Linear(6 * 16, 12),
-                               torch.nn.SiLU(), torch.nn.Linear(12, 3))
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3, padding=1),
+        torch.nn.GroupNorm(2, 4),
+        torch.nn.SiLU(),
+        torch.nn.Conv2d(4, 6, 3, padding=1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(6 * 16, 12),
+        torch.nn.SiLU(),
+        torch.nn.Linear(12, 3),
+    )
 
 
 def _loss(model, step):

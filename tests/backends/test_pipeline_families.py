@@ -32,9 +32,18 @@ def _call(backend, cond, uncond, latents):
     """The pipeline's own ``__call__`` on our embeddings and initial latents."""
     n = len(latents)
     (c, cp), (u, up) = backend._expand(cond, n), backend._expand(uncond, n)
-    kwargs = dict(prompt_embeds=c, pooled_prompt_embeds=cp, negative_prompt_embeds=u,
-                  negative_pooled_prompt_embeds=up, latents=latents.clone(), num_inference_steps=STEPS,
-                  guidance_scale=backend.guidance, output_type="pt", height=backend.height, width=backend.width)
+    kwargs = dict(
+        prompt_embeds=c,
+        pooled_prompt_embeds=cp,
+        negative_prompt_embeds=u,
+        negative_pooled_prompt_embeds=up,
+        latents=latents.clone(),
+        num_inference_steps=STEPS,
+        guidance_scale=backend.guidance,
+        output_type="pt",
+        height=backend.height,
+        width=backend.width,
+    )
     if isinstance(backend, FluxBackend):
         kwargs.update(true_cfg_scale=backend.true_cfg, max_sequence_length=backend.max_sequence_length)
     elif backend.family == "sd3":
@@ -49,16 +58,24 @@ def test_loop_and_encoders_reproduce_the_pipeline(saved, name):
     cond, uncond = backend.encode(["a red boat on a calm lake"]), backend.encode(["blurry, dark"])
     pipe = backend.pipe
     if backend.family == "sdxl":
-        theirs = pipe.encode_prompt("a red boat on a calm lake", device="cpu", do_classifier_free_guidance=True,
-                                    negative_prompt="blurry, dark")
+        theirs = pipe.encode_prompt(
+            "a red boat on a calm lake", device="cpu", do_classifier_free_guidance=True, negative_prompt="blurry, dark"
+        )
         ours = (cond[0], uncond[0], cond[1], uncond[1])
     elif backend.family == "sd3":
-        theirs = pipe.encode_prompt("a red boat on a calm lake", None, None, device="cpu",
-                                    negative_prompt="blurry, dark", max_sequence_length=backend.max_sequence_length)
+        theirs = pipe.encode_prompt(
+            "a red boat on a calm lake",
+            None,
+            None,
+            device="cpu",
+            negative_prompt="blurry, dark",
+            max_sequence_length=backend.max_sequence_length,
+        )
         ours = (cond[0], uncond[0], cond[1], uncond[1])
     else:
-        theirs = pipe.encode_prompt("a red boat on a calm lake", None, device="cpu",
-                                    max_sequence_length=backend.max_sequence_length)[:2]
+        theirs = pipe.encode_prompt(
+            "a red boat on a calm lake", None, device="cpu", max_sequence_length=backend.max_sequence_length
+        )[:2]
         ours = cond
     for a, b in zip(ours, theirs):
         torch.testing.assert_close(a, b)
@@ -95,8 +112,9 @@ def test_relaxed_one_hot_prompt_is_the_discrete_prompt(saved, name):
     from diffsearch.spaces.prompts import PromptSpace, Slot
 
     backend = _backend(saved, name)
-    space = PromptSpace("synonym", "a red boat", [Slot("syn:red", ["red", "crimson", "scarlet"])],
-                        ["a ", 0, " boat"], [])
+    space = PromptSpace(
+        "synonym", "a red boat", [Slot("syn:red", ["red", "crimson", "scarlet"])], ["a ", 0, " boat"], []
+    )
     onehot = [torch.tensor([0.0, 1.0, 0.0])]
     soft_pos, soft_neg = SoftPrompt(backend, space).encode(onehot)
     positive, negative = space.texts((1,))

@@ -48,12 +48,15 @@ def dsl(name, lr, **kw):
     return lambda params: from_expr(expr, params, lr=lr, weight_decay=wd, **kw)
 
 
-@pytest.mark.parametrize("name, reference", [
-    ("SGD", lambda p: torch.optim.SGD(p, lr=0.05)),
-    ("Adam", lambda p: torch.optim.Adam(p, lr=0.05, eps=1e-8)),
-    ("AdamW", lambda p: torch.optim.AdamW(p, lr=0.05, eps=1e-8, weight_decay=0.01)),
-    ("RMSprop", lambda p: torch.optim.RMSprop(p, lr=0.05, alpha=0.999, eps=1e-8)),
-])
+@pytest.mark.parametrize(
+    "name, reference",
+    [
+        ("SGD", lambda p: torch.optim.SGD(p, lr=0.05)),
+        ("Adam", lambda p: torch.optim.Adam(p, lr=0.05, eps=1e-8)),
+        ("AdamW", lambda p: torch.optim.AdamW(p, lr=0.05, eps=1e-8, weight_decay=0.01)),
+        ("RMSprop", lambda p: torch.optim.RMSprop(p, lr=0.05, alpha=0.999, eps=1e-8)),
+    ],
+)
 def test_hand_designed_match_torch_optim(name, reference):
     assert_same(run(dsl(name, 0.05)), run(reference))
 
@@ -90,8 +93,12 @@ def test_hand_designed_match_published_formulas(name):
 
 
 def test_state_only_for_the_leaves_used():
-    for expr, moments in (("g", set()), ("m1h / sqrt(m2h)", {"m1", "m2"}), ("sign(ml)", {"mslow"}),
-                          ("exp(sg * sm1) * g", {"m1"})):
+    for expr, moments in (
+        ("g", set()),
+        ("m1h / sqrt(m2h)", {"m1", "m2"}),
+        ("sign(ml)", {"mslow"}),
+        ("exp(sg * sm1) * g", {"m1"}),
+    ):
         params = start_params()
         opt = from_expr(expr, params, lr=0.1)
         for p in params:
@@ -140,16 +147,21 @@ def test_muon_and_adamw_written_in_the_language_reproduce_torch():
 
     def model():
         torch.manual_seed(0)
-        return torch.nn.Sequential(torch.nn.Linear(6, 10), torch.nn.Tanh(), torch.nn.Linear(10, 12), torch.nn.Tanh(),
-                                   torch.nn.Linear(12, 3))
+        return torch.nn.Sequential(
+            torch.nn.Linear(6, 10), torch.nn.Tanh(), torch.nn.Linear(10, 12), torch.nn.Tanh(), torch.nn.Linear(12, 3)
+        )
 
     ours, ref = model(), model()
     split = lambda m: ([p for p in m.parameters() if p.ndim == 2], [p for p in m.parameters() if p.ndim != 2])  # noqa: E731
     (mats, rest), (ref_mats, ref_rest) = split(ours), split(ref)
-    language = [RuleOptimizer(mats, MUON_RULE[0], lr=0.02, weight_decay=MUON_RULE[1]),
-                RuleOptimizer(rest, HAND_DESIGNED["AdamW"][0], lr=0.02, weight_decay=HAND_DESIGNED["AdamW"][1])]
-    torch_own = [torch.optim.Muon(ref_mats, lr=0.02, weight_decay=0.01, adjust_lr_fn="match_rms_adamw"),
-                 torch.optim.AdamW(ref_rest, lr=0.02, weight_decay=0.01)]
+    language = [
+        RuleOptimizer(mats, MUON_RULE[0], lr=0.02, weight_decay=MUON_RULE[1]),
+        RuleOptimizer(rest, HAND_DESIGNED["AdamW"][0], lr=0.02, weight_decay=HAND_DESIGNED["AdamW"][1]),
+    ]
+    torch_own = [
+        torch.optim.Muon(ref_mats, lr=0.02, weight_decay=0.01, adjust_lr_fn="match_rms_adamw"),
+        torch.optim.AdamW(ref_rest, lr=0.02, weight_decay=0.01),
+    ]
     for step in range(6):
         gen = torch.Generator().manual_seed(step)
         x, y = torch.randn(16, 6, generator=gen), torch.randn(16, 3, generator=gen)
@@ -171,4 +183,6 @@ def test_a_matrix_rule_sees_each_parameter_as_a_matrix():
     bias.grad = torch.tensor([1.0, -2.0, 3.0, 4.0])
     opt.step()
     rms = conv.detach().view(4, -1).square().mean(1).sqrt()
-    assert torch.allclose(rms, torch.ones(4)) and torch.allclose(bias.detach().square().mean().sqrt(), torch.tensor(1.0))
+    assert torch.allclose(rms, torch.ones(4)) and torch.allclose(
+        bias.detach().square().mean().sqrt(), torch.tensor(1.0)
+    )

@@ -30,9 +30,16 @@ def test_generate_reproduces_the_pipeline_call(pipe):
     cond, uncond = backend.encode(["a red boat"]), backend.encode(["blurry"])
     latents = backend.initial_latents([3])
     ours = backend.generate(cond, uncond, [3], latents=latents.clone())
-    theirs = pipe(prompt_embeds=cond, negative_prompt_embeds=uncond, latents=latents.clone(),
-                  num_inference_steps=STEPS, guidance_scale=7.5, output_type="pt",
-                  height=backend.height, width=backend.width).images
+    theirs = pipe(
+        prompt_embeds=cond,
+        negative_prompt_embeds=uncond,
+        latents=latents.clone(),
+        num_inference_steps=STEPS,
+        guidance_scale=7.5,
+        output_type="pt",
+        height=backend.height,
+        width=backend.width,
+    ).images
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-4)
 
 
@@ -95,5 +102,3 @@ def test_saved_tiny_pipeline_loads_through_the_user_path(pipe, tmp_path):
     (tmp_path / "sd" / "unet" / "diffusion_pytorch_model.safetensors").unlink()
     with pytest.raises(UsageError, match="--model"):
         load_pipeline(str(tmp_path / "sd"))  # weights missing
-
-

@@ -29,8 +29,16 @@ def test_trainer_tiny_is_seeded_and_reports(schedule, sampler):
     config = space.complete({**space.baseline(), "batch_size": 32, "beta_schedule": schedule})
     images = image_sets.load_image_data("digits", resolution=16, train_images=32).train_tensor()
     reported = []
-    a = unet_trainer.train_unet(config, images, 2, seed=5, width=0.125, device="cpu",
-                                report=lambda epoch, trained: reported.append(epoch), report_epochs=(1,))
+    a = unet_trainer.train_unet(
+        config,
+        images,
+        2,
+        seed=5,
+        width=0.125,
+        device="cpu",
+        report=lambda epoch, trained: reported.append(epoch),
+        report_epochs=(1,),
+    )
     b = unet_trainer.train_unet(config, images, 2, seed=5, width=0.125, device="cpu")
     assert reported == [1] and a.epoch_losses == b.epoch_losses and len(a.epoch_losses) == 2
     samples = a.sample(3, torch.Generator().manual_seed(0), steps=2, sampler=sampler)

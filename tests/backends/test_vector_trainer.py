@@ -25,9 +25,15 @@ def test_denoiser_shape_matches_seed():
 def test_training_lowers_loss_and_reports_checkpoints(data):
     config = TOY2D.complete({**TOY2D.baseline(), "batch_size": 1024})
     reports = []
-    trained = train_denoiser(config, data.train, epochs=6, seed=0,
-                             report=lambda epoch, sample: reports.append((epoch, sample().shape)),
-                             report_epochs=(2, 4), sample_count=300)
+    trained = train_denoiser(
+        config,
+        data.train,
+        epochs=6,
+        seed=0,
+        report=lambda epoch, sample: reports.append((epoch, sample().shape)),
+        report_epochs=(2, 4),
+        sample_count=300,
+    )
     assert trained.epoch_losses[-1] < trained.epoch_losses[0]
     assert reports == [(2, (300, 2)), (4, (300, 2))]
 
@@ -43,8 +49,17 @@ def test_same_seed_same_run(data):
 
 @pytest.mark.parametrize("scheduler, warmup", [("cosine", 0.2), ("constant_with_warmup", 0.1), ("constant", 0.0)])
 def test_lr_schedules_and_adamw(data, scheduler, warmup):
-    config = TOY2D.complete({"lr": 1e-3, "lr_scheduler": scheduler, "warmup_ratio": warmup, "batch_size": 4096,
-                             "optimizer": "adamw", "weight_decay": 1e-4, "num_train_timesteps": 20})
+    config = TOY2D.complete(
+        {
+            "lr": 1e-3,
+            "lr_scheduler": scheduler,
+            "warmup_ratio": warmup,
+            "batch_size": 4096,
+            "optimizer": "adamw",
+            "weight_decay": 1e-4,
+            "num_train_timesteps": 20,
+        }
+    )
     if scheduler == "constant":
         config.pop("warmup_ratio")
     assert np.isfinite(train_denoiser(config, data.train, epochs=1, seed=0).epoch_losses).all()

@@ -9,8 +9,24 @@ from diffsearch.cli.main import main
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 # the smallest run that still goes through every step: 32 digits at 16 px, UNet at 1/8 width
-TINY_IMAGES = ["--dataset", "digits", "--epochs", "1", "--width", "0.125", "--resolution", "16",
-               "--fid-samples", "6", "--sample-steps", "3", "--train-images", "32", "--device", "cpu"]
+TINY_IMAGES = [
+    "--dataset",
+    "digits",
+    "--epochs",
+    "1",
+    "--width",
+    "0.125",
+    "--resolution",
+    "16",
+    "--fid-samples",
+    "6",
+    "--sample-steps",
+    "3",
+    "--train-images",
+    "32",
+    "--device",
+    "cpu",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -33,8 +49,23 @@ def test_cli_end_to_end_tiny(tmp_path, capsys):
     assert study.user_attrs["width"] == 0.125 and study.user_attrs["epochs"] == 1
     assert "beta_schedule" in study.best_trial.params and "fid" in study.best_trial.user_attrs
     # another model width is another experiment: the study refuses it
-    assert main(["hparams", *TINY_IMAGES, "--width", "0.25", "--trials", "2", "--out", str(out),
-                 "--study", "hparams-digits-tpe"]) == 2
+    assert (
+        main(
+            [
+                "hparams",
+                *TINY_IMAGES,
+                "--width",
+                "0.25",
+                "--trials",
+                "2",
+                "--out",
+                str(out),
+                "--study",
+                "hparams-digits-tpe",
+            ]
+        )
+        == 2
+    )
     assert "made with width=0.125" in capsys.readouterr().err
 
 
@@ -44,8 +75,29 @@ def test_cli_prunes_by_epochs_with_fid_checkpoints(tmp_path):
     args = [a if a != "1" else "2" for a in TINY_IMAGES]  # 2 epochs
     # seed 1: the second random configuration's FID at epoch 1 is worse than the first's (by ~8, of ~500),
     # so successive halving (reduction factor 2: only the best of two goes on) prunes it there
-    assert main(["hparams", *args, "--searcher", "random", "--trials", "2", "--prune", "sh", "--min-epochs", "1",
-                 "--seed", "1", "--out", str(out), "--baseline-runs", "0"]) == 0
+    assert (
+        main(
+            [
+                "hparams",
+                *args,
+                "--searcher",
+                "random",
+                "--trials",
+                "2",
+                "--prune",
+                "sh",
+                "--min-epochs",
+                "1",
+                "--seed",
+                "1",
+                "--out",
+                str(out),
+                "--baseline-runs",
+                "0",
+            ]
+        )
+        == 0
+    )
     study = optuna.load_study(study_name="hparams-digits-random-sh", storage=f"sqlite:///{out}/study.db")
     assert len(study.trials) == 2
     assert all(set(t.intermediate_values) == {1} for t in study.trials)  # FID reported at epoch 1
@@ -57,12 +109,15 @@ def test_cli_prunes_by_epochs_with_fid_checkpoints(tmp_path):
     assert [t["pruned_at_epoch"] for t in results["trials"]] == [None, 1]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--resolution", "12"], "multiple of 8"),
-    (["--device", "tpu"], "--device must be auto, cpu or cuda"),
-    (["--width", "0"], "--width must be in"),
-    (["--fid-samples", "1"], "--fid-samples must be at least 2"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--resolution", "12"], "multiple of 8"),
+        (["--device", "tpu"], "--device must be auto, cpu or cuda"),
+        (["--width", "0"], "--width must be in"),
+        (["--fid-samples", "1"], "--fid-samples must be at least 2"),
+    ],
+)
 def test_bad_image_input_one_line_exit_2(tmp_path, capsys, args, message):
     assert main(["hparams", *TINY_IMAGES, "--out", str(tmp_path), *args]) == 2
     err = capsys.readouterr().err.strip()

@@ -17,8 +17,22 @@ def tiny(tmp_path):
 @pytest.mark.slow
 def test_enhance_end_to_end(tmp_path, capsys):
     out = tmp_path / "run"
-    argv = ["prompt", "a happy old man reading a book", "--space", "antonym+library", "--searcher", "gpo+es",
-            "--budget", "8", "--seeds", "2", "--out", str(out), "--json", *tiny(tmp_path)]
+    argv = [
+        "prompt",
+        "a happy old man reading a book",
+        "--space",
+        "antonym+library",
+        "--searcher",
+        "gpo+es",
+        "--budget",
+        "8",
+        "--seeds",
+        "2",
+        "--out",
+        str(out),
+        "--json",
+        *tiny(tmp_path),
+    ]
     assert main(argv) == 0
     printed = json.loads(capsys.readouterr().out)
     saved = json.loads((out / "results.json").read_text())
@@ -31,11 +45,16 @@ def test_enhance_end_to_end(tmp_path, capsys):
     study = optuna.load_study(study_name=saved["study"], storage=f"sqlite:///{out}/study.db")
     assert len(study.trials) == record["evaluations"]
     best = study.best_trial
-    assert best.value == pytest.approx(record["best"]["value"]) and best.user_attrs["negative"] == record["best"]["negative"]
+    assert (
+        best.value == pytest.approx(record["best"]["value"])
+        and best.user_attrs["negative"] == record["best"]["negative"]
+    )
     assert study.user_attrs["job"] == "prompt" and study.user_attrs["model"] == "tiny"
     # the same command again resumes: nothing new is evaluated
     assert main(argv) == 0
-    assert len(optuna.load_study(study_name=saved["study"], storage=f"sqlite:///{out}/study.db").trials) == len(study.trials)
+    assert len(optuna.load_study(study_name=saved["study"], storage=f"sqlite:///{out}/study.db").trials) == len(
+        study.trials
+    )
     # other settings would make the recorded losses meaningless for this study: refused
     assert main([*argv, "--steps", "5"]) == 2
     assert "steps=8" in capsys.readouterr().err
@@ -45,9 +64,29 @@ def test_enhance_end_to_end(tmp_path, capsys):
 def test_attack_keeps_the_meaning_and_prompt_sets(tmp_path, capsys):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("# two prompts\na happy old man reading a book\na quick dog running on a big beach\n")
-    assert main(["prompt", "--prompts", str(prompts), "--task", "attack", "--space", "synonym",
-                 "--searcher", "random", "--budget", "2", "--steps", "4", "--out", str(tmp_path / "a"),
-                 *tiny(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "prompt",
+                "--prompts",
+                str(prompts),
+                "--task",
+                "attack",
+                "--space",
+                "synonym",
+                "--searcher",
+                "random",
+                "--budget",
+                "2",
+                "--steps",
+                "4",
+                "--out",
+                str(tmp_path / "a"),
+                *tiny(tmp_path),
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "over 2 prompts" in text and "higher is better" in text
     saved = json.loads((tmp_path / "a" / "results.json").read_text())
@@ -58,15 +97,18 @@ def test_attack_keeps_the_meaning_and_prompt_sets(tmp_path, capsys):
         assert sim is None or sim >= 0.9  # None: no candidate met the constraint, the input stays best
 
 
-@pytest.mark.parametrize("args,message", [
-    (["   "], "prompt is empty"),
-    (["word " * 80], "at most 75"),
-    (["a happy man", "--space", "nonsense"], "unknown --space"),
-    (["a happy man", "--task", "attack", "--space", "antonym"], "synonym"),
-    (["a happy man", "--budget", "0"], "--budget"),
-    (["a happy man", "--searcher", "tpe"], "unknown --searcher"),
-    (["a happy man", "--model", "/nonexistent/sd"], "model_index.json"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["   "], "prompt is empty"),
+        (["word " * 80], "at most 75"),
+        (["a happy man", "--space", "nonsense"], "unknown --space"),
+        (["a happy man", "--task", "attack", "--space", "antonym"], "synonym"),
+        (["a happy man", "--budget", "0"], "--budget"),
+        (["a happy man", "--searcher", "tpe"], "unknown --searcher"),
+        (["a happy man", "--model", "/nonexistent/sd"], "model_index.json"),
+    ],
+)
 def test_bad_input_is_one_line_exit_2(tmp_path, capsys, args, message):
     model_args = [a for a in tiny(tmp_path) if True]
     if "--model" in args:
@@ -78,22 +120,67 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys, args, message):
 
 # ---- SDXL, SD3, FLUX: tiny pipelines saved with save_pretrained, passed as --model DIR --------------------
 
+
 def _family_args(family_dirs, name, tmp_path, out="run"):
     extra = ["--size", "16", "--true-cfg", "3"] if name == "tiny-flux" else []
-    return ["--model", family_dirs[name], "--clip", "tiny", "--steps", "3", "--lexicon-cache",
-            str(tmp_path / "lexicon.json"), "--out", str(tmp_path / out), "--json", *extra]
+    return [
+        "--model",
+        family_dirs[name],
+        "--clip",
+        "tiny",
+        "--steps",
+        "3",
+        "--lexicon-cache",
+        str(tmp_path / "lexicon.json"),
+        "--out",
+        str(tmp_path / out),
+        "--json",
+        *extra,
+    ]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["tiny-sdxl", "tiny-sd3", "tiny-flux"])
 def test_enhance_and_attack_on_each_family(family_dirs, name, tmp_path, capsys):
     args = _family_args(family_dirs, name, tmp_path)
-    assert main(["prompt", "a happy old man reading a book", "--space", "antonym+library", "--searcher", "gpo",
-                 "--budget", "3", "--iterations", "1", *args]) == 0  # half the budget pays one gradient step
+    assert (
+        main(
+            [
+                "prompt",
+                "a happy old man reading a book",
+                "--space",
+                "antonym+library",
+                "--searcher",
+                "gpo",
+                "--budget",
+                "3",
+                "--iterations",
+                "1",
+                *args,
+            ]
+        )
+        == 0
+    )  # half the budget pays one gradient step
     record = json.loads(capsys.readouterr().out)["prompts"][0]
     assert record["gradient_steps"] and record["best"]["loss"] <= record["user_input"]["loss"]
-    assert main(["prompt", "a happy old man reading a book", "--task", "attack", "--space", "synonym",
-                 "--searcher", "random", "--budget", "2", *_family_args(family_dirs, name, tmp_path, "attack")]) == 0
+    assert (
+        main(
+            [
+                "prompt",
+                "a happy old man reading a book",
+                "--task",
+                "attack",
+                "--space",
+                "synonym",
+                "--searcher",
+                "random",
+                "--budget",
+                "2",
+                *_family_args(family_dirs, name, tmp_path, "attack"),
+            ]
+        )
+        == 0
+    )
     record = json.loads(capsys.readouterr().out)["prompts"][0]
     assert record["best"]["loss"] >= record["user_input"]["loss"]
 
@@ -112,14 +199,23 @@ def family_models(family_dirs, tmp_path_factory):
 
     def options(name, **kw):
         extra = {"size": 16, "true_cfg": 3.0} if name == "tiny-flux" else {}
-        return PromptOptions(prompt="a happy old man reading a book", model=family_dirs[name], clip="tiny", steps=3,
-                             iterations=1, lexicon_cache=str(lexicon), out=str(lexicon.parent / "out"),
-                             **extra, **kw).resolved()
+        return PromptOptions(
+            prompt="a happy old man reading a book",
+            model=family_dirs[name],
+            clip="tiny",
+            steps=3,
+            iterations=1,
+            lexicon_cache=str(lexicon),
+            out=str(lexicon.parent / "out"),
+            **extra,
+            **kw,
+        ).resolved()
 
     def get(name):
         if name not in loaded:  # the attack's models (the sentence model too) serve the enhance search as well
             loaded[name] = Models(options(name, task="attack", space="synonym", searcher="random"))
         return loaded[name]
+
     return options, get
 
 
@@ -137,9 +233,10 @@ def test_every_searcher_enhances_and_attacks_on_each_family(family_models, name,
         record, run = optimise_prompt(o, models, o.prompt, storage, "s")
         trials = optuna.load_study(study_name="s", storage=storage).trials
         assert len(trials) == record["evaluations"] == len(run.seen) > 1, (task, record)
-        assert budget - 1.5 < record["spent_generations"] <= budget + 1e-9 or \
-            (task == "attack" and all(e.value is None for p, e in run.seen.items()
-                                      if p != tuple(record["points"]["user"])))  # every candidate too far: rejected
+        assert budget - 1.5 < record["spent_generations"] <= budget + 1e-9 or (
+            task == "attack"
+            and all(e.value is None for p, e in run.seen.items() if p != tuple(record["points"]["user"]))
+        )  # every candidate too far: rejected
         assert bool(record["gradient_steps"]) == searcher.startswith("gpo"), (task, record["gradient_steps"])
         user, best = record["user_input"]["loss"], record["best"]["loss"]
         losses = [e.loss for e in run.seen.values() if e.loss is not None]
@@ -153,7 +250,7 @@ def test_every_searcher_enhances_and_attacks_on_each_family(family_models, name,
 @pytest.mark.slow
 def test_negative_prompt_spaces_refused_where_they_cannot_act(family_dirs, tmp_path, capsys):
     args = _family_args(family_dirs, "tiny-flux", tmp_path)
-    args = args[:args.index("--true-cfg")] + args[args.index("--true-cfg") + 2:]  # FLUX without true CFG
+    args = args[: args.index("--true-cfg")] + args[args.index("--true-cfg") + 2 :]  # FLUX without true CFG
     assert main(["prompt", "a red boat", "--space", "library", "--budget", "2", *args]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--true-cfg" in err and "--space synonym" in err
@@ -165,8 +262,23 @@ def test_negative_prompt_spaces_refused_where_they_cannot_act(family_dirs, tmp_p
 def test_unserved_pipeline_exits_2(tmp_path, capsys):
     (tmp_path / "up").mkdir()
     (tmp_path / "up" / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionUpscalePipeline"}))
-    assert main(["prompt", "a red boat", "--model", str(tmp_path / "up"), "--clip", "tiny", "--out",
-                 str(tmp_path / "run"), "--lexicon-cache", str(tmp_path / "lex.json")]) == 2
+    assert (
+        main(
+            [
+                "prompt",
+                "a red boat",
+                "--model",
+                str(tmp_path / "up"),
+                "--clip",
+                "tiny",
+                "--out",
+                str(tmp_path / "run"),
+                "--lexicon-cache",
+                str(tmp_path / "lex.json"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "StableDiffusionUpscalePipeline is not served" in err
 
@@ -174,8 +286,15 @@ def test_unserved_pipeline_exits_2(tmp_path, capsys):
 @pytest.mark.parametrize("name,extra", [("tiny-flux", []), ("tiny-sdxl", ["--guidance", "0"])])
 def test_space_refusal_comes_before_missing_clip_weights(family_dirs, tmp_path, capsys, name, extra):
     # the model/space mismatch needs no weights to tell: it is said first, not the CLIP weights that are missing
-    common = ["--clip", f"ViT-B-32:{tmp_path / 'missing.pt'}", "--out", str(tmp_path / "run"),
-              "--lexicon-cache", str(tmp_path / "lexicon.json"), *extra]
+    common = [
+        "--clip",
+        f"ViT-B-32:{tmp_path / 'missing.pt'}",
+        "--out",
+        str(tmp_path / "run"),
+        "--lexicon-cache",
+        str(tmp_path / "lexicon.json"),
+        *extra,
+    ]
     for model in (name, family_dirs[name]):  # a built-in name, and a pipeline saved with save_pretrained
         assert main(["prompt", "a red boat", "--space", "antonym", "--model", model, *common]) == 2
         err = capsys.readouterr().err.strip()

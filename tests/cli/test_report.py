@@ -33,20 +33,34 @@ def _ledger(tmp_path: Path) -> str:
         dists = {"lr": FloatDistribution(1e-4, 1e-1, log=True), "optimizer": CategoricalDistribution(["adam", "adamw"])}
         if i % 2:
             params["weight_decay"], dists["weight_decay"] = 0.01, FloatDistribution(0, 0.1)
-        search.add_trial(optuna.trial.create_trial(params=params, distributions=dists,
-                                                   value=abs(params["lr"] - 0.01), intermediate_values={1: 0.5}))
-    search.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL,
-                                               user_attrs={"lost_reason": "worker h:1 is gone"}))
+        search.add_trial(
+            optuna.trial.create_trial(
+                params=params, distributions=dists, value=abs(params["lr"] - 0.01), intermediate_values={1: 0.5}
+            )
+        )
+    search.add_trial(
+        optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, user_attrs={"lost_reason": "worker h:1 is gone"})
+    )
     search.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.WAITING, user_attrs={"retry_of": 16}))
-    search.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL,
-                                               user_attrs={"surplus": "the budget was met by earlier trials"}))
+    search.add_trial(
+        optuna.trial.create_trial(
+            state=optuna.trial.TrialState.FAIL, user_attrs={"surplus": "the budget was met by earlier trials"}
+        )
+    )
     attach(search, tiny_png(tmp_path / "samples.png"), tmp_path)
     repeats = optuna.create_study(storage=url, study_name="s.repeats")
-    explain_study(repeats, "PRDC loss", "re-trainings", {"kind": "repeats", "repeats_of": "s",
-                                                         "roles": ["best", "baseline"]})
+    explain_study(
+        repeats, "PRDC loss", "re-trainings", {"kind": "repeats", "repeats_of": "s", "roles": ["best", "baseline"]}
+    )
     for role, value in (("best", 0.1), ("best", 0.2), ("baseline", 0.5)):
-        repeats.add_trial(optuna.trial.create_trial(params={"lr": 0.01}, value=value, user_attrs={"role": role},
-                                                    distributions={"lr": FloatDistribution(1e-4, 1e-1, log=True)}))
+        repeats.add_trial(
+            optuna.trial.create_trial(
+                params={"lr": 0.01},
+                value=value,
+                user_attrs={"role": role},
+                distributions={"lr": FloatDistribution(1e-4, 1e-1, log=True)},
+            )
+        )
     return url
 
 
@@ -92,14 +106,20 @@ def test_report_names_the_studies_when_one_is_missing(tmp_path, capsys):
 def test_report_on_the_committed_ledgers(tmp_path, capsys):
     shutil.copy(RESULTS / "hparams_toy2d.db", tmp_path / "hparams.db")  # never the committed files themselves
     (tmp_path / "optimizer.db").write_bytes(gzip.decompress((RESULTS / "optimizer_search.db.gz").read_bytes()))
-    assert main(["report", "--study", "toy2d-moons-tpe", "--storage", f"sqlite:///{tmp_path / 'hparams.db'}",
-                 "--json"]) == 0
+    assert (
+        main(["report", "--study", "toy2d-moons-tpe", "--storage", f"sqlite:///{tmp_path / 'hparams.db'}", "--json"])
+        == 0
+    )
     summary = json.loads(capsys.readouterr().out)
     importance = summary["importance"]
-    assert "weight_decay" in importance["left_out_conditional"] and max(importance["importances"],
-                                                                      key=importance["importances"].get) == "lr"
-    assert main(["report", "--study", "bench-mct-seed0", "--storage", f"sqlite:///{tmp_path / 'optimizer.db'}",
-                 "--json"]) == 0
+    assert (
+        "weight_decay" in importance["left_out_conditional"]
+        and max(importance["importances"], key=importance["importances"].get) == "lr"
+    )
+    assert (
+        main(["report", "--study", "bench-mct-seed0", "--storage", f"sqlite:///{tmp_path / 'optimizer.db'}", "--json"])
+        == 0
+    )
     summary = json.loads(capsys.readouterr().out)
     assert summary["best"] and "PED-ANOVA" in summary["importance"]["evaluator"]  # a wide categorical space
 

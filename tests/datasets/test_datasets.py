@@ -32,11 +32,14 @@ def test_npy_and_csv_files(tmp_path):
     assert load_vector_file(tmp_path / "one.npy").shape == (200, 1)
 
 
-@pytest.mark.parametrize("content, message", [
-    ("1,2\n3,x\n", "cannot read"),
-    ("1,2\n3,4\n", "only 2 rows"),
-    ("\n".join(["1,2"] * 30 + ["nan,1"]), "NaN"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("1,2\n3,x\n", "cannot read"),
+        ("1,2\n3,4\n", "only 2 rows"),
+        ("\n".join(["1,2"] * 30 + ["nan,1"]), "NaN"),
+    ],
+)
 def test_malformed_csv(tmp_path, content, message):
     path = tmp_path / "bad.csv"
     path.write_text(content)

@@ -10,14 +10,18 @@ from diffsearch.datasets.lexicon import Lexicon, wordnet_antonyms, wordnet_synon
 from diffsearch.errors import UsageError
 
 
-@pytest.mark.parametrize("word,antonym", [("happy", "unhappy"), ("old", "young"), ("tall", "short"),
-                                          ("hot", "cold"), ("good", "bad"), ("dark", "light")])
+@pytest.mark.parametrize(
+    "word,antonym",
+    [("happy", "unhappy"), ("old", "young"), ("tall", "short"), ("hot", "cold"), ("good", "bad"), ("dark", "light")],
+)
 def test_wordnet_antonyms(word, antonym):
     assert antonym in wordnet_antonyms(word)
 
 
-@pytest.mark.parametrize("word,synonym", [("big", "large"), ("happy", "glad"), ("car", "automobile"),
-                                          ("quick", "fast"), ("picture", "image")])
+@pytest.mark.parametrize(
+    "word,synonym",
+    [("big", "large"), ("happy", "glad"), ("car", "automobile"), ("quick", "fast"), ("picture", "image")],
+)
 def test_wordnet_synonyms(word, synonym):
     found = wordnet_synonyms(word)
     assert synonym in found and word not in found

@@ -14,8 +14,24 @@ import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SCRIPT = EXAMPLES / "train_unet.py"
-TINY = ["--resolution", "8", "--block_out_channels", "8,16", "--max_train_samples", "64", "--train_batch_size", "32",
-        "--num_epochs", "2", "--num_fid_samples", "4", "--eval_batch_size", "4", "--ddpm_num_inference_steps", "3"]
+TINY = [
+    "--resolution",
+    "8",
+    "--block_out_channels",
+    "8,16",
+    "--max_train_samples",
+    "64",
+    "--train_batch_size",
+    "32",
+    "--num_epochs",
+    "2",
+    "--num_fid_samples",
+    "4",
+    "--eval_batch_size",
+    "4",
+    "--ddpm_num_inference_steps",
+    "3",
+]
 
 
 def _load_script():
@@ -44,8 +60,21 @@ def test_a_tiny_run_on_a_folder_prints_one_fid_line_per_epoch(tmp_path):
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)).save(folder / f"{i}.png")
     env = {**os.environ, "DIFFSEARCH_CACHE": str(tmp_path / "cache")}
-    result = subprocess.run([sys.executable, str(SCRIPT), "--train_data_dir", str(tmp_path / "images"), *TINY,
-                             "--use_ema=true", "--random_flip"], capture_output=True, text=True, env=env, timeout=600)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--train_data_dir",
+            str(tmp_path / "images"),
+            *TINY,
+            "--use_ema=true",
+            "--random_flip",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     reports = _reports(result.stdout)
     assert [r["epoch"] for r in reports] == [1, 2] and reports[-1]["optimizer_steps"] == 2
@@ -63,18 +92,21 @@ def test_the_same_seed_gives_the_same_reports_on_a_builtin_set(train_unet, tmp_p
     assert _reports(capsys.readouterr().out) == first and [r["step"] for r in first] == [1]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--resolution", "12"], "multiple of 8"),
-    (["--learning_rate", "-1"], "--learning_rate must be a positive number"),
-    (["--lr_scheduler", "warmup"], "invalid choice"),
-    (["--dataset", "cifar"], "invalid choice"),
-    (["--dataset", "mnist", "--train_data_dir", "."], "not allowed with argument"),
-    (["--train_data_dir", "/no/such/folder"], "is not a folder"),
-    (["--num_fid_samples", "1"], "--num_fid_samples must be at least 2"),
-    (["--block_out_channels", "8,x"], "comma list of integers"),
-    (["--use_ema=maybe"], "expected true or false"),
-    (["--resolution", "8", "--block_out_channels", "8,8,8,8,8"], "divisible by 2^4"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--resolution", "12"], "multiple of 8"),
+        (["--learning_rate", "-1"], "--learning_rate must be a positive number"),
+        (["--lr_scheduler", "warmup"], "invalid choice"),
+        (["--dataset", "cifar"], "invalid choice"),
+        (["--dataset", "mnist", "--train_data_dir", "."], "not allowed with argument"),
+        (["--train_data_dir", "/no/such/folder"], "is not a folder"),
+        (["--num_fid_samples", "1"], "--num_fid_samples must be at least 2"),
+        (["--block_out_channels", "8,x"], "comma list of integers"),
+        (["--use_ema=maybe"], "expected true or false"),
+        (["--resolution", "8", "--block_out_channels", "8,8,8,8,8"], "divisible by 2^4"),
+    ],
+)
 def test_bad_arguments_exit_2_with_the_reason(train_unet, args, message, capsys):
     with pytest.raises(SystemExit) as exit_:
         train_unet.main(args)

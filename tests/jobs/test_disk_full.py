@@ -15,8 +15,23 @@ from diffsearch.cli.main import main
 from diffsearch.errors import DiskFull
 from diffsearch.run_files import write_atomic
 
-FAST = ["hparams", "--dataset", "moons", "--searcher", "random", "--trials", "2", "--points", "1500",
-        "--held-out", "500", "--epochs", "1", "--baseline-runs", "0"]
+FAST = [
+    "hparams",
+    "--dataset",
+    "moons",
+    "--searcher",
+    "random",
+    "--trials",
+    "2",
+    "--points",
+    "1500",
+    "--held-out",
+    "500",
+    "--epochs",
+    "1",
+    "--baseline-runs",
+    "0",
+]
 
 
 def _full_disk(*_, **__):
@@ -27,8 +42,7 @@ def _full_disk(*_, **__):
 def _small_tmpfs(path, size: str = "64k"):
     """A tmpfs of ``size`` at ``path`` (root only; skipped elsewhere)."""
     path.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                             capture_output=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
     if mounted.returncode != 0:
         pytest.skip("cannot mount a small tmpfs here (needs root)")
     try:
@@ -73,8 +87,10 @@ def test_a_full_disk_at_results_json_ends_the_run_in_one_line_and_the_rerun_fini
     monkeypatch.setattr(os, "fsync", results_json_full)
     assert main(args) == 1
     err = capsys.readouterr().err.strip().splitlines()  # the progress bar, then one line
-    assert err[-1] == (f"diffsearch: error: no space left on {out / 'results.json'}; free some space and rerun "
-                       "the same command to resume") and not any("Traceback" in line for line in err)
+    assert err[-1] == (
+        f"diffsearch: error: no space left on {out / 'results.json'}; free some space and rerun "
+        "the same command to resume"
+    ) and not any("Traceback" in line for line in err)
     assert not (out / "results.json").exists()
     study = optuna.load_study(study_name="hparams-moons-random", storage=f"sqlite:///{out}/study.db")
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2  # the trials were kept

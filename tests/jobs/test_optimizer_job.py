@@ -29,8 +29,9 @@ def committed_ledger(tmp_path_factory):
 
 
 def _attrs(scale: float) -> dict:
-    options = OptimizerOptions(searcher="mct", budget=128, seed=0, scale=scale, study="bench-mct-seed0",
-                               storage="unused.log").resolved()
+    options = OptimizerOptions(
+        searcher="mct", budget=128, seed=0, scale=scale, study="bench-mct-seed0", storage="unused.log"
+    ).resolved()
     return JOB.studies(options)["bench-mct-seed0"]
 
 

@@ -112,8 +112,27 @@ def test_a_train_that_never_builds_the_optimizer_fails_the_rule():
 @pytest.mark.slow  # two CLI runs of the whole job: 9 s on a quiet machine, minutes on a busy one
 def test_end_to_end_records_the_task_in_the_study(tmp_path, capsys):
     out = tmp_path / "run"
-    assert run_cli("optimizer", "--task", SPEC, "--budget", 3, "--levels", 1, "--baselines", "Adam,SGD",
-                   "--top", 1, "--lr-grid", "1e-2,1e-1", "--out", out, "--json") == 0
+    assert (
+        run_cli(
+            "optimizer",
+            "--task",
+            SPEC,
+            "--budget",
+            3,
+            "--levels",
+            1,
+            "--baselines",
+            "Adam,SGD",
+            "--top",
+            1,
+            "--lr-grid",
+            "1e-2,1e-1",
+            "--out",
+            out,
+            "--json",
+        )
+        == 0
+    )
     results = json.loads(capsys.readouterr().out)
     assert results["study"] == f"optimizer-{MODULE}-make_tiny_task-mct-lr-0.01_0.1"
     assert results["search"]["evaluated"] == 3
@@ -127,21 +146,42 @@ def test_end_to_end_records_the_task_in_the_study(tmp_path, capsys):
     assert {t.user_attrs["role"] for t in trials} == {"search", "baseline"}
     assert all(set(t.user_attrs["lr_grid"]) == {"0.01", "0.1"} for t in trials if t.state == TrialState.COMPLETE)
     n_trials = len(trials)
-    assert run_cli("optimizer", "--task", SPEC, "--budget", 3, "--levels", 1, "--baselines", "Adam,SGD",
-                   "--top", 1, "--lr-grid", "1e-2,1e-1", "--out", out) == 0  # a rerun replays, trains nothing
+    assert (
+        run_cli(
+            "optimizer",
+            "--task",
+            SPEC,
+            "--budget",
+            3,
+            "--levels",
+            1,
+            "--baselines",
+            "Adam,SGD",
+            "--top",
+            1,
+            "--lr-grid",
+            "1e-2,1e-1",
+            "--out",
+            out,
+        )
+        == 0
+    )  # a rerun replays, trains nothing
     assert len(optuna.load_study(study_name=results["study"], storage=f"sqlite:///{out}/study.db").trials) == n_trials
     # the table title, which rich wraps to the table's width (a narrow table at 80 columns: several lines)
     assert "(score its train() returns" in " ".join(capsys.readouterr().out.split())
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("no_such_module_for_diffsearch:make", "cannot import 'no_such_module_for_diffsearch'"),
-    (f"{MODULE}:missing_factory", "has no 'missing_factory'"),
-    (f"{MODULE}:NOT_CALLABLE", "not a callable factory"),
-    (f"{MODULE}:make_failing", "make_failing() failed: FileNotFoundError: no data in /nowhere"),
-    (f"{MODULE}:make_stepless", "steps is not an int >= 1"),
-    (f"{MODULE}:", "module:factory"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("no_such_module_for_diffsearch:make", "cannot import 'no_such_module_for_diffsearch'"),
+        (f"{MODULE}:missing_factory", "has no 'missing_factory'"),
+        (f"{MODULE}:NOT_CALLABLE", "not a callable factory"),
+        (f"{MODULE}:make_failing", "make_failing() failed: FileNotFoundError: no data in /nowhere"),
+        (f"{MODULE}:make_stepless", "steps is not an int >= 1"),
+        (f"{MODULE}:", "module:factory"),
+    ],
+)
 def test_a_bad_task_is_one_line_exit_2_before_anything_is_written(spec, message, tmp_path, capsys):
     out = tmp_path / "run"
     assert run_cli("optimizer", "--task", spec, "--budget", 1, "--out", out) == 2
@@ -160,13 +200,29 @@ def test_score_and_scale_do_not_apply_to_a_task_of_ones_own(tmp_path, capsys):
 
 @pytest.mark.slow  # a `diffsearch worker` process imports torch and the task module
 def test_a_worker_process_rebuilds_the_task_from_the_study_and_trains_the_rules(tmp_path):
-    options = OptimizerOptions(task=SPEC, budget=2, lr_grid="1e-2,1e-1", study="shared",
-                               storage=str(tmp_path / "ledger.log")).resolved()
-    study = create_or_load_study(open_storage(options.storage, heartbeat=1), "shared",
-                                 {**JOB.studies(options)["shared"], FINISHED_ATTR: False})
-    worker = subprocess.Popen([sys.executable, "-m", "diffsearch", "worker", "--study", "shared",
-                               "--storage", options.storage, "--heartbeat", "1"],
-                              cwd=HERE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    options = OptimizerOptions(
+        task=SPEC, budget=2, lr_grid="1e-2,1e-1", study="shared", storage=str(tmp_path / "ledger.log")
+    ).resolved()
+    study = create_or_load_study(
+        open_storage(options.storage, heartbeat=1), "shared", {**JOB.studies(options)["shared"], FINISHED_ATTR: False}
+    )
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "diffsearch",
+            "worker",
+            "--study",
+            "shared",
+            "--storage",
+            options.storage,
+            "--heartbeat",
+            "1",
+        ],
+        cwd=HERE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     programs = [parse("m1h / sqrt(m2h)"), parse("sign(m1)")]
     try:
         task = JOB.prepare(options)
@@ -186,8 +242,27 @@ def test_a_worker_process_rebuilds_the_task_from_the_study_and_trains_the_rules(
 def test_the_example_unet_task_runs_end_to_end(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(REPO)  # examples.optimizer_task imports from the repository root
     out = tmp_path / "run"
-    assert run_cli("optimizer", "--task", "examples.optimizer_task:make_task", "--budget", 2, "--levels", 1,
-                   "--baselines", "Adam", "--top", 1, "--lr-grid", "1e-2", "--out", out, "--json") == 0
+    assert (
+        run_cli(
+            "optimizer",
+            "--task",
+            "examples.optimizer_task:make_task",
+            "--budget",
+            2,
+            "--levels",
+            1,
+            "--baselines",
+            "Adam",
+            "--top",
+            1,
+            "--lr-grid",
+            "1e-2",
+            "--out",
+            out,
+            "--json",
+        )
+        == 0
+    )
     results = json.loads(capsys.readouterr().out)
     adam = next(r for r in results["leaderboard"] if r["name"] == "Adam")
     assert 0 < adam["score"] < results["initial_score"]  # Adam trains the UNet: its denoising loss falls

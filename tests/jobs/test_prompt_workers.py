@@ -19,8 +19,14 @@ PROMPT = "a happy old man reading a book"
 
 
 def _task(options, models, study):
-    space = build_space(options.space, PROMPT, models.lexicon, models.one_token, models.backend.max_tokens(),
-                        lambda s: len(models.backend.token_ids(s)))
+    space = build_space(
+        options.space,
+        PROMPT,
+        models.lexicon,
+        models.one_token,
+        models.backend.max_tokens(),
+        lambda s: len(models.backend.token_ids(s)),
+    )
     return PromptTask(models.backend, models.reward, space, study, options.task, tuple(range(options.seeds)), budget=10)
 
 
@@ -30,15 +36,35 @@ def test_a_joining_worker_generates_the_batch_and_the_search_reads_it_back(tmp_p
     family = {"steps": 6, "seeds": 2} if name == "tiny" else {"steps": 3, "seeds": 1}  # SD 1.x: as before
     if name == "tiny-flux":
         family.update(size=16, true_cfg=3.0)  # FLUX's default size is 128 latent pixels; true CFG: negatives act
-    options = PromptOptions(prompt=PROMPT, model=model, clip="tiny", space="antonym+library",
-                            lexicon_cache=str(tmp_path / "lexicon.json"), **family).resolved()
+    options = PromptOptions(
+        prompt=PROMPT,
+        model=model,
+        clip="tiny",
+        space="antonym+library",
+        lexicon_cache=str(tmp_path / "lexicon.json"),
+        **family,
+    ).resolved()
     models = Models(options)
     storage_url = str(tmp_path / "prompts.log")
-    study = create_or_load_study(open_storage(storage_url, heartbeat=1), "shared",
-                                 {**study_attrs(options, PROMPT), FINISHED_ATTR: False})
-    worker = subprocess.Popen([sys.executable, "-m", "diffsearch", "worker", "--study", "shared",
-                               "--storage", storage_url, "--heartbeat", "1"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    study = create_or_load_study(
+        open_storage(storage_url, heartbeat=1), "shared", {**study_attrs(options, PROMPT), FINISHED_ATTR: False}
+    )
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "diffsearch",
+            "worker",
+            "--study",
+            "shared",
+            "--storage",
+            storage_url,
+            "--heartbeat",
+            "1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         task = _task(options, models, study)
         task.runner.waiting = lambda: False  # this process only waits: every image comes from the worker

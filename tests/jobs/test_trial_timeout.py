@@ -53,9 +53,32 @@ def _failed_for_timeout(trials) -> list:
 @pytest.mark.slow
 def test_hparams(tmp_path):
     out = tmp_path / "run"
-    assert main(["hparams", "--dataset", "moons", "--searcher", "random", "--trials", "2", "--points", "3000",
-                 "--held-out", "500", "--epochs", "2000", "--baseline-runs", "0", "--trial-timeout", "0.3",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "hparams",
+                "--dataset",
+                "moons",
+                "--searcher",
+                "random",
+                "--trials",
+                "2",
+                "--points",
+                "3000",
+                "--held-out",
+                "500",
+                "--epochs",
+                "2000",
+                "--baseline-runs",
+                "0",
+                "--trial-timeout",
+                "0.3",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     study = optuna.load_study(study_name="hparams-moons-random", storage=f"sqlite:///{out}/study.db")
     assert len(_failed_for_timeout(study.trials)) == 2 and (out / "results.json").exists()
 
@@ -63,8 +86,28 @@ def test_hparams(tmp_path):
 @pytest.mark.slow
 def test_optimizer(tmp_path):
     out = tmp_path / "run"
-    assert main(["optimizer", "--budget", "2", "--levels", "1", "--scale", "2", "--baselines", "Adam", "--top", "1",
-                 "--trial-timeout", "0.3", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "optimizer",
+                "--budget",
+                "2",
+                "--levels",
+                "1",
+                "--scale",
+                "2",
+                "--baselines",
+                "Adam",
+                "--top",
+                "1",
+                "--trial-timeout",
+                "0.3",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     study = optuna.load_study(study_name="optimizer-toy2d-moons-mct", storage=f"sqlite:///{out}/study.db")
     assert _failed_for_timeout(study.trials) and (out / "results.json").exists()
 
@@ -72,9 +115,33 @@ def test_optimizer(tmp_path):
 @pytest.mark.slow
 def test_prompt(tmp_path):
     out = tmp_path / "run"
-    assert main(["prompt", "a red boat", "--model", "tiny", "--clip", "tiny", "--steps", "400", "--budget", "2",
-                 "--iterations", "1", "--searcher", "gpo", "--lexicon-cache", str(tmp_path / "lexicon.json"),
-                 "--trial-timeout", "0.3", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "prompt",
+                "a red boat",
+                "--model",
+                "tiny",
+                "--clip",
+                "tiny",
+                "--steps",
+                "400",
+                "--budget",
+                "2",
+                "--iterations",
+                "1",
+                "--searcher",
+                "gpo",
+                "--lexicon-cache",
+                str(tmp_path / "lexicon.json"),
+                "--trial-timeout",
+                "0.3",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     storage = f"sqlite:///{out}/study.db"
     (summary,) = optuna.get_all_study_summaries(storage)
     study = optuna.load_study(study_name=summary.study_name, storage=storage)

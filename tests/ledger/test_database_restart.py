@@ -17,8 +17,10 @@ def _kill_connections(url: str) -> int:
     admin = psycopg2.connect(host="127.0.0.1", port=port, user="diffsearch", dbname="postgres")
     admin.autocommit = True
     cursor = admin.cursor()
-    cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                   "WHERE datname = 'diffsearch' AND pid <> pg_backend_pid()")
+    cursor.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE datname = 'diffsearch' AND pid <> pg_backend_pid()"
+    )
     killed = len(cursor.fetchall())
     admin.close()
     return killed

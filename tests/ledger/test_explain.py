@@ -50,14 +50,14 @@ def test_attached_files_are_listed_readable_and_not_uploaded_twice(tmp_path):
     study = optuna.create_study(storage=storage, study_name="s")
     picture = tiny_png(tmp_path / "samples.png")
     first = attach(study, picture, tmp_path)
-    assert attach(study, picture, tmp_path) == first          # a resumed run: same file, same artifact
+    assert attach(study, picture, tmp_path) == first  # a resumed run: same file, same artifact
     assert attach(study, tmp_path / "missing.png", tmp_path) is None
     (meta,) = optuna.artifacts.get_all_artifact_meta(optuna.load_study(study_name="s", storage=storage))
     assert meta.filename == "samples.png" and meta.mimetype == "image/png"
     store = optuna.artifacts.FileSystemArtifactStore(str(tmp_path / "artifacts"))
     with store.open_reader(meta.artifact_id) as reader:
         assert reader.read() == picture.read_bytes()
-    tiny_png(picture, (0, 0, 255))                                # redrawn: a new artifact
+    tiny_png(picture, (0, 0, 255))  # redrawn: a new artifact
     assert attach(study, picture, tmp_path) != first
     assert len(optuna.artifacts.get_all_artifact_meta(study)) == 2
 
@@ -127,9 +127,22 @@ def test_hparams_studies_explain_themselves(tmp_path):
 
     from diffsearch.jobs.hparams import HparamsOptions, run_hparams
 
-    results = run_hparams(HparamsOptions(dataset="moons", searcher="random", trials=4, epochs=4, min_epochs=1,
-                                         n_points=3000, held_out=1000, repeats=1, baseline_runs=1,
-                                         out=str(tmp_path), study="hp", heartbeat=None))
+    results = run_hparams(
+        HparamsOptions(
+            dataset="moons",
+            searcher="random",
+            trials=4,
+            epochs=4,
+            min_epochs=1,
+            n_points=3000,
+            held_out=1000,
+            repeats=1,
+            baseline_runs=1,
+            out=str(tmp_path),
+            study="hp",
+            heartbeat=None,
+        )
+    )
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     search = optuna.load_study(study_name="hp", storage=storage)
     repeats = optuna.load_study(study_name="hp.repeats", storage=storage)

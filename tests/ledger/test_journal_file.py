@@ -35,7 +35,7 @@ def test_a_torn_last_record_is_moved_aside_and_every_complete_record_kept(tmp_pa
     assert len(err) == 1 and "last record was cut short" in err[0] and ".torn-" in err[0]
     saved = list(tmp_path.glob("study.log.torn-*"))
     assert len(saved) == 1 and saved[0].read_bytes() == complete[-1][:-9]
-    assert _records(journal) == complete                     # nothing complete was dropped
+    assert _records(journal) == complete  # nothing complete was dropped
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 3
 
     study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)  # writes after it stay readable

@@ -22,8 +22,22 @@ from diffsearch.ledger import done_trials, is_done, open_storage
 
 pytestmark = pytest.mark.slow  # real worker processes for tens of seconds
 TRIALS = 18
-CHEAP = ["--dataset", "moons", "--searcher", "random", "--points", "2000", "--held-out", "500",
-         "--epochs", "40", "--baseline-runs", "0", "--heartbeat", "1"]
+CHEAP = [
+    "--dataset",
+    "moons",
+    "--searcher",
+    "random",
+    "--points",
+    "2000",
+    "--held-out",
+    "500",
+    "--epochs",
+    "40",
+    "--baseline-runs",
+    "0",
+    "--heartbeat",
+    "1",
+]
 ENV = dict(os.environ, OMP_NUM_THREADS="1")
 
 
@@ -46,8 +60,9 @@ def _load(storage_url: str, study: str) -> optuna.Study | None:
         return None
 
 
-def _kill_one_mid_trial(storage_url: str, study: str, pids: set[int] | None, timeout: float = 120,
-                        spare: int | None = None) -> str:
+def _kill_one_mid_trial(
+    storage_url: str, study: str, pids: set[int] | None, timeout: float = 120, spare: int | None = None
+) -> str:
     """SIGKILL a worker while it runs a trial (any worker but ``spare`` when ``pids`` is None); its
     ``host:pid``."""
     deadline = time.monotonic() + timeout
@@ -58,8 +73,12 @@ def _kill_one_mid_trial(storage_url: str, study: str, pids: set[int] | None, tim
             for trial in loaded.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
                 worker = trial.user_attrs.get("worker", ":0")
                 pid = int(worker.rsplit(":", 1)[1])
-                if pid and pid != spare and (pids is None or pid in pids) and _kill_if_still_running(storage_url, study,
-                                                                                     trial.number, pid, drawn=True):
+                if (
+                    pid
+                    and pid != spare
+                    and (pids is None or pid in pids)
+                    and _kill_if_still_running(storage_url, study, trial.number, pid, drawn=True)
+                ):
                     return worker
         time.sleep(0.05)
     raise AssertionError("no worker was caught running a trial")
@@ -90,8 +109,10 @@ def _check_ledger(storage_url: str, study_name: str, killed_worker: str) -> None
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     # the killed worker's last trial (it may have finished the one seen running just before the kill)
     # (a dropped duplicate retry keeps its dead predecessor's worker record: not one of its trials)
-    dead = max((t for t in trials if t.user_attrs.get("worker") == killed_worker
-                and "surplus" not in t.user_attrs), key=lambda t: t.number)
+    dead = max(
+        (t for t in trials if t.user_attrs.get("worker") == killed_worker and "surplus" not in t.user_attrs),
+        key=lambda t: t.number,
+    )
     assert dead.state == TrialState.FAIL and "fail_reason" not in dead.user_attrs
     # a person reads why it failed; it does not count against the budget (no fail_reason), its retry does
     assert killed_worker in dead.user_attrs["lost_reason"]
@@ -110,15 +131,38 @@ def _check_ledger(storage_url: str, study_name: str, killed_worker: str) -> None
 def test_three_workers_on_postgres_survive_a_sigkill(tmp_path, postgres_url):
     study = "workers-pg"
     # one job that starts 2 local workers, and one `diffsearch worker` as another machine would run it
-    job = subprocess.Popen(_cli("hparams", *CHEAP, "--trials", str(TRIALS), "--workers", "2",
-                                "--storage", postgres_url, "--study", study, "--out", str(tmp_path / "job")),
-                           env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    job = subprocess.Popen(
+        _cli(
+            "hparams",
+            *CHEAP,
+            "--trials",
+            str(TRIALS),
+            "--workers",
+            "2",
+            "--storage",
+            postgres_url,
+            "--study",
+            study,
+            "--out",
+            str(tmp_path / "job"),
+        ),
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     while _load(postgres_url, study) is None and time.monotonic() < deadline:
         time.sleep(0.2)
-    worker = subprocess.Popen(_cli("worker", "--study", study, "--storage", postgres_url, "--heartbeat", "1",
-                                   "--out", str(tmp_path / "worker")),
-                              env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    worker = subprocess.Popen(
+        _cli(
+            "worker", "--study", study, "--storage", postgres_url, "--heartbeat", "1", "--out", str(tmp_path / "worker")
+        ),
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     killed = _kill_one_mid_trial(postgres_url, study, {worker.pid})
     assert worker.wait(timeout=60) == -signal.SIGKILL
     _, err = job.communicate(timeout=300)
@@ -129,9 +173,26 @@ def test_three_workers_on_postgres_survive_a_sigkill(tmp_path, postgres_url):
 def test_four_local_workers_on_a_journal_file_survive_a_sigkill(tmp_path):
     storage = str(tmp_path / "study.log")
     study = "workers-journal"
-    job = subprocess.Popen(_cli("hparams", *CHEAP, "--trials", str(TRIALS), "--workers", "4",
-                                "--storage", storage, "--study", study, "--out", str(tmp_path / "job")),
-                           env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    job = subprocess.Popen(
+        _cli(
+            "hparams",
+            *CHEAP,
+            "--trials",
+            str(TRIALS),
+            "--workers",
+            "4",
+            "--storage",
+            storage,
+            "--study",
+            study,
+            "--out",
+            str(tmp_path / "job"),
+        ),
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     # the job's own process trains trials too (--workers 4: it and 3 started beside it); kill another
     killed = _kill_one_mid_trial(storage, study, None, spare=job.pid)
     _, err = job.communicate(timeout=300)
@@ -162,16 +223,44 @@ def test_workers_started_together_on_a_fresh_sqlite_file_all_open_it(tmp_path):
 def test_optimizer_search_shared_by_workers_survives_a_sigkill(tmp_path):
     """The tree search hands each level to 3 local workers and a joining `diffsearch worker`; one is killed."""
     storage, study_name, budget = str(tmp_path / "rules.log"), "rules", 10
-    job = subprocess.Popen(_cli("optimizer", "--budget", str(budget), "--levels", "1", "--scale", "1",
-                                "--baselines", "none", "--top", "1", "--workers", "3", "--heartbeat", "1",
-                                "--storage", storage, "--study", study_name, "--out", str(tmp_path / "run"),
-                                "--json"),
-                           env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    job = subprocess.Popen(
+        _cli(
+            "optimizer",
+            "--budget",
+            str(budget),
+            "--levels",
+            "1",
+            "--scale",
+            "1",
+            "--baselines",
+            "none",
+            "--top",
+            "1",
+            "--workers",
+            "3",
+            "--heartbeat",
+            "1",
+            "--storage",
+            storage,
+            "--study",
+            study_name,
+            "--out",
+            str(tmp_path / "run"),
+            "--json",
+        ),
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     while _load(storage, study_name) is None:
         assert job.poll() is None, job.communicate()
         time.sleep(0.2)
-    joined = subprocess.Popen(_cli("worker", "--study", study_name, "--storage", storage, "--heartbeat", "1"),
-                              env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    joined = subprocess.Popen(
+        _cli("worker", "--study", study_name, "--storage", storage, "--heartbeat", "1"),
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 120
     killed = None
     while killed is None and time.monotonic() < deadline:  # a worker other than the searching process

@@ -11,7 +11,7 @@ from diffsearch.backends.families import PipelineBackend, SDBackend
 from diffsearch.cli.main import main
 from diffsearch.objectives.ensemble import Verifier
 
-REWARDS = '''
+REWARDS = """
 import torch
 
 def contrast(images, prompt):
@@ -19,7 +19,7 @@ def contrast(images, prompt):
 
 def frozen(images, prompt):
     return torch.tensor(images.flatten(1).std(dim=1).detach().numpy()) * 100
-'''
+"""
 BASE = ["noise", "a red boat", "--model", "tiny", "--clip", "tiny", "--steps", "3"]
 
 
@@ -32,8 +32,25 @@ def rewards(tmp_path, monkeypatch):
 
 def test_zero_order_end_to_end_then_start_from_the_saved_latent(tmp_path, rewards, capsys):
     out = tmp_path / "run"
-    assert main([*BASE, "--searcher", "zero-order", "--reward", f"{rewards}:contrast", "--budget-nfe", "36",
-                 "--neighbours", "2", "--out", str(out), "--json"]) == 0
+    assert (
+        main(
+            [
+                *BASE,
+                "--searcher",
+                "zero-order",
+                "--reward",
+                f"{rewards}:contrast",
+                "--budget-nfe",
+                "36",
+                "--neighbours",
+                "2",
+                "--out",
+                str(out),
+                "--json",
+            ]
+        )
+        == 0
+    )
     results = json.loads(capsys.readouterr().out)
     r = results["prompts"][0]
     assert r["spent_nfe"] == 36 and r["generation_nfe"] == 6 and r["generations"] == 6
@@ -45,15 +62,42 @@ def test_zero_order_end_to_end_then_start_from_the_saved_latent(tmp_path, reward
     assert len(study.trials) == r["generations"] + r["partial_evaluations"]
     # the chosen latent as the next run's start: its user image is the previous best
     again = tmp_path / "again"
-    assert main([*BASE, "--searcher", "best-of-n", "--reward", f"{rewards}:contrast", "--budget-nfe", "6",
-                 "--latent", r["best"]["files"]["safetensors"], "--out", str(again), "--json"]) == 0
+    assert (
+        main(
+            [
+                *BASE,
+                "--searcher",
+                "best-of-n",
+                "--reward",
+                f"{rewards}:contrast",
+                "--budget-nfe",
+                "6",
+                "--latent",
+                r["best"]["files"]["safetensors"],
+                "--out",
+                str(again),
+                "--json",
+            ]
+        )
+        == 0
+    )
     r2 = json.loads(capsys.readouterr().out)["prompts"][0]
     assert r2["user"]["moved"] and r2["user"]["scores"] == pytest.approx(r["best"]["scores"], rel=1e-5)
 
 
 def test_rerun_reads_seeded_generations_back_from_the_ledger(tmp_path, rewards, capsys):
-    argv = [*BASE, "--searcher", "best-of-n", "--reward", f"{rewards}:contrast", "--budget-nfe", "18",
-            "--out", str(tmp_path / "run"), "--json"]
+    argv = [
+        *BASE,
+        "--searcher",
+        "best-of-n",
+        "--reward",
+        f"{rewards}:contrast",
+        "--budget-nfe",
+        "18",
+        "--out",
+        str(tmp_path / "run"),
+        "--json",
+    ]
     assert main(argv) == 0
     first = json.loads(capsys.readouterr().out)["prompts"][0]
     assert main(argv) == 0
@@ -88,8 +132,9 @@ def test_bad_input_is_one_line(tmp_path, rewards, capsys, monkeypatch):
     _refused([*BASE, "--budget-nfe", "5"], capsys, tmp_path, "less than one generation", "6 NFE")
     assert not (tmp_path / "refused").exists()
     _refused([*BASE, "--searcher", "gradient", "--reward", f"{rewards}:frozen"], capsys, tmp_path, "no gradient")
-    _refused([*BASE, "--searcher", "gradient", "--reward", f"{rewards}:contrast,clip"], capsys, tmp_path,
-             "one --reward")
+    _refused(
+        [*BASE, "--searcher", "gradient", "--reward", f"{rewards}:contrast,clip"], capsys, tmp_path, "one --reward"
+    )
     _refused([*BASE, "--searcher", "nope"], capsys, tmp_path, "unknown --searcher")
     wrong = tmp_path / "wrong.pt"
     torch.save(torch.zeros(1, 4, 3, 3), wrong)

@@ -41,8 +41,12 @@ def backend(request):
     extra = {"size": 16} if request.param == "tiny-flux" else {}
     b = load_backend(request.param, steps=STEPS, **extra)
     counter = {"nfe": 0}
-    b.denoiser.register_forward_hook(lambda m, args, kw, out: counter.__setitem__(
-        "nfe", counter["nfe"] + len((args[0] if args else kw["hidden_states"]))), with_kwargs=True)
+    b.denoiser.register_forward_hook(
+        lambda m, args, kw, out: counter.__setitem__(
+            "nfe", counter["nfe"] + len((args[0] if args else kw["hidden_states"]))
+        ),
+        with_kwargs=True,
+    )
     b.counter = counter
     return b
 
@@ -73,8 +77,10 @@ def test_budget_seed_and_diffusers_regeneration(backend, searcher, tmp_path):
     np.testing.assert_allclose([f.scores for f in again.finals], [f.scores for f in task.finals], rtol=1e-5)
     # the chosen noise and every other kind of noise this searcher made: saved, then remade by diffusers
     best = task.best()
-    checks = [best] + [next((f for f in task.finals if f.candidate.injections), None),
-                       next((f for f in task.finals if f.candidate.latent is not None), None)]
+    checks = [best] + [
+        next((f for f in task.finals if f.candidate.injections), None),
+        next((f for f in task.finals if f.candidate.latent is not None), None),
+    ]
     for k, scored in enumerate(s for s in checks if s is not None):
         files = task.space.save(scored.candidate, tmp_path / f"n{k}")
         saved = torch.load(files["pt"], weights_only=False)

@@ -17,7 +17,7 @@ def test_spherical_loss_is_half_the_squared_angle(clip):
     loss = clip.loss(images, clip.text_features(["a cat"]))
     loss.sum().backward()
     assert loss.shape == (2,) and images.grad.abs().sum() > 0
-    assert ((clip.score(images, clip.text_features(["a cat"])) >= 0)).all()
+    assert (clip.score(images, clip.text_features(["a cat"])) >= 0).all()
 
 
 def test_missing_clip_weights_is_a_usage_error(tmp_path):

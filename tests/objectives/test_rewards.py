@@ -15,10 +15,12 @@ from diffsearch.objectives.clip import ClipReward, clip_score, preprocess_images
 from diffsearch.objectives.rewards import RewardSpec
 
 # a tiny open_clip architecture (random weights, CLIP's BPE vocabulary that ships with open_clip)
-TINY_OPEN_CLIP = {"embed_dim": 16,
-                  "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16},
-                  "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
-USER_REWARDS = textwrap.dedent('''
+TINY_OPEN_CLIP = {
+    "embed_dim": 16,
+    "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+}
+USER_REWARDS = textwrap.dedent("""
     import torch
 
     def brightness(images, prompt):      # differentiable: N scores with a grad_fn
@@ -31,7 +33,7 @@ USER_REWARDS = textwrap.dedent('''
         return torch.zeros(len(images), 2)
 
     not_a_function = 3
-''')
+""")
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +69,8 @@ def test_pickscore_directory_scores_logit_scale_times_cosine(pickscore_dir, clip
     images = torch.rand(3, 3, 16, 16, requires_grad=True)
     scores = reward.score(images, "a red boat")
     expected = clip.model.logit_scale.exp() * F.cosine_similarity(
-        clip.image_features(images), clip.text_features(["a red boat"]), dim=-1)
+        clip.image_features(images), clip.text_features(["a red boat"]), dim=-1
+    )
     torch.testing.assert_close(scores, expected, rtol=1e-4, atol=1e-4)
     reward.loss(images, "a red boat").sum().backward()  # loss = -score, differentiable in the image
     assert images.grad.abs().sum() > 0
@@ -117,34 +120,61 @@ def test_module_function_rewards(tmp_path, monkeypatch):
         RewardSpec("my_rewards:wrong_shape").load()
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--reward", "aesthetic"], "unknown --reward 'aesthetic'"),
-    (["--reward", "MODULE:FUNCTION"], "unknown --reward"),
-    (["--reward", "no_such_module_xyz:score"], "cannot import module 'no_such_module_xyz'"),
-    (["--reward", "my_rewards:missing"], "has no 'missing'"),
-    (["--reward", "my_rewards:not_a_function"], "not a function"),
-    (["--reward", "my_rewards:wrong_shape", "--searcher", "random"], "want 2 scores"),
-    (["--reward", "my_rewards:constant"], "not differentiable"),       # default searcher gpo+es
-    (["--reward", "my_rewards:constant", "--searcher", "gpo"], "--searcher gpo backpropagates"),
-    (["--reward", "pickscore", "--reward-model", "/nonexistent/pickscore"], "no such directory"),
-    (["--reward", "pickscore", "--reward-model", "{empty}"], "no config.json"),
-    (["--reward", "hpsv2"], "needs --reward-model"),
-    (["--reward", "hpsv2", "--reward-model", "/nonexistent/HPS_v2.pt"], "no such checkpoint file"),
-    (["--reward", "hpsv2", "--reward-model", "{hps}", "--reward-arch", "ViT-Nope"], "not an open_clip"),
-    (["--reward", "hpsv2", "--reward-model", "{hps}", "--reward-arch", "{other}"],
-     "not an open_clip other-tiny state dict"),  # another architecture's weights
-    (["--reward", "clip", "--reward-model", "{hps}"], "--reward-model is for"),
-    (["--reward", "pickscore", "--reward-arch", "ViT-H-14"], "--reward-arch is for"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--reward", "aesthetic"], "unknown --reward 'aesthetic'"),
+        (["--reward", "MODULE:FUNCTION"], "unknown --reward"),
+        (["--reward", "no_such_module_xyz:score"], "cannot import module 'no_such_module_xyz'"),
+        (["--reward", "my_rewards:missing"], "has no 'missing'"),
+        (["--reward", "my_rewards:not_a_function"], "not a function"),
+        (["--reward", "my_rewards:wrong_shape", "--searcher", "random"], "want 2 scores"),
+        (["--reward", "my_rewards:constant"], "not differentiable"),  # default searcher gpo+es
+        (["--reward", "my_rewards:constant", "--searcher", "gpo"], "--searcher gpo backpropagates"),
+        (["--reward", "pickscore", "--reward-model", "/nonexistent/pickscore"], "no such directory"),
+        (["--reward", "pickscore", "--reward-model", "{empty}"], "no config.json"),
+        (["--reward", "hpsv2"], "needs --reward-model"),
+        (["--reward", "hpsv2", "--reward-model", "/nonexistent/HPS_v2.pt"], "no such checkpoint file"),
+        (["--reward", "hpsv2", "--reward-model", "{hps}", "--reward-arch", "ViT-Nope"], "not an open_clip"),
+        (
+            ["--reward", "hpsv2", "--reward-model", "{hps}", "--reward-arch", "{other}"],
+            "not an open_clip other-tiny state dict",
+        ),  # another architecture's weights
+        (["--reward", "clip", "--reward-model", "{hps}"], "--reward-model is for"),
+        (["--reward", "pickscore", "--reward-arch", "ViT-H-14"], "--reward-arch is for"),
+    ],
+)
 def test_bad_reward_is_one_line_exit_2(tmp_path, monkeypatch, capsys, hps_files, args, message):
     (tmp_path / "my_rewards.py").write_text(USER_REWARDS)
     (tmp_path / "empty").mkdir()
     (tmp_path / "other-tiny.json").write_text(json.dumps({**TINY_OPEN_CLIP, "embed_dim": 8}))
     monkeypatch.chdir(tmp_path)
-    args = [a.format(empty=tmp_path / "empty", hps=hps_files[2] / "HPS_v2.1_compressed.pt",
-                     other=tmp_path / "other-tiny.json") for a in args]
-    assert main(["prompt", "a red boat", "--model", "tiny", "--clip", "tiny", "--steps", "2",
-                 "--lexicon-cache", str(tmp_path / "lexicon.json"), "--out", str(tmp_path / "run"), *args]) == 2
+    args = [
+        a.format(
+            empty=tmp_path / "empty", hps=hps_files[2] / "HPS_v2.1_compressed.pt", other=tmp_path / "other-tiny.json"
+        )
+        for a in args
+    ]
+    assert (
+        main(
+            [
+                "prompt",
+                "a red boat",
+                "--model",
+                "tiny",
+                "--clip",
+                "tiny",
+                "--steps",
+                "2",
+                "--lexicon-cache",
+                str(tmp_path / "lexicon.json"),
+                "--out",
+                str(tmp_path / "run"),
+                *args,
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "run" / "study.db").exists()  # refused before anything started
@@ -155,9 +185,31 @@ def test_module_function_reward_in_a_prompt_run_with_a_worker(tmp_path, monkeypa
     (tmp_path / "my_rewards.py").write_text(USER_REWARDS)
     monkeypatch.chdir(tmp_path)  # the spawned worker imports my_rewards again, from here
     out = tmp_path / "run"
-    argv = ["prompt", "a red boat on a calm lake", "--model", "tiny", "--clip", "tiny", "--steps", "4",
-            "--reward", "my_rewards:brightness", "--searcher", "gpo", "--budget", "3", "--iterations", "2",
-            "--lexicon-cache", str(tmp_path / "lexicon.json"), "--out", str(out), "--workers", "2", "--json"]
+    argv = [
+        "prompt",
+        "a red boat on a calm lake",
+        "--model",
+        "tiny",
+        "--clip",
+        "tiny",
+        "--steps",
+        "4",
+        "--reward",
+        "my_rewards:brightness",
+        "--searcher",
+        "gpo",
+        "--budget",
+        "3",
+        "--iterations",
+        "2",
+        "--lexicon-cache",
+        str(tmp_path / "lexicon.json"),
+        "--out",
+        str(out),
+        "--workers",
+        "2",
+        "--json",
+    ]
     assert main(argv) == 0, capsys.readouterr().err
     results = json.loads((out / "results.json").read_text())
     assert results["reward"] == {"name": "my_rewards:brightness", "score": "reward", "loss": "-reward"}
@@ -170,6 +222,7 @@ def test_module_function_reward_in_a_prompt_run_with_a_worker(tmp_path, monkeypa
     assert all(0 <= t.user_attrs["score"] <= 1 for t in done)  # mean brightness of [0, 1] images
     # the same study with another reward would read back scores of the first: refused
     capsys.readouterr()
-    assert main([*argv[:-3], "--reward", "my_rewards:constant", "--searcher", "random",
-                 "--study", results["study"]]) == 2
+    assert (
+        main([*argv[:-3], "--reward", "my_rewards:constant", "--searcher", "random", "--study", results["study"]]) == 2
+    )
     assert "reward='my_rewards:brightness'" in capsys.readouterr().err

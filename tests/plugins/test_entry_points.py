@@ -64,7 +64,7 @@ MODULE = textwrap.dedent('''
         def search(task, space, seed, settings):
             return task.evaluate(space.user_point())
 ''')
-ENTRY_POINTS = textwrap.dedent('''
+ENTRY_POINTS = textwrap.dedent("""
     [diffsearch.searchers]
     qmc = third_party_search:QMC
     optuna-random = optuna.samplers:RandomSampler
@@ -73,15 +73,15 @@ ENTRY_POINTS = textwrap.dedent('''
 
     [diffsearch.spaces]
     toy2d-narrow = third_party_search:NARROW
-''')
-BROKEN = textwrap.dedent('''
+""")
+BROKEN = textwrap.dedent("""
     [diffsearch.searchers]
     broken = no_such_module_xyz:searcher
     not-a-searcher = os:sep
 
     [diffsearch.spaces]
     misnamed = third_party_search:MISNAMED
-''')
+""")
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")  # QMCSampler
 CHEAP = ["--points", "3000", "--held-out", "1000", "--epochs", "2", "--baseline-runs", "0"]
 
@@ -125,14 +125,20 @@ def test_a_built_in_name_wins_with_one_warning(installed, capsys):
     assert err.count("warning: the built-in hparams searcher 'tpe' is used") == 1 and "third-party-search" in err
 
 
-@pytest.mark.parametrize("ask,message", [
-    (lambda: make_sampler("broken", 0), "'broken' (diffsearch.searchers = no_such_module_xyz:searcher) of "
-                                        "package broken-search 0.1 cannot be loaded (ModuleNotFoundError"),
-    (lambda: make_sampler("not-a-searcher", 0), "is a str: a searcher entry point is a SearcherEntry"),
-    (lambda: make_sampler("greedy", 0), "is a prompt searcher: `diffsearch hparams --searcher` cannot use it"),
-    (lambda: get_space("misnamed"), "is the TrainingSpace 'other': the names must match"),
-    (lambda: make_sampler("nothing", 0), "unknown searcher 'nothing'; known: random, tpe, gp, generative, qmc"),
-])
+@pytest.mark.parametrize(
+    "ask,message",
+    [
+        (
+            lambda: make_sampler("broken", 0),
+            "'broken' (diffsearch.searchers = no_such_module_xyz:searcher) of "
+            "package broken-search 0.1 cannot be loaded (ModuleNotFoundError",
+        ),
+        (lambda: make_sampler("not-a-searcher", 0), "is a str: a searcher entry point is a SearcherEntry"),
+        (lambda: make_sampler("greedy", 0), "is a prompt searcher: `diffsearch hparams --searcher` cannot use it"),
+        (lambda: get_space("misnamed"), "is the TrainingSpace 'other': the names must match"),
+        (lambda: make_sampler("nothing", 0), "unknown searcher 'nothing'; known: random, tpe, gp, generative, qmc"),
+    ],
+)
 def test_bad_entry_points_are_usage_errors(installed, ask, message):
     with pytest.raises(UsageError) as error:
         ask()
@@ -154,8 +160,18 @@ def test_a_broken_entry_point_is_one_line_exit_2_and_listing_survives(installed,
 def test_a_plugin_space_drives_an_hparams_run(installed, tmp_path):
     from diffsearch.jobs.hparams import HparamsOptions, run_hparams
 
-    results = run_hparams(HparamsOptions(searcher="qmc", space="toy2d-narrow", trials=2, epochs=2, n_points=3000,
-                                         held_out=1000, baseline_runs=0, out=str(tmp_path / "run")))
+    results = run_hparams(
+        HparamsOptions(
+            searcher="qmc",
+            space="toy2d-narrow",
+            trials=2,
+            epochs=2,
+            n_points=3000,
+            held_out=1000,
+            baseline_runs=0,
+            out=str(tmp_path / "run"),
+        )
+    )
     trials = [t for t in results["trials"] if t["score"] is not None]
     assert len(trials) == 2
     for trial in trials:
@@ -167,17 +183,42 @@ def test_a_plugin_space_drives_an_hparams_run(installed, tmp_path):
 def test_list_and_a_search_with_spawned_workers_in_subprocesses(tmp_path):
     good = write_package(tmp_path / "pkg", "third-party-search", ENTRY_POINTS, MODULE)
     marker = tmp_path / "built_by.txt"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(good), os.environ.get("PYTHONPATH", "")]),
-               PLUGIN_MARKER=str(marker), OMP_NUM_THREADS="1", COLUMNS="200")
-    listed = subprocess.run([sys.executable, "-m", "diffsearch", "list", "--markdown"], env=env,
-                            capture_output=True, text=True, timeout=300)
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(good), os.environ.get("PYTHONPATH", "")]),
+        PLUGIN_MARKER=str(marker),
+        OMP_NUM_THREADS="1",
+        COLUMNS="200",
+    )
+    listed = subprocess.run(
+        [sys.executable, "-m", "diffsearch", "list", "--markdown"], env=env, capture_output=True, text=True, timeout=300
+    )
     assert listed.returncode == 0, listed.stderr
     assert "| hparams searcher | `qmc` | quasi-Monte Carlo" in listed.stdout
     assert "| hparams space | `toy2d-narrow` |" in listed.stdout and "| prompt searcher | `greedy` |" in listed.stdout
     out = tmp_path / "run"
-    run = subprocess.run([sys.executable, "-m", "diffsearch", "hparams", "--searcher", "qmc", "--trials", "2",
-                          *CHEAP, "--workers", "2", "--out", str(out), "--json"],
-                         env=env, capture_output=True, text=True, timeout=600)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "diffsearch",
+            "hparams",
+            "--searcher",
+            "qmc",
+            "--trials",
+            "2",
+            *CHEAP,
+            "--workers",
+            "2",
+            "--out",
+            str(out),
+            "--json",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert "Traceback" not in run.stderr
     study = optuna.load_study(study_name="hparams-moons-qmc", storage=f"sqlite:///{out}/study.db")

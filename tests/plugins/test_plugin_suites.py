@@ -72,13 +72,13 @@ MODULE = textwrap.dedent('''
                     point = list(min(scored)[1])
             return PromptSearchResult()
 ''')
-ENTRY_POINTS = textwrap.dedent('''
+ENTRY_POINTS = textwrap.dedent("""
     [diffsearch.searchers]
     halton = third_party_suites:HALTON
     batched-random = third_party_suites:batched_random
     coordinate = third_party_suites:coordinate
-''')
-TESTS = textwrap.dedent('''
+""")
+TESTS = textwrap.dedent("""
     import pytest
 
     from diffsearch.testing import HparamsSearcherSuite, PromptSearcherSuite, TreeSearcherSuite
@@ -100,7 +100,7 @@ TESTS = textwrap.dedent('''
         @pytest.fixture
         def name(self):
             return "coordinate"
-''')
+""")
 
 
 @pytest.fixture
@@ -109,14 +109,16 @@ def package(tmp_path):
     (root / "third_party_suites.py").write_text(MODULE)
     (tmp_path / "suite").mkdir()
     (tmp_path / "suite" / "test_third_party.py").write_text(TESTS)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), str(ROOT), os.environ.get("PYTHONPATH", "")]),
-               OMP_NUM_THREADS="1")
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(root), str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        OMP_NUM_THREADS="1",
+    )
     return tmp_path, env
 
 
 def run(argv, env, cwd, timeout=600):
-    return subprocess.run([sys.executable, *argv], env=env, cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run([sys.executable, *argv], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.mark.slow
@@ -127,9 +129,30 @@ def test_a_third_partys_searchers_pass_the_shipped_suites_and_run_with_two_worke
     assert "9 passed" in suites.stdout
 
     out = tmp_path / "optimizer"
-    optimizer = run(["-m", "diffsearch", "optimizer", "--searcher", "batched-random", "--budget", "4", "--scale",
-                     "0.03", "--baselines", "none", "--top", "1", "--workers", "2", "--out", str(out), "--json"],
-                    env, tmp_path)
+    optimizer = run(
+        [
+            "-m",
+            "diffsearch",
+            "optimizer",
+            "--searcher",
+            "batched-random",
+            "--budget",
+            "4",
+            "--scale",
+            "0.03",
+            "--baselines",
+            "none",
+            "--top",
+            "1",
+            "--workers",
+            "2",
+            "--out",
+            str(out),
+            "--json",
+        ],
+        env,
+        tmp_path,
+    )
     assert optimizer.returncode == 0 and "Traceback" not in optimizer.stderr, optimizer.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     assert results["search"]["evaluated"] == 4 and results["batches_of"] == 2  # --workers sets the batch
@@ -137,8 +160,30 @@ def test_a_third_partys_searchers_pass_the_shipped_suites_and_run_with_two_worke
     assert len({t.user_attrs["worker"] for t in study.trials if "worker" in t.user_attrs}) >= 1
 
     out = tmp_path / "prompt"
-    prompt = run(["-m", "diffsearch", "prompt", "a happy old man reading a book", "--searcher", "coordinate",
-                  "--model", "tiny", "--clip", "tiny", "--steps", "4", "--budget", "3", "--workers", "2",
-                  "--out", str(out), "--json"], env, tmp_path)
+    prompt = run(
+        [
+            "-m",
+            "diffsearch",
+            "prompt",
+            "a happy old man reading a book",
+            "--searcher",
+            "coordinate",
+            "--model",
+            "tiny",
+            "--clip",
+            "tiny",
+            "--steps",
+            "4",
+            "--budget",
+            "3",
+            "--workers",
+            "2",
+            "--out",
+            str(out),
+            "--json",
+        ],
+        env,
+        tmp_path,
+    )
     assert prompt.returncode == 0 and "Traceback" not in prompt.stderr, prompt.stderr[-3000:]
     assert json.loads((out / "results.json").read_text())["options"]["searcher"] == "coordinate"

@@ -5,15 +5,18 @@ import pytest
 from diffsearch.cli.main import main
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--nfe", "0"], "--nfe must be at least 1"),
-    (["--nfe", "1001"], "--nfe must be between 1 and the model's 1000 training timesteps"),
-    (["--solver", "DDIMScheduler"], "DDIMScheduler cannot run a custom schedule"),
-    (["--solver", "heun"], "unknown --solver 'heun'"),
-    (["--searcher", "nope"], "unknown --searcher 'nope'; known: evolution, tpe, gp, gradient, random"),
-    (["--objective", "fid"], "--objective fid needs --reference"),
-    (["--fid-images", "10"], "--fid-images must be at least 50"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--nfe", "0"], "--nfe must be at least 1"),
+        (["--nfe", "1001"], "--nfe must be between 1 and the model's 1000 training timesteps"),
+        (["--solver", "DDIMScheduler"], "DDIMScheduler cannot run a custom schedule"),
+        (["--solver", "heun"], "unknown --solver 'heun'"),
+        (["--searcher", "nope"], "unknown --searcher 'nope'; known: evolution, tpe, gp, gradient, random"),
+        (["--objective", "fid"], "--objective fid needs --reference"),
+        (["--fid-images", "10"], "--fid-images must be at least 50"),
+    ],
+)
 def test_bad_input_is_one_line(tmp_path, capsys, args, message):
     out = tmp_path / "run"
     assert main(["schedule", "--model", "tiny", "--out", str(out), *args]) == 2

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffsearch.tasks.schedule_sampler import DPM_OVERRIDES, PipelineSampler, load_unet_dir
+from diffsearch.tasks.schedule_sampler import DPM_OVERRIDES, PipelineSampler
 from diffsearch.backends.stable_diffusion import load_backend
 from diffsearch.jobs.schedule import Prepared, ScheduleOptions, reproduction, run_schedule
 from diffsearch.spaces.schedules import Schedule
@@ -19,11 +19,19 @@ def pipeline_images(pipe, schedule: Schedule, seeds, guidance, size):
     from diffusers import DPMSolverMultistepScheduler
 
     if schedule.solver != "euler":
-        pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config, solver_order=schedule.order,
-                                                                 **DPM_OVERRIDES)
+        pipe.scheduler = DPMSolverMultistepScheduler.from_config(
+            pipe.scheduler.config, solver_order=schedule.order, **DPM_OVERRIDES
+        )
     generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
-    return pipe([PROMPTS[i % 2] for i in range(len(seeds))], generator=generators, output_type="pt",
-                guidance_scale=guidance, height=size, width=size, **schedule.call_kwargs()).images
+    return pipe(
+        [PROMPTS[i % 2] for i in range(len(seeds))],
+        generator=generators,
+        output_type="pt",
+        guidance_scale=guidance,
+        height=size,
+        width=size,
+        **schedule.call_kwargs(),
+    ).images
 
 
 def test_found_schedule_reproduces_with_the_pipeline(tmp_path):
@@ -32,8 +40,19 @@ def test_found_schedule_reproduces_with_the_pipeline(tmp_path):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("\n".join(PROMPTS))
     out = tmp_path / "run"
-    results = run_schedule(ScheduleOptions(model="tiny", nfe=3, searcher="evolution", budget=3, search_images=2,
-                                           teacher_steps=6, prompts_file=str(prompts), baselines=False, out=str(out)))
+    results = run_schedule(
+        ScheduleOptions(
+            model="tiny",
+            nfe=3,
+            searcher="evolution",
+            budget=3,
+            search_images=2,
+            teacher_steps=6,
+            prompts_file=str(prompts),
+            baselines=False,
+            out=str(out),
+        )
+    )
     found = Schedule.from_dict(json.loads((out / "schedule.json").read_text()))
     assert found.nfe == 3 and results["trials"] == 3 and (out / "schedules_nfe3.png").is_file()
     assert "timesteps=[" in results["call"]
@@ -67,9 +86,16 @@ def unet_dir(tmp_path_factory):
     from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
 
     torch.manual_seed(0)
-    unet = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, layers_per_block=1, block_out_channels=(8, 16),
-                       down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
-                       norm_num_groups=8)
+    unet = UNet2DModel(
+        sample_size=8,
+        in_channels=1,
+        out_channels=1,
+        layers_per_block=1,
+        block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        norm_num_groups=8,
+    )
     folder = tmp_path_factory.mktemp("unet")
     DDPMPipeline(unet=unet, scheduler=DDPMScheduler(beta_schedule="squaredcos_cap_v2")).save_pretrained(folder)
     return folder
@@ -95,8 +121,19 @@ def test_gradient_searcher_descends_and_records_every_step(tmp_path):
 
     from diffsearch.spaces.schedules import ModelRange, ScheduleSpace
 
-    results = run_schedule(ScheduleOptions(model="tiny", nfe=3, searcher="gradient", budget=6, search_images=2,
-                                           teacher_steps=6, prompt=PROMPTS[0], baselines=False, out=str(tmp_path)))
+    results = run_schedule(
+        ScheduleOptions(
+            model="tiny",
+            nfe=3,
+            searcher="gradient",
+            budget=6,
+            search_images=2,
+            teacher_steps=6,
+            prompt=PROMPTS[0],
+            baselines=False,
+            out=str(tmp_path),
+        )
+    )
     trials = optuna.load_study(study_name=results["study"], storage=results["storage"]).trials
     space = ScheduleSpace(3, "dpm++", ModelRange("epsilon", 1000))
     for t in trials:

@@ -13,8 +13,12 @@ from diffsearch.spaces.schedules import ModelRange, Schedule, ScheduleSpace
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 
-SPACES = [ScheduleSpace(4, "dpm++", ModelRange("epsilon", 1000)), ScheduleSpace(10, "ddim", ModelRange("epsilon", 12)),
-          ScheduleSpace(1, "dpm++", ModelRange("v_prediction", 1000)), ScheduleSpace(6, "euler", ModelRange("flow", 1000))]
+SPACES = [
+    ScheduleSpace(4, "dpm++", ModelRange("epsilon", 1000)),
+    ScheduleSpace(10, "ddim", ModelRange("epsilon", 12)),
+    ScheduleSpace(1, "dpm++", ModelRange("v_prediction", 1000)),
+    ScheduleSpace(6, "euler", ModelRange("flow", 1000)),
+]
 
 
 def assert_valid(space: ScheduleSpace, schedule: Schedule) -> None:
@@ -40,8 +44,14 @@ def test_every_searcher_proposes_valid_schedules(searcher, space):
     dists = space.distributions()
 
     def objective(trial):
-        params = {name: (trial.suggest_float(name, d.low, d.high) if hasattr(d, "low")
-                         else trial.suggest_categorical(name, d.choices)) for name, d in dists.items()}
+        params = {
+            name: (
+                trial.suggest_float(name, d.low, d.high)
+                if hasattr(d, "low")
+                else trial.suggest_categorical(name, d.choices)
+            )
+            for name, d in dists.items()
+        }
         schedule = space.decode(params)
         assert_valid(space, schedule)
         gaps = [params[n] for n in space.gap_names]

@@ -10,6 +10,7 @@ from diffsearch.searchers.generative_sampler import GenerativeSampler, SpaceCode
 from helpers import MIXED_SPACE as SPACE
 from helpers import fast_config
 
+
 def test_codec_round_trip():
     codec = SpaceCodec(SPACE)
     assert codec.dim == 5 + 3
@@ -176,8 +177,10 @@ def test_model_rates_improving_candidates_above_the_rest():
     candidates = rng.uniform(size=(200, 2)).astype(np.float32)
     scores = method.improvement_score(candidates, X, y)
     chosen = candidates[np.argsort(scores)[-20:]]  # the 20 the model rates highest
-    assert quadratic(chosen).mean() > quadratic(candidates).mean() + 0.1, (quadratic(chosen).mean(),
-                                                                          quadratic(candidates).mean())
+    assert quadratic(chosen).mean() > quadratic(candidates).mean() + 0.1, (
+        quadratic(chosen).mean(),
+        quadratic(candidates).mean(),
+    )
 
 
 def test_thompson_sampling_holds_one_dropout_mask_per_suggestion():
@@ -269,7 +272,7 @@ def test_discrete_space_trials_never_repeat_a_configuration():
     study.optimize(objective, n_trials=16)
     configs = [tuple(sorted(t.params.items())) for t in study.trials]
     model_made = configs[4:]
-    assert all(c not in configs[:i + 4] for i, c in enumerate(model_made)), configs
+    assert all(c not in configs[: i + 4] for i, c in enumerate(model_made)), configs
 
 
 def test_exhausted_space_still_gets_a_suggestion():
@@ -317,11 +320,17 @@ def test_pretraining_on_earlier_studies_transfers_where_the_optimum_lies():
 def test_source_studies_keep_only_trials_the_space_admits():
     space = {"x": FloatDistribution(0.0, 1.0), "kind": CategoricalDistribution(["a", "b"])}
     source = optuna.create_study(direction="maximize")
-    for params in ({"x": 0.2, "kind": "a"}, {"x": 0.9, "kind": "b"}, {"x": 0.5, "kind": "c"}, {"x": 3.0, "kind": "a"},
-                   {"x": 0.4}):
+    for params in (
+        {"x": 0.2, "kind": "a"},
+        {"x": 0.9, "kind": "b"},
+        {"x": 0.5, "kind": "c"},
+        {"x": 3.0, "kind": "a"},
+        {"x": 0.4},
+    ):
         dists = {"x": FloatDistribution(0.0, 5.0), "kind": CategoricalDistribution(["a", "b", "c"])}
-        source.add_trial(optuna.trial.create_trial(params=params, value=params["x"],
-                                                   distributions={k: dists[k] for k in params}))
+        source.add_trial(
+            optuna.trial.create_trial(params=params, value=params["x"], distributions={k: dists[k] for k in params})
+        )
     X, y = source_history(SpaceCodec(space), source)
     assert X.shape == (2, 3) and list(y) == [0.2, 0.9]  # maximised values stay positive
     minimised = optuna.create_study()
@@ -329,9 +338,11 @@ def test_source_studies_keep_only_trials_the_space_admits():
         minimised.add_trial(trial)
     assert list(source_history(SpaceCodec(space), minimised)[1]) == [-0.2, -0.9]
 
-    sampler = GenerativeSampler(seed=0, n_startup_trials=2, source_studies=[source],
-                                config=fast_config(pretrain_steps=30))
+    sampler = GenerativeSampler(
+        seed=0, n_startup_trials=2, source_studies=[source], config=fast_config(pretrain_steps=30)
+    )
     study = optuna.create_study(sampler=sampler)
-    study.optimize(lambda t: t.suggest_float("x", 0.0, 1.0) + (t.suggest_categorical("kind", ["a", "b"]) == "a"),
-                   n_trials=3)
+    study.optimize(
+        lambda t: t.suggest_float("x", 0.0, 1.0) + (t.suggest_categorical("kind", ["a", "b"]) == "a"), n_trials=3
+    )
     assert len(sampler._model.config.losses) == 30 + 20  # pre-training, then fine-tuning (not a first fit)

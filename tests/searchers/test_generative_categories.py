@@ -23,7 +23,11 @@ def objective(trial):
 def test_every_category_is_tried_within_k_minus_1_model_suggestions():
     # the collapse: every start-up trial drew "a", so the model learns a history of "a" alone; decoded by
     # argmax, its samples all said "a" and every later suggestion kept it
-    sampler = GenerativeSampler(seed=3, n_startup_trials=5, config=fast_config(first_fit_steps=100, refit_steps=10, candidates=16, score_draws=8))
+    sampler = GenerativeSampler(
+        seed=3,
+        n_startup_trials=5,
+        config=fast_config(first_fit_steps=100, refit_steps=10, candidates=16, score_draws=8),
+    )
     study = optuna.create_study(sampler=sampler)
     for lr in (1e-5, 1e-4, 1e-3, 1e-2, 1e-1):
         study.enqueue_trial({"lr": lr, "kind": "a"})
@@ -54,8 +58,11 @@ def test_spaces_without_categoricals_are_searched_exactly_as_before():
 
     def values(tries, choice):
         config = fast_config(timesteps=50, first_fit_steps=20, refit_steps=5, candidates=8, score_draws=4)
-        study = optuna.create_study(sampler=GenerativeSampler(seed=1, n_startup_trials=3, config=config,
-                                                              category_tries=tries, category_choice=choice))
+        study = optuna.create_study(
+            sampler=GenerativeSampler(
+                seed=1, n_startup_trials=3, config=config, category_tries=tries, category_choice=choice
+            )
+        )
         study.optimize(lambda t: sum(t._suggest(n, d) for n, d in space.items()), n_trials=5)
         return [t.params for t in study.trials]
 

@@ -38,11 +38,15 @@ def test_config_rejects_a_negative_prior():
 def _pretrained_histories(monkeypatch, **sampler_kwargs) -> list:
     seen = []
     original = GenerativeHPO.pretrain
-    monkeypatch.setattr(GenerativeHPO, "pretrain",
-                        lambda self, histories, steps=None: seen.append(histories) or original(self, histories, steps))
+    monkeypatch.setattr(
+        GenerativeHPO,
+        "pretrain",
+        lambda self, histories, steps=None: seen.append(histories) or original(self, histories, steps),
+    )
     study = optuna.create_study(sampler=GenerativeSampler(seed=0, n_startup_trials=2, **sampler_kwargs))
-    study.optimize(lambda t: (t.suggest_float("x", 0.0, 1.0) - 0.3) ** 2 + t.suggest_float("w", 1e-3, 1.0, log=True),
-                   n_trials=4)
+    study.optimize(
+        lambda t: (t.suggest_float("x", 0.0, 1.0) - 0.3) ** 2 + t.suggest_float("w", 1e-3, 1.0, log=True), n_trials=4
+    )
     assert len(seen) == 1  # once per space, before the first model trial
     return seen[0]
 
@@ -58,7 +62,8 @@ def test_the_sampler_pretrains_on_the_prior_only_without_earlier_studies(monkeyp
 
     source = optuna.create_study()
     source.optimize(lambda t: t.suggest_float("x", 0.0, 1.0) + t.suggest_float("w", 1e-3, 1.0, log=True), n_trials=5)
-    histories = _pretrained_histories(monkeypatch, config=fast_config(pretrain_steps=20, prior_functions=3),
-                                      source_studies=[source])
+    histories = _pretrained_histories(
+        monkeypatch, config=fast_config(pretrain_steps=20, prior_functions=3), source_studies=[source]
+    )
     assert len(histories) == 1 and len(histories[0][0]) == 5  # an earlier study of the space takes precedence
     assert _pretrained_histories(monkeypatch, config=fast_config(prior_functions=0)) == []  # a cold start

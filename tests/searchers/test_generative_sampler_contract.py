@@ -24,10 +24,23 @@ from diffsearch.searchers.generative_sampler import GenerativeSampler
 
 def tiny_config(**changes) -> GenerativeConfig:
     """A model small enough that a trial costs milliseconds: the contract, not the search quality."""
-    return GenerativeConfig(**{"timesteps": 10, "width": 16, "context_width": 8, "context_layers": 1,
-                               "context_heads": 2, "max_context": 8, "batch_size": 16, "queries_per_context": 4,
-                               "first_fit_steps": 3, "refit_steps": 1, "candidates": 4, "score_draws": 2,
-                               **changes})
+    return GenerativeConfig(
+        **{
+            "timesteps": 10,
+            "width": 16,
+            "context_width": 8,
+            "context_layers": 1,
+            "context_heads": 2,
+            "max_context": 8,
+            "batch_size": 16,
+            "queries_per_context": 4,
+            "first_fit_steps": 3,
+            "refit_steps": 1,
+            "candidates": 4,
+            "score_draws": 2,
+            **changes,
+        }
+    )
 
 
 def tiny_sampler(seed: int | None = 0, **changes) -> GenerativeSampler:
@@ -72,8 +85,9 @@ def assert_builtin(params: dict) -> None:
     for name, value in params.items():
         dist = SPACE[name]
         if isinstance(dist, CategoricalDistribution):
-            assert any(value is choice or (value == choice and type(value) is type(choice))
-                       for choice in dist.choices), (name, value, type(value))
+            assert any(
+                value is choice or (value == choice and type(value) is type(choice)) for choice in dist.choices
+            ), (name, value, type(value))
         else:
             assert type(value) is (int if isinstance(dist, IntDistribution) else float), (name, value, type(value))
             assert dist._contains(dist.to_internal_repr(value)), (name, value)

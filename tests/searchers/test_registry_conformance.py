@@ -20,18 +20,21 @@ from diffsearch.spaces.prompts import build_space
 from diffsearch.tasks.prompt_sd import PromptTask
 
 
-@pytest.mark.parametrize("argv, words", [
-    (["optimizer", "--searcher", "bogus"], "unknown searcher 'bogus'"),
-    (["optimizer", "--max-length", "0"], "--max-length"),
-    (["prompt", "a cat", "--searcher", "bogus"], "unknown --searcher 'bogus'"),
-    (["prompt", "a cat", "--space", "bogus"], "unknown --space 'bogus'"),
-    (["hparams", "--searcher", "bogus"], "unknown searcher 'bogus'"),
-])
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["optimizer", "--searcher", "bogus"], "unknown searcher 'bogus'"),
+        (["optimizer", "--max-length", "0"], "--max-length"),
+        (["prompt", "a cat", "--searcher", "bogus"], "unknown --searcher 'bogus'"),
+        (["prompt", "a cat", "--space", "bogus"], "unknown --space 'bogus'"),
+        (["hparams", "--searcher", "bogus"], "unknown searcher 'bogus'"),
+    ],
+)
 def test_bad_searcher_or_space_is_refused_in_one_line(argv, words, tmp_path, capsys):
     assert main([*argv, "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and words in err
-    assert not (tmp_path / "run" / "study.db").exists()           # nothing written to a study
+    assert not (tmp_path / "run" / "study.db").exists()  # nothing written to a study
 
 
 def test_registries_name_their_entries_in_one_line_each():
@@ -47,8 +50,14 @@ def test_registries_name_their_entries_in_one_line_each():
 def test_what_a_gradient_searcher_learned_comes_back_in_its_result(name, tmp_path):
     backend = load_backend("tiny", steps=4)
     one = lambda w: len(backend.token_ids(w)) == 1  # noqa: E731
-    space = build_space("antonym+library", "a happy old man reading a book", Lexicon("wordnet", one, tmp_path / "c.json"),
-                        one, backend.max_tokens(), lambda s: len(backend.token_ids(s)))
+    space = build_space(
+        "antonym+library",
+        "a happy old man reading a book",
+        Lexicon("wordnet", one, tmp_path / "c.json"),
+        one,
+        backend.max_tokens(),
+        lambda s: len(backend.token_ids(s)),
+    )
     task = PromptTask(backend, ClipObjective("tiny"), space, optuna.create_study(), seeds=(0,), budget=4)
     found = get_prompt_searcher(name).value(task, space, 3, PromptSearchSettings(iterations=2))
     assert found.learned_logits is not None and found.gradient_steps

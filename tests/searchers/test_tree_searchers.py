@@ -30,8 +30,8 @@ def test_mct_budget_accounting_is_exact(budget, levels):
     book, history = mct_search(SPACE, objective, budget=budget, levels=levels, seed=3)
     assert len(objective.calls) == book.used == budget
     keys = [SPACE.key(p) for p in objective.calls]
-    assert len(set(keys)) == budget                                  # no duplicate trained
-    assert all(SPACE.check(p) is None for p in objective.calls)      # no rejected program trained
+    assert len(set(keys)) == budget  # no duplicate trained
+    assert all(SPACE.check(p) is None for p in objective.calls)  # no rejected program trained
     assert book.duplicates + len(book.rejected) + budget == book.proposed
     per_level = [sum(r.counts.values()) for r in history]
     assert per_level[0] == budget // levels + (1 if budget % levels else 0)
@@ -42,7 +42,7 @@ def test_mct_moves_to_the_best_mean_child():
     objective = Counting(lambda p: 0.0 if p[0] == "div" else 1.0)
     book, history = mct_search(SPACE, objective, budget=64, levels=2, seed=0)
     assert history[0].chosen == "div"
-    assert all(p[0] == "div" for p in objective.calls[len(objective.calls) - 32:])
+    assert all(p[0] == "div" for p in objective.calls[len(objective.calls) - 32 :])
     assert history[1].node == "div"
 
 
@@ -116,5 +116,3 @@ def test_random_search_trains_everything_in_one_batch():
     objective = Batched()
     random_tree_search(SPACE, objective, budget=30, seed=1)
     assert objective.batches == [30]
-
-

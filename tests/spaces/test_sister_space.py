@@ -18,9 +18,18 @@ from diffsearch.spaces.prompts import PROMPT_SPACES, build_space, noun_heads, sp
 SHOES = {"sandal", "boot", "slipper", "shoe", "sneaker", "flats"}
 GARMENTS = {"shirt", "suit", "coat", "robe", "skirt", "hat", "uniform", "tie", "scarf", "vest", "cap", "veil"}
 CONTAINERS = {"box", "case", "basket", "cup", "dish", "glass", "envelope"}
-EXPECTED = {"t-shirt": GARMENTS, "pair of trousers": GARMENTS, "pullover": GARMENTS, "dress": GARMENTS,
-            "coat": GARMENTS, "sandal": SHOES, "shirt": GARMENTS, "sneaker": SHOES, "bag": CONTAINERS,
-            "ankle boot": SHOES}
+EXPECTED = {
+    "t-shirt": GARMENTS,
+    "pair of trousers": GARMENTS,
+    "pullover": GARMENTS,
+    "dress": GARMENTS,
+    "coat": GARMENTS,
+    "sandal": SHOES,
+    "shirt": GARMENTS,
+    "sneaker": SHOES,
+    "bag": CONTAINERS,
+    "ankle boot": SHOES,
+}
 
 
 @pytest.fixture(scope="module")
@@ -53,22 +62,32 @@ def test_sister_terms_are_other_kinds_of_the_same_thing_never_the_thing_or_its_k
 def test_sister_terms_do_not_depend_on_the_process():
     # NLTK hands related synsets over in a set's order; the ranking must not follow it (hash seeds differ)
     code = "from diffsearch.datasets.lexicon import wordnet_sister_terms as s; print(s('coat')[:12])"
-    outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                           env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout for seed in (1, 2)}
+    outs = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+        ).stdout
+        for seed in (1, 2)
+    }
     assert len(outs) == 1 and "shirt" in outs.pop()
 
 
-@pytest.mark.parametrize("words_in_run,next_word,after_article,head", [
-    (["dark", "large", "sneaker"], None, True, (2, 3)),     # adjectives are never heads
-    (["ankle", "boot"], None, True, (1, 2)),                # not a WordNet compound: its head noun
-    (["bright", "tennis", "shoe"], None, True, (1, 3)),     # a WordNet compound stays whole
-    (["pair"], "of", True, None),                           # a measure word before "of" is no head
-    (["photo"], "of", True, (0, 1)),                        # a thing before "of" is
-    (["dedicated", "gardener", "tending"], None, True, (1, 2)),
-    (["dress"], None, True, (0, 0 + 1)),                    # used more as a verb, but after "a" a noun
-    (["dress"], None, False, None),
-    (["dark"], None, False, None),
-])
+@pytest.mark.parametrize(
+    "words_in_run,next_word,after_article,head",
+    [
+        (["dark", "large", "sneaker"], None, True, (2, 3)),  # adjectives are never heads
+        (["ankle", "boot"], None, True, (1, 2)),  # not a WordNet compound: its head noun
+        (["bright", "tennis", "shoe"], None, True, (1, 3)),  # a WordNet compound stays whole
+        (["pair"], "of", True, None),  # a measure word before "of" is no head
+        (["photo"], "of", True, (0, 1)),  # a thing before "of" is
+        (["dedicated", "gardener", "tending"], None, True, (1, 2)),
+        (["dress"], None, True, (0, 0 + 1)),  # used more as a verb, but after "a" a noun
+        (["dress"], None, False, None),
+        (["dark"], None, False, None),
+    ],
+)
 def test_noun_phrase_heads(words_in_run, next_word, after_article, head):
     assert wordnet_head_noun(words_in_run, next_word, after_article) == head
 
@@ -141,4 +160,4 @@ def test_the_llm_provider_is_asked_for_concepts_of_the_same_kind(tmp_path, monke
     monkeypatch.setattr(lexicon_module, "llm_substitutes", answer)
     lexicon = Lexicon("llm", lambda w: " " not in w, tmp_path / "llm.json", "http://127.0.0.1:9/v1", "m")
     assert lexicon.lookup("sister", "sneaker", "a dark sneaker") == ["sandal"]
-    assert "same kind as \"sneaker\"" in asked[0] and "a dark sneaker" in asked[0]
+    assert 'same kind as "sneaker"' in asked[0] and "a dark sneaker" in asked[0]

@@ -30,18 +30,31 @@ def test_table_ranges():
 
 def test_baselines_are_table3_and_valid():
     toy = TOY2D.complete(TOY2D.baseline())
-    assert toy == {"lr": 1e-3, "lr_scheduler": "linear", "warmup_ratio": 0.0, "batch_size": 2048,
-                   "optimizer": "adam", "weight_decay": 0.0, "num_train_timesteps": 40,
-                   "beta_schedule": "squaredcos_cap_v2"}
+    assert toy == {
+        "lr": 1e-3,
+        "lr_scheduler": "linear",
+        "warmup_ratio": 0.0,
+        "batch_size": 2048,
+        "optimizer": "adam",
+        "weight_decay": 0.0,
+        "num_train_timesteps": 40,
+        "beta_schedule": "squaredcos_cap_v2",
+    }
     images = IMAGES.complete(IMAGES.baseline())
     assert images["lr"] == 4e-4 and images["weight_decay"] == 0.01 and images["batch_size"] == 64
     assert images["beta_schedule"] == "squaredcos_cap_v2" and images["lr_scheduler"] == "constant"
 
 
-@pytest.mark.parametrize("change", [
-    {"lr": 1.0}, {"batch_size": 100}, {"optimizer": "sgd"},
-    {"lr_scheduler": "constant", "warmup_ratio": 0.1}, {"weight_decay": 0.01},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"lr": 1.0},
+        {"batch_size": 100},
+        {"optimizer": "sgd"},
+        {"lr_scheduler": "constant", "warmup_ratio": 0.1},
+        {"weight_decay": 0.01},
+    ],
+)
 def test_validate_rejects_points_outside(change):
     with pytest.raises(UsageError):
         TOY2D.validate({**TOY2D.baseline(), **change})

@@ -1,5 +1,6 @@
 """Objectives of the ``diffsearch.search`` tests, importable by worker processes by name."""
 
+
 def quadratic(params, report):
     """(x - 0.3)^2 + a penalty per optimizer, reported at three steps as a training curve would be."""
     value = (params["x"] - 0.3) ** 2 + (0.0 if params.get("optimizer", "adam") == "adam" else 0.1)

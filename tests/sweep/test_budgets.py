@@ -26,7 +26,8 @@ def trials_of(out, name):
 
 
 def test_a_broken_program_stops_the_sweep_then_after_a_fix_the_same_command_completes_its_budget(
-        sweep_file, tmp_path, capsys):
+    sweep_file, tmp_path, capsys
+):
     program = tmp_path / "train.py"
     program.write_text(BROKEN)
     path = sweep_file(program=str(program), trials=4)
@@ -39,8 +40,10 @@ def test_a_broken_program_stops_the_sweep_then_after_a_fix_the_same_command_comp
     assert [t.state for t in trials] == [TrialState.FAIL] * 3  # stopped after 3 of the 4, not the whole budget
     reason = "exit code 1: ModuleNotFoundError: No module named 'schedulefree'"
     assert all(t.user_attrs["fail_reason"] == reason for t in trials)
-    stop_line = (f"stopped early: the first 3 trials failed the same way ({reason}); fix the program and run the "
-                 "same command again: trials that failed this way do not count against the budget")
+    stop_line = (
+        f"stopped early: the first 3 trials failed the same way ({reason}); fix the program and run the "
+        "same command again: trials that failed this way do not count against the budget"
+    )
     assert stop_line in said(printed)
     assert json.loads((out / "results.json").read_text())["halted"] == stop_line
 
@@ -53,8 +56,10 @@ def test_a_broken_program_stops_the_sweep_then_after_a_fix_the_same_command_comp
     program.write_text(WORKING)  # fixed
     assert main(command) == 0
     printed = capsys.readouterr()
-    assert ("3 trial(s) of an earlier run failed for the program's own reasons (trials 3, 4, 5): they do not "
-            "count against the budget, and their values run again first") in said(printed)
+    assert (
+        "3 trial(s) of an earlier run failed for the program's own reasons (trials 3, 4, 5): they do not "
+        "count against the budget, and their values run again first"
+    ) in said(printed)
     results = json.loads((out / "results.json").read_text())
     assert results["counts"] == {"complete": 4, "pruned": 0, "failed": 0, "cut_short": 0, "not_counted": 6}
     assert results["halted"] is None
@@ -71,9 +76,16 @@ def test_a_broken_program_stops_the_sweep_then_after_a_fix_the_same_command_comp
 
 def test_different_failures_do_not_stop_a_sweep_and_a_reached_target_does(sweep_file, tmp_path):
     out = tmp_path / "run"
-    path = sweep_file(method="grid", trials=None, parameters={
-        "learning_rate": {"value": 0.05}, "optimizer": {"value": "sgd"}, "momentum": None,
-        "mode": {"values": ["crash", "silent", "ok"]}})
+    path = sweep_file(
+        method="grid",
+        trials=None,
+        parameters={
+            "learning_rate": {"value": 0.05},
+            "optimizer": {"value": "sgd"},
+            "momentum": None,
+            "mode": {"values": ["crash", "silent", "ok"]},
+        },
+    )
     assert main(["sweep", str(path), "--out", str(out)]) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["counts"]["failed"] == 2 and results["counts"]["complete"] == 1 and results["halted"] is None

@@ -17,7 +17,7 @@ def grow(source: Path, target: Path, sizes):
     data = source.read_bytes()
     target.parent.mkdir(parents=True, exist_ok=True)
     for size in sizes:
-        target.write_bytes(data[:min(size, len(data))])
+        target.write_bytes(data[: min(size, len(data))])
         yield
     target.write_bytes(data)
     yield
@@ -65,7 +65,8 @@ def wandb_run(tmp_path_factory):
         "print('CONFIG ' + json.dumps(dict(wandb.config)), flush=True)\n"
         "for step in range(300):\n"
         "    wandb.log({'val': {'loss': 1.0 / (step + 1)}, 'note': 'text', 'lr': wandb.config.lr}, step=step)\n"
-        "run.finish()\n")
+        "run.finish()\n"
+    )
     env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("WANDB_")}
     env.update(wandb_environment(folder, {"lr": 0.125, "opt": {"name": "adam"}}, env))
     done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)

@@ -40,8 +40,19 @@ def test_a_public_sweep_file_runs_one_trial(name, tmp_path, monkeypatch, capsys)
     path = in_place(name, tmp_path)
     metric = (yaml.safe_load(path.read_text()).get("metric") or {}).get("name", "unused")
     monkeypatch.setenv("ACCEPT_ANYTHING_METRICS", metric)
-    code = main(["sweep", str(path), "--trials", "1", "--out", str(tmp_path / "run"),
-                 "--storage", str(tmp_path / "journal.log"), "--json"])  # a journal opens faster than SQLite
+    code = main(
+        [
+            "sweep",
+            str(path),
+            "--trials",
+            "1",
+            "--out",
+            str(tmp_path / "run"),
+            "--storage",
+            str(tmp_path / "journal.log"),
+            "--json",
+        ]
+    )  # a journal opens faster than SQLite
     captured = capsys.readouterr()
     assert code == 0, captured.err
     results = json.loads(captured.out)

@@ -16,8 +16,11 @@ from diffsearch.searchers import SEARCHERS
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 
 OBJECTIVES = Path(__file__).resolve().parent / "sweep_objectives.py"
-SPACE = {"x": {"min": -1.0, "max": 1.0}, "optimizer": {"values": ["adam", "sgd"]},
-         "momentum": {"min": 0.0, "max": 0.9, "when": {"optimizer": "sgd"}}}
+SPACE = {
+    "x": {"min": -1.0, "max": 1.0},
+    "optimizer": {"values": ["adam", "sgd"]},
+    "momentum": {"min": 0.0, "max": 0.9, "when": {"optimizer": "sgd"}},
+}
 
 
 def test_search_a_function_and_resume_without_repeating(tmp_path):
@@ -44,16 +47,24 @@ def test_maximize_prune_and_failures(tmp_path):
             report(step, params["x"] * step / 5)
         return params["x"]
 
-    result = diffsearch.search(objective, {"x": {"min": 0.0, "max": 1.0}}, direction="maximize", searcher="random",
-                               trials=12, pruner={"type": "successive_halving", "min_iter": 1, "eta": 2},
-                               out=str(tmp_path / "run"), seed=1)
+    result = diffsearch.search(
+        objective,
+        {"x": {"min": 0.0, "max": 1.0}},
+        direction="maximize",
+        searcher="random",
+        trials=12,
+        pruner={"type": "successive_halving", "min_iter": 1, "eta": 2},
+        out=str(tmp_path / "run"),
+        seed=1,
+    )
     trials = result.study.trials
     assert result.study.direction == optuna.study.StudyDirection.MAXIMIZE
     assert result.best_value == max(t.value for t in trials if t.state == TrialState.COMPLETE)
     assert any(t.state == TrialState.PRUNED and "pruned_at_step" in t.user_attrs for t in trials)
     failed = [t for t in trials if t.state == TrialState.FAIL]
-    assert failed and all(t.user_attrs["fail_reason"].startswith("ValueError: x too large for this model (")
-                          for t in failed)
+    assert failed and all(
+        t.user_attrs["fail_reason"].startswith("ValueError: x too large for this model (") for t in failed
+    )
     assert sum(t.state != TrialState.RUNNING for t in trials) == 12  # failures count toward the budget
 
 
@@ -67,11 +78,15 @@ def test_when_every_trial_fails_search_says_why(tmp_path):
 
 @pytest.mark.parametrize("searcher", [*SEARCHERS, "grid"])
 def test_every_searcher_runs_the_search(tmp_path, searcher):
-    space = {"x": {"values": [-0.5, 0.0, 0.3, 0.6]}, "optimizer": {"values": ["adam", "sgd"]}} if searcher == "grid" \
+    space = (
+        {"x": {"values": [-0.5, 0.0, 0.3, 0.6]}, "optimizer": {"values": ["adam", "sgd"]}}
+        if searcher == "grid"
         else SPACE
+    )
     trials = 8 if searcher == "grid" else 7  # generative: five random trials, then the model proposes
-    result = diffsearch.search("sweep_objectives:quadratic", space, searcher=searcher, trials=trials,
-                               out=str(tmp_path / "run"))
+    result = diffsearch.search(
+        "sweep_objectives:quadratic", space, searcher=searcher, trials=trials, out=str(tmp_path / "run")
+    )
     assert len(result.study.trials) == trials
     assert all(t.state == TrialState.COMPLETE for t in result.study.trials)
     if searcher == "grid":  # every point once
@@ -80,8 +95,9 @@ def test_every_searcher_runs_the_search(tmp_path, searcher):
 
 @pytest.mark.slow
 def test_two_workers_by_module_function_share_the_study(tmp_path):
-    result = diffsearch.search(f"{OBJECTIVES}:quadratic", {"x": {"min": -1.0, "max": 1.0}}, trials=30, workers=2,
-                               out=str(tmp_path / "run"))
+    result = diffsearch.search(
+        f"{OBJECTIVES}:quadratic", {"x": {"min": -1.0, "max": 1.0}}, trials=30, workers=2, out=str(tmp_path / "run")
+    )
     trials = result.study.trials
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 30
     assert result.study.user_attrs["objective"] == f"{OBJECTIVES}:quadratic"
@@ -97,8 +113,10 @@ def test_a_script_function_becomes_its_file_for_workers():
 
 
 def test_report_prints_one_flushed_line_and_imports_nothing_heavy():
-    code = ("import sys, diffsearch\ndiffsearch.report(step=3, fid=12.5, kid=0.25)\ndiffsearch.report(loss=1)\n"
-            "print(sorted(m for m in ('torch', 'optuna', 'numpy') if m in sys.modules))")
+    code = (
+        "import sys, diffsearch\ndiffsearch.report(step=3, fid=12.5, kid=0.25)\ndiffsearch.report(loss=1)\n"
+        "print(sorted(m for m in ('torch', 'optuna', 'numpy') if m in sys.modules))"
+    )
     lines = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
     assert json.loads(lines[0]) == {"step": 3, "fid": 12.5, "kid": 0.25}
     assert json.loads(lines[1]) == {"loss": 1}
@@ -115,9 +133,14 @@ def test_report_takes_numpy_scalars(capsys):
 
 
 def test_search_takes_a_whole_sweep_dict(tmp_path):
-    sweep = {"method": "random", "name": "dict-sweep", "run_cap": 3, "metric": {"name": "acc", "goal": "maximize"},
-             "parameters": {"model": {"parameters": {"width": {"values": [8, 16]}}}, "x": {"min": 0.0, "max": 1.0}},
-             "early_terminate": {"type": "hyperband", "max_iter": 9, "s": 1, "eta": 3}}
+    sweep = {
+        "method": "random",
+        "name": "dict-sweep",
+        "run_cap": 3,
+        "metric": {"name": "acc", "goal": "maximize"},
+        "parameters": {"model": {"parameters": {"width": {"values": [8, 16]}}}, "x": {"min": 0.0, "max": 1.0}},
+        "early_terminate": {"type": "hyperband", "max_iter": 9, "s": 1, "eta": 3},
+    }
     seen = []
 
     def objective(params, report):
@@ -145,6 +168,11 @@ def test_the_sweeps_layer_imports_nothing_above_it():
     above = ("diffsearch.jobs", "diffsearch.cli")
     for path in (Path(diffsearch.__file__).parent / "sweeps").glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else \
-                [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            names = (
+                [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else []
+            )
             assert not [n for n in names if n.startswith(above)], f"{path.name} imports {names}"

@@ -13,9 +13,30 @@ from diffsearch.errors import UsageError
 from diffsearch.sweeps.schema import parse_sweep, plain
 
 DOCS = Path(__file__).resolve().parent / "wandb_docs"
-JUNK = [None, True, 0, -1, 1.5, float("nan"), float("inf"), 1e308, "", "text", "${nope}", "${trial_dir}", [],
-        [1, "a"], [[1]], {}, {"x": 1}, {"parameters": {}}, {"values": []}, {"min": 1, "max": 0},
-        {"distribution": "normal", "sigma": 0}, {"type": "hyperband", "s": 1}]
+JUNK = [
+    None,
+    True,
+    0,
+    -1,
+    1.5,
+    float("nan"),
+    float("inf"),
+    1e308,
+    "",
+    "text",
+    "${nope}",
+    "${trial_dir}",
+    [],
+    [1, "a"],
+    [[1]],
+    {},
+    {"x": 1},
+    {"parameters": {}},
+    {"values": []},
+    {"min": 1, "max": 0},
+    {"distribution": "normal", "sigma": 0},
+    {"type": "hyperband", "s": 1},
+]
 
 
 def paths(node, prefix=()):

@@ -14,8 +14,12 @@ from diffsearch.sweeps.space import parse_parameters
 from diffsearch.errors import TrialFailed
 
 SPACE = {
-    "lr_warmup_steps": {"distribution": "int_uniform", "min": 0, "max": 50,
-                        "when": {"lr_scheduler": {"not": "constant"}}},
+    "lr_warmup_steps": {
+        "distribution": "int_uniform",
+        "min": 0,
+        "max": 50,
+        "when": {"lr_scheduler": {"not": "constant"}},
+    },
     "learning_rate": {"distribution": "log_uniform_values", "min": 1.0e-5, "max": 1.0e-2},
     "train_batch_size": {"values": [16, 32]},
     "num_epochs": {"value": 2},
@@ -24,8 +28,8 @@ SPACE = {
     "dropout": {"distribution": "q_uniform", "min": 0.0, "max": 0.5, "q": 0.1},
     "width": {"distribution": "q_uniform", "min": 32, "max": 256, "q": 32},
     "channels": {"distribution": "q_log_uniform_values", "min": 8, "max": 512, "q": 8},
-    "layers": {"min": 1, "max": 4},       # W&B: two ints without a distribution are int_uniform
-    "ratio": {"min": 0.1, "max": 0.9},    # ... and otherwise uniform
+    "layers": {"min": 1, "max": 4},  # W&B: two ints without a distribution are int_uniform
+    "ratio": {"min": 0.1, "max": 0.9},  # ... and otherwise uniform
 }
 
 
@@ -60,42 +64,71 @@ def test_parents_are_drawn_first_and_inactive_parameters_are_not_drawn():
 
 
 def test_a_condition_on_a_conditional_parent_needs_the_parent_active():
-    space = parse_parameters({
-        "optimizer": {"values": ["sgd", "adam"]},
-        "schedule": {"values": ["none", "step"], "when": {"optimizer": ["adam"]}},
-        "gamma": {"min": 0.1, "max": 0.9, "when": {"schedule": "step"}},
-    }, "sweep.yaml")
+    space = parse_parameters(
+        {
+            "optimizer": {"values": ["sgd", "adam"]},
+            "schedule": {"values": ["none", "step"], "when": {"optimizer": ["adam"]}},
+            "gamma": {"min": 0.1, "max": 0.9, "when": {"schedule": "step"}},
+        },
+        "sweep.yaml",
+    )
     assert space.suggest(optuna.trial.FixedTrial({"optimizer": "sgd"})) == {"optimizer": "sgd"}
-    assert space.suggest(optuna.trial.FixedTrial({"optimizer": "adam", "schedule": "step", "gamma": 0.5})) == \
-        {"optimizer": "adam", "schedule": "step", "gamma": 0.5}
+    assert space.suggest(optuna.trial.FixedTrial({"optimizer": "adam", "schedule": "step", "gamma": 0.5})) == {
+        "optimizer": "adam",
+        "schedule": "step",
+        "gamma": 0.5,
+    }
 
 
-@pytest.mark.parametrize("spec, words", [
-    ({"lr": {"distribution": "gaussian", "min": 0, "max": 1}}, ["parameters.lr.distribution", "unknown distribution 'gaussian'"]),
-    ({"lr": {"distribution": "normal", "min": 0, "max": 1}}, ["parameters.lr", "unknown key 'min' for distribution normal"]),
-    ({"lr": {"distribution": "uniform", "min": 1.0, "max": 0.1}}, ["parameters.lr", "min 1.0 must be below max 0.1"]),
-    ({"lr": {"distribution": "uniform", "min": 1.0, "max": 1.0}}, ["parameters.lr", "must be below"]),
-    ({"lr": {"distribution": "log_uniform_values", "min": 0.0, "max": 1.0}}, ["parameters.lr", "min > 0"]),
-    ({"lr": {"distribution": "categorical"}}, ["parameters.lr.values", "non-empty list"]),
-    ({"lr": {"values": []}}, ["parameters.lr.values", "non-empty list"]),
-    ({"lr": {"distribution": "uniform", "max": 1.0}}, ["parameters.lr", "needs `min` and `max`"]),
-    ({"lr": {"min": 0.1, "max": 1.0, "mu": 3}}, ["parameters.lr", "unknown key 'mu'"]),
-    ({"lr": {"distribution": "int_uniform", "min": 0.5, "max": 3}}, ["parameters.lr.min", "whole numbers"]),
-    ({"lr": {"distribution": "q_uniform", "min": 0.1, "max": 0.4, "q": 1}}, ["parameters.lr", "no multiple of q"]),
-    ({"lr": {"min": "low", "max": 1.0}}, ["parameters.lr.min", "expected a finite number"]),
-    ({"lr": {"desc": 1}}, ["parameters.lr", "give `value`, `values`, or `min` and `max`"]),
-    ({"a": {"values": [1, 2], "when": {"b": 1}}, "b": {"values": [1, 2], "when": {"a": 1}}},
-     ["conditions form a cycle", "a -> b -> a"]),
-    ({"a": {"values": [1, 2], "when": {"a": 1}}}, ["cycle", "a -> a"]),
-    ({"a": {"values": [1, 2], "when": {"ghost": 1}}}, ["parameters.a.when", "unknown parent 'ghost'"]),
-    ({"a": {"values": [1, 2]}, "b": {"min": 0, "max": 1, "when": {"a": 3}}}, ["parameters.b.when.a", "3 is not one of its values"]),
-    ({"a": {"min": 0, "max": 1}, "b": {"min": 0, "max": 1, "when": {"a": 0.5}}}, ["parameters.b.when.a", "must be a categorical"]),
-    ({"a": {"values": [datetime.date(2024, 1, 1)]}}, ["parameters.a.values", "a value JSON can hold"]),
-    ({"a": {"values": [[1, 2], [1, 2]]}}, ["parameters.a.values", "listed twice"]),
-    ([], ["parameters: expected a mapping"]),
-    ({"lr": {"distribution": "log_normal", "mu": 0, "sigma": 500}}, ["parameters.lr", "log_normal", "smaller mu or sigma"]),
-    ({"lr": {"distribution": "q_log_normal", "mu": 800, "sigma": 1}}, ["parameters.lr", "smaller mu or sigma"]),
-])
+@pytest.mark.parametrize(
+    "spec, words",
+    [
+        (
+            {"lr": {"distribution": "gaussian", "min": 0, "max": 1}},
+            ["parameters.lr.distribution", "unknown distribution 'gaussian'"],
+        ),
+        (
+            {"lr": {"distribution": "normal", "min": 0, "max": 1}},
+            ["parameters.lr", "unknown key 'min' for distribution normal"],
+        ),
+        (
+            {"lr": {"distribution": "uniform", "min": 1.0, "max": 0.1}},
+            ["parameters.lr", "min 1.0 must be below max 0.1"],
+        ),
+        ({"lr": {"distribution": "uniform", "min": 1.0, "max": 1.0}}, ["parameters.lr", "must be below"]),
+        ({"lr": {"distribution": "log_uniform_values", "min": 0.0, "max": 1.0}}, ["parameters.lr", "min > 0"]),
+        ({"lr": {"distribution": "categorical"}}, ["parameters.lr.values", "non-empty list"]),
+        ({"lr": {"values": []}}, ["parameters.lr.values", "non-empty list"]),
+        ({"lr": {"distribution": "uniform", "max": 1.0}}, ["parameters.lr", "needs `min` and `max`"]),
+        ({"lr": {"min": 0.1, "max": 1.0, "mu": 3}}, ["parameters.lr", "unknown key 'mu'"]),
+        ({"lr": {"distribution": "int_uniform", "min": 0.5, "max": 3}}, ["parameters.lr.min", "whole numbers"]),
+        ({"lr": {"distribution": "q_uniform", "min": 0.1, "max": 0.4, "q": 1}}, ["parameters.lr", "no multiple of q"]),
+        ({"lr": {"min": "low", "max": 1.0}}, ["parameters.lr.min", "expected a finite number"]),
+        ({"lr": {"desc": 1}}, ["parameters.lr", "give `value`, `values`, or `min` and `max`"]),
+        (
+            {"a": {"values": [1, 2], "when": {"b": 1}}, "b": {"values": [1, 2], "when": {"a": 1}}},
+            ["conditions form a cycle", "a -> b -> a"],
+        ),
+        ({"a": {"values": [1, 2], "when": {"a": 1}}}, ["cycle", "a -> a"]),
+        ({"a": {"values": [1, 2], "when": {"ghost": 1}}}, ["parameters.a.when", "unknown parent 'ghost'"]),
+        (
+            {"a": {"values": [1, 2]}, "b": {"min": 0, "max": 1, "when": {"a": 3}}},
+            ["parameters.b.when.a", "3 is not one of its values"],
+        ),
+        (
+            {"a": {"min": 0, "max": 1}, "b": {"min": 0, "max": 1, "when": {"a": 0.5}}},
+            ["parameters.b.when.a", "must be a categorical"],
+        ),
+        ({"a": {"values": [datetime.date(2024, 1, 1)]}}, ["parameters.a.values", "a value JSON can hold"]),
+        ({"a": {"values": [[1, 2], [1, 2]]}}, ["parameters.a.values", "listed twice"]),
+        ([], ["parameters: expected a mapping"]),
+        (
+            {"lr": {"distribution": "log_normal", "mu": 0, "sigma": 500}},
+            ["parameters.lr", "log_normal", "smaller mu or sigma"],
+        ),
+        ({"lr": {"distribution": "q_log_normal", "mu": 800, "sigma": 1}}, ["parameters.lr", "smaller mu or sigma"]),
+    ],
+)
 def test_a_bad_parameter_is_one_line_naming_the_file_and_key(spec, words):
     with pytest.raises(UsageError) as error:
         parse_parameters(spec, "sweep.yaml")
@@ -124,13 +157,19 @@ def test_report_lines():
 
 
 def test_early_terminate_is_checked():
-    assert parse_early_terminate({"type": "hyperband"}, "s") == {"type": "hyperband", "min_iter": 1,
-                                                                 "max_iter": None, "eta": 3}
-    for spec, words in (({"type": "median"}, "expected hyperband or successive_halving"),
-                        ({"type": "hyperband", "s": 2}, "give max_iter too"),
-                        ({"type": "hyperband", "bands": 2}, "unknown key 'bands'"),
-                        ({"type": "hyperband", "eta": 1}, "eta"),
-                        ({"type": "hyperband", "min_iter": 4, "max_iter": 2}, "must be above")):
+    assert parse_early_terminate({"type": "hyperband"}, "s") == {
+        "type": "hyperband",
+        "min_iter": 1,
+        "max_iter": None,
+        "eta": 3,
+    }
+    for spec, words in (
+        ({"type": "median"}, "expected hyperband or successive_halving"),
+        ({"type": "hyperband", "s": 2}, "give max_iter too"),
+        ({"type": "hyperband", "bands": 2}, "unknown key 'bands'"),
+        ({"type": "hyperband", "eta": 1}, "eta"),
+        ({"type": "hyperband", "min_iter": 4, "max_iter": 2}, "must be above"),
+    ):
         with pytest.raises(UsageError, match=words):
             parse_early_terminate(spec, "s")
 
@@ -147,16 +186,25 @@ def draws(spec, n=400, seed=0):
     return values
 
 
-@pytest.mark.parametrize("spec, reference", [
-    # W&B's definitions (wandb/sweeps params.py): the same distribution under random search
-    ({"distribution": "normal", "mu": 100, "sigma": 10}, lambda s: s.norm(100, 10)),
-    ({"distribution": "normal"}, lambda s: s.norm(0, 1)),
-    ({"distribution": "log_normal", "mu": -3, "sigma": 0.5}, lambda s: s.lognorm(s=0.5, scale=math.exp(-3))),
-    ({"distribution": "beta", "a": 2, "b": 5}, lambda s: s.beta(2, 5)),
-    ({"distribution": "log_uniform", "min": -9.2, "max": -2.3}, lambda s: s.loguniform(math.exp(-9.2), math.exp(-2.3))),
-    ({"distribution": "inv_log_uniform", "min": 2.3, "max": 9.2}, lambda s: s.loguniform(math.exp(-9.2), math.exp(-2.3))),
-    ({"distribution": "inv_log_uniform_values", "min": 1e-4, "max": 0.1}, lambda s: s.loguniform(1e-4, 0.1)),
-])
+@pytest.mark.parametrize(
+    "spec, reference",
+    [
+        # W&B's definitions (wandb/sweeps params.py): the same distribution under random search
+        ({"distribution": "normal", "mu": 100, "sigma": 10}, lambda s: s.norm(100, 10)),
+        ({"distribution": "normal"}, lambda s: s.norm(0, 1)),
+        ({"distribution": "log_normal", "mu": -3, "sigma": 0.5}, lambda s: s.lognorm(s=0.5, scale=math.exp(-3))),
+        ({"distribution": "beta", "a": 2, "b": 5}, lambda s: s.beta(2, 5)),
+        (
+            {"distribution": "log_uniform", "min": -9.2, "max": -2.3},
+            lambda s: s.loguniform(math.exp(-9.2), math.exp(-2.3)),
+        ),
+        (
+            {"distribution": "inv_log_uniform", "min": 2.3, "max": 9.2},
+            lambda s: s.loguniform(math.exp(-9.2), math.exp(-2.3)),
+        ),
+        ({"distribution": "inv_log_uniform_values", "min": 1e-4, "max": 0.1}, lambda s: s.loguniform(1e-4, 0.1)),
+    ],
+)
 def test_unbounded_and_log_distributions_draw_as_wandb_defines_them(spec, reference):
     from scipy import stats
 
@@ -165,9 +213,11 @@ def test_unbounded_and_log_distributions_draw_as_wandb_defines_them(spec, refere
 
 
 def test_quantized_forms_round_to_q_as_wandb_does():
-    for spec, q in (({"distribution": "q_normal", "mu": 100, "sigma": 20, "q": 10}, 10),
-                    ({"distribution": "q_log_normal", "mu": 4.6, "sigma": 0.5, "q": 16}, 16),
-                    ({"distribution": "q_log_uniform", "min": 2.0, "max": 6.0, "q": 8}, 8)):
+    for spec, q in (
+        ({"distribution": "q_normal", "mu": 100, "sigma": 20, "q": 10}, 10),
+        ({"distribution": "q_log_normal", "mu": 4.6, "sigma": 0.5, "q": 16}, 16),
+        ({"distribution": "q_log_uniform", "min": 2.0, "max": 6.0, "q": 8}, 8),
+    ):
         values = draws(spec, n=50)
         assert all(isinstance(v, int) and v % q == 0 for v in values), values
     keep = draws({"distribution": "q_beta", "a": 2, "b": 5, "q": 0.05}, n=50)
@@ -186,10 +236,16 @@ def test_probabilities_weight_a_random_categorical():
 
 
 def test_nested_parameters_are_searched_flat_and_passed_nested():
-    space = parse_parameters({"batch_size": {"values": [32, 64]},
-                              "optimizer": {"parameters": {"lr": {"values": [0.1, 0.01]},
-                                                           "nadam": {"parameters": {"beta": {"value": 0.9}}}}},
-                              "momentum": {"min": 0.1, "max": 0.9, "when": {"optimizer.lr": 0.1}}}, "sweep.yaml")
+    space = parse_parameters(
+        {
+            "batch_size": {"values": [32, 64]},
+            "optimizer": {
+                "parameters": {"lr": {"values": [0.1, 0.01]}, "nadam": {"parameters": {"beta": {"value": 0.9}}}}
+            },
+            "momentum": {"min": 0.1, "max": 0.9, "when": {"optimizer.lr": 0.1}},
+        },
+        "sweep.yaml",
+    )
     assert [p.name for p in space.parameters] == ["batch_size", "optimizer.lr", "optimizer.nadam.beta", "momentum"]
     trial = optuna.trial.FixedTrial({"batch_size": 32, "optimizer.lr": 0.1, "momentum": 0.5})
     assert space.suggest(trial) == {"batch_size": 32, "optimizer": {"lr": 0.1, "nadam": {"beta": 0.9}}, "momentum": 0.5}
@@ -199,19 +255,35 @@ def test_nested_parameters_are_searched_flat_and_passed_nested():
 
 
 def test_values_may_be_lists_as_in_wandb():
-    space = parse_parameters({"encoder": {"values": [[8, 16, 32], [32, 64, 128]]},
-                              "head": {"values": ["mlp", "linear"], "when": {"encoder": [[8, 16, 32]]}}}, "s")
+    space = parse_parameters(
+        {
+            "encoder": {"values": [[8, 16, 32], [32, 64, 128]]},
+            "head": {"values": ["mlp", "linear"], "when": {"encoder": [[8, 16, 32]]}},
+        },
+        "s",
+    )
     assert space.parameters[0].distribution == CategoricalDistribution(("[8, 16, 32]", "[32, 64, 128]"))
-    assert space.suggest(optuna.trial.FixedTrial({"encoder": "[8, 16, 32]", "head": "mlp"})) == \
-        {"encoder": [8, 16, 32], "head": "mlp"}
+    assert space.suggest(optuna.trial.FixedTrial({"encoder": "[8, 16, 32]", "head": "mlp"})) == {
+        "encoder": [8, 16, 32],
+        "head": "mlp",
+    }
     assert space.suggest(optuna.trial.FixedTrial({"encoder": "[32, 64, 128]"})) == {"encoder": [32, 64, 128]}
 
 
 def test_a_when_inside_a_nested_parameter_may_name_its_sibling():
-    space = parse_parameters({"optimizer": {"parameters": {
-        "name": {"values": ["adam", "sgd"]},
-        "momentum": {"min": 0.5, "max": 0.9, "when": {"name": "sgd"}}}}}, "s")
+    space = parse_parameters(
+        {
+            "optimizer": {
+                "parameters": {
+                    "name": {"values": ["adam", "sgd"]},
+                    "momentum": {"min": 0.5, "max": 0.9, "when": {"name": "sgd"}},
+                }
+            }
+        },
+        "s",
+    )
     assert space.parameters[1].conditions[0].parent == "optimizer.name"
     assert space.suggest(optuna.trial.FixedTrial({"optimizer.name": "adam"})) == {"optimizer": {"name": "adam"}}
-    assert space.suggest(optuna.trial.FixedTrial({"optimizer.name": "sgd", "optimizer.momentum": 0.7})) == \
-        {"optimizer": {"name": "sgd", "momentum": 0.7}}
+    assert space.suggest(optuna.trial.FixedTrial({"optimizer.name": "sgd", "optimizer.momentum": 0.7})) == {
+        "optimizer": {"name": "sgd", "momentum": 0.7}
+    }

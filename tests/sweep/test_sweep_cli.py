@@ -51,8 +51,12 @@ def test_tpe_runs_six_trials_with_conditionals_logs_and_results(sweep_file, tmp_
 
 def test_successive_halving_stops_programs_from_their_reports(sweep_file, tmp_path):
     out = tmp_path / "run"
-    path = sweep_file(method="random", trials=6, parameters={"steps": {"value": 6}, "step_seconds": {"value": 0.1}},
-                      early_terminate={"type": "successive_halving", "min_iter": 1, "eta": 2})
+    path = sweep_file(
+        method="random",
+        trials=6,
+        parameters={"steps": {"value": 6}, "step_seconds": {"value": 0.1}},
+        early_terminate={"type": "successive_halving", "min_iter": 1, "eta": 2},
+    )
     assert run_cli("sweep", path, "--out", out, "--seed", 3) == 0
     trials = load(out, "sweep-train_regression-random").trials
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
@@ -65,18 +69,29 @@ def test_successive_halving_stops_programs_from_their_reports(sweep_file, tmp_pa
 
 def test_a_crash_a_hang_and_silence_fail_with_reasons_and_the_budget_is_kept(sweep_file, tmp_path, capsys):
     out = tmp_path / "run"
-    path = sweep_file(method="grid", trials=None, parameters={
-        "learning_rate": {"value": 0.05}, "optimizer": {"value": "sgd"}, "momentum": None,
-        "mode": {"values": ["ok", "crash", "hang", "silent"]}})
+    path = sweep_file(
+        method="grid",
+        trials=None,
+        parameters={
+            "learning_rate": {"value": 0.05},
+            "optimizer": {"value": "sgd"},
+            "momentum": None,
+            "mode": {"values": ["ok", "crash", "hang", "silent"]},
+        },
+    )
     started = time.monotonic()
     assert run_cli("sweep", path, "--out", out, "--trial-timeout", 3) == 0
     assert time.monotonic() - started < 60  # the hanging program was stopped, not waited for
     printed = capsys.readouterr().out
     results = json.loads((out / "results.json").read_text())
-    assert results["counts"] == {"complete": 1, "pruned": 0, "failed": 3, "cut_short": 0, "not_counted": 0} and results["budget"] == 4
+    assert (
+        results["counts"] == {"complete": 1, "pruned": 0, "failed": 3, "cut_short": 0, "not_counted": 0}
+        and results["budget"] == 4
+    )
     reasons = {t["params"]["mode"]: t for t in results["trials"]}
-    assert reasons["crash"]["fail_reason"] == ("exit code 1: RuntimeError: CUDA error: an illegal memory access "
-                                               "was encountered")
+    assert reasons["crash"]["fail_reason"] == (
+        "exit code 1: RuntimeError: CUDA error: an illegal memory access was encountered"
+    )
     assert reasons["hang"]["fail_reason"] == "timed out after 3 s (--trial-timeout)"
     assert reasons["silent"]["fail_kind"] == "never_reported" and "never reported" in reasons["silent"]["fail_reason"]
     assert "trial" in printed and "timed out" in printed and "1 complete, 0 pruned, 3 failed" in printed
@@ -84,8 +99,15 @@ def test_a_crash_a_hang_and_silence_fail_with_reasons_and_the_budget_is_kept(swe
 
 def test_a_diverging_program_fails_at_its_first_non_finite_report(sweep_file, tmp_path):
     out = tmp_path / "run"
-    path = sweep_file(trials=1, parameters={"learning_rate": {"value": 1000.0}, "optimizer": {"value": "sgd"},
-                                            "momentum": None, "steps": {"value": 300}})
+    path = sweep_file(
+        trials=1,
+        parameters={
+            "learning_rate": {"value": 1000.0},
+            "optimizer": {"value": "sgd"},
+            "momentum": None,
+            "steps": {"value": 300},
+        },
+    )
     assert run_cli("sweep", path, "--out", out) == 1  # no trial completed: nothing to use
     trial = load(out, "sweep-train_regression-tpe").trials[0]
     assert trial.state == TrialState.FAIL and trial.user_attrs["fail_kind"] == "not_finite"
@@ -103,8 +125,9 @@ def test_when_no_trial_reports_the_metric_the_end_says_so(sweep_file, tmp_path, 
 
 def test_plain_print_reports_and_a_maximised_metric(sweep_file, tmp_path):
     out = tmp_path / "run"
-    path = sweep_file(trials=3, metric={"name": "val_loss", "goal": "maximize"},
-                      parameters={"plain_print": {"value": True}})
+    path = sweep_file(
+        trials=3, metric={"name": "val_loss", "goal": "maximize"}, parameters={"plain_print": {"value": True}}
+    )
     assert run_cli("sweep", path, "--out", out, "--study", "worst") == 0
     study = load(out, "worst")
     assert study.direction == optuna.study.StudyDirection.MAXIMIZE
@@ -114,8 +137,10 @@ def test_plain_print_reports_and_a_maximised_metric(sweep_file, tmp_path):
 
 def test_gpus_set_cuda_visible_devices_of_the_programs(tmp_path):
     sweep = tmp_path / "gpu.yaml"
-    sweep.write_text(f"program: {PROGRAMS / 'report_gpu.py'}\nmetric: {{name: gpu}}\nmethod: random\n"
-                     "trials: 2\nparameters:\n  x: {values: [1, 2]}\n")
+    sweep.write_text(
+        f"program: {PROGRAMS / 'report_gpu.py'}\nmetric: {{name: gpu}}\nmethod: random\n"
+        "trials: 2\nparameters:\n  x: {values: [1, 2]}\n"
+    )
     assert run_cli("sweep", sweep, "--out", tmp_path / "run", "--gpus", "3,5") == 0
     trials = load(tmp_path / "run", "sweep-report_gpu-random").trials
     assert [t.value for t in trials] == [3.0, 3.0]  # this process is worker 0: gpus[0]
@@ -152,8 +177,10 @@ def test_a_worker_joins_a_sweep_and_raises_its_budget(sweep_file, tmp_path, caps
     out = tmp_path / "run"
     storage = f"sqlite:///{out}/study.db"
     assert run_cli("sweep", sweep_file(trials=2), "--out", out) == 0
-    assert run_cli("worker", "--study", "sweep-train_regression-tpe", "--storage", storage, "--trials", 4,
-                   "--out", out) == 0
+    assert (
+        run_cli("worker", "--study", "sweep-train_regression-tpe", "--storage", storage, "--trials", 4, "--out", out)
+        == 0
+    )
     trials = load(out, "sweep-train_regression-tpe").trials
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
     assert run_cli("list") == 0 and "sweep" in capsys.readouterr().out
@@ -163,9 +190,11 @@ def test_a_worker_joins_a_sweep_and_raises_its_budget(sweep_file, tmp_path, caps
 def test_two_workers_share_the_study_each_on_its_own_gpu(tmp_path):
     # each program waits until a program of the other worker has started: both workers must run trials
     sweep = tmp_path / "pair.yaml"
-    sweep.write_text(f"program: {PROGRAMS / 'report_gpu.py'}\nmetric: {{name: gpu}}\nmethod: random\n"
-                     f"trials: 4\nparameters:\n  pair_dir: {{value: {tmp_path / 'pair'}}}\n"
-                     "  x: {min: 0.0, max: 1.0}\n")
+    sweep.write_text(
+        f"program: {PROGRAMS / 'report_gpu.py'}\nmetric: {{name: gpu}}\nmethod: random\n"
+        f"trials: 4\nparameters:\n  pair_dir: {{value: {tmp_path / 'pair'}}}\n"
+        "  x: {min: 0.0, max: 1.0}\n"
+    )
     out = tmp_path / "run"
     assert run_cli("sweep", sweep, "--out", out, "--workers", 2, "--gpus", "0,1") == 0
     every = load(out, "sweep-report_gpu-random").trials
@@ -186,8 +215,12 @@ def test_a_real_ctrl_c_then_rerun(sweep_file, tmp_path):
     out = tmp_path / "run"
     path = sweep_file(trials=8, parameters={"step_seconds": {"value": 0.3}})
     cmd = [sys.executable, "-m", "diffsearch", "sweep", str(path), "--out", str(out)]
-    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    process = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     if not wait_for_a_complete_trial(out / "study.db", 300, poll=0.2):
         process.kill()
         pytest.fail("no trial completed within 300 s")
@@ -195,8 +228,9 @@ def test_a_real_ctrl_c_then_rerun(sweep_file, tmp_path):
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
     assert b"Traceback" not in err
-    kept = {t.number: t.params for t in load(out, "sweep-train_regression-tpe").trials
-            if t.state == TrialState.COMPLETE}
+    kept = {
+        t.number: t.params for t in load(out, "sweep-train_regression-tpe").trials if t.state == TrialState.COMPLETE
+    }
     assert 1 <= len(kept) < 8
     subprocess.run(cmd, check=True, capture_output=True)
     trials = load(out, "sweep-train_regression-tpe").trials

@@ -17,8 +17,19 @@ pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::optuna.excep
 
 def sweep(tmp_path, program, metric, parameters, **settings):
     path = tmp_path / "sweep.yaml"
-    path.write_text(yaml.safe_dump({"program": str(PROGRAMS / program), "method": "tpe", "metric": metric,
-                                    "trials": 4, "parameters": parameters, **settings}, sort_keys=False))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "program": str(PROGRAMS / program),
+                "method": "tpe",
+                "metric": metric,
+                "trials": 4,
+                "parameters": parameters,
+                **settings,
+            },
+            sort_keys=False,
+        )
+    )
     return path
 
 
@@ -29,12 +40,19 @@ def trials_of(out):
 
 def test_accelerate_tensorboard_tracker_is_tuned_and_a_pruner_stops_a_trial_from_its_live_logs(tmp_path):
     out = tmp_path / "run"
-    path = sweep(tmp_path, "log_accelerate.py", {"name": "val_loss", "goal": "minimize"}, {
-        "learning_rate": {"distribution": "log_uniform_values", "min": 1.0e-3, "max": 0.3},
-        "steps": {"value": 6}, "step_seconds": {"value": 0.3},
-        "output_dir": {"value": "${trial_dir}"}},  # each trial logs into its own folder
+    path = sweep(
+        tmp_path,
+        "log_accelerate.py",
+        {"name": "val_loss", "goal": "minimize"},
+        {
+            "learning_rate": {"distribution": "log_uniform_values", "min": 1.0e-3, "max": 0.3},
+            "steps": {"value": 6},
+            "step_seconds": {"value": 0.3},
+            "output_dir": {"value": "${trial_dir}"},
+        },  # each trial logs into its own folder
         early_terminate={"type": "successive_halving", "min_iter": 1, "eta": 2},
-        preload=["torch", "accelerate", "torch.utils.tensorboard"])  # imported once, trials forked from it
+        preload=["torch", "accelerate", "torch.utils.tensorboard"],
+    )  # imported once, trials forked from it
     assert main(["sweep", str(path), "--out", str(out)]) == 0
     trials = trials_of(out)
     assert len(trials) == 4 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
@@ -67,11 +85,17 @@ def summary_writer_objective(lr, momentum, steps=10):
 
 def test_a_bare_summary_writer_is_tuned(tmp_path):
     out = tmp_path / "run"
-    path = sweep(tmp_path, "log_summary_writer.py", {"name": "loss/objective", "goal": "minimize",
-                                                     "source": "tensorboard", "path": "tb"}, {
-        "lr": {"distribution": "uniform", "min": 0.01, "max": 0.4},
-        "momentum": {"values": [0.0, 0.5]},
-        "logdir": {"value": "${trial_dir}/tb"}}, preload=["torch.utils.tensorboard"])
+    path = sweep(
+        tmp_path,
+        "log_summary_writer.py",
+        {"name": "loss/objective", "goal": "minimize", "source": "tensorboard", "path": "tb"},
+        {
+            "lr": {"distribution": "uniform", "min": 0.01, "max": 0.4},
+            "momentum": {"values": [0.0, 0.5]},
+            "logdir": {"value": "${trial_dir}/tb"},
+        },
+        preload=["torch.utils.tensorboard"],
+    )
     assert main(["sweep", str(path), "--out", str(out)]) == 0
     trials = trials_of(out)
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
@@ -83,11 +107,22 @@ def test_a_bare_summary_writer_is_tuned(tmp_path):
 
 def test_a_wandb_script_reads_the_trials_values_from_wandb_config_and_its_logs_are_the_metric(tmp_path):
     out = tmp_path / "run"
-    path = sweep(tmp_path, "wandb_config.py", {"name": "val.loss", "goal": "minimize"}, {
-        "learning_rate": {"distribution": "uniform", "min": 0.05, "max": 0.45},
-        "optimizer": {"parameters": {"name": {"values": ["sgd", "adam"]},
-                                     "decay": {"distribution": "uniform", "min": 0.0, "max": 0.5}}},
-        "epochs": {"value": 4}}, command=["${env}", "${interpreter}", "${program}"])  # no flags: wandb.config only
+    path = sweep(
+        tmp_path,
+        "wandb_config.py",
+        {"name": "val.loss", "goal": "minimize"},
+        {
+            "learning_rate": {"distribution": "uniform", "min": 0.05, "max": 0.45},
+            "optimizer": {
+                "parameters": {
+                    "name": {"values": ["sgd", "adam"]},
+                    "decay": {"distribution": "uniform", "min": 0.0, "max": 0.5},
+                }
+            },
+            "epochs": {"value": 4},
+        },
+        command=["${env}", "${interpreter}", "${program}"],
+    )  # no flags: wandb.config only
     assert main(["sweep", str(path), "--out", str(out)]) == 0
     trials = trials_of(out)
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
@@ -106,8 +141,14 @@ def test_a_wandb_script_reads_the_trials_values_from_wandb_config_and_its_logs_a
 
 def test_a_metric_no_source_reports_fails_saying_where_it_looked(tmp_path):
     out = tmp_path / "run"
-    path = sweep(tmp_path, "wandb_config.py", {"name": "loss", "goal": "minimize"}, {"epochs": {"value": 2}},
-                 trials=1, command=["${env}", "${interpreter}", "${program}"])
+    path = sweep(
+        tmp_path,
+        "wandb_config.py",
+        {"name": "loss", "goal": "minimize"},
+        {"epochs": {"value": 2}},
+        trials=1,
+        command=["${env}", "${interpreter}", "${program}"],
+    )
     assert main(["sweep", str(path), "--out", str(out)]) == 1
     (trial,) = trials_of(out)
     reason = trial.user_attrs["fail_reason"]

@@ -24,9 +24,11 @@ def trials(out, name):
 @pytest.mark.slow
 def test_a_forked_trial_is_the_program_run_afresh(tmp_path):
     sweep = tmp_path / "sweep.yaml"
-    sweep.write_text(f"program: {PROGRAMS / 'report_interpreter.py'}\nmetric: {{name: draw}}\nmethod: grid\n"
-                     "preload: [wave, torch, 'warm_up:compute']\n"
-                     "parameters:\n  exit_code: {values: [0, 1, 3]}\n")
+    sweep.write_text(
+        f"program: {PROGRAMS / 'report_interpreter.py'}\nmetric: {{name: draw}}\nmethod: grid\n"
+        "preload: [wave, torch, 'warm_up:compute']\n"
+        "parameters:\n  exit_code: {values: [0, 1, 3]}\n"
+    )
     out = tmp_path / "run"
     # a trial that hung (OpenMP after a fork) would fail by the timeout rather than block the test
     assert run_cli("sweep", sweep, "--out", out, "--trial-timeout", 120) == 0
@@ -51,8 +53,14 @@ def test_preloaded_and_fresh_trials_give_the_same_study(sweep_file, tmp_path):
     halving = {"type": "successive_halving", "min_iter": 1, "eta": 2}
     studies = {}
     for route, preload in (("fresh", None), ("forked", ["numpy", "diffsearch.reporter"])):
-        path = sweep_file(name=f"{route}.yaml", method="random", trials=5, early_terminate=halving, preload=preload,
-                          parameters={"steps": {"value": 5}, "step_seconds": {"value": 0.05}})
+        path = sweep_file(
+            name=f"{route}.yaml",
+            method="random",
+            trials=5,
+            early_terminate=halving,
+            preload=preload,
+            parameters={"steps": {"value": 5}, "step_seconds": {"value": 0.05}},
+        )
         assert run_cli("sweep", path, "--out", tmp_path / route, "--seed", 3) == 0
         studies[route] = trials(tmp_path / route, "sweep-train_regression-random")
     fresh, forked = studies["fresh"], studies["forked"]
@@ -64,24 +72,36 @@ def test_preloaded_and_fresh_trials_give_the_same_study(sweep_file, tmp_path):
 
 @pytest.mark.slow
 def test_a_hanging_forked_program_is_stopped_by_the_timeout(sweep_file, tmp_path):
-    path = sweep_file(method="grid", trials=None, preload=["numpy"], parameters={
-        "learning_rate": {"value": 0.05}, "optimizer": {"value": "sgd"}, "momentum": None,
-        "mode": {"values": ["hang", "ok", "crash"]}})
+    path = sweep_file(
+        method="grid",
+        trials=None,
+        preload=["numpy"],
+        parameters={
+            "learning_rate": {"value": 0.05},
+            "optimizer": {"value": "sgd"},
+            "momentum": None,
+            "mode": {"values": ["hang", "ok", "crash"]},
+        },
+    )
     out = tmp_path / "run"
     assert run_cli("sweep", path, "--out", out, "--trial-timeout", 3) == 0
     results = json.loads((out / "results.json").read_text())
     reasons = {t["params"]["mode"]: t.get("fail_reason") for t in results["trials"]}
-    assert reasons == {"hang": "timed out after 3 s (--trial-timeout)", "ok": None,
-                       "crash": "exit code 1: RuntimeError: CUDA error: an illegal memory access was encountered"}
+    assert reasons == {
+        "hang": "timed out after 3 s (--trial-timeout)",
+        "ok": None,
+        "crash": "exit code 1: RuntimeError: CUDA error: an illegal memory access was encountered",
+    }
 
 
 def test_a_preload_that_fails_to_import_is_one_line(tmp_path, capsys):
     (tmp_path / "broken_helper.py").write_text("raise ImportError('needs a GPU build of something')\n")
     program = tmp_path / "train.py"
-    program.write_text("print('{\"step\": 1, \"loss\": 1.0}')\n")
+    program.write_text('print(\'{"step": 1, "loss": 1.0}\')\n')
     sweep = tmp_path / "sweep.yaml"
-    sweep.write_text(f"program: {program}\nmetric: {{name: loss}}\npreload: [broken_helper]\n"
-                     "parameters:\n  x: {values: [1, 2]}\n")
+    sweep.write_text(
+        f"program: {program}\nmetric: {{name: loss}}\npreload: [broken_helper]\nparameters:\n  x: {{values: [1, 2]}}\n"
+    )
     assert run_cli("sweep", sweep, "--out", tmp_path / "run") == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "preload: broken_helper: ImportError: needs a GPU build of something" in err

@@ -24,13 +24,15 @@ FAMILIES.register("FluxPipeline", FluxBackend, "FLUX.1 (flow matching, guidance-
 
 def backend_class(pipeline_class: str, model: str = "") -> type[PipelineBackend]:
     if pipeline_class not in FAMILIES:
-        raise UsageError(f"--model {model}: {pipeline_class} is not served; diffsearch prompt runs "
-                         f"{', '.join(FAMILIES)}")
+        raise UsageError(
+            f"--model {model}: {pipeline_class} is not served; diffsearch prompt runs {', '.join(FAMILIES)}"
+        )
     return FAMILIES[pipeline_class].value
 
 
-def make_backend(pipe, steps: int = 50, guidance: float | None = None, true_cfg: float = 1.0,
-                 size: int | None = None) -> PipelineBackend:
+def make_backend(
+    pipe, steps: int = 50, guidance: float | None = None, true_cfg: float = 1.0, size: int | None = None
+) -> PipelineBackend:
     """The backend of a loaded pipeline (its class names the family)."""
     name = type(pipe).__name__
     cls = backend_class(name)
@@ -38,5 +40,14 @@ def make_backend(pipe, steps: int = 50, guidance: float | None = None, true_cfg:
     return cls(pipe, steps=steps, guidance=guidance, height=size, width=size, **extra)
 
 
-__all__ = ["FAMILIES", "FluxBackend", "PipelineBackend", "SD3Backend", "SDBackend", "SDXLBackend", "TextEncoder",
-           "backend_class", "make_backend"]
+__all__ = [
+    "FAMILIES",
+    "FluxBackend",
+    "PipelineBackend",
+    "SD3Backend",
+    "SDBackend",
+    "SDXLBackend",
+    "TextEncoder",
+    "backend_class",
+    "make_backend",
+]

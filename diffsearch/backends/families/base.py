@@ -52,8 +52,9 @@ class TextEncoder:
         return self.tokenizer(text, add_special_tokens=False, verbose=False).input_ids
 
     def ids(self, texts: list[str]) -> torch.Tensor:
-        return self.tokenizer(texts, padding="max_length", max_length=self.length, truncation=True,
-                              return_tensors="pt").input_ids.to(self.device or self.module.device)
+        return self.tokenizer(
+            texts, padding="max_length", max_length=self.length, truncation=True, return_tensors="pt"
+        ).input_ids.to(self.device or self.module.device)
 
     def token_embedding(self) -> torch.nn.Embedding:
         return self.module.get_input_embeddings()
@@ -93,8 +94,9 @@ class PipelineBackend(ABC):
     uses_negative_prompt = True  # False where guidance settings leave the negative prompt without effect
     true_cfg = 1.0  # true classifier-free guidance on a guidance-distilled model (FLUX sets it; 1 = off)
 
-    def __init__(self, pipe, steps: int = 50, guidance: float | None = None, height: int | None = None,
-                 width: int | None = None):
+    def __init__(
+        self, pipe, steps: int = 50, guidance: float | None = None, height: int | None = None, width: int | None = None
+    ):
         self.pipe, self.steps = pipe, steps
         self.guidance = self.default_guidance if guidance is None else guidance
         self.denoiser = self._denoiser()
@@ -156,8 +158,10 @@ class PipelineBackend(ABC):
     def refusal_for(cls, guidance: float, true_cfg: float = 1.0) -> str | None:
         """The same, from the settings alone: a job asks before loading any weights."""
         if guidance <= 1:
-            return (f"--guidance {guidance:g} turns classifier-free guidance off, so a negative prompt has no "
-                    "effect on this model; search the positive prompt (--space synonym) or raise --guidance above 1")
+            return (
+                f"--guidance {guidance:g} turns classifier-free guidance off, so a negative prompt has no "
+                "effect on this model; search the positive prompt (--space synonym) or raise --guidance above 1"
+            )
         return None
 
     # ---- text ---------------------------------------------------------------------------------------

@@ -23,11 +23,15 @@ class FlowMatchingBackend(PipelineBackend):
         from diffusers import FlowMatchEulerDiscreteScheduler
 
         config = self.pipe.scheduler.config
-        if config.get("stochastic_sampling", False) or self.pipe.scheduler.__class__.__name__ != \
-                "FlowMatchEulerDiscreteScheduler":
-            raise UsageError(f"{self.pipe.__class__.__name__} with {self.pipe.scheduler.__class__.__name__} "
-                             "(stochastic or not flow-matching Euler) is not served; save the pipeline with "
-                             "FlowMatchEulerDiscreteScheduler")
+        if (
+            config.get("stochastic_sampling", False)
+            or self.pipe.scheduler.__class__.__name__ != "FlowMatchEulerDiscreteScheduler"
+        ):
+            raise UsageError(
+                f"{self.pipe.__class__.__name__} with {self.pipe.scheduler.__class__.__name__} "
+                "(stochastic or not flow-matching Euler) is not served; save the pipeline with "
+                "FlowMatchEulerDiscreteScheduler"
+            )
         return FlowMatchEulerDiscreteScheduler.from_config(config)
 
     def step(self, model_output, i, t, latents):

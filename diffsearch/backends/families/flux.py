@@ -25,15 +25,24 @@ class FluxBackend(FlowMatchingBackend):
     default_guidance = 3.5  # FluxPipeline's default (distilled guidance)
     max_sequence_length = MAX_SEQUENCE_LENGTH
 
-    def __init__(self, pipe, steps: int = 28, guidance: float | None = None, height: int | None = None,
-                 width: int | None = None, true_cfg: float = 1.0):
+    def __init__(
+        self,
+        pipe,
+        steps: int = 28,
+        guidance: float | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        true_cfg: float = 1.0,
+    ):
         self.true_cfg = true_cfg
         super().__init__(pipe, steps, guidance, height, width)
 
     def _encoders(self) -> list[TextEncoder]:
         p = self.pipe
-        return [TextEncoder("text_encoder", p.text_encoder, p.tokenizer, p.tokenizer_max_length),
-                TextEncoder("text_encoder_2", p.text_encoder_2, p.tokenizer_2, self.max_sequence_length, bos=False)]
+        return [
+            TextEncoder("text_encoder", p.text_encoder, p.tokenizer, p.tokenizer_max_length),
+            TextEncoder("text_encoder_2", p.text_encoder_2, p.tokenizer_2, self.max_sequence_length, bos=False),
+        ]
 
     def _default_size(self) -> int:
         return self.pipe.default_sample_size * self.pipe.vae_scale_factor
@@ -41,9 +50,11 @@ class FluxBackend(FlowMatchingBackend):
     @classmethod
     def refusal_for(cls, guidance: float, true_cfg: float = 1.0) -> str | None:
         if true_cfg <= 1:
-            return ("FLUX is guidance-distilled: a negative prompt acts only with true classifier-free guidance; "
-                    "pass --true-cfg 4 (a second transformer pass per step) or search the positive prompt "
-                    "(--space synonym)")
+            return (
+                "FLUX is guidance-distilled: a negative prompt acts only with true classifier-free guidance; "
+                "pass --true-cfg 4 (a second transformer pass per step) or search the positive prompt "
+                "(--space synonym)"
+            )
         return None
 
     def schedule_kwargs(self) -> dict:
@@ -51,9 +62,13 @@ class FluxBackend(FlowMatchingBackend):
 
         config = self.scheduler.config
         sigmas = None if config.get("use_flow_sigmas", False) else np.linspace(1.0, 1 / self.steps, self.steps)
-        mu = calculate_shift(self._packed_hw()[0] * self._packed_hw()[1] // 4,
-                             config.get("base_image_seq_len", 256), config.get("max_image_seq_len", 4096),
-                             config.get("base_shift", 0.5), config.get("max_shift", 1.15))
+        mu = calculate_shift(
+            self._packed_hw()[0] * self._packed_hw()[1] // 4,
+            config.get("base_image_seq_len", 256),
+            config.get("max_image_seq_len", 4096),
+            config.get("base_shift", 0.5),
+            config.get("max_shift", 1.15),
+        )
         return {"sigmas": sigmas, "mu": mu}
 
     def condition(self, outputs: list):
@@ -77,9 +92,16 @@ class FluxBackend(FlowMatchingBackend):
             guidance = torch.full([n], self.guidance, device=self.device, dtype=torch.float32)
         text_ids = torch.zeros(embeds.shape[1], 3, device=self.device, dtype=self.dtype)
         image_ids = self.pipe._prepare_latent_image_ids(n, h // 2, w // 2, self.device, self.dtype)
-        return self.denoiser(hidden_states=latents, timestep=t.expand(n).to(latents.dtype) / 1000, guidance=guidance,
-                             pooled_projections=pooled, encoder_hidden_states=embeds, txt_ids=text_ids,
-                             img_ids=image_ids, return_dict=False)[0]
+        return self.denoiser(
+            hidden_states=latents,
+            timestep=t.expand(n).to(latents.dtype) / 1000,
+            guidance=guidance,
+            pooled_projections=pooled,
+            encoder_hidden_states=embeds,
+            txt_ids=text_ids,
+            img_ids=image_ids,
+            return_dict=False,
+        )[0]
 
     def predict(self, latents, i, t, cond, uncond) -> torch.Tensor:
         v = self._forward(latents, t, *cond)

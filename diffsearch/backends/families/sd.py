@@ -44,8 +44,10 @@ class SDBackend(PipelineBackend):
         if self.guidance <= 1:  # the pipelines skip the unconditional pass then (turbo models run at 0)
             model_in = self.scheduler.scale_model_input(latents, t)
             kwargs = self.unet_kwargs(cond, uncond)
-            kwargs = {k: v.chunk(2)[1] if torch.is_tensor(v) else {n: x.chunk(2)[1] for n, x in v.items()}
-                      for k, v in kwargs.items()}
+            kwargs = {
+                k: v.chunk(2)[1] if torch.is_tensor(v) else {n: x.chunk(2)[1] for n, x in v.items()}
+                for k, v in kwargs.items()
+            }
             return self.denoiser(model_in, t, **kwargs).sample
         model_in = self.scheduler.scale_model_input(torch.cat([latents, latents]), t)
         eps = self.denoiser(model_in, t, **self.unet_kwargs(cond, uncond)).sample

@@ -25,11 +25,14 @@ class SD3Backend(FlowMatchingBackend):
 
     def _encoders(self) -> list[TextEncoder]:
         p = self.pipe
-        encoders = [TextEncoder("text_encoder", p.text_encoder, p.tokenizer, p.tokenizer_max_length),
-                    TextEncoder("text_encoder_2", p.text_encoder_2, p.tokenizer_2, p.tokenizer_max_length)]
+        encoders = [
+            TextEncoder("text_encoder", p.text_encoder, p.tokenizer, p.tokenizer_max_length),
+            TextEncoder("text_encoder_2", p.text_encoder_2, p.tokenizer_2, p.tokenizer_max_length),
+        ]
         if p.text_encoder_3 is not None:
-            encoders.append(TextEncoder("text_encoder_3", p.text_encoder_3, p.tokenizer_3,
-                                        self.max_sequence_length, bos=False))
+            encoders.append(
+                TextEncoder("text_encoder_3", p.text_encoder_3, p.tokenizer_3, self.max_sequence_length, bos=False)
+            )
         return encoders
 
     def _default_size(self) -> int:
@@ -43,8 +46,15 @@ class SD3Backend(FlowMatchingBackend):
 
         patch = self.denoiser.config.patch_size
         seq = (self.height // self.factor // patch) * (self.width // self.factor // patch)
-        return {"mu": calculate_shift(seq, config.get("base_image_seq_len", 256), config.get("max_image_seq_len", 4096),
-                                      config.get("base_shift", 0.5), config.get("max_shift", 1.16))}
+        return {
+            "mu": calculate_shift(
+                seq,
+                config.get("base_image_seq_len", 256),
+                config.get("max_image_seq_len", 4096),
+                config.get("base_shift", 0.5),
+                config.get("max_shift", 1.16),
+            )
+        }
 
     def condition(self, outputs: list):
         clip = torch.cat([o.hidden_states[-2] for o in outputs[:2]], dim=-1)
@@ -52,8 +62,13 @@ class SD3Backend(FlowMatchingBackend):
         if len(outputs) > 2:
             t5 = outputs[2][0]
         else:
-            t5 = torch.zeros(clip.shape[0], self.max_sequence_length, self.denoiser.config.joint_attention_dim,
-                             device=clip.device, dtype=clip.dtype)
+            t5 = torch.zeros(
+                clip.shape[0],
+                self.max_sequence_length,
+                self.denoiser.config.joint_attention_dim,
+                device=clip.device,
+                dtype=clip.dtype,
+            )
         clip = torch.nn.functional.pad(clip, (0, t5.shape[-1] - clip.shape[-1]))
         return torch.cat([clip, t5], dim=-2), pooled
 
@@ -64,11 +79,20 @@ class SD3Backend(FlowMatchingBackend):
     def predict(self, latents, i, t, cond, uncond) -> torch.Tensor:
         (c, c_pooled), (u, u_pooled) = cond, uncond
         if self.guidance <= 1:
-            return self.denoiser(hidden_states=latents, timestep=t.expand(len(latents)), encoder_hidden_states=c,
-                                 pooled_projections=c_pooled, return_dict=False)[0]
-        v = self.denoiser(hidden_states=torch.cat([latents, latents]), timestep=t.expand(2 * len(latents)),
-                          encoder_hidden_states=torch.cat([u, c]), pooled_projections=torch.cat([u_pooled, c_pooled]),
-                          return_dict=False)[0]
+            return self.denoiser(
+                hidden_states=latents,
+                timestep=t.expand(len(latents)),
+                encoder_hidden_states=c,
+                pooled_projections=c_pooled,
+                return_dict=False,
+            )[0]
+        v = self.denoiser(
+            hidden_states=torch.cat([latents, latents]),
+            timestep=t.expand(2 * len(latents)),
+            encoder_hidden_states=torch.cat([u, c]),
+            pooled_projections=torch.cat([u_pooled, c_pooled]),
+            return_dict=False,
+        )[0]
         v_uncond, v_cond = v.chunk(2)
         return v_uncond + self.guidance * (v_cond - v_uncond)
 

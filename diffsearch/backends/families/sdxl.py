@@ -22,8 +22,10 @@ class SDXLBackend(SDBackend):
 
     def _encoders(self) -> list[TextEncoder]:
         p = self.pipe
-        return [TextEncoder("text_encoder", p.text_encoder, p.tokenizer, p.tokenizer.model_max_length),
-                TextEncoder("text_encoder_2", p.text_encoder_2, p.tokenizer_2, p.tokenizer_2.model_max_length)]
+        return [
+            TextEncoder("text_encoder", p.text_encoder, p.tokenizer, p.tokenizer.model_max_length),
+            TextEncoder("text_encoder_2", p.text_encoder_2, p.tokenizer_2, p.tokenizer_2.model_max_length),
+        ]
 
     def _default_size(self) -> int:
         return self.pipe.default_sample_size * self.pipe.vae_scale_factor
@@ -40,5 +42,7 @@ class SDXLBackend(SDBackend):
     def unet_kwargs(self, cond, uncond) -> dict:
         (c, c_pooled), (u, u_pooled) = cond, uncond
         n = 2 * len(c)
-        return {"encoder_hidden_states": torch.cat([u, c]),
-                "added_cond_kwargs": {"text_embeds": torch.cat([u_pooled, c_pooled]), "time_ids": self.time_ids(n)}}
+        return {
+            "encoder_hidden_states": torch.cat([u, c]),
+            "added_cond_kwargs": {"text_embeds": torch.cat([u_pooled, c_pooled]), "time_ids": self.time_ids(n)},
+        }

@@ -18,13 +18,13 @@ from diffsearch.tasks.noise_task import NoiseTask
 
 @dataclass
 class NoiseSearchSettings:
-    neighbours: int = 4                        # zero-order: neighbours per step
-    radius: float = 0.5                        # zero-order: distance of a neighbour (per unit variance)
-    branches: int = 4                          # paths: candidates per kept state at a branching step
-    branch_at: tuple[float, ...] = (0.5,)      # paths: where to re-noise, as fractions of the steps
+    neighbours: int = 4  # zero-order: neighbours per step
+    radius: float = 0.5  # zero-order: distance of a neighbour (per unit variance)
+    branches: int = 4  # paths: candidates per kept state at a branching step
+    branch_at: tuple[float, ...] = (0.5,)  # paths: where to re-noise, as fractions of the steps
     resample_at: tuple[float, ...] = (0.25, 0.5, 0.75)  # particles: resampling points, fractions of the steps
-    potential: float = 1.0                     # particles: lambda of the potential exp(lambda * z-score)
-    lr: float = 0.1                            # gradient: Adam learning rate on the initial latent
+    potential: float = 1.0  # particles: lambda of the potential exp(lambda * z-score)
+    lr: float = 0.1  # gradient: Adam learning rate on the initial latent
 
 
 class NoiseSearcher(ABC):

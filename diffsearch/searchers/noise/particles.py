@@ -32,8 +32,14 @@ class Particles(NoiseSearcher):
             parents = torch.multinomial(w / w.sum(), k, replacement=True, generator=task.generator).tolist()
             kept.append(len(set(parents)))
             renoised = task.renoise(x0[parents], c - 1)
-            particles = [Candidate(seed=particles[p].seed, injections={**particles[p].injections, c - 1: renoised[i]},
-                                   origin="particle") for i, p in enumerate(parents)]
+            particles = [
+                Candidate(
+                    seed=particles[p].seed,
+                    injections={**particles[p].injections, c - 1: renoised[i]},
+                    origin="particle",
+                )
+                for i, p in enumerate(parents)
+            ]
             stop = at[j + 1] if j + 1 < len(at) else task.steps
             states, x0 = task.sample(renoised, c, stop)
         scores = task.verifier.scores(task.decode(states), task.prompt)

@@ -24,8 +24,14 @@ class Paths(NoiseSearcher):
 
     def search(self, task: NoiseTask, settings: NoiseSearchSettings) -> dict:
         at = steps_at(settings.branch_at, task.steps)
-        plan = next(((m, task.remaining // start_cost(task, at[0], m)) for m in range(settings.branches, 1, -1)
-                     if task.remaining // start_cost(task, at[0], m) >= 1), None)
+        plan = next(
+            (
+                (m, task.remaining // start_cost(task, at[0], m))
+                for m in range(settings.branches, 1, -1)
+                if task.remaining // start_cost(task, at[0], m) >= 1
+            ),
+            None,
+        )
         if plan is None:
             return {"branching": "none fits the budget", "random_seeds": spend_rest(task)}
         branches, width = plan
@@ -37,11 +43,14 @@ class Paths(NoiseSearcher):
             children, child_states = [], []
             for w, parent in enumerate(lineage):
                 children.append(parent)
-                child_states.append(states[w:w + 1])
+                child_states.append(states[w : w + 1])
                 for _ in range(branches - 1):
-                    renoised = task.renoise(x0[w:w + 1], c - 1)
-                    children.append(Candidate(seed=parent.seed, injections={**parent.injections, c - 1: renoised[0]},
-                                              origin="branch"))
+                    renoised = task.renoise(x0[w : w + 1], c - 1)
+                    children.append(
+                        Candidate(
+                            seed=parent.seed, injections={**parent.injections, c - 1: renoised[0]}, origin="branch"
+                        )
+                    )
                     child_states.append(renoised)
             stop = at[j + 1] if j + 1 < len(at) else task.steps
             states, x0 = task.sample(torch.cat(child_states), c, stop)
@@ -50,10 +59,8 @@ class Paths(NoiseSearcher):
                 for k, child in enumerate(children):
                     task.finish(child, scores[:, k])
                 break
-            keep = np.argsort(-task.verifier.combine(task.score_partial(x0, stop - 1, children)),
-                              kind="stable")[:width]
+            keep = np.argsort(-task.verifier.combine(task.score_partial(x0, stop - 1, children)), kind="stable")[:width]
             lineage = [children[k] for k in keep]
             keep = torch.as_tensor(keep)
             states, x0 = states[keep], x0[keep]
         return {"width": width, "branches": branches, "branch_steps": at, "random_seeds": spend_rest(task)}
-

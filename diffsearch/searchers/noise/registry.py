@@ -25,17 +25,33 @@ def _adapt(name: str, loaded) -> Entry:
 
 
 NOISE_SEARCHERS: Registry[type[NoiseSearcher]] = Registry("noise searcher", "diffsearch.noise_searchers", _adapt)
-NOISE_SEARCHERS.register("best-of-n", BestOfN, "random initial noises, keep the verifier's favourite "
-                         "(random search, Ma et al., CVPR 2025)")
-NOISE_SEARCHERS.register("zero-order", ZeroOrder, "neighbours of a pivot noise at a radius, move to the best "
-                         "(Ma et al., CVPR 2025); starts at your seed")
-NOISE_SEARCHERS.register("paths", Paths, "denoise part way, re-noise several candidates, keep the best "
-                         "(search over paths, Ma et al., CVPR 2025)", needs_path=True)
-NOISE_SEARCHERS.register("particles", Particles, "particles resampled along the path by the verifier's "
-                         "potential (FK steering, Singhal et al., ICML 2025)", needs_path=True)
-NOISE_SEARCHERS.register("gradient", Gradient, "Adam on the initial latent through the reward, full "
-                         "backpropagation through sampling (ReNO, Eyring et al., NeurIPS 2024); small sizes",
-                         needs_gradient=True)
+NOISE_SEARCHERS.register(
+    "best-of-n", BestOfN, "random initial noises, keep the verifier's favourite (random search, Ma et al., CVPR 2025)"
+)
+NOISE_SEARCHERS.register(
+    "zero-order",
+    ZeroOrder,
+    "neighbours of a pivot noise at a radius, move to the best (Ma et al., CVPR 2025); starts at your seed",
+)
+NOISE_SEARCHERS.register(
+    "paths",
+    Paths,
+    "denoise part way, re-noise several candidates, keep the best (search over paths, Ma et al., CVPR 2025)",
+    needs_path=True,
+)
+NOISE_SEARCHERS.register(
+    "particles",
+    Particles,
+    "particles resampled along the path by the verifier's potential (FK steering, Singhal et al., ICML 2025)",
+    needs_path=True,
+)
+NOISE_SEARCHERS.register(
+    "gradient",
+    Gradient,
+    "Adam on the initial latent through the reward, full "
+    "backpropagation through sampling (ReNO, Eyring et al., NeurIPS 2024); small sizes",
+    needs_gradient=True,
+)
 
 
 def noise_searcher(name: str) -> Entry:

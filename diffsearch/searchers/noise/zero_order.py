@@ -17,8 +17,10 @@ class ZeroOrder(NoiseSearcher):
         while task.generations_left() >= 1:
             k = min(settings.neighbours, task.generations_left())
             centre = task.space.unit(pivot.candidate)
-            neighbours = [Candidate(latent=task.space.neighbour(centre, settings.radius, task.generator),
-                                    origin="neighbour") for _ in range(k)]
+            neighbours = [
+                Candidate(latent=task.space.neighbour(centre, settings.radius, task.generator), origin="neighbour")
+                for _ in range(k)
+            ]
             scored = task.evaluate(neighbours)
             values = task.combined([pivot] + scored)
             best = int(values.argmax())

@@ -27,8 +27,8 @@ from diffsearch.spaces.schedules import ScheduleSpace
 class EvolutionSearcher:
     population: int = 10
     top_k: int = 5
-    mutation: float = 0.3      # probability that a gene mutates
-    step: float = 0.15         # Gaussian mutation step of a gap (the box is [0, 1])
+    mutation: float = 0.3  # probability that a gene mutates
+    step: float = 0.15  # Gaussian mutation step of a gap (the box is [0, 1])
 
     def sampler(self, space: ScheduleSpace, seed: int) -> optuna.samplers.BaseSampler:
         return EvolutionSampler(self, seed)
@@ -45,20 +45,26 @@ class EvolutionSampler(optuna.samplers.BaseSampler):
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
         return optuna.search_space.intersection_search_space(study.get_trials(deepcopy=False))
 
-    def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
-                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+    def sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
         s = self.settings
-        done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                if t.value is not None and np.isfinite(t.value) and set(search_space) <= set(t.params)]
+        done = [
+            t
+            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.value is not None and np.isfinite(t.value) and set(search_space) <= set(t.params)
+        ]
         if not search_space or len(done) < s.population:
             return {}  # the first generation: random points (beside the enqueued baselines)
         rng = np.random.default_rng([self.seed, trial.number])
-        parents = sorted(done, key=lambda t: t.value)[:s.top_k]
+        parents = sorted(done, key=lambda t: t.value)[: s.top_k]
         seen = {tuple(sorted(t.params.items())) for t in done}
         for _ in range(20):  # a child equal to an evaluated point is drawn again
             a, b = (parents[i] for i in rng.choice(len(parents), 2, replace=len(parents) < 2))
-            child = {name: self._gene(rng, dist, a.params[name] if rng.random() < 0.5 else b.params[name])
-                     for name, dist in search_space.items()}
+            child = {
+                name: self._gene(rng, dist, a.params[name] if rng.random() < 0.5 else b.params[name])
+                for name, dist in search_space.items()
+            }
             if tuple(sorted(child.items())) not in seen:
                 return child
         return child
@@ -67,13 +73,15 @@ class EvolutionSampler(optuna.samplers.BaseSampler):
         if rng.random() >= self.settings.mutation:
             return value
         if isinstance(dist, FloatDistribution):
-            return float(np.clip(value + rng.normal(0.0, self.settings.step * (dist.high - dist.low)),
-                                 dist.low, dist.high))
+            return float(
+                np.clip(value + rng.normal(0.0, self.settings.step * (dist.high - dist.low)), dist.low, dist.high)
+            )
         if isinstance(dist, CategoricalDistribution):
             others = [c for c in dist.choices if c != value]
             return others[rng.integers(len(others))] if others else value
         return value
 
-    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
-                           param_distribution: BaseDistribution) -> Any:
+    def sample_independent(
+        self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
+    ) -> Any:
         return self._random.sample_independent(study, trial, param_name, param_distribution)

@@ -28,19 +28,29 @@ from diffsearch.spaces.schedules import ScheduleSpace
 
 @dataclass(frozen=True)
 class GradientSearcher:
-    lr: float = 0.3            # Adam on the gaps' logits
-    clip: float = 4.0          # logits kept in [-clip, clip] (gaps in ~[0.02, 0.98])
+    lr: float = 0.3  # Adam on the gaps' logits
+    clip: float = 4.0  # logits kept in [-clip, clip] (gaps in ~[0.02, 0.98])
 
     def sampler(self, space: ScheduleSpace, seed: int) -> optuna.samplers.BaseSampler:
         # every trial of a gradient search is enqueued; a worker that joins draws nothing of its own
         return optuna.samplers.RandomSampler(seed=seed)
 
-    def run(self, space: ScheduleSpace, sampler, seeds: list[int], teacher: torch.Tensor, start: dict[str, Any],
-            steps: int, evaluate: Callable[[dict[str, Any]], float | None]) -> None:
+    def run(
+        self,
+        space: ScheduleSpace,
+        sampler,
+        seeds: list[int],
+        teacher: torch.Tensor,
+        start: dict[str, Any],
+        steps: int,
+        evaluate: Callable[[dict[str, Any]], float | None],
+    ) -> None:
         """``steps`` Adam steps from ``start``; ``evaluate(params)`` runs each rounded point as a trial."""
         if space.model_range.flow or space.model_range.prediction != "epsilon":
-            raise UsageError("--searcher gradient differentiates DDIM in continuous time: it serves discrete-time "
-                             "epsilon-prediction models (use evolution, tpe or gp on this model)")
+            raise UsageError(
+                "--searcher gradient differentiates DDIM in continuous time: it serves discrete-time "
+                "epsilon-prediction models (use evolution, tpe or gp on this model)"
+            )
         chain = ContinuousDDIM(sampler, space)
         gaps = np.clip([float(start[n]) for n in space.gap_names], 1e-3, 1 - 1e-3)
         logits = torch.tensor(np.log(gaps / (1 - gaps)), dtype=torch.float32, requires_grad=True)
@@ -114,8 +124,11 @@ class ContinuousDDIM:
             s = self.sampler
             cond = _stack([s._cond(s.prompt_for(i)) for i in range(len(seeds))])
             uncond = s._cond("")
-            uncond = uncond.expand(len(seeds), *uncond.shape[1:]) if torch.is_tensor(uncond) else \
-                tuple(u.expand(len(seeds), *u.shape[1:]) for u in uncond)
+            uncond = (
+                uncond.expand(len(seeds), *uncond.shape[1:])
+                if torch.is_tensor(uncond)
+                else tuple(u.expand(len(seeds), *u.shape[1:]) for u in uncond)
+            )
             return s.backend.predict(x, 0, t, cond, uncond)
         return self.sampler.unet(x, t.reshape(1).expand(len(x))).sample
 

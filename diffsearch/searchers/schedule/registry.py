@@ -18,17 +18,25 @@ from diffsearch.searchers.schedule.optuna_samplers import OptunaSearcher, gp, ra
 
 SCHEDULE_SEARCHERS: Registry[ScheduleSearcher] = Registry("schedule searcher", "diffsearch.schedule_searchers")
 SCHEDULE_SEARCHERS.register(
-    "evolution", EvolutionSearcher(),
+    "evolution",
+    EvolutionSearcher(),
     "evolutionary search over timesteps (AutoDiffusion, Li et al., ICCV 2023): top-k parents, crossover, mutation",
-    population=True)
-SCHEDULE_SEARCHERS.register("tpe", OptunaSearcher(tpe), "TPE on the gaps and solver order (Optuna TPESampler)",
-                            model_based=True)
-SCHEDULE_SEARCHERS.register("gp", OptunaSearcher(gp), "Gaussian-process BO on the gaps (Optuna GPSampler)",
-                            model_based=True)
+    population=True,
+)
 SCHEDULE_SEARCHERS.register(
-    "gradient", GradientSearcher(),
+    "tpe", OptunaSearcher(tpe), "TPE on the gaps and solver order (Optuna TPESampler)", model_based=True
+)
+SCHEDULE_SEARCHERS.register(
+    "gp", OptunaSearcher(gp), "Gaussian-process BO on the gaps (Optuna GPSampler)", model_based=True
+)
+SCHEDULE_SEARCHERS.register(
+    "gradient",
+    GradientSearcher(),
     "Adam on the timesteps through the teacher-matching loss, DDIM in continuous time (as LD3, Tong et al., "
-    "ICLR 2025); epsilon models, --objective teacher", gradient=True, sequential=True)
+    "ICLR 2025); epsilon models, --objective teacher",
+    gradient=True,
+    sequential=True,
+)
 SCHEDULE_SEARCHERS.register("random", OptunaSearcher(random), "random points of the box (Optuna RandomSampler)")
 
 

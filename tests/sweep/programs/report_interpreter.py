@@ -17,9 +17,22 @@ import torch
 x = torch.randn(256, 256)
 for _ in range(4):  # a parallel region: it would hang if the warm interpreter had started OpenMP's threads
     x = torch.tanh(x @ x / 16)
-print(json.dumps({
-    "step": 1, "draw": random.random(), "torch_draw": float(torch.rand(())), "preloaded": PRELOADED,
-    "name": __name__, "argv": sys.argv, "cwd": os.getcwd(), "path0": sys.path[0],
-    "threads": torch.get_num_threads(), "trial": os.environ.get("DIFFSEARCH_TRIAL")}), flush=True)
+print(
+    json.dumps(
+        {
+            "step": 1,
+            "draw": random.random(),
+            "torch_draw": float(torch.rand(())),
+            "preloaded": PRELOADED,
+            "name": __name__,
+            "argv": sys.argv,
+            "cwd": os.getcwd(),
+            "path0": sys.path[0],
+            "threads": torch.get_num_threads(),
+            "trial": os.environ.get("DIFFSEARCH_TRIAL"),
+        }
+    ),
+    flush=True,
+)
 if "--exit_code=3" in sys.argv:
     sys.exit(3)  # a failed trial, by sys.exit as a trainer ends

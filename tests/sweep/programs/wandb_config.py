@@ -15,7 +15,7 @@ print("CONFIG " + json.dumps(dict(config)), flush=True)
 lr, decay = config.learning_rate, config.optimizer["decay"]
 x = 5.0
 for epoch in range(1, config.epochs + 1):
-    x -= lr * 2 * x * (1 - decay)           # gradient descent on x^2
+    x -= lr * 2 * x * (1 - decay)  # gradient descent on x^2
     wandb.log({"val": {"loss": x * x + 0.01 * math.log(1 + epoch)}, "epoch": epoch}, step=epoch)
     time.sleep(config.epoch_seconds)
 run.finish()
