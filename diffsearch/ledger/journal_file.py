@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any, Generator
 
 from optuna.storages.journal import JournalFileBackend
-from optuna.storages.journal._file import get_lock_file
 
 from diffsearch.errors import UsageError
+from diffsearch.ledger.optuna_private import journal_lock
 
 _CHUNK = 1 << 16
 
@@ -32,12 +32,12 @@ class JournalFile(JournalFileBackend):
 
     def __init__(self, file_path: str):
         super().__init__(file_path)
-        with get_lock_file(self._lock):
+        with journal_lock(self._lock):
             cut_torn_tail(self._file_path)
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
         # Optuna's append, with the torn-tail check inside the same lock (a writer may have died since)
-        with get_lock_file(self._lock):
+        with journal_lock(self._lock):
             cut_torn_tail(self._file_path)
             text = "\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n"
             with open(self._file_path, "ab") as f:

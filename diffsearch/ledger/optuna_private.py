@@ -3,7 +3,7 @@
 Optuna keeps heartbeats, trial ids and the storage of a study private. The ledger needs them to find
 dead workers and to read a trial while it runs, so this module is the one place that calls in. The
 ledger's two storages (storage.py, journal_heartbeat.py) also override Optuna's stale-trial hook
-``_get_stale_trial_ids``; nothing outside ``diffsearch/ledger`` touches private API.
+``_get_stale_trial_ids``, and journal_file.py takes the journal's own lock (``journal_lock``); nothing outside ``diffsearch/ledger`` touches private API.
 """
 
 from __future__ import annotations
@@ -12,9 +12,11 @@ import warnings
 
 import optuna
 from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
+from optuna.storages.journal._file import get_lock_file as journal_lock  # the journal backend's own lock
 
 __all__ = [
     "BaseHeartbeat",
+    "journal_lock",
     "storage_of",
     "trial_id",
     "frozen_trial_id",
