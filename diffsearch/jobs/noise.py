@@ -23,6 +23,7 @@ from typing import Any, Callable
 import torch
 
 from diffsearch.backends.stable_diffusion import DEFAULT_MODEL, default_guidance, family_of, load_backend
+from diffsearch.datasets.prompt_file import read_prompt_file
 from diffsearch.errors import UsageError
 from diffsearch.jobs.base import ProgressFn, Run, WorkerSettings, run_job
 from diffsearch.ledger import DEFAULT_HEARTBEAT_SECONDS, run_location
@@ -73,6 +74,8 @@ class NoiseOptions:
             raise UsageError("give one prompt, or --prompts FILE")
         if o.prompt is not None and not o.prompt.strip():
             raise UsageError("the prompt is empty")
+        if o.prompts_file is not None:
+            read_prompt_file(o.prompts_file)  # a bad file is refused before any study or folder is made
         entry = noise_searcher(o.searcher)
         for spec in specs(o.reward, o.reward_model, o.reward_arch, o.clip):
             spec.check()
@@ -121,15 +124,7 @@ class NoiseOptions:
     def prompt_list(self) -> list[str]:
         if self.prompt is not None:
             return [self.prompt]
-        path = Path(self.prompts_file)
-        if not path.is_file():
-            raise UsageError(f"--prompts {path}: no such file")
-        prompts = [
-            line.strip() for line in path.read_text().splitlines() if line.strip() and not line.lstrip().startswith("#")
-        ]
-        if not prompts:
-            raise UsageError(f"--prompts {path}: no prompts in it")
-        return prompts
+        return read_prompt_file(self.prompts_file)
 
     def settings(self) -> NoiseSearchSettings:
         return NoiseSearchSettings(

@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 from diffsearch.backends.stable_diffusion import DEFAULT_MODEL, MEMORY_SAVERS, default_guidance, family_of, load_backend
 from diffsearch.datasets.lexicon import Lexicon
+from diffsearch.datasets.prompt_file import read_prompt_file
 from diffsearch.errors import UsageError
 from diffsearch.jobs import notes
 from diffsearch.jobs.base import ProgressFn, Run, WorkerSettings, mean_std, run_job
@@ -87,6 +88,8 @@ class PromptOptions:
             raise UsageError("give one prompt, or --prompts FILE")
         if o.prompt is not None and not o.prompt.strip():
             raise UsageError("the prompt is empty")
+        if o.prompts_file is not None:
+            read_prompt_file(o.prompts_file)  # a bad file is refused before any study or folder is made
         if o.task not in TASKS:
             raise UsageError(f"unknown --task {o.task!r}; known: {', '.join(TASKS)}")
         PROMPT_SPACES.lookup(o.space)
@@ -136,19 +139,7 @@ class PromptOptions:
     def prompt_list(self) -> list[str]:
         if self.prompt is not None:
             return [self.prompt]
-        path = Path(self.prompts_file)
-        if not path.is_file():
-            raise UsageError(f"--prompts {path}: no such file")
-        try:
-            text = path.read_bytes().decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise UsageError(
-                f"--prompts {path}: not UTF-8 text (byte {exc.start} cannot be read); save it as UTF-8"
-            ) from None
-        prompts = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
-        if not prompts:
-            raise UsageError(f"--prompts {path}: no prompts in it")
-        return prompts
+        return read_prompt_file(self.prompts_file)
 
 
 def _slug(text: str) -> str:

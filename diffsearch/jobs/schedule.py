@@ -31,6 +31,7 @@ import optuna
 import torch
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 
+from diffsearch.datasets.prompt_file import read_prompt_file
 from diffsearch.errors import TrialFailed, UsageError
 from diffsearch.jobs.base import ProgressFn, Run, WorkerSettings, run_job
 from diffsearch.ledger import (
@@ -143,17 +144,7 @@ class ScheduleOptions:
         if self.prompt is not None:
             return [self.prompt]
         if self.prompts_file is not None:
-            path = Path(self.prompts_file)
-            if not path.is_file():
-                raise UsageError(f"--prompts {path}: no such file")
-            prompts = [
-                line.strip()
-                for line in path.read_text().splitlines()
-                if line.strip() and not line.lstrip().startswith("#")
-            ]
-            if not prompts:
-                raise UsageError(f"--prompts {path}: no prompts in it")
-            return prompts
+            return read_prompt_file(self.prompts_file)
         if self.model == "fashion":  # the ten class prompts, in turn over the seeds
             from diffsearch.backends.fashion_sd import plain_prompt
 
