@@ -3,7 +3,8 @@ one line. ``Registry`` (diffsearch/registry.py) is the only user: each registry 
 group and how a loaded object becomes an ``Entry``; this module knows nothing of searchers or spaces.
 
 Groups: ``diffsearch.searchers`` (hparams, optimizer and prompt searchers; each object says which job it
-serves: searchers/base.py) and ``diffsearch.spaces`` (training spaces: spaces/training.py).
+serves: searchers/base.py), ``diffsearch.spaces`` (training spaces: spaces/training.py) and
+``diffsearch.rewards`` (``function(images, prompt) -> scores``: objectives/rewards.py).
 
 Only the entry points a command names are imported (plus all of them for ``diffsearch list``), so a broken
 package breaks only the commands that ask for it: one line naming the entry point and its package, exit 2.
@@ -23,6 +24,7 @@ from diffsearch.errors import UsageError
 
 SEARCHERS_GROUP = "diffsearch.searchers"
 SPACES_GROUP = "diffsearch.spaces"
+REWARDS_GROUP = "diffsearch.rewards"
 
 _warned: set[tuple[str, str]] = set()
 

@@ -157,6 +157,10 @@ class Registry(Generic[T]):
         return [name for name, entry in self.all().items() if entry.can(capability)]
 
     # -- installed packages ----------------------------------------------------------------------
+    def entry_points(self) -> tuple[importlib.metadata.EntryPoint, ...]:
+        """The group's entry points (none without a group)."""
+        return self._entry_points()
+
     def _entry_points(self) -> tuple[importlib.metadata.EntryPoint, ...]:
         if self.entry_point_group is None:
             return ()

@@ -76,7 +76,7 @@ def rows() -> list[tuple[str, str, str]]:
             },
         ),
     )
-    plugged: tuple[Registry, ...] = (SEARCHERS, TREE_SEARCHERS, PROMPT_SEARCHERS, SPACES)
+    plugged: tuple[Registry, ...] = (SEARCHERS, TREE_SEARCHERS, PROMPT_SEARCHERS, SPACES, REWARDS)
     broken = [
         ("broken plugin", name, error)
         for name, error in dict(pair for registry in plugged for pair in registry.broken()).items()

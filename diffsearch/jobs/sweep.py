@@ -22,12 +22,12 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from diffsearch.errors import UsageError
-from diffsearch.jobs.base import ProgressFn, Run, WorkerSettings, run_job
+from diffsearch.jobs.base import ProgressFn, Run, WorkerSettings, run_job, worker_sampler_seed
 from diffsearch.ledger import DEFAULT_HEARTBEAT_SECONDS, create_or_load_study, load_study, open_storage, run_location
 from diffsearch.ledger.dead_workers import LOST_ATTR, worker_id
 from diffsearch.ledger.explain import explain_study
 from diffsearch.ledger.importance import importance_or_none
-from diffsearch.ledger.studies import is_done
+from diffsearch.ledger.studies import best_trial, is_done
 from diffsearch.ledger.trial_loop import BudgetLoop, run_to_budget
 from diffsearch.searchers import make_sampler
 from diffsearch.sweeps.early_terminate import make_sweep_pruner
@@ -138,9 +138,7 @@ def run_worker(
 ) -> optuna.Study:
     """Join the study and run trials until it holds its budget (or the run stops early); the study."""
     storage = open_storage(o.storage, o.heartbeat)
-    probe = create_or_load_study(storage, o.study, study_attrs(o), SweepJob.identity)
-    # seeded by worker and history, so a resumed (or joined) random search does not redraw old points
-    seed = o.seed + 7919 * worker + len(probe.get_trials(deepcopy=False))
+    seed = worker_sampler_seed(storage, o.study, study_attrs(o), SweepJob.identity, o.seed, worker)
     study = create_or_load_study(
         storage,
         o.study,
@@ -348,14 +346,8 @@ def run_sweep(
     return run_job(JOB, options, progress, log)
 
 
-def _best(study: optuna.Study, sweep: Sweep | None = None) -> FrozenTrial | None:
-    if sweep is not None and sweep.metric is None:
-        return None  # a grid without a metric ranks nothing
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if not complete:
-        return None
-    pick = max if study.direction == StudyDirection.MAXIMIZE else min
-    return pick(complete, key=lambda t: t.value)
+def _best(study: optuna.Study, sweep: Sweep) -> FrozenTrial | None:
+    return None if sweep.metric is None else best_trial(study)  # a grid without a metric ranks nothing
 
 
 def describe_trial(trial: FrozenTrial, metric: str | None) -> str:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from diffsearch.errors import UsageError
-from diffsearch.objectives.rewards import Reward, RewardSpec
+from diffsearch.objectives.rewards import REWARDS, Reward, RewardSpec
 
 ENSEMBLES = {
     "rank": "mean rank over the rewards within the compared set",
@@ -89,11 +89,12 @@ def specs(names: str, reward_model: str | None, reward_arch: str | None, clip: s
     """One RewardSpec per named reward; --reward-model / --reward-arch go to the reward they belong to."""
     out = []
     for name in reward_names(names):
-        model = reward_model if name in ("pickscore", "hpsv2") else None
-        arch = reward_arch if name == "hpsv2" else None
+        entry = REWARDS[name] if name in REWARDS else None  # capabilities, not names: plugins say theirs
+        model = reward_model if entry is not None and entry.can("takes_model") else None
+        arch = reward_arch if entry is not None and entry.can("takes_arch") else None
         out.append(RewardSpec(name, model, arch, clip))
     if reward_model is not None and not any(s.model for s in out):
-        raise UsageError("--reward-model is for --reward pickscore or hpsv2")
+        raise UsageError(f"--reward-model is for --reward {' or '.join(REWARDS.with_capability('takes_model'))}")
     if reward_arch is not None and not any(s.arch for s in out):
-        raise UsageError("--reward-arch is for --reward hpsv2")
+        raise UsageError(f"--reward-arch is for --reward {' or '.join(REWARDS.with_capability('takes_arch'))}")
     return out

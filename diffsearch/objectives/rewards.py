@@ -13,6 +13,8 @@ maximises the same loss (it looks for rewordings that make the images fail).
   hpsv2             HPSv2 / v2.1 (Wu et al., 2023): an open_clip checkpoint file in ``--reward-model``,
                     architecture ``--reward-arch`` (default ViT-H-14) (objectives/hpsv2.py)
   MODULE:FUNCTION   your ``function(images, prompt) -> scores`` (objectives/user_reward.py)
+  NAME              a reward of an installed package: entry point group ``diffsearch.rewards``, the same
+                    ``function(images, prompt) -> scores`` contract, under the entry point's name
 
 ``RewardSpec.check()`` is cheap (names, paths, the function's import) and runs when the options are
 resolved, before anything starts; ``RewardSpec.load()`` builds the model.
@@ -23,9 +25,12 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+import importlib.metadata
+
+from diffsearch import plugins
 from diffsearch.errors import UsageError
 from diffsearch.objectives.reward_base import Reward, RewardKind, RewardOptions
-from diffsearch.registry import Registry
+from diffsearch.registry import Entry, Registry
 
 __all__ = ["REWARDS", "Reward", "RewardSpec", "as_reward", "is_user_reward"]
 
@@ -50,8 +55,38 @@ class LazyReward:
         return reward
 
 
+class EntryPointReward:
+    """A reward an installed package declares in the group ``diffsearch.rewards``: a function with the
+    ``MODULE:FUNCTION`` contract (objectives/user_reward.py), run under the entry point's name."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target  # the entry point's value, ``module:function``
+
+    def check(self, options: RewardOptions) -> None:
+        from diffsearch.objectives.user_reward import import_function
+
+        import_function(self.target)
+
+    def load(self, options: RewardOptions, device: str, seed: int) -> Reward:
+        from diffsearch.objectives.user_reward import UserReward
+
+        reward = UserReward(self.target, device)
+        reward.name = options.name  # the study records the name the user gave
+        return reward
+
+
+def _reward_plugin(ep: importlib.metadata.EntryPoint, loaded: Any) -> Entry[RewardKind]:
+    if not callable(loaded):
+        raise UsageError(
+            f"{plugins.describe(ep)} is a {type(loaded).__name__}: a reward entry point is a "
+            "function(images, prompt) -> scores"
+        )
+    description = plugins.first_line(getattr(loaded, "__doc__", None)) or "function(images, prompt) -> scores"
+    return Entry(ep.name, EntryPointReward(ep.value), description)
+
+
 # ``takes_model`` / ``takes_arch``: the reward reads --reward-model / --reward-arch (refused elsewhere)
-REWARDS: Registry[RewardKind] = Registry("--reward")
+REWARDS: Registry[RewardKind] = Registry("--reward", plugins.REWARDS_GROUP, _reward_plugin)
 REWARDS.register(
     "clip",
     LazyReward("diffsearch.objectives.clip"),
@@ -99,20 +134,27 @@ def is_user_reward(name: str) -> bool:
 class RewardSpec(RewardOptions):
     """The reward options with what to do with them: ``check`` (cheap, before anything starts) and ``load``."""
 
+    def entry(self) -> Entry[RewardKind]:
+        """The registry entry (built in, a user's function, or an installed package's), or a one-line
+        UsageError for an unknown name."""
+        if self.name in REWARDS and self.name != USER_FUNCTION:
+            return REWARDS.lookup(self.name)
+        if is_user_reward(self.name):
+            return REWARDS[USER_FUNCTION]
+        if any(ep.name == self.name for ep in REWARDS.entry_points()):
+            return REWARDS.lookup(self.name)  # an installed package's; a broken one says why in one line
+        known = ", ".join(n for n, e in REWARDS.all().items() if not e.can("pattern"))
+        raise UsageError(
+            f"unknown --reward {self.name!r}; known: {known}, or MODULE:FUNCTION "
+            "(your function(images, prompt) -> scores)"
+        )
+
     def kind(self) -> RewardKind:
-        """The registry entry's kind, or a one-line UsageError for an unknown name."""
-        if (self.name not in REWARDS and not is_user_reward(self.name)) or self.name == USER_FUNCTION:
-            known = ", ".join(n for n in REWARDS if not REWARDS[n].can("pattern"))
-            raise UsageError(
-                f"unknown --reward {self.name!r}; known: {known}, or MODULE:FUNCTION "
-                "(your function(images, prompt) -> scores)"
-            )
-        return REWARDS[USER_FUNCTION if is_user_reward(self.name) else self.name].value
+        return self.entry().value
 
     def check(self) -> None:
         """Raise a one-line UsageError for anything that cannot load; loads no model."""
-        kind = self.kind()
-        entry = REWARDS[USER_FUNCTION if is_user_reward(self.name) else self.name]
+        entry = self.entry()
         if self.model is not None and not entry.can("takes_model"):
             raise UsageError(
                 f"--reward-model is for --reward {' or '.join(REWARDS.with_capability('takes_model'))}"
@@ -122,7 +164,7 @@ class RewardSpec(RewardOptions):
             raise UsageError(
                 f"--reward-arch is for --reward {' or '.join(REWARDS.with_capability('takes_arch'))}, not {self.name!r}"
             )
-        kind.check(self)
+        entry.value.check(self)
 
     def load(self, device: str = "cpu", seed: int = 0) -> Reward:
         self.check()

@@ -225,3 +225,56 @@ def test_list_and_a_search_with_spawned_workers_in_subprocesses(tmp_path):
     assert len([t for t in study.trials if t.value is not None]) == 2
     # the spawned worker looked the searcher up again by name and built it in its own process
     assert len(set(marker.read_text().split())) == 2
+
+
+REWARD_MODULE = textwrap.dedent('''
+    """A reward of a third party."""
+
+
+    def brightness(images, prompt):
+        """Mean brightness of each image (higher is better)."""
+        return images.mean(dim=(1, 2, 3))
+
+
+    NOT_A_FUNCTION = 3
+''')
+REWARD_ENTRY_POINTS = textwrap.dedent("""
+    [diffsearch.rewards]
+    brightness = third_party_reward:brightness
+    three = third_party_reward:NOT_A_FUNCTION
+""")
+
+
+@pytest.fixture
+def reward_package(tmp_path, monkeypatch):
+    root = write_dist_info(tmp_path / "rewards", "third-party-reward", REWARD_ENTRY_POINTS)
+    (root / "third_party_reward.py").write_text(REWARD_MODULE)
+    monkeypatch.syspath_prepend(str(root))
+    plugins.reset()
+    yield root
+    monkeypatch.undo()
+    plugins.reset()
+
+
+def test_a_reward_comes_from_an_entry_point(reward_package):
+    import torch
+
+    from diffsearch.cli.listing import rows
+    from diffsearch.objectives.rewards import RewardSpec
+
+    reward = RewardSpec("brightness").load()
+    images = torch.stack([torch.full((3, 8, 8), 0.2), torch.full((3, 8, 8), 0.7)])
+    assert reward.name == "brightness" and reward.differentiable  # its mean carries a gradient
+    assert torch.allclose(reward.score(images, "a cat"), torch.tensor([0.2, 0.7]))
+    assert torch.allclose(reward.loss(images, "a cat"), -torch.tensor([0.2, 0.7]))
+    listed = {(kind, name): text for kind, name, text in rows()}
+    assert listed[("prompt reward", "brightness")].startswith("Mean brightness of each image")
+    assert "third-party-reward 0.1" in listed[("prompt reward", "brightness")]
+    assert "a reward entry point is a function" in listed[("broken plugin", "three")]
+    for name, message in [
+        ("three", "is a int: a reward entry point is a function(images, prompt) -> scores"),
+        ("nothing", "unknown --reward 'nothing'; known: clip, pickscore, hpsv2, brightness, or MODULE:FUNCTION"),
+    ]:
+        with pytest.raises(UsageError) as error:
+            RewardSpec(name).check()
+        assert message in str(error.value) and "\n" not in str(error.value)

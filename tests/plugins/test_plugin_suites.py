@@ -2,19 +2,18 @@
 installed as a package with entry points (a module and its *.dist-info on PYTHONPATH), they pass the shipped
 suites in the third party's own test file, and run from the command line with ``--workers 2``."""
 
+import importlib
 import json
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import optuna
 import pytest
 
+from diffsearch import plugins
+from diffsearch.cli.main import main
 from helpers import write_dist_info
 
-ROOT = Path(__file__).resolve().parents[2]
+pytest_plugins = ["pytester"]
 
 MODULE = textwrap.dedent('''
     """Three searchers of a third party: one per search problem of diffsearch."""
@@ -104,35 +103,31 @@ TESTS = textwrap.dedent("""
 
 
 @pytest.fixture
-def package(tmp_path):
+def package(tmp_path, monkeypatch):
+    """The package on sys.path, as pip would leave it (spawned ``--workers`` inherit sys.path)."""
     root = write_dist_info(tmp_path / "pkg", "third-party-suites", ENTRY_POINTS)
     (root / "third_party_suites.py").write_text(MODULE)
-    (tmp_path / "suite").mkdir()
-    (tmp_path / "suite" / "test_third_party.py").write_text(TESTS)
-    env = dict(
-        os.environ,
-        PYTHONPATH=os.pathsep.join([str(root), str(ROOT), os.environ.get("PYTHONPATH", "")]),
-        OMP_NUM_THREADS="1",
-    )
-    return tmp_path, env
+    monkeypatch.syspath_prepend(str(root))
+    plugins.reset()
+    yield root
+    monkeypatch.undo()
+    plugins.reset()
 
 
-def run(argv, env, cwd, timeout=600):
-    return subprocess.run([sys.executable, *argv], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
-
-
+# In process (pytester, and the CLI's ``main``): the suites and the two runs cost seconds, not the
+# interpreter and torch start-up of a subprocess each; ``--workers 2`` still spawns a real second process.
 @pytest.mark.slow
-def test_a_third_partys_searchers_pass_the_shipped_suites_and_run_with_two_workers(package):
-    tmp_path, env = package
-    suites = run(["-m", "pytest", "-q", "-p", "no:cacheprovider", "test_third_party.py"], env, tmp_path / "suite")
-    assert suites.returncode == 0, suites.stdout[-3000:] + suites.stderr[-2000:]
-    assert "9 passed" in suites.stdout
+def test_a_third_partys_searchers_pass_the_shipped_suites_and_run_with_two_workers(package, pytester, tmp_path):
+    # pytester forgets the modules the inner run imports; torch cannot be imported twice in one process
+    for module in ("torch", "diffsearch.testing", "diffsearch.cli.optimizer", "diffsearch.cli.prompt"):
+        importlib.import_module(module)
+    pytester.makepyfile(test_third_party=TESTS)
+    suites = pytester.runpytest_inprocess("-q", "-p", "no:cacheprovider")
+    suites.assert_outcomes(passed=9)
 
     out = tmp_path / "optimizer"
-    optimizer = run(
+    code = main(
         [
-            "-m",
-            "diffsearch",
             "optimizer",
             "--searcher",
             "batched-random",
@@ -149,21 +144,17 @@ def test_a_third_partys_searchers_pass_the_shipped_suites_and_run_with_two_worke
             "--out",
             str(out),
             "--json",
-        ],
-        env,
-        tmp_path,
+        ]
     )
-    assert optimizer.returncode == 0 and "Traceback" not in optimizer.stderr, optimizer.stderr[-3000:]
+    assert code == 0
     results = json.loads((out / "results.json").read_text())
     assert results["search"]["evaluated"] == 4 and results["batches_of"] == 2  # --workers sets the batch
     study = optuna.load_study(study_name="optimizer-toy2d-moons-batched-random", storage=f"sqlite:///{out}/study.db")
     assert len({t.user_attrs["worker"] for t in study.trials if "worker" in t.user_attrs}) >= 1
 
     out = tmp_path / "prompt"
-    prompt = run(
+    code = main(
         [
-            "-m",
-            "diffsearch",
             "prompt",
             "a happy old man reading a book",
             "--searcher",
@@ -181,9 +172,7 @@ def test_a_third_partys_searchers_pass_the_shipped_suites_and_run_with_two_worke
             "--out",
             str(out),
             "--json",
-        ],
-        env,
-        tmp_path,
+        ]
     )
-    assert prompt.returncode == 0 and "Traceback" not in prompt.stderr, prompt.stderr[-3000:]
+    assert code == 0
     assert json.loads((out / "results.json").read_text())["options"]["searcher"] == "coordinate"
