@@ -132,3 +132,19 @@ def test_report_without_plotly_draws_the_plots_with_matplotlib(tmp_path, capsys,
     page = Path(json.loads(capsys.readouterr().out)["page"]).read_text()
     assert "plotly-graph-div" not in page
     assert page.count("data:image/png;base64,") == 5  # history, importance, parallel, intermediate; the artifact
+
+
+def test_the_committed_ledger_replays_to_the_committed_figures(tmp_path):
+    """Behaviour unchanged: the benchmark's committed ledger, read by today's code, gives the figures its
+    committed table printed (each searcher's best trial, and the mean of its repeated runs)."""
+    from diffsearch.ledger import best_trial, done_trials
+
+    shutil.copy(RESULTS / "hparams_toy2d.db", tmp_path / "hparams.db")
+    storage = f"sqlite:///{tmp_path / 'hparams.db'}"
+    for row in json.loads((RESULTS / "hparams_toy2d.json").read_text()):
+        name = f"toy2d-{row['dataset']}-{row['strategy']}"
+        if row["best"] is not None:
+            best = best_trial(optuna.load_study(study_name=name, storage=storage))
+            assert best is not None and best.value == pytest.approx(row["best"], rel=1e-12), name
+        repeats = [t.value for t in done_trials(optuna.load_study(study_name=name + ".repeats", storage=storage))]
+        assert len(repeats) == row["runs"] and sum(repeats) / len(repeats) == pytest.approx(row["mean"], rel=1e-9)
