@@ -30,8 +30,8 @@ import generative_hpo as bench  # noqa: E402
 from generative_screens import SubsetContexts  # noqa: E402
 
 from diffsearch.searchers import make_sampler  # noqa: E402
-from diffsearch.searchers.generative import GenerativeConfig, GenerativeHPO  # noqa: E402
-from diffsearch.searchers.generative_sampler import GenerativeSampler, SpaceCodec  # noqa: E402
+from diffsearch.searchers.hparams.generative import GenerativeConfig, GenerativeHPO  # noqa: E402
+from diffsearch.searchers.hparams.generative_sampler import GenerativeSampler, SpaceCodec  # noqa: E402
 
 TASKS = ("hartmann6", "hpolib-protein_structure", "nasbench201-cifar10", "hpobench-phoneme")
 METHODS = ("gp", "tpe", "generative", "generative, no dropout")

@@ -36,8 +36,8 @@ import optuna
 from scipy.stats import rankdata
 
 from diffsearch.searchers import make_sampler
-from diffsearch.searchers.generative import GenerativeConfig
-from diffsearch.searchers.generative_sampler import GenerativeSampler
+from diffsearch.searchers.hparams.generative import GenerativeConfig
+from diffsearch.searchers.hparams.generative_sampler import GenerativeSampler
 
 RESULTS = Path(__file__).parent / "results"
 # generative: 64 samples per suggestion, the model picks the one it rates most likely to improve;
@@ -268,7 +268,7 @@ def loss_curve(path: Path, steps: int = 1500) -> list[float]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from diffsearch.searchers.generative import GenerativeHPO
+    from diffsearch.searchers.hparams.generative import GenerativeHPO
 
     rng = np.random.default_rng(0)
     X = rng.uniform(size=(30, 2))

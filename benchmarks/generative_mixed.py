@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import generative_hpo as bench  # noqa: E402
 
 from diffsearch.searchers import make_sampler  # noqa: E402
-from diffsearch.searchers.generative_sampler import GenerativeSampler  # noqa: E402
+from diffsearch.searchers.hparams.generative_sampler import GenerativeSampler  # noqa: E402
 from diffsearch.spaces.training import get_space  # noqa: E402
 
 RESULTS = bench.RESULTS

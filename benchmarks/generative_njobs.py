@@ -39,7 +39,7 @@ def child(seed: int, trials: int, jobs: int) -> None:
     """One study in this process; prints its trial states on one line."""
     import optuna
 
-    from diffsearch.searchers.generative_sampler import GenerativeSampler
+    from diffsearch.searchers.hparams.generative_sampler import GenerativeSampler
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = optuna.create_study(sampler=GenerativeSampler(seed=seed))

@@ -81,8 +81,10 @@ from scipy.stats import rankdata
 sys.path.insert(0, str(Path(__file__).parent))
 import generative_hpo as bench  # noqa: E402
 
-from diffsearch.searchers import generative_sampler, make_sampler  # noqa: E402
-from diffsearch.searchers.generative import GenerativeConfig, GenerativeHPO, Sampler  # noqa: E402
+from diffsearch.searchers import make_sampler
+
+from diffsearch.searchers.hparams import generative_sampler  # noqa: E402
+from diffsearch.searchers.hparams.generative import GenerativeConfig, GenerativeHPO, Sampler  # noqa: E402
 
 RESULTS = bench.RESULTS
 CACHE = RESULTS / "generative_screens_runs.json"

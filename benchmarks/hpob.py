@@ -18,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-from diffsearch.searchers.generative import GenerativeHPO
+from diffsearch.searchers.hparams.generative import GenerativeHPO
 
 
 def main(argv=None) -> int:

@@ -30,7 +30,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import optuna  # noqa: E402
 
 from diffsearch.jobs.prompt import Models, PromptOptions, optimise_prompt  # noqa: E402
-from diffsearch.searchers.prompt_registry import PROMPT_SEARCHERS  # noqa: E402
+from diffsearch.searchers.prompt.registry import PROMPT_SEARCHERS  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 

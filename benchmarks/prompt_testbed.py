@@ -58,7 +58,7 @@ from diffsearch.backends import fashion_sd as fs
 from diffsearch.errors import UsageError
 from diffsearch.jobs.prompt import Models, PromptOptions, optimise_prompt
 from diffsearch.objectives.clip import ClipObjective
-from diffsearch.searchers.prompt_registry import PROMPT_SEARCHERS
+from diffsearch.searchers.prompt.registry import PROMPT_SEARCHERS
 from diffsearch.spaces.prompts import PROMPT_SPACES
 
 RESULTS = Path(__file__).parent / "results"

@@ -44,7 +44,7 @@ MIXED_SPACE = {
 
 def fast_config(**changes):
     """A generative-model config small enough for a test (fewer timesteps and fit steps)."""
-    from diffsearch.searchers.generative import GenerativeConfig
+    from diffsearch.searchers.hparams.generative import GenerativeConfig
 
     return GenerativeConfig(**{"timesteps": 100, "first_fit_steps": 200, "refit_steps": 20, **changes})
 

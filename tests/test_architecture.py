@@ -27,7 +27,7 @@ def table(heading: str) -> list[list[str]]:
 
 
 def module_of(path: str) -> str:
-    """``searchers/registry.py`` -> ``diffsearch.searchers.registry`` (``\\_\\_init\\_\\_.py``: the package)."""
+    """``searchers/hparams/registry.py`` -> ``diffsearch.searchers.hparams.registry`` (``\\_\\_init\\_\\_.py``: the package)."""
     path = path.replace("\\_", "_").removesuffix(".py").removesuffix("/__init__")
     return "diffsearch." + path.replace("/", ".")
 
@@ -95,7 +95,7 @@ def test_the_pipeline_family_base_is_abstract():
 
 def test_the_glossarys_names_exist():
     from diffsearch.backends.unet_trainer import SAMPLING_SCHEDULERS
-    from diffsearch.searchers.generative import Sampler  # noqa: F401
+    from diffsearch.searchers.hparams.generative import Sampler  # noqa: F401
     from diffsearch.tasks.evaluation import RuleEvaluation, TrainingEvaluation  # noqa: F401
     from diffsearch.tasks.prompt_sd import PromptEvaluation  # noqa: F401
 

@@ -4,9 +4,9 @@ entry is tested the moment it is registered."""
 import pytest
 
 from diffsearch.objectives.rewards import REWARDS
-from diffsearch.searchers.prompt_registry import PROMPT_SEARCHERS
-from diffsearch.searchers.registry import SEARCHERS
-from diffsearch.searchers.tree_registry import TREE_SEARCHERS
+from diffsearch.searchers.prompt.registry import PROMPT_SEARCHERS
+from diffsearch.searchers.hparams.registry import SEARCHERS
+from diffsearch.searchers.tree.registry import TREE_SEARCHERS
 from diffsearch.testing import HparamsSearcherSuite, PromptSearcherSuite, RewardSuite, TreeSearcherSuite
 
 

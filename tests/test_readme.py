@@ -51,5 +51,5 @@ def test_the_layout_block_names_every_package_and_module():
     )
     for name, text in rows.items():
         if name.endswith("/"):
-            for file in re.findall(r"\b([a-z0-9_]+\.(?:py|txt))\b", text):
+            for file in re.findall(r"(?<![\w/])([a-z0-9_/]+\.(?:py|txt))\b", text):  # sub/file.py: in sub/
                 assert (package / name / file).exists(), f"README's layout names {name}{file}, which is gone"

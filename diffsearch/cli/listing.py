@@ -19,9 +19,9 @@ from diffsearch.objectives import OBJECTIVES
 from diffsearch.objectives.rewards import REWARDS
 from diffsearch.registry import Registry
 from diffsearch.searchers import PRUNERS
-from diffsearch.searchers.prompt_registry import PROMPT_SEARCHERS
-from diffsearch.searchers.registry import SEARCHERS
-from diffsearch.searchers.tree_registry import TREE_SEARCHERS
+from diffsearch.searchers.prompt.registry import PROMPT_SEARCHERS
+from diffsearch.searchers.hparams.registry import SEARCHERS
+from diffsearch.searchers.tree.registry import TREE_SEARCHERS
 from diffsearch.spaces.prompts import PROMPT_SPACES
 from diffsearch.spaces.training import SPACES
 from diffsearch.searchers.schedule.registry import SCHEDULE_SEARCHERS

@@ -13,7 +13,7 @@ from diffsearch.cli.parser import add_trial_timeout, add_worker_arguments
 from diffsearch.cli.progress import best_so_far_bar, finish
 
 from diffsearch.jobs.optimizer import OptimizerOptions, run_optimizer
-from diffsearch.searchers.tree_registry import TREE_SEARCHERS
+from diffsearch.searchers.tree.registry import TREE_SEARCHERS
 from diffsearch.errors import UsageError
 from diffsearch.optimizers.rules import baseline_names
 from diffsearch.optimizers import TORCH_BASELINES

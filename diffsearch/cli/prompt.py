@@ -14,7 +14,7 @@ from diffsearch.backends.stable_diffusion import DEFAULT_MODEL, MEMORY_SAVERS
 from diffsearch.jobs.prompt import TASKS, PromptOptions, run_prompt
 from diffsearch.objectives.clip import DEFAULT_CLIP
 from diffsearch.objectives.rewards import REWARDS
-from diffsearch.searchers.prompt_registry import PROMPT_SEARCHERS
+from diffsearch.searchers.prompt.registry import PROMPT_SEARCHERS
 from diffsearch.spaces.prompts import PROMPT_SPACES
 
 DESCRIPTION = (

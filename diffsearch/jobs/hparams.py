@@ -40,7 +40,7 @@ from diffsearch.ledger.importance import importance_or_none
 from diffsearch.ledger.trial_timeout import TIME_LIMIT_ATTR, check_trial_timeout
 from diffsearch.objectives.prdc import PRDC_PARTS
 from diffsearch.searchers import make_pruner, make_sampler
-from diffsearch.searchers.generative_sampler import GenerativeSampler
+from diffsearch.searchers.hparams.generative_sampler import GenerativeSampler
 from diffsearch.spaces.training import TrainingSpace, get_space
 from diffsearch.tasks.image_diffusion import IMAGE_PARTS, ImageDiffusionTask
 from diffsearch.tasks.vector_diffusion import VectorDiffusionTask

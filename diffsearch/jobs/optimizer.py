@@ -30,7 +30,7 @@ from diffsearch.ledger import DEFAULT_HEARTBEAT_SECONDS, load_study, open_storag
 from diffsearch.ledger.trial_timeout import TIME_LIMIT_ATTR, check_trial_timeout
 from diffsearch.optimizers.rules import HAND_DESIGNED, MUON_RULE, baseline, baseline_names
 from diffsearch.run_files import save_figure
-from diffsearch.searchers.tree_registry import TreeSearchSettings, get_tree_searcher
+from diffsearch.searchers.tree.registry import TreeSearchSettings, get_tree_searcher
 from diffsearch.spaces.update_rule_space import UpdateRuleSpace, formula
 from diffsearch.spaces.update_rules import Program, parse, to_text
 from diffsearch.tasks.optimizer_tasks import SCORES, TASKS, DiffusionTrainingTask, make_task, parse_lr_grid

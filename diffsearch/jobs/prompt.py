@@ -38,8 +38,8 @@ from diffsearch.ledger import (
 from diffsearch.ledger.trial_timeout import TIME_LIMIT_ATTR, check_trial_timeout
 from diffsearch.objectives.clip import DEFAULT_CLIP
 from diffsearch.objectives.rewards import Reward, RewardSpec
-from diffsearch.searchers.prompt_registry import get_prompt_searcher
-from diffsearch.searchers.prompt_result import PromptSearchSettings
+from diffsearch.searchers.prompt.registry import get_prompt_searcher
+from diffsearch.searchers.prompt.result import PromptSearchSettings
 from diffsearch.spaces.prompts import PROMPT_SPACES, build_space
 from diffsearch.tasks.prompt_sd import PromptTask, PromptTrialRunner, SentenceSimilarity
 

@@ -2,14 +2,14 @@
 
 Three search problems, three shapes (each registry holds ``Entry`` values of one of them):
 
-- ``HparamsSearcher`` (searchers/registry.py, ``diffsearch hparams`` and ``diffsearch sweep``): a factory
+- ``HparamsSearcher`` (searchers/hparams/registry.py, ``diffsearch hparams`` and ``diffsearch sweep``): a factory
   ``make(seed) -> optuna.samplers.BaseSampler``; Optuna's own ``BaseSampler`` ABC is the real contract;
-- ``TreeSearcher`` (searchers/tree_registry.py, ``diffsearch optimizer``): ``search(space, evaluate, budget,
+- ``TreeSearcher`` (searchers/tree/registry.py, ``diffsearch optimizer``): ``search(space, evaluate, budget,
   seed, settings) -> (TreeBudget, extras)`` over update-rule programs, ``evaluate`` a ``TreeEvaluator``;
-  both protocols live beside ``TreeBudget`` in searchers/tree_budget.py;
-- ``PromptSearcher`` (searchers/prompt_registry.py, ``diffsearch prompt``): ``search(task, space, seed,
+  both protocols live beside ``TreeBudget`` in searchers/tree/budget.py;
+- ``PromptSearcher`` (searchers/prompt/registry.py, ``diffsearch prompt``): ``search(task, space, seed,
   settings) -> PromptSearchResult``, ``task`` a ``PromptTask`` (tasks/prompt_sd.py implements it); both
-  protocols live in searchers/prompt_result.py.
+  protocols live in searchers/prompt/result.py.
 
 This module is light (Optuna, no torch: ``diffsearch sweep`` imports it) and imports no searcher.
 """

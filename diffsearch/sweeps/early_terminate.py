@@ -1,4 +1,4 @@
-"""W&B's ``early_terminate`` as one of our pruners (successive halving, Hyperband: searchers/pruners.py).
+"""W&B's ``early_terminate`` as one of our pruners (successive halving, Hyperband: searchers/hparams/pruners.py).
 
 Steps here are whatever the program reports as ``step`` (epochs, iterations): ``min_iter`` is the first
 rung, ``eta`` the reduction factor, ``max_iter`` Hyperband's largest budget (Optuna's ``"auto"`` when left
@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 import optuna
 
-from diffsearch.searchers.pruners import make_pruner
+from diffsearch.searchers.hparams.pruners import make_pruner
 
 
 def make_sweep_pruner(early: Mapping[str, Any] | None) -> optuna.pruners.BasePruner:

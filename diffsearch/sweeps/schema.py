@@ -268,7 +268,7 @@ def _finish(
 
 def check_method(name: Any, flag: str) -> str:
     """A searcher name of the hparams registry (W&B's ``bayes`` is gp), or ``grid``."""
-    from diffsearch.searchers.registry import SEARCHERS, lookup
+    from diffsearch.searchers.hparams.registry import SEARCHERS, lookup
 
     if not isinstance(name, str):
         raise UsageError(f"{flag}: expected a searcher name (grid, random, bayes, tpe...), got {name!r}")

@@ -11,7 +11,7 @@ from typing import Any
 import optuna
 import pytest
 
-from diffsearch.searchers.registry import SEARCHERS
+from diffsearch.searchers.hparams.registry import SEARCHERS
 from diffsearch.spaces.training import TOY2D
 
 

@@ -12,8 +12,8 @@ import pytest
 from diffsearch.backends.stable_diffusion import load_backend
 from diffsearch.datasets.lexicon import Lexicon
 from diffsearch.objectives.rewards import RewardSpec
-from diffsearch.searchers.prompt_registry import PROMPT_SEARCHERS
-from diffsearch.searchers.prompt_result import PromptSearcher, PromptSearchResult, PromptSearchSettings
+from diffsearch.searchers.prompt.registry import PROMPT_SEARCHERS
+from diffsearch.searchers.prompt.result import PromptSearcher, PromptSearchResult, PromptSearchSettings
 from diffsearch.spaces.prompts import PromptSpace, build_space
 from diffsearch.tasks.prompt_sd import PromptTask
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from diffsearch.searchers.tree_budget import TreeBudget, TreeSearcher
-from diffsearch.searchers.tree_registry import TREE_SEARCHERS, TreeSearchSettings
+from diffsearch.searchers.tree.budget import TreeBudget, TreeSearcher
+from diffsearch.searchers.tree.registry import TREE_SEARCHERS, TreeSearchSettings
 from diffsearch.spaces.update_rule_space import UpdateRuleSpace
 from diffsearch.spaces.update_rules import Program
 

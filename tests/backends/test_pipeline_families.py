@@ -108,7 +108,7 @@ def test_shortcut_at_the_end_of_the_schedule_is_full_backprop(saved, name, clip)
 @pytest.mark.parametrize("name", FAMILIES)
 def test_relaxed_one_hot_prompt_is_the_discrete_prompt(saved, name):
     """A one-hot Gumbel-softmax mix through every encoder gives the discrete prompt's conditioning."""
-    from diffsearch.searchers.gpo import SoftPrompt
+    from diffsearch.searchers.prompt.gpo import SoftPrompt
     from diffsearch.spaces.prompts import PromptSpace, Slot
 
     backend = _backend(saved, name)

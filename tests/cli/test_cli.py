@@ -399,7 +399,7 @@ def test_top_level_help_loads_no_job_libraries():
 
 @pytest.mark.slow
 def test_generative_warm_start_from_an_earlier_study(tmp_path, tiny_args, capsys, monkeypatch):
-    from diffsearch.searchers.generative import GenerativeHPO
+    from diffsearch.searchers.hparams.generative import GenerativeHPO
 
     pretrained_on = []
     pretrain = GenerativeHPO.pretrain

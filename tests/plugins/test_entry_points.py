@@ -12,8 +12,8 @@ import pytest
 from diffsearch import plugins
 from diffsearch.cli.main import main
 from diffsearch.errors import UsageError
-from diffsearch.searchers.prompt_registry import get_prompt_searcher, prompt_searchers
-from diffsearch.searchers.registry import hparams_searchers, make_sampler
+from diffsearch.searchers.prompt.registry import get_prompt_searcher, prompt_searchers
+from diffsearch.searchers.hparams.registry import hparams_searchers, make_sampler
 from diffsearch.spaces.training import get_space, training_spaces
 from helpers import write_dist_info
 
@@ -24,7 +24,7 @@ MODULE = textwrap.dedent('''
 
     import optuna
 
-    from diffsearch.searchers.registry import SearcherEntry
+    from diffsearch.searchers.hparams.registry import SearcherEntry
     from diffsearch.spaces.training import TrainingSpace
 
 

@@ -21,9 +21,9 @@ MODULE = textwrap.dedent('''
 
     import optuna
 
-    from diffsearch.searchers.prompt_result import PromptSearchResult
-    from diffsearch.searchers.registry import SearcherEntry
-    from diffsearch.searchers.tree_budget import TreeBudget
+    from diffsearch.searchers.prompt.result import PromptSearchResult
+    from diffsearch.searchers.hparams.registry import SearcherEntry
+    from diffsearch.searchers.tree.budget import TreeBudget
 
 
     def make_halton(seed):

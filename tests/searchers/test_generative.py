@@ -4,8 +4,8 @@ import pytest
 import torch
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 
-from diffsearch.searchers.generative import GenerativeConfig, GenerativeHPO, Network, Sampler, scale_y
-from diffsearch.searchers.generative_sampler import GenerativeSampler, SpaceCodec, source_history
+from diffsearch.searchers.hparams.generative import GenerativeConfig, GenerativeHPO, Network, Sampler, scale_y
+from diffsearch.searchers.hparams.generative_sampler import GenerativeSampler, SpaceCodec, source_history
 
 from helpers import MIXED_SPACE as SPACE
 from helpers import fast_config
@@ -141,7 +141,7 @@ def test_optuna_sampler_on_mixed_space(monkeypatch):
 def test_context_embedding_ignores_order_and_padding():
     import torch
 
-    from diffsearch.searchers.generative import ContextEncoder
+    from diffsearch.searchers.hparams.generative import ContextEncoder
 
     torch.manual_seed(0)
     encoder = ContextEncoder(dim=3, width=16, layers=2, heads=4).eval()
@@ -249,7 +249,7 @@ def test_improvement_score_right_after_training_uses_the_whole_network():
 
 
 def test_novel_rows_drops_seen_and_repeated_rows():
-    from diffsearch.searchers.generative import novel_rows
+    from diffsearch.searchers.hparams.generative import novel_rows
 
     seen = np.array([[0.0, 1.0], [1.0, 0.0]], dtype=np.float32)
     candidates = np.array([[0.0, 1.0], [0.5, 0.5], [0.5, 0.5], [1.0, 1.0], [1.0, 0.0]], dtype=np.float32)

@@ -5,7 +5,7 @@ import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 
-from diffsearch.searchers.generative_sampler import GenerativeSampler, SpaceCodec
+from diffsearch.searchers.hparams.generative_sampler import GenerativeSampler, SpaceCodec
 
 from helpers import fast_config
 

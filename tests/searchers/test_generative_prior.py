@@ -3,9 +3,9 @@ import optuna
 import pytest
 from optuna.distributions import FloatDistribution
 
-from diffsearch.searchers.generative import GenerativeConfig, GenerativeHPO
-from diffsearch.searchers.generative_prior import bump_function, prior_histories
-from diffsearch.searchers.generative_sampler import GenerativeSampler, SpaceCodec
+from diffsearch.searchers.hparams.generative import GenerativeConfig, GenerativeHPO
+from diffsearch.searchers.hparams.generative_prior import bump_function, prior_histories
+from diffsearch.searchers.hparams.generative_sampler import GenerativeSampler, SpaceCodec
 
 from helpers import MIXED_SPACE as SPACE
 from helpers import fast_config

@@ -18,8 +18,8 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.testing.pytest_samplers import BasicSamplerTestCase, RelativeSamplerTestCase, SingleOnlySamplerTestCase
 from optuna.trial import TrialState
 
-from diffsearch.searchers.generative import GenerativeConfig
-from diffsearch.searchers.generative_sampler import GenerativeSampler
+from diffsearch.searchers.hparams.generative import GenerativeConfig
+from diffsearch.searchers.hparams.generative_sampler import GenerativeSampler
 
 
 def tiny_config(**changes) -> GenerativeConfig:

@@ -7,9 +7,9 @@ import torch
 from diffsearch.backends.stable_diffusion import SDBackend, load_pipeline
 from diffsearch.datasets.lexicon import Lexicon
 from diffsearch.objectives.clip import ClipObjective
-from diffsearch.searchers import gpo
-from diffsearch.searchers.prompt_registry import PROMPT_SEARCHERS, get_prompt_searcher
-from diffsearch.searchers.prompt_result import PromptSearchSettings
+from diffsearch.searchers.prompt import gpo
+from diffsearch.searchers.prompt.registry import PROMPT_SEARCHERS, get_prompt_searcher
+from diffsearch.searchers.prompt.result import PromptSearchSettings
 from diffsearch.spaces.prompts import build_space, load_negative_library
 from diffsearch.tasks.prompt_sd import PromptTask
 

@@ -13,9 +13,9 @@ from diffsearch.cli.main import main
 from diffsearch.datasets.lexicon import Lexicon
 from diffsearch.errors import UsageError
 from diffsearch.objectives.clip import ClipObjective
-from diffsearch.searchers.prompt_registry import PROMPT_SEARCHERS, get_prompt_searcher
-from diffsearch.searchers.prompt_result import PromptSearchSettings
-from diffsearch.searchers.tree_registry import TREE_SEARCHERS, get_tree_searcher
+from diffsearch.searchers.prompt.registry import PROMPT_SEARCHERS, get_prompt_searcher
+from diffsearch.searchers.prompt.result import PromptSearchSettings
+from diffsearch.searchers.tree.registry import TREE_SEARCHERS, get_tree_searcher
 from diffsearch.spaces.prompts import build_space
 from diffsearch.tasks.prompt_sd import PromptTask
 

@@ -4,9 +4,9 @@ import math
 
 import pytest
 
-from diffsearch.searchers.mct import mct_search, thresholded_mean
-from diffsearch.searchers.tree_evolution import evolution_search, primitive_set, to_tokens, to_tree
-from diffsearch.searchers.tree_random import random_tree_search
+from diffsearch.searchers.tree.mct import mct_search, thresholded_mean
+from diffsearch.searchers.tree.evolution import evolution_search, primitive_set, to_tokens, to_tree
+from diffsearch.searchers.tree.random_search import random_tree_search
 from diffsearch.spaces.update_rule_space import UpdateRuleSpace
 from diffsearch.spaces.update_rules import parse
 

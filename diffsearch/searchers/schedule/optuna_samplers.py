@@ -19,7 +19,7 @@ class OptunaSearcher:
 
 
 def tpe(seed: int) -> optuna.samplers.BaseSampler:
-    from diffsearch.searchers import tpe as hparams_tpe
+    from diffsearch.searchers.hparams import tpe as hparams_tpe
 
     return hparams_tpe.make(seed)
 

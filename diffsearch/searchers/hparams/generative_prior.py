@@ -17,7 +17,7 @@ import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution
 
-from diffsearch.searchers.space_codec import SpaceCodec
+from diffsearch.searchers.hparams.space_codec import SpaceCodec
 
 PRIOR_SEED = 2000  # any fixed number: the prior is a property of the space, not of the study's seed
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from diffsearch.searchers.prompt_result import PromptSearchResult, PromptSearchSettings
+from diffsearch.searchers.prompt.result import PromptSearchResult, PromptSearchSettings
 from diffsearch.spaces.prompts import PromptSpace
 
 ITERATIONS, LR, MOMENTUM, ALPHA, GRAD_CLIP, LOGIT_RANGE = 20, 0.1, 0.5, 0.99, 0.025, (0.0, 3.0)

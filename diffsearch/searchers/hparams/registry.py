@@ -3,8 +3,8 @@
 The three searcher registries, one per search problem, each a ``Registry`` (diffsearch/registry.py):
 
 - ``SEARCHERS`` (here): ``make(seed) -> optuna.samplers.BaseSampler`` (``base.HparamsSearcher``);
-- ``tree_registry.TREE_SEARCHERS``: update-rule searchers for ``diffsearch optimizer``;
-- ``prompt_registry.PROMPT_SEARCHERS``: prompt searchers for ``diffsearch prompt``.
+- ``tree.registry.TREE_SEARCHERS``: update-rule searchers for ``diffsearch optimizer``;
+- ``prompt.registry.PROMPT_SEARCHERS``: prompt searchers for ``diffsearch prompt``.
 
 Adding a searcher is adding its module and one ``register`` line to the registry of its job. Other
 installed packages add searchers by entry points (group ``diffsearch.searchers``, searchers/base.py says
@@ -20,7 +20,9 @@ import optuna
 from diffsearch import plugins
 from diffsearch.errors import UsageError
 from diffsearch.registry import Entry, Registry
-from diffsearch.searchers import gp, random_search, tpe
+from diffsearch.searchers.hparams import gp
+from diffsearch.searchers.hparams import random_search
+from diffsearch.searchers.hparams import tpe
 from diffsearch.searchers.base import HparamsSearcher, SearcherEntry, searcher_adapter
 
 __all__ = ["SEARCHERS", "SearcherEntry", "hparams_searchers", "lookup", "make_sampler"]
@@ -28,7 +30,7 @@ __all__ = ["SEARCHERS", "SearcherEntry", "hparams_searchers", "lookup", "make_sa
 
 def _generative(seed: int) -> optuna.samplers.BaseSampler:
     # imported when chosen: it needs torch, which a sweep of someone else's program need not load
-    from diffsearch.searchers.generative_sampler import GenerativeSampler
+    from diffsearch.searchers.hparams.generative_sampler import GenerativeSampler
 
     return GenerativeSampler(seed=seed)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from diffsearch.searchers.tree_budget import EvaluateFn, TreeBudget
+from diffsearch.searchers.tree.budget import EvaluateFn, TreeBudget
 from diffsearch.spaces.update_rule_space import UpdateRuleSpace
 
 
@@ -25,5 +25,5 @@ def random_tree_search(
 
 
 def search(space: UpdateRuleSpace, evaluate: EvaluateFn, budget: int, seed: int, settings) -> tuple[TreeBudget, dict]:
-    """The registry's entry point (see ``tree_registry``)."""
+    """The registry's entry point (see ``tree.registry``)."""
     return random_tree_search(space, evaluate, budget, seed), {}

@@ -13,7 +13,7 @@ import random
 import numpy as np
 from deap import tools
 
-from diffsearch.searchers.prompt_result import PromptSearchResult, PromptSearchSettings
+from diffsearch.searchers.prompt.result import PromptSearchResult, PromptSearchSettings
 from diffsearch.spaces.prompts import PromptSpace
 
 POPULATION, TOP_K, MUTANTS, CROSSOVERS, GENE_PROB = 20, 10, 10, 10, 0.1

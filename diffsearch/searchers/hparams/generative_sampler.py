@@ -40,9 +40,9 @@ from optuna.search_space import IntersectionSearchSpace
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from diffsearch.searchers.generative import GenerativeConfig, GenerativeHPO, novel_rows
-from diffsearch.searchers.generative_prior import prior_histories
-from diffsearch.searchers.space_codec import SpaceCodec
+from diffsearch.searchers.hparams.generative import GenerativeConfig, GenerativeHPO, novel_rows
+from diffsearch.searchers.hparams.generative_prior import prior_histories
+from diffsearch.searchers.hparams.space_codec import SpaceCodec
 
 # how a categorical is chosen once every choice was tried: by the model's samples (argmax of their one-hot
 # codes), or drawn per suggestion by Thompson sampling over each choice's share of the best trials

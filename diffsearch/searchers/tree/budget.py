@@ -127,7 +127,7 @@ class TreeBudget:
 
 
 class TreeSearcher(Protocol):
-    """A tree searcher (searchers/tree_registry.py): admits programs to a ``TreeBudget`` (dedup, rejection,
+    """A tree searcher (searchers/tree/registry.py): admits programs to a ``TreeBudget`` (dedup, rejection,
     the exact budget), has them trained by ``evaluate`` and returns the ``TreeBudget`` with its own extras
     for results.json. ``settings`` is a ``TreeSearchSettings``; each searcher reads only its own fields."""
 

@@ -12,9 +12,11 @@ from dataclasses import dataclass, field
 
 from diffsearch import plugins
 from diffsearch.registry import Entry, Registry
-from diffsearch.searchers import mct, tree_evolution, tree_random
+from diffsearch.searchers.tree import mct
+from diffsearch.searchers.tree import evolution as tree_evolution
+from diffsearch.searchers.tree import random_search as tree_random
 from diffsearch.searchers.base import searcher_adapter
-from diffsearch.searchers.tree_budget import TreeSearcher
+from diffsearch.searchers.tree.budget import TreeSearcher
 from diffsearch.spaces.update_rules import Program
 
 

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from diffsearch import plugins
 from diffsearch.registry import Entry, Registry
-from diffsearch.searchers import gpo, gpo_es, prompt_evolution, prompt_random
+from diffsearch.searchers.prompt import gpo
+from diffsearch.searchers.prompt import gpo_es
+from diffsearch.searchers.prompt import evolution as prompt_evolution
+from diffsearch.searchers.prompt import random_search as prompt_random
 from diffsearch.searchers.base import searcher_adapter
-from diffsearch.searchers.prompt_result import PromptSearcher
+from diffsearch.searchers.prompt.result import PromptSearcher
 
 PROMPT_SEARCHERS: Registry[PromptSearcher] = Registry(
     "prompt searcher", plugins.SEARCHERS_GROUP, searcher_adapter("prompt")

@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from diffsearch.searchers.tree_budget import EvaluateFn, TreeBudget
+from diffsearch.searchers.tree.budget import EvaluateFn, TreeBudget
 from diffsearch.spaces.update_rule_space import UpdateRuleSpace
 from diffsearch.spaces.update_rules import Program
 

@@ -8,9 +8,9 @@ budget split: about 8 generations of gradient steps, then 32 of evolution (a 20-
 
 from __future__ import annotations
 
-from diffsearch.searchers import gpo
-from diffsearch.searchers.prompt_evolution import POPULATION, evolve
-from diffsearch.searchers.prompt_result import PromptSearchResult, PromptSearchSettings
+from diffsearch.searchers.prompt import gpo
+from diffsearch.searchers.prompt.evolution import POPULATION, evolve
+from diffsearch.searchers.prompt.result import PromptSearchResult, PromptSearchSettings
 from diffsearch.spaces.prompts import PromptSpace
 
 GRADIENT_SHARE = 0.25

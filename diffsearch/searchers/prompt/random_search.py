@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from diffsearch.searchers.prompt_result import PromptSearchResult, PromptSearchSettings
+from diffsearch.searchers.prompt.result import PromptSearchResult, PromptSearchSettings
 from diffsearch.spaces.prompts import PromptSpace
 
 

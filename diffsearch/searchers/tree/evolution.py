@@ -19,7 +19,7 @@ from typing import Sequence
 import numpy as np
 from deap import gp
 
-from diffsearch.searchers.tree_budget import EvaluateFn, TreeBudget
+from diffsearch.searchers.tree.budget import EvaluateFn, TreeBudget
 from diffsearch.spaces.update_rule_space import UpdateRuleSpace
 from diffsearch.spaces.update_rules import BINARY, LEAVES, UNARY, Program, violations
 

@@ -1,0 +1,1 @@
+"""The prompt searchers: negative prompts and rewordings for `diffsearch prompt`."""

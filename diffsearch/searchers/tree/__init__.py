@@ -1,0 +1,1 @@
+"""The tree searchers: update rules as expression trees for `diffsearch optimizer`."""
