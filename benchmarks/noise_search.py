@@ -19,8 +19,15 @@ Per prompt, the mean over user seeds; paired over prompts against the user's ima
 verifier hacking (the verifier up, the judges not) shows. Cells are written to the JSON as they finish;
 a rerun with the same settings skips them.
 
+A searcher too slow to run on every prompt in the time given is summarised on the prompts it ran (the
+first of the list; the table's ``prompts`` column), paired against the user's image on those prompts.
+
     nice -n 10 python benchmarks/noise_search.py --quick        # a minute: it works
     nice -n 10 python benchmarks/noise_search.py                # the full run (~40 prompts x 2 seeds)
+    # the 40 prompts the classifier gets wrong, one user seed, 4x / 16x / 64x (results/noise_search_wrong.md);
+    # processes side by side write their own --out and the last one merges them with --no-run:
+    nice -n 10 python benchmarks/noise_search.py --hard-by classifier --reps 1 --budgets 4,16,64 \
+        --searchers best-of-n,particles,gradient,zero-order,paths --out benchmarks/results/noise_search_wrong
 """
 
 from __future__ import annotations
