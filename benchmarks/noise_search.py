@@ -217,6 +217,36 @@ def summarise(cells: dict, cases: list[Case], args, seconds: dict) -> tuple[str,
             f"{statistics.fmean(m['all_right']):.3f} | {c['diff']:+.3f} | {fmt(c['p_wilcoxon'])} / {fmt(c['p_sign'])} | "
             f"{per_search:.1f} |"
         )
+    lines += [
+        "",
+        "More compute for the same searcher, paired over the prompts both budgets ran on: does the verifier's "
+        "gain carry over to the held-out judge? (verifier hacking: the loss falls, the accuracy does not rise)",
+        "",
+        "| searcher | budgets | prompts | Δ judge-CLIP loss (p W) | Δ classifier acc. | better / worse | p W / S |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for searcher in order:
+        budgets = sorted(
+            f for s, f in {(s, f) for s in args.searchers for f in args.budgets} | set(args.extra) if s == searcher
+        )
+        for low, high in zip(budgets, budgets[1:]):
+            both = [
+                c
+                for c in complete(cells, cases, args.reps, searcher, low)
+                if c in complete(cells, cases, args.reps, searcher, high)
+            ]
+            if not both:
+                continue
+            m = {
+                f: {n: per_prompt(cells, both, args.reps, searcher, f, n) for n in ("verifier", "accuracy")}
+                for f in (low, high)
+            }
+            v, a = paired(m[high]["verifier"], m[low]["verifier"]), paired(m[high]["accuracy"], m[low]["accuracy"])
+            summary[f"{searcher}@{low}x->{high}x"] = {"prompts": len(both), "verifier": v, "accuracy": a}
+            lines.append(
+                f"| {searcher} | {low}x -> {high}x | {len(both)} | {-v['diff']:+.3f} ({fmt(v['p_wilcoxon'])}) | "
+                f"{a['diff']:+.3f} | {a['better']} / {a['worse']} | {fmt(a['p_wilcoxon'])} / {fmt(a['p_sign'])} |"
+            )
     return "\n".join(lines) + "\n", summary
 
 
@@ -238,12 +268,16 @@ def plot(summary: dict, args, path: Path) -> None:
         ),
     ):
         for searcher in dict.fromkeys(args.searchers + [x for x, _ in args.extra]):
-            points = sorted((int(k.split("@")[1][:-1]), v) for k, v in summary.items() if k.split("@")[0] == searcher)
+            points = sorted(
+                (int(k.split("@")[1][:-1]), v)
+                for k, v in summary.items()
+                if k.split("@")[0] == searcher and "->" not in k
+            )
             if not points:
                 continue
             xs = [args.steps * 2] + [f * args.steps * 2 for f, _ in points]
             ys = [0.0] + [(-1 if metric == "verifier" else 1) * v["tests"][metric]["diff"] for _, v in points]
-            partial = any(v["prompts"] < max(w["prompts"] for w in summary.values()) for _, v in points)
+            partial = any(v["prompts"] < args.prompts for _, v in points)
             ax.plot(
                 xs,
                 ys,
