@@ -172,7 +172,7 @@ def summarise(cells: dict, cases: list[Case], args, seconds: dict) -> tuple[str,
         "",
         f"Wall time on 2 shared CPU cores: {sum(v for k, v in seconds.items() if k.split('|')[0] in asked) / 60:.1f} "
         "min for all searches "
-        "(minutes per prompt in the last column: the searcher's own, mean over prompts and user seeds).",
+        "(seconds per search in the last column: mean over prompts and user seeds).",
         "",
         "| searcher | budget | NFE | prompts | verifier: judge-CLIP loss (your seed -> chosen) | Δ loss (p W) "
         "| classifier acc. (your seed -> chosen) | Δ acc. | better / worse | p W / S "
@@ -217,6 +217,20 @@ def summarise(cells: dict, cases: list[Case], args, seconds: dict) -> tuple[str,
             f"{statistics.fmean(m['all_right']):.3f} | {c['diff']:+.3f} | {fmt(c['p_wilcoxon'])} / {fmt(c['p_sign'])} | "
             f"{per_search:.1f} |"
         )
+    steps = {
+        k: statistics.fmean(cells[key(c, r, *k)]["info"]["iterations"] for c in cases for r in range(args.reps))
+        for k in sorted({(s, f) for s in args.searchers for f in args.budgets} | set(args.extra), key=lambda sf: sf[1])
+        if all(key(c, r, *k) in cells for c in cases for r in range(args.reps))
+        and all("iterations" in cells[key(c, r, *k)]["info"] for c in cases for r in range(args.reps))
+    }
+    if steps:
+        lines += [
+            "",
+            "Gradient steps per search (each costs its forward NFE plus twice that for the backward pass; "
+            "the remaining budget goes to random seeds, so with no step the searcher is best-of-N): "
+            + ", ".join(f"{s} at {f}x: {n:.1f}" for (s, f), n in steps.items())
+            + ".",
+        ]
     lines += [
         "",
         "More compute for the same searcher, paired over the prompts both budgets ran on: does the verifier's "
