@@ -19,8 +19,15 @@ Per prompt, the mean over user seeds; paired over prompts against the user's ima
 verifier hacking (the verifier up, the judges not) shows. Cells are written to the JSON as they finish;
 a rerun with the same settings skips them.
 
+A searcher too slow to run on every prompt in the time given is summarised on the prompts it ran (the
+first of the list; the table's ``prompts`` column), paired against the user's image on those prompts.
+
     nice -n 10 python benchmarks/noise_search.py --quick        # a minute: it works
     nice -n 10 python benchmarks/noise_search.py                # the full run (~40 prompts x 2 seeds)
+    # the 40 prompts the classifier gets wrong, one user seed, 4x / 16x / 64x (results/noise_search_wrong.md);
+    # processes side by side write their own --out and the last one merges them with --no-run:
+    nice -n 10 python benchmarks/noise_search.py --hard-by classifier --reps 1 --budgets 4,16,64 \
+        --searchers best-of-n,particles,gradient,zero-order,paths --out benchmarks/results/noise_search_wrong
 """
 
 from __future__ import annotations
@@ -123,6 +130,11 @@ def paired(after: list[float], before: list[float]) -> dict:
     return {"diff": float(d.mean()), "better": better, "worse": worse, "p_wilcoxon": p_w, "p_sign": p_s}
 
 
+def complete(cells: dict, cases: list[Case], reps: int, searcher: str, budget) -> list[Case]:
+    """The prompts with every user seed's cell of this searcher and budget."""
+    return [c for c in cases if all(key(c, r, searcher, budget) in cells for r in range(reps))]
+
+
 def per_prompt(cells: dict, cases: list[Case], reps: int, searcher: str, budget: str, metric: str) -> list[float]:
     """Per prompt, the mean over user seeds (None-free: prompts that ask no attribute are left out of it)."""
     out = []
@@ -139,6 +151,10 @@ def key(case: Case, rep: int, searcher: str, budget) -> str:
 
 
 def summarise(cells: dict, cases: list[Case], args, seconds: dict) -> tuple[str, dict]:
+    """One row per searcher and budget, on the prompts where it ran for every user seed (all of them unless a
+    searcher was too slow to run on every prompt: the ``prompts`` column says), paired against the user's
+    image on those same prompts."""
+    asked = {c.prompt for c in cases}
     lines = [
         "# Noise search on `--model fashion`: verifier vs held-out judges",
         "",
@@ -149,43 +165,108 @@ def summarise(cells: dict, cases: list[Case], args, seconds: dict) -> tuple[str,
         "user's image and spends the budget (NFE of one generation x the factor, the user's image included). "
         "Verifier: the judge-CLIP spherical loss (the search minimises it). Held-out: the judge classifier and "
         "the pixel attributes, never used to choose. Per prompt: the mean over user seeds; p: paired over "
-        "prompts against the user's image (W: Wilcoxon signed-rank, S: sign test); better / worse: prompts.",
+        "prompts against the user's image on the same prompts (W: Wilcoxon signed-rank, S: sign test); "
+        "better / worse: prompts. A row on fewer prompts than the others (`prompts`) is a searcher too slow on "
+        "2 shared CPU cores to run on all: the first prompts of the list, in its order; its `your seed` values "
+        "are those prompts' own.",
         "",
-        f"Wall time on 2 shared CPU cores: {sum(seconds.values()) / 60:.1f} min for all searches.",
+        f"Wall time on 2 shared CPU cores: {sum(v for k, v in seconds.items() if k.split('|')[0] in asked) / 60:.1f} "
+        "min for all searches "
+        "(seconds per search in the last column: mean over prompts and user seeds).",
         "",
-        "| searcher | budget | NFE | verifier: judge-CLIP loss | Δ loss (p W) | classifier acc. | Δ acc. | better / worse | p W / S "
-        "| attribute acc. | class + attr. | Δ class + attr. | p W / S |",
-        "|" + "---|" * 13,
+        "| searcher | budget | NFE | prompts | verifier: judge-CLIP loss (your seed -> chosen) | Δ loss (p W) "
+        "| classifier acc. (your seed -> chosen) | Δ acc. | better / worse | p W / S "
+        "| class + attr. | Δ class + attr. | p W / S | s / search |",
+        "|" + "---|" * 14,
     ]
     summary = {}
-    user = {m: per_prompt(cells, cases, args.reps, "user", "1", m) for m, _ in METRICS}
     fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    user = {m: per_prompt(cells, cases, args.reps, "user", "1", m) for m, _ in METRICS}
     lines.append(
-        f"| your seed | 1x | {args.steps * 2} | {-statistics.fmean(user['verifier']):.3f} | | "
-        f"{statistics.fmean(user['accuracy']):.3f} | | | | {statistics.fmean(user['attribute_accuracy']):.3f} | "
-        f"{statistics.fmean(user['all_right']):.3f} | | |"
+        f"| your seed | 1x | {args.steps * 2} | {len(cases)} | {-statistics.fmean(user['verifier']):.3f} | | "
+        f"{statistics.fmean(user['accuracy']):.3f} | | | | {statistics.fmean(user['all_right']):.3f} | | | |"
     )
+    order = args.searchers + [x for x, _ in args.extra if x not in args.searchers]
     for searcher, factor in sorted(
         {(s, f) for s in args.searchers for f in args.budgets} | set(args.extra),
-        key=lambda sf: (sf[1], (args.searchers + [x for x, _ in args.extra]).index(sf[0])),
+        key=lambda sf: (sf[1], order.index(sf[0])),
     ):
-        if not all(key(c, r, searcher, factor) in cells for c in cases for r in range(args.reps)):
+        done = complete(cells, cases, args.reps, searcher, factor)
+        if not done:
             continue
-        m = {name: per_prompt(cells, cases, args.reps, searcher, factor, name) for name, _ in METRICS}
-        tests = {name: paired(m[name], user[name]) for name, _ in METRICS}
-        summary[f"{searcher}@{factor}x"] = {"means": {n: statistics.fmean(v) for n, v in m.items()}, "tests": tests}
+        m = {name: per_prompt(cells, done, args.reps, searcher, factor, name) for name, _ in METRICS}
+        base = {name: per_prompt(cells, done, args.reps, "user", "1", name) for name, _ in METRICS}
+        tests = {name: paired(m[name], base[name]) for name, _ in METRICS}
+        per_search = statistics.fmean(
+            cells[key(c, r, searcher, factor)]["seconds"] for c in done for r in range(args.reps)
+        )
+        summary[f"{searcher}@{factor}x"] = {
+            "prompts": len(done),
+            "means": {n: statistics.fmean(v) for n, v in m.items()},
+            "user_means": {n: statistics.fmean(v) for n, v in base.items()},
+            "tests": tests,
+            "seconds_per_search": per_search,
+        }
         a, v, c = tests["accuracy"], tests["verifier"], tests["all_right"]
         lines.append(
-            f"| {searcher} | {factor}x | {factor * args.steps * 2} | {-statistics.fmean(m['verifier']):.3f} | "
-            f"{-v['diff']:+.3f} ({fmt(v['p_wilcoxon'])}) | {statistics.fmean(m['accuracy']):.3f} | {a['diff']:+.3f} | "
+            f"| {searcher} | {factor}x | {factor * args.steps * 2} | {len(done)} | "
+            f"{-statistics.fmean(base['verifier']):.3f} -> {-statistics.fmean(m['verifier']):.3f} | "
+            f"{-v['diff']:+.3f} ({fmt(v['p_wilcoxon'])}) | "
+            f"{statistics.fmean(base['accuracy']):.3f} -> {statistics.fmean(m['accuracy']):.3f} | {a['diff']:+.3f} | "
             f"{a['better']} / {a['worse']} | {fmt(a['p_wilcoxon'])} / {fmt(a['p_sign'])} | "
-            f"{statistics.fmean(m['attribute_accuracy']):.3f} | {statistics.fmean(m['all_right']):.3f} | "
-            f"{c['diff']:+.3f} | {fmt(c['p_wilcoxon'])} / {fmt(c['p_sign'])} |"
+            f"{statistics.fmean(m['all_right']):.3f} | {c['diff']:+.3f} | {fmt(c['p_wilcoxon'])} / {fmt(c['p_sign'])} | "
+            f"{per_search:.1f} |"
         )
+    steps = {
+        k: statistics.fmean(cells[key(c, r, *k)]["info"]["iterations"] for c in cases for r in range(args.reps))
+        for k in sorted({(s, f) for s in args.searchers for f in args.budgets} | set(args.extra), key=lambda sf: sf[1])
+        if all(key(c, r, *k) in cells for c in cases for r in range(args.reps))
+        and all("iterations" in cells[key(c, r, *k)]["info"] for c in cases for r in range(args.reps))
+    }
+    if steps:
+        lines += [
+            "",
+            "Gradient steps per search (each costs its forward NFE plus twice that for the backward pass; "
+            "the remaining budget goes to random seeds, so with no step the searcher is best-of-N): "
+            + ", ".join(f"{s} at {f}x: {n:.1f}" for (s, f), n in steps.items())
+            + ".",
+        ]
+    lines += [
+        "",
+        "More compute for the same searcher, paired over the prompts both budgets ran on: does the verifier's "
+        "gain carry over to the held-out judge? (verifier hacking: the loss falls, the accuracy does not rise)",
+        "",
+        "| searcher | budgets | prompts | Δ judge-CLIP loss (p W) | Δ classifier acc. | better / worse | p W / S |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for searcher in order:
+        budgets = sorted(
+            f for s, f in {(s, f) for s in args.searchers for f in args.budgets} | set(args.extra) if s == searcher
+        )
+        for low, high in zip(budgets, budgets[1:]):
+            both = [
+                c
+                for c in complete(cells, cases, args.reps, searcher, low)
+                if c in complete(cells, cases, args.reps, searcher, high)
+            ]
+            if not both:
+                continue
+            m = {
+                f: {n: per_prompt(cells, both, args.reps, searcher, f, n) for n in ("verifier", "accuracy")}
+                for f in (low, high)
+            }
+            v, a = paired(m[high]["verifier"], m[low]["verifier"]), paired(m[high]["accuracy"], m[low]["accuracy"])
+            summary[f"{searcher}@{low}x->{high}x"] = {"prompts": len(both), "verifier": v, "accuracy": a}
+            lines.append(
+                f"| {searcher} | {low}x -> {high}x | {len(both)} | {-v['diff']:+.3f} ({fmt(v['p_wilcoxon'])}) | "
+                f"{a['diff']:+.3f} | {a['better']} / {a['worse']} | {fmt(a['p_wilcoxon'])} / {fmt(a['p_sign'])} |"
+            )
     return "\n".join(lines) + "\n", summary
 
 
-def plot(summary: dict, user: dict, args, path: Path) -> None:
+def plot(summary: dict, args, path: Path) -> None:
+    """Change against the user's image (paired over the prompts each point ran on) against NFE: the
+    verifier's loss and the held-out judges, side by side, so that verifier hacking shows."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -195,21 +276,37 @@ def plot(summary: dict, user: dict, args, path: Path) -> None:
     for ax, (metric, label) in zip(
         axes,
         (
-            ("verifier", "verifier: judge-CLIP loss (lower is better)"),
-            ("accuracy", "held-out: classifier acc."),
-            ("all_right", "held-out: class + attributes"),
+            ("verifier", "verifier: Δ judge-CLIP loss (lower is better)"),
+            ("accuracy", "held-out: Δ classifier acc."),
+            ("all_right", "held-out: Δ class + attributes"),
         ),
     ):
-        for searcher in args.searchers:
-            xs = [1] + sorted({int(k.split("@")[1][:-1]) for k in summary if k.split("@")[0] == searcher})
-            ys = [user[metric]] + [summary[f"{searcher}@{f}x"]["means"][metric] for f in xs[1:]]
-            ys = [-y for y in ys] if metric == "verifier" else ys
-            ax.plot([x * args.steps * 2 for x in xs], ys, marker="o", label=searcher)
+        for searcher in dict.fromkeys(args.searchers + [x for x, _ in args.extra]):
+            points = sorted(
+                (int(k.split("@")[1][:-1]), v)
+                for k, v in summary.items()
+                if k.split("@")[0] == searcher and "->" not in k
+            )
+            if not points:
+                continue
+            xs = [args.steps * 2] + [f * args.steps * 2 for f, _ in points]
+            ys = [0.0] + [(-1 if metric == "verifier" else 1) * v["tests"][metric]["diff"] for _, v in points]
+            partial = any(v["prompts"] < args.prompts for _, v in points)
+            ax.plot(
+                xs,
+                ys,
+                marker="o",
+                linestyle="--" if partial else "-",
+                label=searcher + (" (subset)" if partial else ""),
+            )
+        ax.axhline(0, color="grey", linewidth=0.5)
         ax.set_xscale("log", base=2)
         ax.set_xlabel("NFE (denoiser evaluations per image)")
         ax.set_title(label)
     axes[0].legend()
-    fig.suptitle(f"Noise search on --model fashion: {args.prompts} hard prompts x {args.reps} user seed(s)")
+    fig.suptitle(
+        f"Noise search on --model fashion: change vs your seed, {args.prompts} prompts x {args.reps} user seed(s)"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
@@ -233,6 +330,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--minutes", type=float, default=0, help="start no new prompt after this many minutes (0: no limit)")
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--no-run", action="store_true", help="summarise the cells made so far (and merged); run none")
     p.add_argument("--out", default=str(RESULTS / "noise_search"))
     args = p.parse_args(argv)
     if args.quick:
@@ -266,7 +364,7 @@ def main(argv=None) -> int:
         for s, f in [("user", 1)] + [(s, f) for f in args.budgets for s in args.searchers] + args.extra
     ]
     start = time.perf_counter()
-    for i, (case, rep, searcher, factor) in enumerate(todo):
+    for i, (case, rep, searcher, factor) in enumerate([] if args.no_run else todo):
         k = key(case, rep, searcher, factor)
         if k in cells:
             continue
@@ -284,19 +382,10 @@ def main(argv=None) -> int:
         if (i + 1) % 20 == 0 or i + 1 == len(todo):
             print(f"{i + 1}/{len(todo)} searches ({time.perf_counter() - start:.0f} s)", flush=True)
     json_path.write_text(json.dumps(data))
-    cases = [
-        c
-        for c in cases
-        if all(
-            key(c, r, s, f) in cells
-            for r in range(args.reps)
-            for s, f in [("user", 1)] + [(s, f) for f in args.budgets for s in args.searchers]
-        )
-    ]
+    cases = complete(cells, cases, args.reps, "user", 1)
     args.prompts = len(cases)
     text, summary = summarise(cells, cases, args, seconds)
-    user = {m: statistics.fmean(per_prompt(cells, cases, args.reps, "user", "1", m)) for m, _ in METRICS}
-    plot(summary, user, args, out.with_suffix(".png"))
+    plot(summary, args, out.with_suffix(".png"))
     data["summary"] = summary
     json_path.write_text(json.dumps(data))
     out.with_suffix(".md").write_text(text + f"\n![curves]({out.with_suffix('.png').name})\n")

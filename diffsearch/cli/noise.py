@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from diffsearch.backends.stable_diffusion import DEFAULT_MODEL
+from diffsearch.cli.parser import add_worker_arguments
 from diffsearch.cli.progress import best_so_far_bar, finish
 from diffsearch.jobs.noise import NoiseOptions, run_noise
 from diffsearch.objectives.clip import DEFAULT_CLIP
@@ -102,6 +103,12 @@ def add_parser(subparsers, parser_class, formatter, help_text: str) -> None:
     p.add_argument("--storage", help="Optuna storage URL or journal .log (default: sqlite file in --out)")
     p.add_argument("--out", help="run directory (default: runs/<study>)")
     p.add_argument("--json", action="store_true", help="print results.json to stdout instead of tables")
+    add_worker_arguments(
+        p,
+        "generating the images of seeds (yours, best-of-n's, every searcher's left-over generations; moved "
+        "latents and paths stay in this process)",
+        "diffsearch worker --device cuda",
+    )
     p.set_defaults(handler=main)
 
 
@@ -135,6 +142,8 @@ def main(args: argparse.Namespace) -> int:
         "study",
         "storage",
         "out",
+        "workers",
+        "heartbeat",
     )
     options = NoiseOptions(**{n: getattr(args, n) for n in names})
     with best_so_far_bar(Console(stderr=True), unit="NFE") as update:

@@ -18,7 +18,9 @@ storage URL and the study name are all a worker needs:
 An optimizer study hands each batch of candidate rules (a level of the tree traversal, a generation)
 to whichever workers are free; its searcher reads the scores back from the storage. A prompt study
 hands out the generations of each batch of prompts (a generation of the evolution, the candidates of
-gpo); each worker loads the study's Stable Diffusion and CLIP models on its own --device.
+gpo); each worker loads the study's Stable Diffusion and CLIP models on its own --device. A noise study
+started with --workers 2 or more hands out its generations from seeds (best-of-n's draws); each worker
+loads the study's pipeline and verifier.
 
 A data file given by path must exist at the same path on the worker's machine.
 """
@@ -39,9 +41,9 @@ def add_parser(subparsers, parser_class, formatter, help_text: str) -> None:
     p.add_argument(
         "--device",
         default="cpu",
-        help="prompt studies: where this worker runs Stable Diffusion and CLIP (cuda, cuda:1, ...)",
+        help="prompt and noise studies: where this worker runs the pipeline and its reward (cuda, cuda:1, ...)",
     )
-    p.add_argument("--dtype", default="float32", help="prompt studies: float32, float16 or bfloat16")
+    p.add_argument("--dtype", default="float32", help="prompt and noise studies: float32, float16 or bfloat16")
     p.set_defaults(handler=main)
 
 

@@ -26,13 +26,13 @@ from diffsearch.backends.stable_diffusion import DEFAULT_MODEL, default_guidance
 from diffsearch.datasets.prompt_file import read_prompt_file
 from diffsearch.errors import UsageError
 from diffsearch.jobs.base import ProgressFn, Run, WorkerSettings, run_job
-from diffsearch.ledger import DEFAULT_HEARTBEAT_SECONDS, run_location
+from diffsearch.ledger import DEFAULT_HEARTBEAT_SECONDS, load_study, mark_finished, open_storage, run_location
 from diffsearch.objectives.clip import DEFAULT_CLIP
 from diffsearch.objectives.ensemble import ENSEMBLES, Verifier, reward_names, specs
 from diffsearch.searchers.noise.base import NoiseSearchSettings
 from diffsearch.searchers.noise.registry import noise_searcher
 from diffsearch.spaces.noise import Candidate, NoiseSpace, has_noise_hooks, regenerate, reproduce_call
-from diffsearch.tasks.noise_task import NoiseTask
+from diffsearch.tasks.noise_task import NoiseTask, NoiseTrialRunner
 
 
 @dataclass
@@ -65,7 +65,7 @@ class NoiseOptions:
     study: str | None = None
     storage: str | None = None
     out: str | None = None
-    workers: int = 1  # one process: the searchers steer trajectories in memory
+    workers: int = 1  # > 1: complete generations from seeds are handed out to worker processes
     heartbeat: int = DEFAULT_HEARTBEAT_SECONDS
 
     def resolved(self) -> "NoiseOptions":
@@ -92,11 +92,6 @@ class NoiseOptions:
         ):
             if value < low:
                 raise UsageError(f"{name} must be at least {low} (got {value})")
-        if o.workers != 1:
-            raise UsageError(
-                "diffsearch noise runs in one process (its searchers steer trajectories in memory); "
-                "use --batch for larger batches on a GPU"
-            )
         if o.radius <= 0 or o.lr <= 0 or o.potential < 0:
             raise UsageError("--radius and --lr must be positive, --potential at least 0")
         if o.size is not None and (o.size < 8 or o.size % 8):
@@ -183,6 +178,7 @@ def study_attrs(o: NoiseOptions, prompt: str) -> dict[str, Any]:
         "reward": o.reward,
         "ensemble": o.ensemble,
         "reward_model": o.reward_model,
+        "reward_arch": o.reward_arch,
         "steps": o.steps,
         "guidance": o.guidance,
         "true_cfg": o.true_cfg,
@@ -191,6 +187,7 @@ def study_attrs(o: NoiseOptions, prompt: str) -> dict[str, Any]:
         "budget_nfe": o.budget_nfe,
         "seed": o.seed,
         "latent": o.latent,
+        "workers": o.workers,
     }
 
 
@@ -209,7 +206,17 @@ def search_prompt(
             progress(prompt[:40], task.spent, task.budget, task.trace[-1][1] if task.trace else None)
 
     task = NoiseTask(
-        models.backend, models.verifier, prompt, study, o.budget_nfe, o.seed, user, o.batch, on_eval, o.negative
+        models.backend,
+        models.verifier,
+        prompt,
+        study,
+        o.budget_nfe,
+        o.seed,
+        user,
+        o.batch,
+        on_eval,
+        o.negative,
+        queue=o.workers > 1,
     )
     start = time.perf_counter()
     first = task.evaluate([task.user])[0]
@@ -289,7 +296,10 @@ class NoiseJob:
         records, rows = [], []
         for i, (name, attrs) in enumerate(self.studies(o).items()):
             prompt = attrs["dataset"]
-            record, task = search_prompt(o, models, prompt, run.studies[name], run.out, run.progress)
+            try:
+                record, task = search_prompt(o, models, prompt, run.studies[name], run.out, run.progress)
+            finally:
+                mark_finished(run.storage, [name])  # its workers move on to the next prompt, or leave
             record["study"] = name
             save_outputs(o, models, task, record, run.out, i)
             records.append(record)
@@ -312,10 +322,48 @@ class NoiseJob:
         }
 
     def serve(self, o: NoiseOptions) -> int:
-        return 0  # no waiting trials: the search process runs every evaluation itself
+        """A worker: load the pipeline and the verifier, then generate and score the waiting seeds of each
+        prompt's study in turn until the job marks it finished. How many it ran."""
+        storage, runner, ran = open_storage(o.storage, o.heartbeat), None, 0
+        for name in self.studies(o):
+            study = load_study(storage, name)
+            if study is None:  # the job creates every study before its workers start
+                raise UsageError(f"no study {name!r} in {o.storage}")
+            if runner is None:
+                verifier = Verifier.load(o.reward, o.ensemble, o.reward_model, o.reward_arch, o.clip, o.device, o.seed)
+                backend = load_backend(
+                    o.model,
+                    o.device,
+                    o.dtype,
+                    o.seed,
+                    steps=o.steps,
+                    guidance=o.guidance,
+                    true_cfg=o.true_cfg,
+                    size=o.size,
+                )
+                runner = NoiseTrialRunner(study, backend, verifier)
+            runner.study = study
+            ran += runner.serve()
+        return ran
 
     def worker_options(self, study, w: WorkerSettings) -> NoiseOptions:
-        raise UsageError("diffsearch noise runs in one process; its studies have no trials for a worker")
+        a = study.user_attrs
+        if a.get("workers", 1) < 2:
+            raise UsageError(
+                f"study {w.study!r} hands out no work: it was searched with --workers 1 (start the search "
+                "with --workers 2 or more, and workers on other machines join it)"
+            )
+        fields = NoiseOptions.__dataclass_fields__
+        return NoiseOptions(
+            **{k: v for k, v in a.items() if k in fields and k not in ("latent", "workers")},
+            prompt=a["dataset"],
+            study=w.study,
+            storage=w.storage,
+            out=w.out,
+            heartbeat=w.heartbeat,
+            device=w.device,
+            dtype=w.dtype,
+        ).resolved()
 
 
 def before_after_rows(task: NoiseTask, record: dict) -> list[tuple[str, Any]]:

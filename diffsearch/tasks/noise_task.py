@@ -11,6 +11,14 @@ Every scored image is an Optuna trial in the run's study (value: the first rewar
 attrs: each reward's value (minus its loss), the NFE spent when it was scored, the noise's seed or that it was moved, the
 step for a partial trajectory's estimate). A complete generation from a seed is read back from a finished
 trial of the same study when the run is repeated (charged as before, not generated again).
+
+With ``queue=True`` (``diffsearch noise --workers N``, N > 1) the complete generations from a seed (the user's
+seed, best-of-N's draws, every searcher's left-over generations) are handed out as WAITING trials that carry
+their seed, prompt and negative prompt; any worker (``NoiseTrialRunner``: this process while it waits, the
+``--workers`` processes) generates and scores them, and the task reads the scores back by seed, in the order
+it asked, so the verifier's favourite is the one one process finds. Moved latents and injected paths
+(zero-order's neighbours, the gradient's iterates, paths and particles) live in this process's memory and are
+sampled here. The budget is charged when the work is handed out, the same NFE as here.
 """
 
 from __future__ import annotations
@@ -23,8 +31,9 @@ import optuna
 import torch
 
 from diffsearch.backends.families.base import PipelineBackend
-from diffsearch.errors import UsageError
+from diffsearch.errors import TrialFailed, UsageError
 from diffsearch.ledger.interrupt import stop_point
+from diffsearch.ledger.trial_loop import TrialRunner, WorkQueue, give_up_reason
 from diffsearch.objectives.ensemble import Verifier
 from diffsearch.spaces.noise import Candidate, NoiseSpace, conditioning
 
@@ -57,6 +66,7 @@ class NoiseTask:
         batch: int = 8,
         on_eval=None,
         negative: str = "",
+        queue: bool = False,
     ):
         self.backend, self.verifier, self.prompt, self.study = backend, verifier, prompt, study
         self.space = NoiseSpace(backend)
@@ -82,6 +92,14 @@ class NoiseTask:
         self.start = time.perf_counter()
         self.trace: list[tuple[int, float]] = []  # (NFE, best combined score so far), for curves
         self._cache = self._finished() if study is not None else {}
+        self.queue: WorkQueue | None = None
+        if queue:
+            if study is None:
+                raise ValueError("a work queue needs a study")
+            runner = NoiseTrialRunner(study, backend, verifier, batch)
+            self.queue = WorkQueue(
+                study, runner, lambda t: t.user_attrs.get("key") if "queued" in t.user_attrs else None
+            )
 
     # ---- budget ---------------------------------------------------------------------------------------
     @property
@@ -149,25 +167,66 @@ class NoiseTask:
     def evaluate(self, candidates: list[Candidate]) -> list[Scored]:
         """Complete generations of ``candidates`` (one generation each, charged), scored and recorded."""
         cached = [c.key() in self._cache for c in candidates]
-        todo = [c for c, hit in zip(candidates, cached) if not hit]
         if len(candidates) * self.generation_nfe > self.remaining:
             raise BudgetExceeded(f"{len(candidates)} generations do not fit the {self.remaining} NFE left")
-        scores = {}
+        queued = [c for c, hit in zip(candidates, cached) if not hit and self.queue is not None and c.key()]
+        todo = [c for c, hit in zip(candidates, cached) if not hit and not (self.queue is not None and c.key())]
+        scores = {id(c): s for c, s in zip(queued, self._collect(queued))}
         if todo:
             states, _ = self.sample(self.start_states(todo), 0, self.steps)
             fresh = self.verifier.scores(self.decode(states), self.prompt)
-            scores = {id(c): fresh[:, j] for j, c in enumerate(todo)}
-        self.charge((len(candidates) - len(todo)) * self.generation_nfe, forward=0)  # read back: same charge
+            scores.update({id(c): fresh[:, j] for j, c in enumerate(todo)})
+        read_back = len(candidates) - len(todo) - len(queued)
+        self.charge(read_back * self.generation_nfe, forward=0)  # read back: same charge
         out = []
         for c, hit in zip(candidates, cached):
             s = np.array(self._cache[c.key()]) if hit else scores[id(c)]
-            out.append(self.finish(c, s))
+            out.append(self.finish(c, s, record=not any(c is q for q in queued)))  # a worker's trial is its record
         return out
 
-    def finish(self, candidate: Candidate, scores: np.ndarray, trial_attrs: dict | None = None) -> Scored:
-        """Keep a complete candidate whose final image has ``scores``; one trial."""
+    def _collect(self, candidates: list[Candidate]) -> list[np.ndarray]:
+        """Complete generations from seeds, run by whichever worker is free (charged here); their scores."""
+        if not candidates:
+            return []
+        assert self.queue is not None
+        self.charge(len(candidates) * self.generation_nfe)
+        wanted = {}
+        for c in candidates:
+            attrs = {
+                "kind": "final",
+                **c.describe(),
+                "nfe": self.spent,
+                "prompt": self.prompt,
+                "negative": self.negative,
+                "key": c.key(),
+                "queued": True,
+            }
+            wanted[c.key()] = self._submitter(attrs)
+        self.queue.collect(wanted)
+        out = []
+        for c in candidates:
+            trial = self.queue.done[c.key()]
+            if trial.state != optuna.trial.TrialState.COMPLETE:
+                raise RuntimeError(f"the generation from seed {c.seed} failed: {trial.user_attrs.get('fail_reason')}")
+            out.append(np.array([trial.user_attrs["scores"][n] for n in self.verifier.names], dtype=float))
+        return out
+
+    def _submitter(self, attrs: dict):
+        def submit(give_up: bool) -> None:  # a waiting trial carries its seed and prompt: any worker can run it
+            state = optuna.trial.TrialState.FAIL if give_up else optuna.trial.TrialState.WAITING
+            extra = {"fail_reason": give_up_reason()} if give_up else {}
+            self.study.add_trial(optuna.trial.create_trial(state=state, user_attrs={**attrs, **extra}))
+
+        return submit
+
+    def finish(
+        self, candidate: Candidate, scores: np.ndarray, trial_attrs: dict | None = None, record: bool = True
+    ) -> Scored:
+        """Keep a complete candidate whose final image has ``scores``; one trial (unless a worker's trial
+        already records it)."""
         scored = Scored(candidate, np.asarray(scores, dtype=float), self.spent)
-        self._record(scored, {"kind": "final", **(trial_attrs or {})})
+        if record:
+            self._record(scored, {"kind": "final", **(trial_attrs or {})})
         self.finals.append(scored)
         best = (
             float(self.verifier.combine(np.stack([f.scores for f in self.finals], axis=1)).max())
@@ -221,3 +280,40 @@ class NoiseTask:
             if key and scores and list(scores) == self.verifier.names:
                 out[key] = [scores[n] for n in self.verifier.names]
         return out
+
+
+class NoiseTrialRunner(TrialRunner):
+    """Generates and scores the seed a waiting trial carries (one complete generation); needs only the
+    pipeline and the verifier. The sampling is the task's own (one ``NoiseTask`` per prompt, no budget)."""
+
+    key_attr = "key"
+
+    def __init__(self, study: optuna.Study, backend: PipelineBackend, verifier: Verifier, batch: int = 1):
+        super().__init__(study)
+        self.backend, self.verifier, self.batch = backend, verifier, batch
+        self._tasks: dict[tuple[str, str], NoiseTask] = {}
+
+    def evaluate(self, trial: optuna.Trial) -> float:
+        a = trial.user_attrs
+        start = time.perf_counter()
+        key = (a["prompt"], a.get("negative", ""))
+        if key not in self._tasks:
+            steps = len(self.backend.timesteps) * self.backend.passes_per_step()
+            self._tasks[key] = NoiseTask(
+                self.backend, self.verifier, key[0], None, steps, batch=self.batch, negative=key[1]
+            )
+        task = self._tasks[key]
+        try:
+            states, _ = task.sample(task.start_states([Candidate(seed=int(a["seed"]))]), 0, task.steps)
+            scores = self.verifier.scores(task.decode(states), task.prompt)[:, 0]
+        except (RuntimeError, ValueError) as exc:  # out of memory, a reward's bad return...
+            trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+            raise TrialFailed(str(exc)) from exc
+        finally:
+            task.spent = task.forward_nfe = 0  # the job's task charges the budget; this one only samples
+        if not np.isfinite(scores).all():
+            trial.set_user_attr("fail_reason", "a non-finite verifier score")
+            raise TrialFailed("a non-finite verifier score")
+        trial.set_user_attr("scores", {n: float(v) for n, v in zip(self.verifier.names, scores)})
+        trial.set_user_attr("seconds", round(time.perf_counter() - start, 3))
+        return -float(scores[0])

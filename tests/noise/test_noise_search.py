@@ -105,3 +105,16 @@ def test_a_negative_prompt_is_remade_too(backend, tmp_path):
     saved = torch.load(task.space.save(best.candidate, tmp_path / "neg")["pt"], weights_only=False)
     theirs = regenerate(backend, task.prompt, saved, negative="blurry, dark")
     assert (task.replay(best.candidate).float() - theirs.float()).abs().max() < 1e-4
+
+
+def test_gradient_keeps_every_iterate(backend):
+    """Each iteration's forward pass scores the latent the last Adam step made: a candidate (ReNO keeps the
+    best image over its iterations), remade by the sampler with the score the verifier gave it."""
+    task, info = run(backend, "gradient", budget_generations=14, extra_nfe=0)
+    moved = [f for f in task.finals if f.candidate.latent is not None]
+    assert info["iterations"] == 4 and len(moved) == info["iterations"]  # 3 scored in the loop, the last after it
+    assert task.spent == task.budget
+    for scored in moved:
+        again = task.verifier.scores(task.replay(scored.candidate), task.prompt)[:, 0]
+        np.testing.assert_allclose(again, scored.scores, rtol=1e-4, atol=1e-4)
+    assert len({round(float(f.scores[0]), 6) for f in moved}) > 1  # the steps moved the image

@@ -1,11 +1,13 @@
 """A gradient on the initial latent through the reward (ReNO, Eyring et al., NeurIPS 2024, there on one-step
 models; here full backpropagation through every sampling step, so for small sizes and few steps).
 
-Each iteration samples the current latent with gradient, scores the image (recorded as a candidate),
-and takes an Adam step on the latent, which is then put back on the sphere of radius sqrt(dimension)
+Each iteration samples the current latent with gradient, scores the image and takes an Adam step on the
+latent, which is then put back on the sphere of radius sqrt(dimension)
 where standard normal latents live (ReNO regularises the norm for the same reason). Cost per iteration:
 the forward generation's NFE plus twice that for the backward pass (a convention; the backward pass is
-not a denoiser call). Needs a reward with a gradient (one reward, not an ensemble)."""
+not a denoiser call). Every image the iterations score is a candidate (the first is the user's own, already
+scored), as is the last step's latent when a generation is left to score it, so the verifier's favourite
+over the iterations wins (ReNO keeps the best image over its iterations too). Needs a reward with a gradient (one reward, not an ensemble)."""
 
 from __future__ import annotations
 
@@ -37,6 +39,8 @@ class Gradient(NoiseSearcher):
             score = task.verifier.differentiable_score(backend.decode(x), task.prompt)
             if score.grad_fn is None:
                 raise RuntimeError(f"--reward {task.verifier.names[0]} gave no gradient")
+            if iterations:  # the latent the last step made, scored by this forward pass: a candidate
+                task.finish(Candidate(latent=z.detach().clone(), origin="gradient"), score.detach().cpu().numpy())
             optimiser.zero_grad()
             (-score.sum()).backward()
             optimiser.step()
