@@ -119,7 +119,9 @@ def run(args) -> dict:
             missing = [
                 n for n in prepared.sampler.baselines(nfe) if n not in part["rows"] and (full or n in args.short)
             ]
-            if missing and not args.skip_baselines:  # the baselines first: the table has its reference rows before any search ends
+            if (
+                missing and not args.skip_baselines
+            ):  # the baselines first: the table has its reference rows before any search ends
                 print(f"{key}: baselines {', '.join(missing)}", flush=True)
                 o = options(args.searchers[0], 0, True).resolved()
                 prepared.options, prepared.search_seeds = o, list(range(0, o.search_images))

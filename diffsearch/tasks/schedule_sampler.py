@@ -169,9 +169,9 @@ class Sampler:
         if name.startswith("ddim-"):
             return DDIMScheduler.from_config(self.config, timestep_spacing=name[5:]), {"num_inference_steps": nfe}
         if name == "dpm++":  # DPM-Solver++(2M) swapped in with the model's own config: what users do
-            return DPMSolverMultistepScheduler.from_config(self.config, **dpm_settings(self.config) | {"solver_order": 2}), {
-                "num_inference_steps": nfe
-            }
+            return DPMSolverMultistepScheduler.from_config(
+                self.config, **dpm_settings(self.config) | {"solver_order": 2}
+            ), {"num_inference_steps": nfe}
         if name == "dpm++-karras":
             return DPMSolverMultistepScheduler.from_config(
                 self.config, **dpm_settings(self.config) | {"solver_order": 2, "use_karras_sigmas": True}
