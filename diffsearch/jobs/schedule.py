@@ -397,7 +397,7 @@ def search(
     """Run the study to its budget (resuming it); (study, best schedule, its search value)."""
     study = _open_search(o, storage, p)
     if not study.get_trials(deepcopy=False):
-        for point in start_points(p):
+        for point in start_points(p)[: o.budget]:  # a budget below the start points takes the first ones
             study.enqueue_trial(point, skip_if_exists=True)
 
     def on_trial_end(s: optuna.Study, _t) -> None:
