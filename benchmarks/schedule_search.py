@@ -1,14 +1,18 @@
 """Fewer steps, same images: schedule search on the Fashion-MNIST pipeline and an MNIST UNet.
 
-For each model and NFE (4, 6, 10) every searcher runs ``diffsearch schedule`` (teacher matching on search
-seeds 0.., the cheap proxy) and the found schedule is judged with the baselines on generation seeds the
-search never saw (from 1,000,000) by FID and KID (Inception-v3, objectives/fid.py) against held-out real
-images (Fashion-MNIST's test set for ``--model fashion``, class prompts in turn; MNIST's test set for the
-UNet). FID on a few hundred images is biased upwards; values are comparable at equal counts only (KID beside).
+For each model and NFE (default 6) the baselines are judged first, then every searcher runs ``diffsearch
+schedule`` per search seed (teacher matching on search seeds 1000 s .., the cheap proxy), and one FID-objective
+search (``--objective fid`` against the training split); every found schedule is judged with the baselines on
+generation seeds the search never saw (from 1,000,000) by FID and KID (Inception-v3, objectives/fid.py) against
+held-out real images (Fashion-MNIST's test set for ``--model fashion``, class prompts in turn; MNIST's test set
+for the UNet), the same count for every row. FID on a few hundred images is biased upwards; values are
+comparable at equal counts only (KID beside).
 
-    python benchmarks/schedule_search.py [--models fashion,mnist] [--nfe 4,6,10] [--searchers evolution,tpe]
-        [--seeds 1] [--budget 30] [--fid-images 50]
-        [--full-nfe 6] [--short ddim-leading,ddim-trailing,dpm++,ays]
+    python benchmarks/schedule_search.py [--models fashion,mnist] [--nfe 6] [--searchers evolution,tpe]
+        [--seeds 3] [--budget 24] [--fid-images 200] [--fid-searchers evolution] [--teacher-row]
+    python benchmarks/schedule_search.py --models fashion --first-seed 2 --skip-baselines \
+        --record benchmarks/results/schedule_search_<name>.partial.json      # a second process
+    python benchmarks/schedule_search.py --report-only                        # merge the parts, write the report
 
 Writes benchmarks/results/schedule_search.{json,md,png}; finished parts are kept in the .json and skipped
 when the script runs again (its runs' ledgers live under the cache directory).
