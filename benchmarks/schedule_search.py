@@ -1,14 +1,18 @@
 """Fewer steps, same images: schedule search on the Fashion-MNIST pipeline and an MNIST UNet.
 
-For each model and NFE (4, 6, 10) every searcher runs ``diffsearch schedule`` (teacher matching on search
-seeds 0.., the cheap proxy) and the found schedule is judged with the baselines on generation seeds the
-search never saw (from 1,000,000) by FID and KID (Inception-v3, objectives/fid.py) against held-out real
-images (Fashion-MNIST's test set for ``--model fashion``, class prompts in turn; MNIST's test set for the
-UNet). FID on a few hundred images is biased upwards; values are comparable at equal counts only (KID beside).
+For each model and NFE (default 6) the baselines are judged first, then every searcher runs ``diffsearch
+schedule`` per search seed (teacher matching on search seeds 1000 s .., the cheap proxy), and one FID-objective
+search (``--objective fid`` against the training split); every found schedule is judged with the baselines on
+generation seeds the search never saw (from 1,000,000) by FID and KID (Inception-v3, objectives/fid.py) against
+held-out real images (Fashion-MNIST's test set for ``--model fashion``, class prompts in turn; MNIST's test set
+for the UNet), the same count for every row. FID on a few hundred images is biased upwards; values are
+comparable at equal counts only (KID beside).
 
-    python benchmarks/schedule_search.py [--models fashion,mnist] [--nfe 4,6,10] [--searchers evolution,tpe]
-        [--seeds 1] [--budget 30] [--fid-images 50]
-        [--full-nfe 6] [--short ddim-leading,ddim-trailing,dpm++,ays]
+    python benchmarks/schedule_search.py [--models fashion,mnist] [--nfe 6] [--searchers evolution,tpe]
+        [--seeds 3] [--budget 24] [--fid-images 200] [--fid-searchers evolution] [--teacher-row]
+    python benchmarks/schedule_search.py --models fashion --first-seed 2 --skip-baselines \
+        --record benchmarks/results/schedule_search_<name>.partial.json      # a second process
+    python benchmarks/schedule_search.py --report-only                        # merge the parts, write the report
 
 Writes benchmarks/results/schedule_search.{json,md,png}; finished parts are kept in the .json and skipped
 when the script runs again (its runs' ledgers live under the cache directory).
@@ -29,7 +33,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-CACHE = Path(os.environ.get("DIFFSEARCH_CACHE", Path.home() / ".cache" / "diffsearch")) / "schedule-bench"
+CACHE = Path(os.environ.get("DIFFSEARCH_CACHE", Path.home() / ".cache" / "diffsearch")) / "schedule-bench-clip"
 
 
 def model_spec(name: str) -> tuple[str, str]:
@@ -49,6 +53,7 @@ def inception_with_threads(threads: int) -> None:
     plain = fid.inception_features
 
     def features(*args, **kwargs):
+        kwargs.setdefault("batch_size", 25)  # measured on 2 shared cores: 25 a batch ran faster than 50
         before = torch.get_num_threads()
         torch.set_num_threads(threads)
         try:
@@ -61,6 +66,7 @@ def inception_with_threads(threads: int) -> None:
 
 def run(args) -> dict:
     from diffsearch.jobs.schedule import Prepared, ScheduleOptions, judge, run_schedule, sampler_rows
+    from diffsearch.tasks.schedule_sampler import solver_scheduler
 
     torch.set_num_threads(1)
     inception_with_threads(args.inception_threads)
@@ -78,6 +84,10 @@ def run(args) -> dict:
         "teacher_steps": args.teacher_steps,
         "searchers": args.searchers,
         "seeds": args.seeds,
+        "fid_searchers": args.fid_searchers,
+        "fid_seeds": args.fid_seeds,
+        "fid_budget": args.fid_budget,
+        "fid_search_images": args.fid_search_images,
         "threads": f"sampling 1, Inception {args.inception_threads}",
         "machine": "2 CPU cores shared with other work (timings are inflated and noisy)",
     }
@@ -89,53 +99,34 @@ def run(args) -> dict:
         for nfe in args.nfe:
             key = f"{name}/nfe{nfe}"
             part = record["runs"].setdefault(key, {"rows": {}})
+            part["settings"] = record["settings"]  # the sizes this model's part ran with
 
-            def options(searcher: str, seed: int, baselines: bool) -> ScheduleOptions:
+            def options(searcher: str, seed: int, baselines: bool, objective: str = "teacher") -> ScheduleOptions:
+                fid = objective == "fid"
                 return ScheduleOptions(
                     model=model,
                     nfe=nfe,
                     searcher=searcher,
-                    budget=args.budget,
+                    budget=args.fid_budget if fid else args.budget,
+                    objective=objective,
                     seed=seed * 1000,
-                    search_images=args.search_images,
+                    search_images=args.fid_search_images if fid else args.search_images,
                     teacher_steps=args.teacher_steps,
                     reference=reference,
                     fid_images=args.fid_images,
                     baselines=baselines,
-                    out=str(CACHE / f"{name}-nfe{nfe}-{searcher}-s{seed}"),
+                    out=str(CACHE / f"{name}-nfe{nfe}-{searcher}-{objective}-s{seed}"),
                 )
 
             if prepared is None:
                 prepared = Prepared(options(args.searchers[0], 0, False).resolved())
             full = nfe in args.full_nfe  # every searcher and baseline; elsewhere the first searcher, --short
-            for searcher in args.searchers if full else args.searchers[:1]:
-                for seed in range(args.seeds):
-                    row_name = f"{searcher} (search seed {seed})"
-                    if row_name in part["rows"]:
-                        continue
-                    print(f"{key}: {row_name}", flush=True)
-                    results = run_schedule(
-                        options(searcher, seed, False), prepared=prepared, log=lambda m: print(m, flush=True)
-                    )
-                    row = results["rows"][0]
-                    part["rows"][row_name] = {
-                        **row,
-                        "kind": "searched",
-                        "searcher": searcher,
-                        "search_seed": seed,
-                        "search_value": results["best"]["search_value"],
-                        "search_seconds": round(results["search_seconds"], 1),
-                        "trials": results["trials"],
-                        "schedule_file": results["schedule_file"],
-                        "nfe_spent": results["nfe_spent"],
-                    }
-                    if nfe == 6 and seed == 0:
-                        shutil.copy(results["figure"], RESULTS / f"schedule_search_{name}_nfe6_{searcher}.png")
-                    save(record, path)
             missing = [
                 n for n in prepared.sampler.baselines(nfe) if n not in part["rows"] and (full or n in args.short)
             ]
-            if missing:
+            if (
+                missing and not args.skip_baselines
+            ):  # the baselines first: the table has its reference rows before any search ends
                 print(f"{key}: baselines {', '.join(missing)}", flush=True)
                 o = options(args.searchers[0], 0, True).resolved()
                 prepared.options, prepared.search_seeds = o, list(range(0, o.search_images))
@@ -147,6 +138,49 @@ def run(args) -> dict:
                     judged, _ = judge(prepared, {n: rows[n]}, lambda m: print(m, flush=True))
                     part["rows"][n] = asdict(judged[0])
                     save(record, path)
+            teacher_row = f"teacher ({args.teacher_steps}-step DPM-Solver++)"
+            if args.teacher_row and teacher_row not in part["rows"]:  # the ceiling of teacher matching
+                print(f"{key}: {teacher_row}", flush=True)
+                t = prepared.teacher
+                seen = prepared.sampler.timesteps_run(
+                    solver_scheduler(t, prepared.sampler.config), prepared.sampler.set_kwargs(t)
+                )
+                rows = {teacher_row: ("teacher", lambda seeds: prepared.sampler.images(t, seeds), seen, t.order)}
+                judged, _ = judge(prepared, rows, lambda m: print(m, flush=True))
+                part["rows"][teacher_row] = asdict(judged[0])
+                save(record, path)
+            plan = [
+                (searcher, seed, "teacher")
+                for seed in range(args.first_seed, args.seeds)
+                for searcher in (args.searchers if full else args.searchers[:1])
+            ]
+            if full:
+                plan += [(s, seed, "fid") for seed in range(args.fid_seeds) for s in args.fid_searchers]
+            for searcher, seed, objective in plan:
+                row_name = f"{searcher}{', FID objective' if objective == 'fid' else ''} (search seed {seed})"
+                if row_name in part["rows"]:
+                    continue
+                print(f"{key}: {row_name}", flush=True)
+                results = run_schedule(
+                    options(searcher, seed, False, objective), prepared=prepared, log=lambda m: print(m, flush=True)
+                )
+                row = results["rows"][0]
+                part["rows"][row_name] = {
+                    **row,
+                    "kind": "searched",
+                    "searcher": searcher,
+                    "objective": objective,
+                    "search_seed": seed,
+                    "search_value": results["best"]["search_value"],
+                    "search_seconds": round(results["search_seconds"], 1),
+                    "trials": results["trials"],
+                    "schedule_file": results["schedule_file"],
+                    "found": results["best"],
+                    "nfe_spent": results["nfe_spent"],
+                }
+                if nfe == 6 and seed == 0 and objective == "teacher":
+                    shutil.copy(results["figure"], RESULTS / f"schedule_search_{name}_nfe6_{searcher}.png")
+                save(record, path)
         if name == "fashion" and "reproduction" not in record:
             record["reproduction"] = reproduction_check(record)
             save(record, path)
@@ -191,7 +225,12 @@ def merged() -> dict:
     record = json.loads((RESULTS / "schedule_search.json").read_text())
     for part in sorted(RESULTS.glob("schedule_search_*.partial.json")):
         other = json.loads(part.read_text())
-        record["runs"].update(other.get("runs", {}))
+        for key, run in other.get("runs", {}).items():
+            run.setdefault("settings", other.get("settings"))
+            if key in record["runs"]:  # a second process of the same model: its rows join the first's
+                record["runs"][key]["rows"].update(run["rows"])
+            else:
+                record["runs"][key] = run
         for key in ("mnist_unet", "reproduction"):
             if other.get(key):
                 record[key] = other[key]
@@ -204,107 +243,113 @@ def save(record: dict, path: Path) -> None:
 
 
 def report(record: dict) -> None:
-    """The Markdown table and the PNG (held-out FID against NFE per sampler and model)."""
+    """The Markdown tables and the PNG (held-out FID of each sampler per model and NFE)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     s = record["settings"]
+    n = s["fid_images"]
     lines = [
         "# Fewer steps, same images: schedule search",
         "",
-        f"Generated by `benchmarks/schedule_search.py` on {s['machine']}. Search: teacher matching "
-        f"(mean squared pixel distance to the {s['teacher_steps']}-step DPM-Solver++ samples of the same noise) on "
-        f"{s['search_images']} search seeds, {s['budget']} trials a search, search seeds 0.. (per search seed "
-        f"s: 1000 s ..). Judge: FID / KID (Inception-v3) of {s['fid_images']} images from held-out generation "
-        f"seeds (1,000,000 ..) against {s['fid_images']} held-out real images (the test split), and teacher "
-        f"matching on the first {s['search_images']} held-out seeds. FID on {s['fid_images']} images is biased "
-        "upwards; compare values at equal counts only (KID beside it). Search seeds per searcher: "
-        f"{s['seeds']} (one search per searcher and NFE: no spread over search seeds is measured). At NFE "
-        f"{', '.join(map(str, s.get('full_nfe', [6])))} every searcher ({', '.join(s['searchers'])}) and every "
-        f"baseline is judged; at the other NFE only {s['searchers'][0]} and {', '.join(s.get('short', []))} "
-        "(Inception on 2 shared cores ran at about 0.5 images/s, which set these sizes).",
+        f"Generated by `benchmarks/schedule_search.py` on {s['machine']}. Search: teacher matching (mean "
+        f"squared pixel distance to the {s['teacher_steps']}-step DPM-Solver++ samples of the same noise) on "
+        f"{s['search_images']} search seeds, per searcher (evolution, TPE, and the gradient where said) "
+        "3 search seeds (search seed s uses generation seeds 1000 s ..); and FID itself (`--objective fid`, "
+        "evolution, 1 search seed: search-seed images against as many real images of the training split). "
+        "Trials per search: per model below. Every search starts from the baselines' own schedules "
+        "(evenly spaced, trailing, Align Your Steps where published, and DPM-Solver++'s and DDIM's schedules "
+        "from the model's scheduler config). Judge, the same for every row: FID / KID (Inception-v3) of "
+        f"{n} images from held-out generation seeds (1,000,000 ..) against {n} held-out real images (the test "
+        f"split), and teacher matching on the first {s['search_images']} held-out seeds. FID on {n} images is "
+        "biased upwards (compare within a table; KID, unbiased, beside it). Inception ran at about 3 images/s "
+        "a core on the shared machine, which set these sizes.",
+        "",
+        "DPM-Solver++ (searched schedules, the teacher and the `dpm++` baselines) clips its x0 prediction to "
+        "[-1, 1] where the model's scheduler config asks for it (`clip_sample`, the MNIST UNet's DDPM config), "
+        "as DDIM does: without it the MNIST UNet's 50-step teacher had FID 291 (200 images) against 174 with it, "
+        "and teacher matching copied a poor teacher (the earlier measurement of this benchmark).",
         "",
     ]
     if "mnist_unet" in record:
         m = record["mnist_unet"]
         lines += [
             f"MNIST UNet: `UNet2DModel` of `diffsearch hparams --dataset mnist` (width {m['width']}, "
-            f"{m['train_images']} training images, {m['epochs']} epochs, the images space's baseline settings, "
-            f"{m['config']['beta_schedule']} betas), trained once by `benchmarks/schedule_mnist_unet.py` in "
-            f"{m['seconds'] / 60:.0f} min ({m['note']}).",
+            f"{m['train_images']} training images at {m['resolution']} px, {m['epochs']} epochs, the images "
+            f"space's baseline settings, {m['config']['beta_schedule']} betas, clip_sample), trained once by "
+            f"`benchmarks/schedule_mnist_unet.py` in {m['seconds'] / 60:.0f} min ({m['note']}).",
             "",
         ]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    for ax, model in zip(axes, ("fashion", "mnist")):
-        keys = sorted((k for k in record["runs"] if k.startswith(model + "/")), key=lambda k: int(k.split("nfe")[1]))
-        if not keys:
-            continue
-        names = list(dict.fromkeys(n for k in keys for n in record["runs"][k]["rows"]))
+    keys_all = sorted(record["runs"], key=lambda k: (k.split("/")[0], int(k.split("nfe")[1])))
+    fig, axes = plt.subplots(1, max(1, len(keys_all)), figsize=(7 * max(1, len(keys_all)), 5), squeeze=False)
+    for ax, key in zip(axes[0], keys_all):
+        model, nfe = key.split("/")
+        rows = record["runs"][key]["rows"]
         title = (
             "Fashion-MNIST pipeline (`--model fashion`, class prompts, guidance 7.5)"
             if model == "fashion"
-            else "MNIST UNet (unconditional)"
+            else "MNIST UNet (unconditional, 16 px)"
         )
+        own = record["runs"][key].get("settings") or s
         lines += [
-            f"## {title}",
+            f"## {title}, {nfe.upper()}",
             "",
-            "Held-out FID (KID) at each NFE; searched rows: the search's own score "
-            "(teacher MSE on search seeds) / held-out teacher MSE, and search time.",
+            f"Teacher-matching searches: {own['budget']} trials each, {own['search_images']} search images, "
+            f"{own['seeds']} search seeds per searcher; FID-objective searches: "
+            + (
+                f"{own['fid_budget']} trials of {own['fid_search_images']} images"
+                if any(r.get("objective") == "fid" for r in rows.values())
+                else "none (not run for this model: the shared cores' time ran out)"
+            )
+            + ".",
             "",
-            "| sampler | " + " | ".join(k.split("/")[1].upper() for k in keys) + " |",
-            "|---|" + "---|" * len(keys),
+            "| sampler | held-out FID | KID | held-out teacher MSE | search value | search time | schedule (order) |",
+            "|---|---|---|---|---|---|---|",
         ]
-        for n in names:
-            cells, xs, ys = [], [], []
-            for k in keys:
-                r = record["runs"][k]["rows"].get(n)
-                if r is None:
-                    cells.append("-")
-                    continue
-                if r.get("error"):
-                    cells.append(f"failed ({r['error'][:40]})")
-                    continue
-                cell = f"**{r['fid']:.1f}** ({r['kid']:.4f})" if r.get("fid") is not None else "-"
-                if r.get("kind") == "searched":
-                    cell += (
-                        f"; search {r['search_value']:.5f} / held-out {r['teacher_mse']:.5f}; "
-                        f"{r['search_seconds'] / 60:.1f} min"
-                    )
-                else:
-                    cell += f"; held-out MSE {r['teacher_mse']:.5f}"
-                cells.append(cell)
-                if r.get("fid") is not None:
-                    xs.append(int(k.split("nfe")[1]))
-                    ys.append(r["fid"])
-            lines.append(f"| {n} | " + " | ".join(cells) + " |")
-            ax.plot(xs, ys, marker="o", lw=2.5 if "search seed" in n else 1, label=n)
+        names, fids = [], []
+        rank = {"baseline": 0, "teacher": 1, "searched": 2}
+        for name, r in sorted(rows.items(), key=lambda kv: rank.get(kv[1].get("kind", "baseline"), 0)):
+            if r.get("error"):
+                lines.append(f"| {name} | failed ({r['error'][:60]}) | | | | | |")
+                continue
+            searched = r.get("kind") == "searched"
+            value = f"{r['search_value']:.5f}" if searched and r.get("objective") != "fid" else ""
+            value = f"FID {r['search_value']:.1f}" if searched and r.get("objective") == "fid" else value
+            ts = [int(round(t)) for t in r["schedule"]]
+            steps = ", ".join(map(str, ts)) if len(ts) <= 12 else f"{len(ts)} steps, {ts[0]}, {ts[1]} .. {ts[-1]}"
+            lines.append(
+                f"| {name} | **{r['fid']:.1f}** | {r['kid']:.4f} | {r['teacher_mse']:.5f} | {value} | "
+                + (f"{r['search_seconds'] / 60:.1f} min" if searched else "")
+                + f" | {steps} ({r['order']}) |"
+            )
+            names.append(name)
+            fids.append(r["fid"])
         lines.append("")
-        close = [
-            (r["teacher_mse"], r["fid"], n, k)
-            for k in keys
-            for n, r in record["runs"][k]["rows"].items()
-            if r.get("teacher_mse") is not None and r.get("fid") is not None
-        ]
-        if close:
-            mse, fid_value, n, k = min(close)
-            lines += [
-                f"Closest to the teacher: {n} at {k.split('/')[1].upper()} (held-out teacher MSE {mse:.5f}), "
-                f"FID {fid_value:.1f}: about the teacher's own FID. Teacher matching can only be as good as "
-                "its teacher; where a baseline's FID is below this, the proxy cannot find it.",
-                "",
-            ]
-        lines += [
-            "Search times of 0.0 min: the study was finished in an earlier, stopped run of the script and "
-            "the ledger resumed it.",
-            "",
-        ]
-        lines += target_lines(record, model, keys)
-        ax.set_title(model)
-        ax.set_xlabel("NFE")
-        ax.set_ylabel(f"held-out FID ({s['fid_images']} images)")
-        ax.legend(fontsize=7)
+        lines += summary_lines(rows)
+        lines += target_lines(rows)
+        ax.barh(range(len(names)), fids, color=["C1" if "search seed" in x else "C0" for x in names])
+        ax.set_yticks(range(len(names)))
+        ax.set_yticklabels(names, fontsize=7)
+        ax.invert_yaxis()
+        ax.set_title(f"{model}, {nfe.upper()}")
+        ax.set_xlabel(f"held-out FID ({n} images)")
+    lines += [
+        "## What these runs do not show",
+        "",
+        "- The FID-objective searches ran 12 trials: the start points (5 on Fashion-MNIST, 4 on the UNet) and "
+        "random draws; evolution's population (10) never bred a generation within that budget, so they show "
+        "which start point FID on search seeds prefers, not what a longer FID search finds.",
+        "- The MNIST UNet was not retrained: with the x0 clip its 50-step teacher is far better than every "
+        "6-step sampler (the table), which was the condition for teacher matching to help.",
+        "- DDIM's eta is not searched: diffusers has no custom-timestep scheduler with eta > 0; DDIM is "
+        "DPM-Solver++ of order 1, and the order (1, 2, 3) is in the space.",
+        "- One judge size (200 generated against 200 real images); the spread over search seeds of a searcher "
+        "(a standard deviation up to 14 FID points on the UNet) is of the order of the gaps between rows, so differences of a few "
+        "points are not resolved.",
+        "",
+    ]
     if record.get("reproduction"):
         r = record["reproduction"]
         lines += [
@@ -321,55 +366,94 @@ def report(record: dict) -> None:
     (RESULTS / "schedule_search.md").write_text("\n".join(lines) + "\n")
 
 
-def target_lines(record: dict, model: str, keys: list[str]) -> list[str]:
-    """The issue's target, said plainly: at 6 NFE, FID >= 30 % below uniform DDIM and <= DPM-Solver++'s."""
-    key = f"{model}/nfe6"
-    if key not in keys:
-        return []
-    rows = record["runs"][key]["rows"]
-    searched = {n: r["fid"] for n, r in rows.items() if r.get("kind") == "searched" and r.get("fid") is not None}
+def searcher_groups(rows: dict) -> dict[str, list[dict]]:
+    """Searched rows grouped by searcher and objective (the search seeds of one searcher together)."""
+    groups: dict[str, list[dict]] = {}
+    for name, r in rows.items():
+        if r.get("kind") == "searched" and r.get("fid") is not None:
+            groups.setdefault(name.split(" (search seed")[0], []).append(r)
+    return groups
+
+
+def summary_lines(rows: dict) -> list[str]:
+    out = ["| searcher | search seeds | held-out FID mean (sd) | min .. max | KID mean |", "|---|---|---|---|---|"]
+    for name, group in searcher_groups(rows).items():
+        f = np.array([r["fid"] for r in group])
+        k = np.array([r["kid"] for r in group])
+        out.append(
+            f"| {name} | {len(f)} | {f.mean():.1f} ({f.std(ddof=1) if len(f) > 1 else 0:.1f}) | "
+            f"{f.min():.1f} .. {f.max():.1f} | {k.mean():.4f} |"
+        )
+    return out + [""]
+
+
+def target_lines(rows: dict) -> list[str]:
+    """The target, said plainly: FID >= 30 % below uniform DDIM and no worse than DPM-Solver++'s default,
+    for each searcher's mean over its search seeds (and its best seed beside it)."""
     ddim = {n: r["fid"] for n, r in rows.items() if n.startswith("ddim-") and r.get("fid") is not None}
     dpm = rows.get("dpm++", {}).get("fid")
-    if not searched or not ddim or dpm is None:
+    if not ddim or dpm is None or not searcher_groups(rows):
         return []
-    best_name, best = min(searched.items(), key=lambda kv: kv[1])
-    default = rows.get("ddim-leading", {}).get("fid") if model == "fashion" else None
-    out = [
-        f"Target at 6 NFE (held-out FID): best searched {best:.1f} ({best_name}); uniform DDIM "
+    best_ddim_name, best_ddim = min(ddim.items(), key=lambda kv: kv[1])
+    teacher = [r["fid"] for r in rows.values() if r.get("kind") == "teacher" and r.get("fid") is not None]
+    ceiling = (
+        [
+            f"The many-step teacher's own held-out FID is {teacher[0]:.1f}: "
+            + (
+                f"the target ({0.7 * best_ddim:.1f}) lies below it, where matching the teacher cannot reach."
+                if 0.7 * best_ddim < teacher[0]
+                else "the target lies above it."
+            )
+            + (
+                f" DPM-Solver++'s default at this NFE ({dpm:.1f}) is already no worse than the teacher."
+                if dpm <= teacher[0]
+                else ""
+            ),
+            "",
+        ]
+        if teacher
+        else []
+    )
+    out = ceiling + [
+        "Target (held-out FID at least 30 % below uniform DDIM, all three spacings, and no worse than "
+        f"DPM-Solver++'s default {dpm:.1f}); uniform DDIM: "
         + ", ".join(f"{n} {v:.1f}" for n, v in ddim.items())
-        + f"; DPM-Solver++ default {dpm:.1f}."
+        + f" (best {best_ddim_name}; 30 % below it is {0.7 * best_ddim:.1f}):",
     ]
-    for n, v in ddim.items():
-        out.append(
-            f"- vs {n}: {100 * (1 - best / v):.0f} % lower -> target (>= 30 %) "
-            f"{'met' if best <= 0.7 * v else 'NOT met'}"
-        )
-    out.append(
-        f"- vs DPM-Solver++ default: {'no worse (met)' if best <= dpm else 'worse (NOT met)'} ({best:.1f} vs {dpm:.1f})"
-    )
-    mean = float(np.mean(list(searched.values())))
-    out.append(
-        f"- mean over searched rows {mean:.1f}"
-        + (f"; the model's own default sampler (DDIM leading) {default:.1f}" if default is not None else "")
-    )
+    for name, group in searcher_groups(rows).items():
+        f = np.array([r["fid"] for r in group])
+        for label, v in (("mean", f.mean()), ("best seed", f.min())):
+            vs_ddim = 100 * (1 - v / best_ddim)
+            met = v <= 0.7 * best_ddim and v <= dpm
+            out.append(
+                f"- {name}, {label} {v:.1f}: {vs_ddim:.0f} % below the best uniform DDIM, "
+                f"{'no worse than' if v <= dpm else 'worse than'} DPM-Solver++ -> **{'met' if met else 'NOT met'}**"
+            )
     return out + [""]
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", default="fashion,mnist")
-    p.add_argument("--nfe", default="4,6,10")
+    p.add_argument("--nfe", default="6")
     p.add_argument("--searchers", default="evolution,tpe")
-    p.add_argument("--seeds", type=int, default=1)
-    p.add_argument("--budget", type=int, default=30)
-    p.add_argument("--fid-images", type=int, default=50)
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--first-seed", type=int, default=0, help="run search seeds first-seed .. seeds - 1 only")
+    p.add_argument("--skip-baselines", action="store_true", help="a second process of a model: searches only")
+    p.add_argument("--teacher-row", action="store_true", help="judge the many-step teacher too (a row)")
+    p.add_argument("--budget", type=int, default=24)
+    p.add_argument("--fid-images", type=int, default=200)
+    p.add_argument("--fid-searchers", default="evolution", help="searchers run with --objective fid too ('' for none)")
+    p.add_argument("--fid-seeds", type=int, default=1)
+    p.add_argument("--fid-budget", type=int, default=12)
+    p.add_argument("--fid-search-images", type=int, default=64)
     p.add_argument("--full-nfe", default="6", help="NFE at which every searcher and baseline is judged")
     p.add_argument(
         "--short",
         default="ddim-leading,ddim-trailing,dpm++,ays",
         help="the baselines judged at the other NFE (with the first searcher)",
     )
-    p.add_argument("--inception-threads", type=int, default=2)
+    p.add_argument("--inception-threads", type=int, default=1)
     p.add_argument("--search-images", type=int, default=16)
     p.add_argument("--teacher-steps", type=int, default=50)
     p.add_argument("--report-only", action="store_true", help="merge the parts and write the report")
@@ -381,6 +465,7 @@ def main() -> None:
     )
     a = p.parse_args()
     a.models, a.searchers = a.models.split(","), a.searchers.split(",")
+    a.fid_searchers = [x for x in a.fid_searchers.split(",") if x]
     a.nfe = [int(n) for n in a.nfe.split(",")]
     a.full_nfe, a.short = [int(n) for n in a.full_nfe.split(",")], a.short.split(",")
     if a.report_only:

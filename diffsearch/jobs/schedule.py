@@ -250,6 +250,7 @@ class Prepared:
         self.options = o
         self._teacher: dict[tuple[int, ...], torch.Tensor] = {}
         self._references: dict[str, Any] = {}
+        self.judged: dict[str, tuple[Any, np.ndarray]] = {}  # judge(): sampler -> (Row, grid), held-out only
 
     def teacher_images(self, seeds: list[int]) -> torch.Tensor:
         key = tuple(seeds)
@@ -367,7 +368,8 @@ def _open_search(o: ScheduleOptions, storage, prepared: Prepared, worker: int = 
 
 
 def start_points(p: Prepared) -> list[dict[str, Any]]:
-    """The baselines' own points, evaluated first by every searcher: evenly spaced, trailing, AYS."""
+    """The baselines' own points, evaluated first by every searcher: evenly spaced, trailing, AYS, and the
+    schedules of DPM-Solver++ and DDIM as the model's scheduler config spaces them."""
     space, points = p.space, [p.space.centre()]
     T = space.model_range.num_train_timesteps
     if space.model_range.flow:
@@ -379,7 +381,14 @@ def start_points(p: Prepared) -> list[dict[str, Any]]:
         ays = p.sampler.ays(space.nfe)
         if ays is not None:
             points.append(space.encode(Schedule(space.solver, timesteps=ays.timesteps, order=2)))
-    return points
+        # the schedules the model's own scheduler config gives DPM-Solver++ and DDIM at this NFE (its
+        # timestep_spacing and steps_offset): a search starts from DPM-Solver++'s default, not only from ours
+        for name in ("dpm++", "ddim-leading"):
+            run = [int(round(t)) for t in p.sampler.timesteps_run(*p.sampler.baseline(name, space.nfe))]
+            if len(set(run)) == space.nfe and run == sorted(run, reverse=True) and 0 <= run[-1] and run[0] < T:
+                points.append(space.encode(Schedule(space.solver, timesteps=tuple(run), order=2)))
+    unique = {json.dumps(point, sort_keys=True): point for point in points}
+    return list(unique.values())
 
 
 def search(
@@ -388,7 +397,7 @@ def search(
     """Run the study to its budget (resuming it); (study, best schedule, its search value)."""
     study = _open_search(o, storage, p)
     if not study.get_trials(deepcopy=False):
-        for point in start_points(p):
+        for point in start_points(p)[: o.budget]:  # a budget below the start points takes the first ones
             study.enqueue_trial(point, skip_if_exists=True)
 
     def on_trial_end(s: optuna.Study, _t) -> None:
@@ -457,6 +466,14 @@ def judge(
     teacher_seeds = p.held_out_seeds[: o.search_images]
     out, grids = [], {}
     for name, (kind, generate, schedule, order) in rows.items():
+        # a searched schedule that another search found too (or a baseline judged before) is judged once
+        key = json.dumps([name if kind != "searched" else kind, schedule, order, seeds[0], len(seeds), o.search_images])
+        if key in p.judged:
+            row, images = p.judged[key]
+            out.append(Row(**{**asdict(row), "name": name, "kind": kind}))
+            grids[name] = images
+            log(f"  {name}: judged before (the same sampler), FID {row.fid}")
+            continue
         start = time.perf_counter()
         try:
             images = generate(seeds)
@@ -483,6 +500,7 @@ def judge(
         mse = float(teacher_distance(images[: len(teacher_seeds)], p.teacher_images(teacher_seeds)).mean())
         out.append(Row(name, kind, schedule, order, fid, kid, mse, round(time.perf_counter() - start, 1)))
         grids[name] = images[:grid].permute(0, 2, 3, 1).numpy()
+        p.judged[key] = (out[-1], grids[name])
         log(f"  {name}: FID {fid if fid is None else round(fid, 2)}, teacher MSE {mse:.5f}")
     return out, grids
 
@@ -510,13 +528,13 @@ def sampler_rows(p: Prepared, found: dict[str, Schedule], baselines: bool) -> di
 
 def reproduction(o: ScheduleOptions, p: Prepared, schedule: Schedule) -> str:
     """The Python that reproduces the found schedule's images with diffusers alone."""
-    from diffsearch.tasks.schedule_sampler import DPM_OVERRIDES, scheduler_line
+    from diffsearch.tasks.schedule_sampler import dpm_settings, scheduler_line
 
     kwargs = schedule.call_kwargs()
     ((key, values),) = kwargs.items()
     shown = "[" + ", ".join(f"{v:.6g}" if isinstance(v, float) else str(v) for v in values) + "]"
     if p.sampler.family == "unet":
-        extra = ", ".join(f"{k}={v!r}" for k, v in DPM_OVERRIDES.items())
+        extra = ", ".join(f"{k}={v!r}" for k, v in dpm_settings(p.sampler.config).items())
         folder = _model_dir(o.model)
         return "\n".join(
             [
@@ -539,7 +557,7 @@ def reproduction(o: ScheduleOptions, p: Prepared, schedule: Schedule) -> str:
         "import torch",
         f"from diffusers import DPMSolverMultistepScheduler, {pipe_class}",
         f'pipe = {pipe_class}.from_pretrained("{where}")',
-        scheduler_line(schedule),
+        scheduler_line(schedule, p.sampler.config),
         f"image = pipe({p.prompts[0]!r}, {key}={shown}, guidance_scale={p.sampler.backend.guidance}, "
         "generator=torch.Generator().manual_seed(0)).images[0]",
     ]

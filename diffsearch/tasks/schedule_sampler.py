@@ -42,6 +42,17 @@ DPM_OVERRIDES = {
 SPACINGS = ("leading", "trailing", "linspace")
 
 
+def dpm_settings(config: dict) -> dict[str, Any]:
+    """``DPM_OVERRIDES`` plus the model's own x0 clipping: a scheduler config with ``clip_sample`` (the
+    DDPM-trained pixel models, ``DDPMPipeline``) clips the predicted clean image to [-1, 1] in DDPM and DDIM;
+    DPM-Solver++ reads no ``clip_sample``, but its dynamic thresholding with ``sample_max_value=1`` is that same
+    clip (the threshold ``s = clamp(quantile, 1, 1) = 1``). Without it a pixel model whose noise schedule ends
+    near alpha_bar = 0 (a cosine schedule: sigma ~ 2e4 at the top) amplifies its noise error into the x0
+    prediction, and the many-step samplers are the worst."""
+    clips = bool(config.get("clip_sample")) and float(config.get("clip_sample_range", 1.0)) == 1.0
+    return DPM_OVERRIDES | ({"thresholding": True, "sample_max_value": 1.0} if clips else {})
+
+
 def solver_scheduler(schedule_or_solver, config: dict, order: int = 1):
     """A fresh diffusers scheduler for a solver (``Schedule`` or name), built from the model's config."""
     from diffusers import DPMSolverMultistepScheduler, FlowMatchEulerDiscreteScheduler
@@ -51,14 +62,14 @@ def solver_scheduler(schedule_or_solver, config: dict, order: int = 1):
         order = schedule_or_solver.order
     if solver == "euler":
         return FlowMatchEulerDiscreteScheduler.from_config(config)
-    return DPMSolverMultistepScheduler.from_config(config, solver_order=order, **DPM_OVERRIDES)
+    return DPMSolverMultistepScheduler.from_config(config, solver_order=order, **dpm_settings(config))
 
 
-def scheduler_line(schedule: Schedule) -> str:
+def scheduler_line(schedule: Schedule, config: dict | None = None) -> str:
     """The Python line that gives a pipeline the scheduler the schedule runs with."""
     if schedule.solver == "euler":
         return "# the pipeline's own FlowMatchEulerDiscreteScheduler runs custom sigmas as they are"
-    extra = ", ".join(f"{k}={v!r}" for k, v in DPM_OVERRIDES.items())
+    extra = ", ".join(f"{k}={v!r}" for k, v in dpm_settings(config or {}).items())
     return (
         f"pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config, "
         f"solver_order={schedule.order}, {extra})"
@@ -158,12 +169,12 @@ class Sampler:
         if name.startswith("ddim-"):
             return DDIMScheduler.from_config(self.config, timestep_spacing=name[5:]), {"num_inference_steps": nfe}
         if name == "dpm++":  # DPM-Solver++(2M) swapped in with the model's own config: what users do
-            return DPMSolverMultistepScheduler.from_config(self.config, **DPM_OVERRIDES | {"solver_order": 2}), {
-                "num_inference_steps": nfe
-            }
+            return DPMSolverMultistepScheduler.from_config(
+                self.config, **dpm_settings(self.config) | {"solver_order": 2}
+            ), {"num_inference_steps": nfe}
         if name == "dpm++-karras":
             return DPMSolverMultistepScheduler.from_config(
-                self.config, **DPM_OVERRIDES | {"solver_order": 2, "use_karras_sigmas": True}
+                self.config, **dpm_settings(self.config) | {"solver_order": 2, "use_karras_sigmas": True}
             ), {"num_inference_steps": nfe}
         if name == "euler":
             return solver_scheduler("euler", self.config), {"num_inference_steps": nfe}

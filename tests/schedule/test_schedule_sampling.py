@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from diffsearch.tasks.schedule_sampler import DPM_OVERRIDES, PipelineSampler
+from diffsearch.tasks.schedule_sampler import DPM_OVERRIDES, PipelineSampler, dpm_settings
 from diffsearch.backends.stable_diffusion import load_backend
-from diffsearch.jobs.schedule import Prepared, ScheduleOptions, reproduction, run_schedule
+from diffsearch.jobs.schedule import Prepared, ScheduleOptions, reproduction, run_schedule, start_points
 from diffsearch.spaces.schedules import Schedule
 
 PROMPTS = ["a photo of a cat", "a red boat on a lake"]
@@ -121,23 +121,42 @@ def test_gradient_searcher_descends_and_records_every_step(tmp_path):
 
     from diffsearch.spaces.schedules import ModelRange, ScheduleSpace
 
-    results = run_schedule(
-        ScheduleOptions(
-            model="tiny",
-            nfe=3,
-            searcher="gradient",
-            budget=6,
-            search_images=2,
-            teacher_steps=6,
-            prompt=PROMPTS[0],
-            baselines=False,
-            out=str(tmp_path),
-        )
+    options = ScheduleOptions(
+        model="tiny",
+        nfe=3,
+        searcher="gradient",
+        budget=6,
+        search_images=2,
+        teacher_steps=6,
+        prompt=PROMPTS[0],
+        baselines=False,
+        out=str(tmp_path),
     )
+    n_start = len(start_points(Prepared(options.resolved())))
+    options.budget = n_start + 3
+    results = run_schedule(options)
     trials = optuna.load_study(study_name=results["study"], storage=results["storage"]).trials
     space = ScheduleSpace(3, "dpm++", ModelRange("epsilon", 1000))
     for t in trials:
         space.check(Schedule.from_dict(t.user_attrs["schedule"]))
-    starts, steps = trials[:3], trials[3:]
+    starts, steps = trials[:n_start], trials[n_start:]
     assert len(steps) == 3 and all(t.params["order"] == 1 for t in steps)
     assert min(t.value for t in steps) < min(t.value for t in starts)
+
+
+def test_dpm_solver_clips_x0_where_the_models_scheduler_does():
+    """A DDPM-trained pixel model (clip_sample) gets DPM-Solver++'s thresholding at 1: its x0 prediction is
+    the unclipped one clamped to [-1, 1]; a model that does not clip (Stable Diffusion's config) gets none."""
+    from diffusers import DDPMScheduler, DPMSolverMultistepScheduler
+
+    config = dict(DDPMScheduler(beta_schedule="squaredcos_cap_v2").config)
+    assert config["clip_sample"] and dpm_settings({**config, "clip_sample": False}) == DPM_OVERRIDES
+    x, eps = torch.randn(2, 1, 4, 4, generator=torch.Generator().manual_seed(0)), torch.randn(2, 1, 4, 4)
+    x0 = {}
+    for name, settings in (("clip", dpm_settings(config)), ("plain", DPM_OVERRIDES)):
+        scheduler = DPMSolverMultistepScheduler.from_config(config, **settings)
+        scheduler.set_timesteps(timesteps=[999, 500, 10])
+        scheduler._step_index = 0  # convert_model_output reads the current step's sigma
+        x0[name] = scheduler.convert_model_output(eps, sample=x)
+    assert x0["plain"].abs().max() > 1  # at the top of a cosine schedule the x0 prediction explodes
+    assert torch.allclose(x0["clip"], x0["plain"].clamp(-1, 1))

@@ -73,9 +73,10 @@ class ContinuousDDIM:
     """DDIM (eta 0) with real-valued timesteps, differentiable w.r.t. them, on a schedule sampler's model."""
 
     def __init__(self, sampler, space: ScheduleSpace):
-        from diffsearch.tasks.schedule_sampler import solver_scheduler
+        from diffsearch.tasks.schedule_sampler import dpm_settings, solver_scheduler
 
         self.sampler, self.space = sampler, space
+        self.clip_x0 = bool(dpm_settings(sampler.config).get("thresholding"))  # as the solver clips x0
         scheduler = solver_scheduler("ddim", sampler.config)
         self.log_alpha_bar = torch.log(scheduler.alphas_cumprod.double()).float()
         self.scheduler = scheduler
@@ -101,6 +102,7 @@ class ContinuousDDIM:
             a = self.alpha_bar(ts[k])
             eps = self._eps(x, ts[k], seeds)
             x0 = (x - (1 - a).sqrt() * eps) / a.sqrt()
+            x0 = x0.clamp(-1, 1) if self.clip_x0 else x0
             if k + 1 < len(ts):
                 a_next = self.alpha_bar(ts[k + 1])
                 x = a_next.sqrt() * x0 + (1 - a_next).sqrt() * eps
