@@ -33,7 +33,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 
 from diffsearch.datasets.prompt_file import read_prompt_file
 from diffsearch.errors import TrialFailed, UsageError
-from diffsearch.jobs.base import ProgressFn, Run, WorkerSettings, run_job
+from diffsearch.jobs.base import ProgressFn, Run, WorkerSettings, run_job, worker_sampler_seed
 from diffsearch.ledger import (
     DEFAULT_HEARTBEAT_SECONDS,
     best_trial,
@@ -361,8 +361,7 @@ def study_attrs(o: ScheduleOptions, prompts: list[str] | None = None) -> dict[st
 
 
 def _open_search(o: ScheduleOptions, storage, prepared: Prepared, worker: int = 0) -> optuna.Study:
-    probe = create_or_load_study(storage, o.study, study_attrs(o), ScheduleJob.identity)
-    seed = o.seed + 7919 * worker + len(probe.get_trials(deepcopy=False))
+    seed = worker_sampler_seed(storage, o.study, study_attrs(o), ScheduleJob.identity, o.seed, worker)
     sampler = get_schedule_searcher(o.searcher).sampler(prepared.space, seed)
     return create_or_load_study(storage, o.study, study_attrs(o), ScheduleJob.identity, sampler=sampler)
 
