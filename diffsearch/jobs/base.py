@@ -159,8 +159,12 @@ def _serve_spawned(module: str, options: Any, threads: int) -> None:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     try:
         importlib.import_module(module).JOB.serve(options)
-    except StorageUnavailable:
-        sys.exit(1)  # the job's own process says so, in one line
+    except Exception as exc:  # the database gone, the disk full: the job's own process says so, in one line
+        from diffsearch.run_files import is_disk_full
+
+        if isinstance(exc, StorageUnavailable) or is_disk_full(exc):
+            sys.exit(1)
+        raise
 
 
 def write_results(path: Path, results: Mapping[str, Any]) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import optuna
 
-from diffsearch.errors import StorageUnavailable, UsageError
+from diffsearch.errors import UsageError
 from diffsearch.ledger.dead_workers import MAX_RETRIES, RetryWithReason, lost_heartbeat
 from diffsearch.ledger.journal_file import JournalFile
 from diffsearch.ledger.journal_heartbeat import HeartbeatJournalStorage
@@ -93,8 +93,8 @@ class _RDBStorage(Reconnecting, optuna.storages.RDBStorage):
     def record_heartbeat(self, trial_id: int) -> None:
         try:
             self._call(optuna.storages.RDBStorage.record_heartbeat, (trial_id,), {})
-        except StorageUnavailable:
-            pass  # the beat is skipped; the trial's own next call says that the server is down
+        except Exception:  # the server down past the bound, a full disk: the beat is skipped (in its own
+            pass  # thread); the trial's next storage call meets the same error and the run says it in one line
 
     def _grace(self) -> float:
         return self.grace_period if self.grace_period is not None else 2 * self.heartbeat_interval
