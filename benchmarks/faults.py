@@ -141,7 +141,7 @@ def running_pids(storage: str) -> list[int]:
 
 def check(storage: str, out: Path, budget: int) -> dict:
     """What the ledger holds: counted trials, duplicates, failed trials without a reason, files that parse."""
-    _STORAGES.pop(storage, None)  # open it afresh: the ledger must open after the fault
+    _close(storage)  # open it afresh: the ledger must open after the fault
     study = optuna.load_study(study_name=STUDY, storage=_open(storage))
     trials = study.get_trials(deepcopy=False)
     counted = [t for t in trials if is_done(t)]
@@ -316,7 +316,9 @@ def one(fault: str, budget: int, workers: int, rng: random.Random) -> dict:
             after = check(storage_url, out, budget)
         finally:
             if mounted:
-                subprocess.run(["umount", str(out)], check=False)
+                _close(storage_url)  # this process's own connection to the ledger on the tmpfs
+                if subprocess.run(["umount", str(out)], capture_output=True).returncode != 0:
+                    subprocess.run(["umount", "-l", str(out)], check=False)
         lines = [line for line in ran["err"].splitlines() if line.strip() and "━" not in line]
         finished_by_run = first["counted"] >= budget and not first["left"]
         since = ran["at"] if ran["at"] is not None else start
@@ -335,6 +337,17 @@ def one(fault: str, budget: int, workers: int, rng: random.Random) -> dict:
             "rerun_s": rerun_end - rerun_start,
             "seconds": rerun_end - start,
         }
+
+
+def _close(storage: str) -> None:
+    import gc
+
+    opened = _STORAGES.pop(storage, None)
+    engine = getattr(opened, "engine", None)
+    if engine is not None:
+        engine.dispose()
+    del opened
+    gc.collect()
 
 
 def _reset_postgres() -> None:
@@ -392,9 +405,10 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "faults.md"))
+    parser.add_argument("--table", action="store_true", help="only write the table of the runs saved so far")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    faults = args.fault or FAULTS
+    faults = [] if args.table else args.fault or FAULTS
     saved = Path(args.out).with_suffix(".json")
     records = [r for r in (json.loads(saved.read_text()) if saved.exists() else []) if r["fault"] not in faults]
     server = None
