@@ -324,7 +324,7 @@ def one(fault: str, budget: int, workers: int, rng: random.Random) -> dict:
         since = ran["at"] if ran["at"] is not None else start
         return {
             "fault": fault,
-            "injected": ran["injected"],
+            "injected": ran["injected"] if fault != "hang" else after["timed_out"] >= 1,  # the hang was caught
             "code": ran["code"],
             "last_line": lines[-1] if lines else "",
             "traceback": "Traceback" in ran["err"] or "Traceback" in rerun.stderr,
@@ -406,11 +406,14 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "faults.md"))
     parser.add_argument("--table", action="store_true", help="only write the table of the runs saved so far")
+    parser.add_argument("--more", action="store_true", help="keep the saved runs of these faults, add to them")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     faults = [] if args.table else args.fault or FAULTS
     saved = Path(args.out).with_suffix(".json")
-    records = [r for r in (json.loads(saved.read_text()) if saved.exists() else []) if r["fault"] not in faults]
+    records = [
+        r for r in (json.loads(saved.read_text()) if saved.exists() else []) if args.more or r["fault"] not in faults
+    ]
     server = None
     if any(f.startswith("pg-") for f in faults):
         from helpers import postgres_server
@@ -422,8 +425,10 @@ def main() -> int:
     try:
         for fault in faults:
             rng = random.Random(f"{args.seed}-{fault}")
-            for i in range(args.times):
+            landed = attempts = 0
+            while landed < args.times and attempts < 3 * args.times:  # a fault can miss (the run ended first)
                 record = one(fault, args.budget, args.workers, rng)
+                landed, attempts = landed + record["injected"], attempts + 1
                 records.append(record)
                 print(json.dumps({k: record[k] for k in ("fault", "injected", "code", "rerun_code", "recover_s")}),
                       survived(record, args.budget), record["after"], flush=True)  # fmt: skip
@@ -434,7 +439,8 @@ def main() -> int:
     lines = [
         "# Fault injection (benchmarks/faults.py)",
         "",
-        f"`python benchmarks/faults.py --times {args.times} --fault ...` (one group of faults at a time): "
+        f"`python benchmarks/faults.py --times {args.times} --fault ...` (one group of faults at a time; a run "
+        "whose fault missed, the run having ended first, is not counted and another is made): "
         f"`diffsearch hparams --dataset moons` (800 points, 10 epochs), `--workers {args.workers}`, a budget of "
         f"{args.budget} trials, heartbeat 1 s; each fault on a fresh study, then the same command rerun. Seconds "
         "to recover: from the fault to a study that holds its budget (the run itself, or the rerun when the run "
