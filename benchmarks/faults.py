@@ -4,6 +4,7 @@ The job: ``diffsearch hparams --dataset moons`` (2-D, a few epochs), ``--workers
 trials, heartbeat 1 s. Faults, each at a random moment of the study:
 
 - ``sigkill``: SIGKILL of a process running a trial (the job's own process or a worker beside it);
+- ``sigkill-worker``: SIGKILL of a worker beside the job (not the job's own process), mid-trial;
 - ``sigstop``: SIGSTOP of one for 6 s (past 3 heartbeats), then SIGCONT;
 - ``journal``: a record cut short appended to the journal file mid-study (a writer killed inside its write),
   and the last record cut once the run is over;
@@ -50,9 +51,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 from diffsearch.ledger.studies import is_done  # noqa: E402
 
 STUDY = "faults"
-FAULTS = ["sigkill", "sigstop", "journal", "twice", "pg-restart", "pg-kill", "disk", "hang"]
+FAULTS = ["sigkill", "sigkill-worker", "sigstop", "journal", "twice", "pg-restart", "pg-kill", "disk", "hang"]
 DESCRIBED = {
-    "sigkill": "SIGKILL of a process running a trial, at a random moment",
+    "sigkill": "SIGKILL of a process running a trial, at a random moment (each time it was the job's own process)",
+    "sigkill-worker": "SIGKILL of a worker process started beside the job (`--workers 2`), mid-trial",
     "sigstop": "SIGSTOP of a process running a trial for 6 s (past 3 heartbeats), then SIGCONT",
     "journal": "journal file: a record cut short appended mid-study (a writer killed inside its write), "
     "and the last record cut after the run",
@@ -91,11 +93,14 @@ if os.environ.get("FAULT_HANG_DIR"):
 """
 
 
+EPOCHS = [10]  # --epochs of the job (a longer trial gives a worker beside the job the time to start one)
+
+
 def command(storage: str, out: Path, trials: int, workers: int, fault: str) -> list[str]:
     limit = ["--trial-timeout", str(TIMEOUT)] if fault == "hang" else []
     return [
         sys.executable, "-m", "diffsearch", "hparams", "--dataset", "moons", "--searcher", "random",
-        "--points", "800", "--held-out", "200", "--epochs", "10", "--baseline-runs", "0", "--heartbeat", "1",
+        "--points", "800", "--held-out", "200", "--epochs", str(EPOCHS[0]), "--baseline-runs", "0", "--heartbeat", "1",
         "--trials", str(trials), "--workers", str(workers), "--study", STUDY, "--storage", storage,
         "--out", str(out), *limit,
     ]  # fmt: skip
@@ -230,12 +235,12 @@ def inject(fault: str, storage: str, out: Path, budget: int, workers: int, rng: 
         deadline = time.monotonic() + 60
         while not injected and time.monotonic() < deadline and job.poll() is None:
             at = time.monotonic()
-            if fault in ("sigkill", "sigstop"):
-                pids = running_pids(storage)
+            if fault in ("sigkill", "sigkill-worker", "sigstop"):
+                pids = [p for p in running_pids(storage) if fault != "sigkill-worker" or p != job.pid]
                 if pids:
                     victim = rng.choice(pids)
                     left_behind = [p for p in _children(job.pid) if p != victim]
-                    if fault == "sigkill":
+                    if fault.startswith("sigkill"):
                         os.kill(victim, signal.SIGKILL)
                     else:
                         os.kill(victim, signal.SIGSTOP)
@@ -324,6 +329,8 @@ def one(fault: str, budget: int, workers: int, rng: random.Random) -> dict:
         since = ran["at"] if ran["at"] is not None else start
         return {
             "fault": fault,
+            "budget": budget,
+            "epochs": EPOCHS[0],
             "injected": ran["injected"] if fault != "hang" else after["timed_out"] >= 1,  # the hang was caught
             "code": ran["code"],
             "last_line": lines[-1] if lines else "",
@@ -384,7 +391,7 @@ def table(records: list[dict], budget: int) -> list[str]:
         runs = [r for r in records if r["fault"] == fault and r["injected"]]
         if not runs:
             continue
-        lost = sum(max(0, budget - r["after"]["counted"]) for r in runs)
+        lost = sum(max(0, r.get("budget", budget) - r["after"]["counted"]) for r in runs)
         duplicated = sum(r["after"]["duplicated"] for r in runs)
         recover = sorted(r["recover_s"] for r in runs)
         said = sorted({r["last_line"][:160] for r in runs if r["code"] != 0 and r["last_line"]})
@@ -402,6 +409,7 @@ def main() -> int:
     parser.add_argument("--times", type=int, default=5)
     parser.add_argument("--fault", action="append", choices=FAULTS)
     parser.add_argument("--budget", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "faults.md"))
@@ -410,6 +418,7 @@ def main() -> int:
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     faults = [] if args.table else args.fault or FAULTS
+    EPOCHS[0] = args.epochs
     saved = Path(args.out).with_suffix(".json")
     records = [
         r for r in (json.loads(saved.read_text()) if saved.exists() else []) if args.more or r["fault"] not in faults
