@@ -398,7 +398,7 @@ def table(records: list[dict], budget: int) -> list[str]:
         codes = sorted({r["code"] for r in runs})
         note = f"exit {', '.join(map(str, codes))}" + (": " + " / ".join(said) if said else "")
         rows.append(
-            f"| {DESCRIBED[fault]} | {len(runs)} | {sum(survived(r, budget) for r in runs)} | {lost} | {duplicated} | "
+            f"| {DESCRIBED[fault]} | {len(runs)} | {sum(survived(r, r.get('budget', budget)) for r in runs)} | {lost} | {duplicated} | "
             f"{recover[len(recover) // 2]:.0f}, {recover[-1]:.0f} | {note.replace('|', '/')} |"
         )
     return rows
