@@ -2,7 +2,7 @@
 
 Surfaces (each input runs in this process, no subprocess):
 
-- ``cli``: option values of every job (hparams, optimizer, prompt, sweep, worker, report) through
+- ``cli``: option values of every job (hparams, optimizer, prompt, noise, schedule, sweep, worker, report) through
   ``diffsearch.cli.main.main``, up to the point where the job would start (its options resolved and
   checked: the run itself is replaced by a marker, so an accepted input costs nothing);
 - ``data``: ``--dataset FILE`` files (.npy / .csv: bad shapes, NaN, infinities, empty, text, bytes),
@@ -89,6 +89,30 @@ WORDS = st.sampled_from(
         "sqlite:///x.db",
         "x.log",
         "postgresql://nobody@127.0.0.1:1/x",
+        "best-of-n",
+        "zero-order",
+        "paths",
+        "particles",
+        "gradient",
+        "fashion",
+        "tiny-sdxl",
+        "tiny-sd3",
+        "dpm++",
+        "euler",
+        "teacher",
+        "fid",
+        "pickscore",
+        "hpsv2",
+        "clip,pickscore",
+        "z-score",
+        "rank",
+        "bfloat16",
+        "float16",
+        "fashion-mnist",
+        "mnist",
+        "x.pt",
+        "x.safetensors",
+        "prompts.txt",
     ]
 )
 NUMBERS = st.one_of(
@@ -99,95 +123,37 @@ NUMBERS = st.one_of(
 TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=40)
 VALUE = st.one_of(WORDS, NUMBERS, TEXT)
 
-# options the jobs take (a value follows each), flags that take none, and positional words
-OPTIONS = {
-    "hparams": [
-        "--dataset",
-        "--searcher",
-        "--space",
-        "--trials",
-        "--epochs",
-        "--prune",
-        "--min-epochs",
-        "--reduction-factor",
-        "--seed",
-        "--repeats",
-        "--baseline-runs",
-        "--points",
-        "--held-out",
-        "--width",
-        "--resolution",
-        "--fid-samples",
-        "--sample-steps",
-        "--sampler",
-        "--device",
-        "--train-images",
-        "--workers",
-        "--heartbeat",
-        "--trial-timeout",
-        "--warm-start",
-        "--storage",
-    ],
-    "optimizer": [
-        "--task",
-        "--searcher",
-        "--budget",
-        "--levels",
-        "--max-length",
-        "--transfer",
-        "--top",
-        "--baselines",
-        "--seed",
-        "--scale",
-        "--score",
-        "--lr-grid",
-        "--start-from",
-        "--promote",
-        "--workers",
-        "--heartbeat",
-        "--trial-timeout",
-        "--storage",
-    ],
-    "prompt": [
-        "--prompts",
-        "--task",
-        "--space",
-        "--searcher",
-        "--budget",
-        "--model",
-        "--clip",
-        "--reward",
-        "--reward-model",
-        "--device",
-        "--dtype",
-        "--steps",
-        "--guidance",
-        "--true-cfg",
-        "--size",
-        "--save-memory",
-        "--seeds",
-        "--seed",
-        "--k",
-        "--iterations",
-        "--lexicon",
-        "--word-tokens",
-        "--workers",
-        "--heartbeat",
-        "--trial-timeout",
-        "--storage",
-    ],
-    "sweep": ["--searcher", "--trials", "--workers", "--heartbeat", "--gpus", "--trial-timeout", "--seed", "--storage"],
-    "worker": ["--study", "--storage", "--heartbeat", "--trials", "--device", "--dtype"],
-    "report": ["--study", "--storage", "--artifact-dir"],
-}
-FLAGS = ["--json", "--baseline", "--matrix-ops", "--help"]
+# options the jobs take (a value follows each) and flags that take none: read from each job's own parser,
+# so an option added later is fuzzed too (``--out`` is left out: it would write outside the working folder)
+JOBS = ["hparams", "optimizer", "prompt", "noise", "schedule", "sweep", "worker", "report"]
+NOT_FUZZED = {"--out"}
+
+
+def _options(job: str) -> tuple[list[str], list[str]]:
+    import argparse
+
+    from diffsearch.cli.main import build_parser
+
+    parser = build_parser(job)
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[job]
+    takes_value, flags = [], []
+    for action in sub._actions:
+        names = [n for n in action.option_strings if n.startswith("--") and n not in NOT_FUZZED]
+        if names:
+            (flags if action.nargs == 0 else takes_value).append(names[0])
+    return sorted(takes_value), sorted(flags)
+
+
+OPTIONS = {job: _options(job)[0] for job in JOBS}
+CLI_COMMANDS = list(JOBS)  # the commands the cli surface draws from (``--command`` narrows it)
+FLAGS = sorted({flag for job in JOBS for flag in _options(job)[1]})
 
 
 @st.composite
 def command_lines(draw) -> list[str]:
-    job = draw(st.sampled_from(sorted(OPTIONS)))
+    job = draw(st.sampled_from(sorted(CLI_COMMANDS)))
     argv = [job]
-    if job == "prompt":
+    if job in ("prompt", "noise") and draw(st.integers(0, 4)):
         argv.append(draw(st.one_of(TEXT, st.just("a red boat"))))
     if job == "sweep":
         argv.append(draw(st.sampled_from(["sweep.yaml", "missing.yaml", "."])))
@@ -343,6 +309,7 @@ class Outcome:
     def __init__(self) -> None:
         self.inputs = self.accepted = self.refused = 0
         self.failures: list[str] = []
+        self.by_command: dict[str, int] = {}  # cli: inputs per command
 
 
 def _refuse_or_accept(call: Callable[[], Any], folder: Path, outcome: Outcome, what: str) -> None:
@@ -386,15 +353,17 @@ def _files(folder: Path) -> set[str]:
 def _stop_before_running(monkeypatch_set: Callable[[Any, str, Any], None]) -> None:
     """Every job's ``run_job`` resolves the options (every check), then stops: nothing trains."""
     import diffsearch.jobs.hparams as hparams
+    import diffsearch.jobs.noise as noise
     import diffsearch.jobs.optimizer as optimizer
     import diffsearch.jobs.prompt as prompt
+    import diffsearch.jobs.schedule as schedule
     import diffsearch.jobs.sweep as sweep
 
     def resolve_only(job, options, *args, **kwargs):
         options.resolved()
         raise Accepted()
 
-    for module in (hparams, optimizer, prompt, sweep):
+    for module in (hparams, optimizer, prompt, noise, schedule, sweep):
         monkeypatch_set(module, "run_job", resolve_only)
 
 
@@ -405,6 +374,7 @@ def _setattr(obj: Any, name: str, value: Any) -> None:
 def check_cli(argv: list[str], folder: Path, outcome: Outcome) -> None:
     from diffsearch.cli.main import main
 
+    outcome.by_command[argv[0]] = outcome.by_command.get(argv[0], 0) + 1
     if argv[0] == "worker" or argv[0] == "report":  # they open the storage: keep them off real servers
         argv = [a if not a.startswith("postgresql") else "sqlite:///nowhere/x.db" for a in argv]
     _refuse_or_accept(lambda: main(argv), folder, outcome, f"cli {argv!r}")
@@ -502,6 +472,7 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=10_000, help="generated inputs per surface")
     parser.add_argument("--surface", choices=sorted(SURFACES), action="append", help="(default: all)")
     parser.add_argument("--seed", type=int, default=20261207)
+    parser.add_argument("--command", choices=JOBS, action="append", help="cli: only these commands")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "fuzz.md"))
     args = parser.parse_args()
     import optuna
@@ -512,6 +483,8 @@ def main() -> int:
     warnings.simplefilter("ignore")  # libraries' deprecation notes are not our refusals (the tests ignore them too)
     _stop_before_running(_setattr)
     rows = []
+    if args.command:
+        CLI_COMMANDS[:] = args.command
     for surface in args.surface or sorted(SURFACES):
         with tempfile.TemporaryDirectory() as tmp:
             start = time.perf_counter()
@@ -522,13 +495,16 @@ def main() -> int:
             except Exception as exc:  # the shrunk failing input, for the table and the fix
                 failure = str(exc).splitlines()[0][:300]
             seconds = time.perf_counter() - start
-        rows.append((surface, outcome.inputs, outcome.accepted, outcome.refused, failure, seconds))
+        label = f"{surface} ({' and '.join(args.command)} only)" if surface == "cli" and args.command else surface
+        rows.append((label, outcome.inputs, outcome.accepted, outcome.refused, failure, seconds))
         print(
-            f"{surface}: {outcome.inputs} inputs ({outcome.accepted} accepted, {outcome.refused} refused in one "
+            f"{label}: {outcome.inputs} inputs ({outcome.accepted} accepted, {outcome.refused} refused in one "
             f"line), {'0 tracebacks' if not failure else 'FAILED: ' + failure}, {seconds:.0f} s",
             flush=True,
         )
-    lines = [
+        if outcome.by_command:
+            print("  inputs per command: " + ", ".join(f"{k} {v}" for k, v in sorted(outcome.by_command.items())))
+    header = [
         "# Fuzzing the inputs users hand diffsearch (Hypothesis)",
         "",
         f"`python benchmarks/fuzz.py --count {args.count} --seed {args.seed}`; inputs run in one process on "
@@ -538,9 +514,23 @@ def main() -> int:
         "| surface | inputs | accepted | refused (one line, exit 2) | tracebacks | seconds |",
         "|---|---:|---:|---:|---|---:|",
     ]
-    for surface, inputs, accepted, refused, failure, seconds in rows:
-        lines.append(f"| {surface} | {inputs} | {accepted} | {refused} | {failure or '0'} | {seconds:.0f} |")
-    Path(args.out).write_text("\n".join(lines) + "\n")
+    new_rows = {
+        surface: f"| {surface} | {inputs} | {accepted} | {refused} | {failure or '0'} | {seconds:.0f} |"
+        for surface, inputs, accepted, refused, failure, seconds in rows
+    }
+    out = Path(args.out)
+    if out.exists() and "| surface |" in out.read_text():  # replace the rows of the surfaces run now
+        lines = out.read_text().splitlines()
+        for i, line in enumerate(lines):
+            for surface, row in list(new_rows.items()):
+                if line.startswith(f"| {surface} "):
+                    lines[i] = row
+                    del new_rows[surface]
+        last_row = max(i for i, line in enumerate(lines) if line.startswith("|"))
+        lines[last_row + 1 : last_row + 1] = list(new_rows.values())
+    else:
+        lines = header + list(new_rows.values())
+    out.write_text("\n".join(lines) + "\n")
     return 1 if any(r[4] for r in rows) else 0
 
 

@@ -34,3 +34,10 @@ _LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # what str.splitlines
 def one_line(text: str) -> str:
     """``text`` on one line: a line break that came from the user's input is shown escaped (``\\x1e``)."""
     return "".join(repr(c)[1:-1] if c in _LINE_BREAKS else c for c in text)
+
+
+class StorageUnavailable(RuntimeError):
+    """The database server stopped answering and did not come back within the retry bound.
+
+    The CLI prints it on one line and exits with code 1; finished trials are kept in the database.
+    """

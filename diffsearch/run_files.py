@@ -19,10 +19,18 @@ _NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
 def is_disk_full(exc: BaseException) -> bool:
-    """An OSError for a full disk (or quota), or a database's own "disk is full"."""
-    if isinstance(exc, OSError) and exc.errno in _NO_SPACE:
-        return True
-    return "database or disk is full" in str(exc) or "No space left on device" in str(exc)
+    """An OSError for a full disk (or quota), or a database's own "disk is full", anywhere in the chain of
+    causes (Optuna wraps SQLite's in a ``StorageInternalError`` that does not say it)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in _NO_SPACE:
+            return True
+        if "database or disk is full" in str(current) or "No space left on device" in str(current):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def write_atomic(path: str | Path, data: str | bytes) -> Path:

@@ -82,6 +82,17 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+_CTL: dict[str, tuple[list[str], list[str]]] = {}  # each running server's pg_ctl command and options, by URL
+
+
+def pg_ctl(url: str, action: str) -> None:
+    """``restart``, ``stop`` (fast: open connections are cut) or ``start`` the server of ``url`` (one started
+    by ``postgres_server``), and wait until it is done."""
+    ctl, options = _CTL[url]
+    fast = ["-m", "fast"] if action in ("restart", "stop") else []
+    subprocess.run(ctl + options + fast + [action], check=True, capture_output=True)
+
+
 @contextmanager
 def postgres_server():
     """Start a throw-away server; yield an SQLAlchemy URL for an empty database; stop and delete it."""
@@ -98,19 +109,14 @@ def postgres_server():
         capture_output=True,
     )
     ctl = run_as + [str(bin_dir / "pg_ctl"), "-D", str(data / "db")]
-    subprocess.run(
-        ctl
-        + [
-            "-l",
-            str(data / "server.log"),
-            "-w",
-            "-o",
-            f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off",
-            "start",
-        ],
-        check=True,
-        capture_output=True,
-    )
+    options = [
+        "-l",
+        str(data / "server.log"),
+        "-w",
+        "-o",
+        f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off",
+    ]
+    subprocess.run(ctl + options + ["start"], check=True, capture_output=True)
     try:
         import psycopg2
 
@@ -118,7 +124,9 @@ def postgres_server():
         connection.autocommit = True
         connection.cursor().execute("CREATE DATABASE diffsearch")
         connection.close()
-        yield f"postgresql+psycopg2://diffsearch@127.0.0.1:{port}/diffsearch"
+        url = f"postgresql+psycopg2://diffsearch@127.0.0.1:{port}/diffsearch"
+        _CTL[url] = (ctl, options)
+        yield url
     finally:
         subprocess.run(ctl + ["-m", "immediate", "stop"], capture_output=True)
         shutil.rmtree(data, ignore_errors=True)

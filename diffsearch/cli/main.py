@@ -6,7 +6,7 @@ import importlib
 import sys
 
 from diffsearch.cli.parser import Formatter, OneLineParser
-from diffsearch.errors import DiskFull, UsageError, one_line
+from diffsearch.errors import DiskFull, StorageUnavailable, UsageError, one_line
 from diffsearch.jobs import JOBS
 
 # Only the module of the command being run is imported (each one loads torch, diffusers, open_clip...
@@ -60,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         sys.stderr.write(f"diffsearch: error: {one_line(str(exc))}\n")
         return 2
+    except StorageUnavailable as exc:  # the database stayed down past the retry bound
+        sys.stderr.write(f"diffsearch: error: {one_line(str(exc))}\n")
+        return 1
     except Exception as exc:  # a full disk (ours, or the database's): one line, not a traceback
         from diffsearch.run_files import is_disk_full
 

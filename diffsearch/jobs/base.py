@@ -15,6 +15,7 @@ import json
 import math
 import statistics
 import time
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol
@@ -22,6 +23,7 @@ from typing import Any, Callable, Mapping, Protocol
 import numpy as np
 import optuna
 
+from diffsearch.errors import StorageUnavailable
 from diffsearch.ledger import create_or_load_study, mark_finished, open_storage
 from diffsearch.ledger.studies import FINISHED_ATTR
 from diffsearch.ledger.workers import start_workers, stop_workers
@@ -111,8 +113,13 @@ def run_job(job: Job, options: Any, progress: ProgressFn | None = None, log: Log
         results = job.search(run)
         finished = True
     finally:
-        mark_finished(storage, studies)  # workers here and on other machines leave
-        stop_workers(processes, grace=30 if finished else 0)  # after Ctrl-C or an error: at once
+        try:
+            mark_finished(storage, studies)  # workers here and on other machines leave
+        except StorageUnavailable:
+            if finished:
+                raise  # (the search itself failed on it otherwise: its error is the one to show)
+        finally:
+            stop_workers(processes, grace=30 if finished else 0)  # after Ctrl-C or an error: at once
     results["elapsed_seconds"] = time.perf_counter() - start
     results["storage"], results["study"] = o.storage, o.study
     path = out / "results.json"
@@ -150,7 +157,14 @@ def _serve_spawned(module: str, options: Any, threads: int) -> None:
 
     torch.set_num_threads(threads)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    importlib.import_module(module).JOB.serve(options)
+    try:
+        importlib.import_module(module).JOB.serve(options)
+    except Exception as exc:  # the database gone, the disk full: the job's own process says so, in one line
+        from diffsearch.run_files import is_disk_full
+
+        if isinstance(exc, StorageUnavailable) or is_disk_full(exc):
+            sys.exit(1)
+        raise
 
 
 def write_results(path: Path, results: Mapping[str, Any]) -> None:

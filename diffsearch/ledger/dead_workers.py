@@ -196,3 +196,71 @@ def sweep_dead_workers(study: optuna.Study) -> None:
     and by Optuna's heartbeat check on any machine."""
     fail_dead_workers_trials(study)
     fail_stale_trials(study)
+
+
+# A lost trial whose retry has not been queued yet (the worker that failed it is between the two writes)
+# holds its place in the budget this long at most: if that worker died in between, the retry never comes.
+RETRY_ON_ITS_WAY_SECONDS = 30
+
+
+def _will_be_retried(trial: FrozenTrial, max_retry: int | None) -> bool:
+    return max_retry is None or len(trial.system_attrs.get("retry_history", [])) + 1 <= max_retry
+
+
+def places_of_retries(study: optuna.Study, trials: list[FrozenTrial]) -> set[int]:
+    """Numbers of the trials that hold a place in the budget for a retry not yet running: a WAITING retry
+    (the first of its failed trial; a duplicate holds none), and a lost trial whose retry is on its way.
+
+    A dead worker's trial is failed and then its retry queued, in two writes. A worker that asks for a
+    trial in between, or before the retry is taken, must not take the lost trial's place with a fresh
+    trial: the budget would then be met while the retry still waits, and the study be left with a
+    WAITING trial that a later run would pick up.
+    """
+    retry = stale_trial_callback(study)
+    if retry is None:
+        return set()
+    max_retry = getattr(retry, "max_retry", None)
+    retried = {}
+    for t in trials:
+        failed = retried_trial(t.system_attrs)
+        if failed is not None:
+            retried.setdefault(failed, t)  # trials are in number order: the first retry of each
+    now = datetime.datetime.now()
+    places = set()
+    for t in trials:
+        if t.state == TrialState.WAITING and retried_trial(t.system_attrs) is not None:
+            if retried[retried_trial(t.system_attrs)].number == t.number:
+                places.add(t.number)
+        elif (
+            t.state == TrialState.FAIL
+            and LOST_ATTR in t.user_attrs
+            and "fail_reason" not in t.user_attrs
+            and t.number not in retried
+            and _will_be_retried(t, max_retry)
+            and t.datetime_complete is not None
+            and (now - t.datetime_complete).total_seconds() < RETRY_ON_ITS_WAY_SECONDS
+        ):
+            places.add(t.number)
+    return places
+
+
+def close_waiting_retries(study: optuna.Study, reason: str) -> list[int]:
+    """End the retries still WAITING once the study's budget is met (duplicates, or retries whose place
+    another trial took): each is taken as a worker would take it, marked ``surplus`` and failed, so a
+    later run of the same command does not run it. Their numbers."""
+    storage = storage_of(study)
+    closed = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        if retried_trial(t.system_attrs) is None:
+            continue
+        tid = frozen_trial_id(t)
+        try:
+            if not storage.set_trial_state_values(tid, state=TrialState.RUNNING):
+                continue  # a worker took it first
+            storage.set_trial_user_attr(tid, "worker", worker_id())
+            storage.set_trial_user_attr(tid, "surplus", reason)
+            storage.set_trial_state_values(tid, state=TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue
+        closed.append(t.number)
+    return closed

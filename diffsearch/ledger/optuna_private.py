@@ -3,7 +3,8 @@
 Optuna keeps heartbeats, trial ids and the storage of a study private. The ledger needs them to find
 dead workers and to read a trial while it runs, so this module is the one place that calls in. The
 ledger's two storages (storage.py, journal_heartbeat.py) also override Optuna's stale-trial hook
-``_get_stale_trial_ids``, and journal_file.py takes the journal's own lock (``journal_lock``); nothing outside ``diffsearch/ledger`` touches private API.
+``_get_stale_trial_ids`` (storage.py also retries the private calls Optuna's trial cache makes into
+the RDB storage while a database server is away), and journal_file.py takes the journal's own lock (``journal_lock``); nothing outside ``diffsearch/ledger`` touches private API.
 """
 
 from __future__ import annotations

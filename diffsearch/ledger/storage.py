@@ -13,6 +13,7 @@ from diffsearch.errors import UsageError
 from diffsearch.ledger.dead_workers import MAX_RETRIES, RetryWithReason, lost_heartbeat
 from diffsearch.ledger.journal_file import JournalFile
 from diffsearch.ledger.journal_heartbeat import HeartbeatJournalStorage
+from diffsearch.ledger.reconnect import LONGEST_PAUSE, Reconnecting, reconnecting
 
 
 def default_storage_url(run_dir: Path) -> str:
@@ -68,14 +69,93 @@ def open_storage(url: str, heartbeat: int | None = None) -> optuna.storages.Base
         raise UsageError(f"cannot open storage {url!r}: {reason}") from None
 
 
-class _RDBStorage(optuna.storages.RDBStorage):
-    """Optuna's RDBStorage; a trial about to be failed for a stale heartbeat first gets its ``lost_reason``."""
+class _RDBStorage(Reconnecting, optuna.storages.RDBStorage):
+    """Optuna's RDBStorage, with two changes:
+
+    - a trial about to be failed for a stale heartbeat first gets its ``lost_reason``;
+    - a server database that restarts or drops its connections is waited for (``reconnect.py``), and no
+      trial is failed for a stale heartbeat until its worker had the time to beat again after the restart.
+    """
+
+    def __init__(self, url: str, **kwargs: Any):
+        self._init_reconnect(_shown(url), server=not url.startswith("sqlite"))
+        super().__init__(url, **kwargs)
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        # every worker's beats stopped with the server: give them time to beat again once it is back
+        settle = self._grace() + LONGEST_PAUSE
+        if self.back_within(settle) or self._server_age() < settle:
+            return []
         ids = super()._get_stale_trial_ids(study_id)
-        grace = self.grace_period if self.grace_period is not None else 2 * self.heartbeat_interval
-        lost_heartbeat(self, ids, grace, MAX_RETRIES)
+        lost_heartbeat(self, ids, self._grace(), MAX_RETRIES)
         return ids
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        try:
+            self._call(optuna.storages.RDBStorage.record_heartbeat, (trial_id,), {})
+        except Exception:  # the server down past the bound, a full disk: the beat is skipped (in its own
+            pass  # thread); the trial's next storage call meets the same error and the run says it in one line
+
+    def _grace(self) -> float:
+        return self.grace_period if self.grace_period is not None else 2 * self.heartbeat_interval
+
+    def _server_age(self) -> float:
+        """Seconds since the PostgreSQL server started (infinite for other databases)."""
+        if self.engine.dialect.name != "postgresql":
+            return float("inf")
+        import sqlalchemy
+
+        with self.engine.connect() as connection:
+            age = connection.execute(sqlalchemy.text("SELECT EXTRACT(EPOCH FROM now() - pg_postmaster_start_time())"))
+            return float(age.scalar())
+
+
+# every call that reads or writes the database (record_heartbeat retries on its own, above)
+reconnecting(
+    _RDBStorage,
+    [
+        "create_new_study",
+        "delete_study",
+        "set_study_user_attr",
+        "set_study_system_attr",
+        "get_study_id_from_name",
+        "get_study_name_from_id",
+        "get_study_directions",
+        "get_study_user_attrs",
+        "get_study_system_attrs",
+        "get_trial_user_attrs",
+        "get_trial_system_attrs",
+        "get_all_studies",
+        "create_new_trial",
+        "set_trial_param",
+        "get_trial_param",
+        "set_trial_state_values",
+        "set_trial_intermediate_value",
+        "set_trial_user_attr",
+        "set_trial_system_attr",
+        "get_trial_id_from_study_id_trial_number",
+        "get_trial",
+        "get_all_trials",
+        "get_best_trial",
+        "get_n_trials",
+        "_get_stale_trial_ids",
+        # what Optuna's trial cache (the storage a study holds) calls instead of the public methods
+        "_create_new_trial",
+        "_get_best_trial_id",
+        "_get_trials",
+        "_set_trial_param",
+    ],
+)
+
+
+def _shown(url: str) -> str:
+    """The URL for a message: its password hidden."""
+    try:
+        import sqlalchemy
+
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url.split("@")[-1]
 
 
 _SCHEMA_RACE = ("UNIQUE constraint", "duplicate key", "already exists", "database is locked")

@@ -22,7 +22,14 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from diffsearch.errors import TrialFailed
-from diffsearch.ledger.dead_workers import earlier_retry, failed_by_another_worker, sweep_dead_workers, worker_id
+from diffsearch.ledger.dead_workers import (
+    close_waiting_retries,
+    earlier_retry,
+    failed_by_another_worker,
+    places_of_retries,
+    sweep_dead_workers,
+    worker_id,
+)
 from diffsearch.ledger.interrupt import stop_point
 from diffsearch.ledger.optuna_private import heartbeat_enabled, heartbeat_interval, trial_id
 from diffsearch.ledger.storage import MAX_RETRIES
@@ -129,21 +136,25 @@ def run_to_budget(loop: BudgetLoop, on_trial_end: Callable[[optuna.Study, Frozen
     count (``loop.counts``), or until ``loop.halted`` gives a reason.
 
     Several workers may share the study. A worker stops starting trials when finished plus running
-    trials meet the budget, but it only leaves once the others' trials have finished or been found
-    dead by their heartbeats (their retries are then run here), so the budget is met exactly.
+    trials (and the retries of dead workers' trials, queued or on their way) meet the budget, but it
+    only leaves once the others' trials have finished or been found dead by their heartbeats (their
+    retries are then run here), so the budget is met exactly and no retry is left waiting.
     """
     study, n_trials = loop.study, loop.n_trials
+
+    def budget_met(study: optuna.Study) -> bool:
+        return _claimed(study, loop.counts) >= n_trials and not _waiting_retry(study)
 
     def stop_when_budget_met(study: optuna.Study, trial: FrozenTrial) -> None:
         if on_trial_end is not None:
             on_trial_end(study, trial)
-        if _claimed(study, loop.counts) >= n_trials or loop.halted(study) is not None:
+        if budget_met(study) or loop.halted(study) is not None:
             study.stop()
 
     while loop.counted() < n_trials and loop.halted(study) is None:
         stop_point()
         sweep_dead_workers(study)
-        if _claimed(study, loop.counts) < n_trials:
+        if not budget_met(study):
             loop.optimize(None, [stop_when_budget_met])
             continue
         if not heartbeat_enabled(study):
@@ -151,28 +162,46 @@ def run_to_budget(loop: BudgetLoop, on_trial_end: Callable[[optuna.Study, Frozen
         time.sleep(heartbeat_interval(study))
         stop_point()
         sweep_dead_workers(study)
+    if loop.counted() >= n_trials:
+        # a retry queued twice (two workers failed the same dead trial on a storage without row locks):
+        # the budget is met, so a later run of the command must not pick it up
+        close_waiting_retries(study, "the budget was met before this retry ran")
+
+
+def _waiting_retry(study: optuna.Study) -> bool:
+    """Whether a dead worker's trial waits to be re-run (it holds a place in the budget: take it)."""
+    trials = study.get_trials(deepcopy=False)
+    places = places_of_retries(study, trials)
+    return any(t.state == TrialState.WAITING for t in trials if t.number in places)
 
 
 def _ahead_of(study: optuna.Study, number: int, counts: Callable[[FrozenTrial], bool] = is_done) -> int:
-    """Trials numbered before ``number`` that count against the budget (finished or running).
+    """Trials that come before trial ``number`` in the budget: those numbered before it that count
+    (finished or running) and, whatever their number, the places kept for retries of dead workers' trials.
 
     Numbers are handed out atomically by the storage and this count can only shrink (when a dead
-    worker's trial is failed), so of several trials started at once only those that fit proceed.
+    worker's trial is failed and not retried), so of several trials started at once only those that fit
+    proceed; a retry keeps the place of the trial it re-runs, so no fresh trial takes it.
     """
-    return sum(
+    trials = study.get_trials(deepcopy=False)
+    places = places_of_retries(study, trials)
+    return len(places - {number}) + sum(
         1
-        for t in study.get_trials(deepcopy=False)
-        if t.number < number and (t.state == TrialState.RUNNING or counts(t))
+        for t in trials
+        if t.number < number and t.number not in places and (t.state == TrialState.RUNNING or counts(t))
     )
 
 
 def _claimed(study: optuna.Study, counts: Callable[[FrozenTrial], bool] = is_done) -> int:
-    """Trials that count against the budget now: finished ones and those running in any worker.
-
-    A dead worker's trial, once failed by the heartbeat check, no longer counts; its retry waits in the
-    queue and the next ``ask`` of any worker takes it.
+    """Trials that count against the budget now: finished ones, those running in any worker, and the
+    places of retries queued or on their way (a dead worker's trial, once failed, no longer counts; its
+    retry does, from that moment, before it is even queued).
     """
-    return sum(1 for t in study.get_trials(deepcopy=False) if counts(t) or t.state == TrialState.RUNNING)
+    trials = study.get_trials(deepcopy=False)
+    places = places_of_retries(study, trials)
+    return len(places) + sum(
+        1 for t in trials if t.number not in places and (counts(t) or t.state == TrialState.RUNNING)
+    )
 
 
 class TrialRunner(TrialLoop):

@@ -115,3 +115,20 @@ def test_a_full_disk_while_saving_a_trials_samples_fails_that_trial_with_its_rea
     study = optuna.load_study(study_name="hparams-moons-random", storage=f"sqlite:///{out}/study.db")
     reasons = [t.user_attrs.get("fail_reason", "") for t in study.trials]
     assert len(reasons) == 2 and all(r.startswith("no space left on ") and r.endswith(".npy") for r in reasons)
+
+
+def test_a_full_disk_under_the_sqlite_ledger_is_known_through_optunas_wrapper():
+    """Optuna wraps SQLite's "database or disk is full" in an error that does not say it (found by
+    benchmarks/faults.py: the run ended in a traceback)."""
+    import sqlite3
+
+    from diffsearch.run_files import is_disk_full
+
+    try:
+        try:
+            raise sqlite3.OperationalError("database or disk is full")
+        except sqlite3.OperationalError as exc:
+            raise optuna.exceptions.StorageInternalError("An exception is raised during the commit.") from exc
+    except optuna.exceptions.StorageInternalError as wrapped:
+        assert is_disk_full(wrapped)
+    assert not is_disk_full(optuna.exceptions.StorageInternalError("exceeding max length"))
