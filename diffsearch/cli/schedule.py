@@ -7,7 +7,7 @@ import argparse
 from rich.console import Console
 from rich.table import Table
 
-from diffsearch.cli.parser import add_worker_arguments
+from diffsearch.cli.parser import add_trial_timeout, add_worker_arguments
 from diffsearch.cli.progress import best_so_far_bar, finish
 from diffsearch.jobs.schedule import HELD_OUT_SEED, OBJECTIVES, ScheduleOptions, run_schedule
 from diffsearch.searchers.schedule import SCHEDULE_SEARCHERS
@@ -97,6 +97,7 @@ def add_parser(subparsers, parser_class, formatter, help_text: str) -> None:
     p.add_argument("--storage", help="Optuna storage URL or a journal file ending in .log (default: sqlite in --out)")
     p.add_argument("--out", help="run directory (default: runs/<study>)")
     add_worker_arguments(p, "sampling trials")
+    add_trial_timeout(p, "a sampling trial (its search images and score)")
     p.add_argument("--json", action="store_true", help="print results.json to stdout instead of tables")
     p.set_defaults(handler=main)
 

@@ -33,6 +33,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 
 from diffsearch.datasets.prompt_file import read_prompt_file
 from diffsearch.errors import TrialFailed, UsageError
+from diffsearch.ledger.trial_timeout import TIME_LIMIT_ATTR, check_trial_timeout
 from diffsearch.jobs.base import ProgressFn, Run, WorkerSettings, run_job, worker_sampler_seed
 from diffsearch.ledger import (
     DEFAULT_HEARTBEAT_SECONDS,
@@ -84,9 +85,11 @@ class ScheduleOptions:
     out: str | None = None
     workers: int = 1
     heartbeat: int = DEFAULT_HEARTBEAT_SECONDS
+    trial_timeout: float | None = None  # seconds; a sampling trial running longer fails with the reason
 
     def resolved(self) -> "ScheduleOptions":
         o = ScheduleOptions(**asdict(self))
+        check_trial_timeout(o.trial_timeout)
         if o.objective not in OBJECTIVES:
             raise UsageError(f"unknown --objective {o.objective!r}; known: {', '.join(OBJECTIVES)}")
         if o.solver is not None and o.solver not in SOLVERS:
@@ -325,6 +328,8 @@ class ScheduleLoop(BudgetLoop):
         try:
             images = p.sampler.images(schedule, p.search_seeds)
             value, parts = p.score(images, p.search_seeds, o.objective)
+        except TrialFailed:
+            raise  # --trial-timeout, Ctrl-C: the trial loop records its own reason
         except (RuntimeError, ValueError) as exc:
             trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
             raise TrialFailed(str(exc)) from exc
@@ -357,6 +362,7 @@ def study_attrs(o: ScheduleOptions, prompts: list[str] | None = None) -> dict[st
         "budget": o.budget,
         "fid_images": o.fid_images,
         "dataset": o.model,
+        TIME_LIMIT_ATTR: o.trial_timeout,
     }
 
 
@@ -695,7 +701,14 @@ class ScheduleJob:
         fields = ScheduleOptions.__dataclass_fields__
         a = {k: v for k, v in study.user_attrs.items() if k in fields}
         return ScheduleOptions(
-            **a, study=w.study, storage=w.storage, out=w.out, heartbeat=w.heartbeat, device=w.device, dtype=w.dtype
+            **a,
+            trial_timeout=study.user_attrs.get(TIME_LIMIT_ATTR),
+            study=w.study,
+            storage=w.storage,
+            out=w.out,
+            heartbeat=w.heartbeat,
+            device=w.device,
+            dtype=w.dtype,
         ).resolved()
 
 

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from diffsearch.errors import UsageError
+from diffsearch.ledger.interrupt import stop_point
 from diffsearch.spaces.schedules import ModelRange, Schedule
 
 BATCH = 64
@@ -293,6 +294,7 @@ class PipelineSampler(Sampler):
         b, flow = self.backend, self.model_range.flow
         latents = b.initial_latents(seeds)
         for i, t in enumerate(b.scheduler.timesteps):
+            stop_point()  # Ctrl-C and --trial-timeout stop here, between steps
             output = b.predict(latents, i, t, cond, uncond)
             latents = b.step(output, i, t, latents)[0] if flow else b.scheduler.step(output, t, latents).prev_sample
         return b.decode(latents)

@@ -146,3 +146,31 @@ def test_prompt(tmp_path):
     (summary,) = optuna.get_all_study_summaries(storage)
     study = optuna.load_study(study_name=summary.study_name, storage=storage)
     assert _failed_for_timeout(study.trials)
+
+
+@pytest.mark.slow
+def test_schedule(tmp_path, monkeypatch):
+    from diffsearch.tasks import schedule_sampler
+
+    loop, slowed = schedule_sampler.PipelineSampler._loop, []
+
+    def first_search_trial_hangs(self, cond, uncond, seeds):
+        if len(self.backend.scheduler.timesteps) == 3 and not slowed:  # a 3-step trial; the teacher takes 6
+            slowed.append(True)
+            original = self.backend.predict
+            self.backend.predict = lambda *a: (time.sleep(0.2), original(*a))[1]
+            try:
+                return loop(self, cond, uncond, seeds)
+            finally:
+                self.backend.predict = original
+        return loop(self, cond, uncond, seeds)
+
+    monkeypatch.setattr(schedule_sampler.PipelineSampler, "_loop", first_search_trial_hangs)
+    out = tmp_path / "run"
+    args = ["schedule", "--model", "tiny", "--nfe", "3", "--teacher-steps", "6", "--search-images", "2"]
+    args += ["--budget", "3", "--searcher", "evolution", "--fid-images", "50", "--trial-timeout", "0.3"]
+    assert main([*args, "--out", str(out)]) == 0
+    storage = f"sqlite:///{out}/study.db"
+    (summary,) = optuna.get_all_study_summaries(storage)
+    trials = optuna.load_study(study_name=summary.study_name, storage=storage).trials
+    assert len(_failed_for_timeout(trials)) == 1 and len([t for t in trials if t.value is not None]) == 2
