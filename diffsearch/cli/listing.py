@@ -101,7 +101,7 @@ def _noise_searchers() -> dict[str, str]:
 def _noise_verifiers() -> dict[str, str]:
     from diffsearch.objectives.ensemble import ENSEMBLES
 
-    return {"any --reward": "every prompt reward above (clip, pickscore, hpsv2, MODULE:FUNCTION)"} | {
+    return {"any --reward": "every prompt reward above (installed packages' too)"} | {
         f"a,b --ensemble {k}": v for k, v in ENSEMBLES.items()
     }
 

@@ -278,3 +278,14 @@ def test_a_reward_comes_from_an_entry_point(reward_package):
         with pytest.raises(UsageError) as error:
             RewardSpec(name).check()
         assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_plugin_reward_is_the_verifier_of_a_noise_search(reward_package, tmp_path, capsys):
+    import json
+
+    argv = ["noise", "a red boat", "--model", "tiny", "--clip", "tiny", "--steps", "3", "--reward", "brightness"]
+    assert main([*argv, "--budget-nfe", "24", "--out", str(tmp_path / "run"), "--json"]) == 0
+    (result,) = json.loads(capsys.readouterr().out)["prompts"]
+    assert (
+        result["spent_nfe"] == 24 and result["best"]["scores"]["brightness"] >= result["user"]["scores"]["brightness"]
+    )
