@@ -26,6 +26,7 @@ import optuna
 from diffsearch.errors import StorageUnavailable
 from diffsearch.ledger import create_or_load_study, mark_finished, open_storage
 from diffsearch.ledger.studies import FINISHED_ATTR
+from diffsearch.ledger.trial_timeout import TIME_LIMIT_ATTR
 from diffsearch.ledger.workers import start_workers, stop_workers
 from diffsearch.run_files import write_atomic
 
@@ -149,6 +150,20 @@ def worker_sampler_seed(
     already, so two workers (and a resumed or joined random search) never redraw the same points."""
     probe = create_or_load_study(storage, study, attrs, identity)
     return seed + 7919 * worker + len(probe.get_trials(deepcopy=False))
+
+
+def options_from_study(
+    cls: Any, study: optuna.Study, w: WorkerSettings, skip: tuple[str, ...] = (), **given: Any
+) -> Any:
+    """``diffsearch worker``'s options for a job: the study's attrs that are fields of the options class
+    ``cls`` (less ``skip``), this worker's study, storage, folder and heartbeat, the study's
+    ``--trial-timeout`` where the job takes one, then ``given`` (which wins)."""
+    fields, attrs = cls.__dataclass_fields__, study.user_attrs
+    given = {"study": w.study, "storage": w.storage, "out": w.out, "heartbeat": w.heartbeat} | given
+    if "trial_timeout" in fields and "trial_timeout" not in given:
+        given["trial_timeout"] = attrs.get(TIME_LIMIT_ATTR)
+    kept = {k: v for k, v in attrs.items() if k in fields and k not in skip and k not in given}
+    return cls(**kept, **given)
 
 
 def _serve_spawned(module: str, options: Any, threads: int) -> None:

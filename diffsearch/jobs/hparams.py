@@ -25,7 +25,15 @@ from diffsearch.datasets import load_vector_data
 from diffsearch.datasets.images import default_resolution, is_image_dataset, load_image_data
 from diffsearch.errors import UsageError
 from diffsearch.jobs import notes
-from diffsearch.jobs.base import ProgressFn, Run, WorkerSettings, mean_std, run_job, worker_sampler_seed
+from diffsearch.jobs.base import (
+    ProgressFn,
+    Run,
+    WorkerSettings,
+    mean_std,
+    options_from_study,
+    run_job,
+    worker_sampler_seed,
+)
 from diffsearch.jobs.training_trials import TrainingTask, run_repeats, run_search
 from diffsearch.ledger import (
     DEFAULT_HEARTBEAT_SECONDS,
@@ -258,15 +266,7 @@ class HparamsJob:
         return sum(1 for t in study.get_trials(deepcopy=False) if t.user_attrs.get("worker") == worker_id())
 
     def worker_options(self, study: optuna.Study, w: WorkerSettings) -> HparamsOptions:
-        fields = HparamsOptions.__dataclass_fields__
-        options = HparamsOptions(
-            **{k: v for k, v in study.user_attrs.items() if k in fields and k != "job"},
-            study=w.study,
-            storage=w.storage,
-            out=w.out,
-            heartbeat=w.heartbeat,
-            trial_timeout=study.user_attrs.get(TIME_LIMIT_ATTR),
-        )
+        options = options_from_study(HparamsOptions, study, w, ("job",))
         if w.trials is not None:
             options.trials = w.trials
             study.set_user_attr("trials", w.trials)

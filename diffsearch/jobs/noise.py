@@ -25,7 +25,7 @@ import torch
 from diffsearch.backends.stable_diffusion import DEFAULT_MODEL, default_guidance, family_of, load_backend
 from diffsearch.datasets.prompt_file import read_prompt_file
 from diffsearch.errors import UsageError
-from diffsearch.jobs.base import ProgressFn, Run, WorkerSettings, run_job
+from diffsearch.jobs.base import ProgressFn, Run, WorkerSettings, options_from_study, run_job
 from diffsearch.ledger import DEFAULT_HEARTBEAT_SECONDS, load_study, mark_finished, open_storage, run_location
 from diffsearch.objectives.clip import DEFAULT_CLIP
 from diffsearch.objectives.ensemble import ENSEMBLES, Verifier, reward_names, specs
@@ -353,17 +353,10 @@ class NoiseJob:
                 f"study {w.study!r} hands out no work: it was searched with --workers 1 (start the search "
                 "with --workers 2 or more, and workers on other machines join it)"
             )
-        fields = NoiseOptions.__dataclass_fields__
-        return NoiseOptions(
-            **{k: v for k, v in a.items() if k in fields and k not in ("latent", "workers")},
-            prompt=a["dataset"],
-            study=w.study,
-            storage=w.storage,
-            out=w.out,
-            heartbeat=w.heartbeat,
-            device=w.device,
-            dtype=w.dtype,
-        ).resolved()
+        options = options_from_study(
+            NoiseOptions, study, w, ("latent", "workers"), prompt=a["dataset"], device=w.device, dtype=w.dtype
+        )
+        return options.resolved()
 
 
 def before_after_rows(task: NoiseTask, record: dict) -> list[tuple[str, Any]]:

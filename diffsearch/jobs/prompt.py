@@ -25,7 +25,7 @@ from diffsearch.datasets.lexicon import Lexicon
 from diffsearch.datasets.prompt_file import read_prompt_file
 from diffsearch.errors import UsageError
 from diffsearch.jobs import notes
-from diffsearch.jobs.base import ProgressFn, Run, WorkerSettings, mean_std, run_job
+from diffsearch.jobs.base import ProgressFn, Run, WorkerSettings, mean_std, options_from_study, run_job
 from diffsearch.ledger import (
     DEFAULT_HEARTBEAT_SECONDS,
     FINISHED_ATTR,
@@ -356,19 +356,8 @@ class PromptJob:
         return serve_prompt_studies(o.storage, list(self.studies(o)), o.device, o.dtype, o.heartbeat)
 
     def worker_options(self, study, w: WorkerSettings) -> PromptOptions:
-        a = study.user_attrs
-        fields = PromptOptions.__dataclass_fields__
-        return PromptOptions(
-            **{k: v for k, v in a.items() if k in fields},
-            prompt=a["dataset"],
-            study=w.study,
-            trial_timeout=a.get(TIME_LIMIT_ATTR),
-            storage=w.storage,
-            out=w.out,
-            heartbeat=w.heartbeat,
-            device=w.device,
-            dtype=w.dtype,
-        ).resolved()
+        prompt = study.user_attrs["dataset"]
+        return options_from_study(PromptOptions, study, w, prompt=prompt, device=w.device, dtype=w.dtype).resolved()
 
 
 JOB = PromptJob()

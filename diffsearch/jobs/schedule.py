@@ -34,7 +34,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from diffsearch.datasets.prompt_file import read_prompt_file
 from diffsearch.errors import TrialFailed, UsageError
 from diffsearch.ledger.trial_timeout import TIME_LIMIT_ATTR, check_trial_timeout
-from diffsearch.jobs.base import ProgressFn, Run, WorkerSettings, run_job, worker_sampler_seed
+from diffsearch.jobs.base import ProgressFn, Run, WorkerSettings, options_from_study, run_job, worker_sampler_seed
 from diffsearch.ledger import (
     DEFAULT_HEARTBEAT_SECONDS,
     best_trial,
@@ -698,18 +698,7 @@ class ScheduleJob:
         return len(done_trials(study)) - before
 
     def worker_options(self, study: optuna.Study, w: WorkerSettings) -> ScheduleOptions:
-        fields = ScheduleOptions.__dataclass_fields__
-        a = {k: v for k, v in study.user_attrs.items() if k in fields}
-        return ScheduleOptions(
-            **a,
-            trial_timeout=study.user_attrs.get(TIME_LIMIT_ATTR),
-            study=w.study,
-            storage=w.storage,
-            out=w.out,
-            heartbeat=w.heartbeat,
-            device=w.device,
-            dtype=w.dtype,
-        ).resolved()
+        return options_from_study(ScheduleOptions, study, w, device=w.device, dtype=w.dtype).resolved()
 
 
 def _same_model(a: ScheduleOptions, b: ScheduleOptions) -> bool:
