@@ -308,11 +308,13 @@ def report(record: dict) -> None:
             f"## {title}, {nfe.upper()}",
             "",
             f"Teacher-matching searches: {own['budget']} trials each, {own['search_images']} search images, "
-            f"{own['seeds']} search seeds per searcher; FID-objective searches: "
+            f"{own['seeds']} search seeds per searcher (a row that names its own trials and images ran those); "
+            "FID-objective searches: "
             + (
-                f"{own['fid_budget']} trials of {own['fid_search_images']} images"
+                " and ".join(sorted({f"{r['trials']} trials" for r in rows.values() if r.get("objective") == "fid"}))
+                + f" of {own['fid_search_images']} images"
                 if any(r.get("objective") == "fid" for r in rows.values())
-                else "none (not run for this model: the shared cores' time ran out)"
+                else "none at this NFE"
             )
             + ".",
             "",
@@ -396,7 +398,7 @@ def nfe_summary_lines(record: dict, keys: list[str]) -> list[str]:
         dpm = rows.get("dpm++", {}).get("fid")
         teacher = [r["fid"] for r in rows.values() if r.get("kind") == "teacher" and r.get("fid") is not None]
         groups = {
-            name: float(np.mean([r["fid"] for r in group]))
+            name + (" (1 search seed)" if len(group) == 1 else ""): float(np.mean([r["fid"] for r in group]))
             for name, group in searcher_groups(rows).items()
             if len(group) > 1 or "FID objective" in name
         }
