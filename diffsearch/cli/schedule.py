@@ -133,6 +133,8 @@ def print_summary(results: dict, console: Console) -> None:
         f"search: {results['trials']} trials, {results['search_seconds'] / 60:.1f} min, objective "
         f"{o['objective']} {best['search_value']:.5f} (search seeds); schedule: {results['schedule_file']}"
     )
-    console.print("reproduce with diffusers:\n" + results["call"])
+    console.print("reproduce with diffusers:")
+    # unwrapped and literal (as the noise job prints its call): a narrow terminal must not break the code
+    console.print(results["call"], markup=False, highlight=False, soft_wrap=True)
     console.print(f"picture: {results['figure']}; results: {results['results_file']}")
     console.print(f"ledger: {results['storage']} (study {results['study']})")

@@ -44,3 +44,35 @@ def test_help_names_the_works(capsys):
         main(["schedule", "--help"])
     text = capsys.readouterr().out
     assert "AutoDiffusion" in text and "timesteps=" in text and "Align Your Steps" in text
+
+
+def test_the_diffusers_call_is_printed_unwrapped_and_literal_on_a_narrow_terminal():
+    import io
+
+    from rich.console import Console
+
+    from diffsearch.cli.schedule import print_summary
+
+    call = (
+        'scheduler = DPMSolverMultistepScheduler.from_pretrained("/a/rather/long/path/to/the/model", '
+        "subfolder='scheduler', solver_order=2)\nscheduler.set_timesteps(timesteps=[999, 832, 666, 499, 332, 166])"
+    )
+    results = {
+        "options": {"model": "m", "nfe": 6, "objective": "teacher"},
+        "held_out": {"images": 50, "seeds_from": 1000000, "reference": None},
+        "rows": [],
+        "best": {"search_value": 0.01},
+        "trials": 3,
+        "search_seconds": 6.0,
+        "schedule_file": "s.json",
+        "call": call,
+        "figure": "f.png",
+        "results_file": "r.json",
+        "storage": "sqlite:///x.db",
+        "study": "s",
+    }
+    out = io.StringIO()
+    print_summary(results, Console(file=out, width=40, color_system=None))
+    printed = out.getvalue().splitlines()
+    for line in call.splitlines():  # every line of code whole, brackets kept
+        assert line in printed
