@@ -396,16 +396,32 @@ def train_unet(data: Data, work: Path, out: Path, steps: int, judge_dir: Path | 
     from diffusers import AutoencoderKL
 
     vae = AutoencoderKL.from_pretrained(str(work / "vae")).eval()
-    text_encoder = text_encoder_from(work / "clip_sd")
+    return fit_unet(data, vae, text_encoder_from(work / "clip_sd"), out, steps, judge_dir=judge_dir)
+
+
+def fit_unet(
+    data: Data,
+    vae,
+    text_encoder,
+    out: Path,
+    steps: int,
+    judge_dir: Path | None = None,
+    images: int = UNET_IMAGES,
+    start=None,
+    peak_lr: float = 2e-3,
+    warmup: int = 50,
+) -> float:
+    """Train the UNet ``steps`` steps on the first ``images`` training images (from random weights, or from the
+    UNet ``start`` when given) and save its EMA to ``out``; minutes taken."""
     log("unet: encoding images and captions")
     with torch.no_grad():
-        x = grey3(data.train_x[:UNET_IMAGES]) * 2 - 1
+        x = grey3(data.train_x[:images]) * 2 - 1
         dists = [vae.encode(x[i : i + 1000]).latent_dist for i in range(0, len(x), 1000)]
         mean = torch.cat([d.mean for d in dists])
         std = torch.cat([d.std for d in dists])
         per = 6
         texts, _ = data.captions("train", per, SEEDS["unet"], empty=fs.EMPTY_FRACTION)
-        texts = texts[: UNET_IMAGES * per]
+        texts = texts[: images * per]
         vocab, index = unique_ids(texts)
         ids = tokenize(vocab)
         embeds = torch.cat([text_encoder(ids[i : i + 500])[0] for i in range(0, len(ids), 500)])
@@ -413,6 +429,8 @@ def train_unet(data: Data, work: Path, out: Path, steps: int, judge_dir: Path | 
     log(f"unet: {len(vocab)} distinct captions")
     scale = vae.config.scaling_factor
     unet = build_unet()
+    if start is not None:
+        unet.load_state_dict(start.state_dict())
     ema = build_unet()
     ema.load_state_dict(unet.state_dict())
     ema.requires_grad_(False)
@@ -433,7 +451,9 @@ def train_unet(data: Data, work: Path, out: Path, steps: int, judge_dir: Path | 
         pred = unet(zt, t, encoder_hidden_states=embeds[index[idx, which]]).sample
         loss = F.mse_loss(pred, noise)
         for group in opt.param_groups:  # warm up, then cosine down to 10 %
-            group["lr"] = 2e-3 * min(1.0, (step + 1) / 50) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * timer.frac)))
+            group["lr"] = (
+                peak_lr * min(1.0, (step + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * timer.frac)))
+            )
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)

@@ -202,21 +202,6 @@ def _fill(folder: Path) -> None:
             f.flush()
 
 
-def _kill_connections(dsn: str) -> int:
-    import psycopg2
-
-    admin = psycopg2.connect(dsn.replace("dbname=diffsearch", "dbname=postgres"))
-    admin.autocommit = True
-    cursor = admin.cursor()
-    cursor.execute(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'diffsearch' "
-        "AND pid <> pg_backend_pid()"
-    )
-    killed = len(cursor.fetchall())
-    admin.close()
-    return killed
-
-
 def inject(fault: str, storage: str, out: Path, budget: int, workers: int, rng: random.Random, env: dict) -> dict:
     """Run the job with ``fault`` injected: its exit code(s), last stderr line, whether the fault landed, when."""
     argv = command(storage, out, budget, workers, fault)
@@ -263,7 +248,9 @@ def inject(fault: str, storage: str, out: Path, budget: int, workers: int, rng: 
                 pg_ctl(POSTGRES["url"], "restart")
                 injected = True
             elif fault == "pg-kill":
-                injected = _kill_connections(POSTGRES["dsn"]) > 0
+                from helpers import kill_connections
+
+                injected = kill_connections(POSTGRES["port"]) > 0
             elif fault == "disk":
                 _fill(out)
                 injected = True
@@ -430,7 +417,7 @@ def main() -> int:
         server = postgres_server()
         POSTGRES["url"] = server.__enter__()
         port = POSTGRES["url"].rsplit(":", 1)[1].split("/")[0]
-        POSTGRES["dsn"] = f"host=127.0.0.1 port={port} user=diffsearch dbname=diffsearch"
+        POSTGRES["port"], POSTGRES["dsn"] = port, f"host=127.0.0.1 port={port} user=diffsearch dbname=diffsearch"
     try:
         for fault in faults:
             rng = random.Random(f"{args.seed}-{fault}")

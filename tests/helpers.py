@@ -93,6 +93,23 @@ def pg_ctl(url: str, action: str) -> None:
     subprocess.run(ctl + options + fast + [action], check=True, capture_output=True)
 
 
+def kill_connections(port: int | str) -> int:
+    """Terminate every connection to the ``diffsearch`` database of the test server on ``port`` (as a server
+    restart or a network cut would); how many there were."""
+    import psycopg2
+
+    admin = psycopg2.connect(host="127.0.0.1", port=port, user="diffsearch", dbname="postgres")
+    admin.autocommit = True
+    cursor = admin.cursor()
+    cursor.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE datname = 'diffsearch' AND pid <> pg_backend_pid()"
+    )
+    killed = len(cursor.fetchall())
+    admin.close()
+    return killed
+
+
 @contextmanager
 def postgres_server():
     """Start a throw-away server; yield an SQLAlchemy URL for an empty database; stop and delete it."""

@@ -39,19 +39,9 @@ def _pg_ctl(url: str, action: str) -> None:
 
 
 def _kill_connections(url: str) -> int:
-    import psycopg2
+    from helpers import kill_connections
 
-    port = url.rsplit(":", 1)[1].split("/")[0]
-    admin = psycopg2.connect(host="127.0.0.1", port=port, user="diffsearch", dbname="postgres")
-    admin.autocommit = True
-    cursor = admin.cursor()
-    cursor.execute(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-        "WHERE datname = 'diffsearch' AND pid <> pg_backend_pid()"
-    )
-    killed = len(cursor.fetchall())
-    admin.close()
-    return killed
+    return kill_connections(url.rsplit(":", 1)[1].split("/")[0])
 
 
 def _x(trial: optuna.Trial) -> float:

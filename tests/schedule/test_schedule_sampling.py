@@ -15,6 +15,21 @@ from diffsearch.spaces.schedules import Schedule
 PROMPTS = ["a photo of a cat", "a red boat on a lake"]
 
 
+def tiny_search(searcher: str, budget: int, out, **prompts) -> ScheduleOptions:
+    """A 3-step search on the tiny SD pipeline: 2 search images, a 6-step teacher, no baselines judged."""
+    return ScheduleOptions(
+        model="tiny",
+        nfe=3,
+        searcher=searcher,
+        budget=budget,
+        search_images=2,
+        teacher_steps=6,
+        baselines=False,
+        out=str(out),
+        **prompts,
+    )
+
+
 def pipeline_images(pipe, schedule: Schedule, seeds, guidance, size):
     from diffusers import DPMSolverMultistepScheduler
 
@@ -40,19 +55,7 @@ def test_found_schedule_reproduces_with_the_pipeline(tmp_path):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("\n".join(PROMPTS))
     out = tmp_path / "run"
-    results = run_schedule(
-        ScheduleOptions(
-            model="tiny",
-            nfe=3,
-            searcher="evolution",
-            budget=3,
-            search_images=2,
-            teacher_steps=6,
-            prompts_file=str(prompts),
-            baselines=False,
-            out=str(out),
-        )
-    )
+    results = run_schedule(tiny_search("evolution", 3, out, prompts_file=str(prompts)))
     found = Schedule.from_dict(json.loads((out / "schedule.json").read_text()))
     assert found.nfe == 3 and results["trials"] == 3 and (out / "schedules_nfe3.png").is_file()
     assert "timesteps=[" in results["call"]
@@ -121,17 +124,7 @@ def test_gradient_searcher_descends_and_records_every_step(tmp_path):
 
     from diffsearch.spaces.schedules import ModelRange, ScheduleSpace
 
-    options = ScheduleOptions(
-        model="tiny",
-        nfe=3,
-        searcher="gradient",
-        budget=6,
-        search_images=2,
-        teacher_steps=6,
-        prompt=PROMPTS[0],
-        baselines=False,
-        out=str(tmp_path),
-    )
+    options = tiny_search("gradient", 6, tmp_path, prompt=PROMPTS[0])
     n_start = len(start_points(Prepared(options.resolved())))
     options.budget = n_start + 3
     results = run_schedule(options)
