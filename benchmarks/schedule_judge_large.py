@@ -5,7 +5,7 @@ FID on 200 images is biased upwards; this checks that a table's order and the ta
 judge has five times the images. It reads the schedules the searches found from schedule_search.json's rows.
 
     python benchmarks/schedule_judge_large.py [--part mnist-long/nfe6] [--images 1000]
-        [--rows ddim-trailing,dpm++,teacher,"tpe (search seed 0)",...]
+        [--row ddim-trailing --row "evolution, FID objective, 40 trials (search seed 0)" ...]
 
 Writes benchmarks/results/schedule_judge_large.{json,md}.
 """
@@ -26,7 +26,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--part", default="mnist-long/nfe6")
     p.add_argument("--images", type=int, default=1000)
-    p.add_argument("--rows", default="", help="comma-separated row names (default: baselines, teacher, searched)")
+    p.add_argument(
+        "--row", action="append", default=[], help="a row's name, repeated for more (default: every sampler row)"
+    )
     a = p.parse_args()
     from diffsearch.jobs.schedule import Prepared, ScheduleOptions, judge, sampler_rows
     from diffsearch.spaces.schedules import Schedule
@@ -35,7 +37,7 @@ def main() -> None:
     torch.set_num_threads(2)
     name, nfe = a.part.split("/")
     rows = merged()["runs"][a.part]["rows"]
-    wanted = [r for r in a.rows.split(",") if r] or list(rows)
+    wanted = a.row or [n for n, r in rows.items() if r.get("kind") != "floor"]
     model, reference = model_spec(name)
     o = ScheduleOptions(
         model=model, nfe=int(nfe[3:]), reference=reference, fid_images=a.images, out=str(CACHE / "judge-large")
