@@ -416,8 +416,8 @@ def report(record: dict) -> None:
     lines += [
         "## What these runs do not show",
         "",
-        "- The FID-objective searches ran at 6 NFE (12 trials, and 40 on the UNets) and at 4 NFE on the first "
-        "UNet (40 trials), one search seed each; 12 trials are only the start points and random draws "
+        "- The FID-objective searches ran at 6 NFE (12 trials, and 40 on the UNets), at 4 NFE on the first UNet "
+        "and at 5 NFE on the UNet trained longer (40 trials), one search seed each; 12 trials are only the start points and random draws "
         "(evolution's population of 10 never breeds), 40 trials breed three generations.",
         "- A schedule that matches its teacher can only reach the target where the teacher's FID is at most "
         "0.70 of the best uniform DDIM's (the across-NFE table): a model whose few-step samples are far from its "
