@@ -37,7 +37,7 @@ space:
     + """
 verifiers (--reward; several comma-separated make an ensemble, --ensemble rank or zscore):
 """
-    + "\n".join(f"  {k:16s} {v}" for k, v in REWARDS.items())
+    + "\n".join(f"  {k:16s} {e.description}" for k, e in REWARDS.items())
     + """
 
 examples:

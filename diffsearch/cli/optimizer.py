@@ -47,7 +47,7 @@ Use a found rule in your own code:  diffsearch.optimizers.from_expr("m1h / sqrt(
 Every training is an Optuna trial in one storage (default: a SQLite file in --out): rerunning the same
 command replays the search from the storage and trains nothing twice.
 
-tasks: {"; ".join(f"{k}: {v}" for k, v in TASKS.items())}.
+tasks: {"; ".join(f"{k}: {e.description}" for k, e in TASKS.items())}.
 A task of your own: --task module:factory, where factory() returns an object with name (str), steps (int: optimizer
 steps per training) and train(make_optimizer, seed) -> float (lower is better) that builds its model from seed,
 its optimizer with make_optimizer(model.parameters()), trains and returns a final loss or FID. Each rule is trained
@@ -103,7 +103,7 @@ def add_parser(subparsers, parser_class, formatter, help_text: str) -> None:
         "and rank everything by the longest run; see above",
     )
     p.add_argument(
-        "--score", default="loss", help="what a rule is judged on: " + "; ".join(f"{k}: {v}" for k, v in SCORES.items())
+        "--score", default="loss", help="what a rule is judged on: " + "; ".join(f"{k}: {e.description}" for k, e in SCORES.items())
     )
     p.add_argument(
         "--start-from",
