@@ -103,7 +103,9 @@ def add_parser(subparsers, parser_class, formatter, help_text: str) -> None:
         "and rank everything by the longest run; see above",
     )
     p.add_argument(
-        "--score", default="loss", help="what a rule is judged on: " + "; ".join(f"{k}: {e.description}" for k, e in SCORES.items())
+        "--score",
+        default="loss",
+        help="what a rule is judged on: " + "; ".join(f"{k}: {e.description}" for k, e in SCORES.items()),
     )
     p.add_argument(
         "--start-from",
