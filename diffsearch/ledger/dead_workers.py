@@ -14,6 +14,7 @@ import os
 import socket
 
 import optuna
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from diffsearch.ledger.optuna_private import (
@@ -189,6 +190,20 @@ def failed_by_another_worker(study: optuna.Study, running_id: int | None) -> boo
         return False
     # its retry is the mark of the stale check: a bug in the objective also ends FAIL, but unretried
     return any(retried_trial(t.system_attrs) == trial.number for t in study.get_trials(deepcopy=False))
+
+
+def finished_by_another_worker(study: optuna.Study, running_id: int | None, exc: Exception) -> bool:
+    """Whether this process's ``tell`` failed because another worker ran the same trial and finished it first.
+
+    On SQLite two workers can both take one waiting trial: Optuna claims it with SELECT ... FOR UPDATE, which
+    SQLite ignores, so both read it WAITING and both set it RUNNING. The work is the same (an enqueued trial's
+    params say all of it), the first result stands, and the second ``tell`` raises (Optuna's check before the
+    write, or the storage's at the write when the first finished in between); the caller goes on.
+    """
+    said = isinstance(exc, UpdateFinishedTrialError) or str(exc).startswith("Cannot tell a COMPLETE trial")
+    if running_id is None or not said:
+        return False
+    return storage_of(study).get_trial(running_id).state == TrialState.COMPLETE
 
 
 def sweep_dead_workers(study: optuna.Study) -> None:

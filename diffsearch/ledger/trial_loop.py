@@ -26,6 +26,7 @@ from diffsearch.ledger.dead_workers import (
     close_waiting_retries,
     earlier_retry,
     failed_by_another_worker,
+    finished_by_another_worker,
     places_of_retries,
     sweep_dead_workers,
     worker_id,
@@ -92,8 +93,11 @@ class TrialLoop:
                 callbacks=callbacks,
                 gc_after_trial=False,
             )
-        except Exception:
-            if not failed_by_another_worker(self.study, self._running):
+        except Exception as exc:
+            if not (
+                failed_by_another_worker(self.study, self._running)
+                or finished_by_another_worker(self.study, self._running, exc)
+            ):
                 raise
         self._running = None
 
